@@ -1,1 +1,163 @@
+"""The ``mexkit`` command line: one module per subcommand.
 
+Conventions (DESIGN.md): every stage reads a path or ``-`` (a store path on
+stdin), writes one store and prints exactly its path on stdout; logs and
+progress go to stderr.  Exit codes are decided here, in one place: 0 when
+every sample succeeded, 1 when some failed or the input was bad, 2 for usage
+errors, 130 on interrupt.  A closed stdout (``mexkit ... | head -1``) ends
+quietly.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import MexkitError, ParameterError
+
+__all__ = ["cli", "main"]
+
+# name -> (module, attribute, one-line help); loaded lazily so that
+# `mexkit inspect` does not import torch.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "inspect": ("mexkit.cli.inspect", "inspect_cmd",
+                "Summarise a store: stage, provenance, samples."),
+    "validate": ("mexkit.cli.inspect", "validate_cmd",
+                 "Check a store; exit 0 if valid, 1 otherwise."),
+}
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = super().format(record)
+        if record.levelno >= logging.ERROR:
+            return f"mexkit: error: {msg}"
+        if record.levelno >= logging.WARNING:
+            return f"mexkit: warning: {msg}"
+        return f"mexkit: {msg}"
+
+
+def _setup_logging(verbose: int, quiet: bool, debug: bool) -> None:
+    logger = logging.getLogger("mexkit")
+    for h in list(logger.handlers):
+        if getattr(h, "_mexkit", False):
+            logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._mexkit = True  # type: ignore[attr-defined]
+    handler.setFormatter(_Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    if debug or verbose >= 2:
+        level = logging.DEBUG
+    elif verbose == 1:
+        level = logging.INFO
+    elif quiet:
+        level = logging.ERROR
+    else:
+        level = logging.WARNING
+    logger.setLevel(level)
+    logging.captureWarnings(True)
+
+
+def _silence_stdout() -> None:
+    # Python's advice for SIGPIPE: point stdout at devnull so the interpreter's
+    # final flush does not raise again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class MexkitGroup(click.Group):
+    """A group that loads subcommands lazily and maps errors to exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool((ctx.obj or {}).get("debug")) or "--debug" in sys.argv
+        try:
+            rv = super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except BrokenPipeError:
+            _silence_stdout()
+            ctx.exit(0)
+        except KeyboardInterrupt:
+            click.echo("mexkit: interrupted; finished samples are kept, re-run to resume.",
+                       err=True)
+            ctx.exit(130)
+        except MexkitError as exc:
+            if debug:
+                traceback.print_exc(file=sys.stderr)
+            click.echo(f"mexkit: error: {_first_line(exc)}", err=True)
+            ctx.exit(2 if isinstance(exc, ParameterError) else 1)
+        except Exception as exc:  # a bug: say so, in one line unless --debug
+            if debug:
+                traceback.print_exc(file=sys.stderr)
+            else:
+                click.echo(
+                    f"mexkit: internal error: {type(exc).__name__}: {_first_line(exc)} "
+                    "(run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+        code = getattr(rv, "exit_code", rv if isinstance(rv, int) else 0)
+        if code:
+            ctx.exit(code)
+        return rv
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return " ".join(text.split("\n")) if text else type(exc).__name__
+
+
+@click.group(cls=MexkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="mexkit")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
+    """mexkit: micro-expression preprocessing, feature stores and models.
+
+    Each subcommand reads a dataset, a clip or a store (or '-' for a store
+    path on stdin), writes one HDF5 store, and prints its path on stdout, so
+    that commands chain in shell pipelines:
+
+        mexkit crop --dataset casme2 ... | mexkit flow - | mexkit train - --model mean
+    """
+    ctx.obj = {"verbose": verbose, "quiet": quiet, "debug": debug,
+               "progress": not quiet}
+    _setup_logging(verbose, quiet, debug)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(args=argv, prog_name="mexkit")
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(0)
+    finally:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()

@@ -1,0 +1,100 @@
+"""Shared pieces of the subcommands: output helpers, options, input resolution."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ParameterError
+
+__all__ = [
+    "out",
+    "err",
+    "resolve_input",
+    "default_output",
+    "jobs_options",
+    "output_option",
+    "settings",
+]
+
+
+def out(text: str) -> None:
+    """Write one line to stdout (the only channel for results)."""
+    click.echo(text, file=sys.stdout)
+
+
+def err(text: str) -> None:
+    """Write one line to stderr."""
+    click.echo(text, file=sys.stderr)
+
+
+def settings() -> dict[str, Any]:
+    """The global options (verbosity, debug) of the running command."""
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None and ctx.parent is not None:
+        ctx = ctx.parent
+    return dict(ctx.obj or {}) if ctx is not None else {}
+
+
+def resolve_input(value: str, *, what: str = "input store") -> Path:
+    """Return the path named by ``value``; ``-`` reads it from stdin.
+
+    With ``-`` the first non-empty line of standard input is the path (as the
+    previous command in a pipeline printed it).
+    """
+    if value == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise ParameterError(f"The {what} is '-', but standard input is closed.")
+        line = ""
+        for raw in sys.stdin:
+            line = raw.strip()
+            if line:
+                break
+        if not line:
+            raise ParameterError(
+                f"The {what} is '-', but standard input held no path "
+                "(did the previous command fail?)."
+            )
+        value = line
+    path = Path(value)
+    if not path.exists():
+        raise ParameterError(f"The {what} {str(path)!r} does not exist.")
+    return path
+
+
+def default_output(source: Path, stage: str) -> Path:
+    """``x.crop.h5`` -> ``x.flow.h5``; ``data/`` -> ``data.flow.h5`` (in the cwd)."""
+    name = source.name
+    if source.is_file() and name.endswith(".h5"):
+        stem = name[:-3]
+        base = stem.split(".")[0] if "." in stem else stem
+        return source.with_name(f"{base}.{stage}.h5")
+    base = source.resolve().name or "mexkit"
+    base = base.split(".")[0] or "mexkit"
+    return Path.cwd() / f"{base}.{stage}.h5"
+
+
+def output_option(f: Any) -> Any:
+    return click.option(
+        "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+        help="Output store (default: derived from the input, e.g. x.crop.h5 -> x.flow.h5).",
+    )(f)
+
+
+def jobs_options(f: Any) -> Any:
+    f = click.option(
+        "--backend", type=click.Choice(["loky", "threading", "dask", "ray"]), default="loky",
+        show_default=True, help="joblib backend for --jobs > 1 (dask/ray for clusters).",
+    )(f)
+    f = click.option(
+        "-j", "--jobs", type=click.IntRange(min=-1), default=1, show_default=True,
+        help="Parallel workers (-1: one per CPU core).",
+    )(f)
+    return f
+
+
+def n_jobs(jobs: int) -> int:
+    return os.cpu_count() or 1 if jobs in (-1, 0) else jobs
