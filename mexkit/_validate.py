@@ -1,7 +1,8 @@
 """Small validation helpers with one message style."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import ParameterError
 

@@ -93,7 +93,9 @@ class MexkitGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = bool((ctx.obj or {}).get("debug")) or "--debug" in sys.argv
+        def debug() -> bool:
+            return bool((ctx.obj or {}).get("debug"))
+
         try:
             rv = super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
@@ -106,12 +108,12 @@ class MexkitGroup(click.Group):
                        err=True)
             ctx.exit(130)
         except MexkitError as exc:
-            if debug:
+            if debug():
                 traceback.print_exc(file=sys.stderr)
             click.echo(f"mexkit: error: {_first_line(exc)}", err=True)
             ctx.exit(2 if isinstance(exc, ParameterError) else 1)
         except Exception as exc:  # a bug: say so, in one line unless --debug
-            if debug:
+            if debug():
                 traceback.print_exc(file=sys.stderr)
             else:
                 click.echo(

@@ -120,7 +120,8 @@ def _iter_results(compute: Callable, todo: Sequence[Task], staging: str, compres
 def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Mapping]], *,
               output: str | Path, stage: str, params: Mapping[str, Any],
               upstream: Iterable[Mapping[str, Any]] = (), jobs: int = 1, backend: str = "loky",
-              progress: bool = True, compression: str = "gzip") -> StageResult:
+              progress: bool = True, compression: str = "gzip",
+              extra_failures: Mapping[str, str] | None = None) -> StageResult:
     """Run ``compute`` over ``tasks`` and write the output store.
 
     Parameters
@@ -141,6 +142,11 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
         joblib backend for ``jobs > 1``.
     progress : bool
         Show a progress bar on stderr (only when stderr is a terminal).
+    compression : {"gzip", "lzf"}
+        Compression of the stored arrays.
+    extra_failures : mapping, optional
+        Samples that cannot be computed at all (e.g. failed upstream), with
+        their reasons; they are recorded as failures of this stage too.
 
     Returns
     -------
@@ -157,6 +163,10 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
     output = Path(output)
     result = StageResult(path=output)
     keys = {t.sample_id: t.cache_key for t in tasks}
+    extra = {sid: msg for sid, msg in (extra_failures or {}).items() if sid not in keys}
+    if extra:
+        logger.warning("%s: %d sample(s) failed in an earlier stage and are skipped",
+                       stage, len(extra))
     with StoreWriter(output, stage=stage, params=params, upstream=upstream,
                      compression=compression) as writer:
         todo = [t for t in tasks if not writer.finished(t.sample_id, t.cache_key)]
@@ -179,6 +189,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
                 bar.update(1)
         finally:
             bar.close()
+        result.failures.update(extra)
         writer.finalize(ids, keys, result.failures)
     result.seconds = time.perf_counter() - start
     logger.info("%s: %d computed, %d skipped (cached), %d failed in %.1f s -> %s", stage,
