@@ -26,10 +26,24 @@ __all__ = ["cli", "main"]
 # name -> (module, attribute, one-line help); loaded lazily so that
 # `mexkit inspect` does not import torch.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "synth": ("mexkit.cli.synth", "synth_cmd",
+              "Write a synthetic ME dataset with ground-truth motion."),
+    "samples": ("mexkit.cli.samples", "samples_cmd",
+                "Show what mexkit reads from a dataset's annotation sheet."),
+    "crop": ("mexkit.cli.crop", "crop_cmd",
+             "Detect, align and crop faces (68-point landmarks)."),
     "inspect": ("mexkit.cli.inspect", "inspect_cmd",
                 "Summarise a store: stage, provenance, samples."),
     "validate": ("mexkit.cli.inspect", "validate_cmd",
                  "Check a store; exit 0 if valid, 1 otherwise."),
+    "train": ("mexkit.cli.train", "train_cmd",
+              "Train and evaluate a model under LOSO / k-fold / CDE / HDE."),
+    "evaluate": ("mexkit.cli.train", "evaluate_cmd",
+                 "Metrics table of a results file or any predictions CSV."),
+    "predict": ("mexkit.cli.train", "predict_cmd",
+                "Apply a trained model to the samples of a store."),
+    "models": ("mexkit.cli.train", "models_cmd",
+               "List the models, their inputs, defaults and parameter counts."),
 }
 
 

@@ -1,0 +1,114 @@
+"""``mexkit crop``: detection, 68-point landmarks, alignment and crop."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ParameterError
+from ._common import (
+    jobs_options,
+    n_jobs,
+    out,
+    output_option,
+    resolve_input,
+    settings,
+)
+
+
+def dataset_options(f):
+    f = click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     default=None,
+                     help="Dataset folder (default: the annotation file's folder).")(f)
+    f = click.option("--annotations", default=None,
+                     help="Annotation sheet (xlsx/xls/csv), or '-' to read its path from "
+                          "stdin (as `mexkit synth` prints it).")(f)
+    f = click.option("--dataset", default=None,
+                     help="casme, casme2, smic-hs, smic-vis, smic-nir, samm, casme-sq, samm-lv, "
+                          "megc2019 or generic (default: detected from the sheet).")(f)
+    return f
+
+
+def load_samples(dataset: str | None, annotations: str, root: Path | None):
+    """Read a dataset's samples; returns (samples, provenance record of the sheet)."""
+    import hashlib
+
+    from ..io.datasets import detect_dataset, load_dataset
+
+    sheet = resolve_input(annotations, what="annotation sheet")
+    name = dataset or detect_dataset(sheet)
+    samples = load_dataset(name, sheet, root=root)
+    record = {"stage": f"annotations:{name}", "path": str(sheet.resolve()),
+              "content_hash": hashlib.sha256(sheet.read_bytes()).hexdigest(), "store_id": ""}
+    return samples, record
+
+
+@click.command("crop")
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@dataset_options
+@click.option("--detector", type=click.Choice(["dlib", "fan", "none"]), default="dlib",
+              show_default=True,
+              help="dlib (offline HOG + 68-point model), fan (face-alignment, GPU) or none "
+                   "(frames are already face crops, e.g. CASME II's cropped set).")
+@click.option("--mode", type=click.Choice(["first", "every"]), default="first",
+              show_default=True,
+              help="Landmarks on the first frame, one crop for the clip (MEAN), or on every "
+                   "frame with temporal smoothing.")
+@click.option("--size", type=click.IntRange(min=16), default=128, show_default=True,
+              help="Crop side in pixels (128 MEAN/AKMNet, 112 MERSiamC3D/PSN, 224 ATNet).")
+@click.option("--margin", type=click.FloatRange(min=0), default=0.125, show_default=True,
+              help="Border around the landmarks, as a fraction of their box.")
+@click.option("--grey/--rgb", default=True, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Frame rate of image folders given as INPUTS.")
+@click.option("--unit", type=click.Choice(["clip", "video"]), default=None,
+              help="For long-video datasets: crop whole videos (default, for spotting) or "
+                   "each annotated interval.")
+@click.option("--smooth", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="--mode every: temporal smoothing of the crop (Gaussian sigma, frames).")
+@click.option("--max-gap", type=click.IntRange(min=0), default=5, show_default=True,
+              help="--mode every: longest run of frames without a face that is interpolated.")
+@click.option("--upsample", type=click.IntRange(min=0), default=None,
+              help="dlib detector upsampling (default: 0, then 1 if no face is found).")
+@click.option("--device", default=None, help="Torch device for --detector fan.")
+@output_option
+@jobs_options
+def crop_cmd(inputs: tuple[Path, ...], dataset: str | None, annotations: str | None,
+             root: Path | None, detector: str, mode: str, size: int, margin: float,
+             grey: bool, fps: float | None, unit: str | None, smooth: float, max_gap: int,
+             upsample: int | None, device: str | None, output: Path | None, jobs: int,
+             backend: str):
+    """Crop aligned faces from a dataset, or from video files / image folders (INPUTS).
+
+    Writes a store with, per clip, the crops (`frames`), landmarks in crop
+    coordinates, the frame-to-crop transforms, detection scores, flags for
+    interpolated frames and the dataset's frame numbers, and prints its path.
+    A clip without a face fails alone (NoFaceError, exit status 1); the
+    others are kept.
+    """
+    from ..pipeline.crop import clips_from_paths, clips_from_samples, run_crop
+
+    upstream = []
+    if annotations is not None:
+        if inputs:
+            raise ParameterError("Give either INPUTS or --annotations, not both.")
+        samples, record = load_samples(dataset, annotations, root)
+        upstream.append(record)
+        long = any(s.video and s.video != s.clip for s in samples)
+        specs = clips_from_samples(samples, unit=unit or ("video" if long else "clip"))
+        base = Path(record["path"]).parent.name or "dataset"
+    elif inputs:
+        if dataset or root:
+            raise ParameterError("--dataset and --root need --annotations.")
+        specs = clips_from_paths(inputs, fps=fps)
+        base = inputs[0].stem if len(inputs) == 1 else "clips"
+    else:
+        raise ParameterError("Give video files / image folders, or --annotations (see --help).")
+    if output is None:
+        output = Path(f"{base}.crop.h5")
+    result = run_crop(specs, output, detector=detector, mode=mode, size=size, margin=margin,
+                      grey=grey, smooth=smooth, max_gap=max_gap, upsample=upsample,
+                      device=device, jobs=n_jobs(jobs), backend=backend,
+                      progress=settings().get("progress", True), upstream=upstream)
+    out(str(Path(output).resolve()))
+    return result

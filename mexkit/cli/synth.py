@@ -1,0 +1,64 @@
+"""``mexkit synth``: a synthetic micro-expression dataset with ground truth."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import out
+
+
+@click.command("synth")
+@click.argument("root", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--subjects", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--clips-per-class", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Clips of each class per subject (short clips).")
+@click.option("--classes", default="negative,positive,surprise", show_default=True,
+              help="Comma-separated classes (negative, positive, surprise).")
+@click.option("--fps", type=click.FloatRange(min=1), default=None,
+              help="Frame rate (default: 100 for clips, 50 for --long; CASME II uses 200).")
+@click.option("--size", type=click.IntRange(min=160), default=240, show_default=True,
+              help="Frame side in pixels.")
+@click.option("--format", "image_format", type=click.Choice(["jpg", "png"]), default="jpg",
+              show_default=True, help="png keeps frames exactly equal to the ground truth.")
+@click.option("--noise", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Sensor noise sigma in grey levels.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--long", "long_videos", is_flag=True,
+              help="SAMM-LV-like long videos with several MEs, macro-expressions, blinks "
+                   "and head motion, instead of short clips.")
+@click.option("--videos-per-subject", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seconds", type=click.FloatRange(min=1), default=12.0, show_default=True,
+              help="Length of each long video.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing synthetic dataset.")
+def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
+              fps: float | None, size: int, image_format: str, noise: float, seed: int,
+              long_videos: bool, videos_per_subject: int, seconds: float,
+              overwrite: bool) -> int:
+    """Write a synthetic ME dataset with known onset/apex/offset and motion to ROOT.
+
+    Faces come from a real photograph (scikit-image's astronaut), varied into
+    distinct subjects.  Each micro-expression is a low-intensity local
+    deformation shaped like its class's action units (surprise AU1+2,
+    positive AU12, negative AU4 or AU9).  The true displacement field of every
+    frame is saved under ROOT/truth.  Short clips are laid out like CASME II
+    (CASME2-coding.xlsx) plus the generic samples.csv, whose path is printed;
+    with --long, the videos are laid out like SAMM Long Videos and the
+    SAMM-LV sheet's path is printed.
+    """
+    from ..synth.write import write_casme2_like, write_samm_lv_like
+
+    if long_videos:
+        sheet = write_samm_lv_like(root, n_subjects=subjects,
+                                   videos_per_subject=videos_per_subject,
+                                   fps=fps or 50.0, seconds=seconds, seed=seed, size=size,
+                                   image_format=image_format, noise_sigma=noise,
+                                   overwrite=overwrite)
+        out(str(sheet))
+        return 0
+    write_casme2_like(root, n_subjects=subjects, clips_per_class=clips_per_class,
+                      classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
+                      fps=fps or 100.0, seed=seed, size=size, image_format=image_format,
+                      noise_sigma=noise, overwrite=overwrite)
+    out(str(Path(root) / "samples.csv"))
+    return 0

@@ -1,0 +1,170 @@
+"""``mexkit train``, ``mexkit evaluate``, ``mexkit predict`` and ``mexkit models``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import ParameterError
+from ._common import out, resolve_input, settings
+
+MODEL_NAMES = ["mean", "atnet", "atnet-spatial", "atnet-temporal"]
+
+
+@click.command("train")
+@click.argument("store", type=str)
+@click.option("--model", "model", type=click.Choice(MODEL_NAMES), required=True,
+              help="Registered model (see `mexkit models`).")
+@click.option("--protocol", type=click.Choice(["loso", "kfold", "cde", "hde"]),
+              default="loso", show_default=True,
+              help="Leave-one-subject-out, stratified k-fold, composite database (LOSO over "
+                   "datasets), hold-out database.")
+@click.option("--scheme", default=None,
+              help="Label scheme (megc3, 4class, casme2-5, samm-5, objective, objective-4). "
+                   "Default: the label stored with each sample.")
+@click.option("--folds", "n_splits", type=click.IntRange(min=2), default=10, show_default=True,
+              help="Number of folds for --protocol kfold.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Default: the paper's.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Default: the paper's.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Default: the paper's.")
+@click.option("--balance", type=click.Choice(["default", "resample", "weights", "none"]),
+              default="default", show_default=True,
+              help="Class balancing (default: the paper's choice).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--deterministic/--no-deterministic", default=True, show_default=True,
+              help="Deterministic kernels (bit-reproducible runs and resumes).")
+@click.option("--final", is_flag=True,
+              help="Also train one model on all samples, for `mexkit predict`.")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Results folder (default: <store>.<model>-<protocol>/).")
+def train_cmd(store: str, model: str, protocol: str, scheme: str | None, n_splits: int,
+              epochs: int | None, batch_size: int | None, lr: float | None, balance: str,
+              device: str, seed: int, deterministic: bool, final: bool,
+              out_dir: Path | None) -> int:
+    """Train and evaluate a model on STORE (or '-') under a protocol.
+
+    Writes results.json (configuration, versions, per-fold and pooled
+    metrics), predictions.csv and confusion.png in the results folder and
+    prints the path of results.json.  Finished folds and epochs are kept: run
+    the same command again to resume a killed job.  Under torchrun the same
+    command trains with DistributedDataParallel.
+    """
+    from ..pipeline.training import format_report, train_evaluate
+
+    path = resolve_input(store)
+    if out_dir is None:
+        out_dir = path.with_name(f"{path.name.split('.')[0]}.{model}-{protocol}")
+    results = train_evaluate(
+        path, out_dir, model=model, protocol=protocol, scheme=scheme, n_splits=n_splits,
+        epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
+        deterministic=deterministic,
+        class_balance=None if balance == "none" else balance, final=final,
+        progress=settings().get("progress", True))
+    if not settings().get("quiet"):
+        click.echo(format_report(json.loads(results.read_text())), err=True)
+    out(str(results))
+    return 0
+
+
+@click.command("evaluate")
+@click.argument("source", type=str)
+@click.option("--classes", default=None,
+              help="Comma-separated classes of the scheme (so that absent classes show).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate_cmd(source: str, classes: str | None, as_json: bool) -> int:
+    """Print the metrics table of a results.json or of any predictions CSV.
+
+    A predictions CSV needs the columns true and pred (fold and dataset are
+    used when present), so other tools' outputs are scored the same way:
+    accuracy, UF1 and UAR pooled over folds, per fold, and per class.
+    """
+    from ..learn.metrics import pooled_and_per_fold
+    from ..pipeline.training import format_report, read_predictions
+
+    path = resolve_input(source, what="results or predictions file")
+    if path.suffix == ".json":
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"{path}: not a readable results file ({exc}).") from exc
+        if "pooled" not in results:
+            raise ParameterError(f"{path}: not a mexkit results file (no 'pooled' metrics).")
+    else:
+        rows, score_classes = read_predictions(path)
+        cls = classes.split(",") if classes else (score_classes or None)
+        results = pooled_and_per_fold(rows, classes=cls)
+    if as_json:
+        from ..pipeline.training import _jsonable
+
+        out(json.dumps(_jsonable(results), indent=2, sort_keys=True))
+    else:
+        out(format_report(results))
+    return 0
+
+
+@click.command("predict")
+@click.argument("store", type=str)
+@click.option("--results", "results_dir", type=click.Path(exists=True, file_okay=False,
+              path_type=Path), required=True,
+              help="Results folder of `mexkit train --final`.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Predictions CSV (default: <store>.predictions.csv).")
+def predict_cmd(store: str, results_dir: Path, device: str, output: Path | None) -> int:
+    """Apply the final model of a training run to the samples of STORE.
+
+    Writes a predictions CSV (true is the stored label when known) and
+    prints its path.
+    """
+    from ..pipeline.training import predict_store
+
+    path = resolve_input(store)
+    if output is None:
+        output = path.with_name(f"{path.name.split('.')[0]}.predictions.csv")
+    predict_store(path, results_dir, output, device=device)
+    out(str(output))
+    return 0
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True)
+def models_cmd(as_json: bool) -> int:
+    """List the models: inputs, paper defaults, parameter counts."""
+    from ..models.registry import count_parameters, get_model, list_models
+
+    rows = []
+    for spec in list_models():
+        n_classes = 3
+        net = get_model(spec.name, n_classes)
+        rows.append({
+            "name": spec.name,
+            "reference": spec.reference,
+            "inputs": {i.name: list(i.shape) for i in spec.inputs},
+            "produced_by": {i.name: list(i.produced_by) for i in spec.inputs},
+            "defaults": {k: v for k, v in spec.defaults.as_fit_kwargs().items()},
+            "augmentation": spec.defaults.augmentation,
+            "parameters_3_classes": count_parameters(net),
+            "paper_reported": dict(spec.paper_reported),
+        })
+    if as_json:
+        out(json.dumps(rows, indent=2, default=str))
+        return 0
+    for r in rows:
+        d = r["defaults"]
+        out(f"{r['name']}")
+        out(f"  paper      {r['reference']}")
+        out("  inputs     " + ", ".join(f"{k} {tuple(v)}" for k, v in r["inputs"].items()))
+        out(f"  training   {d['optimizer']} lr {d['lr']}, {d['epochs']} epochs, batch "
+            f"{d['batch_size']}, loss {d['loss']}, balance {d['class_balance']}, "
+            f"augment {r['augmentation']}")
+        paper = r["paper_reported"].get(3) or r["paper_reported"].get("3")
+        extra = f" (paper: {paper})" if paper else ""
+        out(f"  parameters {r['parameters_3_classes']:,} for 3 classes{extra}")
+    return 0

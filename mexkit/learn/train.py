@@ -1,0 +1,749 @@
+"""Training and prediction for in-memory torch datasets, on CPU, GPU or DDP.
+
+A dataset is a ``torch.utils.data.Dataset`` whose items are ``(inputs,
+label)``: ``inputs`` is a tensor (passed to the model positionally) or a
+dict of tensors (passed by keyword, named as in the model's registry
+entry), ``label`` an int class index (a float target for ``loss="mse"``).
+A dataset may expose its labels as a ``labels`` attribute (sequence of N
+ints) to spare :func:`fit` a pass over the data when it balances classes.
+
+Reproducibility
+---------------
+:func:`fit` seeds Python, NumPy and torch from ``seed``, and at the start
+of each epoch re-seeds torch (dropout) and draws the epoch's sample order
+and augmentation from generators seeded by (seed, epoch). An epoch's
+randomness therefore does not depend on how the run got there, which is
+what makes resuming exact: with ``deterministic=True`` (deterministic
+kernels, cuDNN benchmarking off) a run resumed from the checkpoint of epoch
+k ends with the same weights as a run that was never interrupted. Seed the
+model's initialisation yourself (:func:`seed_everything` before building
+it).
+
+Checkpoints
+-----------
+One safetensors file: the model's state (``model.<key>``), the optimizer's
+tensor state (``optim.<param>.<key>``) and, in the file's metadata, a JSON
+document with the completed epoch count, the seed, the training
+configuration, the history and the optimizer's scalar state. Loading it
+runs no code (no pickle). It is written after every ``checkpoint_every``
+epochs to a temporary name and renamed into place.
+
+Distributed training
+--------------------
+When launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment),
+:func:`fit` joins the process group (NCCL on CUDA, Gloo on CPU), puts the
+model on ``cuda:LOCAL_RANK`` when a CUDA device is asked for, wraps it in
+``DistributedDataParallel`` and gives each process an equal share of every
+batch: ``batch_size`` is the global batch, which must be divisible by the
+number of processes. Each epoch's sample order is drawn identically on all
+ranks and sharded with ``DistributedSampler``, so a DDP run follows the
+same optimisation path as a single process with the same global batch
+(exactly so for models without batch norm or dropout, whose statistics and
+masks are per process). Only rank 0 writes checkpoints. The user's command
+does not change besides the launcher.
+
+References
+----------
+.. [1] G.-B. Liong, J. See, C.-S. Chan, "Spot-then-Recognize", Signal
+   Process. Image Commun. 110 (2023): Adam 5e-4, two-stage training.
+.. [2] M. Peng et al., "A Novel Apex-Time Network for Cross-Dataset
+   Micro-Expression Recognition", ACII 2019: SGD 0.01, /10 every 10 epochs.
+.. [3] T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollar, "Focal Loss for
+   Dense Object Detection", ICCV 2017.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from sklearn.utils.class_weight import compute_class_weight
+from torch import nn
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    WeightedRandomSampler,
+)
+
+from .. import __version__
+from .._validate import check_option, check_range
+from ..errors import ParameterError, StoreError
+
+__all__ = [
+    "fit",
+    "predict",
+    "seed_everything",
+    "paper_defaults",
+    "ratio_subsample",
+    "load_checkpoint",
+    "CHECKPOINT_FORMAT",
+]
+
+logger = logging.getLogger("mexkit")
+
+CHECKPOINT_FORMAT = "mexkit-checkpoint"
+CHECKPOINT_VERSION = 1
+_OPTIMIZERS = ("adam", "sgd")
+_LOSSES = ("ce", "focal", "mse")
+_BALANCE = ("resample", "weights", None)
+_SCHEDULES = ("constant", "step", "cosine")
+# Settings that shape the optimisation path: a checkpoint made with other values
+# cannot be resumed.
+_TRAJECTORY_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "schedule", "batch_size",
+                    "seed", "class_balance", "loss", "focal_gamma", "augment")
+
+
+# -- seeding ------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _derive(*keys: int) -> int:
+    """A 63-bit seed that depends on all of ``keys`` (SeedSequence hashing)."""
+    state = np.random.SeedSequence([int(k) % 2**32 for k in keys]).generate_state(2)
+    return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
+
+
+@contextmanager
+def _determinism(enabled: bool, device: torch.device):
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if enabled:
+        if device.type == "cuda":
+            # cuBLAS needs this before its first call to be deterministic.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.deterministic = previous[2]
+        torch.backends.cudnn.benchmark = previous[3]
+
+
+# -- registry defaults ----------------------------------------------------------
+def paper_defaults(model_or_name: nn.Module | str, *, stage: str = "recognition"
+                   ) -> dict[str, Any]:
+    """Keyword arguments of :func:`fit` with the paper's settings.
+
+    Parameters
+    ----------
+    model_or_name : torch.nn.Module or str
+        A registered model (its ``registry_name``) or a registry name.
+    stage : {"recognition", "pretrain"}
+        ``"pretrain"`` gives the first stage the paper trains (MEAN's
+        spotting stage).
+
+    Returns
+    -------
+    dict
+        ``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``momentum``,
+        ``weight_decay``, ``schedule``, ``loss``, ``class_balance`` and
+        ``augment`` (a callable or None).
+    """
+    from ..models.registry import get_spec
+    from .augment import get_augmentation
+
+    name = model_or_name if isinstance(model_or_name, str) else getattr(
+        model_or_name, "registry_name", None)
+    if name is None:
+        raise ParameterError(
+            f"{type(model_or_name).__name__} is not a registered model; pass the training "
+            "settings to fit() explicitly."
+        )
+    spec = get_spec(name)
+    check_option("stage", stage, ("recognition", "pretrain"))
+    defaults = spec.defaults if stage == "recognition" else spec.pretrain
+    if defaults is None:
+        raise ParameterError(f"Model {name!r} has no 'pretrain' stage.")
+    kw = defaults.as_fit_kwargs()
+    kw["augment"] = get_augmentation(defaults.augmentation)
+    return kw
+
+
+def ratio_subsample(labels: Sequence[int], *, ratio: float = 8.0, seed: int = 0,
+                    negative: int = 0) -> np.ndarray:
+    """Indices of a subsample with at most ``ratio`` negatives per positive.
+
+    MEAN trains its spotting head on all ME frames and a random subset of
+    the non-ME frames, ``ratio`` of them per ME frame (8:1 in the paper).
+
+    Parameters
+    ----------
+    labels : sequence of int, shape (N,)
+        0/1 pseudo-labels (``negative`` marks the non-ME class).
+    ratio : float
+        Negatives kept per positive.
+    seed : int
+    negative : int
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Sorted indices: all positives and ``min(#neg, floor(ratio * #pos))``
+        negatives drawn without replacement.
+    """
+    check_range("ratio", ratio, 0.0, low_open=True)
+    y = np.asarray(labels)
+    neg = np.flatnonzero(y == negative)
+    pos = np.flatnonzero(y != negative)
+    keep = min(neg.size, int(math.floor(ratio * pos.size)))
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(neg, size=keep, replace=False) if keep else neg[:0]
+    return np.sort(np.concatenate([pos, chosen])).astype(np.int64)
+
+
+# -- data -----------------------------------------------------------------------
+def _labels_of(dataset: Dataset) -> np.ndarray:
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        labels = [dataset[i][1] for i in range(len(dataset))]
+    return np.asarray([int(v) for v in labels], dtype=np.int64)
+
+
+def _to_device(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, Mapping):
+        return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+    return inputs.to(device, non_blocking=True)
+
+
+def _call(model: nn.Module, inputs: Any) -> torch.Tensor:
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    return model(inputs)
+
+
+def _epoch_order(n: int, sample_weights: torch.Tensor | None, seed: int, epoch: int,
+                 rank: int, world: int) -> list[int]:
+    """The epoch's sample indices for this rank (identical draws on every rank)."""
+    gen = torch.Generator().manual_seed(_derive(seed, epoch, 1))
+    if sample_weights is None:
+        order = list(RandomSampler(range(n), generator=gen))
+    else:
+        order = list(WeightedRandomSampler(sample_weights, n, replacement=True, generator=gen))
+    if world > 1:
+        shard = DistributedSampler(order, num_replicas=world, rank=rank, shuffle=False)
+        order = [order[i] for i in shard]
+    return order
+
+
+# -- loss -------------------------------------------------------------------------
+def _loss(kind: str, out: torch.Tensor, target: torch.Tensor,
+          class_weights: torch.Tensor | None, gamma: float) -> torch.Tensor:
+    if kind == "mse":
+        return F.mse_loss(out.reshape(target.shape), target.to(out.dtype))
+    if kind == "ce":
+        return F.cross_entropy(out, target, weight=class_weights)
+    logp = F.log_softmax(out, dim=1).gather(1, target[:, None])[:, 0]
+    w = class_weights[target] if class_weights is not None else torch.ones_like(logp)
+    focal = -w * (1 - logp.exp()).pow(gamma) * logp
+    return focal.sum() / w.sum()
+
+
+# -- optimiser and schedule -----------------------------------------------------------
+def _check_schedule(schedule: Mapping[str, Any] | None) -> dict[str, Any]:
+    if schedule is None:
+        return {"kind": "constant"}
+    if not isinstance(schedule, Mapping) or "kind" not in schedule:
+        raise ParameterError(
+            f"Invalid value for the 'schedule' parameter: expected None or a dict with a "
+            f"'kind' key, but got {schedule!r}."
+        )
+    s = dict(schedule)
+    check_option("schedule kind", s["kind"], _SCHEDULES)
+    if s["kind"] == "step":
+        s.setdefault("gamma", 0.1)
+        if "step_size" not in s:
+            raise ParameterError("A 'step' schedule needs a 'step_size' (epochs).")
+        check_range("step_size", s["step_size"], 1)
+    if s["kind"] == "cosine":
+        s.setdefault("eta_min", 0.0)
+    return s
+
+
+def _lr_at(lr: float, schedule: Mapping[str, Any], epoch: int, epochs: int) -> float:
+    """Learning rate of epoch ``epoch`` (0-based)."""
+    kind = schedule["kind"]
+    if kind == "step":
+        return lr * schedule["gamma"] ** (epoch // schedule["step_size"])
+    if kind == "cosine":
+        eta = schedule["eta_min"]
+        return eta + (lr - eta) * (1 + math.cos(math.pi * epoch / max(epochs, 1))) / 2
+    return lr
+
+
+def _make_optimizer(kind: str, params: list[nn.Parameter], lr: float, momentum: float,
+                    weight_decay: float) -> torch.optim.Optimizer:
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+# -- checkpoints ----------------------------------------------------------------------
+def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     meta: dict[str, Any]) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        tensors[f"model.{key}"] = value.detach().to("cpu").clone().contiguous()
+    state = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, pstate in state["state"].items():
+        for key, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value.detach().to("cpu").clone().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    meta = dict(meta, optimizer_param_groups=state["param_groups"],
+                optimizer_scalars=scalars)
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "version": str(CHECKPOINT_VERSION),
+        "meta": json.dumps(meta, sort_keys=True),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
+                                                      dict[str, torch.Tensor],
+                                                      dict[str, Any]]:
+    """Read a checkpoint written by :func:`fit` without running any code.
+
+    Returns
+    -------
+    model_state : dict
+        ``model.load_state_dict`` input.
+    optimizer_tensors : dict
+        ``"<param>.<key>"`` -> tensor.
+    meta : dict
+        ``epoch`` (completed epochs), ``seed``, ``config``, ``history``,
+        ``optimizer_param_groups``, ``optimizer_scalars``, ``model_class``,
+        ``mexkit_version``.
+
+    Raises
+    ------
+    StoreError
+        If the file is not a mexkit checkpoint or is of a newer version.
+    """
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises several kinds
+        raise StoreError(f"Cannot read the checkpoint {str(path)!r}: {exc}") from exc
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise StoreError(f"{str(path)!r} is not a mexkit checkpoint (no 'format' metadata).")
+    version = int(metadata.get("version", "0"))
+    if version > CHECKPOINT_VERSION:
+        raise StoreError(
+            f"The checkpoint {str(path)!r} was written by a newer version of mexkit "
+            f"(checkpoint version {version}, this one reads up to {CHECKPOINT_VERSION})."
+        )
+    meta = json.loads(metadata["meta"])
+    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    optim = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
+    return model_state, optim, meta
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                       meta: dict[str, Any], device: torch.device) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value.to(device)
+    for pid, values in meta["optimizer_scalars"].items():
+        state.setdefault(int(pid), {}).update(values)
+    groups = meta["optimizer_param_groups"]
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    # Adam keeps 'step' on the CPU; load_state_dict may have moved it.
+    for pstate in optimizer.state.values():
+        if "step" in pstate and isinstance(pstate["step"], torch.Tensor):
+            pstate["step"] = pstate["step"].to("cpu")
+
+
+# -- distributed ------------------------------------------------------------------------
+def _distributed_setup(device: torch.device) -> tuple[int, int, torch.device, bool]:
+    """Return (rank, world, device, created_group) for a torchrun launch."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device, False
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank if device.index is None else device.index)
+        torch.cuda.set_device(device)
+    created = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                rank=rank, world_size=world)
+        created = True
+    return dist.get_rank(), dist.get_world_size(), device, created
+
+
+def _unused_parameters(model: nn.Module, loader_item: Any, device: torch.device) -> list[str]:
+    """Names of trainable parameters the loss does not reach (e.g. an inactive head).
+
+    One forward and backward pass in training mode (a cuDNN LSTM has no
+    backward in evaluation mode); buffers such as batch-norm statistics are
+    restored afterwards, so the probe leaves no trace in the model.
+    """
+    was_training = model.training
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    model.train()
+    out = _call(model, _to_device(loader_item, device))
+    out.float().sum().backward()
+    unused = [name for name, p in model.named_parameters()
+              if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
+    model.train(was_training)
+    return unused
+
+
+def _describe(augment: Callable[..., Any] | None) -> str | None:
+    """A description of ``augment`` that is stable across processes."""
+    if augment is None:
+        return None
+    name = getattr(augment, "__qualname__", None)
+    if name is not None:
+        return f"{getattr(augment, '__module__', '')}.{name}"
+    text = repr(augment)
+    return type(augment).__qualname__ if " at 0x" in text else text
+
+
+# -- fit ----------------------------------------------------------------------------------
+def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str = "adam",
+        lr: float = 5e-4, momentum: float = 0.0, weight_decay: float = 0.0,
+        schedule: Mapping[str, Any] | None = None, batch_size: int = 32,
+        device: str | torch.device = "cpu", seed: int = 0, deterministic: bool = True,
+        class_balance: str | None = None, loss: str = "ce", focal_gamma: float = 2.0,
+        augment: Callable[..., Any] | None = None,
+        checkpoint_path: str | os.PathLike | None = None, resume: bool = True,
+        checkpoint_every: int = 1, progress: Callable[[dict[str, Any]], None] | None = None,
+        num_workers: int = 0) -> dict[str, Any]:
+    """Train ``model`` on ``train_dataset``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Trained in place (moved to ``device``). A ``regularization_loss()``
+        method, when the model has one, is added to the loss.
+    train_dataset : torch.utils.data.Dataset
+        Items ``(inputs, label)``; see the module docstring.
+    epochs : int
+        Total number of epochs (a resumed run trains the remaining ones).
+    optimizer : {"adam", "sgd"}
+    lr, momentum, weight_decay : float
+        ``momentum`` applies to SGD only.
+    schedule : dict or None
+        Learning-rate schedule by epoch: None (constant), ``{"kind": "step",
+        "step_size": 10, "gamma": 0.1}`` or ``{"kind": "cosine",
+        "eta_min": 1e-8}``.
+    batch_size : int
+        Global batch size (divided among DDP processes).
+    device : str or torch.device
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    seed : int
+    deterministic : bool
+        Use deterministic kernels (``torch.use_deterministic_algorithms``,
+        cuDNN deterministic, no benchmarking) during the call; the previous
+        settings are restored afterwards.
+    class_balance : {"resample", "weights"} or None
+        ``"resample"``: draw each epoch's samples with replacement with
+        probability proportional to 1 / (size of their class);
+        ``"weights"``: weight the loss per class by ``N / (C * N_c)``
+        (scikit-learn's "balanced"); None: neither.
+    loss : {"ce", "focal", "mse"}
+        Cross-entropy, focal loss with ``focal_gamma`` (class weights act as
+        its alpha), or mean squared error for a regression head (MEAN's
+        spotting head; float targets, no class balancing).
+    augment : callable, optional
+        ``augment(inputs, *, generator) -> inputs`` applied to each training
+        batch on the device (see :mod:`mexkit.learn.augment`).
+    checkpoint_path : path, optional
+        Where to keep the safetensors checkpoint.
+    resume : bool
+        Continue from ``checkpoint_path`` when it exists. Its training
+        settings must match these (``epochs`` may differ).
+    checkpoint_every : int
+        Epochs between checkpoints (the last epoch is always saved).
+    progress : callable, optional
+        Called with each epoch's history record (on rank 0 only).
+    num_workers : int
+        DataLoader worker processes.
+
+    Returns
+    -------
+    dict
+        ``config`` (the settings), ``epochs`` (one record per epoch:
+        ``epoch`` 1-based, ``loss``, ``accuracy`` (classification), ``lr``,
+        ``seconds``), ``resumed_from`` (completed epochs found in the
+        checkpoint, or None), ``world_size``.
+
+    Raises
+    ------
+    ParameterError
+        For invalid settings, or a checkpoint made with other settings.
+    """
+    check_option("optimizer", optimizer, _OPTIMIZERS)
+    check_option("loss", loss, _LOSSES)
+    check_option("class_balance", class_balance, _BALANCE)
+    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1),
+                             ("checkpoint_every", checkpoint_every, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ParameterError(
+                f"Invalid value for the {name!r} parameter. It must be an integer, but got "
+                f"{value!r} instead."
+            )
+        check_range(name, int(value), low)
+    check_range("lr", lr, 0.0, low_open=True)
+    check_range("momentum", momentum, 0.0, 1.0)
+    check_range("weight_decay", weight_decay, 0.0)
+    sched = _check_schedule(schedule)
+    if loss == "mse" and class_balance is not None:
+        raise ParameterError(
+            f"class_balance={class_balance!r} needs class labels; it cannot be used with "
+            "loss='mse' (subsample the data instead, e.g. with ratio_subsample)."
+        )
+    if len(train_dataset) == 0:
+        raise ParameterError("The training dataset is empty.")
+
+    device = torch.device(device)
+    rank, world, device, created_group = _distributed_setup(device)
+    if batch_size % world:
+        raise ParameterError(
+            f"Invalid value for the 'batch_size' parameter: the global batch of {batch_size} "
+            f"cannot be split evenly over {world} processes."
+        )
+    config = {
+        "epochs": int(epochs), "optimizer": optimizer, "lr": float(lr),
+        "momentum": float(momentum), "weight_decay": float(weight_decay), "schedule": sched,
+        "batch_size": int(batch_size), "seed": int(seed), "deterministic": bool(deterministic),
+        "class_balance": class_balance, "loss": loss, "focal_gamma": float(focal_gamma),
+        "augment": _describe(augment),
+        "model_class": type(model).__name__,
+    }
+    try:
+        with _determinism(deterministic, device):
+            return _fit(model, train_dataset, config=config, device=device, rank=rank,
+                        world=world, augment=augment, checkpoint_path=checkpoint_path,
+                        resume=resume, checkpoint_every=int(checkpoint_every),
+                        progress=progress, num_workers=num_workers)
+    finally:
+        if created_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: torch.device,
+         rank: int, world: int, augment: Callable[..., Any] | None,
+         checkpoint_path: str | os.PathLike | None, resume: bool, checkpoint_every: int,
+         progress: Callable[[dict[str, Any]], None] | None, num_workers: int
+         ) -> dict[str, Any]:
+    seed = config["seed"]
+    epochs = config["epochs"]
+    loss_kind = config["loss"]
+    classify = loss_kind != "mse"
+    seed_everything(_derive(seed, 0, 0, rank))
+    model.to(device)
+    n = len(dataset)
+
+    class_weights = sample_weights = None
+    if config["class_balance"] is not None:
+        labels = _labels_of(dataset)
+        n_classes = int(getattr(model, "n_classes", labels.max() + 1))
+        present = np.unique(labels)
+        balanced = compute_class_weight("balanced", classes=present, y=labels)
+        weights = np.ones(n_classes)
+        weights[present] = balanced
+        if config["class_balance"] == "weights":
+            class_weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
+        else:
+            counts = np.bincount(labels, minlength=n_classes)
+            sample_weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
+
+    local_batch = config["batch_size"] // world
+    probe_loader = DataLoader(dataset, batch_size=min(local_batch, n), shuffle=False)
+    unused = _unused_parameters(model, next(iter(probe_loader))[0], device)
+    frozen_here = [p for name, p in model.named_parameters() if name in unused]
+    for p in frozen_here:
+        p.requires_grad_(False)
+    if unused:
+        logger.debug("fit: parameters not reached by the loss, left untouched: %s", unused)
+
+    try:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ParameterError(f"{type(model).__name__} has no trainable parameters.")
+        opt = _make_optimizer(config["optimizer"], params, config["lr"], config["momentum"],
+                              config["weight_decay"])
+        history: list[dict[str, Any]] = []
+        start_epoch = 0
+        resumed_from = None
+        path = Path(checkpoint_path) if checkpoint_path is not None else None
+        if path is not None and resume and path.exists():
+            start_epoch, history = _resume(path, model, opt, config, device)
+            resumed_from = start_epoch
+            logger.info("fit: resuming from %s after epoch %d", path, start_epoch)
+
+        net: nn.Module = model
+        if world > 1:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        regularize = getattr(model, "regularization_loss", None)
+
+        for epoch in range(start_epoch, epochs):
+            t0 = time.perf_counter()
+            lr_e = _lr_at(config["lr"], config["schedule"], epoch, epochs)
+            for group in opt.param_groups:
+                group["lr"] = lr_e
+            torch.manual_seed(_derive(seed, epoch, 2, rank))
+            aug_gen = torch.Generator().manual_seed(_derive(seed, epoch, 3, rank))
+            order = _epoch_order(n, sample_weights, seed, epoch, rank, world)
+            loader = DataLoader(dataset, batch_size=local_batch, sampler=order,
+                                num_workers=num_workers, pin_memory=device.type == "cuda")
+            net.train()
+            totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+            for inputs, target in loader:
+                inputs = _to_device(inputs, device)
+                target = target.to(device)
+                target = target.long() if classify else target.float()
+                if augment is not None:
+                    inputs = augment(inputs, generator=aug_gen)
+                out = _call(net, inputs)
+                value = _loss(loss_kind, out, target, class_weights, config["focal_gamma"])
+                if regularize is not None:
+                    value = value + regularize()
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                opt.step()
+                b = target.shape[0]
+                totals[0] += float(value.detach()) * b
+                totals[2] += b
+                if classify:
+                    totals[1] += float((out.detach().argmax(1) == target).sum())
+            if world > 1:
+                reduced = totals.to(device)
+                dist.all_reduce(reduced)
+                totals = reduced.cpu()
+            record = {
+                "epoch": epoch + 1,
+                "loss": float(totals[0] / totals[2]),
+                "lr": lr_e,
+                "seconds": round(time.perf_counter() - t0, 4),
+            }
+            if classify:
+                record["accuracy"] = float(totals[1] / totals[2])
+            history.append(record)
+            logger.debug("fit: %s", record)
+            if rank == 0:
+                if progress is not None:
+                    progress(record)
+                last = epoch + 1 == epochs
+                if path is not None and ((epoch + 1) % checkpoint_every == 0 or last):
+                    _save_checkpoint(path, model, opt, {
+                        "epoch": epoch + 1, "seed": seed, "config": config,
+                        "history": history, "model_class": type(model).__name__,
+                        "mexkit_version": __version__,
+                    })
+        if world > 1:
+            dist.barrier()
+    finally:
+        for p in frozen_here:
+            p.requires_grad_(True)
+    return {"config": config, "epochs": history, "resumed_from": resumed_from,
+            "world_size": world}
+
+
+def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
+            config: dict[str, Any], device: torch.device) -> tuple[int, list[dict[str, Any]]]:
+    model_state, optim_tensors, meta = load_checkpoint(path)
+    old = meta.get("config", {})
+    differ = [k for k in _TRAJECTORY_KEYS if old.get(k) != config.get(k)]
+    if old.get("model_class") != config["model_class"]:
+        differ.append("model_class")
+    if differ:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in differ)
+        raise ParameterError(
+            f"The checkpoint {str(path)!r} was made with other training settings ({shown}); "
+            "resume with the same settings, or pass resume=False to start again."
+        )
+    try:
+        model.load_state_dict({k: v.to(device) for k, v in model_state.items()})
+        _restore_optimizer(opt, optim_tensors, meta, device)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ParameterError(
+            f"The checkpoint {str(path)!r} does not fit this model: {exc}"
+        ) from exc
+    return int(meta["epoch"]), list(meta.get("history", []))
+
+
+# -- predict ------------------------------------------------------------------------------
+@torch.inference_mode()
+def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 256,
+            device: str | torch.device = "cpu", num_workers: int = 0
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and predicted classes for every item of ``dataset``, in order.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Put in evaluation mode (and moved to ``device``).
+    dataset : torch.utils.data.Dataset
+        Items ``(inputs, label)``; labels are ignored.
+    batch_size : int
+    device : str or torch.device
+    num_workers : int
+
+    Returns
+    -------
+    scores : numpy.ndarray, float32
+        ``(N, C)`` softmax probabilities for a classifier; ``(N,)`` raw
+        outputs for a regression head (MEAN's spotting head).
+    preds : numpy.ndarray
+        ``(N,)`` int64 argmax classes; for a regression head, the scores.
+    """
+    check_range("batch_size", batch_size, 1)
+    device = torch.device(device)
+    model.to(device).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers)
+    outs = []
+    for inputs, _ in loader:
+        outs.append(_call(model, _to_device(inputs, device)).float().cpu())
+    if not outs:
+        return np.zeros((0,), np.float32), np.zeros((0,), np.int64)
+    out = torch.cat(outs)
+    if out.ndim == 1:
+        scores = out.numpy().astype(np.float32)
+        return scores, scores.copy()
+    scores = torch.softmax(out, dim=1).numpy().astype(np.float32)
+    return scores, scores.argmax(axis=1).astype(np.int64)

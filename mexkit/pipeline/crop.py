@@ -1,0 +1,196 @@
+"""The crop stage: clips in, a store of aligned face crops with landmarks out."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MediaError, ParameterError
+from .cache import cache_key
+from .runner import StageResult, Task, run_stage
+
+__all__ = ["CROP_VERSION", "ClipSpec", "clips_from_samples", "clips_from_paths", "run_crop"]
+
+logger = logging.getLogger("mexkit")
+
+CROP_VERSION = 1
+_CHUNK = 256  # frames per chunk when streaming a long clip in "first" mode
+
+
+class ClipSpec(dict):
+    """What the crop stage needs to know about one clip (a plain, picklable dict)."""
+
+
+_CARRY = ("dataset", "subject", "clip", "video", "fps", "label", "emotion", "aus",
+          "objective_class", "kind", "onset", "apex", "offset", "onset_frame", "apex_frame",
+          "offset_frame")
+
+
+def clips_from_samples(samples: Sequence[Any], *, unit: str = "clip") -> list[ClipSpec]:
+    """Turn dataset samples into clip specs.
+
+    Short-clip datasets give one clip per sample.  For long-video datasets
+    (samples that share a ``video``), ``unit="video"`` crops each video once
+    and keeps its annotated intervals; ``unit="clip"`` crops each interval
+    (onset to offset) as its own clip.
+    """
+    if unit not in ("clip", "video"):
+        raise ParameterError(f"Invalid value for the 'unit' parameter: {unit!r}.")
+    specs: list[ClipSpec] = []
+    by_video: dict[str, ClipSpec] = {}
+    for s in samples:
+        def get(k, s=s):
+            return (s.get(k) if isinstance(s, Mapping) else getattr(s, k, None))
+        source = get("source")
+        # a long video holds several intervals: its id differs from the clip's
+        video = get("video") if get("video") and get("video") != get("clip") else None
+        if unit == "video" and video:
+            spec = by_video.get(video)
+            if spec is None:
+                spec = ClipSpec(sample_id=f"{get('dataset')}/{get('subject')}/{video}",
+                                source=None if source is None else str(source),
+                                dataset=get("dataset"), subject=get("subject"), clip=video,
+                                video=video, fps=get("fps"), intervals=[], start=None,
+                                stop=None)
+                by_video[video] = spec
+                specs.append(spec)
+            spec["intervals"].append({k: get(k) for k in (
+                "onset", "apex", "offset", "kind", "emotion", "aus", "label", "onset_frame",
+                "apex_frame", "offset_frame")})
+            continue
+        spec = ClipSpec(sample_id=get("sample_id"), source=None if source is None else str(source))
+        for k in _CARRY:
+            v = get(k)
+            if v is not None:
+                spec[k] = v
+        if video:  # one interval of a long video: crop onset..offset only
+            spec["start"], spec["stop"] = int(get("onset")), int(get("offset")) + 1
+        else:
+            spec["start"], spec["stop"] = None, None
+        specs.append(spec)
+    return specs
+
+
+def clips_from_paths(paths: Sequence[str | Path], *, fps: float | None = None) -> list[ClipSpec]:
+    """Clip specs for plain video files or image folders (no annotations)."""
+    specs = []
+    for p in paths:
+        p = Path(p)
+        subject = p.resolve().parent.name or "unknown"
+        name = p.stem if p.is_file() else p.name
+        specs.append(ClipSpec(sample_id=f"{subject}/{name}", source=str(p), subject=subject,
+                              clip=name, dataset="files", fps=fps, start=None, stop=None))
+    return specs
+
+
+def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from ..face.align import (
+        align_clip,
+        alignment_transform,
+        apply_transform,
+        precropped,
+        transform_points,
+    )
+    from ..face.landmarks import detect_landmarks
+    from ..io.video import open_clip
+
+    spec, opt = task.payload["clip"], task.payload["params"]
+    where = f"clip {spec['sample_id']} ({spec['source']})"
+    with open_clip(spec["source"], fps=spec.get("fps")) as clip:
+        start = spec.get("start") or 0
+        stop = spec.get("stop") or clip.n_frames
+        if not (0 <= start < stop <= clip.n_frames):
+            raise MediaError(f"{where}: frames {start}..{stop - 1} are outside the clip's "
+                             f"{clip.n_frames} frames.")
+        numbers = np.asarray(clip.frame_numbers[start:stop], dtype=np.int64)
+        grey = opt["grey"]
+        if opt["detector"] == "none":
+            frames = clip.read_range(start, stop, grey=grey)
+            res = precropped(frames, size=opt["size"], grey=grey, where=where)
+        elif opt["mode"] == "first":
+            first = clip.read(start)
+            det = detect_landmarks(first, detector=opt["detector"], upsample=opt["upsample"],
+                                   device=opt["device"], where=f"{where}, frame {start}")
+            M = alignment_transform(det.landmarks, size=opt["size"], margin=opt["margin"])
+            chunks = []
+            for a in range(start, stop, _CHUNK):
+                part = clip.read_range(a, min(stop, a + _CHUNK), grey=grey)
+                chunks.append(apply_transform(part, M, size=opt["size"]))
+            frames_out = np.concatenate(chunks)
+            T = len(frames_out)
+            lm = transform_points(det.landmarks, M).astype(np.float32)
+            arrays = {"frames": frames_out,
+                      "landmarks": np.repeat(lm[None], T, axis=0),
+                      "transforms": np.repeat(M[None].astype(np.float64), T, axis=0),
+                      "scores": np.full(T, det.score, np.float32),
+                      "interpolated": np.zeros(T, np.uint8),
+                      "frame_numbers": numbers}
+            return arrays, _attrs(spec, clip, start, T, det.score)
+        else:
+            frames = clip.read_range(start, stop, grey=False)
+            res = align_clip(frames, mode="every", detector=opt["detector"], size=opt["size"],
+                             margin=opt["margin"], grey=grey, smooth=opt["smooth"],
+                             max_gap=opt["max_gap"], upsample=opt["upsample"],
+                             device=opt["device"], where=where)
+        arrays = {"frames": res.frames, "landmarks": res.landmarks.astype(np.float32),
+                  "transforms": res.transforms.astype(np.float64),
+                  "scores": np.asarray(res.scores, np.float32),
+                  "interpolated": np.asarray(res.interpolated, np.uint8),
+                  "frame_numbers": numbers}
+        score = float(np.nanmean(res.scores)) if np.isfinite(res.scores).any() else float("nan")
+        return arrays, _attrs(spec, clip, start, len(res.frames), score)
+
+
+def _attrs(spec: Mapping[str, Any], clip: Any, start: int, T: int, score: float
+           ) -> dict[str, Any]:
+    a: dict[str, Any] = {k: spec[k] for k in _CARRY if spec.get(k) is not None}
+    a["fps"] = float(spec.get("fps") or clip.fps)
+    a["source"] = str(Path(spec["source"]).resolve())
+    a["n_frames"] = T
+    a["first_position"] = start
+    a["detection_score"] = score
+    for k in ("onset", "apex", "offset"):
+        if k in a and start:
+            a[k] = int(a[k]) - start  # positions in the stored clip
+    if spec.get("intervals"):
+        a["intervals"] = spec["intervals"]
+    return a
+
+
+def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "dlib",
+             mode: str = "first", size: int = 128, margin: float = 0.125, grey: bool = True,
+             smooth: float = 2.0, max_gap: int = 5, upsample: int | None = None,
+             device: str | None = None, jobs: int = 1, backend: str = "loky",
+             progress: bool = True, upstream: Sequence[Mapping[str, Any]] = ()
+             ) -> StageResult:
+    """Detect, align and crop every clip; write the crop store."""
+    from ..io.video import open_clip
+
+    params = {"detector": detector, "mode": mode, "size": size, "margin": margin,
+              "grey": grey, "smooth": smooth if mode == "every" else None,
+              "max_gap": max_gap if mode == "every" else None, "upsample": upsample}
+    tasks: list[Task] = []
+    failures: dict[str, str] = {}
+    for spec in specs:
+        sid = spec["sample_id"]
+        if not spec.get("source"):
+            failures[sid] = "no video file or image folder found for this sample"
+            continue
+        try:
+            with open_clip(spec["source"], fps=spec.get("fps")) as clip:
+                content = clip.content_hash()
+        except MediaError as exc:
+            failures[sid] = str(exc)
+            logger.error("sample %s failed: %s", sid, exc)
+            continue
+        annotations = {k: spec.get(k) for k in ("start", "stop", "intervals", *_CARRY)}
+        key = cache_key("crop", CROP_VERSION, params, content + repr(sorted(
+            (k, repr(v)) for k, v in annotations.items())))
+        tasks.append(Task(sid, key, {}, {"clip": dict(spec),
+                                         "params": {**params, "device": device}}))
+    return run_stage(tasks, _compute, output=output, stage="crop", params=params,
+                     upstream=upstream, jobs=jobs, backend=backend, progress=progress,
+                     extra_failures=failures)
