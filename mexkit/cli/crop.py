@@ -17,6 +17,13 @@ from ._common import (
 
 
 def dataset_options(f):
+    f = click.option("--sheet", "sheets", multiple=True, metavar="DATASET=FILE",
+                     help="megc2019: the member datasets' own sheets, for their frame "
+                          "numbers (repeatable, e.g. --sheet casme2=CASME2-coding.xlsx).")(f)
+    f = click.option("--dataset-fps", "dataset_fps", type=click.FloatRange(min=0, min_open=True),
+                     default=None,
+                     help="Override the dataset's published frame rate (e.g. synthetic "
+                          "long videos written at 50 fps).")(f)
     f = click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      default=None,
                      help="Dataset folder (default: the annotation file's folder).")(f)
@@ -29,7 +36,8 @@ def dataset_options(f):
     return f
 
 
-def load_samples(dataset: str | None, annotations: str, root: Path | None):
+def load_samples(dataset: str | None, annotations: str, root: Path | None,
+                 fps: float | None = None, sheets: tuple[str, ...] = ()):
     """Read a dataset's samples; returns (samples, provenance record of the sheet)."""
     import hashlib
 
@@ -37,7 +45,13 @@ def load_samples(dataset: str | None, annotations: str, root: Path | None):
 
     sheet = resolve_input(annotations, what="annotation sheet")
     name = dataset or detect_dataset(sheet)
-    samples = load_dataset(name, sheet, root=root)
+    extra = {}
+    for item in sheets:
+        if "=" not in item:
+            raise ParameterError(f"--sheet takes DATASET=FILE, but got {item!r}.")
+        key, value = item.split("=", 1)
+        extra[key.strip()] = value.strip()
+    samples = load_dataset(name, sheet, root=root, fps=fps, sheets=extra or None)
     record = {"stage": f"annotations:{name}", "path": str(sheet.resolve()),
               "content_hash": hashlib.sha256(sheet.read_bytes()).hexdigest(), "store_id": ""}
     return samples, record
@@ -74,7 +88,8 @@ def load_samples(dataset: str | None, annotations: str, root: Path | None):
 @output_option
 @jobs_options
 def crop_cmd(inputs: tuple[Path, ...], dataset: str | None, annotations: str | None,
-             root: Path | None, detector: str, mode: str, size: int, margin: float,
+             root: Path | None, dataset_fps: float | None, sheets: tuple[str, ...],
+             detector: str, mode: str, size: int, margin: float,
              grey: bool, fps: float | None, unit: str | None, smooth: float, max_gap: int,
              upsample: int | None, device: str | None, output: Path | None, jobs: int,
              backend: str):
@@ -92,14 +107,15 @@ def crop_cmd(inputs: tuple[Path, ...], dataset: str | None, annotations: str | N
     if annotations is not None:
         if inputs:
             raise ParameterError("Give either INPUTS or --annotations, not both.")
-        samples, record = load_samples(dataset, annotations, root)
+        samples, record = load_samples(dataset, annotations, root, dataset_fps, sheets)
         upstream.append(record)
         long = any(s.video and s.video != s.clip for s in samples)
         specs = clips_from_samples(samples, unit=unit or ("video" if long else "clip"))
         base = Path(record["path"]).parent.name or "dataset"
     elif inputs:
-        if dataset or root:
-            raise ParameterError("--dataset and --root need --annotations.")
+        if dataset or root or dataset_fps or sheets:
+            raise ParameterError("--dataset, --root, --dataset-fps and --sheet need "
+                                 "--annotations.")
         specs = clips_from_paths(inputs, fps=fps)
         base = inputs[0].stem if len(inputs) == 1 else "clips"
     else:

@@ -7,33 +7,31 @@ from pathlib import Path
 import click
 
 from ._common import out
-from .crop import load_samples
+from .crop import dataset_options, load_samples
 
 
 @click.command("samples")
-@click.option("--dataset", default=None,
-              help="casme, casme2, smic-hs, smic-vis, smic-nir, samm, casme-sq, samm-lv, "
-                   "megc2019 or generic (default: detected from the sheet).")
-@click.option("--annotations", required=True,
-              help="Annotation sheet (xlsx/xls/csv), or '-' to read its path from stdin.")
-@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Dataset folder; without it only the sheet is read.")
+@dataset_options
 @click.option("--scheme", default=None,
               help="Also apply a label scheme and report the samples outside it.")
 @click.option("--list", "list_all", is_flag=True, help="List every sample, one per line.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (summary and samples).")
-def samples_cmd(dataset: str | None, annotations: str, root: Path | None, scheme: str | None,
+def samples_cmd(dataset: str | None, annotations: str | None, root: Path | None,
+                dataset_fps: float | None, sheets: tuple[str, ...], scheme: str | None,
                 list_all: bool, as_json: bool) -> int:
     """Print the parsed sample list with counts per subject and label.
 
     Works on the sheet alone (without the videos), so that what mexkit
-    understood can be checked before a long job.
+    understood can be checked before a long job.  Clips are looked for under
+    --root, or beside the sheet; those not found are counted as "no source".
     """
+    if annotations is None:
+        raise click.UsageError("Missing option '--annotations'.")
     import dataclasses
 
     from ..io.datasets import format_summary, summarize
 
-    samples, record = load_samples(dataset, annotations, root)
+    samples, record = load_samples(dataset, annotations, root, dataset_fps, sheets)
     outside: list[tuple[str, str]] = []
     if scheme is not None:
         from ..labels import apply_scheme

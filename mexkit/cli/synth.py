@@ -44,7 +44,8 @@ def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
     frame is saved under ROOT/truth.  Short clips are laid out like CASME II
     (CASME2-coding.xlsx) plus the generic samples.csv, whose path is printed;
     with --long, the videos are laid out like SAMM Long Videos and the
-    SAMM-LV sheet's path is printed.
+    SAMM-LV sheet's path is printed.  SAMM-LV's published frame rate is 200
+    fps: crop synthetic long videos made at another rate with --dataset-fps.
     """
     from ..synth.write import write_casme2_like, write_samm_lv_like
 

@@ -59,7 +59,8 @@ def _missing(sample: SampleView, name: str, needs: Sequence[str]) -> ModelInputE
 
 def _mean_regions(sample: SampleView) -> np.ndarray:
     if "mean_regions" in sample:
-        return sample.read("mean_regions").astype(np.float32)
+        regions = sample.read("mean_regions").astype(np.float32)
+        return regions[0] if regions.ndim == 4 else regions  # (P, 3, 42, 42): first pair
     needs = ("flow", "strain", "landmarks")
     if not all(n in sample for n in needs):
         raise _missing(sample, "mean_regions", needs)

@@ -88,8 +88,46 @@ def _work(compute: Callable[[Task], tuple[Mapping[str, Any], Mapping[str, Any]]]
         return ("failed", task.sample_id, _one_line(exc), detail)
 
 
+def _work_group(compute: Callable[[list[Task]], list[Any]], tasks: list[Task], staging: str,
+                compression: str) -> list[tuple[str, str, str, str]]:
+    """Compute a group of samples together (one batched call), stage each."""
+    try:
+        results = compute(tasks)
+        if len(results) != len(tasks):
+            raise RuntimeError(f"compute returned {len(results)} results for {len(tasks)} tasks")
+    except Exception as exc:  # the whole group failed: retry one by one
+        if len(tasks) == 1:
+            detail = traceback.format_exc() if not isinstance(exc, MexkitError) else ""
+            return [("failed", tasks[0].sample_id, _one_line(exc), detail)]
+        out = []
+        for t in tasks:
+            out.extend(_work_group(compute, [t], staging, compression))
+        return out
+    out = []
+    for task, res in zip(tasks, results, strict=True):
+        if isinstance(res, BaseException):
+            out.append(("failed", task.sample_id, _one_line(res), ""))
+            continue
+        out.append(_work(lambda _t, res=res: res, task, staging, compression))
+    return out
+
+
 def _iter_results(compute: Callable, todo: Sequence[Task], staging: str, compression: str,
-                  jobs: int, backend: str) -> Iterable[tuple[str, str, str, str]]:
+                  jobs: int, backend: str, group: int = 1) -> Iterable[tuple[str, str, str, str]]:
+    if group > 1:
+        chunks = [list(todo[i:i + group]) for i in range(0, len(todo), group)]
+        if jobs == 1 or len(chunks) <= 1:
+            for c in chunks:
+                yield from _work_group(compute, c, staging, compression)
+            return
+        import joblib
+
+        with joblib.parallel_config(backend=backend, n_jobs=jobs):
+            par = joblib.Parallel(return_as="generator_unordered")
+            for res in par(joblib.delayed(_work_group)(compute, c, staging, compression)
+                           for c in chunks):
+                yield from res
+        return
     if jobs == 1 or len(todo) <= 1:
         for t in todo:
             yield _work(compute, t, staging, compression)
@@ -121,7 +159,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
               output: str | Path, stage: str, params: Mapping[str, Any],
               upstream: Iterable[Mapping[str, Any]] = (), jobs: int = 1, backend: str = "loky",
               progress: bool = True, compression: str = "gzip",
-              extra_failures: Mapping[str, str] | None = None) -> StageResult:
+              extra_failures: Mapping[str, str] | None = None, group: int = 1) -> StageResult:
     """Run ``compute`` over ``tasks`` and write the output store.
 
     Parameters
@@ -147,6 +185,11 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
     extra_failures : mapping, optional
         Samples that cannot be computed at all (e.g. failed upstream), with
         their reasons; they are recorded as failures of this stage too.
+    group : int
+        When above 1, ``compute`` takes a list of up to ``group`` tasks and
+        returns one ``(arrays, attrs)`` or exception per task, so that a
+        batched solver (TV-L1 on many pairs at once) sees several samples.
+        If a whole group fails, its samples are retried one by one.
 
     Returns
     -------
@@ -177,7 +220,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
         bar = _progress_bar(len(todo), stage, progress)
         try:
             for status, sid, info, detail in _iter_results(compute, todo, str(writer.staging),
-                                                           compression, jobs, backend):
+                                                           compression, jobs, backend, group):
                 if status == "ok":
                     writer.register(sid, keys[sid], info)
                     result.computed += 1

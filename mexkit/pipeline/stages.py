@@ -70,7 +70,8 @@ def require_arrays(sample: SampleView, names: Sequence[str], *, stage: str,
 
 def store_tasks(store: Store, *, stage: str, version: int | str, params: Mapping[str, Any],
                 select: Callable[[SampleView], bool] | None = None,
-                extra: Callable[[SampleView], Any] | None = None) -> list[Task]:
+                extra: Callable[[SampleView], Any] | None = None,
+                payload_params: Mapping[str, Any] | None = None) -> list[Task]:
     """One task per sample of ``store``, keyed on the upstream cache key."""
     tasks = []
     for sid in store.sample_ids:
@@ -79,7 +80,8 @@ def store_tasks(store: Store, *, stage: str, version: int | str, params: Mapping
             continue
         attrs = {k: s.attrs[k] for k in SAMPLE_ATTRS if k in s.attrs}
         key = cache_key(stage, version, params, str(s.attrs.get("cache_key", "")))
-        payload = {"input": str(store.path), "sample_id": sid, "params": dict(params)}
+        payload = {"input": str(store.path), "sample_id": sid,
+                   "params": dict(payload_params if payload_params is not None else params)}
         if extra is not None:
             payload["extra"] = extra(s)
         tasks.append(Task(sid, key, attrs, payload))
@@ -90,15 +92,21 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
                     version: int | str, params: Mapping[str, Any],
                     compute: Callable[[Task], tuple[Mapping, Mapping]], jobs: int = 1,
                     backend: str = "loky", progress: bool = True,
-                    select: Callable[[SampleView], bool] | None = None) -> StageResult:
+                    select: Callable[[SampleView], bool] | None = None,
+                    group: int = 1,
+                    payload_params: Mapping[str, Any] | None = None) -> StageResult:
     """Apply ``compute`` to every sample of the input store; write ``output``.
+
+    ``payload_params`` (default: ``params``) are what ``compute`` receives;
+    only ``params`` enter the cache key (e.g. the device does not).
 
     Samples that failed upstream stay failed: they are listed in the output
     store's failures with the upstream reason, so exit codes propagate down a
     pipeline.
     """
     with open_store(input_path) as store:
-        tasks = store_tasks(store, stage=stage, version=version, params=params, select=select)
+        tasks = store_tasks(store, stage=stage, version=version, params=params, select=select,
+                            payload_params=payload_params)
         upstream = [upstream_entry(store)]
         upstream_failures = dict(store.failures)
     if not tasks and not upstream_failures:
@@ -106,5 +114,6 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
     result = run_stage(tasks, compute, output=output, stage=stage, params=params,
                        upstream=upstream, jobs=jobs, backend=backend, progress=progress,
                        extra_failures={sid: f"failed upstream: {msg}"
-                                       for sid, msg in upstream_failures.items()})
+                                       for sid, msg in upstream_failures.items()},
+                       group=group)
     return result
