@@ -1,0 +1,206 @@
+"""The temporal stages: TIM, RPCA (and PSN's chain), key frames, magnification.
+
+Each reads a store with ``frames`` and writes a store with new ``frames``
+(or ``sparse`` frames for RPCA), with landmarks and the onset/apex/offset
+positions carried over to the new time axis.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .runner import StageResult, Task
+from .stages import input_sample, require_arrays, run_store_stage
+
+__all__ = ["run_tim", "run_rpca", "run_keyframes", "run_magnify", "KEYFRAME_METHODS"]
+
+KEYFRAME_METHODS = ("adaptive", "tas", "apex-window", "uniform")
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _frames(task: Task, stage: str) -> tuple[Any, np.ndarray]:
+    s = input_sample(task.payload["input"], task.sample_id)
+    require_arrays(s, ["frames"], stage=stage, producer="mexkit crop")
+    return s, s.read("frames")
+
+
+def _positions(s: Any, mapping: Any) -> dict[str, Any]:
+    """onset/apex/offset on the new time axis (``mapping(position) -> new``)."""
+    out: dict[str, Any] = {}
+    for k in ("onset", "apex", "offset"):
+        v = s.attrs.get(k)
+        if v is not None and v >= 0:
+            out[f"source_{k}"] = int(v)
+            out[k] = int(mapping(int(v)))
+    return out
+
+
+def _landmarks(s: Any, index: np.ndarray) -> dict[str, np.ndarray]:
+    if "landmarks" not in s:
+        return {}
+    lm = s.read("landmarks")
+    return {"landmarks": lm[np.clip(np.rint(index).astype(int), 0, len(lm) - 1)]}
+
+
+# -- TIM ---------------------------------------------------------------------
+def _compute_tim(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from ..temporal.tim import tim
+
+    p = task.payload["params"]
+    s, frames = _frames(task, "tim")
+    T, n = len(frames), p["n_frames"]
+    out = tim(frames, n, grid=p["grid"])
+    # input position t (0-based) on the output axis; exact grid: ends map to ends
+    scale = (n - 1) / (T - 1)
+    arrays = {"frames": out.astype(np.float32) if p["float"] else _to_uint8(out),
+              "source_time": np.arange(n, dtype=np.float64) / scale}
+    arrays.update(_landmarks(s, arrays["source_time"]))
+    return arrays, {**_positions(s, lambda v: round(v * scale)), "n_frames": n}
+
+
+def run_tim(input_path: str | Path, output: str | Path, *, n_frames: int = 64,
+            grid: str = "exact", keep_float: bool = False, **kw: Any) -> StageResult:
+    """Temporal interpolation model of every clip to ``n_frames`` frames."""
+    params = {"n_frames": n_frames, "grid": grid, "float": keep_float}
+    return run_store_stage(input_path, output, stage="tim", version=1, params=params,
+                           compute=_compute_tim, **kw)
+
+
+# -- RPCA --------------------------------------------------------------------
+def _compute_rpca(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from ..errors import ConvergenceError
+    from ..temporal.rpca import psn_chain, psn_sample_indices, rpca_frames
+
+    p = task.payload["params"]
+    s, frames = _frames(task, "rpca")
+    if frames.ndim == 4:
+        import cv2
+
+        frames = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+    data = frames.astype(np.float64) / 255.0
+    arrays: dict[str, np.ndarray] = {}
+    attrs: dict[str, Any] = {}
+    if p["psn"]:
+        T = len(frames)
+        sparse = psn_chain(data, n_tim=p["n_tim"], k=p["k"], lam=p["lam"], tol=p["tol"],
+                           max_iter=p["max_iter"], device=p["device"])
+        idx = psn_sample_indices(p["n_tim"], p["k"])
+        time = idx * (T - 1) / (p["n_tim"] - 1)
+        arrays["sparse"] = np.asarray(sparse, dtype=np.float32)
+        arrays["source_time"] = time.astype(np.float64)
+        arrays.update(_landmarks(s, time))
+        attrs["n_frames"] = p["k"]
+        return arrays, attrs
+    sparse, low, info = rpca_frames(data, lam=p["lam"], tol=p["tol"], max_iter=p["max_iter"],
+                                    device=p["device"])
+    if not info.get("converged", True):
+        raise ConvergenceError(
+            f"RPCA of sample {task.sample_id!r} did not converge: residual "
+            f"{info.get('residual'):.3g} after {info.get('iterations')} iterations "
+            f"(tolerance {p['tol']:g}); raise --max-iter or --tol.")
+    arrays["sparse"] = np.asarray(sparse, dtype=np.float32)
+    if p["low_rank"]:
+        arrays["low_rank"] = np.asarray(low, dtype=np.float32)
+    if "landmarks" in s:
+        arrays["landmarks"] = s.read("landmarks")
+    attrs.update({"rpca_iterations": int(info.get("iterations", 0)),
+                  "rpca_residual": float(info.get("residual", float("nan")))})
+    for k in ("onset", "apex", "offset"):
+        if s.attrs.get(k) is not None:
+            attrs[k] = s.attrs[k]
+    return arrays, attrs
+
+
+def run_rpca(input_path: str | Path, output: str | Path, *, lam: float | None = None,
+             tol: float = 1e-7, max_iter: int = 500, low_rank: bool = False, psn: bool = False,
+             n_tim: int = 150, k: int = 16, device: str = "auto", **kw: Any) -> StageResult:
+    """Robust PCA (inexact ALM) of every clip; stores the sparse part E."""
+    params = {"lam": lam, "tol": tol, "max_iter": max_iter, "low_rank": low_rank, "psn": psn,
+              "n_tim": n_tim if psn else None, "k": k if psn else None}
+    return run_store_stage(input_path, output, stage="rpca", version=1, params=params,
+                           compute=_compute_rpca, payload_params={**params, "device": device},
+                           **kw)
+
+
+# -- key frames --------------------------------------------------------------
+def _compute_keyframes(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from ..temporal import keyframes as kf
+    from ..temporal.interpolate import interpolate_midpoint
+
+    p = task.payload["params"]
+    s, frames = _frames(task, "keyframes")
+    T = len(frames)
+    a = s.attrs
+    onset = int(a.get("onset", 0) or 0)
+    offset = int(a["offset"]) if a.get("offset") is not None else T - 1
+    apex = a.get("apex")
+    apex = int(apex) if apex is not None and apex >= 0 else None
+    method = p["method"]
+    if method == "adaptive":
+        plan = kf.adaptive_plan(onset, apex, offset, n_frames=p["n_frames"])
+        out = kf.build_keyframes(frames, plan, interpolator=interpolate_midpoint)
+        time = np.array([k.time for k in plan], dtype=np.float64)
+        out = _to_uint8(out)
+    else:
+        if method == "tas":
+            idx = kf.tas_indices(onset, apex, offset, n_frames=p["n_frames"])
+        elif method == "apex-window":
+            idx = kf.apex_window(apex if apex is not None else (onset + offset) // 2, T,
+                                 length=p["n_frames"])
+        else:
+            idx = kf.uniform_indices(T, p["n_frames"])
+        out = frames[np.asarray(idx)]
+        time = np.asarray(idx, dtype=np.float64)
+    arrays = {"frames": out, "source_time": time}
+    arrays.update(_landmarks(s, time))
+
+    def mapping(v: int) -> int:
+        return int(np.argmin(np.abs(time - v)))
+
+    return arrays, {**_positions(s, mapping), "n_frames": len(out), "keyframe_method": method}
+
+
+def run_keyframes(input_path: str | Path, output: str | Path, *, method: str = "adaptive",
+                  n_frames: int | None = None, **kw: Any) -> StageResult:
+    """Key-frame clips (MERSiamC3D adaptive / TAS, ATNet window, uniform)."""
+    from .._validate import check_option
+
+    check_option("method", method, KEYFRAME_METHODS)
+    if n_frames is None:
+        n_frames = 65 if method == "apex-window" else 11
+    params = {"method": method, "n_frames": n_frames}
+    return run_store_stage(input_path, output, stage="keyframes", version=1, params=params,
+                           compute=_compute_keyframes, **kw)
+
+
+# -- magnification -----------------------------------------------------------
+def _compute_magnify(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from ..temporal.magnify import magnify
+
+    p: Mapping[str, Any] = task.payload["params"]
+    s, frames = _frames(task, "magnify")
+    fps = p["fps"] or s.attrs.get("fps")
+    out = magnify(frames, method=p["method"], alpha=p["alpha"], low=p["low"], high=p["high"],
+                  temporal_filter=p["filter"], fps=fps if p["filter"] != "iir" else None)
+    arrays = {"frames": _to_uint8(out)}
+    if "landmarks" in s:
+        arrays["landmarks"] = s.read("landmarks")
+    attrs = {k: s.attrs[k] for k in ("onset", "apex", "offset") if s.attrs.get(k) is not None}
+    return arrays, attrs
+
+
+def run_magnify(input_path: str | Path, output: str | Path, *, method: str = "riesz",
+                alpha: float = 15.0, low: float = 0.05, high: float = 0.4,
+                temporal_filter: str = "iir", fps: float | None = None, **kw: Any
+                ) -> StageResult:
+    """Motion magnification of every clip (Eulerian or Riesz phase-based)."""
+    params = {"method": method, "alpha": alpha, "low": low, "high": high,
+              "filter": temporal_filter, "fps": fps}
+    return run_store_stage(input_path, output, stage="magnify", version=1, params=params,
+                           compute=_compute_magnify, **kw)

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from mexkit.errors import ConvergenceError, ParameterError
+from mexkit.temporal.rpca import psn_chain, psn_sample_indices, rpca, rpca_frames
+
+
+def low_rank_plus_sparse(rng, m, n, rank=2, fraction=0.05, amplitude=10.0):
+    low = rng.standard_normal((m, rank)) @ rng.standard_normal((rank, n))
+    sparse = np.zeros((m, n))
+    mask = rng.random((m, n)) < fraction
+    sparse[mask] = rng.uniform(-amplitude, amplitude, mask.sum())
+    return low, sparse
+
+
+def rel(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("m,n", [(120, 50), (40, 90)])
+def test_recovers_rank2_plus_5_percent_sparse(rng, m, n):
+    low, sparse = low_rank_plus_sparse(rng, m, n)
+    res = rpca(low + sparse, device="cpu")
+    assert res.converged is True and isinstance(res.iterations, int)
+    assert res.residual < 1e-7
+    assert rel(res.low_rank, low) < 1e-5
+    assert rel(res.sparse, sparse) < 1e-5
+    assert np.linalg.matrix_rank(res.low_rank, tol=1e-6 * np.abs(low).max()) == 2
+    assert res.low_rank.shape == (m, n) and res.low_rank.dtype == np.float64
+
+
+def test_matches_textbook_ialm_with_full_svd(rng):
+    # The same iteration written plainly with numpy's SVD (Lin, Chen, Ma 2010, Alg. 5).
+    d = rng.standard_normal((60, 25)) @ rng.standard_normal((25, 25)) * 0.1
+    d[rng.random(d.shape) < 0.1] += 5.0
+    lam = 1 / np.sqrt(60)
+    norm2 = np.linalg.norm(d, 2)
+    mu, y, e = 1.25 / norm2, d / max(norm2, np.abs(d).max() / lam), np.zeros_like(d)
+    iterations = 0
+    while iterations < 500:
+        iterations += 1
+        u, s, vt = np.linalg.svd(d - e + y / mu, full_matrices=False)
+        a = (u * np.maximum(s - 1 / mu, 0)) @ vt
+        t = d - a + y / mu
+        e = np.sign(t) * np.maximum(np.abs(t) - lam / mu, 0)
+        y = y + mu * (d - a - e)
+        mu = min(mu * 1.5, 1.25e7 / norm2)
+        if np.linalg.norm(d - a - e) / np.linalg.norm(d) < 1e-7:
+            break
+    res = rpca(d, device="cpu")
+    assert res.iterations == iterations
+    np.testing.assert_allclose(res.low_rank, a, atol=1e-6)
+    np.testing.assert_allclose(res.sparse, e, atol=1e-6)
+
+
+def test_batch_equals_one_by_one(rng):
+    mats = []
+    for fraction in (0.02, 0.05, 0.1):
+        low, sparse = low_rank_plus_sparse(rng, 70, 30, fraction=fraction)
+        mats.append(low + sparse)
+    mats.append(np.zeros((70, 30)))
+    batch = np.stack(mats)
+    res = rpca(batch, device="cpu")
+    assert res.low_rank.shape == batch.shape
+    assert res.iterations.shape == (4,) and res.converged.all()
+    assert res.iterations[3] == 0 and np.all(res.sparse[3] == 0)
+    for i in range(3):
+        single = rpca(batch[i], device="cpu")
+        assert single.iterations == res.iterations[i]
+        np.testing.assert_allclose(res.low_rank[i], single.low_rank, atol=1e-9)
+        np.testing.assert_allclose(res.sparse[i], single.sparse, atol=1e-9)
+    assert len(set(res.iterations[:3].tolist())) > 1   # clips really stop on their own
+
+
+def test_batched_solver_drops_converged_matrices(rng):
+    # The batched path (used on GPUs) run on the CPU: matrices that converge
+    # leave the batch and must end exactly as when solved alone.
+    from mexkit.temporal.rpca import _ialm
+
+    mats = []
+    for fraction in (0.02, 0.05, 0.1):
+        low, sparse = low_rank_plus_sparse(rng, 70, 30, fraction=fraction)
+        mats.append(low + sparse)
+    mats.insert(1, np.zeros((70, 30)))
+    batch = torch.from_numpy(np.stack(mats))
+    lam = 1 / np.sqrt(70)
+    low, sparse, iters, resid, ok = _ialm(batch, lam, 1e-7, 500, 1.5)
+    assert ok.all() and iters[1] == 0 and len(set(iters[[0, 2, 3]].tolist())) > 1
+    for i in (0, 2, 3):
+        single = rpca(mats[i], device="cpu")
+        assert iters[i] == single.iterations
+        np.testing.assert_allclose(low[i].numpy(), single.low_rank, atol=1e-9)
+        np.testing.assert_allclose(sparse[i].numpy(), single.sparse, atol=1e-9)
+        assert resid[i] == pytest.approx(single.residual)
+
+
+def test_scale_equivariance_and_torch_input(rng):
+    low, sparse = low_rank_plus_sparse(rng, 50, 20)
+    d = low + sparse
+    a = rpca(d, device="cpu")
+    b = rpca(torch.from_numpy(d * 255.0), device="cpu")
+    assert isinstance(b.sparse, torch.Tensor) and b.sparse.device.type == "cpu"
+    np.testing.assert_allclose(b.sparse.numpy(), 255.0 * a.sparse, atol=1e-6)
+    assert b.iterations == a.iterations
+
+
+def test_convergence_failure_reported_and_raised(rng, caplog):
+    low, sparse = low_rank_plus_sparse(rng, 60, 20)
+    with caplog.at_level(logging.WARNING, logger="mexkit"):
+        res = rpca(low + sparse, max_iter=3, device="cpu")
+    assert res.converged is False and res.iterations == 3 and res.residual > 1e-7
+    assert "did not converge" in caplog.text
+    with pytest.raises(ConvergenceError, match=r"after 3 iterations") as info:
+        rpca(np.stack([low + sparse] * 2), max_iter=3, raise_on_failure=True, device="cpu")
+    assert "residual" in str(info.value) and "matrix 0 of the batch" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "d,kwargs",
+    [
+        (np.zeros(5), {}),
+        (np.full((4, 3), np.nan), {}),
+        (np.ones((4, 3)), {"tol": 0}),
+        (np.ones((4, 3)), {"rho": 1.0}),
+        (np.ones((4, 3)), {"max_iter": 0}),
+        (np.ones((4, 3)), {"lam": -1.0}),
+        (np.ones((4, 3)), {"dtype": torch.int32}),
+        (np.ones((4, 3)), {"device": "tpu9"}),
+    ],
+)
+def test_bad_input_raises(d, kwargs):
+    with pytest.raises(ParameterError):
+        rpca(d, **kwargs)
+
+
+def test_rpca_frames_separates_static_face_from_local_change(rng):
+    # A static textured "face" plus a small square that brightens in a few frames:
+    # the change must end up in the sparse part, the face in the low-rank part.
+    face = rng.uniform(40, 200, (24, 20))
+    frames = np.repeat(face[None], 16, axis=0)
+    frames[6:9, 5:9, 5:9] += 60.0
+    sparse, low, info = rpca_frames(frames.astype(np.uint8).astype(np.float64), device="cpu")
+    assert sparse.shape == frames.shape and sparse.dtype == np.float32
+    assert info["converged"] and info["residual"] < 1e-7
+    assert info["lam"] == pytest.approx(1 / np.sqrt(24 * 20))
+    json.dumps(info)
+    inside = np.zeros(frames.shape, bool)
+    inside[6:9, 5:9, 5:9] = True
+    assert np.abs(sparse[inside]).mean() > 30.0
+    assert np.abs(sparse[~inside]).mean() < 1.0
+    np.testing.assert_allclose(low + sparse, frames.astype(np.uint8), atol=1e-3)
+
+
+def test_psn_sample_indices():
+    idx = psn_sample_indices()
+    assert idx.tolist() == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 149]
+    assert (idx + 1).tolist()[-2:] == [141, 150]          # the paper's 1-based numbering
+    assert psn_sample_indices(16, 16).tolist() == list(range(16))
+    small = psn_sample_indices(40, 8)
+    assert small[0] == 0 and small[-1] == 39 and np.all(np.diff(small) > 0)
+    with pytest.raises(ParameterError):
+        psn_sample_indices(10, 16)
+    with pytest.raises(ParameterError):
+        psn_sample_indices(150, 1)
+
+
+def test_psn_chain_shape_and_motion_location(rng):
+    face = rng.uniform(40, 200, (12, 10))
+    frames = np.repeat(face[None], 30, axis=0)
+    frames[12:18, 3:6, 3:6] += 50.0                       # a brief local change
+    out = psn_chain(frames.astype(np.uint8), n_tim=60, k=8, device="cpu")
+    assert out.shape == (8, 12, 10) and out.dtype == np.float32
+    energy = np.abs(out).sum(axis=0)
+    assert energy[3:6, 3:6].mean() > 10 * np.delete(energy.ravel(), [
+        r * 10 + c for r in range(3, 6) for c in range(3, 6)]).mean()
