@@ -23,6 +23,8 @@ from ._common import out
               show_default=True, help="png keeps frames exactly equal to the ground truth.")
 @click.option("--noise", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Sensor noise sigma in grey levels.")
+@click.option("--intensity", default="0.3,2.0", show_default=True,
+              help="Range of peak displacement of the micro-expressions, in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--long", "long_videos", is_flag=True,
               help="SAMM-LV-like long videos with several MEs, macro-expressions, blinks "
@@ -32,7 +34,8 @@ from ._common import out
               help="Length of each long video.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing synthetic dataset.")
 def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
-              fps: float | None, size: int, image_format: str, noise: float, seed: int,
+              fps: float | None, size: int, image_format: str, noise: float, intensity: str,
+              seed: int,
               long_videos: bool, videos_per_subject: int, seconds: float,
               overwrite: bool) -> int:
     """Write a synthetic ME dataset with known onset/apex/offset and motion to ROOT.
@@ -47,7 +50,14 @@ def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
     SAMM-LV sheet's path is printed.  SAMM-LV's published frame rate is 200
     fps: crop synthetic long videos made at another rate with --dataset-fps.
     """
+    from ..errors import ParameterError
     from ..synth.write import write_casme2_like, write_samm_lv_like
+
+    try:
+        lo, hi = (float(v) for v in intensity.split(","))
+    except ValueError:
+        raise ParameterError(
+            f"--intensity takes two numbers LO,HI in pixels, but got {intensity!r}.") from None
 
     if long_videos:
         sheet = write_samm_lv_like(root, n_subjects=subjects,
@@ -60,6 +70,6 @@ def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
     write_casme2_like(root, n_subjects=subjects, clips_per_class=clips_per_class,
                       classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
                       fps=fps or 100.0, seed=seed, size=size, image_format=image_format,
-                      noise_sigma=noise, overwrite=overwrite)
+                      noise_sigma=noise, intensity=(lo, hi), overwrite=overwrite)
     out(str(Path(root) / "samples.csv"))
     return 0

@@ -68,7 +68,7 @@ def train_cmd(store: str, model: str, protocol: str, scheme: str | None, n_split
         progress=settings().get("progress", True))
     if not settings().get("quiet"):
         click.echo(format_report(json.loads(results.read_text())), err=True)
-    out(str(results))
+    out(str(results.resolve()))
     return 0
 
 
@@ -129,7 +129,7 @@ def predict_cmd(store: str, results_dir: Path, device: str, output: Path | None)
     if output is None:
         output = path.with_name(f"{path.name.split('.')[0]}.predictions.csv")
     predict_store(path, results_dir, output, device=device)
-    out(str(output))
+    out(str(Path(output).resolve()))
     return 0
 
 

@@ -187,11 +187,12 @@ def format_report(results: Mapping[str, Any]) -> str:
     if cfg:
         lines.append(f"model {cfg.get('model')}  protocol {cfg.get('protocol')}  "
                      f"scheme {cfg.get('scheme')}  samples {results.get('n_samples')}")
-    lines.append(f"{'':<16}{'acc':>8}{'UF1':>8}{'UAR':>8}{'n':>6}")
+    width = max([16] + [len(str(f)) + 3 for f in results.get("per_fold", {})])
+    lines.append(f"{'':<{width}}{'acc':>8}{'UF1':>8}{'UAR':>8}{'n':>6}")
 
     def row(name: str, r: Mapping[str, Any]) -> str:
         n = int(np.sum(r["confusion_matrix"]))
-        return (f"{name[:16]:<16}{r['accuracy']:>8.4f}{_f(r['uf1']):>8}{_f(r['uar']):>8}"
+        return (f"{name:<{width}}{r['accuracy']:>8.4f}{_f(r['uf1']):>8}{_f(r['uar']):>8}"
                 f"{n:>6}")
 
     lines.append(row("pooled", pooled))

@@ -287,3 +287,32 @@ def test_params_are_sorted_json(good_store):
         raw = fh.attrs["params"]
         assert json.loads(raw) == {"alpha": 1}
         assert raw == json.dumps({"alpha": 1}, sort_keys=True, separators=(",", ":"))
+
+
+def test_grouped_compute_records_per_sample_failures(tmp_path):
+    calls = []
+
+    def compute(tasks):
+        calls.append(len(tasks))
+        out = []
+        for t in tasks:
+            out.append(ValueError("odd one out") if t.payload == 2 else _compute(t))
+        return out
+
+    res = run_stage(_tasks(5, {}), compute, output=tmp_path / "g.h5", stage="unit", params={},
+                    progress=False, group=3)
+    assert calls == [3, 2]
+    assert res.computed == 4 and list(res.failures) == ["set/s02/clip2"]
+    with open_store(tmp_path / "g.h5") as s:
+        np.testing.assert_array_equal(s["set/s04/clip4"]["flow"], _arrays(4)["flow"])
+
+
+def test_group_that_raises_is_retried_one_by_one(tmp_path):
+    def compute(tasks):
+        if len(tasks) > 1 or tasks[0].payload == 1:
+            raise RuntimeError("batched call failed")
+        return [_compute(tasks[0])]
+
+    res = run_stage(_tasks(3, {}), compute, output=tmp_path / "g.h5", stage="unit", params={},
+                    progress=False, group=3)
+    assert res.computed == 2 and list(res.failures) == ["set/s01/clip1"]

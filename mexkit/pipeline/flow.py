@@ -1,0 +1,207 @@
+"""The flow and strain stages: frames in, optical flow (and strain, features) out."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError
+from .runner import StageResult, Task
+from .stages import input_sample, require_arrays, run_store_stage
+
+__all__ = ["FLOW_VERSION", "STRAIN_VERSION", "run_flow", "run_strain", "PAIR_MODES", "METHODS"]
+
+logger = logging.getLogger("mexkit")
+
+FLOW_VERSION = 1
+STRAIN_VERSION = 1
+PAIR_MODES = ("consecutive", "gap", "onset-apex", "onset-all", "keyframes", "apex-window")
+METHODS = ("tvl1", "tvl1-opencv", "farneback")
+FEATURES = ("dm", "hoof", "mean")
+
+
+def _grey(frames: np.ndarray) -> np.ndarray:
+    if frames.ndim == 3:
+        return frames
+    import cv2
+
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+
+
+def _apex(sample: Any, frames: np.ndarray, onset: int, offset: int, how: str) -> int:
+    apex = sample.attrs.get("apex")
+    if apex is not None and apex >= 0:
+        return int(apex)
+    if how == "fail":
+        raise ParameterError(
+            f"sample {sample.sample_id!r} has no apex annotation; choose --no-apex middle or "
+            "max-diff to estimate one.")
+    from ..temporal.apex import estimate_apex
+
+    return estimate_apex(frames, onset, offset, method=how)
+
+
+def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.ndarray, int]:
+    from ..motion.pairs import make_pairs
+
+    T = len(frames)
+    a = sample.attrs
+    onset = int(a.get("onset", 0) or 0)
+    offset = int(a.get("offset", T - 1) if a.get("offset") is not None else T - 1)
+    offset = min(max(offset, onset), T - 1)
+    mode = opt["pairs"]
+    apex = None
+    if mode in ("onset-apex", "apex-window") or opt["with_apex"]:
+        apex = _apex(sample, frames, onset, offset, opt["no_apex"])
+    pairs = make_pairs(T, mode="consecutive" if mode == "keyframes" else mode, k=opt["k"],
+                       fps=a.get("fps"), onset=onset, apex=apex, window=opt["window"])
+    return np.asarray(pairs, dtype=np.int64), (-1 if apex is None else int(apex))
+
+
+def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.ndarray:
+    method = opt["method"]
+    if method == "tvl1":
+        from ..motion.tvl1 import tvl1_flow
+
+        return tvl1_flow(ref, mov, device=opt["device"], **opt["tvl1"])
+    if method == "tvl1-opencv":
+        from ..motion.opencv import tvl1_opencv
+
+        return tvl1_opencv(ref, mov, **opt["tvl1"])
+    from ..motion.opencv import farneback
+
+    return farneback(ref, mov)
+
+
+def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, Any],
+             sid: str) -> dict[str, np.ndarray]:
+    """Strain and features of one sample's flow."""
+    out: dict[str, np.ndarray] = {}
+    strain = None
+    if opt["strain"] or "mean" in opt["features"]:
+        from ..motion.strain import optical_strain
+
+        strain = optical_strain(flow).astype(np.float32)
+        if opt["strain"]:
+            out["strain"] = strain
+    if "dm" in opt["features"]:
+        from ..motion.features import direction_magnitude
+
+        out["direction_magnitude"] = direction_magnitude(flow).astype(np.float32)
+    if "hoof" in opt["features"]:
+        from ..motion.features import hoof
+
+        out["hoof"] = np.asarray(hoof(flow), dtype=np.float32)
+    if "mean" in opt["features"]:
+        from ..face.regions import mean_regions
+
+        if landmarks is None or not np.isfinite(landmarks).all():
+            raise ParameterError(f"sample {sid!r} has no landmarks; MEAN regions need them.")
+        maps = np.concatenate([flow, strain[:, None]], axis=1)  # (P, 3, H, W)
+        out["mean_regions"] = np.stack([mean_regions(m, lm) for m, lm in
+                                        zip(maps, landmarks, strict=True)]).astype(np.float32)
+    return out
+
+
+def _compute_group(tasks: list[Task]) -> list[Any]:
+    """Flow for a group of samples in one batched solver call."""
+    opt = tasks[0].payload["params"]
+    prepared: list[Any] = []
+    refs, movs = [], []
+    for t in tasks:
+        try:
+            s = input_sample(t.payload["input"], t.sample_id)
+            require_arrays(s, ["frames"], stage="flow", producer="mexkit crop")
+            frames = s.read("frames")
+            pairs, apex = _pairs(s, frames, opt)
+            grey = _grey(frames)
+            refs.append(grey[pairs[:, 0]])
+            movs.append(grey[pairs[:, 1]])
+            prepared.append((s, frames, pairs, apex))
+        except Exception as exc:
+            prepared.append(exc)
+    results: list[Any] = []
+    if refs:
+        shapes = {r.shape[1:] for r in refs}
+        if len(shapes) == 1:
+            flows = _flow_batch(np.concatenate(refs), np.concatenate(movs), opt)
+            sizes = np.cumsum([len(r) for r in refs])[:-1]
+            per_sample = np.split(flows, sizes)
+        else:  # mixed frame sizes: one call per sample
+            per_sample = [_flow_batch(r, m, opt) for r, m in zip(refs, movs, strict=True)]
+    it = iter(per_sample if refs else [])
+    for t, prep in zip(tasks, prepared, strict=True):
+        if isinstance(prep, Exception):
+            results.append(prep)
+            continue
+        s, frames, pairs, apex = prep
+        flow = next(it).astype(np.float32)
+        try:
+            arrays: dict[str, np.ndarray] = {"flow": flow, "pairs": pairs}
+            landmarks = None
+            if "landmarks" in s:
+                landmarks = s.read("landmarks")[pairs[:, 0]].astype(np.float32)
+                arrays["landmarks"] = landmarks
+            if "frame_numbers" in s:
+                arrays["frame_numbers"] = s.read("frame_numbers")
+            arrays.update(_derived(flow, landmarks, opt, t.sample_id))
+            if opt["with_apex"]:
+                arrays["apex_image"] = frames[apex]
+            attrs = {"pair_mode": opt["pairs"], "flow_method": opt["method"]}
+            if apex >= 0:
+                attrs["apex_used"] = apex
+            results.append((arrays, attrs))
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
+def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1",
+             pairs: str = "consecutive", k: int | None = None, window: int = 65,
+             strain: bool = False, features: Sequence[str] = (), with_apex: bool = False,
+             no_apex: str = "middle", device: str = "auto",
+             tvl1: Mapping[str, Any] | None = None, jobs: int = 1, backend: str = "loky",
+             group: int = 16, progress: bool = True) -> StageResult:
+    """Optical flow between frame pairs of every clip of a crop (or key-frame) store."""
+    from .._validate import check_option
+
+    check_option("method", method, METHODS)
+    check_option("pairs", pairs, PAIR_MODES)
+    check_option("no_apex", no_apex, ("middle", "max-diff", "fail"))
+    for f in features:
+        check_option("features", f, FEATURES)
+    params = {"method": method, "pairs": pairs, "k": k, "window": window, "strain": strain,
+              "features": sorted(set(features)), "with_apex": with_apex, "no_apex": no_apex,
+              "tvl1": dict(tvl1 or {}) if method != "farneback" else {}}
+    # the device changes where, not what, is computed: it stays out of the cache key
+    compute_params = {**params, "device": device}
+    return run_store_stage(input_path, output, stage="flow", version=FLOW_VERSION,
+                           params=params, compute=_compute_group, jobs=jobs, backend=backend,
+                           progress=progress, group=group, payload_params=compute_params)
+
+
+def _compute_strain(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from ..motion.strain import optical_strain
+
+    s = input_sample(task.payload["input"], task.sample_id)
+    require_arrays(s, ["flow"], stage="strain", producer="mexkit flow")
+    flow = s.read("flow")
+    arrays = {k: s.read(k) for k in s.keys() if k not in ("strain", "strain_components")}
+    if task.payload["params"]["components"]:
+        mag, exx, eyy, exy = optical_strain(flow, components=True)
+        arrays["strain_components"] = np.stack([exx, eyy, exy], axis=1).astype(np.float32)
+    else:
+        mag = optical_strain(flow)
+    arrays["strain"] = np.asarray(mag, dtype=np.float32)
+    return arrays, {}
+
+
+def run_strain(input_path: str | Path, output: str | Path, *, components: bool = False,
+               jobs: int = 1, backend: str = "loky", progress: bool = True) -> StageResult:
+    """Optical strain of every flow field of a flow store (flow and pairs are kept)."""
+    return run_store_stage(input_path, output, stage="strain", version=STRAIN_VERSION,
+                           params={"components": components}, compute=_compute_strain,
+                           jobs=jobs, backend=backend, progress=progress)

@@ -1,0 +1,119 @@
+"""End to end on synthetic data: crop -> flow -> train, through the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mexkit.cli import cli
+from mexkit.io.store import open_store
+
+
+def _run(*args):
+    r = CliRunner().invoke(cli, ["-q", *map(str, args)])
+    assert r.exit_code == 0, r.output
+    return r.stdout.strip()
+
+
+def _truth_in_crop(truth_flow: np.ndarray, M: np.ndarray, size: int) -> np.ndarray:
+    """Map a frame-coordinate flow field into the crop: F_c(x_c) = A F(A^-1 (x_c - b))."""
+    Minv = cv2.invertAffineTransform(M)
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    mx = (Minv[0, 0] * xs + Minv[0, 1] * ys + Minv[0, 2]).astype(np.float32)
+    my = (Minv[1, 0] * xs + Minv[1, 1] * ys + Minv[1, 2]).astype(np.float32)
+    u = cv2.remap(truth_flow[0], mx, my, cv2.INTER_LINEAR)
+    v = cv2.remap(truth_flow[1], mx, my, cv2.INTER_LINEAR)
+    A = M[:, :2]
+    return np.stack([A[0, 0] * u + A[0, 1] * v, A[1, 0] * u + A[1, 1] * v])
+
+
+@pytest.fixture(scope="module")
+def flow_stores(crop_store, tmp_path_factory):
+    d = tmp_path_factory.mktemp("flow")
+    ours = _run("flow", crop_store, "--pairs", "onset-apex", "--strain", "-o", d / "ours.h5")
+    ref = _run("flow", crop_store, "--pairs", "onset-apex", "--method", "tvl1-opencv",
+               "-o", d / "opencv.h5")
+    return ours, ref
+
+
+def test_tvl1_on_synth_frames_matches_opencv_accuracy(flow_stores, synth_dataset):
+    ours, ref = flow_stores
+    errs = {"ours": [], "opencv": [], "zero": []}
+    with open_store(ours) as a, open_store(ref) as b:
+        for sid in a.sample_ids:
+            s = a[sid]
+            onset, apex = s["pairs"][0]
+            truth = np.load(synth_dataset / "truth" / s.attrs["subject"] /
+                            f"{s.attrs['clip']}.npz", allow_pickle=False)["flow"]
+            # truth fields are from frame 0; the pair is (onset, apex)
+            field = truth[apex] - truth[onset]
+            with open_store(a.upstream[0]["path"]) as crops:
+                M = crops[sid]["transforms"][0]
+            t = _truth_in_crop(field, M, 128)[:, 12:-12, 12:-12]
+            for name, flow in (("ours", s["flow"][0]), ("opencv", b[sid]["flow"][0]),
+                               ("zero", np.zeros_like(s["flow"][0]))):
+                errs[name].append(np.linalg.norm(flow[:, 12:-12, 12:-12] - t, axis=0).mean())
+    ours_epe, cv_epe, zero = (float(np.mean(errs[k])) for k in ("ours", "opencv", "zero"))
+    assert ours_epe <= 1.10 * cv_epe, (ours_epe, cv_epe)
+    assert ours_epe < 0.6 * zero  # the flow explains most of the true motion
+
+
+def test_flow_store_carries_what_training_needs(flow_stores):
+    ours, _ = flow_stores
+    with open_store(ours) as s:
+        assert s.stage == "flow" and s.params["pairs"] == "onset-apex"
+        for sample in s:
+            P = len(sample["pairs"])
+            assert P == 1 and sample["flow"].shape == (1, 2, 128, 128)
+            assert sample["strain"].shape == (1, 128, 128)
+            assert sample["landmarks"].shape == (1, 68, 2)
+            assert sample["pairs"][0, 0] == sample.attrs["onset"]
+            assert sample["pairs"][0, 1] == sample.attrs["apex"]
+
+
+def test_train_mean_loso_and_evaluate_predictions(flow_stores, tmp_path):
+    ours, _ = flow_stores
+    results = _run("train", ours, "--model", "mean", "--protocol", "loso", "--epochs", 5,
+                   "-o", tmp_path / "run")
+    doc = json.loads(Path(results).read_text())
+    assert doc["config"]["model"] == "mean" and doc["n_samples"] == 6
+    assert set(doc["per_fold"]) == {"synth-casme2/sub01", "synth-casme2/sub02"} or \
+        len(doc["per_fold"]) == 2
+    assert (tmp_path / "run" / "confusion.png").stat().st_size > 1000
+    r = CliRunner().invoke(cli, ["evaluate", "--json", str(tmp_path / "run" / "predictions.csv")])
+    assert r.exit_code == 0, r.output
+    again = json.loads(r.stdout)
+    for key in ("accuracy", "uf1", "uar"):
+        a, b = again["pooled"][key], doc["pooled"][key]
+        assert (a is None and b is None) or abs(a - b) < 1e-9
+    # a second run finds every fold done and trains nothing
+    r = CliRunner().invoke(cli, ["-v", "train", ours, "--model", "mean", "--epochs", "5",
+                                 "-o", str(tmp_path / "run")])
+    assert r.exit_code == 0 and "already done" in r.stderr
+
+
+def test_missing_model_input_names_the_producing_command(crop_store, tmp_path):
+    r = CliRunner().invoke(cli, ["train", str(crop_store), "--model", "mean", "--epochs", "1",
+                                 "-o", str(tmp_path / "x")])
+    assert r.exit_code == 1
+    assert "mexkit flow --pairs onset-apex --strain" in r.stderr
+
+
+def test_shell_pipeline(synth_dataset, tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    py = f"{sys.executable} -m mexkit"
+    cmd = (f"set -o pipefail; cd {tmp_path} && "
+           f"{py} -q crop --annotations {synth_dataset / 'samples.csv'} -o c.h5 "
+           f"| {py} -q flow - --pairs onset-apex --strain --method farneback "
+           f"| {py} -q train - --model mean --epochs 2 -o run")
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(tmp_path / "run" / "results.json")
