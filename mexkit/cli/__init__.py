@@ -144,6 +144,10 @@ class MexkitGroup(click.Group):
                     f"mexkit: internal error: {type(exc).__name__}: {_first_line(exc)} "
                     "(run with --debug for the traceback)", err=True)
             ctx.exit(1)
+        if hasattr(rv, "computed") and not (ctx.obj or {}).get("quiet"):
+            click.echo(f"mexkit: {ctx.invoked_subcommand}: {rv.computed} computed, "
+                       f"{rv.skipped} skipped (cached), {len(rv.failures)} failed "
+                       f"in {rv.seconds:.1f} s", err=True)
         code = getattr(rv, "exit_code", rv if isinstance(rv, int) else 0)
         if code:
             ctx.exit(code)

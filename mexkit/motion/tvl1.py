@@ -95,6 +95,8 @@ _FLT_EPSILON = float(np.finfo(np.float32).eps)  # OpenCV's threshold on |grad I|
 _CUBIC_A = -0.75  # Keys kernel parameter used by OpenCV and torch
 # indices are clamped in range by construction; the per-call checks only cost time
 _COMPILE_OPTIONS = {"assert_indirect_indexing": False, "size_asserts": False}
+# largest pixel count of one batch: the flat tap indices are int32
+_MAX_INDEX = (1 << 31) - 1
 
 
 # --------------------------------------------------------------------------
@@ -776,10 +778,18 @@ def _compile_wanted(flag: bool | None) -> bool:
 
 
 def _default_batch_size(device: torch.device, height: int, width: int) -> int:
-    # CPU: keep the working set of one batch (about 60 bytes per pixel) within
-    # the caches; CUDA: enough pixels to fill the GPU.
-    pixels = (1 << 18) if device.type == "cpu" else (1 << 24)
-    return max(1, pixels // max(1, height * width))
+    """Pairs per batch: about 2**18 pixels on CPU, 2**24 on CUDA.
+
+    On CPU the working set of a batch (about 60 bytes per pixel) then stays in
+    the caches, and the batch is a multiple of the thread count (the compiled
+    loops share out whole pairs); on CUDA the batch fills the GPU.
+    """
+    pixels = max(1, height * width)
+    if device.type != "cpu":
+        return max(1, (1 << 24) // pixels)
+    threads = max(1, torch.get_num_threads())
+    batch = max(1, (1 << 18) // pixels)
+    return max(threads, int(round(batch / threads)) * threads)
 
 
 def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float = 0.15,
@@ -885,16 +895,19 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
         )
     if batch_size is None:
         batch_size = _default_batch_size(dev, height, width)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = min(_check_int("batch_size", batch_size, 1),
+                     max(1, _MAX_INDEX // (height * width)))
     kernels = _Kernels(dev, dtype, _compile_wanted(compile))
     # iterations per compiled call: fewer calls cost less Python overhead, more
     # let converged pairs run (frozen) a little longer before they are dropped
-    steps_per_call = int(os.environ.get("MKSTEPS", "2")) if dev.type == "cpu" else 5
+    steps_per_call = 2 if dev.type == "cpu" else 5
     out = np.empty((n_pairs, 2, height, width), dtype=np.float32)
     scale = 255.0
+    # batches of (nearly) equal size, at most batch_size pairs each
+    n_batches = -(-n_pairs // batch_size)
+    bounds = [(i * n_pairs) // n_batches for i in range(n_batches + 1)] if n_pairs else [0]
     with torch.no_grad():
-        for start in range(0, n_pairs, batch_size):
-            stop = min(n_pairs, start + batch_size)
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
             r = ref[start:stop].to(device=dev, dtype=dtype) * scale
             m = mov[start:stop].to(device=dev, dtype=dtype) * scale
             flow = _solve_batch(r, m, prm, kernels, steps_per_call)
@@ -1017,15 +1030,18 @@ def warp(image: Any, flow: Any, *, interpolation: str = "bicubic",
     channels = [torch.from_numpy(np.array(frames[..., k], dtype=np.float32))
                 for k in range(frames.shape[-1])]
     t_flow = torch.from_numpy(np.array(flows, dtype=np.float32))
+    remap = _remap_bicubic if interpolation == "bicubic" else _remap_bilinear
+    # chunks of frames keep the flat int32 tap indices in range
+    chunk = max(1, _MAX_INDEX // (h * w))
+    parts = []
     with torch.no_grad():
-        map_x = torch.arange(w, dtype=torch.float32)[None, None, :] + t_flow[:, 0]
-        map_y = torch.arange(h, dtype=torch.float32)[None, :, None] + t_flow[:, 1]
-        if interpolation == "bicubic":
-            warped = _remap_bicubic(channels, map_x, map_y, border == "zero")
-        else:
-            warped = _remap_bilinear(channels, map_x, map_y, border == "zero")
-        out = torch.stack(warped, dim=-1)
-    result = out.numpy()
+        for start in range(0, t_flow.shape[0], chunk):
+            sel = slice(start, start + chunk)
+            map_x = torch.arange(w, dtype=torch.float32)[None, None, :] + t_flow[sel, 0]
+            map_y = torch.arange(h, dtype=torch.float32)[None, :, None] + t_flow[sel, 1]
+            warped = remap([c[sel] for c in channels], map_x, map_y, border == "zero")
+            parts.append(torch.stack(warped, dim=-1))
+    result = torch.cat(parts).numpy()
     if not colour:
         result = result[..., 0]
     if not batched:

@@ -217,6 +217,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
         if result.skipped:
             logger.info("%s: %d of %d sample(s) already done with the same inputs and "
                         "parameters; skipped", stage, result.skipped, len(tasks))
+        if todo:
+            logger.info("%s: computing %d sample(s)", stage, len(todo))
         bar = _progress_bar(len(todo), stage, progress)
         try:
             for status, sid, info, detail in _iter_results(compute, todo, str(writer.staging),
@@ -235,8 +237,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
         result.failures.update(extra)
         writer.finalize(ids, keys, result.failures)
     result.seconds = time.perf_counter() - start
-    logger.info("%s: %d computed, %d skipped (cached), %d failed in %.1f s -> %s", stage,
-                result.computed, result.skipped, len(result.failures), result.seconds, output)
+    logger.debug("%s: %d computed, %d skipped (cached), %d failed in %.1f s -> %s", stage,
+                 result.computed, result.skipped, len(result.failures), result.seconds, output)
     return result
 
 

@@ -343,8 +343,6 @@ def train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
 def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
                   output: str | os.PathLike, *, device: str = "auto") -> Path:
     """Apply the final model of ``mexkit train --final`` to every sample of a store."""
-    import torch
-
     from ..learn.data import StoreDataset
     from ..learn.train import load_checkpoint, predict
     from ..models.registry import get_model
@@ -356,9 +354,8 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
             f"{results_dir}: no model.json; train with `mexkit train ... --final` to get a "
             "model trained on all samples.")
     meta = json.loads(meta_path.read_text())
-    tensors, _ = load_checkpoint(results_dir / meta["checkpoint"])
+    state, _, _ = load_checkpoint(results_dir / meta["checkpoint"])
     net = get_model(meta["model"], len(meta["classes"]))
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     net.load_state_dict(state)
     with open_store(store_path) as store:
         ids = list(store.sample_ids)
@@ -374,7 +371,6 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
         for c, v in zip(meta["classes"], scores[i], strict=False):
             r[f"score_{c}"] = float(v)
         rows.append(r)
-    del torch
     write_predictions(Path(output), rows, meta["classes"])
     return Path(output)
 

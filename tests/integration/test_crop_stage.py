@@ -66,3 +66,7 @@ def test_rerun_is_cached(crop_store, synth_dataset):
                                  str(synth_dataset / "samples.csv"), "-o", str(crop_store)])
     assert r.exit_code == 0
     assert "6 of 6 sample(s) already done" in r.stderr
+    r = CliRunner().invoke(cli, ["crop", "--annotations", str(synth_dataset / "samples.csv"),
+                                 "-o", str(crop_store)])
+    assert r.exit_code == 0
+    assert "0 computed, 6 skipped (cached), 0 failed" in r.stderr

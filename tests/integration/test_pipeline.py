@@ -117,3 +117,16 @@ def test_shell_pipeline(synth_dataset, tmp_path):
                        timeout=600)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == str(tmp_path / "run" / "results.json")
+
+
+def test_final_model_predicts_new_clips(flow_stores, tmp_path):
+    ours, _ = flow_stores
+    _run("train", ours, "--model", "mean", "--epochs", 3, "--final", "-o", tmp_path / "run")
+    assert (tmp_path / "run" / "model.json").exists()
+    out = _run("predict", ours, "--results", tmp_path / "run", "-o", tmp_path / "p.csv")
+    r = CliRunner().invoke(cli, ["evaluate", "--json", out])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["pooled"]["confusion_matrix"] is not None
+    lines = Path(out).read_text().splitlines()
+    assert lines[0].startswith("sample_id,subject,dataset,fold,true,pred,score_")
+    assert len(lines) == 7
