@@ -44,6 +44,19 @@ def check_range(name: str, value: float, low: float | None = None,
     return value
 
 
+def check_int(name: str, value: Any, low: int | None = None) -> int:
+    """Return ``value`` as an int if it is an integer ``>= low``, else raise ParameterError."""
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(
+            f"Invalid value for the {name!r} parameter. It must be an integer, "
+            f"but got {value!r} instead."
+        )
+    check_range(name, int(value), low)
+    return int(value)
+
+
 def check_ndim(name: str, array: Any, ndims: int | tuple[int, ...],
                shape_doc: str) -> None:
     """Raise ParameterError unless ``array.ndim`` is one of ``ndims``."""

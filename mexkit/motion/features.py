@@ -19,33 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import check_ndim, check_range
+from .._validate import check_range
 from ..errors import ParameterError
+from ._flowarray import as_flow
 
 __all__ = ["direction_magnitude", "hoof"]
 
 
 def _flow(flow: Any) -> tuple[np.ndarray, bool]:
-    try:
-        import torch
-
-        if isinstance(flow, torch.Tensor):
-            flow = flow.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    array = np.asarray(flow)
-    check_ndim("flow", array, (3, 4), "(P, 2, H, W) or (2, H, W) flow")
-    if array.shape[-3] != 2:
-        raise ParameterError(
-            f"Invalid shape for the 'flow' parameter: expected 2 channels (u, v) on axis -3, "
-            f"but got shape {array.shape!r}."
-        )
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ParameterError(
-            f"Invalid dtype for the 'flow' parameter: expected float, got {array.dtype}."
-        )
+    array = as_flow(flow)
     single = array.ndim == 3
-    array = np.asarray(array, dtype=np.float32)
     return (array[None] if single else array), single
 
 

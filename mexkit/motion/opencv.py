@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import check_ndim, check_range
+from .._validate import check_int, check_ndim, check_range
 from ..errors import ParameterError
 
 __all__ = ["tvl1_opencv", "farneback"]
@@ -85,16 +85,6 @@ def _pair_frames(reference: Any, moving: Any) -> tuple[np.ndarray, np.ndarray, b
             f"Frames must be at least 3 x 3 pixels, but got {ref.shape[1]} x {ref.shape[2]}."
         )
     return ref, mov, single
-
-
-def _int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParameterError(
-            f"Invalid value for the {name!r} parameter. It must be an integer, "
-            f"but got {value!r} instead."
-        )
-    check_range(name, int(value), low)
-    return int(value)
 
 
 def tvl1_opencv(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float = 0.15,
@@ -204,12 +194,12 @@ def farneback(reference: Any, moving: Any, *, pyr_scale: float = 0.5, levels: in
     import cv2
 
     check_range("pyr_scale", float(pyr_scale), 0.0, 1.0, low_open=True, high_open=True)
-    levels = _int("levels", levels, 1)
-    winsize = _int("winsize", winsize, 1)
-    iterations = _int("iterations", iterations, 1)
-    poly_n = _int("poly_n", poly_n, 1)
+    levels = check_int("levels", levels, 1)
+    winsize = check_int("winsize", winsize, 1)
+    iterations = check_int("iterations", iterations, 1)
+    poly_n = check_int("poly_n", poly_n, 1)
     check_range("poly_sigma", float(poly_sigma), 0.0, low_open=True)
-    flags = _int("flags", flags, 0)
+    flags = check_int("flags", flags, 0)
     ref, mov, single = _pair_frames(reference, moving)
     ref = ref * np.float32(255.0)
     mov = mov * np.float32(255.0)

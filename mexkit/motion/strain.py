@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import check_ndim
 from ..errors import ParameterError
+from ._flowarray import as_flow
 
 __all__ = ["optical_strain"]
 
@@ -100,30 +100,12 @@ def optical_strain(flow: Any, *, components: bool = False
        Micro-Expression Analysis Network for Seamless Evaluation of Long
        Videos" (MEAN), eq. 3.
     """
-    try:
-        import torch
-
-        if isinstance(flow, torch.Tensor):
-            flow = flow.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    array = np.asarray(flow)
-    check_ndim("flow", array, (3, 4), "(P, 2, H, W) or (2, H, W) flow")
-    if array.shape[-3] != 2:
-        raise ParameterError(
-            f"Invalid shape for the 'flow' parameter: expected 2 channels (u, v) on axis -3, "
-            f"but got shape {array.shape!r}."
-        )
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ParameterError(
-            f"Invalid dtype for the 'flow' parameter: expected float, got {array.dtype}."
-        )
+    array = as_flow(flow)
     if array.shape[-2] < 2 or array.shape[-1] < 2:
         raise ParameterError(
             f"Invalid shape for the 'flow' parameter: the field must be at least 2 x 2, "
             f"but got shape {array.shape!r}."
         )
-    array = np.asarray(array, dtype=np.float32)
     u = array[..., 0, :, :]
     v = array[..., 1, :, :]
     exx = _derivative(u, -1, np.empty_like(u))

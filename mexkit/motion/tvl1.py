@@ -85,7 +85,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validate import check_ndim, check_option, check_range
+from .._validate import check_int, check_ndim, check_option, check_range
 from ..errors import ParameterError
 
 __all__ = ["tvl1_flow", "flow_endpoint_error", "warp", "pyramid_sizes"]
@@ -123,16 +123,6 @@ class _Params:
     border: str
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParameterError(
-            f"Invalid value for the {name!r} parameter. It must be an integer, "
-            f"but got {value!r} instead."
-        )
-    check_range(name, int(value), low)
-    return int(value)
-
-
 def _check_float(name: str, value: Any, low: float | None = None, high: float | None = None,
                  *, low_open: bool = False, high_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -157,11 +147,11 @@ def _make_params(tau: Any, lambda_: Any, theta: Any, nscales: Any, warps: Any, e
         tau=_check_float("tau", tau, 0.0, low_open=True),
         lambda_=_check_float("lambda_", lambda_, 0.0, low_open=True),
         theta=_check_float("theta", theta, 0.0, low_open=True),
-        nscales=_check_int("nscales", nscales, 1),
-        warps=_check_int("warps", warps, 1),
+        nscales=check_int("nscales", nscales, 1),
+        warps=check_int("warps", warps, 1),
         epsilon=_check_float("epsilon", epsilon, 0.0),
-        inner_iterations=_check_int("inner_iterations", inner_iterations, 1),
-        outer_iterations=_check_int("outer_iterations", outer_iterations, 1),
+        inner_iterations=check_int("inner_iterations", inner_iterations, 1),
+        outer_iterations=check_int("outer_iterations", outer_iterations, 1),
         scale_step=_check_float("scale_step", scale_step, 0.0, 1.0, low_open=True,
                                 high_open=True),
         gamma=_check_float("gamma", gamma, 0.0),
@@ -899,7 +889,7 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
         )
     if batch_size is None:
         batch_size = _default_batch_size(dev, height, width)
-    batch_size = min(_check_int("batch_size", batch_size, 1),
+    batch_size = min(check_int("batch_size", batch_size, 1),
                      max(1, _MAX_INDEX // (height * width)))
     kernels = _Kernels(dev, dtype, _compile_wanted(compile))
     # iterations per compiled call: fewer calls cost less Python overhead, more

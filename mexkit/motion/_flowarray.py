@@ -1,0 +1,36 @@
+"""Input check shared by the functions that take flow fields."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validate import check_ndim
+from ..errors import ParameterError
+
+
+def as_flow(flow: Any) -> np.ndarray:
+    """Return ``flow`` as a float32 array of shape (P, 2, H, W) or (2, H, W).
+
+    Accepts numpy arrays and torch tensors; raises ParameterError for other
+    shapes or a non-float dtype.
+    """
+    try:
+        import torch
+
+        if isinstance(flow, torch.Tensor):
+            flow = flow.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    array = np.asarray(flow)
+    check_ndim("flow", array, (3, 4), "(P, 2, H, W) or (2, H, W) flow")
+    if array.shape[-3] != 2:
+        raise ParameterError(
+            f"Invalid shape for the 'flow' parameter: expected 2 channels (u, v) on axis -3, "
+            f"but got shape {array.shape!r}."
+        )
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ParameterError(
+            f"Invalid dtype for the 'flow' parameter: expected float, got {array.dtype}."
+        )
+    return np.asarray(array, dtype=np.float32)
