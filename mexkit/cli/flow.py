@@ -36,6 +36,12 @@ from ._common import (
 @click.option("--features", default="",
               help="Comma-separated: dm (ATNet direction-magnitude), hoof, mean (MEAN's "
                    "42x42 u, v, strain regions).")
+@click.option("--mask-eyes", is_flag=True,
+              help="--features mean: black out the eyes (landmarks 36-47, 15 px margin), "
+                   "as SOFTNet does, so blinks do not count as motion.")
+@click.option("--remove-head-motion", is_flag=True,
+              help="--features mean: subtract the mean flow of an 11x11 box at the nose "
+                   "(landmark 28) before the regions and their strain are taken.")
 @click.option("--with-apex", is_flag=True,
               help="Also store the apex frame (ATNet's spatial input).")
 @click.option("--no-apex", type=click.Choice(["middle", "max-diff", "fail"]),
@@ -55,7 +61,8 @@ from ._common import (
 @output_option
 @jobs_options
 def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, strain: bool,
-             features: str, with_apex: bool, no_apex: str, device: str, tau: float,
+             features: str, mask_eyes: bool, remove_head_motion: bool, with_apex: bool,
+             no_apex: str, device: str, tau: float,
              lambda_: float, theta: float, nscales: int, warps: int, epsilon: float,
              group: int, output: Path | None, jobs: int, backend: str):
     """Optical flow between frame pairs of each clip in STORE (or '-').
@@ -73,6 +80,7 @@ def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, st
             "warps": warps, "epsilon": epsilon}
     result = run_flow(path, output, method=method, pairs=pairs, k=k, window=window,
                       strain=strain, features=feats, with_apex=with_apex, no_apex=no_apex,
+                      mask_eyes=mask_eyes, remove_head_motion=remove_head_motion,
                       device=device, tvl1=tvl1, jobs=n_jobs(jobs), backend=backend,
                       group=group, progress=settings().get("progress", True))
     out(str(Path(output).resolve()))

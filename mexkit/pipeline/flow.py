@@ -96,13 +96,21 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
 
         out["hoof"] = np.asarray(hoof(flow), dtype=np.float32)
     if "mean" in opt["features"]:
-        from ..face.regions import mean_regions
+        from ..face.regions import mean_regions, remove_head_motion
 
         if landmarks is None or not np.isfinite(landmarks).all():
             raise ParameterError(f"sample {sid!r} has no landmarks; MEAN regions need them.")
-        maps = np.concatenate([flow, strain[:, None]], axis=1)  # (P, 3, H, W)
-        out["mean_regions"] = np.stack([mean_regions(m, lm) for m, lm in
-                                        zip(maps, landmarks, strict=True)]).astype(np.float32)
+        region_flow = flow
+        if opt.get("remove_head_motion"):
+            from ..motion.strain import optical_strain
+
+            region_flow = np.stack([remove_head_motion(f, lm) for f, lm in
+                                    zip(flow, landmarks, strict=True)]).astype(np.float32)
+            strain = optical_strain(region_flow).astype(np.float32)
+        maps = np.concatenate([region_flow, strain[:, None]], axis=1)  # (P, 3, H, W)
+        out["mean_regions"] = np.stack([
+            mean_regions(m, lm, mask_eyes=bool(opt.get("mask_eyes")))
+            for m, lm in zip(maps, landmarks, strict=True)]).astype(np.float32)
     return out
 
 
@@ -162,7 +170,8 @@ def _compute_group(tasks: list[Task]) -> list[Any]:
 def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1",
              pairs: str = "consecutive", k: int | None = None, window: int = 65,
              strain: bool = False, features: Sequence[str] = (), with_apex: bool = False,
-             no_apex: str = "middle", device: str = "auto",
+             no_apex: str = "middle", device: str = "auto", mask_eyes: bool = False,
+             remove_head_motion: bool = False,
              tvl1: Mapping[str, Any] | None = None, jobs: int = 1, backend: str = "loky",
              group: int = 16, progress: bool = True) -> StageResult:
     """Optical flow between frame pairs of every clip of a crop (or key-frame) store."""
@@ -175,6 +184,7 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
         check_option("features", f, FEATURES)
     params = {"method": method, "pairs": pairs, "k": k, "window": window, "strain": strain,
               "features": sorted(set(features)), "with_apex": with_apex, "no_apex": no_apex,
+              "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion,
               "tvl1": dict(tvl1 or {}) if method != "farneback" else {}}
     # the device changes where, not what, is computed: it stays out of the cache key
     compute_params = {**params, "device": device}

@@ -130,3 +130,19 @@ def test_final_model_predicts_new_clips(flow_stores, tmp_path):
     lines = Path(out).read_text().splitlines()
     assert lines[0].startswith("sample_id,subject,dataset,fold,true,pred,score_")
     assert len(lines) == 7
+
+
+def test_mean_region_options_from_the_cli(crop_store, tmp_path):
+    plain = _run("flow", crop_store, "--pairs", "onset-apex", "--method", "farneback",
+                 "--features", "mean", "-o", tmp_path / "plain.h5")
+    soft = _run("flow", crop_store, "--pairs", "onset-apex", "--method", "farneback",
+                "--features", "mean", "--mask-eyes", "--remove-head-motion",
+                "-o", tmp_path / "soft.h5")
+    with open_store(plain) as a, open_store(soft) as b:
+        assert b.params["mask_eyes"] and b.params["remove_head_motion"]
+        for sid in a.sample_ids:
+            ra, rb = a[sid]["mean_regions"], b[sid]["mean_regions"]
+            assert ra.shape == rb.shape == (1, 3, 42, 42)
+            # masked eye pixels are exactly zero in every channel of the top half
+            assert (rb[0, :, :21] == 0).sum() > (ra[0, :, :21] == 0).sum()
+            np.testing.assert_array_equal(a[sid]["flow"], b[sid]["flow"])  # stored flow raw
