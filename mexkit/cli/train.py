@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -66,6 +67,8 @@ def train_cmd(store: str, model: str, protocol: str, scheme: str | None, n_split
         deterministic=deterministic,
         class_balance=None if balance == "none" else balance, final=final,
         progress=settings().get("progress", True))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports
     if not settings().get("quiet"):
         click.echo(format_report(json.loads(results.read_text())), err=True)
     out(str(results.resolve()))

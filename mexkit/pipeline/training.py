@@ -223,7 +223,31 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *, model: str,
+def train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, **kw: Any
+                   ) -> Path:
+    """Cross-validate a model on a store; see :func:`_train_evaluate`.
+
+    Under torchrun (``WORLD_SIZE`` > 1) the process group is created once here
+    for every fold, rather than by each fold's ``fit`` call.
+    """
+    import torch
+    import torch.distributed as dist
+
+    own_group = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        cuda = _device(kw.get("device", "auto")) == "cuda"
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        own_group = True
+    try:
+        return _train_evaluate(store_path, out_dir, **kw)
+    finally:
+        if own_group:
+            dist.destroy_process_group()
+
+
+def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *, model: str,
                    protocol: str = "loso", scheme: str | None = None, n_splits: int = 10,
                    epochs: int | None = None, batch_size: int | None = None,
                    lr: float | None = None, device: str = "auto", seed: int = 0,

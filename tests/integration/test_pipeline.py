@@ -146,3 +146,20 @@ def test_mean_region_options_from_the_cli(crop_store, tmp_path):
             # masked eye pixels are exactly zero in every channel of the top half
             assert (rb[0, :, :21] == 0).sum() > (ra[0, :, :21] == 0).sum()
             np.testing.assert_array_equal(a[sid]["flow"], b[sid]["flow"])  # stored flow raw
+
+
+def test_same_train_command_under_torchrun(flow_stores, tmp_path):
+    """DDP on CPU (gloo, loopback): the user's command only gains the launcher."""
+    ours, _ = flow_stores
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed beside this Python")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2",
+                        "-m", "mexkit", "-q", "train", ours, "--model", "mean", "--epochs", "2",
+                        "--batch-size", "8", "-o", str(tmp_path / "ddp")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == str(tmp_path / "ddp" / "results.json")
+    doc = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    assert doc["n_samples"] == 6 and len(doc["per_fold"]) == 2
