@@ -172,7 +172,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     path on stdin), writes one HDF5 store, and prints its path on stdout, so
     that commands chain in shell pipelines:
 
-        mexkit crop --dataset casme2 ... | mexkit flow - | mexkit train - --model mean
+    \b
+        mexkit synth data | mexkit crop --annotations - \\
+          | mexkit flow - --pairs onset-apex --strain \\
+          | mexkit train - --model mean --protocol loso
     """
     ctx.obj = {"verbose": verbose, "quiet": quiet, "debug": debug,
                "progress": not quiet}
