@@ -87,6 +87,7 @@ import torch.nn.functional as F
 
 from .._validate import check_int, check_ndim, check_option, check_range
 from ..errors import ParameterError
+from ._flowarray import as_flow
 
 __all__ = ["tvl1_flow", "flow_endpoint_error", "warp", "pyramid_sizes"]
 
@@ -913,21 +914,6 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
 # helpers for users and tests
 
 
-def _flow_array(name: str, flow: Any) -> np.ndarray:
-    array = flow.detach().cpu().numpy() if isinstance(flow, torch.Tensor) else np.asarray(flow)
-    check_ndim(name, array, (3, 4), "(P, 2, H, W) or (2, H, W) flow")
-    if array.shape[-3] != 2:
-        raise ParameterError(
-            f"Invalid shape for the {name!r} parameter: expected 2 channels (u, v) on axis "
-            f"-3, but got shape {array.shape!r}."
-        )
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ParameterError(
-            f"Invalid dtype for the {name!r} parameter: expected float, got {array.dtype}."
-        )
-    return array
-
-
 def flow_endpoint_error(flow: Any, truth: Any, *, mask: Any = None) -> float:
     """Mean endpoint error between two flows, in pixels.
 
@@ -949,8 +935,8 @@ def flow_endpoint_error(flow: Any, truth: Any, *, mask: Any = None) -> float:
     .. [1] S. Baker et al., "A database and evaluation methodology for
        optical flow", IJCV 92 (2011), pp. 1-31.
     """
-    a = _flow_array("flow", flow).astype(np.float64)
-    b = _flow_array("truth", truth).astype(np.float64)
+    a = as_flow(flow, "flow", dtype=np.float64)
+    b = as_flow(truth, "truth", dtype=np.float64)
     if a.shape != b.shape:
         raise ParameterError(
             f"The 'flow' and 'truth' shapes differ: {a.shape!r} and {b.shape!r}."
@@ -998,7 +984,7 @@ def warp(image: Any, flow: Any, *, interpolation: str = "bicubic",
     check_option("interpolation", interpolation, ("bicubic", "bilinear"))
     check_option("border", border, ("replicate", "zero"))
     img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    fl = _flow_array("flow", flow).astype(np.float32)
+    fl = as_flow(flow, "flow")
     check_ndim("image", img, (2, 3, 4), "(H, W), (H, W, 3), (P, H, W) or (P, H, W, 3) frames")
     is_uint8 = img.dtype == np.uint8
     if not (is_uint8 or np.issubdtype(img.dtype, np.floating)):
