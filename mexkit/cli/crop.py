@@ -38,23 +38,17 @@ def dataset_options(f):
 
 def load_samples(dataset: str | None, annotations: str, root: Path | None,
                  fps: float | None = None, sheets: tuple[str, ...] = ()):
-    """Read a dataset's samples; returns (samples, provenance record of the sheet)."""
-    import hashlib
-
-    from ..io.datasets import detect_dataset, load_dataset
+    """Parse the dataset options; returns (samples, provenance record of the sheet)."""
+    from ..pipeline.crop import load_annotated
 
     sheet = resolve_input(annotations, what="annotation sheet")
-    name = dataset or detect_dataset(sheet)
     extra = {}
     for item in sheets:
         if "=" not in item:
             raise ParameterError(f"--sheet takes DATASET=FILE, but got {item!r}.")
         key, value = item.split("=", 1)
         extra[key.strip()] = value.strip()
-    samples = load_dataset(name, sheet, root=root, fps=fps, sheets=extra or None)
-    record = {"stage": f"annotations:{name}", "path": str(sheet.resolve()),
-              "content_hash": hashlib.sha256(sheet.read_bytes()).hexdigest(), "store_id": ""}
-    return samples, record
+    return load_annotated(sheet, dataset=dataset, root=root, fps=fps, sheets=extra or None)
 
 
 @click.command("crop")

@@ -12,7 +12,8 @@ from ..errors import MediaError, ParameterError
 from .cache import cache_key
 from .runner import StageResult, Task, run_stage
 
-__all__ = ["CROP_VERSION", "ClipSpec", "clips_from_samples", "clips_from_paths", "run_crop"]
+__all__ = ["CROP_VERSION", "ClipSpec", "load_annotated", "clips_from_samples",
+           "clips_from_paths", "run_crop"]
 
 logger = logging.getLogger("mexkit")
 
@@ -27,6 +28,27 @@ class ClipSpec(dict):
 _CARRY = ("dataset", "subject", "clip", "video", "fps", "label", "emotion", "aus",
           "objective_class", "kind", "onset", "apex", "offset", "onset_frame", "apex_frame",
           "offset_frame")
+
+
+def load_annotated(sheet: str | Path, *, dataset: str | None = None,
+                   root: str | Path | None = None, fps: float | None = None,
+                   sheets: Mapping[str, str] | None = None
+                   ) -> tuple[list[Any], dict[str, Any]]:
+    """Read a dataset's annotation sheet.
+
+    Returns the samples and the sheet's provenance record (dataset name, path
+    and SHA-256), which the first stage stores as its upstream.
+    """
+    import hashlib
+
+    from ..io.datasets import detect_dataset, load_dataset
+
+    sheet = Path(sheet)
+    name = dataset or detect_dataset(sheet)
+    samples = load_dataset(name, sheet, root=root, fps=fps, sheets=sheets)
+    record = {"stage": f"annotations:{name}", "path": str(sheet.resolve()),
+              "content_hash": hashlib.sha256(sheet.read_bytes()).hexdigest(), "store_id": ""}
+    return samples, record
 
 
 def clips_from_samples(samples: Sequence[Any], *, unit: str = "clip") -> list[ClipSpec]:
