@@ -32,6 +32,9 @@ MODEL_NAMES = ["mean", "atnet", "atnet-spatial", "atnet-temporal"]
               help="Default: the paper's.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Default: the paper's.")
+@click.option("--schedule", default=None, metavar="SPEC",
+              help="Learning-rate schedule: constant, step:N[:GAMMA] (x GAMMA, default 0.1, "
+                   "every N epochs) or cosine[:ETA_MIN].  Default: the paper's.")
 @click.option("--balance", type=click.Choice(["default", "resample", "weights", "none"]),
               default="default", show_default=True,
               help="Class balancing (default: the paper's choice).")
@@ -45,7 +48,8 @@ MODEL_NAMES = ["mean", "atnet", "atnet-spatial", "atnet-temporal"]
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Results folder (default: <store>.<model>-<protocol>/).")
 def train_cmd(store: str, model: str, protocol: str, scheme: str | None, n_splits: int,
-              epochs: int | None, batch_size: int | None, lr: float | None, balance: str,
+              epochs: int | None, batch_size: int | None, lr: float | None,
+              schedule: str | None, balance: str,
               device: str, seed: int, deterministic: bool, final: bool,
               out_dir: Path | None) -> int:
     """Train and evaluate a model on STORE (or '-') under a protocol.
@@ -63,7 +67,7 @@ def train_cmd(store: str, model: str, protocol: str, scheme: str | None, n_split
         out_dir = path.with_name(f"{path.name.split('.')[0]}.{model}-{protocol}")
     results = train_evaluate(
         path, out_dir, model=model, protocol=protocol, scheme=scheme, n_splits=n_splits,
-        epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
+        epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, device=device, seed=seed,
         deterministic=deterministic,
         class_balance=None if balance == "none" else balance, final=final,
         progress=settings().get("progress", True))

@@ -89,6 +89,7 @@ __all__ = [
     "predict",
     "seed_everything",
     "paper_defaults",
+    "parse_schedule",
     "ratio_subsample",
     "load_checkpoint",
     "CHECKPOINT_FORMAT",
@@ -280,6 +281,55 @@ def _check_schedule(schedule: Mapping[str, Any] | None) -> dict[str, Any]:
     if s["kind"] == "cosine":
         s.setdefault("eta_min", 0.0)
     return s
+
+
+def parse_schedule(text: str) -> dict[str, Any]:
+    """Parse a learning-rate schedule written on a command line.
+
+    Parameters
+    ----------
+    text : str
+        ``"constant"``; ``"step:N"`` or ``"step:N:GAMMA"`` (multiply the
+        rate by GAMMA, default 0.1, every N epochs); ``"cosine"`` or
+        ``"cosine:ETA_MIN"`` (cosine annealing to ETA_MIN, default 0).
+
+    Returns
+    -------
+    dict
+        The ``schedule`` argument of :func:`fit`.
+
+    Raises
+    ------
+    ParameterError
+        For any other text.
+
+    Examples
+    --------
+    >>> parse_schedule("step:40")
+    {'kind': 'step', 'step_size': 40, 'gamma': 0.1}
+    """
+    kind, *args = str(text).strip().split(":")
+    usage = ("expected 'constant', 'step:N', 'step:N:GAMMA', 'cosine' or 'cosine:ETA_MIN'")
+    try:
+        if kind == "constant" and not args:
+            return _check_schedule({"kind": "constant"})
+        if kind == "step" and len(args) in (1, 2):
+            s: dict[str, Any] = {"kind": "step", "step_size": int(args[0])}
+            if len(args) == 2:
+                s["gamma"] = float(args[1])
+                check_range("gamma", s["gamma"], 0.0, 1.0, low_open=True)
+            return _check_schedule(s)
+        if kind == "cosine" and len(args) <= 1:
+            s = {"kind": "cosine"}
+            if args:
+                s["eta_min"] = float(args[0])
+                check_range("eta_min", s["eta_min"], 0.0)
+            return _check_schedule(s)
+    except ValueError as exc:
+        raise ParameterError(
+            f"Invalid learning-rate schedule {text!r}: {usage} ({exc})."
+        ) from exc
+    raise ParameterError(f"Invalid learning-rate schedule {text!r}: {usage}.")
 
 
 def _lr_at(lr: float, schedule: Mapping[str, Any], epoch: int, epochs: int) -> float:

@@ -41,6 +41,8 @@ References
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -272,13 +274,18 @@ def _builder(streams: str):
     return build
 
 
-for _streams, _inputs in (("both", (_APEX, _DM)), ("spatial", (_APEX,)),
-                          ("temporal", (_DM,))):
+# The paper's augmentation is for the spatial stream ("to aid the spatial stream
+# training"): the temporal stream alone has no image to augment.
+_TEMPORAL_DEFAULTS = dataclasses.replace(_ATNET_DEFAULTS, augmentation=None)
+
+for _streams, _inputs, _defaults in (("both", (_APEX, _DM), _ATNET_DEFAULTS),
+                                     ("spatial", (_APEX,), _ATNET_DEFAULTS),
+                                     ("temporal", (_DM,), _TEMPORAL_DEFAULTS)):
     register_model(ModelSpec(
         name=_REGISTRY_NAMES[_streams],
         constructor=_builder(_streams),
         inputs=_inputs,
-        defaults=_ATNET_DEFAULTS,
+        defaults=_defaults,
         paper_parameter_count=lambda model: count_parameters(model, keras_style=True),
         reference=_REFERENCE,
     ))

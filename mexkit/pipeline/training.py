@@ -250,8 +250,9 @@ def train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, **
 def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *, model: str,
                    protocol: str = "loso", scheme: str | None = None, n_splits: int = 10,
                    epochs: int | None = None, batch_size: int | None = None,
-                   lr: float | None = None, device: str = "auto", seed: int = 0,
-                   deterministic: bool = True, class_balance: str | None = "default",
+                   lr: float | None = None, schedule: str | None = None,
+                   device: str = "auto", seed: int = 0, deterministic: bool = True,
+                   class_balance: str | None = "default",
                    final: bool = False, progress: bool = True) -> Path:
     """Cross-validate ``model`` on the store; return the results file.
 
@@ -264,7 +265,7 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     from ..learn.data import StoreDataset
     from ..learn.metrics import pooled_and_per_fold
     from ..learn.protocols import split
-    from ..learn.train import fit, paper_defaults, predict, seed_everything
+    from ..learn.train import fit, paper_defaults, parse_schedule, predict, seed_everything
     from ..models.registry import count_parameters, get_model, get_spec
 
     spec = get_spec(model)
@@ -283,6 +284,8 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     kw = paper_defaults(model)
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
     kw.update({k: v for k, v in overrides.items() if v is not None})
+    if schedule is not None:
+        kw["schedule"] = parse_schedule(schedule)
     if class_balance != "default":
         kw["class_balance"] = class_balance
     config = {"model": model, "protocol": protocol, "scheme": scheme, "n_splits": n_splits,

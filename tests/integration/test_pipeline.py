@@ -99,6 +99,17 @@ def test_train_mean_loso_and_evaluate_predictions(flow_stores, tmp_path):
     assert r.exit_code == 0 and "already done" in r.stderr
 
 
+def test_schedule_option_reaches_the_results(flow_stores, tmp_path):
+    ours, _ = flow_stores
+    results = _run("train", ours, "--model", "mean", "--epochs", 2, "--schedule", "step:1:0.5",
+                   "-o", tmp_path / "run")
+    doc = json.loads(Path(results).read_text())
+    assert doc["config"]["schedule"] == {"kind": "step", "step_size": 1, "gamma": 0.5}
+    r = CliRunner().invoke(cli, ["train", str(ours), "--model", "mean", "--schedule",
+                                 "linear:3", "-o", str(tmp_path / "bad")])
+    assert r.exit_code == 2 and "Invalid learning-rate schedule 'linear:3'" in r.stderr
+
+
 def test_missing_model_input_names_the_producing_command(crop_store, tmp_path):
     r = CliRunner().invoke(cli, ["train", str(crop_store), "--model", "mean", "--epochs", "1",
                                  "-o", str(tmp_path / "x")])

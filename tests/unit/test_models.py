@@ -250,6 +250,23 @@ class TestRegistry:
         assert dict(at.schedule) == {"kind": "step", "step_size": 10, "gamma": 0.1}
         assert at.augmentation == "atnet"
 
+    @pytest.mark.parametrize("name", ["mean", "atnet", "atnet-spatial", "atnet-temporal"])
+    def test_each_model_trains_with_its_paper_defaults(self, name):
+        # The paper settings of every registered model must run as they are: one epoch on
+        # four random samples of the declared input shapes (a temporal-only ATNet once got
+        # the spatial stream's image augmentation and failed on its missing image).
+        from mexkit.learn.train import fit, paper_defaults
+
+        spec = get_spec(name)
+        g = torch.Generator().manual_seed(0)
+        data = [({i.name: torch.rand(i.shape, generator=g) for i in spec.inputs}, k % 3)
+                for k in range(4)]
+        kw = paper_defaults(name)
+        kw.update(epochs=1, batch_size=2)
+        history = fit(get_model(name, 3), data, **kw)
+        assert len(history["epochs"]) == 1 and np.isfinite(history["epochs"][0]["loss"])
+        assert (kw["augment"] is None) == (name in ("mean", "atnet-temporal"))
+
     def test_get_model(self):
         model = get_model("atnet-spatial", 5, image_size=64)
         assert isinstance(model, ATNet) and model.streams == "spatial"

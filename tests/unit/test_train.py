@@ -21,6 +21,7 @@ from mexkit.learn.train import (
     fit,
     load_checkpoint,
     paper_defaults,
+    parse_schedule,
     predict,
     ratio_subsample,
     seed_everything,
@@ -335,3 +336,28 @@ def test_augment_probability_and_dict_inputs():
     offsets = (shifted - x).flatten(1)
     assert torch.allclose(offsets, offsets[:, :1].expand_as(offsets))
     assert offsets[:, 0].abs().max() <= 10
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("constant", {"kind": "constant"}),
+    ("step:40", {"kind": "step", "step_size": 40, "gamma": 0.1}),
+    ("step:5:0.5", {"kind": "step", "step_size": 5, "gamma": 0.5}),
+    ("cosine", {"kind": "cosine", "eta_min": 0.0}),
+    ("cosine:1e-6", {"kind": "cosine", "eta_min": 1e-6}),
+])
+def test_parse_schedule(text, expected):
+    assert parse_schedule(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "linear", "step", "step:0", "step:x", "step:10:0",
+                                  "step:10:1.5", "cosine:-1", "constant:3", "step:1:2:3"])
+def test_parse_schedule_refuses_bad_text(text):
+    with pytest.raises(ParameterError, match="schedule|step_size|gamma|eta_min"):
+        parse_schedule(text)
+
+
+def test_parsed_step_schedule_sets_each_epochs_rate(rng):
+    history = fit(MEAN(3), _separable(rng, n=8), epochs=5, batch_size=4, lr=1e-3,
+                  schedule=parse_schedule("step:2:0.5"))
+    assert [e["lr"] for e in history["epochs"]] == pytest.approx(
+        [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
