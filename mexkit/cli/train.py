@@ -55,8 +55,9 @@ def train_cmd(store: str, model: str, protocol: str, scheme: str | None, n_split
     """Train and evaluate a model on STORE (or '-') under a protocol.
 
     Writes results.json (configuration, versions, per-fold and pooled
-    metrics), predictions.csv and confusion.png in the results folder and
-    prints the path of results.json.  Finished folds and epochs are kept: run
+    metrics, each fold's training history), predictions.csv, confusion.png
+    and training.png (training loss and accuracy by epoch) in the results
+    folder and prints the path of results.json.  Finished folds and epochs are kept: run
     the same command again to resume a killed job.  Under torchrun the same
     command trains with DistributedDataParallel.
     """

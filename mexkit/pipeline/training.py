@@ -38,7 +38,7 @@ from ..io.store import open_store
 from .stages import upstream_entry
 
 __all__ = ["SampleTable", "sample_table", "train_evaluate", "write_predictions",
-           "read_predictions", "plot_confusion", "format_report"]
+           "read_predictions", "plot_confusion", "plot_training", "format_report"]
 
 logger = logging.getLogger("mexkit")
 
@@ -179,6 +179,42 @@ def plot_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str], title
     os.replace(tmp, path)
 
 
+def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]]],
+                  title: str) -> None:
+    """Save the training loss and accuracy by epoch, one line per fold.
+
+    A flat loss near ``log(n_classes)`` or a training accuracy near chance
+    means the model did not fit its training data (too few steps, too low a
+    rate), which the test metrics alone do not tell apart from overfitting.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, records in histories.items():
+        if not records:
+            continue
+        epochs = [r["epoch"] for r in records]
+        ax_loss.plot(epochs, [r["loss"] for r in records], lw=1, label=str(name))
+        if all("accuracy" in r for r in records):
+            ax_acc.plot(epochs, [r["accuracy"] for r in records], lw=1)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("training accuracy")
+    ax_acc.set_ylim(-0.02, 1.02)
+    if 0 < len(histories) <= 12:
+        ax_loss.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def format_report(results: Mapping[str, Any]) -> str:
     """A readable table of pooled and per-fold metrics."""
     pooled = results["pooled"]
@@ -297,6 +333,7 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
                        labels=table.labels, n_splits=n_splits, seed=seed))
     config_key = json.dumps(config, sort_keys=True, default=str)
     rows: list[dict[str, Any]] = []
+    histories: dict[str, list[dict[str, Any]]] = {}
     n_params = None
     start = time.perf_counter()
     for k, fold in enumerate(folds):
@@ -305,6 +342,7 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
             saved = json.loads(done.read_text())
             if saved.get("config") == config_key:
                 rows.extend(saved["rows"])
+                histories[fold.name] = saved.get("history", [])
                 logger.info("fold %s already done; kept", fold.name)
                 continue
         if len(set(table.y[fold.train])) < 2:
@@ -315,9 +353,11 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
         train_ds = torch.utils.data.Subset(full, fold.train)
         train_ds.labels = [full.labels[i] for i in fold.train]  # type: ignore[attr-defined]
         bar = _epoch_bar(kw["epochs"], f"fold {k + 1}/{len(folds)} {fold.name}", progress)
-        fit(net, train_ds, device=device, seed=seed + k, deterministic=deterministic,
-            checkpoint_path=out / "checkpoints" / f"{_safe(fold.name)}.safetensors",
-            progress=bar.callback, **kw)
+        trained = fit(net, train_ds, device=device, seed=seed + k,
+                      deterministic=deterministic,
+                      checkpoint_path=out / "checkpoints" / f"{_safe(fold.name)}.safetensors",
+                      progress=bar.callback, **kw)
+        histories[fold.name] = trained["epochs"]
         bar.close()
         test_ds = torch.utils.data.Subset(full, fold.test)
         scores, preds = predict(net, test_ds, device=device)
@@ -330,7 +370,8 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
                 r[f"score_{c}"] = float(s)
             fold_rows.append(r)
         if _rank() == 0:
-            _atomic_write(done, json.dumps({"config": config_key, "rows": fold_rows}))
+            _atomic_write(done, json.dumps({"config": config_key, "rows": fold_rows,
+                                            "history": histories[fold.name]}))
         rows.extend(fold_rows)
         acc = np.mean([r["true"] == r["pred"] for r in fold_rows])
         logger.info("fold %s: %d test sample(s), accuracy %.3f", fold.name, len(fold_rows), acc)
@@ -356,6 +397,7 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
                      "numpy": np.__version__, "python": platform.python_version()},
         "command": " ".join(sys.argv),
         "seconds": time.perf_counter() - start,
+        "training": histories,
         **metrics,
     }
     path = out / "results.json"
@@ -363,6 +405,8 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
         write_predictions(out / "predictions.csv", rows, table.classes)
         plot_confusion(out / "confusion.png", np.asarray(metrics["pooled"]["confusion_matrix"]),
                        table.classes, f"{model} {protocol}: pooled over {len(folds)} folds")
+        plot_training(out / "training.png", histories,
+                      f"{model} {protocol}: training loss and accuracy per fold")
         _atomic_write(path, json.dumps(_jsonable(results), indent=2, sort_keys=True))
     return path
 

@@ -87,6 +87,11 @@ def test_train_mean_loso_and_evaluate_predictions(flow_stores, tmp_path):
     assert set(doc["per_fold"]) == {"synth-casme2/sub01", "synth-casme2/sub02"} or \
         len(doc["per_fold"]) == 2
     assert (tmp_path / "run" / "confusion.png").stat().st_size > 1000
+    assert (tmp_path / "run" / "training.png").stat().st_size > 1000
+    assert set(doc["training"]) == set(doc["per_fold"])
+    for history in doc["training"].values():
+        assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5]
+        assert all(np.isfinite(e["loss"]) and 0 <= e["accuracy"] <= 1 for e in history)
     r = CliRunner().invoke(cli, ["evaluate", "--json", str(tmp_path / "run" / "predictions.csv")])
     assert r.exit_code == 0, r.output
     again = json.loads(r.stdout)
@@ -97,6 +102,7 @@ def test_train_mean_loso_and_evaluate_predictions(flow_stores, tmp_path):
     r = CliRunner().invoke(cli, ["-v", "train", ours, "--model", "mean", "--epochs", "5",
                                  "-o", str(tmp_path / "run")])
     assert r.exit_code == 0 and "already done" in r.stderr
+    assert json.loads(Path(results).read_text())["training"] == doc["training"]
 
 
 def test_schedule_option_reaches_the_results(flow_stores, tmp_path):
