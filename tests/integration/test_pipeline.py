@@ -205,6 +205,12 @@ def test_atnet_chain_from_crop_to_results(synth_dataset, tmp_path):
                     "atnet-spatial": ["apex_rgb"]}[model]
         assert doc["config"]["inputs"] == expected
         assert len((tmp_path / model / "predictions.csv").read_text().splitlines()) == n + 1
+    # the fused model trained on all samples predicts new clips
+    _run("train", flow, "--model", "atnet", "--epochs", 1, "--batch-size", 2, "--final",
+         "-o", tmp_path / "atnet")
+    out = _run("predict", flow, "--results", tmp_path / "atnet", "-o", tmp_path / "p.csv")
+    lines = Path(out).read_text().splitlines()
+    assert len(lines) == n + 1 and lines[0].startswith("sample_id,subject,dataset,fold,true,pred")
     # the MEAN store lacks ATNet's inputs: the error names the command that makes them
     r = CliRunner().invoke(cli, ["train", str(crop), "--model", "atnet", "--epochs", "1",
                                  "-o", str(tmp_path / "x")])
