@@ -151,6 +151,17 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[dict[str, Any]], lis
     return rows, classes
 
 
+def _save_figure(fig: Any, path: Path) -> None:
+    """Write ``fig`` as a PNG under a temporary name, then rename it into place."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def plot_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str], title: str) -> None:
     """Save a labelled confusion-matrix image (rows: true, columns: predicted)."""
     import matplotlib
@@ -172,11 +183,7 @@ def plot_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str], title
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save_figure(fig, path)
 
 
 def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -208,11 +215,7 @@ def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]
     if 0 < len(histories) <= 12:
         ax_loss.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save_figure(fig, path)
 
 
 def format_report(results: Mapping[str, Any]) -> str:
