@@ -136,32 +136,28 @@ class DetectionBatch:
 
 # --------------------------------------------------------------------------- input checks
 
+def _check_uint8(array: Any, name: str, lead: str) -> np.ndarray:
+    """``array`` as uint8 ``lead + (H, W)`` grey or ``lead + (H, W, 3)`` RGB, non-empty."""
+    array = np.asarray(array)
+    k = 1 if lead else 0  # leading frame axis
+    if array.ndim not in (2 + k, 3 + k) or (array.ndim == 3 + k and array.shape[-1] != 3):
+        raise ParameterError(
+            f"Invalid shape for the {name!r} parameter: expected ({lead}H, W) grey or "
+            f"({lead}H, W, 3) RGB, but got shape {array.shape!r}.")
+    if array.dtype != np.uint8:
+        raise ParameterError(
+            f"Invalid dtype for the {name!r} parameter: expected uint8, but got {array.dtype}.")
+    if min(array.shape[:2 + k]) < 1:
+        raise ParameterError(f"The {name!r} parameter is empty (shape {array.shape!r}).")
+    return array
+
+
 def _check_image(image: Any, name: str = "image") -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-        raise ParameterError(
-            f"Invalid shape for the {name!r} parameter: expected (H, W) grey or (H, W, 3) "
-            f"RGB, but got shape {image.shape!r}.")
-    if image.dtype != np.uint8:
-        raise ParameterError(
-            f"Invalid dtype for the {name!r} parameter: expected uint8, but got {image.dtype}.")
-    if min(image.shape[:2]) < 1:
-        raise ParameterError(f"The {name!r} parameter is empty (shape {image.shape!r}).")
-    return image
+    return _check_uint8(image, name, "")
 
 
 def _check_frames(frames: Any, name: str = "frames") -> np.ndarray:
-    frames = np.asarray(frames)
-    if frames.ndim not in (3, 4) or (frames.ndim == 4 and frames.shape[3] != 3):
-        raise ParameterError(
-            f"Invalid shape for the {name!r} parameter: expected (T, H, W) grey or "
-            f"(T, H, W, 3) RGB, but got shape {frames.shape!r}.")
-    if frames.dtype != np.uint8:
-        raise ParameterError(
-            f"Invalid dtype for the {name!r} parameter: expected uint8, but got {frames.dtype}.")
-    if frames.shape[0] < 1 or min(frames.shape[1:3]) < 1:
-        raise ParameterError(f"The {name!r} parameter is empty (shape {frames.shape!r}).")
-    return frames
+    return _check_uint8(frames, name, "T, ")
 
 
 def _check_upsample(upsample: int | None) -> int | None:

@@ -301,33 +301,32 @@ def _fps(value: Any, sh: _Sheet, row: int) -> float:
     return fps
 
 
-def _subject_casme(value: Any, sh: _Sheet, row: int) -> str:
-    text = _text(value)
-    m = re.fullmatch(r"(?i)(?:sub(?:ject)?)?\s*0*(\d+)", text)
-    if m:
-        return f"sub{int(m.group(1)):02d}"
-    if not text:
-        raise sh.error(row, "no subject")
-    return text
+def _subject_rule(pattern: str, fmt: Callable[[int], str]
+                  ) -> Callable[[Any, _Sheet, int], str]:
+    """Subject normaliser: text matching ``pattern`` becomes ``fmt(number)``.
+
+    Other non-empty text is kept as it is; an empty cell is an error.
+    """
+    regex = re.compile(pattern)
+
+    def subject(value: Any, sh: _Sheet, row: int) -> str:
+        text = _text(value)
+        m = regex.fullmatch(text)
+        if m:
+            return fmt(int(m.group(1)))
+        if not text:
+            raise sh.error(row, "no subject")
+        return text
+
+    return subject
 
 
-def _subject_samm(value: Any, sh: _Sheet, row: int) -> str:
-    text = _text(value)
-    if re.fullmatch(r"\d+", text):
-        return f"{int(text):03d}"
-    if not text:
-        raise sh.error(row, "no subject")
-    return text
-
-
-def _subject_smic(value: Any, sh: _Sheet, row: int) -> str:
-    text = _text(value)
-    m = re.fullmatch(r"(?i)s?\s*0*(\d+)", text)
-    if m:
-        return f"s{int(m.group(1))}"
-    if not text:
-        raise sh.error(row, "no subject")
-    return text
+# "1", "01", "sub01", "Subject 1" -> "sub01" (CASME, CASME II)
+_subject_casme = _subject_rule(r"(?i)(?:sub(?:ject)?)?\s*0*(\d+)", lambda n: f"sub{n:02d}")
+# "6", "006" -> "006" (SAMM, SAMM-LV)
+_subject_samm = _subject_rule(r"(\d+)", lambda n: f"{n:03d}")
+# "1", "s01", "S1" -> "s1" (SMIC)
+_subject_smic = _subject_rule(r"(?i)s?\s*0*(\d+)", lambda n: f"s{n}")
 
 
 def _smic_clip(name: str) -> str:

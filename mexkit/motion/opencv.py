@@ -40,51 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import check_int, check_ndim, check_range
+from .._validate import check_int, check_range
 from ..errors import ParameterError
+from ._flowarray import as_frame_pair
 
 __all__ = ["tvl1_opencv", "farneback"]
-
-
-def _frames(name: str, frames: Any) -> tuple[np.ndarray, bool]:
-    """(P, H, W) float32 frames in [0, 1] (uint8 is divided by 255); 2-D input flag."""
-    try:
-        import torch
-
-        if isinstance(frames, torch.Tensor):
-            frames = frames.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    array = np.asarray(frames)
-    check_ndim(name, array, (2, 3), "(P, H, W) or (H, W) grey frames")
-    if array.dtype == np.uint8:
-        out = array.astype(np.float32) / np.float32(255.0)
-    elif np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)):
-            raise ParameterError(f"The {name!r} frames contain NaN or infinite values.")
-        out = array.astype(np.float32)
-    else:
-        raise ParameterError(
-            f"Invalid dtype for the {name!r} parameter: expected uint8 (0-255) or float "
-            f"(0-1) frames, but got {array.dtype}."
-        )
-    single = out.ndim == 2
-    return (out[None] if single else out), single
-
-
-def _pair_frames(reference: Any, moving: Any) -> tuple[np.ndarray, np.ndarray, bool]:
-    ref, single = _frames("reference", reference)
-    mov, _ = _frames("moving", moving)
-    if ref.shape != mov.shape:
-        raise ParameterError(
-            f"The 'reference' and 'moving' frames must have the same shape, but got "
-            f"{ref.shape} and {mov.shape}."
-        )
-    if ref.shape[1] < 3 or ref.shape[2] < 3:
-        raise ParameterError(
-            f"Frames must be at least 3 x 3 pixels, but got {ref.shape[1]} x {ref.shape[2]}."
-        )
-    return ref, mov, single
 
 
 def tvl1_opencv(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float = 0.15,
@@ -128,7 +88,7 @@ outer_iterations, scale_step, gamma, median_filtering
 
     prm = _make_params(tau, lambda_, theta, nscales, warps, epsilon, inner_iterations,
                        outer_iterations, scale_step, gamma, median_filtering, "zero")
-    ref, mov, single = _pair_frames(reference, moving)
+    ref, mov, single = as_frame_pair(reference, moving)
     if not hasattr(cv2, "optflow") or not hasattr(cv2.optflow, "DualTVL1OpticalFlow_create"):
         raise ParameterError(
             "cv2.optflow.DualTVL1OpticalFlow_create is missing: install "
@@ -200,7 +160,7 @@ def farneback(reference: Any, moving: Any, *, pyr_scale: float = 0.5, levels: in
     poly_n = check_int("poly_n", poly_n, 1)
     check_range("poly_sigma", float(poly_sigma), 0.0, low_open=True)
     flags = check_int("flags", flags, 0)
-    ref, mov, single = _pair_frames(reference, moving)
+    ref, mov, single = as_frame_pair(reference, moving)
     ref = ref * np.float32(255.0)
     mov = mov * np.float32(255.0)
     out = np.empty((ref.shape[0], 2) + ref.shape[1:], dtype=np.float32)

@@ -87,7 +87,7 @@ import torch.nn.functional as F
 
 from .._validate import check_int, check_ndim, check_option, check_range
 from ..errors import ParameterError
-from ._flowarray import as_flow
+from ._flowarray import as_flow, as_frame_pair
 
 __all__ = ["tvl1_flow", "flow_endpoint_error", "warp", "pyramid_sizes"]
 
@@ -719,30 +719,6 @@ def _solve_batch(reference: torch.Tensor, moving: torch.Tensor, prm: _Params,
     return torch.stack(flow[:2], dim=1)
 
 
-def _frames_to_tensor(name: str, frames: Any) -> tuple[torch.Tensor, bool]:
-    """(P, H, W) float tensor with values in [0, 1]; and whether the input was 2-D."""
-    if isinstance(frames, torch.Tensor):
-        array = frames.detach().cpu().numpy()
-    else:
-        array = np.asarray(frames)
-    check_ndim(name, array, (2, 3), "(P, H, W) or (H, W) grey frames")
-    if array.dtype == np.uint8:
-        tensor = torch.from_numpy(array.astype(np.float32) / np.float32(255.0))
-    elif np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)):
-            raise ParameterError(f"The {name!r} frames contain NaN or infinite values.")
-        tensor = torch.from_numpy(np.array(array))  # a writable copy
-    else:
-        raise ParameterError(
-            f"Invalid dtype for the {name!r} parameter: expected uint8 (0-255) or float "
-            f"(0-1) frames, but got {array.dtype}."
-        )
-    single = array.ndim == 2
-    if single:
-        tensor = tensor[None]
-    return tensor, single
-
-
 def _resolve_device(device: Any) -> torch.device:
     if isinstance(device, torch.device):
         resolved = device
@@ -876,18 +852,9 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
                        outer_iterations, scale_step, gamma, median_filtering, border)
     dev = _resolve_device(device)
     check_option("dtype", dtype, (torch.float32, torch.float64))
-    ref, single = _frames_to_tensor("reference", reference)
-    mov, _ = _frames_to_tensor("moving", moving)
-    if ref.shape != mov.shape:
-        raise ParameterError(
-            f"The 'reference' and 'moving' frames must have the same shape, but got "
-            f"{tuple(ref.shape)} and {tuple(mov.shape)}."
-        )
+    ref_np, mov_np, single = as_frame_pair(reference, moving, dtype=None)
+    ref, mov = torch.from_numpy(ref_np), torch.from_numpy(mov_np)
     n_pairs, height, width = ref.shape
-    if height < 3 or width < 3:
-        raise ParameterError(
-            f"Frames must be at least 3 x 3 pixels, but got {height} x {width}."
-        )
     if batch_size is None:
         batch_size = _default_batch_size(dev, height, width)
     batch_size = min(check_int("batch_size", batch_size, 1),

@@ -62,6 +62,7 @@ import os
 import re
 import shutil
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -191,9 +192,17 @@ def _prepare_dir(path: Path, overwrite: bool) -> None:
     path.mkdir(parents=True)
 
 
-def _check_output(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise DatasetError(f"{path} already exists; pass overwrite=True to replace it.")
+def _prepare_root(root: str | os.PathLike, names: Sequence[str], overwrite: bool
+                  ) -> tuple[Path, ...]:
+    """Create ``root``; return ``root / name`` for each name, refusing existing ones
+    unless ``overwrite``."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = tuple(root / name for name in names)
+    for path in paths:
+        if path.exists() and not overwrite:
+            raise DatasetError(f"{path} already exists; pass overwrite=True to replace it.")
+    return (root, *paths)
 
 
 def _subject_seed(seed: int, index: int, tag: int) -> int:
@@ -289,12 +298,7 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
         check_option("classes", c, CLASSES)
     sec = _check_pair("seconds", seconds, 0.0)
     amp = _check_pair("intensity", intensity, 0.0)
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    sheet = root / "CASME2-coding.xlsx"
-    csv_path = root / "samples.csv"
-    for p in (sheet, csv_path):
-        _check_output(p, overwrite)
+    root, sheet, csv_path = _prepare_root(root, ("CASME2-coding.xlsx", "samples.csv"), overwrite)
 
     sheet_rows, csv_rows = [], []
     for s in range(1, n_subjects + 1):
@@ -423,12 +427,8 @@ def write_samm_lv_like(root: str | os.PathLike, *, n_subjects: int = 2,
     check_range("seconds", seconds, 0.0, low_open=True)
     check_range("chunk", chunk, 1)
     _check_common(fps, seed, image_format, jpeg_quality, noise_sigma)
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    sheet = root / "SAMM_LongVideos_V2_Release.xlsx"
-    csv_path = root / "intervals.csv"
-    for p in (sheet, csv_path):
-        _check_output(p, overwrite)
+    root, sheet, csv_path = _prepare_root(
+        root, ("SAMM_LongVideos_V2_Release.xlsx", "intervals.csv"), overwrite)
 
     sheet_rows, csv_rows = [], []
     for s in range(1, n_subjects + 1):
