@@ -310,16 +310,6 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     spec = get_spec(model)
     check_option("protocol", protocol, ("loso", "kfold", "cde", "hde"))
     device = _device(device)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "folds").mkdir(exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
-    with open_store(store_path) as store:
-        table = sample_table(store, scheme=scheme)
-        upstream = upstream_entry(store)
-    inputs = list(spec.input_names)
-    full = StoreDataset(store_path, table.sample_ids, table.y, inputs)
-    full.preload()  # a missing input fails here, before any training
     kw = paper_defaults(model)
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
     kw.update({k: v for k, v in overrides.items() if v is not None})
@@ -327,6 +317,12 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
         kw["schedule"] = parse_schedule(schedule)
     if class_balance != "default":
         kw["class_balance"] = class_balance
+    with open_store(store_path) as store:
+        table = sample_table(store, scheme=scheme)
+        upstream = upstream_entry(store)
+    inputs = list(spec.input_names)
+    full = StoreDataset(store_path, table.sample_ids, table.y, inputs)
+    full.preload()  # a missing input fails here, before any training
     config = {"model": model, "protocol": protocol, "scheme": scheme, "n_splits": n_splits,
               "seed": seed, "deterministic": deterministic, "device": device,
               "classes": table.classes, "inputs": inputs, "store": upstream,
@@ -334,6 +330,11 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
               "augment": spec.defaults.augmentation}
     folds = list(split(protocol, subjects=table.subjects, datasets=table.datasets,
                        labels=table.labels, n_splits=n_splits, seed=seed))
+    # every setting is checked: only now does the results folder appear
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "folds").mkdir(exist_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
     config_key = json.dumps(config, sort_keys=True, default=str)
     rows: list[dict[str, Any]] = []
     histories: dict[str, list[dict[str, Any]]] = {}

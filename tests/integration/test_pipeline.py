@@ -114,6 +114,7 @@ def test_schedule_option_reaches_the_results(flow_stores, tmp_path):
     r = CliRunner().invoke(cli, ["train", str(ours), "--model", "mean", "--schedule",
                                  "linear:3", "-o", str(tmp_path / "bad")])
     assert r.exit_code == 2 and "Invalid learning-rate schedule 'linear:3'" in r.stderr
+    assert not (tmp_path / "bad").exists()  # a refused command leaves no results folder
 
 
 def test_missing_model_input_names_the_producing_command(crop_store, tmp_path):
