@@ -54,6 +54,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Apply a trained model to the samples of a store."),
     "models": ("mexkit.cli.train", "models_cmd",
                "List the models, their inputs, defaults and parameter counts."),
+    "spot-eval": ("mexkit.cli.spot", "spot_eval_cmd", "Score spotted intervals (F1, AP, STRS)."),
 }
 
 
