@@ -10,7 +10,13 @@ that messages can point at "row 15".
 - ``.xls`` through xlrd (numbers come back as floats there; integral floats
   are turned into ints so that every reader gives the same cells);
 - ``.csv`` / ``.tsv`` / ``.txt`` through the :mod:`csv` module (UTF-8 with or
-  without BOM, else Latin-1; the delimiter is sniffed among ``, ; TAB``).
+  without BOM; lines that are not UTF-8 are read as Windows-1252/Latin-1 with
+  a warning naming them; the delimiter is sniffed among ``, ; TAB``).
+
+:func:`escape_formula` is the one helper for every CSV mexkit writes: a text
+cell that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``,
+tab or carriage return first) gets a leading apostrophe;
+:func:`unescape_formula` undoes it on reading.
 
 :func:`find_header` locates the header row when it is not the first one
 (SAMM and SAMM Long Videos put a title block above it) and :func:`read_table`
@@ -41,6 +47,8 @@ __all__ = [
     "read_table",
     "normalize_column",
     "cell_text",
+    "escape_formula",
+    "unescape_formula",
 ]
 
 logger = logging.getLogger("mexkit")
@@ -199,12 +207,67 @@ def _xls_sheets(path: Path) -> dict[str, list[Row]]:
 
 
 # -- csv -------------------------------------------------------------------
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def escape_formula(value: Any) -> Any:
+    """A cell value safe to write into a CSV that a spreadsheet may open.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+    (which spreadsheets run as a formula) gets a leading apostrophe, unless
+    it is a plain number such as ``-1`` or ``+0.5``; other values (numbers,
+    ``None``) come back unchanged.
+
+    Examples
+    --------
+    >>> escape_formula("=HYPERLINK(\"http://x\")")
+    '\'=HYPERLINK("http://x")'
+    >>> escape_formula("-0.25"), escape_formula(-3), escape_formula("sub01")
+    ('-0.25', -3, 'sub01')
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        if not _NUMBER.fullmatch(value.strip()):
+            return "'" + value
+    return value
+
+
+def unescape_formula(text: str) -> str:
+    """Undo :func:`escape_formula` on a text cell read back."""
+    if text.startswith("'") and text[1:].startswith(_FORMULA_START):
+        return text[1:]
+    return text
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    """UTF-8 (with or without BOM); lines that are not are decoded as cp1252 with a warning."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = raw.split(b"\n")
+    bad = []
+    out = []
+    for i, line in enumerate(lines, start=1):
+        try:
+            out.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            bad.append(i)
+            try:
+                out.append(line.decode("cp1252"))
+            except UnicodeDecodeError:
+                out.append(line.decode("latin-1"))
+    shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+    logger.warning("%s: %d line(s) are not UTF-8 (line %s); read as Windows-1252/Latin-1: "
+                   "check their text, or save the sheet as UTF-8", path.name, len(bad), shown)
+    return "\n".join(out)
+
+
 def _csv_rows(path: Path) -> list[Row]:
     raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+    text = _decode(raw, path)
     sample = text[:8192]
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     if path.suffix.lower() != ".tsv":
