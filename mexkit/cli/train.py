@@ -10,20 +10,74 @@ import click
 from ..errors import ParameterError
 from ._common import out, resolve_input, settings
 
-MODEL_NAMES = ["mean", "atnet", "atnet-spatial", "atnet-temporal"]
+
+def _registry() -> list:
+    from ..models.registry import list_models
+
+    return list_models()
 
 
-@click.command("train")
+def _model_option_decorators() -> list:
+    """One click option per model option in the registry (shared names merged)."""
+    seen: dict[str, tuple[object, list[str], str]] = {}
+    for spec in _registry():
+        for opt in spec.options:
+            kind, owners, text = seen.get(opt.name, (opt.type, [], opt.help))
+            if kind != opt.type:
+                raise ParameterError(
+                    f"Models declare the option --{opt.name} with different types "
+                    f"({kind!r} and {opt.type!r}).")
+            owners.append(spec.name)
+            seen[opt.name] = (kind, owners, text)
+    decorators = []
+    for name, (kind, owners, text) in sorted(seen.items()):
+        help_text = f"{text} [{', '.join(owners)}]"
+        dest = "mopt_" + name.replace("-", "_")
+        if kind is bool:
+            decorators.append(click.option(f"--{name}", dest, is_flag=True, default=None,
+                                           help=help_text))
+        elif isinstance(kind, tuple):
+            decorators.append(click.option(f"--{name}", dest, type=click.Choice(list(kind)),
+                                           default=None, help=help_text))
+        else:
+            decorators.append(click.option(f"--{name}", dest, type=kind, default=None,
+                                           help=help_text))
+    return decorators
+
+
+def _with_model_options(func):
+    for decorator in reversed(_model_option_decorators()):
+        func = decorator(func)
+    return func
+
+
+def _focal_alpha(text: str | None) -> list[float] | str | None:
+    if text is None or text == "balanced":
+        return text
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ParameterError(
+            f"Invalid value for '--focal-alpha': expected 'balanced' or comma-separated "
+            f"numbers (one per class), but got {text!r}.") from None
+
+
+@click.command("train", epilog="""\b
+Examples:
+  mexkit train demo.flow.h5 --model mean --protocol loso --epochs 150
+  mexkit crop --annotations data/samples.csv --size 112 | mexkit rpca - --psn \\
+    | mexkit train - --model psn
+""")
 @click.argument("store", type=str)
-@click.option("--model", "model", type=click.Choice(MODEL_NAMES), required=True,
-              help="Registered model (see `mexkit models`).")
+@click.option("--model", "model", type=click.Choice([s.name for s in _registry()]),
+              required=True, help="Registered model (see `mexkit models`).")
 @click.option("--protocol", type=click.Choice(["loso", "kfold", "cde", "hde"]),
-              default="loso", show_default=True,
+              default=None,
               help="Leave-one-subject-out, stratified k-fold, composite database (LOSO over "
-                   "datasets), hold-out database.")
+                   "datasets), hold-out database.  Default: the model's paper's.")
 @click.option("--scheme", default=None,
               help="Label scheme (megc3, 4class, casme2-5, samm-5, objective, objective-4). "
-                   "Default: the label stored with each sample.")
+                   "Default: the model's paper's, else the label stored with each sample.")
 @click.option("--folds", "n_splits", type=click.IntRange(min=2), default=10, show_default=True,
               help="Number of folds for --protocol kfold.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
@@ -35,23 +89,34 @@ MODEL_NAMES = ["mean", "atnet", "atnet-spatial", "atnet-temporal"]
 @click.option("--schedule", default=None, metavar="SPEC",
               help="Learning-rate schedule: constant, step:N[:GAMMA] (x GAMMA, default 0.1, "
                    "every N epochs) or cosine[:ETA_MIN].  Default: the paper's.")
+@click.option("--loss", type=click.Choice(["ce", "focal"]), default=None,
+              help="Cross-entropy or focal loss (Lin et al. 2017).  Default: the paper's "
+                   "(focal for MERSiamC3D, cross-entropy for the others).")
+@click.option("--focal-gamma", type=click.FloatRange(min=0), default=None,
+              help="Focusing parameter of the focal loss (default 2, as MERSiamC3D).")
+@click.option("--focal-alpha", default=None, metavar="balanced|A,B,...",
+              help="Per-class weights of the focal loss: 'balanced' (from the training "
+                   "fold's class frequencies) or one number per class.  Default: the paper's.")
 @click.option("--balance", type=click.Choice(["default", "resample", "weights", "none"]),
               default="default", show_default=True,
               help="Class balancing (default: the paper's choice).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+              show_default=True, help="Where to train: auto takes a GPU when torch sees one.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of initialisation, sampling and augmentation.")
 @click.option("--deterministic/--no-deterministic", default=True, show_default=True,
               help="Deterministic kernels (bit-reproducible runs and resumes).")
 @click.option("--final", is_flag=True,
               help="Also train one model on all samples, for `mexkit predict`.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Results folder (default: <store>.<model>-<protocol>/).")
-def train_cmd(store: str, model: str, protocol: str, scheme: str | None, n_splits: int,
+@_with_model_options
+def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, n_splits: int,
               epochs: int | None, batch_size: int | None, lr: float | None,
-              schedule: str | None, balance: str,
+              schedule: str | None, loss: str | None, focal_gamma: float | None,
+              focal_alpha: str | None, balance: str,
               device: str, seed: int, deterministic: bool, final: bool,
-              out_dir: Path | None) -> int:
+              out_dir: Path | None, **model_opts: object) -> int:
     """Train and evaluate a model on STORE (or '-') under a protocol.
 
     Writes results.json (configuration, versions, per-fold and pooled
@@ -59,17 +124,23 @@ def train_cmd(store: str, model: str, protocol: str, scheme: str | None, n_split
     and training.png (training loss and accuracy by epoch) in the results
     folder and prints the path of results.json.  Finished folds and epochs are kept: run
     the same command again to resume a killed job.  Under torchrun the same
-    command trains with DistributedDataParallel.
+    command trains with DistributedDataParallel.  Options marked [model] apply
+    to that model only.
     """
+    from ..models.registry import get_spec
     from ..pipeline.training import format_report, train_evaluate
 
+    spec = get_spec(model)
+    given = {k[len("mopt_"):]: v for k, v in model_opts.items() if v is not None}
     path = resolve_input(store)
     if out_dir is None:
-        out_dir = path.with_name(f"{path.name.split('.')[0]}.{model}-{protocol}")
+        out_dir = path.with_name(
+            f"{path.name.split('.')[0]}.{model}-{protocol or spec.protocol}")
     results = train_evaluate(
         path, out_dir, model=model, protocol=protocol, scheme=scheme, n_splits=n_splits,
-        epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, device=device, seed=seed,
-        deterministic=deterministic,
+        epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, loss=loss,
+        focal_gamma=focal_gamma, focal_alpha=_focal_alpha(focal_alpha), model_options=given,
+        device=device, seed=seed, deterministic=deterministic,
         class_balance=None if balance == "none" else balance, final=final,
         progress=settings().get("progress", True))
     if int(os.environ.get("RANK", "0")) != 0:
@@ -108,9 +179,9 @@ def evaluate_cmd(source: str, classes: str | None, as_json: bool) -> int:
         cls = classes.split(",") if classes else (score_classes or None)
         results = pooled_and_per_fold(rows, classes=cls)
     if as_json:
-        from ..pipeline.training import _jsonable
+        from ..pipeline.training import jsonable
 
-        out(json.dumps(_jsonable(results), indent=2, sort_keys=True))
+        out(json.dumps(jsonable(results), indent=2, sort_keys=True))
     else:
         out(format_report(results))
     return 0
@@ -123,9 +194,13 @@ def evaluate_cmd(source: str, classes: str | None, as_json: bool) -> int:
               help="Results folder of `mexkit train --final`.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
+@click.option("--scheme", default=None,
+              help="Label scheme for the 'true' column (default: the one the model was "
+                   "trained with, else the stored label), so `mexkit evaluate` can score it.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Predictions CSV (default: <store>.predictions.csv).")
-def predict_cmd(store: str, results_dir: Path, device: str, output: Path | None) -> int:
+def predict_cmd(store: str, results_dir: Path, device: str, scheme: str | None,
+                output: Path | None) -> int:
     """Apply the final model of a training run to the samples of STORE.
 
     Writes a predictions CSV (true is the stored label when known) and
@@ -136,15 +211,18 @@ def predict_cmd(store: str, results_dir: Path, device: str, output: Path | None)
     path = resolve_input(store)
     if output is None:
         output = path.with_name(f"{path.name.split('.')[0]}.predictions.csv")
-    predict_store(path, results_dir, output, device=device)
+    predict_store(path, results_dir, output, device=device, scheme=scheme)
     out(str(Path(output).resolve()))
     return 0
 
 
 @click.command("models")
-@click.option("--json", "as_json", is_flag=True)
-def models_cmd(as_json: bool) -> int:
-    """List the models: inputs, paper defaults, parameter counts."""
+@click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
+@click.option("--markdown", is_flag=True, help="Print the README's table of models.")
+def models_cmd(as_json: bool, markdown: bool) -> int:
+    """List the models: inputs and the commands that make them, paper defaults,
+    options and parameter counts (all from the model and input registries)."""
+    from ..learn.inputs import get_input
     from ..models.registry import count_parameters, get_model, list_models
 
     rows = []
@@ -154,25 +232,54 @@ def models_cmd(as_json: bool) -> int:
         rows.append({
             "name": spec.name,
             "reference": spec.reference,
-            "inputs": {i.name: list(i.shape) for i in spec.inputs},
-            "produced_by": {i.name: list(i.produced_by) for i in spec.inputs},
-            "defaults": {k: v for k, v in spec.defaults.as_fit_kwargs().items()},
+            "module": spec.module,
+            "inputs": {i.name: ["T" if d is None else d for d in i.shape]
+                       for i in spec.inputs},
+            "produced_by": {i.name: get_input(i.name).produced_by for i in spec.inputs},
+            "defaults": dict(spec.defaults.as_fit_kwargs()),
+            "protocol": spec.protocol,
+            "scheme": spec.scheme,
             "augmentation": spec.defaults.augmentation,
+            "options": {o.name: {"default": o.default, "help": o.help} for o in spec.options},
+            "trainer": spec.trainer or "standard",
             "parameters_3_classes": count_parameters(net),
             "paper_reported": dict(spec.paper_reported),
         })
     if as_json:
         out(json.dumps(rows, indent=2, default=str))
         return 0
+    if markdown:
+        out(models_markdown(rows))
+        return 0
     for r in rows:
         d = r["defaults"]
         out(f"{r['name']}")
         out(f"  paper      {r['reference']}")
-        out("  inputs     " + ", ".join(f"{k} {tuple(v)}" for k, v in r["inputs"].items()))
+        for name, shape in r["inputs"].items():
+            out(f"  input      {name} {tuple(shape)}: {r['produced_by'][name]}")
+        balance = d["class_balance"] or "none"
         out(f"  training   {d['optimizer']} lr {d['lr']}, {d['epochs']} epochs, batch "
-            f"{d['batch_size']}, loss {d['loss']}, balance {d['class_balance']}, "
-            f"augment {r['augmentation']}")
+            f"{d['batch_size']}, loss {d['loss']}, balance {balance}, "
+            f"augment {r['augmentation'] or 'none'}; {r['protocol']}"
+            f"{', scheme ' + r['scheme'] if r['scheme'] else ''}")
+        if r["options"]:
+            out("  options    " + ", ".join(f"--{k}" for k in r["options"]))
         paper = r["paper_reported"].get(3) or r["paper_reported"].get("3")
         extra = f" (paper: {paper})" if paper else ""
         out(f"  parameters {r['parameters_3_classes']:,} for 3 classes{extra}")
     return 0
+
+
+def models_markdown(rows: list[dict]) -> str:
+    """The README's table of models, from ``mexkit models --json`` rows."""
+    lines = ["| model | inputs (made by) | paper defaults | parameters (3 classes) |",
+             "|---|---|---|---|"]
+    for r in rows:
+        d = r["defaults"]
+        inputs = "<br>".join(f"`{k}` {tuple(v)}: `{r['produced_by'][k]}`"
+                             for k, v in r["inputs"].items())
+        train = (f"{d['optimizer']} {d['lr']}, {d['epochs']} epochs, {d['loss']}, "
+                 f"{r['protocol']}")
+        lines.append(f"| `{r['name']}` | {inputs} | {train} | "
+                     f"{r['parameters_3_classes']:,} |")
+    return "\n".join(lines)

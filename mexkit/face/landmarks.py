@@ -53,6 +53,7 @@ import cv2
 import numpy as np
 
 from .._validate import check_option, check_range
+from ..devices import resolve_device
 from ..errors import NoFaceError, ParameterError
 
 __all__ = [
@@ -339,11 +340,7 @@ def _check_fan_available() -> None:
 
 
 def _fan_device(device: str | None) -> str:
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
+    return str(resolve_device(device))
 
 
 def _fan_model(device: str) -> Any:

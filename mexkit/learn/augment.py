@@ -30,6 +30,7 @@ References
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,8 +38,20 @@ import torch
 import torch.nn.functional as F
 
 from .._validate import check_ndim, check_option, check_range
+from ..errors import ParameterError
 
-__all__ = ["random_affine", "ATNetAugment", "get_augmentation", "AUGMENTATIONS"]
+__all__ = ["random_affine", "ATNetAugment", "get_augmentation", "register_augmentation",
+           "AUGMENTATIONS"]
+
+AUGMENTATIONS: dict[str, Callable[..., Any]] = {}
+
+
+def register_augmentation(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering an augmentation class or factory under ``name``."""
+    def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
+        AUGMENTATIONS[name] = factory
+        return factory
+    return decorate
 
 
 def random_affine(images: torch.Tensor, *, generator: torch.Generator,
@@ -169,12 +182,24 @@ class ATNetAugment:
                 f"mirror={self.mirror})")
 
 
-AUGMENTATIONS: dict[str, Callable[..., Any]] = {"atnet": ATNetAugment}
+register_augmentation("atnet")(ATNetAugment)
 
 
 def get_augmentation(name: str | None, **kw: Any) -> Callable[..., Any] | None:
-    """Return the augmentation a registry entry names (``None`` for none)."""
+    """Return the augmentation a model's registry entry names (``None`` for none).
+
+    ``name`` is a name given to :func:`register_augmentation` in this
+    module, or ``"module:attribute"`` of an augmentation class defined
+    beside a model's own code (imported on demand).
+    """
     if name is None:
         return None
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ParameterError(f"Cannot load the augmentation {name!r}: {exc}") from exc
+        return factory(**kw)
     check_option("augmentation", name, sorted(AUGMENTATIONS))
     return AUGMENTATIONS[name](**kw)

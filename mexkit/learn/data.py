@@ -1,129 +1,81 @@
-"""Torch datasets over feature stores, and the model inputs built from them.
+"""Torch datasets over feature stores.
 
 A :class:`StoreDataset` is lazy: it keeps the store path and sample ids and
 opens the file in whichever process first reads an item (so each DataLoader
-worker has its own HDF5 handle).  Each model input (see the registry's
-:class:`~mexkit.models.registry.InputSpec`) is built from the arrays a store
-holds:
-
-``mean_regions`` (3, 42, 42)
-    A stored ``mean_regions`` array, or built from the onset-apex ``flow``,
-    its ``strain`` and the onset frame's ``landmarks`` with MEAN's region
-    layout ([1]_), as ``mexkit flow --pairs onset-apex --strain`` writes them.
-``apex_rgb`` (3, 224, 224)
-    The stored ``apex_image`` (``mexkit flow --with-apex``), resized to 224
-    and scaled to [0, 1] ([2]_).
-``direction_magnitude`` (64, 128)
-    A stored ``direction_magnitude`` array (``mexkit flow --features dm``),
-    or computed from 64 stored flow fields ([2]_).
-
-References
-----------
-.. [1] G.-B. Liong, J. See, C.-S. Chan, "Spot-then-Recognize: A
-   Micro-Expression Analysis Network for Seamless Evaluation of Long
-   Videos", Signal Process. Image Commun. 110 (2023).
-.. [2] M. Peng, C. Wang, T. Bi, Y. Shi, X. Zhou, T. Chen, "A Novel
-   Apex-Time Network for Cross-Dataset Micro-Expression Recognition",
-   ACII 2019.
+worker has its own HDF5 handle). Each model input is built by its entry in
+the input registry (:mod:`mexkit.learn.inputs`), which records what it is
+made from and which command produces it. Inputs whose length varies between
+samples (AKMNet's clips) are padded per batch by :func:`pad_collate`.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
-from ..errors import ModelInputError, ParameterError
-from ..io.store import SampleView, open_store
+from ..errors import ParameterError
+from ..io.store import open_store
+from .inputs import build_input
 
-__all__ = ["StoreDataset", "INPUT_BUILDERS", "build_input", "PRODUCERS"]
-
-# The command that produces each input, named in errors.
-PRODUCERS = {
-    "mean_regions": "mexkit flow --pairs onset-apex --strain",
-    "apex_rgb": "mexkit crop --rgb --size 224 | mexkit flow --pairs apex-window --with-apex",
-    "direction_magnitude": "mexkit flow --pairs apex-window --features dm",
-}
+__all__ = ["StoreDataset", "pad_collate", "collate_for"]
 
 
-def _missing(sample: SampleView, name: str, needs: Sequence[str]) -> ModelInputError:
-    return ModelInputError(
-        f"sample {sample.sample_id!r} lacks {', '.join(repr(n) for n in needs)} for the "
-        f"model input {name!r} (the store holds {', '.join(sample.keys()) or 'nothing'}); "
-        f"produce it with `{PRODUCERS[name]}`."
-    )
+def pad_collate(batch: Sequence[tuple[Mapping[str, torch.Tensor], Any]],
+                variable: Sequence[str] = ()) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Collate ``(inputs, label)`` items, padding the ``variable`` inputs.
+
+    Each input named in ``variable`` is padded with zeros along its first
+    axis to the longest item of the batch, and a boolean mask
+    ``<name>_mask`` of shape ``(B, T)`` (True on real frames) is added.
+
+    Parameters
+    ----------
+    batch : sequence of (dict of tensors, label)
+    variable : sequence of str
+        Inputs whose first axis varies in length.
+
+    Returns
+    -------
+    inputs : dict of tensors
+    labels : torch.Tensor
+    """
+    inputs: dict[str, torch.Tensor] = {}
+    keys = list(batch[0][0])
+    for key in keys:
+        items = [item[0][key] for item in batch]
+        if key in variable:
+            longest = max(int(x.shape[0]) for x in items)
+            padded = items[0].new_zeros((len(items), longest, *items[0].shape[1:]))
+            mask = torch.zeros((len(items), longest), dtype=torch.bool)
+            for i, x in enumerate(items):
+                padded[i, :x.shape[0]] = x
+                mask[i, :x.shape[0]] = True
+            inputs[key] = padded
+            inputs[f"{key}_mask"] = mask
+        else:
+            inputs[key] = torch.stack(items)
+    labels = default_collate([item[1] for item in batch])
+    return inputs, labels
 
 
-def _mean_regions(sample: SampleView) -> np.ndarray:
-    if "mean_regions" in sample:
-        regions = sample.read("mean_regions").astype(np.float32)
-        return regions[0] if regions.ndim == 4 else regions  # (P, 3, 42, 42): first pair
-    needs = ("flow", "strain", "landmarks")
-    if not all(n in sample for n in needs):
-        raise _missing(sample, "mean_regions", needs)
-    from ..face.regions import mean_regions
+class _PadCollate:
+    """Picklable ``collate_fn`` padding the given inputs (for DataLoader workers)."""
 
-    flow = sample.read("flow", 0)
-    strain = sample.read("strain", 0)
-    landmarks = sample.read("landmarks", 0)
-    if not np.isfinite(landmarks).all():
-        raise ModelInputError(
-            f"sample {sample.sample_id!r} has no landmarks (no face found when it was "
-            "cropped); MEAN's regions need them."
-        )
-    maps = np.stack([flow[0], flow[1], strain]).astype(np.float32)
-    return mean_regions(maps, landmarks).astype(np.float32)
+    def __init__(self, variable: Sequence[str]) -> None:
+        self.variable = tuple(variable)
+
+    def __call__(self, batch: Sequence[tuple[Mapping[str, torch.Tensor], Any]]) -> Any:
+        return pad_collate(batch, self.variable)
 
 
-def _apex_rgb(sample: SampleView) -> np.ndarray:
-    if "apex_image" not in sample:
-        raise _missing(sample, "apex_rgb", ("apex_image",))
-    import cv2
-
-    img = sample.read("apex_image")
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.shape[:2] != (224, 224):
-        img = cv2.resize(img, (224, 224), interpolation=cv2.INTER_LINEAR)
-    return (img.astype(np.float32) / 255.0).transpose(2, 0, 1).copy()
-
-
-def _direction_magnitude(sample: SampleView) -> np.ndarray:
-    if "direction_magnitude" in sample:
-        return sample.read("direction_magnitude").astype(np.float32)
-    if "flow" not in sample:
-        raise _missing(sample, "direction_magnitude", ("direction_magnitude",))
-    shape = sample.shape("flow")
-    if shape[0] != 64:
-        raise ModelInputError(
-            f"sample {sample.sample_id!r} holds {shape[0]} flow fields; ATNet's "
-            f"direction-magnitude feature needs 64 (`{PRODUCERS['direction_magnitude']}`)."
-        )
-    from ..motion.features import direction_magnitude
-
-    return direction_magnitude(sample.read("flow")).astype(np.float32)
-
-
-INPUT_BUILDERS: dict[str, Callable[[SampleView], np.ndarray]] = {
-    "mean_regions": _mean_regions,
-    "apex_rgb": _apex_rgb,
-    "direction_magnitude": _direction_magnitude,
-}
-
-
-def build_input(name: str, sample: SampleView) -> np.ndarray:
-    """Build model input ``name`` for one stored sample."""
-    try:
-        builder = INPUT_BUILDERS[name]
-    except KeyError:
-        raise ParameterError(
-            f"No builder for the model input {name!r}; known inputs: "
-            f"{', '.join(sorted(INPUT_BUILDERS))}."
-        ) from None
-    return builder(sample)
+def collate_for(input_specs: Sequence[Any]) -> Any:
+    """The ``collate_fn`` for a model's inputs: None (torch's default) unless
+    some input varies in length, then a padding collate."""
+    variable = [i.name for i in input_specs if getattr(i, "variable", False)]
+    return _PadCollate(variable) if variable else None
 
 
 class StoreDataset(Dataset):
@@ -138,7 +90,7 @@ class StoreDataset(Dataset):
     labels : sequence of int
         Class index of each sample.
     inputs : sequence of str
-        Model input names (keys of :data:`INPUT_BUILDERS`).
+        Model input names (see :mod:`mexkit.learn.inputs`).
     cache : bool
         Keep built inputs in memory after the first read (they are small).
     """

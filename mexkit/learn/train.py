@@ -53,7 +53,6 @@ References
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -68,8 +67,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.utils.data import (
@@ -82,10 +79,13 @@ from torch.utils.data import (
 
 from .. import __version__
 from .._validate import check_option, check_range
-from ..errors import ParameterError, StoreError
+from ..errors import ParameterError
+from ..io.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .distributed import distributed_setup
 
 __all__ = [
     "fit",
+    "move_to_device",
     "predict",
     "seed_everything",
     "paper_defaults",
@@ -97,8 +97,6 @@ __all__ = [
 
 logger = logging.getLogger("mexkit")
 
-CHECKPOINT_FORMAT = "mexkit-checkpoint"
-CHECKPOINT_VERSION = 1
 _OPTIMIZERS = ("adam", "sgd")
 _LOSSES = ("ce", "focal", "mse")
 _BALANCE = ("resample", "weights", None)
@@ -106,7 +104,7 @@ _SCHEDULES = ("constant", "step", "cosine")
 # Settings that shape the optimisation path: a checkpoint made with other values
 # cannot be resumed.
 _TRAJECTORY_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "schedule", "batch_size",
-                    "seed", "class_balance", "loss", "focal_gamma", "augment")
+                    "seed", "class_balance", "loss", "focal_gamma", "focal_alpha", "augment")
 
 
 # -- seeding ------------------------------------------------------------------
@@ -223,7 +221,8 @@ def _labels_of(dataset: Dataset) -> np.ndarray:
     return np.asarray([int(v) for v in labels], dtype=np.int64)
 
 
-def _to_device(inputs: Any, device: torch.device) -> Any:
+def move_to_device(inputs: Any, device: torch.device) -> Any:
+    """Move a batch (a tensor or a dict of tensors) to ``device``."""
     if isinstance(inputs, Mapping):
         return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
     return inputs.to(device, non_blocking=True)
@@ -350,75 +349,7 @@ def _make_optimizer(kind: str, params: list[nn.Parameter], lr: float, momentum: 
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-# -- checkpoints ----------------------------------------------------------------------
-def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     meta: dict[str, Any]) -> None:
-    tensors: dict[str, torch.Tensor] = {}
-    for key, value in model.state_dict().items():
-        tensors[f"model.{key}"] = value.detach().to("cpu").clone().contiguous()
-    state = optimizer.state_dict()
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, pstate in state["state"].items():
-        for key, value in pstate.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optim.{pid}.{key}"] = value.detach().to("cpu").clone().contiguous()
-            else:
-                scalars.setdefault(str(pid), {})[key] = value
-    meta = dict(meta, optimizer_param_groups=state["param_groups"],
-                optimizer_scalars=scalars)
-    metadata = {
-        "format": CHECKPOINT_FORMAT,
-        "version": str(CHECKPOINT_VERSION),
-        "meta": json.dumps(meta, sort_keys=True),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
-                                                      dict[str, torch.Tensor],
-                                                      dict[str, Any]]:
-    """Read a checkpoint written by :func:`fit` without running any code.
-
-    Returns
-    -------
-    model_state : dict
-        ``model.load_state_dict`` input.
-    optimizer_tensors : dict
-        ``"<param>.<key>"`` -> tensor.
-    meta : dict
-        ``epoch`` (completed epochs), ``seed``, ``config``, ``history``,
-        ``optimizer_param_groups``, ``optimizer_scalars``, ``model_class``,
-        ``mexkit_version``.
-
-    Raises
-    ------
-    StoreError
-        If the file is not a mexkit checkpoint or is of a newer version.
-    """
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises several kinds
-        raise StoreError(f"Cannot read the checkpoint {str(path)!r}: {exc}") from exc
-    if metadata.get("format") != CHECKPOINT_FORMAT:
-        raise StoreError(f"{str(path)!r} is not a mexkit checkpoint (no 'format' metadata).")
-    version = int(metadata.get("version", "0"))
-    if version > CHECKPOINT_VERSION:
-        raise StoreError(
-            f"The checkpoint {str(path)!r} was written by a newer version of mexkit "
-            f"(checkpoint version {version}, this one reads up to {CHECKPOINT_VERSION})."
-        )
-    meta = json.loads(metadata["meta"])
-    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    optim = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
-    return model_state, optim, meta
-
-
+# -- checkpoints (the file format is io's: mexkit.io.checkpoints) ------------------------
 def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
                        meta: dict[str, Any], device: torch.device) -> None:
     state: dict[int, dict[str, Any]] = {}
@@ -439,24 +370,6 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torc
 
 
 # -- distributed ------------------------------------------------------------------------
-def _distributed_setup(device: torch.device) -> tuple[int, int, torch.device, bool]:
-    """Return (rank, world, device, created_group) for a torchrun launch."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, device, False
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank if device.index is None else device.index)
-        torch.cuda.set_device(device)
-    created = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                rank=rank, world_size=world)
-        created = True
-    return dist.get_rank(), dist.get_world_size(), device, created
-
-
 def _unused_parameters(model: nn.Module, loader_item: Any, device: torch.device) -> list[str]:
     """Names of trainable parameters the loss does not reach (e.g. an inactive head).
 
@@ -467,7 +380,7 @@ def _unused_parameters(model: nn.Module, loader_item: Any, device: torch.device)
     was_training = model.training
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     model.train()
-    out = _call(model, _to_device(loader_item, device))
+    out = _call(model, move_to_device(loader_item, device))
     out.float().sum().backward()
     unused = [name for name, p in model.named_parameters()
               if p.requires_grad and p.grad is None]
@@ -496,7 +409,8 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
         schedule: Mapping[str, Any] | None = None, batch_size: int = 32,
         device: str | torch.device = "cpu", seed: int = 0, deterministic: bool = True,
         class_balance: str | None = None, loss: str = "ce", focal_gamma: float = 2.0,
-        augment: Callable[..., Any] | None = None,
+        focal_alpha: Sequence[float] | str | None = None,
+        augment: Callable[..., Any] | None = None, collate_fn: Callable[..., Any] | None = None,
         checkpoint_path: str | os.PathLike | None = None, resume: bool = True,
         checkpoint_every: int = 1, progress: Callable[[dict[str, Any]], None] | None = None,
         num_workers: int = 0) -> dict[str, Any]:
@@ -534,11 +448,22 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
         (scikit-learn's "balanced"); None: neither.
     loss : {"ce", "focal", "mse"}
         Cross-entropy, focal loss with ``focal_gamma`` (class weights act as
-        its alpha), or mean squared error for a regression head (MEAN's
-        spotting head; float targets, no class balancing).
+        its alpha unless ``focal_alpha`` is given), or mean squared error for
+        a regression head (MEAN's spotting head; float targets, no class
+        balancing).
+    focal_gamma : float
+        The focusing parameter of the focal loss ([3]_; 2 in MERSiamC3D).
+    focal_alpha : sequence of float, "balanced" or None
+        Per-class weights alpha of the focal loss: one value per class, or
+        ``"balanced"`` for ``N / (C * N_c)`` from the training labels (the
+        class frequencies, as MERSiamC3D motivates them); None: the class
+        weights of ``class_balance="weights"``, or 1.
     augment : callable, optional
         ``augment(inputs, *, generator) -> inputs`` applied to each training
         batch on the device (see :mod:`mexkit.learn.augment`).
+    collate_fn : callable, optional
+        The DataLoader's ``collate_fn`` (e.g. :func:`mexkit.learn.data.pad_collate`
+        for clips of varying length); torch's default when None.
     checkpoint_path : path, optional
         Where to keep the safetensors checkpoint.
     resume : bool
@@ -579,6 +504,15 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
     check_range("momentum", momentum, 0.0, 1.0)
     check_range("weight_decay", weight_decay, 0.0)
     sched = _check_schedule(schedule)
+    check_range("focal_gamma", focal_gamma, 0.0)
+    if isinstance(focal_alpha, str):
+        check_option("focal_alpha", focal_alpha, ("balanced",))
+    elif focal_alpha is not None:
+        focal_alpha = [float(a) for a in focal_alpha]
+        if not focal_alpha or min(focal_alpha) < 0:
+            raise ParameterError(
+                f"Invalid value for the 'focal_alpha' parameter: expected non-negative "
+                f"weights, one per class, but got {focal_alpha!r} instead.")
     if loss == "mse" and class_balance is not None:
         raise ParameterError(
             f"class_balance={class_balance!r} needs class labels; it cannot be used with "
@@ -588,7 +522,7 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
         raise ParameterError("The training dataset is empty.")
 
     device = torch.device(device)
-    rank, world, device, created_group = _distributed_setup(device)
+    rank, world, device, created_group = distributed_setup(device)
     if batch_size % world:
         raise ParameterError(
             f"Invalid value for the 'batch_size' parameter: the global batch of {batch_size} "
@@ -599,6 +533,7 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
         "momentum": float(momentum), "weight_decay": float(weight_decay), "schedule": sched,
         "batch_size": int(batch_size), "seed": int(seed), "deterministic": bool(deterministic),
         "class_balance": class_balance, "loss": loss, "focal_gamma": float(focal_gamma),
+        "focal_alpha": focal_alpha,
         "augment": _describe(augment),
         "model_class": type(model).__name__,
     }
@@ -607,7 +542,7 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
             return _fit(model, train_dataset, config=config, device=device, rank=rank,
                         world=world, augment=augment, checkpoint_path=checkpoint_path,
                         resume=resume, checkpoint_every=int(checkpoint_every),
-                        progress=progress, num_workers=num_workers)
+                        progress=progress, num_workers=num_workers, collate_fn=collate_fn)
     finally:
         if created_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -616,8 +551,8 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
 def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: torch.device,
          rank: int, world: int, augment: Callable[..., Any] | None,
          checkpoint_path: str | os.PathLike | None, resume: bool, checkpoint_every: int,
-         progress: Callable[[dict[str, Any]], None] | None, num_workers: int
-         ) -> dict[str, Any]:
+         progress: Callable[[dict[str, Any]], None] | None, num_workers: int,
+         collate_fn: Callable[..., Any] | None = None) -> dict[str, Any]:
     seed = config["seed"]
     epochs = config["epochs"]
     loss_kind = config["loss"]
@@ -640,8 +575,24 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
             counts = np.bincount(labels, minlength=n_classes)
             sample_weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
 
+    alpha = None
+    if config["focal_alpha"] is not None and loss_kind == "focal":
+        labels = _labels_of(dataset)
+        n_classes = int(getattr(model, "n_classes", labels.max() + 1))
+        if config["focal_alpha"] == "balanced":
+            counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+            values = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0)
+        else:
+            values = np.asarray(config["focal_alpha"], dtype=np.float64)
+            if values.size != n_classes:
+                raise ParameterError(
+                    f"Invalid value for the 'focal_alpha' parameter: {values.size} weight(s) "
+                    f"given for {n_classes} classes.")
+        alpha = torch.as_tensor(values, dtype=torch.float32, device=device)
+
     local_batch = config["batch_size"] // world
-    probe_loader = DataLoader(dataset, batch_size=min(local_batch, n), shuffle=False)
+    probe_loader = DataLoader(dataset, batch_size=min(local_batch, n), shuffle=False,
+                              collate_fn=collate_fn)
     unused = _unused_parameters(model, next(iter(probe_loader))[0], device)
     frozen_here = [p for name, p in model.named_parameters() if name in unused]
     for p in frozen_here:
@@ -679,17 +630,20 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
             aug_gen = torch.Generator().manual_seed(_derive(seed, epoch, 3, rank))
             order = _epoch_order(n, sample_weights, seed, epoch, rank, world)
             loader = DataLoader(dataset, batch_size=local_batch, sampler=order,
-                                num_workers=num_workers, pin_memory=device.type == "cuda")
+                                num_workers=num_workers, pin_memory=device.type == "cuda",
+                                collate_fn=collate_fn)
             net.train()
             totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
             for inputs, target in loader:
-                inputs = _to_device(inputs, device)
+                inputs = move_to_device(inputs, device)
                 target = target.to(device)
                 target = target.long() if classify else target.float()
                 if augment is not None:
                     inputs = augment(inputs, generator=aug_gen)
                 out = _call(net, inputs)
-                value = _loss(loss_kind, out, target, class_weights, config["focal_gamma"])
+                value = _loss(loss_kind, out, target,
+                              alpha if alpha is not None else class_weights,
+                              config["focal_gamma"])
                 if regularize is not None:
                     value = value + regularize()
                 opt.zero_grad(set_to_none=True)
@@ -719,7 +673,7 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
                     progress(record)
                 last = epoch + 1 == epochs
                 if path is not None and ((epoch + 1) % checkpoint_every == 0 or last):
-                    _save_checkpoint(path, model, opt, {
+                    save_checkpoint(path, model, opt, {
                         "epoch": epoch + 1, "seed": seed, "config": config,
                         "history": history, "model_class": type(model).__name__,
                         "mexkit_version": __version__,
@@ -759,7 +713,8 @@ def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
 # -- predict ------------------------------------------------------------------------------
 @torch.inference_mode()
 def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 256,
-            device: str | torch.device = "cpu", num_workers: int = 0
+            device: str | torch.device = "cpu", num_workers: int = 0,
+            collate_fn: Callable[..., Any] | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
     """Scores and predicted classes for every item of ``dataset``, in order.
 
@@ -772,6 +727,8 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 256,
     batch_size : int
     device : str or torch.device
     num_workers : int
+    collate_fn : callable, optional
+        As in :func:`fit`.
 
     Returns
     -------
@@ -785,10 +742,10 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 256,
     device = torch.device(device)
     model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers)
+                        num_workers=num_workers, collate_fn=collate_fn)
     outs = []
     for inputs, _ in loader:
-        outs.append(_call(model, _to_device(inputs, device)).float().cpu())
+        outs.append(_call(model, move_to_device(inputs, device)).float().cpu())
     if not outs:
         return np.zeros((0,), np.float32), np.zeros((0,), np.int64)
     out = torch.cat(outs)

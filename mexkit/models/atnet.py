@@ -235,7 +235,6 @@ _APEX = InputSpec(
         "apex frame (SMIC: middle frame) cropped to the face box of the apex frame and "
         "resized to 224x224, RGB, float32"
     ),
-    produced_by=("mexkit crop --size 224", "mexkit apex"),
 )
 _DM = InputSpec(
     name="direction_magnitude",
@@ -245,7 +244,6 @@ _DM = InputSpec(
         "frames centred on the apex, each cut into 8x8 blocks; per block mean magnitude "
         "(pixels) and mean direction (radians) -> 128 values per field"
     ),
-    produced_by=("mexkit flow --pairs apex-window --window 65", "mexkit dm"),
 )
 
 _ATNET_DEFAULTS = TrainDefaults(

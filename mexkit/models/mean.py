@@ -232,8 +232,6 @@ register_model(ModelSpec(
                 "magnitude, cut into the MEAN regions (two 21x21 eye/brow parts above a "
                 "21x42 mouth part); channels u, v (pixels), strain"
             ),
-            produced_by=("mexkit flow --pairs onset-apex --strain",
-                         "mexkit regions --layout mean"),
         ),
     ),
     defaults=TrainDefaults(

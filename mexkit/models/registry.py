@@ -5,14 +5,19 @@ inputs it needs (declaratively, so that the pipeline can tell a user which
 ``mexkit`` commands produce them), the training defaults its paper uses and
 how the paper counts its parameters.
 
-The built-in models (``mean``, ``atnet``, ``atnet-spatial``,
-``atnet-temporal``) register themselves when :mod:`mexkit.models.mean` and
-:mod:`mexkit.models.atnet` are imported; :func:`get_model`,
-:func:`get_spec` and :func:`list_models` import them on first use.
+Every module of the :mod:`mexkit.models` package registers its models
+when it is imported (one :func:`register_model` call beside the model's
+definition, in the manner of timm's ``register_model``); :func:`get_model`,
+:func:`get_spec` and :func:`list_models` import the package's modules on
+first use, so adding a model is adding one module: nothing is listed by
+hand. What a model's inputs are made from, and by which command, is recorded
+once, in the input registry (:mod:`mexkit.learn.inputs`); a model names its
+inputs and their shapes only.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +30,7 @@ from ..errors import ModelInputError, ParameterError
 
 __all__ = [
     "InputSpec",
+    "ModelOption",
     "TrainDefaults",
     "ModelSpec",
     "register_model",
@@ -33,10 +39,12 @@ __all__ = [
     "list_models",
     "count_parameters",
     "check_input",
+    "model_options",
+    "constructor_options",
 ]
 
-_BUILTIN_MODULES = ("mexkit.models.mean", "mexkit.models.atnet")
 _REGISTRY: dict[str, ModelSpec] = {}
+_NOT_MODEL_MODULES = frozenset({"registry"})
 
 
 @dataclass(frozen=True)
@@ -48,21 +56,65 @@ class InputSpec:
     name : str
         Keyword under which the model's ``forward`` takes the batched input
         and under which a dataset yields it (e.g. ``"mean_regions"``).
-    shape : tuple of int
-        Per-sample shape, e.g. ``(3, 42, 42)``.
+    shape : tuple of int or None
+        Per-sample shape, e.g. ``(3, 42, 42)``. ``None`` marks an axis whose
+        length varies between samples (AKMNet's time axis): the data loader
+        pads such inputs to the longest sample of the batch and passes a
+        boolean mask ``<name>_mask`` of shape ``(B, T)`` beside them.
     dtype : str
         ``"float32"``; float64 input is accepted and cast.
     description : str
         What the array holds, with units and channel order.
-    produced_by : tuple of str
-        The ``mexkit`` commands that produce it, in pipeline order.
+
+    Notes
+    -----
+    Which arrays an input is built from and which command produces them is
+    recorded once, in :mod:`mexkit.learn.inputs`.
     """
 
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int | None, ...]
     description: str
-    produced_by: tuple[str, ...] = ()
     dtype: str = "float32"
+
+    @property
+    def variable(self) -> bool:
+        """Whether an axis of the input varies in length between samples."""
+        return any(s is None for s in self.shape)
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    """A model-specific setting, offered as an option of ``mexkit train``.
+
+    Attributes
+    ----------
+    name : str
+        Option name as typed after ``--`` (e.g. ``"no-prior"``); the keyword
+        that the model's constructor and trainer receive is the name with
+        ``-`` replaced by ``_``.
+    type : type or tuple of str
+        ``bool`` (a flag), ``int``, ``float``, ``str``, or a tuple of the
+        allowed strings.
+    default : object
+        Value when the option is not given.
+    help : str
+        One line for ``--help``, naming the paper's setting.
+    constructor : bool
+        Pass the value to the model's constructor as well as to its trainer
+        (``False`` for settings that only change training).
+    """
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+    constructor: bool = True
+
+    @property
+    def keyword(self) -> str:
+        """The Python keyword of the option."""
+        return self.name.replace("-", "_")
 
 
 @dataclass(frozen=True)
@@ -138,6 +190,20 @@ class ModelSpec:
         A first training stage the paper uses (MEAN's spotting stage).
     paper_reported : Mapping[int, int]
         Parameter counts printed in the paper, by number of classes.
+    options : tuple of ModelOption
+        Model-specific settings (ablations, training variants), offered by
+        ``mexkit train`` as options.
+    trainer : str or None
+        ``"module:function"`` of a fold trainer (see
+        :mod:`mexkit.learn.trainers`) for models whose training is not one
+        plain :func:`~mexkit.learn.train.fit` call (pre-training stages,
+        pairs); None for the standard trainer. A dotted path rather than a
+        function keeps this layer free of the training code.
+    protocol : str
+        The evaluation protocol of the paper (``mexkit train``'s default).
+    scheme : str or None
+        The label scheme of the paper (``mexkit train``'s default; None: the
+        label stored with each sample).
     """
 
     name: str
@@ -148,6 +214,15 @@ class ModelSpec:
     reference: str
     pretrain: TrainDefaults | None = None
     paper_reported: Mapping[int, int] = field(default_factory=dict)
+    options: tuple[ModelOption, ...] = ()
+    trainer: str | None = None
+    protocol: str = "loso"
+    scheme: str | None = None
+
+    @property
+    def module(self) -> str:
+        """The module that defines the model."""
+        return getattr(self.constructor, "__module__", "") or ""
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -174,8 +249,11 @@ def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
 
 
 def _load_builtins() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    package = importlib.import_module("mexkit.models")
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_") or info.name in _NOT_MODEL_MODULES:
+            continue
+        importlib.import_module(f"mexkit.models.{info.name}")
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -195,7 +273,8 @@ def get_model(name: str, n_classes: int, **kw: Any) -> nn.Module:
     n_classes : int
         Number of classes of the label scheme (at least 2).
     **kw
-        Passed to the model's constructor.
+        Passed to the model's constructor (model options, see
+        :attr:`ModelSpec.options`).
     """
     spec = get_spec(name)
     if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
@@ -274,7 +353,7 @@ def check_input(model_name: str, input_name: str, x: Any,
         If ``x`` is missing, not a floating tensor, or of another shape; the
         message names the model, the input and the expected shape.
     """
-    expected = "(B, " + ", ".join(str(s) for s in shape) + ")"
+    expected = "(B, " + ", ".join("T" if s is None else str(s) for s in shape) + ")"
     if x is None:
         raise ModelInputError(
             f"Model {model_name!r} needs the input {input_name!r} of shape {expected}, "
@@ -290,9 +369,53 @@ def check_input(model_name: str, input_name: str, x: Any,
             f"Model {model_name!r}: input {input_name!r} must be floating point "
             f"(float32 or float64), but got dtype {x.dtype}."
         )
-    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape) or x.shape[0] == 0:
+    fits = x.ndim == len(shape) + 1 and all(
+        want is None or got == want for got, want in zip(x.shape[1:], shape, strict=False))
+    if not fits or x.shape[0] == 0:
         raise ModelInputError(
             f"Model {model_name!r}: input {input_name!r} must have shape {expected} with "
             f"B >= 1, but got shape {tuple(x.shape)}."
         )
     return x
+
+
+def model_options(spec: ModelSpec, given: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """Every option of ``spec`` with its value: ``given`` over the defaults.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    given : mapping, optional
+        Values by keyword (``no_prior``) or by name (``no-prior``).
+
+    Returns
+    -------
+    dict
+        ``{keyword: value}`` for every option the model declares.
+
+    Raises
+    ------
+    ParameterError
+        For an option the model does not declare, naming the models that
+        do.
+    """
+    values = {o.keyword: o.default for o in spec.options}
+    for key, value in (given or {}).items():
+        kw = key.replace("-", "_")
+        if kw not in values:
+            owners = sorted(s.name for s in list_models()
+                            if any(o.keyword == kw for o in s.options))
+            where = f"; it belongs to {', '.join(owners)}" if owners else ""
+            raise ParameterError(
+                f"Model {spec.name!r} has no option '--{kw.replace('_', '-')}'{where}. "
+                f"Its options: {', '.join('--' + o.name for o in spec.options) or 'none'}."
+            )
+        values[kw] = value
+    return values
+
+
+def constructor_options(spec: ModelSpec, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of ``values`` (from :func:`model_options`) the constructor takes."""
+    return {o.keyword: values[o.keyword] for o in spec.options
+            if o.constructor and o.keyword in values}

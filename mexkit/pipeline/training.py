@@ -16,8 +16,7 @@ Writes, in the output folder:
 """
 from __future__ import annotations
 
-import csv
-import io
+import hashlib
 import json
 import logging
 import os
@@ -33,12 +32,18 @@ import numpy as np
 
 from .. import __version__
 from .._validate import check_option
+from ..devices import resolve_device
 from ..errors import LabelError, ParameterError
+from ..io.atomic import write_text
+from ..io.predictions import read_predictions, write_predictions
 from ..io.store import open_store
+from ..learn.distributed import rank
+from .reports import format_report, plot_confusion, plot_training
 from .stages import upstream_entry
 
-__all__ = ["SampleTable", "sample_table", "train_evaluate", "write_predictions",
-           "read_predictions", "plot_confusion", "plot_training", "format_report"]
+__all__ = ["SampleTable", "sample_table", "train_evaluate", "predict_store",
+           "write_predictions", "read_predictions", "plot_confusion", "plot_training",
+           "format_report", "jsonable"]
 
 logger = logging.getLogger("mexkit")
 
@@ -107,161 +112,6 @@ def sample_table(store: Any, *, scheme: str | None) -> SampleTable:
     return SampleTable(sids, subjects, datasets, labels, classes, excluded)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_predictions(path: Path, rows: Sequence[Mapping[str, Any]], classes: Sequence[str]
-                      ) -> None:
-    """Write prediction rows as DESIGN.md's predictions CSV (atomically)."""
-    buf = io.StringIO()
-    cols = ["sample_id", "subject", "dataset", "fold", "true", "pred"] + [
-        f"score_{c}" for c in classes]
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
-    _atomic_write(path, buf.getvalue())
-
-
-def read_predictions(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
-    """Read a predictions CSV (any tool's); return rows and the score classes."""
-    path = Path(path)
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            fields = reader.fieldnames or []
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ParameterError(f"{path}: cannot read the predictions CSV ({exc}).") from exc
-    need = {"true", "pred"}
-    if not need <= set(fields):
-        raise ParameterError(
-            f"{path}: a predictions CSV needs the columns 'true' and 'pred' (and usually "
-            f"'fold'); it has {', '.join(fields) or 'none'}.")
-    for i, r in enumerate(rows, start=2):
-        if not r.get("true") or not r.get("pred"):
-            raise ParameterError(f"{path}: row {i} has an empty 'true' or 'pred'.")
-        r.setdefault("fold", "all")
-        if not r.get("fold"):
-            r["fold"] = "all"
-    classes = [f[6:] for f in fields if f.startswith("score_")]
-    return rows, classes
-
-
-def _save_figure(fig: Any, path: Path) -> None:
-    """Write ``fig`` as a PNG under a temporary name, then rename it into place."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def plot_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str], title: str) -> None:
-    """Save a labelled confusion-matrix image (rows: true, columns: predicted)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m = np.asarray(matrix, dtype=float)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(classes), 1.0 + 0.8 * len(classes)))
-    rows = m.sum(axis=1, keepdims=True)
-    frac = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
-    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center",
-                    color="white" if frac[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    _save_figure(fig, path)
-
-
-def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]]],
-                  title: str) -> None:
-    """Save the training loss and accuracy by epoch, one line per fold.
-
-    A flat loss near ``log(n_classes)`` or a training accuracy near chance
-    means the model did not fit its training data (too few steps, too low a
-    rate), which the test metrics alone do not tell apart from overfitting.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for name, records in histories.items():
-        if not records:
-            continue
-        epochs = [r["epoch"] for r in records]
-        ax_loss.plot(epochs, [r["loss"] for r in records], lw=1, label=str(name))
-        if all("accuracy" in r for r in records):
-            ax_acc.plot(epochs, [r["accuracy"] for r in records], lw=1)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("training loss")
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("training accuracy")
-    ax_acc.set_ylim(-0.02, 1.02)
-    if 0 < len(histories) <= 12:
-        ax_loss.legend(fontsize=6)
-    fig.suptitle(title, fontsize=9)
-    _save_figure(fig, path)
-
-
-def format_report(results: Mapping[str, Any]) -> str:
-    """A readable table of pooled and per-fold metrics."""
-    pooled = results["pooled"]
-    lines = []
-    cfg = results.get("config", {})
-    if cfg:
-        lines.append(f"model {cfg.get('model')}  protocol {cfg.get('protocol')}  "
-                     f"scheme {cfg.get('scheme')}  samples {results.get('n_samples')}")
-    width = max([16] + [len(str(f)) + 3 for f in results.get("per_fold", {})])
-    lines.append(f"{'':<{width}}{'acc':>8}{'UF1':>8}{'UAR':>8}{'n':>6}")
-
-    def row(name: str, r: Mapping[str, Any]) -> str:
-        n = int(np.sum(r["confusion_matrix"]))
-        return (f"{name:<{width}}{r['accuracy']:>8.4f}{_f(r['uf1']):>8}{_f(r['uar']):>8}"
-                f"{n:>6}")
-
-    lines.append(row("pooled", pooled))
-    per_fold = results.get("per_fold", {})
-    if len(per_fold) > 1:
-        for fold, r in per_fold.items():
-            lines.append(row(f"  {fold}", r))
-    classes = pooled["classes"]
-    lines.append("per class       precision  recall      F1  support")
-    for c in classes:
-        pc = pooled["per_class"][c]
-        lines.append(f"  {str(c)[:14]:<14}{_f(pc['precision']):>10}{_f(pc['recall']):>8}"
-                     f"{_f(pc['f1']):>8}{int(pc['support']):>9}")
-    for note in pooled.get("notes", []):
-        lines.append(f"note: {note}")
-    return "\n".join(lines)
-
-
-def _f(v: Any) -> str:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return "-"
-    return "-" if not np.isfinite(v) else f"{v:.4f}"
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
 def train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, **kw: Any
                    ) -> Path:
     """Cross-validate a model on a store; see :func:`_train_evaluate`.
@@ -269,64 +119,94 @@ def train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, **
     Under torchrun (``WORLD_SIZE`` > 1) the process group is created once here
     for every fold, rather than by each fold's ``fit`` call.
     """
-    import torch
-    import torch.distributed as dist
+    from ..learn.distributed import destroy, distributed_setup, world_size
 
-    own_group = False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        cuda = _device(kw.get("device", "auto")) == "cuda"
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-        own_group = True
+    created = False
+    if world_size() > 1:
+        _, _, _, created = distributed_setup(resolve_device(kw.get("device", "auto")))
     try:
         return _train_evaluate(store_path, out_dir, **kw)
     finally:
-        if own_group:
-            dist.destroy_process_group()
+        destroy(created)
+
+
+def _fold_key(config: Mapping[str, Any], fold_name: str, cache_keys: Sequence[str]) -> str:
+    """Key of one fold's result: the settings and the cache keys of its samples."""
+    h = hashlib.sha256()
+    h.update(json.dumps(jsonable(config), sort_keys=True, default=str).encode())
+    h.update(str(fold_name).encode())
+    for key in cache_keys:
+        h.update(b"\0" + str(key).encode())
+    return h.hexdigest()
 
 
 def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *, model: str,
-                   protocol: str = "loso", scheme: str | None = None, n_splits: int = 10,
-                   epochs: int | None = None, batch_size: int | None = None,
-                   lr: float | None = None, schedule: str | None = None,
-                   device: str = "auto", seed: int = 0, deterministic: bool = True,
-                   class_balance: str | None = "default",
-                   final: bool = False, progress: bool = True) -> Path:
+                    protocol: str | None = None, scheme: str | None = None,
+                    n_splits: int = 10, epochs: int | None = None,
+                    batch_size: int | None = None, lr: float | None = None,
+                    schedule: str | None = None, loss: str | None = None,
+                    focal_alpha: Sequence[float] | str | None = None,
+                    focal_gamma: float | None = None,
+                    model_options: Mapping[str, Any] | None = None,
+                    device: str = "auto", seed: int = 0, deterministic: bool = True,
+                    class_balance: str | None = "default",
+                    final: bool = False, progress: bool = True) -> Path:
     """Cross-validate ``model`` on the store; return the results file.
 
     Parameters mirror ``mexkit train``; ``None`` means the paper's default
-    (from the model registry).  Finished folds are kept in ``out_dir`` and
-    skipped when the same command runs again.
+    (from the model registry: protocol, scheme, training settings).
+    ``model_options`` are the model's own options
+    (:attr:`~mexkit.models.registry.ModelSpec.options`). Finished folds are
+    kept in ``out_dir`` and skipped when the same command runs again; a fold
+    is redone when the settings or the cache key of any of its samples
+    changed.
     """
     import torch
 
-    from ..learn.data import StoreDataset
+    from ..learn.data import StoreDataset, collate_for
     from ..learn.metrics import pooled_and_per_fold
     from ..learn.protocols import split
-    from ..learn.train import fit, paper_defaults, parse_schedule, predict, seed_everything
-    from ..models.registry import count_parameters, get_model, get_spec
+    from ..learn.train import paper_defaults, parse_schedule, predict, seed_everything
+    from ..learn.trainers import FoldContext, resolve_trainer
+    from ..models.registry import (
+        constructor_options,
+        count_parameters,
+        get_model,
+        get_spec,
+    )
+    from ..models.registry import (
+        model_options as resolve_options,
+    )
 
     spec = get_spec(model)
+    protocol = spec.protocol if protocol is None else protocol
+    scheme = spec.scheme if scheme is None else scheme
     check_option("protocol", protocol, ("loso", "kfold", "cde", "hde"))
-    device = _device(device)
+    device = str(resolve_device(device))
+    options = resolve_options(spec, model_options)
+    net_options = constructor_options(spec, options)
     kw = paper_defaults(model)
-    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "loss": loss,
+                 "focal_gamma": focal_gamma, "focal_alpha": focal_alpha}
     kw.update({k: v for k, v in overrides.items() if v is not None})
     if schedule is not None:
         kw["schedule"] = parse_schedule(schedule)
     if class_balance != "default":
         kw["class_balance"] = class_balance
+    kw["collate_fn"] = collate_for(spec.inputs)
+    trainer = resolve_trainer(spec)
     with open_store(store_path) as store:
         table = sample_table(store, scheme=scheme)
         upstream = upstream_entry(store)
+        keys = store.cache_keys()
     inputs = list(spec.input_names)
     full = StoreDataset(store_path, table.sample_ids, table.y, inputs)
     full.preload()  # a missing input fails here, before any training
     config = {"model": model, "protocol": protocol, "scheme": scheme, "n_splits": n_splits,
               "seed": seed, "deterministic": deterministic, "device": device,
               "classes": table.classes, "inputs": inputs, "store": upstream,
-              **{k: v for k, v in kw.items() if k != "augment"},
+              "model_options": options,
+              **{k: v for k, v in kw.items() if k not in ("augment", "collate_fn")},
               "augment": spec.defaults.augmentation}
     folds = list(split(protocol, subjects=table.subjects, datasets=table.datasets,
                        labels=table.labels, n_splits=n_splits, seed=seed))
@@ -335,62 +215,83 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     out.mkdir(parents=True, exist_ok=True)
     (out / "folds").mkdir(exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
-    config_key = json.dumps(config, sort_keys=True, default=str)
+    # the fold key covers the settings and the samples, not the store's path or id
+    key_config = {k: v for k, v in config.items() if k not in ("store", "device")}
     rows: list[dict[str, Any]] = []
+    extras: dict[str, dict[str, Any]] = {}
     histories: dict[str, list[dict[str, Any]]] = {}
     n_params = None
     start = time.perf_counter()
+
+    def make_context(net: Any, train_idx: np.ndarray, ckpt: Path, k: int) -> FoldContext:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        return FoldContext(
+            model=net, spec=spec, dataset=full, train=np.asarray(train_idx, dtype=np.int64),
+            labels=table.y, classes=list(table.classes), subjects=list(table.subjects),
+            fit_kwargs=dict(kw), options=dict(options), device=device, seed=seed + k,
+            deterministic=deterministic, checkpoint_dir=ckpt,
+            progress=lambda desc, n: _epoch_bar(n, f"{fold_desc}: {desc}", progress),
+            sample_ids=list(table.sample_ids))
+
     for k, fold in enumerate(folds):
+        fold_desc = f"fold {k + 1}/{len(folds)} {fold.name}"
         done = out / "folds" / f"{_safe(fold.name)}.json"
+        fold_key = _fold_key(key_config, fold.name,
+                             [keys.get(table.sample_ids[i], "") for i in
+                              sorted(set(fold.train) | set(fold.test))])
         if done.exists():
             saved = json.loads(done.read_text())
-            if saved.get("config") == config_key:
+            if saved.get("key") == fold_key:
                 rows.extend(saved["rows"])
+                extras.update(saved.get("extras", {}))
                 histories[fold.name] = saved.get("history", [])
                 logger.info("fold %s already done; kept", fold.name)
                 continue
         if len(set(table.y[fold.train])) < 2:
             logger.warning("fold %s: training data has one class only", fold.name)
         seed_everything(seed + k)
-        net = get_model(model, len(table.classes))
+        net = get_model(model, len(table.classes), **net_options)
         n_params = count_parameters(net)
-        train_ds = torch.utils.data.Subset(full, fold.train)
-        train_ds.labels = [full.labels[i] for i in fold.train]  # type: ignore[attr-defined]
-        bar = _epoch_bar(kw["epochs"], f"fold {k + 1}/{len(folds)} {fold.name}", progress)
-        trained = fit(net, train_ds, device=device, seed=seed + k,
-                      deterministic=deterministic,
-                      checkpoint_path=out / "checkpoints" / f"{_safe(fold.name)}.safetensors",
-                      progress=bar.callback, **kw)
-        histories[fold.name] = trained["epochs"]
-        bar.close()
+        ctx = make_context(net, fold.train, out / "checkpoints" / _safe(fold.name), k)
+        histories[fold.name] = trainer(ctx)
         test_ds = torch.utils.data.Subset(full, fold.test)
-        scores, preds = predict(net, test_ds, device=device)
+        scores, preds = predict(net, test_ds, device=device, collate_fn=kw["collate_fn"])
+        fold_extras = _predict_extras(net, test_ds, device, kw["collate_fn"],
+                                      [table.sample_ids[i] for i in fold.test])
         fold_rows = []
         for j, idx in enumerate(fold.test):
             r = {"sample_id": table.sample_ids[idx], "subject": table.subjects[idx],
                  "dataset": table.datasets[idx], "fold": fold.name,
                  "true": table.labels[idx], "pred": table.classes[int(preds[j])]}
-            for c, s in zip(table.classes, scores[j], strict=False):
-                r[f"score_{c}"] = float(s)
+            for c, sc in zip(table.classes, scores[j], strict=False):
+                r[f"score_{c}"] = float(sc)
             fold_rows.append(r)
-        if _rank() == 0:
-            _atomic_write(done, json.dumps({"config": config_key, "rows": fold_rows,
-                                            "history": histories[fold.name]}))
+        if rank() == 0:
+            write_text(done, json.dumps(jsonable({
+                "key": fold_key, "rows": fold_rows, "history": histories[fold.name],
+                "extras": fold_extras})))
         rows.extend(fold_rows)
+        extras.update(fold_extras)
         acc = np.mean([r["true"] == r["pred"] for r in fold_rows])
         logger.info("fold %s: %d test sample(s), accuracy %.3f", fold.name, len(fold_rows), acc)
     if final:
         seed_everything(seed)
-        net = get_model(model, len(table.classes))
-        bar = _epoch_bar(kw["epochs"], "final model (all samples)", progress)
-        fit(net, full, device=device, seed=seed, deterministic=deterministic,
-            checkpoint_path=out / "checkpoints" / "final.safetensors", progress=bar.callback,
-            **kw)
-        bar.close()
-        if _rank() == 0:
-            _atomic_write(out / "model.json", json.dumps({
+        net = get_model(model, len(table.classes), **net_options)
+        fold_desc = "final model (all samples)"
+        ctx = make_context(net, np.arange(len(table.sample_ids)),
+                           out / "checkpoints" / "final", 0)
+        ctx.seed = seed
+        trainer(ctx)
+        if rank() == 0:
+            from ..io.checkpoints import save_checkpoint
+
+            save_checkpoint(out / "checkpoints" / "final.safetensors", net, None, {
+                "model_class": type(net).__name__, "model": model,
+                "model_options": options})
+            write_text(out / "model.json", json.dumps({
                 "model": model, "classes": table.classes, "scheme": scheme,
-                "inputs": inputs, "checkpoint": "checkpoints/final.safetensors"}, indent=2))
+                "inputs": inputs, "model_options": options,
+                "checkpoint": "checkpoints/final.safetensors"}, indent=2))
     metrics = pooled_and_per_fold(rows, classes=table.classes)
     results = {
         "config": config,
@@ -405,22 +306,57 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
         **metrics,
     }
     path = out / "results.json"
-    if _rank() == 0:
+    if rank() == 0:
         write_predictions(out / "predictions.csv", rows, table.classes)
+        if extras:
+            write_text(out / "predictions.json", json.dumps(jsonable(extras), indent=1,
+                                                            sort_keys=True))
         plot_confusion(out / "confusion.png", np.asarray(metrics["pooled"]["confusion_matrix"]),
                        table.classes, f"{model} {protocol}: pooled over {len(folds)} folds")
         plot_training(out / "training.png", histories,
                       f"{model} {protocol}: training loss and accuracy per fold")
-        _atomic_write(path, json.dumps(_jsonable(results), indent=2, sort_keys=True))
+        write_text(path, json.dumps(jsonable(results), indent=2, sort_keys=True))
     return path
 
 
+def _predict_extras(net: Any, dataset: Any, device: str, collate_fn: Any,
+                    sample_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per-sample extras of a model with ``predict_extras`` (e.g. AKMNet's key frames)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..learn.train import move_to_device
+
+    method = getattr(net, "predict_extras", None)
+    if method is None or len(dataset) == 0:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    loader = DataLoader(dataset, batch_size=32, shuffle=False, collate_fn=collate_fn)
+    position = 0
+    net.eval()
+    with torch.inference_mode():
+        for inputs, _ in loader:
+            values = method(**move_to_device(inputs, torch.device(device)))
+            n = len(next(iter(values.values()))) if values else 0
+            for j in range(n):
+                out[sample_ids[position + j]] = {k: v[j] for k, v in values.items()}
+            position += n
+    return out
+
+
 def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
-                  output: str | os.PathLike, *, device: str = "auto") -> Path:
-    """Apply the final model of ``mexkit train --final`` to every sample of a store."""
-    from ..learn.data import StoreDataset
-    from ..learn.train import load_checkpoint, predict
-    from ..models.registry import get_model
+                  output: str | os.PathLike, *, device: str = "auto",
+                  scheme: str | None = None) -> Path:
+    """Apply the final model of ``mexkit train --final`` to every sample of a store.
+
+    ``true`` in the predictions is the stored label, or with ``scheme`` (by
+    default the scheme the model was trained with) the class the scheme
+    gives the sample, so that ``mexkit evaluate`` can score the file.
+    """
+    from ..io.checkpoints import load_checkpoint
+    from ..learn.data import StoreDataset, collate_for
+    from ..learn.train import predict
+    from ..models.registry import constructor_options, get_model, get_spec
 
     results_dir = Path(results_dir)
     meta_path = results_dir / "model.json"
@@ -429,19 +365,37 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
             f"{results_dir}: no model.json; train with `mexkit train ... --final` to get a "
             "model trained on all samples.")
     meta = json.loads(meta_path.read_text())
+    spec = get_spec(meta["model"])
     state, _, _ = load_checkpoint(results_dir / meta["checkpoint"])
-    net = get_model(meta["model"], len(meta["classes"]))
+    options = meta.get("model_options", {})
+    net = get_model(meta["model"], len(meta["classes"]), **constructor_options(spec, options)
+                    if options else {})
     net.load_state_dict(state)
+    scheme = meta.get("scheme") if scheme is None else scheme
+    get_label = None
+    if scheme:
+        from ..labels import get_scheme
+
+        get_label = get_scheme(scheme).label
     with open_store(store_path) as store:
         ids = list(store.sample_ids)
         attrs = [store[s].attrs for s in ids]
     ds = StoreDataset(store_path, ids, [0] * len(ids), meta["inputs"])
-    scores, preds = predict(net, ds, device=_device(device))
+    scores, preds = predict(net, ds, device=str(resolve_device(device)),
+                            collate_fn=collate_for(spec.inputs))
     rows = []
     for i, sid in enumerate(ids):
-        true = attrs[i].get("label")
-        r = {"sample_id": sid, "subject": attrs[i].get("subject", ""),
-             "dataset": attrs[i].get("dataset", ""), "fold": "predict",
+        a = attrs[i]
+        true = a.get("label")
+        if get_label is not None:
+            try:
+                true = get_label(emotion=a.get("emotion"), aus=a.get("aus"),
+                                 dataset=a.get("dataset"),
+                                 objective_class=a.get("objective_class"))
+            except LabelError:
+                true = None
+        r = {"sample_id": sid, "subject": a.get("subject", ""),
+             "dataset": a.get("dataset", ""), "fold": "predict",
              "true": "" if true is None else true, "pred": meta["classes"][int(preds[i])]}
         for c, v in zip(meta["classes"], scores[i], strict=False):
             r[f"score_{c}"] = float(v)
@@ -454,24 +408,14 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
 
 
-def _device(device: str) -> str:
-    import torch
-
-    check_option("device", device, ("auto", "cpu", "cuda"))
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("--device cuda was asked for, but torch sees no CUDA device.")
-    return device
-
-
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy values and non-finite floats made JSON-able."""
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, float) and not np.isfinite(obj):

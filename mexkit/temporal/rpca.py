@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .._validate import check_ndim, check_range
+from ..devices import resolve_device
 from ..errors import ConvergenceError, ParameterError
 from .tim import tim
 
@@ -63,23 +64,7 @@ class RPCAResult:
 
 
 def _resolve_device(device: Any, data: Any) -> torch.device:
-    if device == "auto":
-        if isinstance(data, torch.Tensor) and data.device.type != "cpu":
-            return data.device
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ParameterError(
-            f"Invalid value for the 'device' parameter. Expected 'auto', 'cpu', 'cuda' or "
-            f"a torch device, but got {device!r} instead."
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(
-            f"Invalid value for the 'device' parameter: {device!r} was asked for, but "
-            f"torch sees no CUDA device."
-        )
-    return dev
+    return resolve_device(device, like=data)
 
 
 def _svt(m: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:

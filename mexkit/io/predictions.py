@@ -1,0 +1,79 @@
+"""The predictions CSV of recognition (DESIGN.md's exchange format).
+
+One row per test sample: ``sample_id, subject, dataset, fold, true, pred``
+and one ``score_<class>`` column per class. ``mexkit train`` and ``mexkit
+predict`` write it; ``mexkit evaluate`` reads it, from mexkit or any other
+tool (only ``true`` and ``pred`` are required).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ParameterError
+from .atomic import write_text
+
+__all__ = ["PREDICTION_COLUMNS", "write_predictions", "read_predictions", "escape_cell"]
+
+PREDICTION_COLUMNS = ("sample_id", "subject", "dataset", "fold", "true", "pred")
+
+
+def escape_cell(value: Any) -> Any:
+    """Make a text cell safe to open in a spreadsheet.
+
+    A cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return
+    would be run as a formula by spreadsheet programs; such text gets a
+    leading apostrophe (OWASP's advice for CSV injection). Numbers and other
+    values are returned unchanged.
+    """
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def write_predictions(path: Path, rows: Sequence[Mapping[str, Any]], classes: Sequence[str]
+                      ) -> None:
+    """Write prediction rows as DESIGN.md's predictions CSV (atomically)."""
+    buf = io.StringIO()
+    cols = list(PREDICTION_COLUMNS) + [
+        f"score_{c}" for c in classes]
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else escape_cell(v))
+                    for k, v in r.items()})
+    write_text(path, buf.getvalue())
+
+
+def read_predictions(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
+    """Read a predictions CSV (any tool's); return rows and the score classes."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            fields = reader.fieldnames or []
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ParameterError(f"{path}: cannot read the predictions CSV ({exc}).") from exc
+    need = {"true", "pred"}
+    if not need <= set(fields):
+        raise ParameterError(
+            f"{path}: a predictions CSV needs the columns 'true' and 'pred' (and usually "
+            f"'fold'); it has {', '.join(fields) or 'none'}.")
+    for i, r in enumerate(rows, start=2):
+        if not r.get("true") or not r.get("pred"):
+            raise ParameterError(f"{path}: row {i} has an empty 'true' or 'pred'.")
+        r.setdefault("fold", "all")
+        if not r.get("fold"):
+            r["fold"] = "all"
+    classes = [f[6:] for f in fields if f.startswith("score_")]
+    return rows, classes
+
+

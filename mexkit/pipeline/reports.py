@@ -1,0 +1,122 @@
+"""Reports of a training run: the metrics table, the confusion matrix and
+the training curves (PNG, written atomically)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io.atomic import atomic_path
+
+__all__ = ["plot_confusion", "plot_training", "format_report", "save_figure"]
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> None:
+    """Write ``fig`` as a PNG under a temporary name, then rename it into place."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    try:
+        with atomic_path(Path(path), suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
+
+
+def plot_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str], title: str) -> None:
+    """Save a labelled confusion-matrix image (rows: true, columns: predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(classes), 1.0 + 0.8 * len(classes)))
+    rows = m.sum(axis=1, keepdims=True)
+    frac = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center",
+                    color="white" if frac[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]]],
+                  title: str) -> None:
+    """Save the training loss and accuracy by epoch, one line per fold.
+
+    A flat loss near ``log(n_classes)`` or a training accuracy near chance
+    means the model did not fit its training data (too few steps, too low a
+    rate), which the test metrics alone do not tell apart from overfitting.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, records in histories.items():
+        if not records:
+            continue
+        epochs = [r["epoch"] for r in records]
+        ax_loss.plot(epochs, [r["loss"] for r in records], lw=1, label=str(name))
+        if all("accuracy" in r for r in records):
+            ax_acc.plot(epochs, [r["accuracy"] for r in records], lw=1)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("training accuracy")
+    ax_acc.set_ylim(-0.02, 1.02)
+    if 0 < len(histories) <= 12:
+        ax_loss.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def format_report(results: Mapping[str, Any]) -> str:
+    """A readable table of pooled and per-fold metrics."""
+    pooled = results["pooled"]
+    lines = []
+    cfg = results.get("config", {})
+    if cfg:
+        scheme = cfg.get("scheme") or "stored labels"
+        lines.append(f"model {cfg.get('model')}  protocol {cfg.get('protocol')}  "
+                     f"scheme {scheme}  samples {results.get('n_samples')}")
+    width = max([16] + [len(str(f)) + 3 for f in results.get("per_fold", {})])
+    lines.append(f"{'':<{width}}{'acc':>8}{'UF1':>8}{'UAR':>8}{'n':>6}")
+
+    def row(name: str, r: Mapping[str, Any]) -> str:
+        n = int(np.sum(r["confusion_matrix"]))
+        return (f"{name:<{width}}{r['accuracy']:>8.4f}{_f(r['uf1']):>8}{_f(r['uar']):>8}"
+                f"{n:>6}")
+
+    lines.append(row("pooled", pooled))
+    per_fold = results.get("per_fold", {})
+    if len(per_fold) > 1:
+        for fold, r in per_fold.items():
+            lines.append(row(f"  {fold}", r))
+    classes = pooled["classes"]
+    lines.append("per class       precision  recall      F1  support")
+    for c in classes:
+        pc = pooled["per_class"][c]
+        lines.append(f"  {str(c)[:14]:<14}{_f(pc['precision']):>10}{_f(pc['recall']):>8}"
+                     f"{_f(pc['f1']):>8}{int(pc['support']):>9}")
+    for note in pooled.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _f(v: Any) -> str:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if not np.isfinite(v) else f"{v:.4f}"
