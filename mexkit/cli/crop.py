@@ -17,6 +17,8 @@ from ._common import (
 
 
 def dataset_options(f):
+    from ..io.datasets import dataset_names
+
     f = click.option("--sheet", "sheets", multiple=True, metavar="DATASET=FILE",
                      help="megc2019: the member datasets' own sheets, for their frame "
                           "numbers (repeatable, e.g. --sheet casme2=CASME2-coding.xlsx).")(f)
@@ -30,9 +32,8 @@ def dataset_options(f):
     f = click.option("--annotations", default=None,
                      help="Annotation sheet (xlsx/xls/csv), or '-' to read its path from "
                           "stdin (as `mexkit synth` prints it).")(f)
-    f = click.option("--dataset", default=None,
-                     help="casme, casme2, smic-hs, smic-vis, smic-nir, samm, casme-sq, samm-lv, "
-                          "megc2019 or generic (default: detected from the sheet).")(f)
+    f = click.option("--dataset", type=click.Choice(dataset_names()), default=None,
+                     help="The sheet's dataset (default: detected from the sheet).")(f)
     return f
 
 
@@ -62,8 +63,10 @@ def load_samples(dataset: str | None, annotations: str, root: Path | None,
               show_default=True,
               help="Landmarks on the first frame, one crop for the clip (MEAN), or on every "
                    "frame with temporal smoothing.")
-@click.option("--size", type=click.IntRange(min=16), default=128, show_default=True,
-              help="Crop side in pixels (128 MEAN/AKMNet, 112 MERSiamC3D/PSN, 224 ATNet).")
+@click.option("--size", type=click.IntRange(min=16), default=None,
+              help="Crop side in pixels (128 MEAN/AKMNet, 112 MERSiamC3D/PSN, 224 ATNet); "
+                   "default 128, except with --detector none, which keeps the frames' own "
+                   "size unless --size is given.")
 @click.option("--margin", type=click.FloatRange(min=0), default=0.125, show_default=True,
               help="Border around the landmarks, as a fraction of their box.")
 @click.option("--grey/--rgb", default=True, show_default=True)
@@ -83,7 +86,7 @@ def load_samples(dataset: str | None, annotations: str, root: Path | None,
 @jobs_options
 def crop_cmd(inputs: tuple[Path, ...], dataset: str | None, annotations: str | None,
              root: Path | None, dataset_fps: float | None, sheets: tuple[str, ...],
-             detector: str, mode: str, size: int, margin: float,
+             detector: str, mode: str, size: int | None, margin: float,
              grey: bool, fps: float | None, unit: str | None, smooth: float, max_gap: int,
              upsample: int | None, device: str | None, output: Path | None, jobs: int,
              backend: str):
@@ -93,10 +96,21 @@ def crop_cmd(inputs: tuple[Path, ...], dataset: str | None, annotations: str | N
     coordinates, the frame-to-crop transforms, detection scores, flags for
     interpolated frames and the dataset's frame numbers, and prints its path.
     A clip without a face fails alone (NoFaceError, exit status 1); the
-    others are kept.
+    others are kept.  An annotation sheet given as INPUT is read as
+    --annotations.
     """
+    from ..io.sheets import looks_like_sheet
     from ..pipeline.crop import clips_from_paths, clips_from_samples, run_crop
 
+    sheets_given = [p for p in inputs if looks_like_sheet(p)]
+    if sheets_given:
+        if len(inputs) > 1 or annotations is not None:
+            raise ParameterError(
+                f"{str(sheets_given[0])!r} is an annotation sheet, not a video or image "
+                "folder: give it alone, as --annotations SHEET.")
+        annotations, inputs = str(sheets_given[0]), ()
+    if size is None and detector != "none":
+        size = 128
     upstream = []
     if annotations is not None:
         if inputs:

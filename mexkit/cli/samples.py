@@ -16,22 +16,31 @@ from .crop import dataset_options, load_samples
               help="Also apply a label scheme and report the samples outside it.")
 @click.option("--list", "list_all", is_flag=True, help="List every sample, one per line.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (summary and samples).")
+@click.option("--strict", is_flag=True,
+              help="Make every repaired or skipped sheet row an error (default: warn, "
+                   "repair what is unambiguous, skip the rest).")
 def samples_cmd(dataset: str | None, annotations: str | None, root: Path | None,
                 dataset_fps: float | None, sheets: tuple[str, ...], scheme: str | None,
-                list_all: bool, as_json: bool) -> int:
+                list_all: bool, as_json: bool, strict: bool) -> int:
     """Print the parsed sample list with counts per subject and label.
 
     Works on the sheet alone (without the videos), so that what mexkit
     understood can be checked before a long job.  Clips are looked for under
     --root, or beside the sheet; those not found are counted as "no source".
+
+    Rows that cannot be used as written are repaired where the repair is
+    unambiguous or skipped, each with a warning naming file, sheet and row;
+    the report ends with the rows read, repaired and skipped.  Exit status 0
+    when no row was skipped, 1 otherwise.
     """
     if annotations is None:
         raise click.UsageError("Missing option '--annotations'.")
     import dataclasses
 
-    from ..io.datasets import format_summary, summarize
+    from ..io.datasets import collect_report, format_summary, summarize
 
-    samples, record = load_samples(dataset, annotations, root, dataset_fps, sheets)
+    with collect_report(strict=strict) as report:
+        samples, record = load_samples(dataset, annotations, root, dataset_fps, sheets)
     outside: list[tuple[str, str]] = []
     if scheme is not None:
         from ..labels import apply_scheme
@@ -41,10 +50,11 @@ def samples_cmd(dataset: str | None, annotations: str | None, root: Path | None,
     if as_json:
         doc = {"annotations": record["path"], "summary": summary,
                "samples": [dataclasses.asdict(s) for s in samples],
-               "outside_scheme": [{"sample_id": s, "reason": r} for s, r in outside]}
+               "outside_scheme": [{"sample_id": s, "reason": r} for s, r in outside],
+               "rows": report.as_dict()}
         out(json.dumps(doc, indent=2, default=str))
-        return 0
-    out(format_summary(summary))
+        return 1 if report.skipped else 0
+    out(format_summary(summary, report))
     for sid, reason in outside:
         out(f"outside scheme {scheme}: {sid}: {reason}")
     if list_all:
@@ -52,4 +62,4 @@ def samples_cmd(dataset: str | None, annotations: str | None, root: Path | None,
             apex = "-" if s.apex is None else s.apex
             out(f"{s.sample_id}\t{s.subject}\t{s.onset}\t{apex}\t{s.offset}\t"
                 f"{s.emotion or '-'}\t{s.label or '-'}\t{s.source or '(not found)'}")
-    return 0
+    return 1 if report.skipped else 0

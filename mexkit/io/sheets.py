@@ -49,6 +49,7 @@ __all__ = [
     "cell_text",
     "escape_formula",
     "unescape_formula",
+    "looks_like_sheet",
 ]
 
 logger = logging.getLogger("mexkit")
@@ -284,6 +285,43 @@ def _csv_rows(path: Path) -> list[Row]:
 
 
 # -- public ----------------------------------------------------------------
+def looks_like_sheet(path: str | Path) -> bool:
+    """True when ``path`` is an annotation sheet rather than a video or image folder.
+
+    Decided by the extension (``.xlsx``, ``.xlsm``, ``.xls``, ``.csv``,
+    ``.tsv``, ``.txt``), else by the first bytes: an OLE2 workbook (``.xls``),
+    a zip holding ``xl/workbook.xml`` (``.xlsx``), or short lines of text
+    separated by commas, semicolons or tabs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if path.suffix.lower() in SPREADSHEET_EXTENSIONS:
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return True
+    if head.startswith(b"PK\x03\x04"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return "xl/workbook.xml" in zf.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return False
+    if not head or b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = head.decode("latin-1")
+    lines = [ln for ln in text.splitlines()[:5] if ln.strip()]
+    printable = all(ch.isprintable() or ch in "\t\r\n" for ch in text)
+    return printable and bool(lines) and all(
+        any(sep in ln for sep in (",", ";", "\t")) for ln in lines)
+
+
 def read_workbook(path: str | Path) -> dict[str, list[Row]]:
     """All sheets of a spreadsheet, in workbook order, as rows of cells.
 

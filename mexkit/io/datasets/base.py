@@ -21,13 +21,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...errors import DatasetError
-from ..sheets import Table, cell_text
+from ..sheets import Table, cell_text, read_table
 from ..video import VIDEO_EXTENSIONS, natural_key, open_clip
+
+if TYPE_CHECKING:
+    from .registry import LoadRequest
 
 logger = logging.getLogger("mexkit")
 
@@ -362,7 +365,8 @@ def objective_class(value: Any, sh: Sheet, row: int) -> str | None:
         return text
     if re.fullmatch(r"[1-7](\.0)?", text):
         return _ROMAN[int(float(text)) - 1]
-    raise sh.error(row, f"objective class {text!r} is not one of I-VII or 1-7")
+    sh.warn(row, f"objective class {text!r} is not one of I-VII or 1-7; taken as unknown")
+    return None
 
 
 def expression_kind(value: Any, sh: Sheet, row: int, default: str = "micro") -> str:
@@ -637,3 +641,28 @@ def resolve_sources(entries: list[Entry], sh: Sheet, src: Sources,
     return unique_ids(samples)
 
 
+
+
+def name_tokens(path: Path) -> set[str]:
+    """Lower-case letter/digit runs of a file name (``"MMEW_Micro_Exp"`` -> mmew, micro, exp)."""
+    return set(re.split(r"[^a-z0-9]+", path.name.lower())) - {""}
+
+
+def load_header_sheet(request: LoadRequest, columns: Columns,
+                      subject_fn: Callable[[Any, Sheet, int], str],
+                      candidates: Callable[[Entry], list[Path]], *, expected: str,
+                      long_video: bool = False, first_number: int = 0,
+                      default_kind: str = "micro", short: bool = True) -> list[Sample]:
+    """Read a header-based coding sheet with ``columns`` and resolve its clips.
+
+    The common path of the adapters whose sheet is one table with a header
+    row: :func:`~mexkit.io.sheets.read_table`, :func:`parse_rows`,
+    :func:`resolve_sources`.
+    """
+    table = read_table(request.path, columns.required(), expected=expected)
+    sh = Sheet(request.name, table)
+    entries = parse_rows(table, sh, columns, subject_fn, long_video=long_video,
+                         default_kind=default_kind, first_number=first_number)
+    src = Sources(request.name, request.root, request.fps)
+    return resolve_sources(entries, sh, src, candidates, first_number=first_number,
+                           short=short)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...errors import DatasetError
+from ...errors import DatasetError, MediaError
 from ..sheets import escape_formula, read_table, unescape_formula
 from ..video import VIDEO_EXTENSIONS
 from .base import (
@@ -57,7 +57,7 @@ def cell(value: Any) -> str:
     sheet="`subject, clip, path, fps, onset, apex, offset, label` (+ `dataset, emotion, aus, "
           "video, kind`); written by `mexkit synth`",
     layout="`path`: a video or image folder relative to the CSV",
-    reference="this project")
+    reference="this project", takes_fps=False)
 def load_generic(request: LoadRequest) -> list[Sample]:
     """The generic sheet: 0-based positions in ``path`` (a video or image folder)."""
     path, root = request.path, request.root
@@ -108,8 +108,12 @@ def _generic_row(rec: dict[str, Any], row: int, sh: Sheet, base: Path, root: Pat
     n_frames = None
     if source.exists():
         src = caches.setdefault((dataset, fps), Sources(dataset, root, fps))
-        _, n_frames = src.numbering(source, 0)
-        if offset >= n_frames:
+        try:
+            _, n_frames = src.numbering(source, 0)
+        except MediaError as exc:  # an unreadable clip fails alone, in the crop stage
+            logger.warning("generic: %s: %s", sh.where(row), exc)
+            n_frames = None
+        if n_frames is not None and offset >= n_frames:
             raise sh.error(row, f"clip {clip!r}: offset {offset} but {source} has "
                                 f"{n_frames} frames (positions 0..{n_frames - 1})")
     else:

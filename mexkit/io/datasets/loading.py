@@ -21,17 +21,20 @@ logger = logging.getLogger("mexkit")
 def detect_in_book(book: Mapping[str, list[Row]], path: Path) -> list[str]:
     """Names of every registered dataset whose signature the workbook fits.
 
-    An adapter's own ``detect`` test is tried first, then its header
-    columns (required, and none of the forbidden ones) on each sheet.  When
-    several adapters with the same columns fit (SMIC's modalities), a name
-    token in the file name (``HS``, ``VIS``, ``NIR``) picks among them.
+    An adapter's own ``detect`` test is tried first (sheets without a
+    header, or datasets told apart by their file name); when one fits, the
+    header columns are not looked at.  Otherwise every adapter's header
+    columns (required, and none of the forbidden ones) are tried on each
+    sheet; when several adapters with the same columns fit (SMIC's
+    modalities), a name token in the file name (``HS``, ``VIS``, ``NIR``)
+    picks among them.
     """
+    special = [a.name for a in adapters() if a.detect is not None and a.detect(book, path)]
+    if special:
+        return special
     found: list[str] = []
     by_columns: dict[tuple[tuple[str, ...], ...], list[str]] = {}
     for a in adapters():
-        if a.detect is not None and a.detect(book, path):
-            found.append(a.name)
-            continue
         if not a.columns:
             continue
         for rows in book.values():
@@ -99,8 +102,10 @@ def load_dataset(name: str | None, annotations: str | os.PathLike[str], *,
         one; not for datasets whose sheet gives it (``generic``) or whose
         parts differ (``megc2019``).
     sheets : mapping, optional
-        ``megc2019`` only: its parts' own sheets, e.g. ``{"casme2":
-        "CASME2-coding.xlsx", "samm": ..., "smic-hs": ...}``.
+        Other sheets, for the adapters that take them (``extra_sheets``):
+        ``megc2019``'s parts' own sheets, e.g. ``{"casme2":
+        "CASME2-coding.xlsx", "samm": ..., "smic-hs": ...}``; CAS(ME)^3's
+        macro-expression sheet ``{"macro": ...}``.
     strict : bool, optional
         Any repaired or skipped row raises (default: the active
         :func:`~mexkit.io.datasets.collect_report`'s setting, else False).
@@ -132,10 +137,18 @@ def load_dataset(name: str | None, annotations: str | os.PathLike[str], *,
         name = detect_dataset(path)
         logger.info("%s: detected dataset %r", path.name, name)
     adapter = get_adapter(name)
-    if sheets is not None and name != "megc2019":
-        raise DatasetError(f"the 'sheets' argument is for 'megc2019', not {name!r}")
+    if sheets:
+        if not adapter.extra_sheets:
+            users = [a.name for a in adapters() if a.extra_sheets]
+            raise DatasetError(f"the 'sheets' argument is for {', '.join(users)}, not "
+                               f"{name!r}")
+        if name != "megc2019":  # megc2019 accepts spellings of its parts' names
+            unknown = sorted(set(sheets) - set(adapter.extra_sheets))
+            if unknown:
+                raise DatasetError(f"{name}: unknown sheet key(s) {', '.join(unknown)} "
+                                   f"(allowed: {', '.join(adapter.extra_sheets)})")
     if fps is not None:
-        if adapter.fps is None:
+        if not adapter.takes_fps:
             raise ParameterError(f"the 'fps' argument does not apply to {name!r}")
         check_range("fps", float(fps), 0.0, low_open=True)
     rate = float(fps) if fps is not None else adapter.fps

@@ -183,7 +183,8 @@ def _megc_row(rec: dict[str, Any], row: int, sh: Sheet, root: Path, sheets: bool
           "0 negative / 1 positive / 2 surprise",
     layout="`casme2/`, `samm/`, `smic/` under `--root`, each in its own layout; "
            "`--sheet casme2=FILE` for annotated frames",
-    reference="See et al., FG 2019")
+    reference="See et al., FG 2019", extra_sheets=("casme2", "samm", "smic-hs"),
+    takes_fps=False)
 def load_megc2019(request: LoadRequest) -> list[Sample]:
     """The composite list, headerless or not."""
     from .loading import load_dataset

@@ -85,6 +85,11 @@ class DatasetAdapter:
         The annotation file and the frame layout, for the README table.
     reference : str
         The paper that published the dataset.
+    extra_sheets : tuple of str
+        Keys of other sheets the loader takes (``LoadRequest.sheets``).
+    takes_fps : bool
+        Whether the user may override the frame rate (not where the sheet or
+        the parts fix it).
     module : str
         Where the adapter is defined.
     """
@@ -100,6 +105,8 @@ class DatasetAdapter:
     sheet: str = ""
     layout: str = ""
     reference: str = ""
+    extra_sheets: tuple[str, ...] = ()
+    takes_fps: bool = True
     module: str = field(default="", compare=False)
 
 
@@ -110,7 +117,8 @@ def register_dataset(name: str, *, title: str, fps: float | None, long: bool,
                      columns: Sequence[Sequence[str] | str] = (),
                      forbidden: Sequence[str] = (),
                      detect: Callable[[Mapping[str, list[Row]], Path], bool] | None = None,
-                     sheet: str = "", layout: str = "", reference: str = ""
+                     sheet: str = "", layout: str = "", reference: str = "",
+                     extra_sheets: Sequence[str] = (), takes_fps: bool = True
                      ) -> Callable[[Callable[[LoadRequest], list[Sample]]],
                                    Callable[[LoadRequest], list[Sample]]]:
     """Decorator: register ``loader`` under ``name`` (see :class:`DatasetAdapter`).
@@ -132,7 +140,8 @@ def register_dataset(name: str, *, title: str, fps: float | None, long: bool,
         _REGISTRY[name] = DatasetAdapter(
             name=name, title=title, fps=fps, long=long, loader=loader, columns=groups,
             forbidden=tuple(forbidden), detect=detect, sheet=sheet, layout=layout,
-            reference=reference, module=module)
+            reference=reference, extra_sheets=tuple(extra_sheets),
+            takes_fps=takes_fps, module=module)
         return loader
 
     return decorate

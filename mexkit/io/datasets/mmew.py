@@ -1,0 +1,57 @@
+"""MMEW: micro- and macro-expressions of the same subjects (micro part here).
+
+``MMEW_Micro_Exp.xlsx`` (also exported as CSV) has the columns of CASME II's
+sheet (``Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame``, AUs,
+``Estimated Emotion``), so it is recognised by ``MMEW`` in its file name.
+Emotions: happiness, surprise, anger, disgust, fear, sadness, others.
+Frames: ``root/Micro_Expression/<emotion>/<Filename>/<n>.jpg`` (also without
+the emotion level, or under ``MMEW_Final/``); 90 fps.
+
+References
+----------
+Ben, X. et al. "Video-based facial micro-expression analysis: a survey of
+datasets, features and algorithms", IEEE TPAMI 44 (2022).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..sheets import Row, find_header
+from .base import Columns, Entry, Sample, load_header_sheet, name_tokens, subject_rule
+from .registry import LoadRequest, register_dataset
+
+MMEW_COLUMNS = Columns(onset=("onsetframe", "onset"), apex=("apexframe", "apex"),
+                       offset=("offsetframe", "offset"),
+                       aus=("aus", "actionunits", "au"))
+# "S1", "s01", "1" -> "S01"
+subject_mmew = subject_rule(r"(?i)s?\s*0*(\d+)", lambda n: f"S{n:02d}")
+
+
+def _detect(book: Mapping[str, list[Row]], path: Path) -> bool:
+    return "mmew" in name_tokens(path) and any(
+        find_header(rows, MMEW_COLUMNS.required()) is not None for rows in book.values())
+
+
+@register_dataset(
+    "mmew", title="MMEW (micro-expressions)", fps=90.0, long=False, detect=_detect,
+    sheet="`MMEW_Micro_Exp.xlsx`: `Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame, "
+          "AUs, Estimated Emotion`",
+    layout="`Micro_Expression/happiness/<Filename>/1.jpg`",
+    reference="Ben et al., IEEE TPAMI 2022")
+def load_mmew(request: LoadRequest) -> list[Sample]:
+    """MMEW's micro-expression sheet."""
+    root = request.root
+
+    def candidates(e: Entry) -> list[Path]:
+        out = []
+        for base in (root, root / "MMEW_Final", root / "MMEW"):
+            micro = base / "Micro_Expression"
+            out += [micro / e.emotion / e.clip, micro / e.clip, base / e.emotion / e.clip,
+                    base / e.clip]
+            if micro.is_dir() and not e.emotion:
+                out += [d / e.clip for d in sorted(micro.iterdir()) if d.is_dir()]
+        return out
+
+    return load_header_sheet(request, MMEW_COLUMNS, subject_mmew, candidates,
+                             expected="MMEW micro-expression sheet")
