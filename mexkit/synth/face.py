@@ -2,7 +2,7 @@
 
 The face is ``skimage.data.astronaut()`` (a public-domain NASA portrait bundled
 with scikit-image). Its 68 iBUG landmarks were computed once with dlib (see
-:mod:`mexkit.synth._make_base_face`) and ship as ``mexkit/data/base_face.json``,
+``tools/make_base_face.py`` in the repository) and ship as ``mexkit/data/base_face.json``,
 so generating subjects needs no face detector.
 
 A subject is defined by a seed. The seed draws

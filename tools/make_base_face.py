@@ -1,6 +1,7 @@
 """Compute the base face record shipped as ``mexkit/data/base_face.json``.
 
-Run once by a maintainer (``python -m mexkit.synth._make_base_face``); the
+Run once by a maintainer (``python tools/make_base_face.py``, from the repository
+root); it is not part of the installed package. The
 generator only reads the JSON, so dlib is not needed at generation time.
 
 The face is ``skimage.data.astronaut()`` (Eileen Collins, public domain, bundled
@@ -92,7 +93,7 @@ def compute_record() -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Write the record to the path given (default: mexkit/data/base_face.json)."""
     argv = sys.argv[1:] if argv is None else argv
-    default = Path(__file__).resolve().parents[1] / "data" / "base_face.json"
+    default = Path(__file__).resolve().parents[1] / "mexkit" / "data" / "base_face.json"
     out = Path(argv[0]) if argv else default
     record = compute_record()
     out.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
