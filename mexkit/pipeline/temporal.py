@@ -93,6 +93,11 @@ def _compute_rpca(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         idx = psn_sample_indices(p["n_tim"], p["k"])
         time = idx * (T - 1) / (p["n_tim"] - 1)
         arrays["sparse"] = np.asarray(sparse, dtype=np.float32)
+        # PSN's temporal sub-network takes the TIM-normalised frames themselves at the
+        # same positions (uint8 grey; TIM is a few milliseconds, recomputed here).
+        from ..temporal.tim import tim
+
+        arrays["tim_frames"] = _to_uint8(tim(frames, p["n_tim"])[idx])
         arrays["source_time"] = time.astype(np.float64)
         arrays.update(_landmarks(s, time))
         attrs["n_frames"] = p["k"]
@@ -123,6 +128,8 @@ def run_rpca(input_path: str | Path, output: str | Path, *, lam: float | None = 
     """Robust PCA (inexact ALM) of every clip; stores the sparse part E."""
     params = {"lam": lam, "tol": tol, "max_iter": max_iter, "low_rank": low_rank, "psn": psn,
               "n_tim": n_tim if psn else None, "k": k if psn else None}
+    if psn:
+        params["tim_frames"] = True  # PSN stores also hold the 16 TIM frames (tim_frames)
     return run_store_stage(input_path, output, stage="rpca", version=1, params=params,
                            compute=_compute_rpca, payload_params={**params, "device": device},
                            **kw)
