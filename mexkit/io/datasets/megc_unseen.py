@@ -35,7 +35,6 @@ from .base import (
     Sources,
     clean_text,
     get_cell,
-    name_tokens,
     parse_rows,
     resolve_sources,
 )
@@ -52,8 +51,8 @@ _SAMM_VIDEO = re.compile(r"\d{3}_\d+")
 
 
 def _detect(book: Mapping[str, list[Row]], path: Path) -> bool:
-    tokens = name_tokens(path)
-    return (any(t.startswith("megc") for t in tokens) and bool(tokens & {"test", "unseen"})
+    name = path.name.lower()
+    return ("megc" in name and ("test" in name or "unseen" in name)
             and any(find_header(rows, UNSEEN_COLUMNS.required()) is not None
                     for rows in book.values()))
 

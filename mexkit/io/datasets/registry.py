@@ -177,7 +177,7 @@ def markdown_table() -> str:
     lines = ["| `--dataset` | dataset | kind | fps | annotation file | frames under `--root` |",
              "|---|---|---|---|---|---|"]
     for a in adapters():
-        fps = "per row" if a.fps is None else f"{a.fps:g}"
+        fps = "varies" if a.fps is None else f"{a.fps:g}"
         kind = "long videos" if a.long else "clips"
         lines.append(f"| `{a.name}` | {a.title} | {kind} | {fps} | {a.sheet} | {a.layout} |")
     return "\n".join(lines)
