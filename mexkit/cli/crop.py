@@ -52,6 +52,20 @@ def load_samples(dataset: str | None, annotations: str, root: Path | None,
     return load_annotated(sheet, dataset=dataset, root=root, fps=fps, sheets=extra or None)
 
 
+def default_unit(record: dict, samples) -> str:
+    """``"video"`` for long-video datasets (spotting), ``"clip"`` otherwise.
+
+    The generic sheet says so through its rows: a ``video`` that differs from
+    the ``clip`` marks intervals of a longer video.
+    """
+    from ..io.datasets import get_adapter
+
+    name = str(record.get("stage", "")).partition(":")[2]
+    if name and name != "generic":
+        return "video" if get_adapter(name).long else "clip"
+    return "video" if any(s.video and s.video != s.clip for s in samples) else "clip"
+
+
 @click.command("crop")
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @dataset_options
@@ -73,8 +87,8 @@ def load_samples(dataset: str | None, annotations: str, root: Path | None,
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Frame rate of image folders given as INPUTS.")
 @click.option("--unit", type=click.Choice(["clip", "video"]), default=None,
-              help="For long-video datasets: crop whole videos (default, for spotting) or "
-                   "each annotated interval.")
+              help="Crop whole videos (default for long-video datasets, for spotting) or "
+                   "each annotated interval (default for clip datasets).")
 @click.option("--smooth", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="--mode every: temporal smoothing of the crop (Gaussian sigma, frames).")
 @click.option("--max-gap", type=click.IntRange(min=0), default=5, show_default=True,
@@ -117,8 +131,7 @@ def crop_cmd(inputs: tuple[Path, ...], dataset: str | None, annotations: str | N
             raise ParameterError("Give either INPUTS or --annotations, not both.")
         samples, record = load_samples(dataset, annotations, root, dataset_fps, sheets)
         upstream.append(record)
-        long = any(s.video and s.video != s.clip for s in samples)
-        specs = clips_from_samples(samples, unit=unit or ("video" if long else "clip"))
+        specs = clips_from_samples(samples, unit=unit or default_unit(record, samples))
         base = Path(record["path"]).parent.name or "dataset"
     elif inputs:
         if dataset or root or dataset_fps or sheets:

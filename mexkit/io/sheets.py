@@ -26,6 +26,7 @@ Sheets without a header (CAS(ME)^2) are read with :func:`read_rows`.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import re
 import warnings
@@ -132,13 +133,17 @@ def _clean(value: Any) -> Cell:
 
 
 def _suffix(path: Path) -> str:
+    """The file's format as an extension; a file without a known one is told by its content."""
     suffix = path.suffix.lower()
-    if suffix not in SPREADSHEET_EXTENSIONS:
+    if suffix in SPREADSHEET_EXTENSIONS:
+        if not path.is_file():
+            raise DatasetError(f"annotation file {str(path)!r} does not exist")
+        return suffix
+    kind = _sniff(path) if path.is_file() else None
+    if kind is None:
         raise DatasetError(f"cannot read annotation file {str(path)!r}: unknown extension "
                            f"{suffix!r} (expected one of {', '.join(SPREADSHEET_EXTENSIONS)})")
-    if not path.is_file():
-        raise DatasetError(f"annotation file {str(path)!r} does not exist")
-    return suffix
+    return kind
 
 
 # -- xlsx ------------------------------------------------------------------
@@ -148,7 +153,11 @@ def _open_xlsx(path: Path) -> Any:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            # openpyxl refuses other extensions by name; a file told by its content
+            # (no extension) is handed over as bytes
+            source = path if path.suffix.lower() in (".xlsx", ".xlsm") else io.BytesIO(
+                path.read_bytes())
+            wb = openpyxl.load_workbook(source, read_only=True, data_only=True)
         except Exception as exc:  # zipfile.BadZipFile, KeyError, InvalidFileException ...
             raise DatasetError(f"cannot read spreadsheet {str(path)!r}: {exc}") from exc
     for w in caught:
@@ -298,28 +307,34 @@ def looks_like_sheet(path: str | Path) -> bool:
         return False
     if path.suffix.lower() in SPREADSHEET_EXTENSIONS:
         return True
+    return _sniff(path) is not None
+
+
+def _sniff(path: Path) -> str | None:
+    """``".xls"``, ``".xlsx"``, ``".csv"`` or None from a file's first bytes."""
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        return True
+        return ".xls"
     if head.startswith(b"PK\x03\x04"):
         import zipfile
 
         try:
             with zipfile.ZipFile(path) as zf:
-                return "xl/workbook.xml" in zf.namelist()
+                return ".xlsx" if "xl/workbook.xml" in zf.namelist() else None
         except (zipfile.BadZipFile, OSError):
-            return False
+            return None
     if not head or b"\x00" in head:
-        return False
+        return None
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         text = head.decode("latin-1")
     lines = [ln for ln in text.splitlines()[:5] if ln.strip()]
     printable = all(ch.isprintable() or ch in "\t\r\n" for ch in text)
-    return printable and bool(lines) and all(
-        any(sep in ln for sep in (",", ";", "\t")) for ln in lines)
+    if printable and lines and all(any(sep in ln for sep in (",", ";", "\t")) for ln in lines):
+        return ".csv"
+    return None
 
 
 def read_workbook(path: str | Path) -> dict[str, list[Row]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MediaError, ParameterError
+from ..errors import DatasetError, MediaError, ParameterError
 from .cache import cache_key
 from .runner import StageResult, Task, run_stage
 
@@ -63,6 +63,7 @@ def clips_from_samples(samples: Sequence[Any], *, unit: str = "clip") -> list[Cl
         raise ParameterError(f"Invalid value for the 'unit' parameter: {unit!r}.")
     specs: list[ClipSpec] = []
     by_video: dict[str, ClipSpec] = {}
+    ids: dict[str, int] = {}
     for s in samples:
         def get(k, s=s):
             return (s.get(k) if isinstance(s, Mapping) else getattr(s, k, None))
@@ -70,14 +71,19 @@ def clips_from_samples(samples: Sequence[Any], *, unit: str = "clip") -> list[Cl
         # a long video holds several intervals: its id differs from the clip's
         video = get("video") if get("video") and get("video") != get("clip") else None
         if unit == "video" and video:
-            spec = by_video.get(video)
+            # one spec per file: rows of different files never merge, whatever their names
+            key = (str(Path(source).resolve()) if source is not None
+                   else f"{get('dataset')}/{get('subject')}/{video}")
+            spec = by_video.get(key)
             if spec is None:
-                spec = ClipSpec(sample_id=f"{get('dataset')}/{get('subject')}/{video}",
+                sid = f"{get('dataset')}/{get('subject')}/{video}"
+                ids[sid] = ids.get(sid, 0) + 1
+                spec = ClipSpec(sample_id=sid if ids[sid] == 1 else f"{sid}#{ids[sid]}",
                                 source=None if source is None else str(source),
                                 dataset=get("dataset"), subject=get("subject"), clip=video,
                                 video=video, fps=get("fps"), intervals=[], start=None,
                                 stop=None)
-                by_video[video] = spec
+                by_video[key] = spec
                 specs.append(spec)
             spec["intervals"].append({k: get(k) for k in (
                 "onset", "apex", "offset", "kind", "emotion", "aus", "label", "onset_frame",
@@ -93,6 +99,10 @@ def clips_from_samples(samples: Sequence[Any], *, unit: str = "clip") -> list[Cl
         else:
             spec["start"], spec["stop"] = None, None
         specs.append(spec)
+    kept = sum(len(spec["intervals"]) if "intervals" in spec else 1 for spec in specs)
+    if kept != len(samples):
+        raise DatasetError(f"{len(samples)} samples became {kept} clips and intervals; "
+                           "none may be lost or merged")
     return specs
 
 

@@ -1,0 +1,128 @@
+"""`mexkit samples` and `mexkit crop` on annotation sheets: row summaries and
+--strict, --detector none keeping frame sizes, a sheet given as INPUT, and
+generic sheets whose rows share a base name across folders."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from mexkit.cli import cli
+from mexkit.io.store import open_store
+
+SAMMLV_HEADER = ["Subject", "Filename", "Inducement Code", "Onset", "Apex", "Offset",
+                 "Duration", "Type", "Action Units", "Notes"]
+GENERIC = ["subject", "clip", "path", "fps", "onset", "apex", "offset", "label"]
+
+
+def frames(folder: Path, n: int, shape=(30, 40)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(str(folder)))
+    for i in range(n):
+        assert cv2.imwrite(str(folder / f"img{i + 1}.png"),
+                           rng.integers(0, 255, (*shape, 3), dtype=np.uint8))
+    return folder
+
+
+def write_csv(path: Path, rows: list[list]) -> Path:
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return path
+
+
+def samm_lv(tmp_path: Path, extra: list[list] = ()) -> Path:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for row in [["SAMM Long Videos"], [], SAMMLV_HEADER,
+                [6, "006_1_1", "1_1", 0, 30, 60, 61, "Macro", "12", None],
+                [6, "006_1_2", "1_2", 500, 520, 540, 41, "Micro - 1/2", "4", None], *extra]:
+        ws.append(row)
+    path = tmp_path / "SAMM_LongVideos_V2_Release.xlsx"
+    wb.save(path)
+    return path
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_samples_summary_counts_repaired_rows_and_exits_0(tmp_path):
+    r = run("samples", "--annotations", str(samm_lv(tmp_path)))
+    assert r.exit_code == 0, r.output
+    assert "sheet rows: 2: 1 read as written, 1 repaired, 0 skipped" in r.stdout
+    assert "row 4: onset 0 precedes the first frame 1" in r.stderr
+
+
+def test_samples_skipped_row_exits_1_and_strict_refuses(tmp_path):
+    sheet = samm_lv(tmp_path, [[7, "007_3_1", "3_1", "x", 5, 9, 4, "Macro", "4", None]])
+    r = run("samples", "--annotations", str(sheet))
+    assert r.exit_code == 1
+    assert "2 samples" in r.stdout and "1 skipped" in r.stdout
+    assert "row 6: onset 'x' is not a frame number; row skipped" in r.stderr
+    r = run("samples", "--annotations", str(sheet), "--strict")
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "row 4: onset 0" in r.stderr and "--strict" in r.stderr
+    r = run("samples", "--annotations", str(sheet), "--json")
+    assert '"skipped": 1' in r.stdout and r.exit_code == 1
+
+
+def test_samples_dataset_choices_come_from_the_registry(tmp_path):
+    r = run("samples", "--annotations", str(samm_lv(tmp_path)), "--dataset", "nope")
+    assert r.exit_code == 2 and "casme3-a" in r.output and "megc-unseen" in r.output
+
+
+@pytest.fixture
+def precropped(tmp_path):
+    """Two pre-cropped, non-square clips and a generic sheet for them."""
+    frames(tmp_path / "clips" / "a", 4, (34, 28))
+    frames(tmp_path / "clips" / "b", 4, (34, 28))
+    return write_csv(tmp_path / "samples.csv", [
+        GENERIC, ["p1", "a", "clips/a", 100, 0, 1, 3, "x"], ["p2", "b", "clips/b", 100, 0, 2, 3,
+                                                            "y"]])
+
+
+def test_detector_none_keeps_frame_sizes_unless_size_is_given(tmp_path, precropped):
+    out = tmp_path / "kept.crop.h5"
+    r = run("crop", "--annotations", str(precropped), "--detector", "none", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    with open_store(out) as s:
+        assert {sample["frames"].shape for sample in s} == {(4, 34, 28)}
+    out2 = tmp_path / "sized.crop.h5"
+    r = run("crop", "--annotations", str(precropped), "--detector", "none", "--size", "32",
+            "-o", str(out2))
+    assert r.exit_code == 0, r.output
+    with open_store(out2) as s:
+        assert {sample["frames"].shape for sample in s} == {(4, 32, 32)}
+
+
+def test_a_sheet_given_as_input_is_read_as_annotations(tmp_path, precropped):
+    out = tmp_path / "in.crop.h5"
+    r = run("crop", str(precropped), "--detector", "none", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    with open_store(out) as s:
+        assert len(s) == 2
+    renamed = tmp_path / "sheet_without_extension"
+    renamed.write_bytes(precropped.read_bytes())
+    r = run("crop", str(renamed), "--detector", "none", "-o", str(tmp_path / "x.crop.h5"))
+    assert r.exit_code == 0, r.output
+    r = run("crop", str(precropped), str(tmp_path / "clips" / "a"), "--detector", "none")
+    assert r.exit_code != 0 and "--annotations" in r.output
+
+
+def test_generic_rows_with_one_base_name_in_two_folders_stay_two_samples(tmp_path):
+    frames(tmp_path / "sub01" / "EP01_05", 5)
+    frames(tmp_path / "sub02" / "EP01_05", 5)
+    sheet = write_csv(tmp_path / "samples.csv", [
+        GENERIC, ["sub01", "clipA", "sub01/EP01_05", 100, 0, 2, 4, "x"],
+        ["sub02", "clipB", "sub02/EP01_05", 100, 1, 2, 3, "y"]])
+    out = tmp_path / "two.crop.h5"
+    r = run("crop", "--annotations", str(sheet), "--detector", "none", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    with open_store(out) as s:
+        assert len(s) == 2
+        assert sorted(x.attrs["subject"] for x in s) == ["sub01", "sub02"]
