@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from ..errors import ParameterError
+from ..errors import ModelInputError, ParameterError
 from ..io.store import open_store
 from .inputs import build_input
 
@@ -56,6 +56,12 @@ def pad_collate(batch: Sequence[tuple[Mapping[str, torch.Tensor], Any]],
             inputs[key] = padded
             inputs[f"{key}_mask"] = mask
         else:
+            shapes = {tuple(x.shape) for x in items}
+            if len(shapes) > 1:  # e.g. `crop --detector none` kept each clip's own size
+                shown = ", ".join(map(str, sorted(shapes)))
+                raise ModelInputError(
+                    f"Input {key!r} differs in shape between samples ({shown}): a batch "
+                    "needs one size; crop with --size N (e.g. --size 128).")
             inputs[key] = torch.stack(items)
     labels = default_collate([item[1] for item in batch])
     return inputs, labels
