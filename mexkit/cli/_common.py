@@ -65,22 +65,32 @@ def resolve_input(value: str, *, what: str = "input store") -> Path:
     return path
 
 
-def default_output(source: Path, stage: str) -> Path:
-    """``x.crop.h5`` -> ``x.flow.h5``; ``data/`` -> ``data.flow.h5`` (in the cwd)."""
+def default_output(source: Path, stage: str, detail: str | int | None = None) -> Path:
+    """Default output store: the input's name, then the stage and its method.
+
+    ``x.crop.h5`` -> ``x.crop.flow-tvl1.h5`` (``detail="tvl1"``);
+    ``x.crop.keyframes-adaptive.h5`` -> ``x.crop.keyframes-adaptive.flow-tvl1.h5``;
+    ``data/`` -> ``data.crop.h5`` (in the cwd).  The whole input name is kept,
+    so two different chains, or two methods, never pick the same name; an
+    output equal to the input is refused by the stage.
+    """
+    tag = stage
+    if detail is not None and str(detail) != "":
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in str(detail))
+        tag = f"{stage}-{safe}"
     name = source.name
     if source.is_file() and name.endswith(".h5"):
-        stem = name[:-3]
-        base = stem.split(".")[0] if "." in stem else stem
-        return source.with_name(f"{base}.{stage}.h5")
+        return source.with_name(f"{name[:-3]}.{tag}.h5")
     base = source.resolve().name or "mexkit"
     base = base.split(".")[0] or "mexkit"
-    return Path.cwd() / f"{base}.{stage}.h5"
+    return Path.cwd() / f"{base}.{tag}.h5"
 
 
 def output_option(f: Any) -> Any:
     return click.option(
         "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-        help="Output store (default: derived from the input, e.g. x.crop.h5 -> x.flow.h5).",
+        help="Output store (default: the input's name plus the stage and method, e.g. "
+             "x.crop.h5 -> x.crop.flow-tvl1.h5).",
     )(f)
 
 

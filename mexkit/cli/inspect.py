@@ -2,30 +2,58 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..io.store import open_store, validate_store
+from ..errors import MexkitError
+from ..io.store import StoreLimits, open_store, validate_store
+from ..pipeline.stages import store_limits
 from ._common import out, resolve_input
 
 
-def _provenance(upstream: list[dict[str, Any]], depth: int = 0, seen: set | None = None
-                ) -> list[dict[str, Any]]:
-    """Follow the upstream chain through stores that are still on disk."""
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    """True if ``path`` (links resolved) lies inside one of ``roots``."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False
+    return any(real == r or r in real.parents for r in roots)
+
+
+def _provenance(upstream: list[dict[str, Any]], roots: Sequence[Path] = (), depth: int = 0,
+                seen: set | None = None) -> list[dict[str, Any]]:
+    """The recorded upstream chain; stores are opened only inside ``roots``.
+
+    A path recorded in a store is text written by whoever made the store: it
+    is shown, and opened only when it resolves (links followed) to a regular
+    file inside one of the folders the user named with ``--follow``.  With
+    no folder named nothing is opened.
+    """
     seen = seen if seen is not None else set()
     chain = []
-    for u in upstream:
+    for u in upstream if isinstance(upstream, list) else []:
+        if not isinstance(u, dict):
+            chain.append({"recorded": repr(u)[:200]})
+            continue
         entry = dict(u)
         p = Path(str(u.get("path", "")))
-        if depth < 20 and p.is_file() and str(p) not in seen:
-            seen.add(str(p))
+        if not roots:
+            entry["followed"] = False
+        elif not (p.is_absolute() and _inside(p, roots)):
+            entry["followed"] = False
+            entry["found"] = None
+        elif depth < 20 and p.resolve() not in seen and p.resolve().is_file():
+            real = p.resolve()
+            seen.add(real)
+            entry["followed"] = True
             try:
-                with open_store(p, verify=False) as s:
+                with open_store(real, verify=False, limits=store_limits()) as s:
                     entry["found"] = s.content_hash == u.get("content_hash")
-                    entry["upstream"] = _provenance(s.upstream, depth + 1, seen)
-            except Exception:
+                    entry["upstream"] = _provenance(s.upstream, roots, depth + 1, seen)
+            except MexkitError:
                 entry["found"] = False
         chain.append(entry)
     return chain
@@ -48,7 +76,11 @@ def _format(summary: dict[str, Any]) -> str:
 
     def chain(items: list[dict[str, Any]], indent: int) -> None:
         for u in items:
-            state = "" if u.get("found", True) else "  [not found or changed]"
+            if not u.get("followed", False):
+                state = ("  [not opened: outside the --follow folders]"
+                         if "found" in u else "")
+            else:
+                state = "" if u.get("found", True) else "  [not found or changed]"
             lines.append(f"{'  ' * indent}<- {u.get('stage', '?')}  {u.get('path', '?')}  "
                          f"sha256:{str(u.get('content_hash', ''))[:16]}{state}")
             chain(u.get("upstream", []), indent + 1)
@@ -75,19 +107,37 @@ def _format(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_LIMITS_HELP = ("Store size limits, e.g. 'max_array_bytes=1e10,max_ratio=1000' (default: "
+                "$MEXKIT_STORE_LIMITS, else 4 GiB per array, 200,000 frames, 2^25 values "
+                "per frame, ratio 100 above 256 MiB).")
+
+
+def _limits(text: str | None) -> StoreLimits:
+    return StoreLimits.parse(text) if text else store_limits()
+
+
 @click.command("inspect")
 @click.argument("store", type=str)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of text.")
-def inspect_cmd(store: str, as_json: bool) -> int:
+@click.option("--follow", "follow", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Open the upstream stores recorded in STORE that lie inside this folder "
+                   "(repeatable) to check they still match; nothing else is opened.")
+@click.option("--limits", default=None, help=_LIMITS_HELP)
+def inspect_cmd(store: str, as_json: bool, follow: tuple[Path, ...], limits: str | None
+                ) -> int:
     """Summarise STORE: stage, parameters, provenance chain, samples, arrays, failures.
 
     Opening a store runs no code: it is checked (checksum, no external links,
-    no foreign filters, no pickles) before anything is read.
+    no foreign filters, no pickles, declared sizes within limits) before
+    anything is read.  The upstream paths recorded in STORE are shown, never
+    opened, unless they lie inside a folder named with --follow.
     """
     path = resolve_input(store)
-    with open_store(path) as s:
+    with open_store(path, limits=_limits(limits)) as s:
         summary = s.summary()
-    summary["provenance"] = _provenance(summary["upstream"])
+    roots = [f.resolve() for f in follow]
+    summary["provenance"] = _provenance(summary["upstream"], roots)
     if as_json:
         out(json.dumps(summary, indent=2, sort_keys=True))
     else:
@@ -97,18 +147,20 @@ def inspect_cmd(store: str, as_json: bool) -> int:
 
 @click.command("validate")
 @click.argument("store", type=str)
-def validate_cmd(store: str) -> int:
+@click.option("--limits", default=None, help=_LIMITS_HELP)
+def validate_cmd(store: str, limits: str | None) -> int:
     """Check STORE thoroughly; exit 0 if it is valid, 1 with reasons otherwise.
 
     Verifies the file checksum and structure, reads every array (checking its
-    fletcher32 checksums), each sample's data hash and the store's content
-    hash, and reports failed samples.
+    fletcher32 checksums) in bounded blocks, each sample's data hash, the
+    content hash over samples and their attributes, and the hash of the root
+    attributes, and reports failed samples.
     """
     path = resolve_input(store)
-    problems = validate_store(path)
+    problems = validate_store(path, limits=_limits(limits))
     failures: dict[str, str] = {}
     if not problems:
-        with open_store(path, verify=False) as s:
+        with open_store(path, verify=False, limits=_limits(limits)) as s:
             failures = s.failures
     for sid, msg in failures.items():
         out(f"note: sample {sid!r} failed when the store was made: {msg}")

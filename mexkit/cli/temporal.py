@@ -16,9 +16,10 @@ from ._common import (
 )
 
 
-def _run(store: str, stage: str, output: Path | None, jobs: int, backend: str, fn, **kw):
+def _run(store: str, stage: str, output: Path | None, jobs: int, backend: str, fn,
+         detail: str | int | None = None, **kw):
     path = resolve_input(store)
-    output = output or default_output(path, stage)
+    output = output or default_output(path, stage, detail)
     result = fn(path, output, jobs=n_jobs(jobs), backend=backend,
                 progress=settings().get("progress", True), **kw)
     out(str(Path(output).resolve()))
@@ -46,8 +47,8 @@ def tim_cmd(store: str, n_frames: int, grid: str, keep_float: bool, output: Path
     """
     from ..pipeline.temporal import run_tim
 
-    return _run(store, "tim", output, jobs, backend, run_tim, n_frames=n_frames, grid=grid,
-                keep_float=keep_float)
+    return _run(store, "tim", output, jobs, backend, run_tim, detail=n_frames,
+                n_frames=n_frames, grid=grid, keep_float=keep_float)
 
 
 @click.command("rpca")
@@ -78,7 +79,8 @@ def rpca_cmd(store: str, lam: float | None, tol: float, max_iter: int, low_rank:
     """
     from ..pipeline.temporal import run_rpca
 
-    return _run(store, "rpca", output, jobs, backend, run_rpca, lam=lam, tol=tol,
+    return _run(store, "rpca", output, jobs, backend, run_rpca, detail="psn" if psn else None,
+                lam=lam, tol=tol,
                 max_iter=max_iter, low_rank=low_rank, psn=psn, n_tim=tim_frames, k=keep,
                 device=device)
 
@@ -99,8 +101,8 @@ def keyframes_cmd(store: str, method: str, n_frames: int | None, output: Path | 
     """Key-frame clips; `mexkit flow --pairs keyframes` takes their adjacent pairs."""
     from ..pipeline.temporal import run_keyframes
 
-    return _run(store, "keyframes", output, jobs, backend, run_keyframes, method=method,
-                n_frames=n_frames)
+    return _run(store, "keyframes", output, jobs, backend, run_keyframes, detail=method,
+                method=method, n_frames=n_frames)
 
 
 @click.command("magnify")
@@ -125,5 +127,5 @@ def magnify_cmd(store: str, method: str, alpha: float, low: float, high: float,
     """Magnify the small motions of every clip in STORE (or '-')."""
     from ..pipeline.temporal import run_magnify
 
-    return _run(store, "magnify", output, jobs, backend, run_magnify, method=method,
-                alpha=alpha, low=low, high=high, temporal_filter=temporal_filter)
+    return _run(store, "magnify", output, jobs, backend, run_magnify, detail=method,
+                method=method, alpha=alpha, low=low, high=high, temporal_filter=temporal_filter)

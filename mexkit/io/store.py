@@ -39,8 +39,7 @@ import hashlib
 import json
 import logging
 import os
-import secrets
-import shutil
+import stat as _stat
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -52,9 +51,13 @@ import numpy as np
 
 from .. import __version__
 from ..errors import BusyError, StoreError
+from .atomic import atomic_path, is_temporary_of
 
 __all__ = [
     "SCHEMA_VERSION",
+    "HASH_VERSION",
+    "StoreLimits",
+    "DEFAULT_LIMITS",
     "Store",
     "SampleView",
     "StoreWriter",
@@ -67,7 +70,16 @@ __all__ = [
 logger = logging.getLogger("mexkit")
 
 SCHEMA_VERSION = 1
+# Version of the content hash: 1 covers sample ids and data hashes; 2 adds every
+# sample attribute and the failures, and an ``attrs_hash`` over the root
+# attributes.  Stores without ``hash_version`` are version 1 and still validate.
+HASH_VERSION = 2
 USERBLOCK_SIZE = 512
+# Bounds on what an untrusted store may declare, checked before any data is read.
+_MAX_ATTRS = 1024            # attributes on one group or dataset
+_MAX_TEXT_ATTR = 16 << 20    # bytes of one text attribute
+_MAX_JSON_DEPTH = 64         # nesting of a JSON attribute
+_STAGING_MARKER = "MEXKIT-STAGING"
 _MAGIC = b"MEXKIT-STORE v1\n"
 _HEADER_FMT = "length={length:d}\nsha256={digest}\n"
 _ALLOWED_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}
@@ -75,6 +87,69 @@ _NUMERIC_KINDS = "biuf"
 _READ_BLOCK = 1 << 22
 # HDF5 1.10 file format: checksummed metadata, readable by any HDF5 >= 1.10.
 _LIBVER = ("v110", "v110")
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    """What one array of a store may declare before anything of it is read.
+
+    A store's datasets declare their shape; HDF5 would allocate and fill that
+    much memory on reading, whatever the file holds (a fill-value bomb
+    declares gigabytes and writes no chunk; a gzip bomb compresses zeros
+    1000:1).  :func:`open_store` compares each dataset's declaration with
+    these limits and with the bytes actually stored, and refuses the store
+    with one :class:`StoreError` before any array is read.
+
+    Attributes
+    ----------
+    max_array_bytes : int
+        Declared bytes of one array (default 4 GiB).
+    max_frames : int
+        Length of the first axis (frames or pairs per clip; default 200,000).
+    max_frame_elements : int
+        Elements per frame, the product of the other axes (default 2**25:
+        a 4096 x 4096 two-channel flow field).
+    max_ratio : float
+        Declared over stored bytes, for arrays declaring more than
+        ``ratio_floor`` bytes (default 100; real frames and flow compress by
+        1-10, zeros by ~1000, unwritten chunks infinitely).
+    ratio_floor : int
+        Arrays declaring at most this many bytes skip the ratio test
+        (default 256 MiB).
+    """
+
+    max_array_bytes: int = 4 << 30
+    max_frames: int = 200_000
+    max_frame_elements: int = 1 << 25
+    max_ratio: float = 100.0
+    ratio_floor: int = 256 << 20
+
+    @classmethod
+    def parse(cls, text: str) -> StoreLimits:
+        """Limits from ``"max_array_bytes=8e9,max_ratio=1000"`` (unnamed fields keep defaults)."""
+        from dataclasses import fields
+
+        names = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or key not in names:
+                raise StoreError(
+                    f"Invalid store limit {part!r}: expected NAME=VALUE with NAME one of "
+                    f"{', '.join(names)}.")
+            try:
+                number = float(value)
+            except ValueError as exc:
+                raise StoreError(f"Invalid store limit {part!r}: {value!r} is not a number."
+                                 ) from exc
+            if not number > 0:
+                raise StoreError(f"Invalid store limit {part!r}: it must be positive.")
+            values[key] = number if key == "max_ratio" else int(number)
+        return cls(**values)
+
+
+DEFAULT_LIMITS = StoreLimits()
 
 
 # --------------------------------------------------------------------------
@@ -122,15 +197,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _chunks_for(shape: tuple[int, ...]) -> tuple[int, ...] | None:
     if len(shape) == 0 or 0 in shape:
         return None
@@ -157,19 +223,94 @@ def _clean_attr(value: Any) -> Any:
     return "json:" + _canonical_json(value)
 
 
-def _decode_attr(value: Any) -> Any:
+_JSON_STRING = None
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[`` and ``{`` in JSON text (strings skipped), without parsing."""
+    import re
+
+    global _JSON_STRING
+    if _JSON_STRING is None:
+        _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+    raw = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8", "replace"), np.uint8)
+    if raw.size == 0:
+        return 0
+    step = (np.isin(raw, (ord("["), ord("{"))).astype(np.int64)
+            - np.isin(raw, (ord("]"), ord("}"))).astype(np.int64))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _decode_attr(value: Any, where: str = "", name: str = "") -> Any:
+    """An attribute as Python: numbers, text, or the JSON it holds.
+
+    JSON text longer than the text limit or nested deeper than
+    ``_MAX_JSON_DEPTH`` raises :class:`StoreError` naming ``where`` and
+    ``name`` (a hostile store must not exhaust the recursion limit).
+    """
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     if isinstance(value, str):
+        if len(value) > _MAX_TEXT_ATTR:
+            raise StoreError(f"{where}: attribute {name!r} is {len(value)} characters long "
+                             f"(at most {_MAX_TEXT_ATTR} are read).")
         if value.startswith("json:"):
+            depth = _json_depth(value[5:])
+            if depth > _MAX_JSON_DEPTH:
+                raise StoreError(f"{where}: attribute {name!r} holds JSON nested {depth} "
+                                 f"levels deep (at most {_MAX_JSON_DEPTH} are read).")
             try:
                 return json.loads(value[5:])
-            except ValueError:
+            except (ValueError, RecursionError):
                 return value
         return value
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _decode_attrs(obj: Any, where: str) -> dict[str, Any]:
+    return {k: _decode_attr(obj.attrs[k], where, k) for k in obj.attrs}
+
+
+def _attr_bytes(value: Any) -> bytes:
+    """Canonical bytes of one stored attribute value (as h5py returns it)."""
+    if isinstance(value, str):
+        return b"s" + value.encode("utf-8", "surrogateescape")
+    if isinstance(value, bytes):
+        return b"b" + value
+    a = np.asarray(value)
+    if a.dtype.kind not in _NUMERIC_KINDS:  # e.g. an array of strings
+        return b"o" + repr(a.tolist()).encode("utf-8", "surrogateescape")
+    return b"n" + a.dtype.str.encode() + repr(a.shape).encode() + a.tobytes()
+
+
+def _hash_attrs(h: Any, obj: Any, skip: tuple[str, ...] = ()) -> None:
+    """Feed every attribute of ``obj`` (name and raw value, sorted) into ``h``."""
+    for name in sorted(obj.attrs):
+        if name in skip:
+            continue
+        h.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(_attr_bytes(obj.attrs[name]) + b"\n")
+
+
+def _sample_digest_line(sid: str, group: Any, version: int) -> bytes:
+    """One sample's line of the content hash (v1: id and data_hash; v2: every attribute)."""
+    data_hash = group.attrs.get("data_hash", "")
+    if isinstance(data_hash, bytes):
+        data_hash = data_hash.decode("utf-8", "replace")
+    line = f"{sid}\0{data_hash}"
+    if version >= 2:
+        h = hashlib.sha256()
+        _hash_attrs(h, group)
+        line += f"\0{h.hexdigest()}"
+    return (line + "\n").encode("utf-8", "surrogateescape")
+
+
+def _attrs_hash(root: Any) -> str:
+    h = hashlib.sha256()
+    _hash_attrs(h, root, skip=("attrs_hash",))
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------
@@ -239,6 +380,10 @@ def _check_seal(path: Path) -> str:
 def _check_attrs(path: Path, obj: Any, where: str) -> None:
     import h5py
 
+    n = obj.id.get_num_attrs() if hasattr(obj.id, "get_num_attrs") else len(obj.attrs)
+    if n > _MAX_ATTRS:
+        raise StoreError(f"{path}: {where} carries {n} attributes (at most {_MAX_ATTRS} are "
+                         "read); the store was not written by mexkit.")
     for name in obj.attrs:
         dt = obj.attrs.get_id(name).dtype
         if dt.kind in _NUMERIC_KINDS:
@@ -252,7 +397,33 @@ def _check_attrs(path: Path, obj: Any, where: str) -> None:
         )
 
 
-def _check_dataset(path: Path, ds: Any, where: str) -> None:
+def _check_size(path: Path, ds: Any, where: str, limits: StoreLimits) -> None:
+    """Refuse a dataset whose declared size is implausible, before reading it."""
+    shape = tuple(int(d) for d in ds.shape or ())
+    declared = int(np.prod(shape, dtype=np.float64)) * ds.dtype.itemsize
+    hint = ("; if the store is genuine, raise the limit (MEXKIT_STORE_LIMITS or "
+            "--limits, e.g. max_array_bytes=1e10)")
+    if declared > limits.max_array_bytes:
+        raise StoreError(f"{path}: {where} declares {declared:,} bytes {shape}, more than the "
+                         f"limit of {limits.max_array_bytes:,} bytes per array{hint}.")
+    if len(shape) >= 1 and shape[0] > limits.max_frames:
+        raise StoreError(f"{path}: {where} declares {shape[0]:,} frames {shape}, more than "
+                         f"the limit of {limits.max_frames:,}{hint}.")
+    per_frame = int(np.prod(shape[1:], dtype=np.float64)) if len(shape) >= 2 else 1
+    if per_frame > limits.max_frame_elements:
+        raise StoreError(f"{path}: {where} declares {per_frame:,} values per frame {shape}, "
+                         f"more than the limit of {limits.max_frame_elements:,}{hint}.")
+    if declared > limits.ratio_floor:
+        stored = int(ds.id.get_storage_size())
+        if declared > limits.max_ratio * stored:
+            raise StoreError(
+                f"{path}: {where} declares {declared:,} bytes {shape} but stores only "
+                f"{stored:,} (ratio above {limits.max_ratio:g}): a decompression or "
+                f"fill-value bomb{hint}.")
+
+
+def _check_dataset(path: Path, ds: Any, where: str,
+                   limits: StoreLimits | None = None) -> None:
     import h5py
 
     dcpl = ds.id.get_create_plist()
@@ -271,15 +442,28 @@ def _check_dataset(path: Path, ds: Any, where: str) -> None:
         raise StoreError(
             f"{path}: {where} has data type {ds.dtype}; only numeric datasets are allowed."
         )
+    if limits is not None:
+        _check_size(path, ds, where, limits)
 
 
-def _check_structure(path: Path, root: Any) -> None:
-    """Walk every link of the file; refuse anything that could run or read elsewhere."""
+def _check_structure(path: Path, root: Any, limits: StoreLimits | None = DEFAULT_LIMITS
+                     ) -> None:
+    """Walk every link of the file; refuse anything that could run or read elsewhere.
+
+    Also refused: groups inside a sample (a sample holds arrays only), more
+    attributes than mexkit writes, and datasets whose declared size breaks
+    ``limits`` (``None``: no size limits).
+    """
     import h5py
 
     seen: set[Any] = set()
 
     def walk(group: Any, prefix: str) -> None:
+        depth = prefix.count("/")
+        if depth >= 3 and prefix.startswith("/samples/"):
+            raise StoreError(f"{path}: {prefix} is a group inside sample "
+                             f"{unquote_id(prefix.split('/')[2])!r}; a sample holds arrays "
+                             "only.")
         key = h5py.h5o.get_info(group.id).addr
         if key in seen:
             raise StoreError(f"{path}: group {prefix or '/'} is linked twice (a cycle).")
@@ -299,8 +483,11 @@ def _check_structure(path: Path, root: Any) -> None:
             if isinstance(obj, h5py.Group):
                 walk(obj, where)
             elif isinstance(obj, h5py.Dataset):
+                if prefix == "/samples":
+                    raise StoreError(f"{path}: {where} is an array where a sample group "
+                                     "belongs.")
                 _check_attrs(path, obj, where)
-                _check_dataset(path, obj, where)
+                _check_dataset(path, obj, where, limits)
             else:
                 raise StoreError(f"{path}: {where} is a {type(obj).__name__}, which is refused.")
 
@@ -333,10 +520,10 @@ class SampleView:
     def __init__(self, store: Store, group: Any) -> None:
         self._store = store
         self._group = group
-        self.attrs: dict[str, Any] = {
-            k: _decode_attr(group.attrs[k]) for k in group.attrs
-        }
-        self.sample_id: str = self.attrs.get("sample_id", unquote_id(group.name.split("/")[-1]))
+        fallback = unquote_id(group.name.split("/")[-1])
+        self.attrs: dict[str, Any] = _decode_attrs(
+            group, f"{store.path}: sample {fallback!r}")
+        self.sample_id: str = self.attrs.get("sample_id", fallback)
 
     @_guard
     def keys(self) -> list[str]:
@@ -480,7 +667,8 @@ class Store:
         }
 
 
-def open_store(path: str | os.PathLike[str], *, verify: bool = True) -> Store:
+def open_store(path: str | os.PathLike[str], *, verify: bool = True,
+               limits: StoreLimits | None = None) -> Store:
     """Open a feature store for reading, after checking that it is safe.
 
     Parameters
@@ -490,6 +678,9 @@ def open_store(path: str | os.PathLike[str], *, verify: bool = True) -> Store:
     verify : bool, default True
         Check the whole-file SHA-256 recorded in the user block before HDF5
         parses the file.  Structural safety checks run either way.
+    limits : StoreLimits, optional
+        Bounds on what each array may declare (default :data:`DEFAULT_LIMITS`);
+        checked for every dataset before anything is read.
 
     Returns
     -------
@@ -517,8 +708,8 @@ def open_store(path: str | os.PathLike[str], *, verify: bool = True) -> Store:
     except Exception as exc:
         raise StoreError(f"{path}: not a readable HDF5 file ({exc}).") from exc
     try:
-        _check_structure(path, fh)
-        meta = {k: _decode_attr(fh.attrs[k]) for k in fh.attrs}
+        _check_structure(path, fh, limits or DEFAULT_LIMITS)
+        meta = _decode_attrs(fh, f"{path}: root")
         if "mexkit_schema" not in meta:
             raise StoreError(f"{path}: not a mexkit store (no 'mexkit_schema' attribute).")
         try:
@@ -534,9 +725,12 @@ def open_store(path: str | os.PathLike[str], *, verify: bool = True) -> Store:
             )
         for key in ("params", "upstream", "failures"):
             if isinstance(meta.get(key), str):
+                if _json_depth(meta[key]) > _MAX_JSON_DEPTH:
+                    raise StoreError(f"{path}: root attribute {key!r} holds JSON nested "
+                                     f"more than {_MAX_JSON_DEPTH} levels deep.")
                 try:
                     meta[key] = json.loads(meta[key])
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
                     raise StoreError(f"{path}: root attribute {key!r} is not valid JSON.") from exc
         if "samples" in fh and not isinstance(fh["samples"], h5py.Group):
             raise StoreError(f"{path}: '/samples' is not a group.")
@@ -549,37 +743,79 @@ def open_store(path: str | os.PathLike[str], *, verify: bool = True) -> Store:
         raise StoreError(f"{path}: malformed store ({type(exc).__name__}: {exc}).") from exc
 
 
-def validate_store(path: str | os.PathLike[str]) -> list[str]:
+def _hash_dataset(h: Any, name: str, ds: Any, block_bytes: int = _READ_BLOCK * 16) -> None:
+    """Feed one dataset into ``h`` as :func:`hash_arrays` would, reading bounded blocks."""
+    h.update(name.encode())
+    h.update(str(ds.dtype.str).encode())
+    h.update(repr(tuple(ds.shape)).encode())
+    if ds.size == 0:
+        return
+    if ds.ndim == 0:
+        h.update(np.ascontiguousarray(ds[()]).tobytes())
+        return
+    row = max(1, int(np.prod(ds.shape[1:], dtype=np.float64)) * ds.dtype.itemsize)
+    step = max(1, block_bytes // row)
+    for start in range(0, ds.shape[0], step):
+        h.update(np.ascontiguousarray(ds[start:start + step]).tobytes())
+
+
+def validate_store(path: str | os.PathLike[str], *,
+                   limits: StoreLimits | None = None) -> list[str]:
     """Return a list of problems with the store at ``path`` (empty when valid).
 
-    Every check of :func:`open_store` runs, then every array is read in full
-    (verifying its fletcher32 checksums), each sample's required attributes
-    are checked, and the recorded content hash is recomputed.  Samples that
-    failed when the store was made are not problems of the file; they are in
+    Every check of :func:`open_store` runs (``limits`` as there), then every
+    array is read in bounded blocks (verifying its fletcher32 checksums and
+    its sample's data hash), each sample's required attributes are checked,
+    and the recorded content hash is recomputed: over sample ids and data
+    hashes for stores of hash version 1, and also over every attribute (and
+    the root attributes' own hash) for version 2.  Samples that failed when
+    the store was made are not problems of the file; they are in
     ``Store.failures``.
     """
     problems: list[str] = []
     try:
-        store = open_store(path)
+        store = open_store(path, limits=limits)
     except StoreError as exc:
         return [str(exc)]
     with store:
+        try:
+            version = int(store.meta.get("hash_version", 1))
+        except (TypeError, ValueError):
+            return [f"{path}: invalid hash_version {store.meta.get('hash_version')!r}."]
+        if version > HASH_VERSION:
+            return [f"{path}: content hash version {version} was written by a newer mexkit "
+                    f"(this one checks up to {HASH_VERSION})."]
         h = hashlib.sha256()
+        samples = store._file["samples"] if "samples" in store._file else {}
         for sid in sorted(store.sample_ids):
+            group = samples[quote_id(sid)]
+            h.update(_sample_digest_line(sid, group, version))
             try:
                 s = store[sid]
-                arrays = s.arrays()
             except StoreError as exc:
                 problems.append(str(exc))
                 continue
             for attr in ("sample_id", "cache_key", "data_hash"):
                 if attr not in s.attrs:
                     problems.append(f"{path}: sample {sid!r} has no {attr!r} attribute.")
-            if s.attrs.get("data_hash") != hash_arrays(arrays):
+            dh = hashlib.sha256()
+            try:
+                for name in sorted(group):
+                    _hash_dataset(dh, name, group[name])
+            except Exception as exc:
+                problems.append(f"{path}: cannot read sample {sid!r} "
+                                f"({type(exc).__name__}: {exc}).")
+                continue
+            if s.attrs.get("data_hash") != dh.hexdigest():
                 problems.append(f"{path}: sample {sid!r}: data does not match its data_hash.")
-            h.update(f"{sid}\0{s.attrs.get('data_hash', '')}\n".encode())
+        if version >= 2:
+            h.update(b"failures\0" + _attr_bytes(store._file.attrs.get("failures", "")))
         if store.content_hash and h.hexdigest() != store.content_hash:
-            problems.append(f"{path}: content hash does not match the samples.")
+            problems.append(f"{path}: content hash does not match the samples"
+                            f"{' and their attributes' if version >= 2 else ''}.")
+        if version >= 2 and store.meta.get("attrs_hash") != _attrs_hash(store._file):
+            problems.append(f"{path}: the root attributes (stage, parameters, provenance, "
+                            "failures) do not match their recorded hash.")
     return problems
 
 
@@ -614,6 +850,146 @@ class _Finished:
     path: Path
 
 
+# --------------------------------------------------------------------------
+# the staging folder: made by mexkit, never a link, emptied of mexkit's files only
+# --------------------------------------------------------------------------
+def _ours(name: str) -> bool:
+    """Names mexkit itself puts in a staging folder."""
+    return (name in ("lock", _STAGING_MARKER) or name.endswith(".h5")
+            or (name.startswith(".") and ".tmp-" in name))
+
+
+def _refuse_foreign_dir(staging: Path, st: os.stat_result) -> None:
+    if _stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(staging)
+        except OSError:
+            target = "?"
+        raise StoreError(
+            f"{staging}: the staging folder is a symbolic link (to {target!r}); mexkit "
+            "never writes or deletes through a link. Remove the link or choose another "
+            "output.")
+    if not _stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{staging}: exists and is not a folder; mexkit needs this name for "
+                         "its staging folder. Remove it or choose another output.")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise StoreError(f"{staging}: the staging folder belongs to another user (uid "
+                         f"{st.st_uid}); mexkit uses only staging folders it made. Choose "
+                         "another output.")
+    if st.st_mode & _stat.S_IWOTH:
+        raise StoreError(f"{staging}: the staging folder is writable by every user; mexkit "
+                         "will not read or delete files there. Choose another output.")
+
+
+def prepare_staging(staging: str | os.PathLike[str]) -> Path:
+    """Create (or check) a staging folder that mexkit made and owns.
+
+    A new folder is created with mode 0700 and a marker file.  An existing
+    one is used only if it is a real folder (not a symbolic link), owned by
+    this user, not writable by everyone, and either carries the marker or
+    holds nothing but names mexkit writes (a staging folder of an older
+    version).  Anything else raises :class:`StoreError` and nothing in it is
+    touched.
+    """
+    staging = Path(staging)
+    for _ in range(3):
+        try:
+            st = os.lstat(staging)
+        except FileNotFoundError:
+            try:
+                os.mkdir(staging, 0o700)
+            except FileExistsError:
+                continue
+            st = os.lstat(staging)
+            _refuse_foreign_dir(staging, st)
+            _write_marker(staging)
+            return staging
+        _refuse_foreign_dir(staging, st)
+        marker = staging / _STAGING_MARKER
+        if not marker.is_symlink() and marker.is_file():
+            return staging
+        foreign = sorted(p.name for p in staging.iterdir() if not _ours(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise StoreError(
+                f"{staging}: this folder was not made by mexkit (no {_STAGING_MARKER} file) "
+                f"and holds {len(foreign)} other file(s) ({shown}); mexkit will neither use "
+                "nor empty it. Move it away or choose another output.")
+        _write_marker(staging)
+        return staging
+    raise StoreError(f"{staging}: the staging folder keeps appearing and disappearing.")
+
+
+def _write_marker(staging: Path) -> None:
+    from .atomic import write_text
+
+    write_text(staging / _STAGING_MARKER,
+               "Staging folder of a mexkit store being written; mexkit removes it.\n")
+
+
+def _remove_own(path: Path) -> bool:
+    """Unlink ``path`` if it is a regular file or link of this user (never a folder)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if _stat.S_ISDIR(st.st_mode):
+        return False
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        logger.warning("not removing %s: it belongs to another user", path)
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
+
+
+def _staged_files(staging: Path) -> list[Path]:
+    out = []
+    for p in sorted(staging.glob("*.h5")):
+        if p.name.startswith(".") or p.is_symlink() or not p.is_file():
+            continue
+        out.append(p)
+    return out
+
+
+def _open_lock(staging: Path) -> Any:
+    """Open and lock ``staging/lock`` exclusively; None if another process holds it."""
+    path = staging / "lock"
+    for _ in range(5):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        # The lock file may have been removed (by the previous writer, after its
+        # store was finished) between our open and our lock: then we hold a lock
+        # on a file nobody else can see; start again.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.lstat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return os.fdopen(fd, "a+b")
+        os.close(fd)
+        prepare_staging(staging)
+    raise StoreError(f"{path}: cannot take the lock (the file keeps being replaced).")
+
+
+def _params_differ(old: Mapping[str, Any], stage: str, params: Mapping[str, Any]) -> str:
+    """'' when the existing store was made by ``stage`` with ``params``; else a description."""
+    if str(old.get("stage", "")) != stage:
+        return f"stage {old.get('stage', '?')!r}"
+    before = old.get("params") or {}
+    if not isinstance(before, dict):
+        return "unreadable parameters"
+    now = json.loads(_canonical_json(dict(params)))
+    keys = sorted(set(before) | set(now))
+    diff = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in keys
+            if before.get(k) != now.get(k)]
+    return "; ".join(diff)
+
+
 class StoreWriter:
     """Crash-safe writer of one output store.
 
@@ -632,12 +1008,15 @@ class StoreWriter:
 
     Notes
     -----
-    Use it as a context manager.  On entry it takes an exclusive lock on the
-    staging folder ``<path>.staging`` (a second writer gets
-    :class:`BusyError`), removes temporary files left by a killed run, and
-    indexes the samples already finished there or in an existing store.
-    Workers call :func:`write_staged_sample` with :attr:`staging` (they never
-    share an HDF5 file); :meth:`finalize` assembles the store.
+    Use it as a context manager.  On entry it prepares the staging folder
+    ``<path>.staging`` (made by mexkit, mode 0700, never a link or another
+    user's folder: see :func:`prepare_staging`), takes an exclusive lock in
+    it (a second writer gets :class:`BusyError`), removes temporary files
+    left by a killed run, and indexes the samples already finished there or
+    in an existing store.  Workers call :func:`write_staged_sample` with
+    :attr:`staging` (they never share an HDF5 file); :meth:`finalize`
+    assembles the store.  On exit a staging folder that holds no finished
+    sample is removed, so a refused or empty run leaves nothing behind.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, stage: str,
@@ -661,36 +1040,43 @@ class StoreWriter:
             raise StoreError(f"{self.path}: the output is a folder.")
         if not self.path.parent.exists():
             raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist.")
-        self.staging.mkdir(exist_ok=True)
-        lock = open(self.staging / "lock", "a+b")  # noqa: SIM115 - held until exit
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            lock.close()
+        prepare_staging(self.staging)
+        lock = _open_lock(self.staging)
+        if lock is None:
             raise BusyError(
                 f"{self.path}: another mexkit process is writing this store "
                 f"(lock held on {self.staging / 'lock'}); wait for it or choose another output."
-            ) from exc
+            )
         self._lock_fh = lock
-        self._clean_leftovers()
-        self._index()
+        try:
+            self._clean_leftovers()
+            self._index()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._lock_fh is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
-            self._lock_fh.close()
-            self._lock_fh = None
+        if self._lock_fh is None:
+            return
+        # Nothing finished is kept here: remove the folder while still holding the lock.
+        with contextlib.suppress(OSError):
+            if self.staging.is_dir() and not self.staging.is_symlink() \
+                    and not _staged_files(self.staging):
+                self._remove_staging()
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
+        self._lock_fh.close()
+        self._lock_fh = None
 
     def _clean_leftovers(self) -> None:
         n = 0
-        for p in self.staging.glob(".tmp-*"):
-            p.unlink(missing_ok=True)
-            n += 1
+        for p in self.staging.iterdir():
+            if p.name.startswith(".") and ".tmp-" in p.name:
+                n += _remove_own(p)
         for p in self.path.parent.glob(f".{self.path.name}.tmp-*"):
-            p.unlink(missing_ok=True)
-            n += 1
+            if is_temporary_of(p, self.path):
+                n += _remove_own(p)
         if n:
             logger.info("removed %d temporary file(s) left by an interrupted run", n)
 
@@ -699,17 +1085,19 @@ class StoreWriter:
             try:
                 with open_store(self.path) as old:
                     self._existing = old.cache_keys()
+                    what = _params_differ(old.meta, self.stage, self.params)
+                if what:
+                    logger.warning("%s: replacing a store made with other parameters (%s); "
+                                   "its samples will be recomputed", self.path, what)
             except StoreError as exc:
                 logger.warning("ignoring the existing output (%s); it will be replaced", exc)
                 self._existing = {}
-        for p in sorted(self.staging.glob("*.h5")):
-            if p.name.startswith("."):
-                continue
+        for p in _staged_files(self.staging):
             try:
                 sid, key = _read_staged_header(p)
             except StoreError as exc:
                 logger.warning("removing unreadable staged sample %s (%s)", p.name, exc)
-                p.unlink(missing_ok=True)
+                _remove_own(p)
                 continue
             self._staged[sid] = _Finished(sid, key, p)
 
@@ -747,62 +1135,75 @@ class StoreWriter:
             The expected cache key of each sample.
         failures : mapping, optional
             ``sample_id -> one-line reason`` for the samples that failed.
+
+        Notes
+        -----
+        The content hash (version :data:`HASH_VERSION`) covers each sample's
+        id, attributes and data hash and the failures; ``attrs_hash`` covers
+        every root attribute.  Both are computed from what was written.
         """
         import h5py
 
         failures = dict(failures or {})
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        sample_ids = list(sample_ids)
         old = None
         try:
             if any(self._existing.get(s) == cache_keys.get(s) for s in sample_ids):
                 old = open_store(self.path)
-            digest = hashlib.sha256()
-            with h5py.File(tmp, "x", userblock_size=USERBLOCK_SIZE, libver=_LIBVER) as out:
-                grp = out.create_group("samples")
-                for sid in sorted(sample_ids):
-                    if sid in failures:
-                        continue
-                    key = cache_keys[sid]
-                    name = quote_id(sid)
-                    staged = self._staged.get(sid)
-                    if staged is not None and staged.cache_key == key:
-                        with h5py.File(staged.path, "r", locking=False) as src:
-                            src.copy(src["sample"], grp, name=name)
-                    elif old is not None and self._existing.get(sid) == key:
-                        old._file.copy(old._file["samples"][name], grp, name=name)
-                    else:
-                        raise StoreError(f"{self.path}: sample {sid!r} was neither computed "
-                                         "nor found in the staging folder.")
-                    digest.update(f"{sid}\0{grp[name].attrs.get('data_hash', '')}\n".encode())
-                out.attrs["mexkit_schema"] = SCHEMA_VERSION
-                out.attrs["stage"] = self.stage
-                out.attrs["mexkit_version"] = __version__
-                out.attrs["params"] = _canonical_json(self.params)
-                out.attrs["upstream"] = _canonical_json(self.upstream)
-                out.attrs["created"] = _now()
-                out.attrs["store_id"] = uuid.uuid4().hex
-                out.attrs["content_hash"] = digest.hexdigest()
-                out.attrs["failures"] = _canonical_json(failures)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            with atomic_path(self.path) as tmp:
+                digest = hashlib.sha256()
+                with h5py.File(tmp, "w", userblock_size=USERBLOCK_SIZE, libver=_LIBVER) as out:
+                    grp = out.create_group("samples")
+                    for sid in sorted(sample_ids):
+                        if sid in failures:
+                            continue
+                        key = cache_keys[sid]
+                        name = quote_id(sid)
+                        staged = self._staged.get(sid)
+                        if staged is not None and staged.cache_key == key:
+                            with h5py.File(staged.path, "r", locking=False) as src:
+                                src.copy(src["sample"], grp, name=name)
+                        elif old is not None and self._existing.get(sid) == key:
+                            old._file.copy(old._file["samples"][name], grp, name=name)
+                        else:
+                            raise StoreError(f"{self.path}: sample {sid!r} was neither "
+                                             "computed nor found in the staging folder.")
+                        digest.update(_sample_digest_line(sid, grp[name], HASH_VERSION))
+                    out.attrs["mexkit_schema"] = SCHEMA_VERSION
+                    out.attrs["hash_version"] = HASH_VERSION
+                    out.attrs["stage"] = self.stage
+                    out.attrs["mexkit_version"] = __version__
+                    out.attrs["params"] = _canonical_json(self.params)
+                    out.attrs["upstream"] = _canonical_json(self.upstream)
+                    out.attrs["created"] = _now()
+                    out.attrs["store_id"] = uuid.uuid4().hex
+                    out.attrs["failures"] = _canonical_json(failures)
+                    digest.update(b"failures\0" + _attr_bytes(out.attrs["failures"]))
+                    out.attrs["content_hash"] = digest.hexdigest()
+                    out.attrs["attrs_hash"] = _attrs_hash(out)
+                _seal(tmp)
         finally:
             if old is not None:
                 old.close()
-        _seal(tmp)
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
         self._remove_staging()
         return self.path
 
     def _remove_staging(self) -> None:
+        """Remove mexkit's own files from the staging folder, then the folder if empty."""
+        if self.staging.is_symlink() or not self.staging.is_dir():
+            return
         for p in self.staging.iterdir():
-            if p.name != "lock":
-                p.unlink(missing_ok=True)
-        # The lock file goes last; the lock itself is released in __exit__.
-        with contextlib.suppress(OSError):
-            (self.staging / "lock").unlink()
+            if _ours(p.name) and p.name not in ("lock", _STAGING_MARKER):
+                _remove_own(p)
+        # The marker and the lock file go last; the lock itself is released in __exit__.
+        _remove_own(self.staging / _STAGING_MARKER)
+        _remove_own(self.staging / "lock")
+        try:
             self.staging.rmdir()
+        except OSError:
+            left = sorted(p.name for p in self.staging.iterdir())
+            logger.warning("%s: left in place; it holds files mexkit did not write (%s)",
+                           self.staging, ", ".join(left[:3]))
 
 
 def staged_name(sample_id: str, cache_key: str) -> str:
@@ -822,23 +1223,15 @@ def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_k
 
     staging = Path(staging)
     final = staging / staged_name(sample_id, cache_key)
-    tmp = staging / f".tmp-{os.getpid()}-{secrets.token_hex(6)}.h5"
     full_attrs = dict(attrs)
     full_attrs["sample_id"] = sample_id
     full_attrs["cache_key"] = cache_key
     full_attrs["data_hash"] = hash_arrays(arrays)
-    try:
-        with h5py.File(tmp, "x", libver=_LIBVER) as fh:
+    with atomic_path(final) as tmp:
+        with h5py.File(tmp, "w", libver=_LIBVER) as fh:
             fh.attrs["sample_id"] = sample_id
             fh.attrs["cache_key"] = cache_key
             _write_group(fh.create_group("sample"), arrays, full_attrs, compression)
-        with open(tmp, "rb+") as fd:
-            os.fsync(fd.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(staging)
     return final
 
 
@@ -859,9 +1252,17 @@ def _read_staged_header(path: Path) -> tuple[str, str]:
 
 
 def remove_store(path: str | os.PathLike[str]) -> None:
-    """Delete a store and its staging folder (used by tests and --force)."""
+    """Delete a store and mexkit's files in its staging folder (used by tests and --force).
+
+    A staging folder that is a link or another user's is left alone.
+    """
     path = Path(path)
     path.unlink(missing_ok=True)
     staging = path.with_name(path.name + ".staging")
-    if staging.exists():
-        shutil.rmtree(staging)
+    if staging.is_symlink() or not staging.is_dir():
+        return
+    for p in staging.iterdir():
+        if _ours(p.name):
+            _remove_own(p)
+    with contextlib.suppress(OSError):
+        staging.rmdir()

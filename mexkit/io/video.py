@@ -60,6 +60,13 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".wmv", ".mkv", ".m4v", ".mpg", ".mp
 
 _DIGITS = re.compile(r"(\d+)")
 _CHUNK = 1 << 20
+# Every container indexes each frame with at least a few bytes (AVI: 16 in idx1,
+# MP4: 4 in stsz), so a frame count above size / 4 cannot be true: such a claim
+# is never used to allocate anything; the frames are counted by decoding.
+_MIN_BYTES_PER_FRAME = 4
+# read_range/read_indices allocate their output up front only below this size;
+# above it frames are collected as they are decoded (a claim never allocates).
+_PREALLOCATE_BYTES = 256 << 20
 
 
 def natural_key(name: str) -> tuple[Any, ...]:
@@ -351,12 +358,21 @@ class Clip:
                                      f"an integer, but got {value!r}.")
         check_range("start", int(start), 0, self.n_frames)
         check_range("stop", int(stop), int(start), self.n_frames)
+        return self._read_many(range(int(start), int(stop)), grey)
+
+    def _read_many(self, positions: Sequence[int], grey: bool) -> np.ndarray:
         h, w = self.frame_shape
-        shape = (int(stop) - int(start), h, w) if grey else (int(stop) - int(start), h, w, 3)
-        out = np.empty(shape, dtype=np.uint8)
-        for k, i in enumerate(range(int(start), int(stop))):
-            out[k] = self._read(i, grey)
-        return out
+        n = len(positions)
+        shape = (n, h, w) if grey else (n, h, w, 3)
+        if n * h * w * (1 if grey else 3) <= _PREALLOCATE_BYTES:
+            out = np.empty(shape, dtype=np.uint8)
+            for k, i in enumerate(positions):
+                out[k] = self._read(i, grey)
+            return out
+        # Large request: memory grows with the frames actually decoded, so a
+        # container that claims more frames than it holds fails at its end.
+        frames = [self._read(i, grey) for i in positions]
+        return np.stack(frames)
 
     def read_indices(self, indices: Sequence[int], *, grey: bool = False) -> np.ndarray:
         """Frames at arbitrary positions, in the given order.
@@ -366,12 +382,7 @@ class Clip:
         numpy.ndarray of uint8, shape (len(indices), H, W, 3) or (len(indices), H, W)
         """
         idx = [self._check_index(i) for i in indices]
-        h, w = self.frame_shape
-        shape = (len(idx), h, w) if grey else (len(idx), h, w, 3)
-        out = np.empty(shape, dtype=np.uint8)
-        for k, i in enumerate(idx):
-            out[k] = self._read(i, grey)
-        return out
+        return self._read_many(idx, grey)
 
     def verify(self) -> int:
         """Decode every frame once; return T or raise MediaError.
@@ -517,11 +528,16 @@ def open_clip(path: str | os.PathLike[str], *, fps: float | None = None) -> Clip
         if not ok or frame is None:
             raise MediaError(f"video {str(p)!r} opens but yields no frame (empty, "
                              "truncated or corrupt)")
-        if count <= 0:
-            # No count in the container: count by decoding forward.
+        claimed = count
+        if count <= 0 or count > max(1, p.stat().st_size // _MIN_BYTES_PER_FRAME):
+            # No count in the container, or one the file is too small to hold:
+            # count by decoding forward (bounded by what the file holds).
             count = 1
             while cap.grab():
                 count += 1
+            if claimed > 0:
+                logger.warning("video %s: the container claims %d frames but holds %d; "
+                               "using %d", p, claimed, count, count)
     finally:
         cap.release()
     if not (np.isfinite(rate) and rate > 0):

@@ -2,18 +2,22 @@
 
 A store-to-store stage is a pure function applied per sample.  This module
 builds the tasks (one per input sample, keyed on the upstream sample's cache
-key), opens the input store once per worker process, and hands the arrays to
-the stage's compute function.
+key), checks before the output is touched that the input is what the stage
+needs, opens the input store in each worker for the duration of a run (a
+handle is reused only while the file on disk is the same file, unchanged, and
+every handle is closed when the run ends), and hands the arrays to the
+stage's compute function.
 """
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelInputError
-from ..io.store import SampleView, Store, open_store
+from ..errors import ModelInputError, ParameterError
+from ..io.store import DEFAULT_LIMITS, SampleView, Store, StoreLimits, open_store
 from .cache import cache_key
 from .runner import StageResult, Task, run_stage
 
@@ -24,6 +28,11 @@ __all__ = [
     "run_store_stage",
     "require_arrays",
     "SAMPLE_ATTRS",
+    "STAGE_INPUTS",
+    "store_limits",
+    "check_output_path",
+    "check_stage_input",
+    "close_inputs",
 ]
 
 logger = logging.getLogger("mexkit")
@@ -33,7 +42,56 @@ SAMPLE_ATTRS = ("dataset", "subject", "clip", "video", "fps", "label", "emotion"
                 "objective_class", "kind", "onset", "apex", "offset", "onset_frame",
                 "apex_frame", "offset_frame", "source", "n_frames")
 
-_OPEN: dict[str, Store] = {}
+# The arrays each store-to-store stage reads, and the command that makes them:
+# checked on every input sample before the output is touched.
+STAGE_INPUTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "tim": (("frames",), "mexkit crop"),
+    "rpca": (("frames",), "mexkit crop"),
+    "keyframes": (("frames",), "mexkit crop"),
+    "magnify": (("frames",), "mexkit crop"),
+    "flow": (("frames",), "mexkit crop"),
+    "strain": (("flow",), "mexkit flow"),
+}
+
+# Input stores open in this process: path -> (identity of the file, store).
+_OPEN: dict[str, tuple[tuple[int, ...], Store]] = {}
+
+LIMITS_ENV = "MEXKIT_STORE_LIMITS"
+
+
+def store_limits() -> StoreLimits:
+    """The store size limits: :data:`~mexkit.io.store.DEFAULT_LIMITS`, or as set in
+    the environment variable ``MEXKIT_STORE_LIMITS`` (``"max_array_bytes=1e10,
+    max_ratio=1000"``), which worker processes inherit."""
+    text = os.environ.get(LIMITS_ENV, "").strip()
+    return StoreLimits.parse(text) if text else DEFAULT_LIMITS
+
+
+def _identity(path: str | Path) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def close_inputs() -> None:
+    """Close every input store this process holds open (end of a run)."""
+    while _OPEN:
+        _, (_, store) = _OPEN.popitem()
+        store.close()
+
+
+def check_output_path(input_path: str | Path, output: str | Path) -> None:
+    """Refuse an output that is the input itself (or its staging folder)."""
+    src, dst = Path(input_path), Path(output)
+    same = src.resolve() == dst.resolve()
+    if not same and dst.exists():
+        try:
+            same = os.path.samefile(src, dst)
+        except OSError:
+            same = False
+    if same:
+        raise ParameterError(
+            f"The output {str(dst)!r} is the input store itself; choose another output "
+            "(-o) so the input is not replaced.")
 
 
 def upstream_entry(store: Store) -> dict[str, Any]:
@@ -43,17 +101,60 @@ def upstream_entry(store: Store) -> dict[str, Any]:
 
 
 def input_sample(path: str | Path, sample_id: str) -> SampleView:
-    """Open (once per process) the input store and return one sample.
+    """Return one sample of an input store, opening the store if needed.
 
-    The checksum was verified by the process that built the tasks, so
-    workers skip it; the structural checks run again.
+    A store stays open for the samples of one run; it is reopened when the
+    file at ``path`` is no longer the one opened (replaced, rewritten, touched),
+    and :func:`close_inputs` closes all at the end of a run.  The checksum was
+    verified by the process that built the tasks, so workers skip it; the
+    structural checks and size limits run again.
     """
     key = str(path)
-    store = _OPEN.get(key)
-    if store is None:
-        store = open_store(path, verify=False)
-        _OPEN[key] = store
-    return store[sample_id]
+    try:
+        ident = _identity(path)
+    except OSError as exc:
+        raise ModelInputError(f"{key}: the input store is gone ({exc.strerror or exc}).") \
+            from exc
+    held = _OPEN.get(key)
+    if held is not None and held[0] != ident:
+        _OPEN.pop(key)[1].close()
+        held = None
+    if held is None:
+        held = (ident, open_store(path, verify=False, limits=store_limits()))
+        _OPEN[key] = held
+    return held[1][sample_id]
+
+
+def check_stage_input(store: Store, stage: str,
+                      select: Callable[[SampleView], bool] | None = None) -> None:
+    """Refuse an input store that no sample of ``stage`` could use, before any output exists.
+
+    Every (selected) sample must hold the arrays of :data:`STAGE_INPUTS`;
+    a store in which some samples lack them is refused as well, naming the
+    first few, since it is not the output of the command the stage needs.
+    An empty store passes (its failures are carried over).
+    """
+    if stage not in STAGE_INPUTS:
+        return
+    need, producer = STAGE_INPUTS[stage]
+    lacking: list[str] = []
+    n = 0
+    for sid in store.sample_ids:
+        s = store[sid]
+        if select is not None and not select(s):
+            continue
+        n += 1
+        if any(name not in s for name in need):
+            lacking.append(sid)
+    if not lacking:
+        return
+    shown = ", ".join(repr(x) for x in lacking[:3]) + (", ..." if len(lacking) > 3 else "")
+    have = sorted(store[lacking[0]].keys())
+    raise ParameterError(
+        f"{store.path}: a {store.stage or 'unknown'} store cannot be the input of `mexkit "
+        f"{stage}`: {len(lacking)} of {n} sample(s) ({shown}) have no "
+        f"{', '.join(repr(x) for x in need)} (they have {', '.join(have) or 'nothing'}); "
+        f"`mexkit {stage}` needs the output of `{producer}`. Nothing was written.")
 
 
 def require_arrays(sample: SampleView, names: Sequence[str], *, stage: str,
@@ -103,17 +204,29 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
     Samples that failed upstream stay failed: they are listed in the output
     store's failures with the upstream reason, so exit codes propagate down a
     pipeline.
+
+    Before the output (or its staging folder) is touched, the input is
+    checked: it must not be the output, must pass the store size limits
+    (:func:`store_limits`), and its samples must hold what the stage reads
+    (:func:`check_stage_input`).  A refused input raises
+    :class:`~mexkit.errors.ParameterError` or :class:`~mexkit.errors.StoreError`
+    and leaves an existing output as it was.
     """
-    with open_store(input_path) as store:
+    check_output_path(input_path, output)
+    with open_store(input_path, limits=store_limits()) as store:
+        check_stage_input(store, stage, select)
         tasks = store_tasks(store, stage=stage, version=version, params=params, select=select,
                             payload_params=payload_params)
         upstream = [upstream_entry(store)]
         upstream_failures = dict(store.failures)
     if not tasks and not upstream_failures:
         logger.warning("%s: the input store %s holds no samples", stage, input_path)
-    result = run_stage(tasks, compute, output=output, stage=stage, params=params,
-                       upstream=upstream, jobs=jobs, backend=backend, progress=progress,
-                       extra_failures={sid: f"failed upstream: {msg}"
-                                       for sid, msg in upstream_failures.items()},
-                       group=group)
+    try:
+        result = run_stage(tasks, compute, output=output, stage=stage, params=params,
+                           upstream=upstream, jobs=jobs, backend=backend, progress=progress,
+                           extra_failures={sid: f"failed upstream: {msg}"
+                                           for sid, msg in upstream_failures.items()},
+                           group=group)
+    finally:
+        close_inputs()
     return result
