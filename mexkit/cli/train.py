@@ -276,8 +276,9 @@ def models_markdown(rows: list[dict]) -> str:
              "|---|---|---|---|"]
     for r in rows:
         d = r["defaults"]
-        inputs = "<br>".join(f"`{k}` {tuple(v)}: `{r['produced_by'][k]}`"
-                             for k, v in r["inputs"].items())
+        inputs = "<br>".join(
+            f"`{k}` {tuple(v)}: `{r['produced_by'][k].replace('|', chr(92) + '|')}`"
+            for k, v in r["inputs"].items())
         train = (f"{d['optimizer']} {d['lr']}, {d['epochs']} epochs, {d['loss']}, "
                  f"{r['protocol']}")
         lines.append(f"| `{r['name']}` | {inputs} | {train} | "
