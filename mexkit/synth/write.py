@@ -358,7 +358,9 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
     for row in sheet_rows:
         ws.append(list(row))
     _save_xlsx(wb, sheet)
-    _save_csv(csv_path, SAMPLES_COLUMNS, csv_rows)
+    from ..io.datasets.generic import write_generic_rows  # the sheet's one writer
+
+    write_generic_rows(csv_path, csv_rows)
     _save_json(root / "synth-casme2.json", {
         "generator": "mexkit.synth.write_casme2_like", "mexkit_version": __version__,
         "n_subjects": n_subjects, "clips_per_class": clips_per_class, "classes": list(classes),

@@ -353,7 +353,8 @@ def test_generic_sheet_writer_escapes_formulas_and_reads_them_back(tmp_path):
     out = write_generic_rows(tmp_path / "g.csv", [
         ["=HYPERLINK(\"x\")", "c1", "clips/c1", 30, 0, "", 4, "@bad", "d", "-x"]])
     text = out.read_text(encoding="utf-8")
-    assert "'=HYPERLINK" in text and "'@bad" in text and ",'-x," in text
+    assert "'=HYPERLINK" in text and "'@bad" in text and text.endswith(",'-x\n")
+    assert text.startswith("subject,clip,path,fps,onset,apex,offset,label,dataset,emotion\n")
     (s,) = load_dataset("generic", out)
     assert (s.subject, s.label, s.emotion) == ("=HYPERLINK(\"x\")", "@bad", "-x")
     again = write_generic_csv([s], tmp_path / "h.csv")

@@ -141,7 +141,8 @@ def write_generic_rows(path: str | os.PathLike[str],
     path : str or path-like
     rows : iterable
         Mappings keyed by column name, or sequences in :data:`GENERIC_COLUMNS`
-        order (trailing optional columns may be left out).
+        order (trailing optional columns may be left out: the header then
+        stops at the last column any row has).
 
     Returns
     -------
@@ -149,26 +150,31 @@ def write_generic_rows(path: str | os.PathLike[str],
         ``path``.
     """
     path = Path(path)
-    out = []
-    for row in rows:
+    items = list(rows)
+    width = len(GENERIC_REQUIRED)  # the optional columns are written when a row has them
+    for row in items:
         if isinstance(row, Mapping):
             unknown = set(row) - set(GENERIC_COLUMNS)
             if unknown:
                 raise DatasetError(f"generic sheet {path}: unknown column(s) "
                                    f"{', '.join(sorted(unknown))}")
-            values = [row.get(c, "") for c in GENERIC_COLUMNS]
+            width = max([width] + [GENERIC_COLUMNS.index(k) + 1 for k in row])
         else:
-            values = list(row)
-            if len(values) > len(GENERIC_COLUMNS):
-                raise DatasetError(f"generic sheet {path}: a row has {len(values)} cells, "
+            if len(row) > len(GENERIC_COLUMNS):
+                raise DatasetError(f"generic sheet {path}: a row has {len(row)} cells, "
                                    f"more than its {len(GENERIC_COLUMNS)} columns")
-            values += [""] * (len(GENERIC_COLUMNS) - len(values))
+            width = max(width, len(row))
+    columns = GENERIC_COLUMNS[:width]
+    out = []
+    for row in items:
+        values = ([row.get(c, "") for c in columns] if isinstance(row, Mapping)
+                  else list(row) + [""] * (width - len(row)))
         out.append([escape_formula("" if v is None else v) for v in values])
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "x", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh, lineterminator="\n")
-            w.writerow(GENERIC_COLUMNS)
+            w.writerow(columns)
             w.writerows(out)
         os.replace(tmp, path)
     finally:
