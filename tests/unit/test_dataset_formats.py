@@ -78,6 +78,7 @@ def samm_lv_rows(title_rows: int) -> list[list]:
                     [6, "006_1_3", "1_3", 6000, -1, 6040, 41, "Micro - 1/2", "14", "apex?"],
                     ["007", "007_6_1", "6_1", 1200.4, 1230, 1500, 301, "Macro", "4", None],
                     ["007", "007_6_2 ", "6_2", 2000, 2010, 2030, 31, "Micro - 1/2", "12", None],
+                    ["007", "007_6_3", "6_3", 2500, 2510, -1, 0, "Macro", "12", None],
                     [], ["* Onset 0: the expression starts with the video"]]
 
 
@@ -89,8 +90,8 @@ def test_samm_lv_sheets_with_onset_zero_are_read_whole(tmp_path, caplog, version
     assert detect_dataset(sheet) == "samm-lv"
     with caplog.at_level(logging.WARNING, logger="mexkit"):
         samples, report = read_with_report(None, sheet)
-    assert len(samples) == 5 and report.skipped == {}
-    assert Counter(s.kind for s in samples) == {"micro": 3, "macro": 2}
+    assert len(samples) == 6 and report.skipped == {}
+    assert Counter(s.kind for s in samples) == {"micro": 3, "macro": 3}
     assert len(group_by_video(samples)) == 2
     first = samples[0]
     header = title_rows + 1
@@ -101,7 +102,8 @@ def test_samm_lv_sheets_with_onset_zero_are_read_whole(tmp_path, caplog, version
     assert samples[2].apex is None
     assert samples[3].onset_frame == 1200                  # fractional onset rounded
     assert samples[4].clip == "007_6_2" and samples[4].video == "007_6"
-    assert report.rows == 5 and report.n_repaired == 3 and report.n_read == 2
+    assert samples[5].offset_frame == 2520                 # offset -1: apex + (apex - onset)
+    assert report.rows == 6 and report.n_repaired == 4 and report.n_read == 2
     with pytest.raises(DatasetError, match=rf"row {header + 1}: onset 0 .*--strict"):
         load_dataset("samm-lv", sheet, strict=True)
 

@@ -473,7 +473,7 @@ def check_frames(e: Entry, sh: Sheet, *, first_number: int = 0) -> bool:
     if e.apex is not None and (e.apex < 0 or (e.apex == 0 and e.onset > 0)):
         sh.warn(e.row, f"apex {e.apex} means unlabelled; apex unknown")
         e.apex = None
-    if e.offset is None or (e.offset == 0 and e.onset > 0):
+    if e.offset is None or e.offset < 0 or (e.offset == 0 and e.onset > 0):
         if e.apex is not None and e.apex > e.onset:
             est = 2 * e.apex - e.onset
             sh.warn(e.row, f"offset {e.offset if e.offset is not None else 'empty'} means "
