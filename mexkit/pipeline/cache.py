@@ -8,14 +8,27 @@ parameter or the algorithm version changes exactly the affected samples.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
-from collections.abc import Mapping
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+from ..errors import StoreError
 from ..io.store import _canonical_json
 
-__all__ = ["cache_key", "params_digest"]
+__all__ = ["cache_key", "params_digest", "SampleCache", "CACHE_ENV"]
+
+logger = logging.getLogger("mexkit")
+
+#: Environment variable naming the default shared cache folder (read by the CLI).
+CACHE_ENV = "MEXKIT_CACHE"
 
 
 def params_digest(params: Mapping[str, Any]) -> str:
@@ -43,3 +56,133 @@ def cache_key(stage: str, version: str | int, params: Mapping[str, Any], upstrea
         sort_keys=True, separators=(",", ":"),
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+_KEY = re.compile(r"^[0-9a-f]{16,64}$")
+
+
+class _Claim:
+    """An exclusive lock on one cache key, held while this job computes it."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+class SampleCache:
+    """A content-addressed folder of finished samples, shared by many jobs.
+
+    Each entry is one staged-sample file (the format workers stage, see
+    :func:`mexkit.io.store.write_staged_sample`) at
+    ``ROOT/<key[:2]>/<key>.h5``, where the key is the sample's cache key: the
+    hash of the stage, its version, its parameters and the upstream sample's
+    key.  Two runs, users or labs whose sample has the same key reuse the
+    entry instead of computing it again.
+
+    Safe for many writers at once: an entry is written under a temporary
+    name and renamed into place (a reader sees the whole file or none), and
+    a job takes an exclusive lock on ``<key>.lock`` before it computes a
+    sample, so that two jobs on overlapping samples compute each sample once:
+    the second waits for the first and then copies its result.  Entries are
+    checked against their data hash when they are copied out.
+
+    Parameters
+    ----------
+    root : path-like
+        The cache folder (created if missing).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the cache folder {self.root}: {exc}") from exc
+        if not self.root.is_dir():
+            raise StoreError(f"the cache {self.root} is not a folder.")
+
+    def _path(self, key: str, suffix: str = ".h5") -> Path:
+        if not _KEY.match(key):
+            raise StoreError(f"{self.root}: {key!r} is not a cache key.")
+        return self.root / key[:2] / f"{key}{suffix}"
+
+    def __contains__(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def put(self, key: str, staged: str | os.PathLike[str]) -> Path:
+        """Publish a staged sample under ``key`` (temporary name, then rename)."""
+        from ..io.atomic import atomic_path
+
+        final = self._path(key)
+        final.parent.mkdir(exist_ok=True)
+        with atomic_path(final) as tmp:
+            shutil.copyfile(staged, tmp)
+        return final
+
+    def fetch(self, key: str, sample_id: str, staging: str | os.PathLike[str],
+              compression: str = "gzip") -> Path | None:
+        """Copy the entry for ``key`` into ``staging`` as ``sample_id``; None if absent.
+
+        The arrays are checked against the entry's data hash; a damaged
+        entry is reported, left alone and treated as absent.
+        """
+        import h5py
+
+        from ..io.store import hash_arrays, write_staged_sample
+
+        src = self._path(key)
+        if not src.is_file():
+            return None
+        try:
+            with h5py.File(src, "r", locking=False) as fh:
+                if str(fh.attrs.get("cache_key", "")) != key or "sample" not in fh:
+                    raise StoreError("its cache key does not match its name")
+                grp = fh["sample"]
+                if any(not isinstance(grp[n], h5py.Dataset) for n in grp):
+                    raise StoreError("it holds a group where an array belongs")
+                arrays = {n: grp[n][()] for n in grp}
+                attrs = {k: grp.attrs[k] for k in grp.attrs
+                         if k not in ("sample_id", "cache_key", "data_hash")}
+                expected = str(grp.attrs.get("data_hash", ""))
+        except (OSError, KeyError, StoreError) as exc:
+            logger.warning("cache entry %s is unreadable (%s); computing the sample", src, exc)
+            return None
+        if hash_arrays(arrays) != expected:
+            logger.warning("cache entry %s does not match its data hash; computing the "
+                           "sample", src)
+            return None
+        return write_staged_sample(staging, sample_id, key, arrays, attrs,
+                                   compression=compression)
+
+    def _lock_file(self, key: str) -> Any:
+        path = self._path(key, ".lock")
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        return os.fdopen(fd, "r+b")
+
+    def claim(self, key: str) -> _Claim | None:
+        """Take the key for this job without waiting; None if another job holds it."""
+        fh = self._lock_file(key)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return None
+        return _Claim(fh)
+
+    @contextlib.contextmanager
+    def wait(self, key: str) -> Iterator[_Claim]:
+        """Wait until no other job holds ``key``, then hold it for the block."""
+        fh = self._lock_file(key)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        claim = _Claim(fh)
+        try:
+            yield claim
+        finally:
+            claim.release()

@@ -201,6 +201,13 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
     """Detect, align and crop every clip; write the crop store."""
     from ..io.video import open_clip
 
+    if backend == "threading" and jobs > 1 and detector != "none":
+        # the face models are loaded once per process and are not thread-safe: threads
+        # sharing dlib's detector gave different detection scores than one job
+        raise ParameterError(
+            f"Invalid value for the 'backend' parameter: crop with the {detector!r} detector "
+            "cannot use 'threading' (the detector is shared by the threads and results "
+            "would depend on timing); use --backend loky.")
     params = {"detector": detector, "mode": mode, "size": size, "margin": margin,
               "grey": grey, "smooth": smooth if mode == "every" else None,
               "max_gap": max_gap if mode == "every" else None, "upsample": upsample}
@@ -214,9 +221,10 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
         try:
             with open_clip(spec["source"], fps=spec.get("fps")) as clip:
                 content = clip.content_hash()
-        except MediaError as exc:
-            failures[sid] = str(exc)
-            logger.error("sample %s failed: %s", sid, exc)
+        except (MediaError, OSError, ValueError) as exc:  # this clip fails alone
+            failures[sid] = str(exc) if isinstance(exc, MediaError) else (
+                f"{spec['source']}: {type(exc).__name__}: {exc}")
+            logger.error("sample %s failed: %s", sid, failures[sid])
             continue
         annotations = {k: spec.get(k) for k in ("start", "stop", "intervals", *_CARRY)}
         key = cache_key("crop", CROP_VERSION, params, content + repr(sorted(

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ParameterError
-from .runner import StageResult, Task
+from .runner import StageResult, Task, batched
 from .stages import input_sample, require_arrays, run_store_stage
 
 __all__ = ["FLOW_VERSION", "STRAIN_VERSION", "run_flow", "run_strain", "PAIR_MODES", "METHODS"]
@@ -114,57 +114,103 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
     return out
 
 
-def _compute_group(tasks: list[Task]) -> list[Any]:
-    """Flow for a group of samples in one batched solver call."""
+# Pairs solved in one call at most: a batch of short clips is solved together,
+# a long video in pieces, so that samples finish (and are staged) steadily.
+_MAX_BATCH_PAIRS = 64
+
+
+def _prepare(t: Task, opt: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, int,
+                                                         np.ndarray]:
+    s = input_sample(t.payload["input"], t.sample_id)
+    require_arrays(s, ["frames"], stage="flow", producer="mexkit crop")
+    frames = s.read("frames")
+    pairs, apex = _pairs(s, frames, opt)
+    return s, frames, pairs, apex, _grey(frames)
+
+
+def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
+            ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    s, frames, pairs, apex, _ = prep
+    flow = flow.astype(np.float32)
+    arrays: dict[str, np.ndarray] = {"flow": flow, "pairs": pairs}
+    landmarks = None
+    if "landmarks" in s:
+        landmarks = s.read("landmarks")[pairs[:, 0]].astype(np.float32)
+        arrays["landmarks"] = landmarks
+    if "frame_numbers" in s:
+        arrays["frame_numbers"] = s.read("frame_numbers")
+    arrays.update(_derived(flow, landmarks, opt, t.sample_id))
+    if opt["with_apex"]:
+        arrays["apex_image"] = frames[apex]
+    attrs = {"pair_mode": opt["pairs"], "flow_method": opt["method"]}
+    if apex >= 0:
+        attrs["apex_used"] = apex
+    return arrays, attrs
+
+
+def _solve(batch: list[tuple[Task, tuple]], opt: Mapping[str, Any]) -> list[np.ndarray]:
+    """Flow of every sample in ``batch``: one solver call per frame size, long ones in pieces."""
+    out: list[np.ndarray | None] = [None] * len(batch)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, (_, prep) in enumerate(batch):
+        by_shape.setdefault(prep[4].shape[1:], []).append(i)
+    for members in by_shape.values():
+        refs = [batch[i][1][4][batch[i][1][2][:, 0]] for i in members]
+        movs = [batch[i][1][4][batch[i][1][2][:, 1]] for i in members]
+        ref, mov = np.concatenate(refs), np.concatenate(movs)
+        flows = np.concatenate([_flow_batch(ref[a:a + _MAX_BATCH_PAIRS],
+                                            mov[a:a + _MAX_BATCH_PAIRS], opt)
+                                for a in range(0, len(ref), _MAX_BATCH_PAIRS)])
+        parts = np.split(flows, np.cumsum([len(r) for r in refs])[:-1])
+        for i, f in zip(members, parts, strict=True):
+            out[i] = f
+    return out  # type: ignore[return-value]
+
+
+@batched
+def _compute_group(tasks: list[Task]) -> Iterator[Any]:
+    """Flow for a group of samples, batched; yields each sample's result in order.
+
+    Consecutive samples are solved in one call while their pairs fit in
+    ``_MAX_BATCH_PAIRS``; each result is yielded (and so staged) as soon as
+    its batch is solved, so an interrupted run keeps every finished sample.
+    """
     opt = tasks[0].payload["params"]
-    prepared: list[Any] = []
-    refs, movs = [], []
+    batch: list[tuple[Task, Any]] = []
+    n_pairs = 0
+
+    def flush() -> Iterator[Any]:
+        ready = [(t, p) for t, p in batch if not isinstance(p, Exception)]
+        try:
+            flows = iter(_solve(ready, opt))
+        except Exception as exc:  # the batched call failed: each sample alone
+            if len(ready) > 1:
+                flows = None
+            else:
+                flows = iter([exc])
+        for t, prep in batch:
+            if isinstance(prep, Exception):
+                yield prep
+                continue
+            try:
+                flow = next(flows) if flows is not None else _solve([(t, prep)], opt)[0]
+                yield flow if isinstance(flow, Exception) else _finish(t, prep, flow, opt)
+            except Exception as exc:
+                yield exc
+
     for t in tasks:
         try:
-            s = input_sample(t.payload["input"], t.sample_id)
-            require_arrays(s, ["frames"], stage="flow", producer="mexkit crop")
-            frames = s.read("frames")
-            pairs, apex = _pairs(s, frames, opt)
-            grey = _grey(frames)
-            refs.append(grey[pairs[:, 0]])
-            movs.append(grey[pairs[:, 1]])
-            prepared.append((s, frames, pairs, apex))
+            prep: Any = _prepare(t, opt)
+            size = len(prep[2])
         except Exception as exc:
-            prepared.append(exc)
-    results: list[Any] = []
-    if refs:
-        shapes = {r.shape[1:] for r in refs}
-        if len(shapes) == 1:
-            flows = _flow_batch(np.concatenate(refs), np.concatenate(movs), opt)
-            sizes = np.cumsum([len(r) for r in refs])[:-1]
-            per_sample = np.split(flows, sizes)
-        else:  # mixed frame sizes: one call per sample
-            per_sample = [_flow_batch(r, m, opt) for r, m in zip(refs, movs, strict=True)]
-    it = iter(per_sample if refs else [])
-    for t, prep in zip(tasks, prepared, strict=True):
-        if isinstance(prep, Exception):
-            results.append(prep)
-            continue
-        s, frames, pairs, apex = prep
-        flow = next(it).astype(np.float32)
-        try:
-            arrays: dict[str, np.ndarray] = {"flow": flow, "pairs": pairs}
-            landmarks = None
-            if "landmarks" in s:
-                landmarks = s.read("landmarks")[pairs[:, 0]].astype(np.float32)
-                arrays["landmarks"] = landmarks
-            if "frame_numbers" in s:
-                arrays["frame_numbers"] = s.read("frame_numbers")
-            arrays.update(_derived(flow, landmarks, opt, t.sample_id))
-            if opt["with_apex"]:
-                arrays["apex_image"] = frames[apex]
-            attrs = {"pair_mode": opt["pairs"], "flow_method": opt["method"]}
-            if apex >= 0:
-                attrs["apex_used"] = apex
-            results.append((arrays, attrs))
-        except Exception as exc:
-            results.append(exc)
-    return results
+            prep, size = exc, 0
+        if batch and n_pairs + size > _MAX_BATCH_PAIRS:
+            yield from flush()
+            batch, n_pairs = [], 0
+        batch.append((t, prep))
+        n_pairs += size
+    if batch:
+        yield from flush()
 
 
 def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1",

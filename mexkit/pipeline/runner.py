@@ -10,23 +10,35 @@ end.  One sample's failure is recorded and never cancels the others.
 from __future__ import annotations
 
 import logging
-import sys
+import os
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from .._validate import check_option, check_range
 from ..errors import MexkitError, ParameterError
-from ..io.store import StoreWriter, write_staged_sample
+from ..io.store import StoreWriter, staged_name, write_staged_sample
+from .cache import SampleCache
+from .parallel import (
+    BACKENDS,
+    chunked,
+    current_config,
+    in_shard,
+    parallel_map,
+    progress_bar,
+    watch_parent,
+)
 
-__all__ = ["Task", "StageResult", "run_stage", "BACKENDS"]
+__all__ = ["Task", "StageResult", "run_stage", "batched", "BACKENDS"]
+
+# status, sample id, staged path or one-line reason, traceback
+Outcome = tuple[str, str, str, str]
 
 logger = logging.getLogger("mexkit")
-
-BACKENDS = ("loky", "threading", "dask", "ray")
 
 
 @dataclass
@@ -58,6 +70,7 @@ class StageResult:
     path: Path
     computed: int = 0
     skipped: int = 0
+    from_cache: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -73,93 +86,137 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _work(compute: Callable[[Task], tuple[Mapping[str, Any], Mapping[str, Any]]], task: Task,
-          staging: str, compression: str) -> tuple[str, str, str, str]:
-    """Compute one sample and stage it.  Runs in a worker; never raises."""
+def batched(compute: Callable) -> Callable:
+    """Mark ``compute`` as taking a list of tasks (see ``group`` in :func:`run_stage`)."""
+    compute.batched = True  # type: ignore[attr-defined]
+    return compute
+
+
+def _stage_one(task: Task, res: Any, staging: str, compression: str,
+               cache: SampleCache | None) -> Outcome:
+    """Stage one computed result (or record its exception).  Never raises."""
+    if isinstance(res, BaseException):
+        detail = "" if isinstance(res, MexkitError) else "".join(
+            traceback.format_exception(type(res), res, res.__traceback__))
+        return ("failed", task.sample_id, _one_line(res), detail)
     try:
-        arrays, extra = compute(task)
+        arrays, extra = res
         attrs = dict(task.attrs)
         attrs.update(extra)
         p = write_staged_sample(staging, task.sample_id, task.cache_key, arrays, attrs,
                                 compression=compression)
-        return ("ok", task.sample_id, str(p), "")
-    except Exception as exc:  # one sample's failure must not cancel the others
+    except Exception as exc:
         detail = traceback.format_exc() if not isinstance(exc, MexkitError) else ""
         return ("failed", task.sample_id, _one_line(exc), detail)
+    if cache is not None:
+        cache.put(task.cache_key, p)
+    return ("ok", task.sample_id, str(p), "")
 
 
-def _work_group(compute: Callable[[list[Task]], list[Any]], tasks: list[Task], staging: str,
-                compression: str) -> list[tuple[str, str, str, str]]:
-    """Compute a group of samples together (one batched call), stage each."""
+def _compute_one(compute: Callable, task: Task) -> Any:
     try:
-        results = compute(tasks)
-        if len(results) != len(tasks):
-            raise RuntimeError(f"compute returned {len(results)} results for {len(tasks)} tasks")
-    except Exception as exc:  # the whole group failed: retry one by one
-        if len(tasks) == 1:
-            detail = traceback.format_exc() if not isinstance(exc, MexkitError) else ""
-            return [("failed", tasks[0].sample_id, _one_line(exc), detail)]
-        out = []
+        return compute(task)
+    except Exception as exc:  # one sample's failure must not cancel the others
+        return exc
+
+
+def _iter_batch(compute: Callable, tasks: list[Task]) -> Iterator[tuple[Task, Any]]:
+    """Results of a batched ``compute`` one task at a time, as it yields them.
+
+    If the batch fails as a whole, the tasks it had not yet delivered are
+    computed one by one, so one bad sample fails alone.
+    """
+    done = 0
+    try:
+        for res in compute(tasks):
+            if done >= len(tasks):
+                raise RuntimeError(f"compute returned more than {len(tasks)} results")
+            yield tasks[done], res
+            done += 1
+        if done != len(tasks):
+            raise RuntimeError(f"compute returned {done} results for {len(tasks)} tasks")
+    except Exception as exc:
+        rest = tasks[done:]
+        if len(rest) == 1 and len(tasks) == 1:
+            yield rest[0], exc
+            return
+        for t in rest:
+            yield from _iter_batch(compute, [t])
+
+
+def _run_chunk(compute: Callable, tasks: list[Task], staging: str, compression: str,
+               batched_compute: bool, parent_pid: int, cache_dir: str | None
+               ) -> list[Outcome]:
+    """Compute and stage a chunk of samples, each staged as soon as it is done.
+
+    Runs in a worker (or in the main process with one job); never raises for
+    a sample's failure.  With a cache, samples found there are copied in
+    instead of computed, and samples another job is computing are waited
+    for (see :class:`~mexkit.pipeline.cache.SampleCache`).
+    """
+    watch_parent(parent_pid)
+    cache = SampleCache(cache_dir) if cache_dir else None
+    out: list[Outcome] = []
+    claims: list[Any] = []
+    todo: list[Task] = []
+    waiting: list[Task] = []
+    try:
         for t in tasks:
-            out.extend(_work_group(compute, [t], staging, compression))
-        return out
-    out = []
-    for task, res in zip(tasks, results, strict=True):
-        if isinstance(res, BaseException):
-            out.append(("failed", task.sample_id, _one_line(res), ""))
-            continue
-        out.append(_work(lambda _t, res=res: res, task, staging, compression))
+            if cache is None:
+                todo.append(t)
+                continue
+            if cache.fetch(t.cache_key, t.sample_id, staging, compression) is not None:
+                out.append(_cached_outcome(t, staging))
+                continue
+            claim = cache.claim(t.cache_key)
+            if claim is None:  # another job is computing it
+                waiting.append(t)
+                continue
+            claims.append(claim)
+            if cache.fetch(t.cache_key, t.sample_id, staging, compression) is not None:
+                out.append(_cached_outcome(t, staging))  # finished while we looked
+                continue
+            todo.append(t)
+        out.extend(_compute_and_stage(compute, todo, staging, compression, batched_compute,
+                                      cache))
+    finally:
+        for c in claims:
+            c.release()
+    for t in waiting:  # holding no claim now, so no two jobs wait on each other
+        with cache.wait(t.cache_key):  # type: ignore[union-attr]
+            if cache.fetch(t.cache_key, t.sample_id, staging,  # type: ignore[union-attr]
+                           compression) is not None:
+                out.append(_cached_outcome(t, staging))
+            else:  # the other job failed on it: compute here
+                out.extend(_compute_and_stage(compute, [t], staging, compression,
+                                              batched_compute, cache))
     return out
 
 
-def _iter_results(compute: Callable, todo: Sequence[Task], staging: str, compression: str,
-                  jobs: int, backend: str, group: int = 1) -> Iterable[tuple[str, str, str, str]]:
-    if group > 1:
-        chunks = [list(todo[i:i + group]) for i in range(0, len(todo), group)]
-        if jobs == 1 or len(chunks) <= 1:
-            for c in chunks:
-                yield from _work_group(compute, c, staging, compression)
-            return
-        import joblib
-
-        with joblib.parallel_config(backend=backend, n_jobs=jobs):
-            par = joblib.Parallel(return_as="generator_unordered")
-            for res in par(joblib.delayed(_work_group)(compute, c, staging, compression)
-                           for c in chunks):
-                yield from res
-        return
-    if jobs == 1 or len(todo) <= 1:
-        for t in todo:
-            yield _work(compute, t, staging, compression)
-        return
-    import joblib
-
-    if backend == "dask":
-        try:
-            import distributed  # noqa: F401
-        except ImportError as exc:
-            raise ParameterError(
-                "The 'dask' backend needs dask.distributed (pip install 'dask[distributed]') "
-                "and a running Client."
-            ) from exc
-    if backend == "ray":
-        try:
-            from ray.util.joblib import register_ray
-        except ImportError as exc:
-            raise ParameterError(
-                "The 'ray' backend needs ray (pip install 'ray[default]')."
-            ) from exc
-        register_ray()
-    with joblib.parallel_config(backend=backend, n_jobs=jobs):
-        par = joblib.Parallel(return_as="generator_unordered")
-        yield from par(joblib.delayed(_work)(compute, t, staging, compression) for t in todo)
+def _cached_outcome(task: Task, staging: str) -> Outcome:
+    p = Path(staging) / staged_name(task.sample_id, task.cache_key)
+    return ("cached", task.sample_id, str(p), "")
 
 
-def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Mapping]], *,
+def _compute_and_stage(compute: Callable, tasks: list[Task], staging: str, compression: str,
+                       batched_compute: bool, cache: SampleCache | None) -> list[Outcome]:
+    if not tasks:
+        return []
+    if batched_compute:
+        pairs: Iterable[tuple[Task, Any]] = _iter_batch(compute, tasks)
+    else:
+        pairs = ((t, _compute_one(compute, t)) for t in tasks)
+    return [_stage_one(t, res, staging, compression, cache) for t, res in pairs]
+
+
+def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
               output: str | Path, stage: str, params: Mapping[str, Any],
               upstream: Iterable[Mapping[str, Any]] = (), jobs: int = 1, backend: str = "loky",
               progress: bool = True, compression: str = "gzip",
-              extra_failures: Mapping[str, str] | None = None, group: int = 1) -> StageResult:
+              extra_failures: Mapping[str, str] | None = None, group: int = 1,
+              batched_compute: bool | None = None, retries: int | None = None,
+              shard: tuple[int, int] | None = None, cache: str | Path | None = None,
+              scheduler: str | None = None, address: str | None = None) -> StageResult:
     """Run ``compute`` over ``tasks`` and write the output store.
 
     Parameters
@@ -167,9 +224,11 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
     tasks : sequence of Task
         One per sample; sample ids must be unique.
     compute : callable
-        ``compute(task) -> (arrays, attrs)``; must be picklable (a module-level
-        function) for process backends.  Raise a :class:`MexkitError` for a
-        sample that cannot be processed.
+        ``compute(task) -> (arrays, attrs)``, or, for a batched compute
+        (marked with :func:`batched`), ``compute(list_of_tasks)`` returning
+        or yielding one ``(arrays, attrs)`` or exception per task, in order.
+        Must be picklable (a module-level function) for process backends.
+        Raise a :class:`MexkitError` for a sample that cannot be processed.
     output : path
         The output store.
     stage, params, upstream
@@ -177,7 +236,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
     jobs : int
         Number of workers; 1 runs a plain loop in this process.
     backend : {"loky", "threading", "dask", "ray"}
-        joblib backend for ``jobs > 1``.
+        joblib backend for ``jobs > 1`` (see :mod:`mexkit.pipeline.parallel`).
     progress : bool
         Show a progress bar on stderr (only when stderr is a terminal).
     compression : {"gzip", "lzf"}
@@ -186,22 +245,50 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
         Samples that cannot be computed at all (e.g. failed upstream), with
         their reasons; they are recorded as failures of this stage too.
     group : int
-        When above 1, ``compute`` takes a list of up to ``group`` tasks and
-        returns one ``(arrays, attrs)`` or exception per task, so that a
-        batched solver (TV-L1 on many pairs at once) sees several samples.
-        If a whole group fails, its samples are retried one by one.
+        Samples per chunk sent to one worker (the same chunks for every
+        backend).  A batched compute gets each chunk in one call, so that a
+        batched solver (TV-L1 on many pairs at once) sees several samples;
+        each sample is staged as soon as ``compute`` yields it.  If a batch
+        fails as a whole, its samples are retried one by one.
+    batched_compute : bool, optional
+        Whether ``compute`` takes a list of tasks (default: whether it was
+        marked with :func:`batched`).
+    retries, shard, cache, scheduler, address
+        Default to the settings in force (:func:`mexkit.pipeline.parallel.configure`):
+        how many more times samples lost with a worker are tried before they
+        are recorded as failed; which shard ``(index, count)`` of the samples
+        this job computes (the output then holds that shard only); a shared
+        cache folder of finished samples; the Dask scheduler or Ray cluster.
 
     Returns
     -------
     StageResult
         Counts of computed, skipped (cached) and failed samples.
     """
+    cfg = current_config()
+    retries = cfg.retries if retries is None else retries
+    shard = cfg.shard if shard is None else shard
+    cache = cfg.cache if cache is None else cache
+    scheduler = cfg.scheduler if scheduler is None else scheduler
+    address = cfg.address if address is None else address
+    if batched_compute is None:
+        batched_compute = bool(getattr(compute, "batched", False))
     check_option("backend", backend, BACKENDS)
     check_range("jobs", jobs, 1)
+    check_range("group", group, 1)
+    check_range("retries", retries, 0)
     ids = [t.sample_id for t in tasks]
     if len(set(ids)) != len(ids):
         dup = sorted({s for s in ids if ids.count(s) > 1})
         raise ParameterError(f"Duplicate sample ids: {', '.join(dup[:5])}.")
+    if shard is not None:
+        tasks = [t for t in tasks if in_shard(t.sample_id, shard)]
+        extra_failures = {sid: msg for sid, msg in (extra_failures or {}).items()
+                          if in_shard(sid, shard)}
+        logger.info("%s: shard %d of %d holds %d of %d sample(s)", stage, shard[0], shard[1],
+                    len(tasks), len(ids))
+        ids = [t.sample_id for t in tasks]
+    cache_dir = str(SampleCache(cache).root) if cache else None
     start = time.perf_counter()
     output = Path(output)
     result = StageResult(path=output)
@@ -219,19 +306,47 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
                         "parameters; skipped", stage, result.skipped, len(tasks))
         if todo:
             logger.info("%s: computing %d sample(s)", stage, len(todo))
-        bar = _progress_bar(len(todo), stage, progress)
+        bar = progress_bar(len(todo), stage, enabled=progress)
+        staging = str(writer.staging)
+        pending = {t.sample_id: t for t in todo}
         try:
-            for status, sid, info, detail in _iter_results(compute, todo, str(writer.staging),
-                                                           compression, jobs, backend, group):
-                if status == "ok":
-                    writer.register(sid, keys[sid], info)
-                    result.computed += 1
-                else:
-                    result.failures[sid] = info
-                    logger.error("sample %s failed: %s", sid, info)
-                    if detail:
-                        logger.debug("%s", detail)
-                bar.update(1)
+            for attempt in range(retries + 1):
+                if not pending:
+                    break
+                work = partial(_run_chunk, compute, staging=staging, compression=compression,
+                               batched_compute=batched_compute, parent_pid=os.getpid(),
+                               cache_dir=cache_dir)
+                try:
+                    for outcomes in parallel_map(work, chunked(list(pending.values()), group),
+                                                 jobs=jobs, backend=backend,
+                                                 scheduler=scheduler, address=address):
+                        for status, sid, info, detail in outcomes:
+                            pending.pop(sid, None)
+                            _record(result, writer, keys, status, sid, info, detail)
+                            bar.update(1)
+                except MexkitError:
+                    raise
+                except Exception as exc:  # a worker or the cluster was lost
+                    reason = _one_line(exc)
+                    # a lost worker may have staged samples it could not report
+                    for sid in [s for s, t in pending.items()
+                                if (Path(staging) / staged_name(s, t.cache_key)).exists()]:
+                        _record(result, writer, keys, "ok", sid,
+                                str(Path(staging) / staged_name(sid, keys[sid])), "")
+                        pending.pop(sid)
+                        bar.update(1)
+                    if not pending:
+                        break
+                    if attempt < retries:
+                        logger.warning("%s: %d sample(s) lost with a worker (%s); trying them "
+                                       "again (%d of %d)", stage, len(pending), reason,
+                                       attempt + 1, retries)
+                        continue
+                    for sid in pending:
+                        result.failures[sid] = (f"lost with a worker after {retries + 1} "
+                                                f"attempt(s): {reason}")
+                        logger.error("sample %s failed: %s", sid, result.failures[sid])
+                    pending.clear()
         finally:
             bar.close()
         result.failures.update(extra)
@@ -242,9 +357,17 @@ def run_stage(tasks: Sequence[Task], compute: Callable[[Task], tuple[Mapping, Ma
     return result
 
 
-def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    show = enabled and total > 0 and sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit="sample", file=sys.stderr, disable=not show,
-                dynamic_ncols=True, leave=False)
+def _record(result: StageResult, writer: StoreWriter, keys: Mapping[str, str], status: str,
+            sid: str, info: str, detail: str) -> None:
+    if status in ("ok", "cached"):
+        writer.register(sid, keys[sid], info)
+        if status == "ok":
+            result.computed += 1
+        else:
+            result.skipped += 1
+            result.from_cache += 1
+        return
+    result.failures[sid] = info
+    logger.error("sample %s failed: %s", sid, info)
+    if detail:
+        logger.debug("%s", detail)

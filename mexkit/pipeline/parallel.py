@@ -1,0 +1,385 @@
+"""The parallel map every stage uses, its run settings, and the progress bar.
+
+One function, :func:`parallel_map`, runs a picklable ``func`` over a list of
+chunks (lists of items) and yields each chunk's result as soon as it is
+done.  With one job it is a plain loop in this process; with more, the
+same chunks go to joblib's backend (loky processes, threads, a Dask cluster
+or a Ray cluster).  Chunking is done once, by :func:`chunked`, whatever the
+backend, so a batched solver sees the same groups everywhere (the shape of
+MNE-Python's ``parallel_func``: callers write one loop for every backend).
+
+Settings that a user gives once per command (retries, the cluster address,
+the shard, the shared cache) are held by :func:`configure` for the duration
+of a command and read by the stage runner through :func:`current_config`, so
+every stage gets them without each command passing them by hand.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import hashlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from .._validate import check_option, check_range
+from ..errors import ParameterError
+
+__all__ = [
+    "BACKENDS",
+    "ParallelConfig",
+    "configure",
+    "current_config",
+    "chunked",
+    "parallel_map",
+    "backend_session",
+    "watch_parent",
+    "progress_bar",
+    "parse_shard",
+    "in_shard",
+]
+
+logger = logging.getLogger("mexkit")
+
+#: joblib backends a stage can run on.
+BACKENDS = ("loky", "threading", "dask", "ray")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelConfig:
+    """Run settings shared by every stage of one command.
+
+    Attributes
+    ----------
+    retries : int
+        How many more times samples lost with a worker (a killed process, a
+        lost cluster node) are tried before they are recorded as failed.
+    scheduler : str or None
+        Address of a running Dask scheduler (``tcp://host:8786``) for
+        ``backend="dask"``; None starts a local cluster for the run.
+    address : str or None
+        Address of a running Ray cluster (``host:6379`` or ``auto``) for
+        ``backend="ray"``; None starts a local Ray instance for the run.
+    shard : tuple of int or None
+        ``(index, count)``: this job computes only the samples whose id falls
+        in shard ``index`` of ``count`` (0-based; see :func:`in_shard`).
+    cache : str or None
+        A shared, content-addressed folder of finished samples
+        (:class:`mexkit.pipeline.cache.SampleCache`).
+    """
+
+    retries: int = 2
+    scheduler: str | None = None
+    address: str | None = None
+    shard: tuple[int, int] | None = None
+    cache: str | None = None
+
+
+_DEFAULT_CONFIG = ParallelConfig()
+_CONFIG: contextvars.ContextVar[ParallelConfig | None] = contextvars.ContextVar(
+    "mexkit_parallel_config", default=None)
+
+
+def current_config() -> ParallelConfig:
+    """The settings in force (defaults outside :func:`configure`)."""
+    return _CONFIG.get() or _DEFAULT_CONFIG
+
+
+@contextlib.contextmanager
+def configure(**changes: Any) -> Iterator[ParallelConfig]:
+    """Change some run settings for the duration of a ``with`` block.
+
+    >>> with configure(retries=0, cache="/scratch/mexkit-cache"):
+    ...     run_flow(...)  # doctest: +SKIP
+    """
+    cfg = dataclasses.replace(current_config(), **changes)
+    check_range("retries", cfg.retries, 0)
+    token = _CONFIG.set(cfg)
+    try:
+        yield cfg
+    finally:
+        _CONFIG.reset(token)
+
+
+# ---------------------------------------------------------------------------
+# sharding
+# ---------------------------------------------------------------------------
+_ARRAY_ENV = (
+    # (task id, first id, task count) of each scheduler's array jobs
+    ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"),
+    ("SGE_TASK_ID", "SGE_TASK_FIRST", None),
+    ("PBS_ARRAYID", None, None),
+    ("PBS_ARRAY_INDEX", None, None),
+)
+
+
+def parse_shard(text: str | None, environ: dict[str, str] | None = None
+                ) -> tuple[int, int] | None:
+    """Parse ``--shard``: ``"I/N"`` (0-based), ``"auto"`` or ``"auto/N"``.
+
+    ``auto`` reads the task id of a Slurm (``SLURM_ARRAY_TASK_ID``, minus
+    ``SLURM_ARRAY_TASK_MIN``, count ``SLURM_ARRAY_TASK_COUNT``), SGE
+    (``SGE_TASK_ID`` minus ``SGE_TASK_FIRST``, count from ``SGE_TASK_LAST``
+    and ``SGE_TASK_STEPSIZE``) or PBS (``PBS_ARRAYID`` / ``PBS_ARRAY_INDEX``)
+    array job; give the count as ``auto/N`` where the scheduler does not
+    export it.
+    """
+    if text is None or text == "":
+        return None
+    env = os.environ if environ is None else environ
+    head, _, tail = text.partition("/")
+    count: int | None = None
+    if tail:
+        try:
+            count = int(tail)
+        except ValueError:
+            count = None
+        if count is None or count < 1:
+            raise ParameterError(f"Invalid value for --shard: {text!r}; use I/N with N >= 1, "
+                                 "e.g. 0/4, or auto.")
+    if head == "auto":
+        for id_var, first_var, count_var in _ARRAY_ENV:
+            if id_var not in env:
+                continue
+            try:
+                index = int(env[id_var]) - (int(env[first_var]) if first_var and
+                                             first_var in env else 0)
+                if count is None and count_var and count_var in env:
+                    count = int(env[count_var])
+                if count is None and id_var == "SGE_TASK_ID" and "SGE_TASK_LAST" in env:
+                    step = int(env.get("SGE_TASK_STEPSIZE", "1") or 1)
+                    first = int(env.get("SGE_TASK_FIRST", "1"))
+                    index = (int(env[id_var]) - first) // step
+                    count = (int(env["SGE_TASK_LAST"]) - first) // step + 1
+            except ValueError as exc:
+                raise ParameterError(f"--shard auto: {id_var}={env[id_var]!r} is not an "
+                                     "integer.") from exc
+            if count is None:
+                raise ParameterError(f"--shard auto: {id_var} is set but the number of tasks "
+                                     "is not; give it as --shard auto/N.")
+            head = str(index)
+            break
+        else:
+            raise ParameterError("--shard auto: no array-job task id in the environment "
+                                 "(SLURM_ARRAY_TASK_ID, SGE_TASK_ID, PBS_ARRAYID).")
+    try:
+        index = int(head)
+    except ValueError as exc:
+        raise ParameterError(f"Invalid value for --shard: {text!r}; use I/N (0-based), "
+                             "e.g. 0/4, or auto.") from exc
+    if count is None:
+        raise ParameterError(f"Invalid value for --shard: {text!r}; use I/N, e.g. 0/4.")
+    if not 0 <= index < count:
+        raise ParameterError(f"Invalid value for --shard: shard {index} of {count} does not "
+                             f"exist (shards are numbered 0 to {count - 1}).")
+    return index, count
+
+
+def in_shard(sample_id: str, shard: tuple[int, int] | None) -> bool:
+    """True if ``sample_id`` belongs to ``shard = (index, count)``.
+
+    The shard of a sample is the SHA-256 of its id modulo ``count``: it
+    depends on nothing else, so it is stable when samples are added or
+    removed and the same on every machine.
+    """
+    if shard is None:
+        return True
+    index, count = shard
+    h = int.from_bytes(hashlib.sha256(sample_id.encode()).digest()[:8], "big")
+    return h % count == index
+
+
+# ---------------------------------------------------------------------------
+# the map
+# ---------------------------------------------------------------------------
+def chunked(items: Sequence[T], size: int) -> list[list[T]]:
+    """Split ``items`` into consecutive lists of at most ``size`` items."""
+    check_range("size", size, 1)
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+@contextlib.contextmanager
+def backend_session(backend: str, jobs: int, *, scheduler: str | None = None,
+                    address: str | None = None) -> Iterator[None]:
+    """Set up joblib's ``backend`` for ``jobs`` workers for a ``with`` block.
+
+    ``dask`` uses the Dask client already current in this process, else
+    connects to ``scheduler``, else starts a local cluster of ``jobs``
+    single-threaded worker processes (closed at the end).  ``ray`` connects
+    to ``address``, else starts a local Ray instance with ``jobs`` CPUs
+    (shut down at the end) unless Ray is already initialised.
+    """
+    import joblib
+
+    check_option("backend", backend, BACKENDS)
+    with contextlib.ExitStack() as stack:
+        if backend == "dask":
+            stack.enter_context(_dask_client(jobs, scheduler))
+        elif scheduler is not None:
+            raise ParameterError("--scheduler is for --backend dask (Ray takes --address).")
+        if backend == "ray":
+            stack.enter_context(_ray_session(jobs, address))
+        elif address is not None:
+            raise ParameterError("--address is for --backend ray (Dask takes --scheduler).")
+        stack.enter_context(joblib.parallel_config(backend=backend, n_jobs=jobs))
+        yield
+
+
+@contextlib.contextmanager
+def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ParameterError("The 'dask' backend needs dask.distributed "
+                             "(pip install 'dask[distributed]').") from exc
+    if scheduler is None:
+        try:
+            client = distributed.get_client()
+        except ValueError:
+            client = None
+        if client is not None:
+            yield client
+            return
+        logger.info("dask: starting a local cluster of %d worker process(es)", jobs)
+        with distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster, \
+                distributed.Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = distributed.Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise ParameterError(f"Cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
+    with client:
+        yield client
+
+
+@contextlib.contextmanager
+def _ray_session(jobs: int, address: str | None) -> Iterator[None]:
+    try:
+        import ray
+        from ray.util.joblib import register_ray
+    except ImportError as exc:
+        raise ParameterError("The 'ray' backend needs ray (pip install 'ray[default]').") from exc
+    register_ray()
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        if address is None:
+            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    except ConnectionError as exc:
+        raise ParameterError(f"Cannot reach the Ray cluster at {address!r}: {exc}") from exc
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, jobs: int = 1,
+                 backend: str = "loky", scheduler: str | None = None,
+                 address: str | None = None) -> Iterator[R]:
+    """Yield ``func(chunk)`` for every chunk, in the order they finish.
+
+    Parameters
+    ----------
+    func : callable
+        Takes one chunk (a list); must be picklable (a module-level function)
+        for the process and cluster backends.
+    chunks : iterable of list
+        Usually from :func:`chunked`; the same chunks for every backend.
+    jobs : int
+        Workers.  One runs a plain loop in this process (no joblib at all).
+    backend : {"loky", "threading", "dask", "ray"}
+        joblib backend for ``jobs > 1`` (see :func:`backend_session`).
+    scheduler, address : str, optional
+        A running Dask scheduler or Ray cluster to use.
+
+    Notes
+    -----
+    An exception raised by ``func`` (or a lost worker) ends the iteration
+    with that exception; chunks already yielded stay yielded.
+    """
+    check_range("jobs", jobs, 1)
+    chunks = list(chunks)
+    if jobs == 1 or (len(chunks) <= 1 and backend in ("loky", "threading")):
+        for c in chunks:
+            yield func(c)
+        return
+    import joblib
+
+    with backend_session(backend, jobs, scheduler=scheduler, address=address):
+        par = joblib.Parallel(return_as="generator_unordered")
+        yield from par(joblib.delayed(func)(c) for c in chunks)
+
+
+# ---------------------------------------------------------------------------
+# worker-side: stop with the parent
+# ---------------------------------------------------------------------------
+_WATCHING: set[int] = set()
+_WATCH_LOCK = threading.Lock()
+
+
+def watch_parent(parent_pid: int, *, interval: float = 0.25) -> bool:
+    """Make this worker process exit when ``parent_pid`` (its parent) dies.
+
+    Called at the start of every chunk a worker runs.  It does nothing in
+    the parent itself (one job, threads) or in a process whose parent is
+    another one (a Dask or Ray worker belongs to its cluster, not to the
+    command); in a direct child (a loky worker) it starts, once, a daemon
+    thread that ends the process within ``interval`` seconds of the parent's
+    death, so killing only the main process of a ``-j N`` run stops its
+    workers too.  Samples already staged are kept; the temporary file of the
+    sample in progress is removed by the next run.
+
+    Returns True if the watch is (now) running in this process.
+    """
+    if os.getpid() == parent_pid or os.getppid() != parent_pid:
+        return False
+    with _WATCH_LOCK:
+        if parent_pid in _WATCHING:
+            return True
+        _WATCHING.add(parent_pid)
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="mexkit-parent-watch", daemon=True).start()
+    return True
+
+
+# ---------------------------------------------------------------------------
+# progress
+# ---------------------------------------------------------------------------
+def progress_bar(total: int, desc: str, *, unit: str = "sample", enabled: bool = True) -> Any:
+    """A tqdm bar on stderr, shown only when stderr is a terminal.
+
+    Parameters
+    ----------
+    total : int
+        Number of steps.
+    desc : str
+        Label (the stage name).
+    unit : str
+        What one step is.
+    enabled : bool
+        False hides it (``--quiet``).
+    """
+    from tqdm import tqdm
+
+    show = enabled and total > 0 and sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not show,
+                dynamic_ncols=True, leave=False)
