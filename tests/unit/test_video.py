@@ -243,3 +243,44 @@ def test_content_hash_tracks_names_order_and_bytes(tmp_path):
     assert open_clip(folder, fps=30).content_hash() not in (h0, h1)
     video = _video(tmp_path / "v.avi", 3, "MJPG")
     assert open_clip(video).content_hash() == hashlib.sha256(video.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("claim", [10**8, 10**9])
+def test_header_claiming_huge_frame_count_allocates_nothing_from_it(tmp_path, caplog, claim):
+    """An AVI whose headers claim 10^8 or 10^9 frames but hold 10 (issue 12, item 9)."""
+    import struct
+    import tracemalloc
+
+    path = _video(tmp_path / "claim.avi", 10, "MJPG")
+    data = bytearray(path.read_bytes())
+    avih, strh = data.find(b"avih"), data.find(b"strh")
+    struct.pack_into("<I", data, avih + 8 + 16, claim)   # avih.dwTotalFrames
+    struct.pack_into("<I", data, strh + 8 + 32, claim)   # strh.dwLength
+    path.write_bytes(bytes(data))
+    cap = cv2.VideoCapture(str(path))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == claim    # OpenCV believes the header
+    cap.release()
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="mexkit"):
+            clip = open_clip(path)
+        frames = clip.read_range(0, len(clip))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(clip) == 10 and len(clip.frame_numbers) == 10 and frames.shape[0] == 10
+    assert peak < 50 << 20
+    assert f"claims {claim} frames but holds 10" in caplog.text
+    with pytest.raises(ParameterError):
+        clip.read(10)
+
+
+def test_large_reads_grow_with_the_decoded_frames(tmp_path, monkeypatch):
+    """Above the preallocation bound frames are collected as decoded; same result."""
+    import mexkit.io.video as video
+
+    clip = open_clip(_video(tmp_path / "v.avi", 6, "MJPG"))
+    small = clip.read_range(0, 6)
+    monkeypatch.setattr(video, "_PREALLOCATE_BYTES", 1)
+    np.testing.assert_array_equal(clip.read_range(0, 6), small)
+    np.testing.assert_array_equal(clip.read_indices([5, 0, 3]), small[[5, 0, 3]])
