@@ -20,8 +20,9 @@ def dataset_options(f):
     from ..io.datasets import dataset_names
 
     f = click.option("--sheet", "sheets", multiple=True, metavar="DATASET=FILE",
-                     help="megc2019: the member datasets' own sheets, for their frame "
-                          "numbers (repeatable, e.g. --sheet casme2=CASME2-coding.xlsx).")(f)
+                     help="Another sheet the dataset takes (repeatable): megc2019's parts, "
+                          "for their frame numbers (--sheet casme2=CASME2-coding.xlsx); "
+                          "CAS(ME)^3's macro-expressions (--sheet macro=FILE).")(f)
     f = click.option("--dataset-fps", "dataset_fps", type=click.FloatRange(min=0, min_open=True),
                      default=None,
                      help="Override the dataset's published frame rate (e.g. synthetic "

@@ -63,7 +63,6 @@ _LAYOUTS = ("", "data/part_A", "part_A/data/part_A", "ME_A", "data/part_C", "par
 
 # "spNO.1", "spno.01", "1" -> "spNO.1"
 subject_casme3 = subject_rule(r"(?i)(?:spno\.?\s*)?0*(\d+)", lambda n: f"spNO.{n}")
-_depth_noted: set[str] = set()
 
 
 def _is_macro_sheet(table: Table) -> bool:
@@ -94,13 +93,11 @@ def _candidates(root: Path, e: Entry) -> list[Path]:
 
 
 def _note_depth(name: str, samples: list[Sample]) -> None:
-    if name in _depth_noted:
-        return
+    """One note per sheet read when its recordings have depth frames (not used)."""
     for s in samples:
         if s.source and (Path(s.source).parent / "depth").is_dir():
-            logger.info("%s: depth frames (%s) are not used; mexkit reads the colour "
+            logger.info("%s: depth frames (%s, ...) are not used; mexkit reads the colour "
                         "frames only", name, Path(s.source).parent / "depth")
-            _depth_noted.add(name)
             return
 
 
