@@ -1,0 +1,552 @@
+"""Chaos harness for the feature store: crash-kill, fuzzed-store and hostile-store trials.
+
+Run from the repository root:
+
+    python bench/chaos.py [--seed 12] [--kills 20] [--fuzz 160] [--only crash,fuzz,hostile]
+
+Three kinds of trial, all repeatable for a given ``--seed``, each ending in
+counts printed as one table:
+
+crash
+    A stage run (24 samples, 10-50 ms each, a few hundred kB of arrays) is
+    killed with SIGKILL at a uniformly random moment of its run, assembly
+    included, then resumed, again and again.  After every kill the output
+    store (if any) must open and validate, every sample the run reported as
+    staged and every sample found on disk before must still be there, and
+    no sample finished before a resume may be computed again.  The final
+    store must equal an uninterrupted run's, array for array and attribute
+    for attribute, with no temporary file or staging folder left.
+fuzz
+    A good store is truncated, bit-flipped or overwritten with random bytes
+    (header region included) and opened, read in full, summarised and
+    validated in a child process (with and without the file checksum, half
+    each).  Outcomes: ``ok`` (a change in header padding), ``refused`` (a
+    ``StoreError``), ``other`` (any other exception), ``crash`` (the child
+    died of a signal), ``hang`` (no answer in 20 s).
+hostile
+    Stores and folders built to harm the reader or the writer: external and
+    soft links, external storage, virtual datasets, foreign filters,
+    object/opaque/compound data, nested groups, a fill-value bomb and a gzip
+    bomb, 3000 attributes on a sample, 200,000-deep JSON, a newer schema, a
+    flipped label with the file checksum recomputed, a symlinked or foreign
+    staging folder, a wrong-stage input and an output equal to the input.
+    Each runs in a child limited to 3 GiB of address space and 30 s; it must
+    be refused with a mexkit error (and, for the writer trials, leave the
+    victim files and the existing output byte for byte as they were).
+
+Exit status 0 when every trial held, 1 otherwise.  The default run takes
+about 1-3 minutes on 2 busy cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+N_SAMPLES = 24
+
+
+# --------------------------------------------------------------------------
+# the stage that the crash trials kill (also run as: chaos.py --writer OUT)
+# --------------------------------------------------------------------------
+def _arrays(i: int) -> dict[str, np.ndarray]:
+    r = np.random.default_rng(1000 + i)
+    return {"frames": r.integers(0, 256, (6, 24, 24), dtype=np.uint8),
+            "flow": r.normal(size=(5, 2, 24, 24)).astype(np.float32)}
+
+
+def _compute(task):
+    print(f"computed {task.sample_id}", flush=True)
+    time.sleep(0.01 + 0.02 * (task.payload % 3))
+    return _arrays(task.payload), {"index": task.payload, "label": f"class{task.payload % 3}"}
+
+
+def _tasks(n: int):
+    from mexkit.pipeline.cache import cache_key
+    from mexkit.pipeline.runner import Task
+
+    return [Task(f"chaos/s{i % 4}/c{i:03d}", cache_key("chaos", 1, {}, str(i)),
+                 {"subject": f"s{i % 4}", "clip": f"c{i:03d}"}, i) for i in range(n)]
+
+
+def _writer_main(out: str, n: int) -> None:
+    import mexkit.io.store as store
+    from mexkit.pipeline.runner import run_stage
+
+    original = store.StoreWriter.register
+
+    def register(self, sid, key, path):
+        original(self, sid, key, path)
+        print(f"staged {sid}", flush=True)
+
+    store.StoreWriter.register = register
+    run_stage(_tasks(n), _compute, output=out, stage="chaos", params={}, progress=False)
+    print("finished", flush=True)
+
+
+def _start(out: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, __file__, "--writer", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _on_disk(out: Path) -> set[str]:
+    import h5py
+
+    from mexkit.io.store import open_store
+
+    ids: set[str] = set()
+    if out.exists():
+        with open_store(out) as s:
+            ids |= set(s.sample_ids)
+    staging = out.with_name(out.name + ".staging")
+    if staging.is_dir():
+        for p in staging.glob("*.h5"):
+            if not p.name.startswith("."):
+                with h5py.File(p, "r") as fh:
+                    ids.add(str(fh.attrs["sample_id"]))
+    return ids
+
+
+def _content(path: Path) -> dict:
+    from mexkit.io.store import open_store
+
+    with open_store(path) as s:
+        return {sid: (dict(s[sid].attrs), s[sid].arrays()) for sid in s.sample_ids}
+
+
+def _same(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for sid in a:
+        if a[sid][0] != b[sid][0] or a[sid][1].keys() != b[sid][1].keys():
+            return False
+        if not all(np.array_equal(a[sid][1][k], b[sid][1][k]) for k in a[sid][1]):
+            return False
+    return True
+
+
+def crash_trials(work: Path, rng: np.random.Generator, kills: int) -> Counter:
+    from mexkit.errors import StoreError
+    from mexkit.io.store import remove_store, validate_store
+
+    c: Counter = Counter()
+    reference = work / "reference.h5"
+    t0 = time.perf_counter()
+    proc = _start(reference)
+    _, err = proc.communicate(timeout=300)
+    full = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"the reference run failed:\n{err}")
+    want = _content(reference)
+    out = work / "killed.h5"
+    before: set[str] = set()
+    cycles = 0
+    while c["kills"] < kills:
+        proc = _start(out)
+        # a moment anywhere in a full run, assembly (the last ~10 %) included
+        time.sleep(float(rng.uniform(0.0, full * 1.05)))
+        proc.send_signal(signal.SIGKILL)
+        stdout, _ = proc.communicate(timeout=120)
+        lines = stdout.splitlines()
+        computed = {ln.split(" ", 1)[1] for ln in lines if ln.startswith("computed ")}
+        staged = {ln.split(" ", 1)[1] for ln in lines if ln.startswith("staged ")}
+        killed = proc.returncode == -signal.SIGKILL
+        c["kills" if killed else "runs that finished first"] += 1
+        if out.exists() and validate_store(out):
+            c["unreadable or invalid store"] += 1
+        try:
+            now = _on_disk(out)
+        except (StoreError, OSError):
+            c["unreadable or invalid store"] += 1
+            now = set()
+        c["finished samples lost"] += len((staged | before) - now)
+        c["samples computed twice"] += len(computed & before)
+        before = now
+        if len(now) == N_SAMPLES and out.exists() and "finished" in stdout:
+            # a complete store: compare it, then start a new cycle from nothing
+            c["resumed runs equal to the uninterrupted run"] += _same(_content(out), want)
+            c["resumed runs that differ"] += not _same(_content(out), want)
+            leftovers = list(work.glob(".killed.h5.tmp-*"))
+            c["temporaries left after a finished run"] += len(leftovers)
+            c["staging folders left after a finished run"] += \
+                out.with_name(out.name + ".staging").exists()
+            remove_store(out)
+            before = set()
+            cycles += 1
+    proc = _start(out)
+    stdout, err = proc.communicate(timeout=300)
+    if proc.returncode != 0:
+        c["final resume failed"] += 1
+    else:
+        c["resumed runs equal to the uninterrupted run"] += _same(_content(out), want)
+        c["resumed runs that differ"] += not _same(_content(out), want)
+        c["samples computed twice"] += len(
+            {ln.split(" ", 1)[1] for ln in stdout.splitlines() if ln.startswith("computed ")}
+            & before)
+        c["temporaries left after a finished run"] += len(list(work.glob(".killed.h5.tmp-*")))
+        c["staging folders left after a finished run"] += \
+            out.with_name(out.name + ".staging").exists()
+    c["seconds per full run"] = round(full, 2)
+    return c
+
+
+# --------------------------------------------------------------------------
+# fuzzed stores
+# --------------------------------------------------------------------------
+_OK, _REFUSED, _OTHER = 0, 3, 4
+
+
+def _read_all(path: str, verify: bool) -> None:
+    from mexkit.errors import StoreError
+    from mexkit.io.store import open_store, validate_store
+
+    try:
+        with open_store(path, verify=verify) as s:
+            for sample in s:
+                sample.arrays()
+            s.summary()
+        if validate_store(path):
+            raise StoreError("invalid")
+    except StoreError:
+        os._exit(_REFUSED)
+    except BaseException:
+        os._exit(_OTHER)
+    os._exit(_OK)
+
+
+def _child(target, args, timeout: float, mem_bytes: int | None = None) -> str:
+    ctx = mp.get_context("fork")
+
+    def run(*a):
+        if mem_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+        target(*a)
+
+    proc = ctx.Process(target=run, args=args)
+    proc.start()
+    proc.join(timeout)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+        return "hang"
+    return {_OK: "ok", _REFUSED: "refused", _OTHER: "other"}.get(proc.exitcode, "crash")
+
+
+def _good_store(path: Path) -> Path:
+    from mexkit.pipeline.runner import run_stage
+
+    def compute(task):
+        return _arrays(task.payload), {"label": "positive", "aus": [4, 7]}
+
+    run_stage(_tasks(3), compute, output=path, stage="chaos", params={"alpha": 1},
+              progress=False)
+    return path
+
+
+def fuzz_trials(work: Path, rng: np.random.Generator, n: int) -> Counter:
+    data = _good_store(work / "good.h5").read_bytes()
+    c: Counter = Counter()
+    for i in range(n):
+        b = bytearray(data)
+        kind = i % 4
+        if kind == 0:
+            b = b[: int(rng.integers(0, len(b)))]
+        elif kind == 1:
+            pos = int(rng.integers(0, len(b)))
+            b[pos] ^= 1 << int(rng.integers(0, 8))
+        elif kind == 2:
+            pos = int(rng.integers(0, len(b) - 16))
+            b[pos:pos + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+        else:
+            pos = int(rng.integers(0, min(len(b), 2048)))
+            b[pos] ^= 1 << int(rng.integers(0, 8))
+        p = work / f"fuzz{i:04d}.h5"
+        p.write_bytes(bytes(b))
+        c[_child(_read_all, (str(p), i % 2 == 0), 20.0)] += 1
+        p.unlink()
+    return c
+
+
+# --------------------------------------------------------------------------
+# hostile stores and folders
+# --------------------------------------------------------------------------
+def _tampered(work: Path, name: str, action) -> Path:
+    import h5py
+
+    from mexkit.io.store import _seal
+
+    p = work / f"{name}.h5"
+    shutil.copyfile(work / "good.h5", p)
+    with h5py.File(p, "r+") as fh:
+        action(fh)
+    _seal(p)
+    return p
+
+
+def _sample(fh):
+    return fh["samples"][next(iter(fh["samples"]))]
+
+
+def _hostile_stores(work: Path) -> dict[str, Path]:
+    import h5py
+
+    other = work / "other.h5"
+    with h5py.File(other, "w") as fh:
+        fh.create_dataset("x", data=np.zeros(4))
+    raw = work / "raw.bin"
+    raw.write_bytes(bytes(80))
+
+    def ext_link(fh):
+        _sample(fh)["elsewhere"] = h5py.ExternalLink(str(other), "/x")
+
+    def soft_link(fh):
+        _sample(fh)["again"] = h5py.SoftLink(_sample(fh).name + "/frames")
+
+    def external(fh):
+        _sample(fh).create_dataset("ext", shape=(10,), dtype="f8", external=[(str(raw), 0, 80)])
+
+    def virtual(fh):
+        layout = h5py.VirtualLayout(shape=(4,), dtype="f8")
+        layout[:] = h5py.VirtualSource(str(other), "x", shape=(4,))
+        _sample(fh).create_virtual_dataset("virt", layout)
+
+    def scaleoffset(fh):
+        _sample(fh).create_dataset("so", data=np.arange(100, dtype="i4"), chunks=(10,),
+                                   scaleoffset=0)
+
+    def obj_attr(fh):
+        fh.attrs.create("ref", fh["samples"].ref, dtype=h5py.special_dtype(ref=h5py.Reference))
+
+    def opaque(fh):
+        fh.attrs["payload"] = np.void(b"\x80\x04\x95 pickle-like bytes")
+
+    def compound(fh):
+        _sample(fh).create_dataset("rec", data=np.zeros(3, dtype=[("a", "i4"), ("b", "f8")]))
+
+    def nested(fh):
+        _sample(fh).create_group("inner").create_dataset("x", data=np.zeros(3))
+
+    def fill_bomb(fh):
+        _sample(fh).create_dataset("huge", shape=(2000, 1000, 1000), dtype=np.uint8,
+                                   chunks=(1, 1000, 1000), compression="gzip")
+
+    def gzip_bomb(fh):
+        side = 8192
+        ds = _sample(fh).create_dataset("zeros", shape=(25, side, side), dtype=np.uint8,
+                                        chunks=(1, side, side), compression="gzip")
+        blob = zlib.compress(bytes(side * side), 9)
+        for i in range(25):
+            ds.id.write_direct_chunk((i, 0, 0), blob)
+
+    def many_attrs(fh):
+        g = _sample(fh)
+        for i in range(3000):
+            g.attrs[f"a{i}"] = i
+
+    def deep_json(fh):
+        _sample(fh).attrs["aus"] = "json:" + "[" * 200_000 + "]" * 200_000
+
+    def newer(fh):
+        fh.attrs["mexkit_schema"] = 99
+
+    return {name: _tampered(work, name, fn) for name, fn in [
+        ("external link", ext_link), ("soft link", soft_link),
+        ("external storage", external), ("virtual dataset", virtual),
+        ("foreign filter (scale-offset)", scaleoffset), ("reference attribute", obj_attr),
+        ("opaque attribute", opaque), ("compound dataset", compound),
+        ("group inside a sample", nested), ("fill-value bomb (2 GB declared)", fill_bomb),
+        ("gzip bomb (1.6 GB of zeros)", gzip_bomb), ("3000 attributes", many_attrs),
+        ("200,000-deep JSON attribute", deep_json), ("newer schema", newer)]}
+
+
+def _expect_refusal(path: str) -> None:
+    """Open, read, summarise and validate; exit _REFUSED only for a clean refusal."""
+    from mexkit.errors import MexkitError
+    from mexkit.io.store import open_store, validate_store
+
+    try:
+        problems = validate_store(path)
+        if not problems:
+            with open_store(path) as s:
+                for sample in s:
+                    sample.arrays()
+                s.summary()
+            os._exit(_OK)
+        os._exit(_REFUSED)
+    except MexkitError:
+        os._exit(_REFUSED)
+    except BaseException:
+        os._exit(_OTHER)
+
+
+def _writer_trial(kind: str, work: str) -> None:
+    """One hostile writer situation; exit _REFUSED if refused and nothing was harmed."""
+    from mexkit.errors import MexkitError
+    from mexkit.pipeline.temporal import run_tim
+
+    w = Path(work) / kind.replace(" ", "_")
+    w.mkdir()
+    victim = w / "victim"
+    victim.mkdir()
+    (victim / "thesis.tex").write_text("years of work")
+    (victim / "data.h5").write_bytes(b"not a store")
+    good = Path(work) / "good.h5"
+    out = w / "out.h5"
+    try:
+        if kind == "symlinked staging folder":
+            (w / "out.h5.staging").symlink_to(victim)
+            run_tim(good, out, n_frames=4, progress=False)
+        elif kind == "foreign staging folder":
+            shutil.copytree(victim, w / "out.h5.staging")
+            run_tim(good, out, n_frames=4, progress=False)
+            victim = w / "out.h5.staging"
+        elif kind == "wrong-stage input":
+            from mexkit.pipeline.flow import run_strain
+
+            run_strain(good, out, progress=False)          # a good strain store
+            kept = out.read_bytes()
+            tim = w / "t.h5"
+            run_tim(good, tim, n_frames=4, progress=False)
+            try:
+                run_strain(tim, out, progress=False)       # a store without flow: a typo
+            finally:
+                if out.read_bytes() != kept:
+                    os._exit(_OTHER)
+        elif kind == "output equal to input":
+            copy = w / "in.h5"
+            shutil.copyfile(good, copy)
+            kept = copy.read_bytes()
+            try:
+                run_tim(copy, copy, n_frames=4, progress=False)
+            finally:
+                if copy.read_bytes() != kept:
+                    os._exit(_OTHER)
+        os._exit(_OK)
+    except MexkitError:
+        files = sorted(p.name for p in victim.iterdir())
+        intact = files == ["data.h5", "thesis.tex"] and \
+            (victim / "thesis.tex").read_text() == "years of work"
+        os._exit(_REFUSED if intact else _OTHER)
+    except BaseException:
+        os._exit(_OTHER)
+
+
+def _flipped_label_trial(path: str) -> None:
+    from mexkit.io.store import validate_store
+
+    os._exit(_REFUSED if validate_store(path) else _OK)
+
+
+def hostile_trials(work: Path) -> tuple[Counter, dict[str, str]]:
+    if not (work / "good.h5").exists():
+        _good_store(work / "good.h5")
+    outcomes: dict[str, str] = {}
+    for name, path in _hostile_stores(work).items():
+        outcomes[name] = _child(_expect_refusal, (str(path),), 30.0, 3 << 30)
+        path.unlink()
+
+    def flip(fh):
+        g = _sample(fh)
+        g.attrs["label"] = "negative"
+
+    p = _tampered(work, "label", flip)
+    outcomes["flipped label, checksum recomputed"] = _child(_flipped_label_trial, (str(p),), 30)
+    for kind in ("symlinked staging folder", "foreign staging folder", "wrong-stage input",
+                 "output equal to input"):
+        outcomes[kind] = _child(_writer_trial, (kind, str(work)), 60.0, 3 << 30)
+    return Counter(outcomes.values()), outcomes
+
+
+# --------------------------------------------------------------------------
+def _load() -> str:
+    try:
+        one, five, _ = os.getloadavg()
+        return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
+    except OSError:
+        return "load average unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=12)
+    ap.add_argument("--kills", type=int, default=20, help="SIGKILLs in the crash trials")
+    ap.add_argument("--fuzz", type=int, default=160, help="fuzzed stores")
+    ap.add_argument("--only", default="crash,fuzz,hostile")
+    ap.add_argument("--json", action="store_true", help="also print the counts as JSON")
+    ap.add_argument("--writer", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.writer:
+        _writer_main(args.writer, N_SAMPLES)
+        return 0
+    import logging
+
+    logging.getLogger("mexkit").setLevel(logging.CRITICAL)
+    import mexkit
+
+    rng = np.random.default_rng(args.seed)
+    parts = {p.strip() for p in args.only.split(",")}
+    print(f"mexkit {mexkit.__version__}, Python {platform.python_version()}, seed {args.seed}, "
+          f"{_load()} at start")
+    results: dict[str, dict] = {}
+    ok = True
+    t_all = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mexkit-chaos-") as tmp:
+        work = Path(tmp)
+        if "crash" in parts:
+            t = time.perf_counter()
+            c = crash_trials(work, rng, args.kills)
+            results["crash"] = dict(c)
+            bad = sum(c[k] for k in ("unreadable or invalid store", "finished samples lost",
+                                     "samples computed twice", "resumed runs that differ",
+                                     "final resume failed",
+                                     "temporaries left after a finished run",
+                                     "staging folders left after a finished run"))
+            ok &= bad == 0
+            print(f"\ncrash-kill trials ({time.perf_counter() - t:.0f} s)")
+            for k in ("kills", "runs that finished first", "unreadable or invalid store",
+                      "finished samples lost", "samples computed twice",
+                      "resumed runs equal to the uninterrupted run", "resumed runs that differ",
+                      "final resume failed", "temporaries left after a finished run",
+                      "staging folders left after a finished run", "seconds per full run"):
+                print(f"  {k:<46} {c[k]}")
+        if "fuzz" in parts:
+            t = time.perf_counter()
+            c = fuzz_trials(work, rng, args.fuzz)
+            results["fuzz"] = dict(c)
+            ok &= c["other"] == c["crash"] == c["hang"] == 0
+            print(f"\nfuzzed stores ({time.perf_counter() - t:.0f} s): {args.fuzz} variants")
+            for k in ("refused", "ok", "other", "crash", "hang"):
+                print(f"  {k:<46} {c[k]}")
+        if "hostile" in parts:
+            t = time.perf_counter()
+            c, outcomes = hostile_trials(work)
+            results["hostile"] = outcomes
+            ok &= set(outcomes.values()) == {"refused"}
+            print(f"\nhostile stores and folders ({time.perf_counter() - t:.0f} s): "
+                  f"{len(outcomes)} trials, {c['refused']} refused cleanly")
+            for name, outcome in outcomes.items():
+                print(f"  {name:<46} {outcome}")
+    print(f"\n{'all trials held' if ok else 'SOME TRIALS FAILED'} in "
+          f"{time.perf_counter() - t_all:.0f} s; {_load()} at the end")
+    if args.json:
+        print(json.dumps(results, sort_keys=True))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
