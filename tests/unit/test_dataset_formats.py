@@ -231,6 +231,18 @@ def test_casme3_part_a_clips_long_videos_and_depth_note(tmp_path, caplog):
     assert next(a for a in adapters() if a.name == "casme3-a-lv").long
 
 
+def test_casme3_distributed_clip_folders(tmp_path, caplog):
+    rows = [CASME3_HEADER, ["spNO.1", "a", 120, 131, 140, 4, "III", "disgust"]]
+    sheet = write_xlsx(tmp_path / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", {"label": rows})
+    clip = frames(tmp_path / "Part_A_ME_clip" / "frame" / "spNO.1_a_120", range(120, 141),
+                  "{}.jpg")
+    (tmp_path / "Part_A_ME_clip" / "depth" / "spNO.1_a_120").mkdir(parents=True)
+    with caplog.at_level(logging.INFO, logger="mexkit"):
+        (s,) = load_dataset(None, sheet)
+    assert s.source == str(clip) and (s.onset, s.apex, s.offset, s.n_frames) == (0, 11, 20, 21)
+    assert s.aus == "4" and "depth frames" in caplog.text
+
+
 def test_casme3_macro_sheet_and_part_c(tmp_path):
     sheet = casme3_fixture(tmp_path)
     mae = write_xlsx(tmp_path / "part_A" / "cas(me)3_part_A_MaE_label_JpgIndex_v2_emotion.xlsx",

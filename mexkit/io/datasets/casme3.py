@@ -9,12 +9,16 @@ such as ``a``), onset, apex and offset as JPG indices of the recording's
 emotion (happy, disgust, fear, anger, sad, surprise, others).  Part C
 (``CAS(ME)3_part_C_ME.xlsx``, mock-crime paradigm) has the same columns.
 
-Frames: ``root/spNO.1/a/color/<index>.jpg`` (also under ``data/part_A/``,
-``part_A/data/part_A/``, ``ME_A/``, ``ME_C/``, ``data/part_C/``); a
-recording folder without a ``color`` folder is taken as the frames
-themselves.  The ``depth`` folders beside ``color`` are not read: mexkit's
-stages work on RGB/grey frames only, so the depth modality is ignored (a note
-is logged once).
+Frames: the distributed clip folders
+``root/Part_A_ME_clip/frame/spNO.1_a_120/<index>.jpg`` (``Part_A_MaE_clip``
+for macro-expressions; folder ``<Subject>_<Filename>_<Onset>``), or the whole
+recordings ``root/spNO.1/a/color/<index>.jpg`` (also under ``data/part_A/``,
+``part_A/data/part_A/``, ``ME_A/``, ``ME_C/``, ``data/part_C/``; a recording
+folder without a ``color`` folder is taken as the frames themselves).
+``casme3-a`` looks for the clip folders first, the long-video adapters for
+the recordings first.  The ``depth`` frames beside the colour ones are not
+read: mexkit's stages work on RGB/grey frames only, so the depth modality is
+ignored (a note is logged for each sheet read).
 
 ``casme3-a`` gives one sample per expression (recognition: crop with
 ``--unit clip``, the default for it); ``casme3-a-lv`` and ``casme3-c`` give
@@ -84,7 +88,7 @@ def _entries(path: Path, name: str, sh_name: str, *, macro: bool | None = None
     return sh, entries
 
 
-def _candidates(root: Path, e: Entry) -> list[Path]:
+def _recordings(root: Path, e: Entry) -> list[Path]:
     out = []
     for layout in _LAYOUTS:
         base = root / layout / e.subject / e.video if layout else root / e.subject / e.video
@@ -92,12 +96,29 @@ def _candidates(root: Path, e: Entry) -> list[Path]:
     return out
 
 
+def _clips(root: Path, e: Entry) -> list[Path]:
+    """The distributed clip folders: ``Part_A_ME_clip/frame/spNO.1_a_120/<n>.jpg``."""
+    name = f"{e.subject}_{e.video}_{e.onset}"
+    part = "MaE" if e.kind == "macro" else "ME"
+    out = []
+    for base in (root, root / "part_A", root / "data"):
+        for top in (base / f"Part_A_{part}_clip", base / f"Part_A_{part}_clip" /
+                    f"Part_A_{part}_clip"):
+            out.append(top / "frame" / name)
+    return out
+
+
 def _note_depth(name: str, samples: list[Sample]) -> None:
-    """One note per sheet read when its recordings have depth frames (not used)."""
+    """One note per sheet read when depth frames lie beside the colour ones (not used)."""
     for s in samples:
-        if s.source and (Path(s.source).parent / "depth").is_dir():
+        if not s.source:
+            continue
+        source = Path(s.source)
+        depth = (source.parent / "depth" if source.name == "color"
+                 else source.parent.parent / "depth" / source.name)
+        if depth.is_dir():
             logger.info("%s: depth frames (%s, ...) are not used; mexkit reads the colour "
-                        "frames only", name, Path(s.source).parent / "depth")
+                        "frames only", name, depth)
             return
 
 
@@ -107,13 +128,19 @@ def _load(request: LoadRequest, *, short: bool) -> list[Sample]:
     macro = (request.sheets or {}).get("macro")
     samples: list[Sample] = []
     src = Sources(name, request.root, request.fps)
+    root = request.root
+
+    def candidates(e: Entry) -> list[Path]:
+        # clips first for recognition, whole recordings first for spotting
+        return _clips(root, e) + _recordings(root, e) if short else (
+            _recordings(root, e) + _clips(root, e))
+
     if macro is not None:
         msh, mentries = _entries(Path(macro), name, name, macro=True)
-        samples += resolve_sources(mentries, msh, src,
-                                   lambda e: _candidates(request.root, e),
-                                   first_number=0, short=short)
-    samples = resolve_sources(entries, sh, src, lambda e: _candidates(request.root, e),
-                              first_number=0, short=short) + samples
+        samples += resolve_sources(mentries, msh, src, candidates, first_number=0,
+                                   short=False)
+    samples = resolve_sources(entries, sh, src, candidates, first_number=0,
+                              short=False) + samples
     _note_depth(name, samples)
     return samples
 
@@ -142,7 +169,8 @@ def _has_header(book: Mapping[str, list[Row]]) -> bool:
 
 _SHEET_A = ("`cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx` (or the `MaE` sheet): `Subject, "
             "Filename, Onset, Apex, Offset, AU, Objective class, emotion`")
-_LAYOUT = "`spNO.1/a/color/<index>.jpg` (depth folders ignored)"
+_LAYOUT = ("`Part_A_ME_clip/frame/spNO.1_a_120/<index>.jpg` or `spNO.1/a/color/<index>.jpg` "
+           "(depth ignored)")
 
 
 @register_dataset(
@@ -151,7 +179,7 @@ _LAYOUT = "`spNO.1/a/color/<index>.jpg` (depth folders ignored)"
     sheet=_SHEET_A, layout=_LAYOUT, reference="Li et al., IEEE TPAMI 2023")
 def load_casme3_a(request: LoadRequest) -> list[Sample]:
     """Part A: each expression as a clip of its recording (onset..offset)."""
-    return _load(request, short=False)
+    return _load(request, short=True)
 
 
 @register_dataset(
