@@ -386,3 +386,13 @@ def test_many_missing_paths_are_summarised(tmp_path, caplog):
     lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(lines) == 6
     assert "200 of 200 paths in g.csv do not exist" in lines[-1].getMessage()
+
+
+def test_megc_unseen_in_the_submission_columns_and_test_set_folder(tmp_path):
+    sheet = write_csv(tmp_path / "megc2023_unseen_gt.csv", [
+        ["vid", "pred_onset", "pred_offset", "type"], ["casme_042", 15, 40, "mae"]])
+    clip = frames(tmp_path / "MEGC2022_testSet" / "CAS_Test_cropped" / "casme_042",
+                  range(1, 61), "img{:05d}.jpg")
+    assert detect_dataset(sheet) == "megc-unseen"
+    (s,) = load_dataset(None, sheet)
+    assert s.source == str(clip) and (s.onset, s.offset, s.kind, s.fps) == (14, 39, "macro", 30.0)

@@ -3,15 +3,16 @@
 The test sets are long videos taken from SAMM (200 fps) and CAS(ME)^3
 (30 fps) that the training sets do not hold.  Their ground truth is one table
 with a header: the video (``vid``, ``video``, ``Filename``), the interval
-(``onset``, ``offset``, inclusive, 1-based frame numbers; ``gt_onset`` and
-``gt_offset`` are accepted), the expression type (``type``: micro or macro,
-``ME``/``MaE`` accepted) and optionally the source dataset.  The sheet is
+(``onset``, ``offset``, inclusive, 1-based frame numbers; ``gt_onset`` /
+``gt_offset`` and the submission format's ``pred_onset`` / ``pred_offset`` are
+accepted), the expression type (``type``: micro or macro, or the challenge's
+``me``/``mae``) and optionally the source dataset.  The sheet is
 recognised by ``MEGC`` together with ``test`` or ``unseen`` in its file name.
 The source dataset (and so the frame rate) comes from a ``dataset`` column,
 else from the video's name: ``037_4``-style names are SAMM's, others
 (``spNO.216_a``-style) CAS(ME)^3's.  Frames: ``root/<vid>/`` (also under
-``SAMM_Test_cropped/``, ``CAS_Test_cropped/``, ``SAMM/``, ``CAS/``), a
-folder or a video file.
+``SAMM_Test_cropped/``, ``CAS_Test_cropped/``, ``SAMM/``, ``CAS/``, and those
+under ``MEGC2022_testSet/``), a folder or a video file.
 
 References
 ----------
@@ -42,8 +43,9 @@ from .registry import LoadRequest, register_dataset
 
 UNSEEN_COLUMNS = Columns(subject=("subject", "sub", "vid", "video", "videoname", "filename"),
                          clip=("vid", "video", "videoname", "filename"),
-                         onset=("onset", "gtonset", "onsetframe", "startframe"),
-                         apex=(), offset=("offset", "gtoffset", "offsetframe", "endframe"),
+                         onset=("onset", "gtonset", "onsetframe", "startframe", "predonset"),
+                         apex=(), offset=("offset", "gtoffset", "offsetframe", "endframe",
+                                          "predoffset"),
                          kind=("type", "expressiontype", "label"),
                          emotion=("emotion", "estimatedemotion"))
 PART_FPS = {"samm": 200.0, "casme3": 30.0}
@@ -108,8 +110,9 @@ def load_megc_unseen(request: LoadRequest) -> list[Sample]:
             e.video = e.clip
             e.clip = f"{e.video}_{e.onset}"
         fps = request.fps if request.fps is not None else PART_FPS[part]
-        folders = ("", "SAMM_Test_cropped", "SAMM_Test", "SAMM") if part == "samm" else (
-            "", "CAS_Test_cropped", "CAS_Test", "CAS", "CASME3")
+        names = ("SAMM_Test_cropped", "SAMM_Test", "SAMM") if part == "samm" else (
+            "CAS_Test_cropped", "CAS_Test", "CAS", "CASME3")
+        folders = ("", *names, *(f"MEGC2022_testSet/{n}" for n in names))
 
         def candidates(e: Entry, folders: tuple[str, ...] = folders) -> list[Path]:
             bases = [root / d / e.video for d in folders]
