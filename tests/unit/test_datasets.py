@@ -297,7 +297,8 @@ def test_samm_lv_intervals_quirks_and_grouping(tmp_path, caplog):
 def test_samm_lv_unknown_type_is_an_error(tmp_path):
     rows = [["title"], SAMMLV_HEADER, ["006", "006_1_1", "1_1", 1, 2, 3, 3, "Blink", "", ""]]
     sheet = write_xlsx(tmp_path / "lv.xlsx", {"s": rows})
-    assert_row_skipped("row 3: expression type 'Blink'", lambda **kw: load_dataset("samm-lv", sheet, **kw))
+    assert_row_skipped("row 3: expression type 'Blink'",
+                       lambda **kw: load_dataset("samm-lv", sheet, **kw))
 
 
 # -- CAS(ME)^2 ---------------------------------------------------------------------------
@@ -382,9 +383,11 @@ def test_generic_contract_checks(tmp_path, caplog):
     assert (s.onset, s.apex, s.offset, s.label, s.dataset) == (2, None, 8, None, "generic")
     assert s.n_frames == 10 and s.sample_id == "generic/p1/c1"
     bad = write_csv(tmp_path / "b.csv", [header, ["x", 10, 2, 5, 50, "clips/c1", "c1", "p1"]])
-    assert_row_skipped(r"row 2: clip 'c1': offset 10 but .* has 10 frames", lambda **kw: load_dataset("generic", bad, **kw))
+    assert_row_skipped(r"row 2: clip 'c1': offset 10 but .* has 10 frames",
+                       lambda **kw: load_dataset("generic", bad, **kw))
     fps = write_csv(tmp_path / "f.csv", [header, ["x", 8, 2, 5, "fast", "clips/c1", "c1", "p1"]])
-    assert_row_skipped("row 2: fps 'fast' is not a number", lambda **kw: load_dataset("generic", fps, **kw))
+    assert_row_skipped("row 2: fps 'fast' is not a number",
+                       lambda **kw: load_dataset("generic", fps, **kw))
     missing = write_csv(tmp_path / "m.csv", [header[:-1], ["x", 8, 2, 5, 50, "clips/c1", "c1"]])
     with pytest.raises(DatasetError, match="no header row with the columns subject"):
         load_dataset("generic", missing)
