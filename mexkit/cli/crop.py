@@ -35,12 +35,17 @@ def dataset_options(f):
                           "stdin (as `mexkit synth` prints it).")(f)
     f = click.option("--dataset", type=click.Choice(dataset_names()), default=None,
                      help="The sheet's dataset (default: detected from the sheet).")(f)
+    f = click.option("--encoding", default=None,
+                     help="Text encoding of a CSV sheet (e.g. cp1252, gbk); default UTF-8, "
+                          "with a warning naming any line that is not.")(f)
     return f
 
 
 def load_samples(dataset: str | None, annotations: str, root: Path | None,
-                 fps: float | None = None, sheets: tuple[str, ...] = ()):
+                 fps: float | None = None, sheets: tuple[str, ...] = (),
+                 encoding: str | None = None):
     """Parse the dataset options; returns (samples, provenance record of the sheet)."""
+    from ..io.sheets import csv_encoding
     from ..pipeline.crop import load_annotated
 
     sheet = resolve_input(annotations, what="annotation sheet")
@@ -50,7 +55,9 @@ def load_samples(dataset: str | None, annotations: str, root: Path | None,
             raise ParameterError(f"--sheet takes DATASET=FILE, but got {item!r}.")
         key, value = item.split("=", 1)
         extra[key.strip()] = value.strip()
-    return load_annotated(sheet, dataset=dataset, root=root, fps=fps, sheets=extra or None)
+    with csv_encoding(encoding):
+        return load_annotated(sheet, dataset=dataset, root=root, fps=fps,
+                              sheets=extra or None)
 
 
 def default_unit(record: dict, samples) -> str:
@@ -99,7 +106,8 @@ def default_unit(record: dict, samples) -> str:
 @click.option("--device", default=None, help="Torch device for --detector fan.")
 @output_option
 @jobs_options
-def crop_cmd(inputs: tuple[Path, ...], dataset: str | None, annotations: str | None,
+def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None,
+             annotations: str | None,
              root: Path | None, dataset_fps: float | None, sheets: tuple[str, ...],
              detector: str, mode: str, size: int | None, margin: float,
              grey: bool, fps: float | None, unit: str | None, smooth: float, max_gap: int,
@@ -130,14 +138,15 @@ def crop_cmd(inputs: tuple[Path, ...], dataset: str | None, annotations: str | N
     if annotations is not None:
         if inputs:
             raise ParameterError("Give either INPUTS or --annotations, not both.")
-        samples, record = load_samples(dataset, annotations, root, dataset_fps, sheets)
+        samples, record = load_samples(dataset, annotations, root, dataset_fps, sheets,
+                                       encoding)
         upstream.append(record)
         specs = clips_from_samples(samples, unit=unit or default_unit(record, samples))
         base = Path(record["path"]).parent.name or "dataset"
     elif inputs:
-        if dataset or root or dataset_fps or sheets:
-            raise ParameterError("--dataset, --root, --dataset-fps and --sheet need "
-                                 "--annotations.")
+        if dataset or root or dataset_fps or sheets or encoding:
+            raise ParameterError("--dataset, --root, --dataset-fps, --sheet and --encoding "
+                                 "need --annotations.")
         specs = clips_from_paths(inputs, fps=fps)
         base = inputs[0].stem if len(inputs) == 1 else "clips"
     else:

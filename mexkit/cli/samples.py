@@ -19,7 +19,8 @@ from .crop import dataset_options, load_samples
 @click.option("--strict", is_flag=True,
               help="Make every repaired or skipped sheet row an error (default: warn, "
                    "repair what is unambiguous, skip the rest).")
-def samples_cmd(dataset: str | None, annotations: str | None, root: Path | None,
+def samples_cmd(encoding: str | None, dataset: str | None, annotations: str | None,
+                root: Path | None,
                 dataset_fps: float | None, sheets: tuple[str, ...], scheme: str | None,
                 list_all: bool, as_json: bool, strict: bool) -> int:
     """Print the parsed sample list with counts per subject and label.
@@ -40,7 +41,8 @@ def samples_cmd(dataset: str | None, annotations: str | None, root: Path | None,
     from ..io.datasets import collect_report, format_summary, summarize
 
     with collect_report(strict=strict) as report:
-        samples, record = load_samples(dataset, annotations, root, dataset_fps, sheets)
+        samples, record = load_samples(dataset, annotations, root, dataset_fps, sheets,
+                                       encoding)
     outside: list[tuple[str, str]] = []
     if scheme is not None:
         from ..labels import apply_scheme

@@ -25,12 +25,14 @@ Sheets without a header (CAS(ME)^2) are read with :func:`read_rows`.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import io
 import logging
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ __all__ = [
     "escape_formula",
     "unescape_formula",
     "looks_like_sheet",
+    "csv_encoding",
 ]
 
 logger = logging.getLogger("mexkit")
@@ -249,8 +252,47 @@ def unescape_formula(text: str) -> str:
     return text
 
 
+_ENCODING: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "mexkit_csv_encoding", default=None)
+
+
+@contextlib.contextmanager
+def csv_encoding(encoding: str | None) -> Iterator[None]:
+    """Read CSV sheets in ``encoding`` inside the block (None: UTF-8, see the module notes).
+
+    Raises
+    ------
+    DatasetError
+        ``encoding`` is not a codec Python knows.
+    """
+    if encoding is not None:
+        import codecs
+
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise DatasetError(f"Invalid value for the 'encoding' parameter: {encoding!r} is "
+                               "not a known text encoding (e.g. utf-8, cp1252, gbk).") from None
+    token = _ENCODING.set(encoding)
+    try:
+        yield
+    finally:
+        _ENCODING.reset(token)
+
+
 def _decode(raw: bytes, path: Path) -> str:
-    """UTF-8 (with or without BOM); lines that are not are decoded as cp1252 with a warning."""
+    """UTF-8 (with or without BOM); lines that are not are decoded as cp1252 with a warning.
+
+    Inside :func:`csv_encoding` the given encoding is used for the whole file.
+    """
+    encoding = _ENCODING.get()
+    if encoding is not None:
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            line = raw[:exc.start].count(b"\n") + 1
+            raise DatasetError(f"{path}: line {line} is not {encoding} text ({exc.reason}); "
+                               "check the --encoding") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -271,7 +313,8 @@ def _decode(raw: bytes, path: Path) -> str:
                 out.append(line.decode("latin-1"))
     shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
     logger.warning("%s: %d line(s) are not UTF-8 (line %s); read as Windows-1252/Latin-1: "
-                   "check their text, or save the sheet as UTF-8", path.name, len(bad), shown)
+                   "check their text, or name the sheet's encoding (--encoding)", path.name,
+                   len(bad), shown)
     return "\n".join(out)
 
 

@@ -126,3 +126,19 @@ def test_generic_rows_with_one_base_name_in_two_folders_stay_two_samples(tmp_pat
     with open_store(out) as s:
         assert len(s) == 2
         assert sorted(x.attrs["subject"] for x in s) == ["sub01", "sub02"]
+
+
+def test_samples_encoding_option_reads_a_cp1252_sheet(tmp_path):
+    frames(tmp_path / "clips" / "a", 4)
+    sheet = tmp_path / "g.csv"
+    sheet.write_bytes(("subject,clip,path,fps,onset,apex,offset,label,emotion\n"
+                       "p1,a,clips/a,100,0,1,3,x,d\u00e9go\u00fbt\n").encode("cp1252"))
+    r = run("samples", "--annotations", str(sheet), "--list")
+    assert r.exit_code == 0 and "line(s) are not UTF-8 (line 2)" in r.stderr
+    r = run("samples", "--annotations", str(sheet), "--list", "--encoding", "cp1252")
+    assert r.exit_code == 0 and "not UTF-8" not in r.stderr
+    assert "d\u00e9go\u00fbt" in r.stdout
+    r = run("samples", "--annotations", str(sheet), "--encoding", "utf-8")
+    assert r.exit_code != 0 and "line 2 is not utf-8 text" in r.stderr
+    r = run("samples", "--annotations", str(sheet), "--encoding", "nope")
+    assert r.exit_code != 0 and "'encoding' parameter" in r.stderr
