@@ -23,12 +23,23 @@ links on any path component, no external storage, no virtual datasets, only
 the gzip/lzf/shuffle/fletcher32 filters, no object, reference, opaque or
 compound data) follow, still before any data is read.
 
+Before any data is read, every dataset's declared size is compared with
+:class:`StoreLimits` and with the bytes it really stores (decompression and
+fill-value bombs are refused), attributes per object are bounded and JSON
+attributes may not nest deeper than 64 levels.  The root ``content_hash``
+(``hash_version`` 2) covers every sample's id, attributes and data hash and
+the failures; ``attrs_hash`` covers the root attributes.  Stores without
+``hash_version`` (written before) are checked as version 1.
+
 Writing goes through :class:`StoreWriter`: every finished sample is written
 to its own small file in a staging folder beside the output (temporary name,
-fsync, rename), and the store is assembled from those into a temporary file
-that is renamed into place.  A killed job therefore keeps its finished
-samples, and a resumed job computes only the rest.  An existing store is never
-opened for writing; a second writer on the same output is refused.
+fsync, rename: :mod:`mexkit.io.atomic`), and the store is assembled from
+those into a temporary file that is renamed into place.  A killed job
+therefore keeps its finished samples, and a resumed job computes only the
+rest.  The staging folder is created by mexkit (mode 0700, with a marker
+file); a link, another user's folder or a folder of other files is refused,
+and only mexkit's own files are ever removed from it.  An existing store is
+never opened for writing; a second writer on the same output is refused.
 """
 from __future__ import annotations
 
@@ -824,6 +835,9 @@ def validate_store(path: str | os.PathLike[str], *,
 # --------------------------------------------------------------------------
 def _write_group(group: Any, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
                  compression: str) -> None:
+    if len(attrs) > _MAX_ATTRS:
+        raise StoreError(f"{len(attrs)} attributes for one sample; a store holds at most "
+                         f"{_MAX_ATTRS} (readers refuse more).")
     for name, value in arrays.items():
         a = np.asarray(value)
         if a.dtype.kind not in _NUMERIC_KINDS:
