@@ -256,3 +256,27 @@ def test_each_ablation_builds_runs_and_learns(rng, kw, fused, needs):
     assert out.shape == (1, 3)
     torch.nn.functional.cross_entropy(out, torch.tensor([1])).backward()
     assert model.classifier.weight.grad.abs().sum() > 0
+
+
+# -- augmentation ------------------------------------------------------------------------
+def test_augment_applies_one_transform_per_clip_to_both_inputs():
+    from mexkit.learn.augment import get_augmentation
+    from mexkit.models import get_spec
+
+    aug = get_augmentation(get_spec("psn").defaults.augmentation)
+    ramp = torch.arange(112, dtype=torch.float32).repeat(112, 1)      # x coordinate
+    frames = ramp.expand(8, T, 112, 112).clone()
+    batch = {"psn_sparse": frames.clone() * 2, "psn_frames": frames.clone()}
+    out = aug(batch, generator=torch.Generator().manual_seed(5))
+    assert set(out) == set(batch)
+    changed = 0
+    for b in range(8):
+        s, f = out["psn_sparse"][b], out["psn_frames"][b]
+        torch.testing.assert_close(s, 2 * f)                   # the same transform for both
+        torch.testing.assert_close(f, f[:1].expand_as(f))      # and for every frame
+        changed += not torch.equal(f, frames[b])
+    assert 0 < changed < 8
+    # a flip alone reverses the ramp
+    flip_only = type(aug)(max_rotation=0.0, p=1.0)
+    out = flip_only({"psn_frames": frames}, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out["psn_frames"], frames.flip(-1))

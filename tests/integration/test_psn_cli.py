@@ -1,0 +1,131 @@
+"""PSN through the CLI on synthetic data: crop --size 112 | rpca --psn | train --model psn."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mexkit.cli import cli
+from mexkit.errors import ConvergenceError, ModelInputError
+from mexkit.io.store import open_store
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli, ["-q", *map(str, args)])
+
+
+def _run(*args):
+    r = _invoke(*args)
+    assert r.exit_code == 0, r.output
+    return r.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def crop112(synth_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("psn") / "crop112.h5"
+    return _run("crop", "--annotations", synth_dataset / "samples.csv", "--size", 112,
+                "-o", out)
+
+
+@pytest.fixture(scope="module")
+def failing_psn_store(crop112, tmp_path_factory):
+    """PSN's chain (TIM to 40 frames to stay fast, 16 kept) with RPCA failing on one clip."""
+    import mexkit.temporal.rpca as rpca_module
+
+    real = rpca_module.psn_chain
+    calls = []
+
+    def flaky(frames, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ConvergenceError("RPCA did not converge: residual 3e-3 after 500 "
+                                   "iterations (test)")
+        return real(frames, **kw)
+
+    out = tmp_path_factory.mktemp("psn") / "psn.h5"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rpca_module, "psn_chain", flaky)
+        r = _invoke("rpca", crop112, "--psn", "--tim-frames", 40, "-o", out)
+    assert len(calls) == 6
+    return r, out
+
+
+def test_rpca_failure_is_a_failed_sample(failing_psn_store, crop112):
+    r, out = failing_psn_store
+    assert r.exit_code == 1  # some samples failed; the others are kept
+    with open_store(out) as s, open_store(crop112) as src:
+        assert len(s.sample_ids) == len(src.sample_ids) - 1 == 5
+        (sid, why), = s.failures.items()
+        assert "ConvergenceError" in why or "did not converge" in why
+        assert sid not in s.sample_ids
+        for sample in s:
+            assert sample["sparse"].shape == (16, 112, 112)
+            assert sample["tim_frames"].shape == (16, 112, 112)
+            assert sample["tim_frames"].dtype == np.uint8
+
+
+def test_inputs_built_from_the_store(failing_psn_store):
+    from mexkit.learn.inputs import build_input, get_input
+
+    _, out = failing_psn_store
+    with open_store(out) as s:
+        sample = s[s.sample_ids[0]]
+        sparse = build_input("psn_sparse", sample)
+        frames = build_input("psn_frames", sample)
+        np.testing.assert_array_equal(sparse, sample["sparse"])
+        np.testing.assert_allclose(frames * 255, sample["tim_frames"], atol=1e-3)
+    assert sparse.dtype == frames.dtype == np.float32
+    assert 0 <= frames.min() and frames.max() <= 1
+    assert get_input("psn_frames").produced_by == "mexkit crop --size 112 | mexkit rpca - --psn"
+
+
+def test_missing_tim_frames_names_the_command(crop112):
+    from mexkit.learn.inputs import build_input
+
+    with open_store(crop112) as s:
+        with pytest.raises(ModelInputError, match=r"mexkit rpca - --psn"):
+            build_input("psn_frames", s[s.sample_ids[0]])
+        with pytest.raises(ModelInputError, match="sparse"):
+            build_input("psn_sparse", s[s.sample_ids[0]])
+
+
+def test_models_lists_psn_with_its_parameter_count():
+    lines = _run("models").splitlines()
+    block = lines[lines.index("psn") + 1:]
+    block = block[:next(i for i, line in enumerate(block) if not line.startswith(" "))
+                  if any(not line.startswith(" ") for line in block) else len(block)]
+    text = "\n".join(block)
+    assert "parameters 29,076,807 for 3 classes" in text
+    assert "kfold" in text and "objective-4" in text
+    assert "--tp-one" in text and "--no-conv" in text
+
+
+@pytest.mark.slow
+def test_train_psn_skips_the_failed_clip(failing_psn_store, tmp_path):
+    """Training runs on the 5 clips RPCA kept; the paper's defaults (k-fold, objective-4)."""
+    _, store = failing_psn_store
+    res = _run("train", store, "--model", "psn", "--folds", 2, "--epochs", 1,
+               "--device", "cpu", "-o", tmp_path / "run")
+    results = json.loads(open(res).read())
+    assert results["config"]["protocol"] == "kfold"          # the paper's protocol
+    assert results["config"]["scheme"] == "objective-4"      # and its classes
+    assert results["n_samples"] == 5
+    with open(tmp_path / "run" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open_store(store) as s:
+        assert sorted(r["sample_id"] for r in rows) == sorted(s.sample_ids)
+    # the synthetic AUs (12, 4 or 9, 1+2) give positive, negative, surprise under objective-4
+    assert {r["true"] for r in rows} <= {"positive", "negative", "surprise"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", [["--streams", "spatial"], ["--streams", "temporal"],
+                                    ["--tp-one"], ["--fusion", "concat"], ["--no-conv"]])
+def test_ablation_options_train(failing_psn_store, tmp_path, option):
+    _, store = failing_psn_store
+    _run("train", store, "--model", "psn", "--folds", 2, "--epochs", 1, "--device", "cpu",
+         *option, "-o", tmp_path / "run")
+    assert (tmp_path / "run" / "predictions.csv").exists()
