@@ -4,6 +4,7 @@ generic sheets whose rows share a base name across folders."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import cv2
@@ -142,3 +143,54 @@ def test_samples_encoding_option_reads_a_cp1252_sheet(tmp_path):
     assert r.exit_code != 0 and "line 2 is not utf-8 text" in r.stderr
     r = run("samples", "--annotations", str(sheet), "--encoding", "nope")
     assert r.exit_code != 0 and "'encoding' parameter" in r.stderr
+
+
+def test_samm_lv_sized_like_the_release_counts_as_published(tmp_path):
+    """A sheet of the release's size and quirks: 502 intervals in 147 videos, 159 micro and
+    343 macro, a few with onset 0 or apex -1; every row is read or repaired (exit 0)."""
+    rows, n = [], 0
+    for v in range(147):
+        subject, video = f"{6 + v // 5:03d}", v % 5 + 1
+        for k in range(4 if v < 61 else 3):
+            n += 1
+            onset = 0 if n % 97 == 0 else 1000 * k + 11
+            apex = -1 if n % 89 == 0 else onset + 20
+            kind = "Micro - 1/2" if n <= 159 else "Macro"
+            rows.append([int(subject), f"{subject}_{video}_{k + 1}", f"{video}_{k + 1}", onset,
+                         apex, onset + 60, 61, kind, "12", None])
+    assert len(rows) == 502
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for row in [["SAMM Long Videos"]] + [[]] * 8 + [SAMMLV_HEADER] + rows:
+        ws.append(row)
+    wb.save(tmp_path / "SAMM_LongVideos_V2_Release.xlsx")
+    r = run("samples", "--annotations", str(tmp_path / "SAMM_LongVideos_V2_Release.xlsx"))
+    assert r.exit_code == 0, r.stderr[-500:]
+    assert r.stdout.startswith("502 samples, ")
+    assert re.search(r"samm-lv\s+502\s+\d+\s+147\s+159\s+343", r.stdout)
+    assert "0 skipped" in r.stdout and "row 107: onset 0 precedes" in r.stderr
+
+
+def test_megc2019_list_sized_like_the_release_counts_as_published(tmp_path):
+    """442 clips of 68 subjects (SMIC 164 of 16, CASME II 145 of 24, SAMM 133 of 28),
+    250 negative, 109 positive, 83 surprise, headerless with numeric labels."""
+    parts = [("smic", 16, 164), ("casme2", 24, 145), ("samm", 28, 133)]
+    labels = [0] * 250 + [1] * 109 + [2] * 83
+    rows, i = [], 0
+    for name, n_subjects, n_clips in parts:
+        for c in range(n_clips):
+            s = c % n_subjects + 1
+            subject = {"smic": f"s{s:02d}", "casme2": f"sub{s:02d}", "samm": f"{s + 5:03d}"}[name]
+            clip = {"smic": f"s{s:02d}_ne_{c:02d}", "casme2": f"EP{c:02d}_01",
+                    "samm": f"{s + 5:03d}_{c}_1"}[name]
+            rows.append([name, subject, clip, labels[i]])
+            i += 1
+    sheet = write_csv(tmp_path / "combined_3class_gt.csv", rows)
+    r = run("samples", "--annotations", str(sheet))
+    assert r.exit_code == 0, r.stderr[-500:]
+    assert r.stdout.startswith("442 samples, 68 subjects")
+    for name, count in (("smic-hs", 164), ("casme2", 145), ("samm", 133)):
+        assert re.search(rf"\n{name}\s+{count}\s", r.stdout)
+    assert re.search(r"negative\s+\d+\s+\d+\s+\d+\s+250", r.stdout)
+    assert re.search(r"positive\s+\d+\s+\d+\s+\d+\s+109", r.stdout)
+    assert re.search(r"surprise\s+\d+\s+\d+\s+\d+\s+83", r.stdout)
