@@ -194,3 +194,34 @@ def test_megc2019_list_sized_like_the_release_counts_as_published(tmp_path):
     assert re.search(r"negative\s+\d+\s+\d+\s+\d+\s+250", r.stdout)
     assert re.search(r"positive\s+\d+\s+\d+\s+\d+\s+109", r.stdout)
     assert re.search(r"surprise\s+\d+\s+\d+\s+\d+\s+83", r.stdout)
+
+
+def test_casme_sq_sized_like_the_release_counts_as_published(tmp_path):
+    """357 intervals (57 micro, 300 macro) of 22 subjects' long videos, without a header,
+    some offsets 0 (estimated from the apex); every row is read or repaired (exit 0)."""
+    videos = ["anger1", "anger2", "disgust1", "happy1"]
+    coding = []
+    for n in range(357):
+        participant, video = n % 22 + 1, videos[n % 4]
+        onset = 100 + 50 * (n // 88)
+        offset = 0 if n % 41 == 0 else onset + 20
+        kind = "micro-expression" if n < 57 else "macro-expression"
+        coding.append([participant, f"{video}_{n // 88 + 1}", onset, onset + 6, offset, "4",
+                       "negative", kind, ""])
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "CASFEcode_final"
+    for row in coding:
+        ws.append(row)
+    rule1 = wb.create_sheet("naming rule1")
+    for p in range(1, 23):
+        rule1.append([14 + p, f"s{14 + p}", p])
+    rule2 = wb.create_sheet("naming rule2")
+    for code, name in ((401, "anger1"), (402, "anger2"), (101, "disgust1"), (201, "happy1")):
+        rule2.append([code, name])
+    wb.save(tmp_path / "CAS(ME)^2code_final.xlsx")
+    r = run("samples", "--annotations", str(tmp_path / "CAS(ME)^2code_final.xlsx"))
+    assert r.exit_code == 0, r.stderr[-500:]
+    assert re.search(r"casme-sq\s+357\s+22\s+\d+\s+57\s+300", r.stdout)
+    assert "357 read as written" not in r.stdout and "0 skipped" in r.stdout
+    assert "row 42: offset 0 means unknown" in r.stderr
