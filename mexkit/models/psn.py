@@ -7,8 +7,8 @@ Every clip is interpolated to 150 frames with TIM, decomposed by RPCA
 the 150, 1-based), at 112 x 112 grey (``mexkit rpca --psn``). Two inputs
 of shape ``(B, 16, 112, 112)`` enter the network:
 
-- ``psn_sparse``, the sparse part ``E`` at the 16 positions, goes to the
-  spatial sub-network;
+- ``psn_sparse``, the sparse part ``E`` at the 16 positions (in grey
+  levels), goes to the spatial sub-network;
 - ``psn_frames``, the TIM-normalised grey frames themselves at the same 16
   positions (intensity in [0, 1]), goes to the temporal sub-network: the
   paper vectorises "the original frame image" as the TPU input ``x_t``, and
@@ -462,7 +462,7 @@ _FRAMES_SPEC = InputSpec(
 _SPARSE_SPEC = InputSpec(
     name="psn_sparse", shape=(PSN_FRAMES, PSN_SIZE, PSN_SIZE),
     description=("RPCA sparse part E after TIM to 150 frames, 16 uniformly sampled frames "
-                 "(1, 11, ..., 141, 150), 112x112 grey, intensity units of [0, 1]"))
+                 "(1, 11, ..., 141, 150), 112x112 grey, in grey levels"))
 
 register_model(ModelSpec(
     name="psn",

@@ -49,11 +49,17 @@ def _read(sample: Any, name: str, array: str) -> np.ndarray:
 @register_input(
     "psn_sparse", shape=_SHAPE, needs=("sparse",), produced_by=_PRODUCER,
     description=("RPCA sparse part E of the clip after TIM to 150 frames, at 16 uniformly "
-                 "sampled frames, 112x112 grey, in intensity units of [0, 1] "
-                 "(signed, mostly near 0)"))
+                 "sampled frames, 112x112 grey, in grey levels (signed, mostly near 0)"))
 def psn_sparse(sample: Any) -> np.ndarray:
-    """The stored 16 sparse frames, float32, ``(16, 112, 112)``."""
-    return np.ascontiguousarray(_read(sample, "psn_sparse", "sparse"), dtype=np.float32)
+    """The stored 16 sparse frames in grey levels, float32 ``(16, 112, 112)``.
+
+    ``mexkit rpca`` stores ``E`` in intensity units of [0, 1]; the network
+    takes it in grey levels (x 255), as RPCA of 8-bit frames gives it: in
+    [0, 1] units its standard deviation is about 1e-3, too small a signal for
+    the spatial sub-network's default initialisation.
+    """
+    sparse = _read(sample, "psn_sparse", "sparse").astype(np.float32)
+    return np.ascontiguousarray(sparse * np.float32(255.0))
 
 
 @register_input(
