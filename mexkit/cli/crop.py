@@ -19,7 +19,7 @@ from ._common import (
 def dataset_options(f):
     from ..io.datasets import dataset_names
 
-    f = click.option("--sheet", "sheets", multiple=True, metavar="DATASET=FILE",
+    f = click.option("--sheet", "sheets", multiple=True, metavar="KEY=FILE",
                      help="Another sheet the dataset takes (repeatable): megc2019's parts, "
                           "for their frame numbers (--sheet casme2=CASME2-coding.xlsx); "
                           "CAS(ME)^3's macro-expressions (--sheet macro=FILE).")(f)
@@ -52,7 +52,7 @@ def load_samples(dataset: str | None, annotations: str, root: Path | None,
     extra = {}
     for item in sheets:
         if "=" not in item:
-            raise ParameterError(f"--sheet takes DATASET=FILE, but got {item!r}.")
+            raise ParameterError(f"--sheet takes KEY=FILE, but got {item!r}.")
         key, value = item.split("=", 1)
         extra[key.strip()] = value.strip()
     with csv_encoding(encoding):
