@@ -23,6 +23,12 @@ Schemes
 ``samm-5``
     SAMM five classes: happiness, anger, contempt, surprise, others; disgust,
     fear and sadness are excluded (136 of SAMM's 159 clips remain).
+``casme3-7``
+    CAS(ME)^3's seven emotions: anger, disgust, fear, happiness, others,
+    sadness, surprise (its sheets write ``happy`` and ``sad``).
+``dfme-7``
+    DFME's seven emotions: happiness, anger, contempt, disgust, fear,
+    sadness, surprise.
 ``objective``
     Objective classes I-VII (Davison et al. 2018) from action units with the
     combinations of PSN Table 2.  A sample that carries an objective class
@@ -62,7 +68,11 @@ recognition" (Tables 2 and 3).  Davison, A., Merghani, W., Yap, M. H.
 "Objective classes for micro-facial expression recognition", J. Imaging 4,
 119 (2018).  See, J. et al. "MEGC 2019 - the second facial micro-expressions
 grand challenge", FG 2019.  Peng, M. et al. "Recognizing micro-expression in
-video clip with adaptive key-frame mining" (AKMNet).
+video clip with adaptive key-frame mining" (AKMNet).  Li, J. et al. "CAS(ME)^3: a
+third generation facial spontaneous micro-expression database with depth
+information and high ecological validity", IEEE TPAMI 45 (2023).  Zhao, S. et
+al. "DFME: a new benchmark for dynamic facial micro-expression recognition",
+IEEE TAC (2023).
 """
 from __future__ import annotations
 
@@ -361,6 +371,18 @@ _SCHEMES: dict[str, LabelScheme] = {
         _emotion_rule({e: e for e in ("happiness", "anger", "contempt", "surprise",
                                       "others")},
                       "not one of SAMM's five classes (excluded)")),
+    "casme3-7": LabelScheme(
+        "casme3-7", ("anger", "disgust", "fear", "happiness", "others", "sadness", "surprise"),
+        "CAS(ME)^3 seven emotions",
+        _emotion_rule({e: e for e in ("anger", "disgust", "fear", "happiness", "others",
+                                      "sadness", "surprise")},
+                      "not one of CAS(ME)^3's seven emotions")),
+    "dfme-7": LabelScheme(
+        "dfme-7", ("happiness", "anger", "contempt", "disgust", "fear", "sadness", "surprise"),
+        "DFME seven emotions",
+        _emotion_rule({e: e for e in ("happiness", "anger", "contempt", "disgust", "fear",
+                                      "sadness", "surprise")},
+                      "not one of DFME's seven emotions")),
     "objective": LabelScheme(
         "objective", OBJECTIVE_CLASSES,
         "objective classes I-VII from action units (PSN Table 2, Davison et al. 2018)",

@@ -104,6 +104,9 @@ def test_objective_4_follows_table3(aus, label):
     ("4class", "sadness", "negative"), ("4class", "happiness", "positive"),
     ("casme2-5", "others", "others"), ("casme2-5", "Repression", "repression"),
     ("samm-5", "Other", "others"), ("samm-5", "Anger", "anger"),
+    ("casme3-7", "happy", "happiness"), ("casme3-7", "sad", "sadness"),
+    ("casme3-7", "Others", "others"), ("dfme-7", "Contempt", "contempt"),
+    ("dfme-7", "happiness", "happiness"),
 ])
 def test_emotion_schemes(name, emotion, label):
     scheme = get_scheme(name)
@@ -114,6 +117,7 @@ def test_emotion_schemes(name, emotion, label):
 @pytest.mark.parametrize("name, emotion", [
     ("megc3", "others"), ("megc3", "tense"), ("casme2-5", "fear"), ("casme2-5", "sadness"),
     ("samm-5", "disgust"), ("samm-5", "fear"), ("4class", "bored"), ("megc3", ""),
+    ("casme3-7", "contempt"), ("dfme-7", "others"), ("megc3", "negative+surprise"),
 ])
 def test_emotions_outside_a_scheme_are_not_guessed(name, emotion):
     with pytest.raises(LabelError, match="sub01/EP01"):
@@ -142,8 +146,8 @@ def test_apply_scheme_skips_and_reports(caplog):
 
 
 def test_scheme_names_and_errors():
-    assert scheme_names() == ["megc3", "4class", "casme2-5", "samm-5", "objective",
-                              "objective-4"]
+    assert scheme_names() == ["megc3", "4class", "casme2-5", "samm-5", "casme3-7", "dfme-7",
+                              "objective", "objective-4"]
     with pytest.raises(ParameterError, match="'scheme' parameter.*megc3"):
         get_scheme("7class")
     with pytest.raises(ParameterError, match="on_error"):
