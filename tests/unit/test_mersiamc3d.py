@@ -361,3 +361,39 @@ class TestAugment:
         assert aug(x, generator=torch.Generator().manual_seed(1)).shape == x.shape
         with pytest.raises(ParameterError, match="B, C, T, H, W"):
             aug(x[0], generator=torch.Generator())
+
+
+# -- registry entry and input ------------------------------------------------------------
+class TestRegistry:
+    def test_paper_defaults_and_options(self):
+        from mexkit.learn.trainers import resolve_trainer
+        from mexkit.learn.trainers.mersiamc3d import fit_fold
+        from mexkit.models import get_model, get_spec
+
+        spec = get_spec("mersiamc3d")
+        d = spec.defaults
+        assert (d.optimizer, d.lr, d.momentum, d.epochs, d.loss) == ("sgd", 0.004, 0.9, 100,
+                                                                     "focal")
+        assert dict(d.schedule) == {"kind": "step", "step_size": 10, "gamma": 0.1}
+        assert spec.input_names == ("keyframe_flow",)
+        assert {o.name for o in spec.options} >= {"no-prior", "freeze"}
+        assert resolve_trainer(spec) is fit_fold
+        model = get_model("mersiamc3d", 3, freeze=3, resolution=16)
+        assert model.freeze == 3 and model.resolution == 16
+
+    def test_keyframe_flow_array(self, rng):
+        from mexkit.learn.inputs.mersiamc3d import keyframe_flow_array
+
+        flow = rng.normal(size=(10, 2, 112, 112)).astype(np.float32)
+        x = keyframe_flow_array(flow)
+        assert x.shape == (3, 10, 112, 112) and x.dtype == np.float32
+        np.testing.assert_array_equal(x[0], flow[:, 0])
+        np.testing.assert_array_equal(x[1], flow[:, 1])
+        np.testing.assert_allclose(x[2], np.hypot(flow[:, 0], flow[:, 1]), rtol=1e-6)
+        # a 56x56 crop's flow: resized and its vectors doubled
+        const = np.zeros((10, 2, 56, 56), np.float32)
+        const[:, 0], const[:, 1] = 0.5, -0.25
+        y = keyframe_flow_array(const, magnitude=False)
+        assert y.shape == (2, 10, 112, 112)
+        np.testing.assert_allclose(y[0], 1.0, rtol=1e-6)
+        np.testing.assert_allclose(y[1], -0.5, rtol=1e-6)

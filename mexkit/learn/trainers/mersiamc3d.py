@@ -414,8 +414,17 @@ def fit_fold(ctx: Any) -> list[dict[str, Any]]:
     no_prior = bool(opts.get("no_prior", False))
     freeze = check_int("freeze", opts.get("freeze", model.freeze), 0)
     pairs_per_epoch = check_int("pairs_per_epoch", opts.get("pairs_per_epoch", 4096), 0)
-    channels, frames, size, _ = model.input_shape
-    augment = KeyframeFlowAugment(magnitude_channel=2 if channels >= 3 else None)
+    _, frames, size, _ = model.input_shape
+    # the registry names KeyframeFlowAugment as the paper's augmentation; fit applies it to
+    # training batches only
+    augment = ctx.fit_kwargs.get("augment")
+    target_kw: dict[str, Any] = {"augment": augment}
+    if (ctx.fit_kwargs.get("loss") == "focal" and ctx.fit_kwargs.get("focal_alpha") is None
+            and ctx.fit_kwargs.get("class_balance") is None):
+        # Sec. 5.2: alpha from the class frequencies of the training data ("balanced":
+        # N / (C N_c), proportional to N_max / N_c; the loss is normalised by the sum of
+        # the batch's alphas, so only the ratios matter)
+        target_kw["focal_alpha"] = "balanced"
     records: list[dict[str, Any]] = []
     if not no_prior:
         siamese = SiameseC3D(model.features, frames=frames, size=size,
@@ -427,7 +436,7 @@ def fit_fold(ctx: Any) -> list[dict[str, Any]]:
         logger.info("target learning: %d convolution(s) frozen (%s)", freeze,
                     ", ".join(frozen))
     try:
-        records += ctx.fit(model, ctx.train, stage="target", augment=augment)
+        records += ctx.fit(model, ctx.train, stage="target", **target_kw)
     finally:
         model.freeze_convs(0)
     return records
