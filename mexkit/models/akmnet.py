@@ -22,8 +22,8 @@ Three modules, applied to a clip of any length T ([1]_, Fig. 1):
    its outputs (32 units per direction, C' = 64) are averaged over the key
    frames, the 64x4x4 map is flattened, dropout 0.5, a linear classifier.
 
-Clips of different lengths share a batch: ``forward(clip, clip_mask)``
-takes ``clip`` padded to ``(B, T_max, 3, H, W)`` and a boolean ``(B,
+Clips of different lengths share a batch: ``forward(magnified_clip,
+magnified_clip_mask)`` takes the clips padded to ``(B, T_max, 3, H, W)`` and a boolean ``(B,
 T_max)`` mask of the real frames. Padded frames never reach the backbone
 (so they cannot touch batch-norm statistics either), the pooled means, the
 attention sum, the mean beta, the selection, the losses or the GRU, whose
@@ -77,6 +77,14 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .._validate import check_range
 from ..errors import ModelInputError, ParameterError
 from .atnet import BasicBlock
+from .registry import (
+    InputSpec,
+    ModelOption,
+    ModelSpec,
+    TrainDefaults,
+    count_parameters,
+    register_model,
+)
 
 __all__ = [
     "AKMNet",
@@ -88,6 +96,7 @@ __all__ = [
     "LAMBDA_GS",
     "LAMBDA_MMM",
     "MARGIN_C",
+    "INPUT_NAME",
 ]
 
 #: lambda_1 of eq. 12 (Sec. IV-B: "lambda_1 and lambda_2 are set to 0.1 and 1").
@@ -99,6 +108,8 @@ LAMBDA_MMM = 1.0
 MARGIN_C = 2.0
 
 _NAME = "akmnet"
+#: The model input (and ``forward`` keyword); its mask is ``magnified_clip_mask``.
+INPUT_NAME = "magnified_clip"
 
 
 # -- 1. traversal processing: ResNet-18 of Table II -------------------------------------
@@ -347,8 +358,9 @@ class AKMNet(nn.Module):
         Number of classes (4 in the paper: positive, negative, surprise,
         others; 3 for SMIC).
     image_size : int
-        Frame side in pixels, a multiple of 32 (128 in the paper: 4x4
-        feature maps). Smaller sizes run faster on a CPU (64: 2x2 maps).
+        Frame side the backbone sees, a multiple of 32 (128 in the paper:
+        4x4 feature maps). Smaller sizes run faster on a CPU (64: 2x2 maps);
+        frames of another side are resized to it (bilinear, antialiased).
     no_attention : bool
         Ablation AKMNet-s13: uniform ``alpha_t = 1`` instead of eq. 5.
     no_sparse : bool
@@ -362,16 +374,15 @@ class AKMNet(nn.Module):
         GRU units per direction (32, i.e. C' = 64).
     lambda_gs, lambda_mmm, margin : float
         lambda_1, lambda_2 (0.1, 1; Sec. IV-B) and C (2; Sec. III-B).
-    **ignored
-        Options of the training command that are not the network's
-        (``weights``: a pre-trained backbone, loaded by the trainer through
-        :meth:`load_backbone_state`).
 
     Notes
     -----
-    ``forward(clip, clip_mask=None)``: ``clip`` ``(B, T, 3, image_size,
-    image_size)`` float, ``clip_mask`` ``(B, T)`` bool (None: every frame is
-    real). Returns logits ``(B, n_classes)``. In training mode the forward
+    ``forward(magnified_clip, magnified_clip_mask=None)``: ``magnified_clip``
+    ``(B, T, 3, S, S)`` float (frames in [0, 1]; any side S >= 32, resized to
+    ``image_size`` inside the model when it differs), ``magnified_clip_mask``
+    ``(B, T)`` bool (None: every frame is real). Returns logits ``(B,
+    n_classes)``. Pre-trained backbone weights are loaded with
+    :meth:`load_backbone_state` (``mexkit train --weights``). In training mode the forward
     pass also stores the GS-MMM loss of the batch, which
     :meth:`regularization_loss` returns (:func:`mexkit.learn.train.fit` adds
     it to the classification loss, eq. 13).
@@ -383,15 +394,8 @@ class AKMNet(nn.Module):
                  no_attention: bool = False, no_sparse: bool = False,
                  no_mining_loss: bool = False, dropout: float = 0.5, gru_hidden: int = 32,
                  lambda_gs: float = LAMBDA_GS, lambda_mmm: float = LAMBDA_MMM,
-                 margin: float = MARGIN_C, **ignored: Any) -> None:
+                 margin: float = MARGIN_C) -> None:
         super().__init__()
-        unknown = sorted(set(ignored) - {"weights"})
-        if unknown:
-            raise ParameterError(
-                f"AKMNet got unknown options {unknown}; it takes image_size, no_attention, "
-                "no_sparse, no_mining_loss, dropout, gru_hidden, lambda_gs, lambda_mmm, "
-                "margin (and weights, used by the trainer)."
-            )
         if (isinstance(image_size, bool) or not isinstance(image_size, int)
                 or image_size < 32 or image_size % 32):
             raise ParameterError(
@@ -418,18 +422,18 @@ class AKMNet(nn.Module):
 
     # -- input checks ----------------------------------------------------------------------
     def _check(self, clip: Any, clip_mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.image_size
-        expected = f"(B, T, 3, {s}, {s})"
+        expected = "(B, T, 3, S, S) with S >= 32"
         if not isinstance(clip, torch.Tensor) or not torch.is_floating_point(clip):
             raise ModelInputError(
-                f"Model {_NAME!r}: input 'clip' must be a floating-point torch.Tensor of "
-                f"shape {expected}, but got "
+                f"Model {_NAME!r}: input {INPUT_NAME!r} must be a floating-point "
+                f"torch.Tensor of shape {expected}, but got "
                 f"{getattr(clip, 'dtype', type(clip).__name__)}."
             )
-        if clip.ndim != 5 or tuple(clip.shape[2:]) != (3, s, s) or 0 in clip.shape[:2]:
+        if (clip.ndim != 5 or clip.shape[2] != 3 or clip.shape[3] != clip.shape[4]
+                or clip.shape[3] < 32 or 0 in clip.shape[:2]):
             raise ModelInputError(
-                f"Model {_NAME!r}: input 'clip' must have shape {expected} with B, T >= 1, "
-                f"but got shape {tuple(clip.shape)}."
+                f"Model {_NAME!r}: input {INPUT_NAME!r} must have shape {expected} and "
+                f"B, T >= 1 (the paper's S is 128), but got shape {tuple(clip.shape)}."
             )
         b, t = clip.shape[:2]
         if clip_mask is None:
@@ -437,15 +441,15 @@ class AKMNet(nn.Module):
         else:
             if not isinstance(clip_mask, torch.Tensor) or tuple(clip_mask.shape) != (b, t):
                 raise ModelInputError(
-                    f"Model {_NAME!r}: 'clip_mask' must be a (B, T) = ({b}, {t}) tensor, "
-                    f"but got {tuple(getattr(clip_mask, 'shape', ()))}."
+                    f"Model {_NAME!r}: {INPUT_NAME + '_mask'!r} must be a (B, T) = "
+                    f"({b}, {t}) tensor, but got {tuple(getattr(clip_mask, 'shape', ()))}."
                 )
             mask = clip_mask.to(device=clip.device, dtype=torch.bool)
         empty = (~mask.any(dim=1)).nonzero().flatten().tolist()
         if empty:
             raise ModelInputError(
                 f"Model {_NAME!r}: clips {empty} of the batch have no frame (their "
-                "'clip_mask' rows are all False)."
+                f"{INPUT_NAME + '_mask'!r} rows are all False)."
             )
         return clip.to(self.classifier.weight.dtype), mask
 
@@ -453,7 +457,11 @@ class AKMNet(nn.Module):
     def frame_features(self, clip: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """ResNet-18 features of the real frames, ``(B, T, 512, h, w)``, 0 on padding."""
         b, t = mask.shape
-        real = self.backbone(clip[mask])
+        real = clip[mask]
+        if real.shape[-1] != self.image_size:
+            real = F.interpolate(real, size=(self.image_size, self.image_size),
+                                 mode="bilinear", align_corners=False, antialias=True)
+        real = self.backbone(real)
         out = real.new_zeros((b, t) + tuple(real.shape[1:]))
         out[mask] = real
         return out
@@ -463,10 +471,11 @@ class AKMNet(nn.Module):
         pooled = features.mean(dim=(3, 4))
         return mine_key_frames(pooled, mask, self.attention, sparse=self.sparse)
 
-    def forward_with_mining(self, clip: torch.Tensor, clip_mask: torch.Tensor | None = None
+    def forward_with_mining(self, magnified_clip: torch.Tensor,
+                            magnified_clip_mask: torch.Tensor | None = None
                             ) -> tuple[torch.Tensor, Mining]:
         """Logits ``(B, n_classes)`` and the :class:`Mining` of the batch."""
-        clip, mask = self._check(clip, clip_mask)
+        clip, mask = self._check(magnified_clip, magnified_clip_mask)
         features = self.frame_features(clip, mask)
         mining = self.mine(features, mask)
         keys, lengths = _gather_key_frames(features, mining)
@@ -474,10 +483,10 @@ class AKMNet(nn.Module):
         logits = self.classifier(self.dropout(g.flatten(1)))
         return logits, mining
 
-    def forward(self, clip: torch.Tensor, clip_mask: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, magnified_clip: torch.Tensor,
+                magnified_clip_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Return class logits ``(B, n_classes)``."""
-        logits, mining = self.forward_with_mining(clip, clip_mask)
+        logits, mining = self.forward_with_mining(magnified_clip, magnified_clip_mask)
         if self.training and self.mining_loss_enabled:
             self._last_loss = gs_mmm_loss(mining, lambda_gs=self.lambda_gs,
                                           lambda_mmm=self.lambda_mmm, margin=self.margin)
@@ -493,7 +502,8 @@ class AKMNet(nn.Module):
         return loss
 
     @torch.no_grad()
-    def predict_extras(self, clip: torch.Tensor, clip_mask: torch.Tensor | None = None,
+    def predict_extras(self, magnified_clip: torch.Tensor,
+                       magnified_clip_mask: torch.Tensor | None = None,
                        **_: Any) -> dict[str, list]:
         """Per clip: its key frames, max-key frame and betas (JSON-able).
 
@@ -507,20 +517,18 @@ class AKMNet(nn.Module):
         was = self.training
         self.eval()
         try:
-            clip, mask = self._check(clip, clip_mask)
+            clip, mask = self._check(magnified_clip, magnified_clip_mask)
             mining = self.mine(self.frame_features(clip, mask), mask)
         finally:
             self.train(was)
-        lengths = mask.sum(dim=1).tolist()
         keys, maxk, betas = [], [], []
-        for i, n in enumerate(lengths):
+        for i in range(mask.shape[0]):
             real = mask[i].nonzero().flatten()
             sel = mining.selected[i, real].nonzero().flatten()
             keys.append([int(k) for k in sel.tolist()])
             beta = mining.beta[i, real]
             betas.append([round(float(v), 6) for v in beta.tolist()])
             maxk.append(int(beta.argmax()))
-            assert len(betas[-1]) == n
         return {"key_frames": keys, "max_key_frame": maxk, "beta": betas}
 
     def load_backbone_state(self, state: Mapping[str, torch.Tensor]) -> list[str]:
@@ -568,3 +576,54 @@ class AKMNet(nn.Module):
         missing = [k for k in own if k not in mapped and not k.endswith("num_batches_tracked")]
         self.backbone.load_state_dict(mapped, strict=False)
         return missing
+
+
+# -- registry ---------------------------------------------------------------------------------
+_REFERENCE = (
+    "M. Peng, C. Wang, Y. Gao, T. Bi, T. Chen, Y. Shi, X.-D. Zhou, Recognizing "
+    "Micro-Expression in Video Clip with Adaptive Key-Frame Mining, arXiv:2009.09179 (2021)."
+)
+
+register_model(ModelSpec(
+    name=_NAME,
+    constructor=AKMNet,
+    inputs=(InputSpec(
+        INPUT_NAME, (None, 3, 128, 128),
+        "the whole clip (onset to offset, any number of frames T) after phase-based "
+        "magnification with alpha 15, 128x128, grey repeated to 3 channels, in [0, 1]"),),
+    defaults=TrainDefaults(
+        optimizer="sgd", lr=1e-3, epochs=40, batch_size=8, momentum=0.9, weight_decay=5e-4,
+        schedule={"kind": "cosine", "eta_min": 1e-8}, loss="ce", class_balance="resample",
+        augmentation="mexkit.learn.inputs.akmnet:AKMNetAugment",
+        notes=(
+            "Paper, Sec. IV-B: SGD, initial lr 1e-3 with cosine annealing to 1e-8, 40 "
+            "epochs, batch 8, momentum 0.9, weight decay 5e-4, dropout 0.5, GS-MMM weights "
+            "lambda_1 0.1 and lambda_2 1 (C = 2, Sec. III-B), LOSO. Sec. IV-A: classes "
+            "equalised by resampling; frames resized to 144 and randomly cropped to 128 in "
+            "training, resized to 128 in testing; phase-based magnification alpha 15. The "
+            "ImageNet + AffectNet pre-training of the ResNet-18 is not available here: "
+            "training starts from scratch unless --weights gives a local file."),
+    ),
+    paper_parameter_count=lambda model: count_parameters(model, keras_style=False),
+    reference=_REFERENCE,
+    options=(
+        ModelOption("no-attention", bool, False,
+                    "ablation AKMNet-s13: uniform alpha instead of the local self-attention "
+                    "(eq. 5)"),
+        ModelOption("no-sparse", bool, False,
+                    "ablation AKMNet-s12: all frames weighted by beta instead of the sparse "
+                    "key-frame selection (eq. 8); no GS-MMM loss"),
+        ModelOption("no-mining-loss", bool, False,
+                    "ablation: key-frame selection without the GS-MMM loss (eqs. 10-12)"),
+        ModelOption("image-size", int, 128,
+                    "frame side the ResNet-18 sees (paper: 128 -> 512x4x4; 64 runs about "
+                    "4x faster on a CPU)"),
+        ModelOption("weights", str, "",
+                    "local safetensors file of pre-trained ResNet-18 weights for the "
+                    "backbone (the paper's ImageNet + AffectNet weights cannot be "
+                    "downloaded); empty: from scratch", constructor=False),
+    ),
+    trainer="mexkit.learn.trainers.akmnet:fit_fold",
+    protocol="loso",
+    scheme="4class",
+))

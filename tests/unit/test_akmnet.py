@@ -91,7 +91,7 @@ def test_paper_size_output():
 def test_output_shapes(rng, b, t):
     model = _model()
     assert model(_clips(rng, b, t)).shape == (b, 4)
-    extras = model.predict_extras(clip=_clips(rng, b, t))
+    extras = model.predict_extras(magnified_clip=_clips(rng, b, t))
     assert len(extras["key_frames"]) == b and len(extras["beta"][0]) == t
 
 
@@ -109,15 +109,24 @@ def test_pixel_gru_output():
 
 
 # -- exceptions -------------------------------------------------------------------------------
-@pytest.mark.parametrize("shape", [(2, 3, 3, 32, 16), (2, 3, 32, 32), (2, 0, 3, 32, 32)])
+@pytest.mark.parametrize("shape", [(2, 3, 3, 32, 16), (2, 3, 32, 32), (2, 0, 3, 32, 32),
+                                   (1, 2, 3, 16, 16)])
 def test_wrong_shape_names_expected_shape(shape):
-    with pytest.raises(ModelInputError, match=r"\(B, T, 3, 32, 32\)"):
+    with pytest.raises(ModelInputError, match=r"magnified_clip.*\(B, T, 3, S, S\)"):
         _model()(torch.zeros(shape))
+
+
+def test_other_frame_side_is_resized(rng):
+    model = _model()
+    x = _clips(rng, 2, 3, size=64)
+    small = torch.nn.functional.interpolate(x.flatten(0, 1), size=(SIZE, SIZE),
+                                            mode="bilinear", antialias=True)
+    torch.testing.assert_close(model(x), model(small.reshape(2, 3, 3, SIZE, SIZE)))
 
 
 def test_bad_mask_and_empty_clip():
     model = _model()
-    with pytest.raises(ModelInputError, match="clip_mask"):
+    with pytest.raises(ModelInputError, match="magnified_clip_mask"):
         model(torch.zeros(2, 3, 3, SIZE, SIZE), torch.ones(2, 4, dtype=torch.bool))
     mask = torch.tensor([[True, True, False], [False, False, False]])
     with pytest.raises(ModelInputError, match=r"clips \[1\]"):
@@ -127,9 +136,8 @@ def test_bad_mask_and_empty_clip():
 def test_bad_options():
     with pytest.raises(ParameterError, match="image_size"):
         AKMNet(4, image_size=100)
-    with pytest.raises(ParameterError, match="unknown options"):
-        AKMNet(4, no_gru=True)
-    AKMNet(4, image_size=32, weights="x.safetensors")  # the trainer's option is accepted
+    with pytest.raises(TypeError):
+        AKMNet(4, weights="x.safetensors")  # a trainer option, not the network's
 
 
 # -- padding --------------------------------------------------------------------------------------
@@ -139,11 +147,11 @@ def test_padded_equals_unpadded(rng, options):
     clips = [_clips(rng, 1, t)[0] for t in (6, 1, 3, 9)]
     batch, mask = _pad(clips)
     together = model(batch, mask)
-    extras = model.predict_extras(clip=batch, clip_mask=mask)
+    extras = model.predict_extras(magnified_clip=batch, magnified_clip_mask=mask)
     for i, c in enumerate(clips):
         alone = model(c[None])
         torch.testing.assert_close(together[i], alone[0], rtol=1e-4, atol=1e-5)
-        single = model.predict_extras(clip=c[None])
+        single = model.predict_extras(magnified_clip=c[None])
         assert extras["key_frames"][i] == single["key_frames"][0]
         np.testing.assert_allclose(extras["beta"][i], single["beta"][0], atol=1e-5)
 
@@ -161,8 +169,8 @@ def test_selection_never_chooses_padding(rng):
     assert float(mining.beta[~mask].abs().max()) == 0.0
     assert float(mining.alpha[~mask].abs().max()) == 0.0
     assert bool((mining.max_key < mask.sum(1)).all())
-    for keys, n in zip(model.predict_extras(clip=batch, clip_mask=mask)["key_frames"],
-                       (2, 7, 4), strict=True):
+    extras = model.predict_extras(magnified_clip=batch, magnified_clip_mask=mask)
+    for keys, n in zip(extras["key_frames"], (2, 7, 4), strict=True):
         assert keys and max(keys) < n
 
 
@@ -284,3 +292,105 @@ def test_load_backbone_state():
         model.load_backbone_state({"conv1.weight": torch.zeros(64, 3, 7, 7)})
     with pytest.raises(ParameterError, match="head.weight"):
         model.load_backbone_state({"head.weight": torch.zeros(1)})
+
+
+# -- registry, input, augmentation, trainer helpers ---------------------------------------
+def test_registry_entry():
+    from mexkit.models import get_spec
+
+    spec = get_spec("akmnet")
+    d = spec.defaults
+    assert (d.optimizer, d.lr, d.epochs, d.batch_size, d.momentum, d.weight_decay) == (
+        "sgd", 1e-3, 40, 8, 0.9, 5e-4)
+    assert dict(d.schedule) == {"kind": "cosine", "eta_min": 1e-8}
+    assert d.class_balance == "resample" and spec.protocol == "loso"
+    assert spec.inputs[0].shape == (None, 3, 128, 128) and spec.inputs[0].variable
+    assert {o.name for o in spec.options} >= {"no-attention", "no-sparse", "no-mining-loss",
+                                               "weights"}
+
+
+class _Sample:
+    sample_id = "s1"
+
+    def __init__(self, arrays):
+        self.arrays = arrays
+
+    def __contains__(self, name):
+        return name in self.arrays
+
+    def keys(self):
+        return list(self.arrays)
+
+    def read(self, name):
+        return self.arrays[name]
+
+
+def test_input_builder(rng):
+    from mexkit.learn.inputs.akmnet import magnified_clip
+
+    grey = rng.integers(0, 256, size=(5, 128, 128), dtype=np.uint8)
+    x = magnified_clip(_Sample({"frames": grey}))
+    assert x.shape == (5, 3, 128, 128) and x.dtype == np.float32
+    np.testing.assert_allclose(x[:, 1], grey / 255.0, atol=1e-7)
+    rgb = rng.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+    assert magnified_clip(_Sample({"frames": rgb})).shape == (2, 3, 128, 128)
+    with pytest.raises(ModelInputError, match="magnify"):
+        magnified_clip(_Sample({"flow": grey}))
+    with pytest.raises(ModelInputError, match="'s1'"):
+        magnified_clip(_Sample({"frames": grey[:, :, :, None]}))
+
+
+def test_augmentation_crops_each_clip_at_one_position():
+    from mexkit.learn.inputs.akmnet import AKMNetAugment
+
+    aug = AKMNetAugment()
+    x = torch.rand(3, 4, 3, 128, 128)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    gen = torch.Generator().manual_seed(0)
+    out = aug({"magnified_clip": x, "magnified_clip_mask": mask}, generator=gen)
+    assert out["magnified_clip"].shape == x.shape and out["magnified_clip_mask"] is mask
+    # Same draws with the same seed; the crop lies inside the 144x144 resize.
+    again = aug({"magnified_clip": x, "magnified_clip_mask": mask},
+                generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out["magnified_clip"], again["magnified_clip"])
+    const = torch.ones(1, 2, 3, 128, 128) * torch.tensor([0.2, 0.5, 0.8])[:, None, None]
+    torch.testing.assert_close(aug(const, generator=gen), const)
+    with pytest.raises(ParameterError, match="resize"):
+        AKMNetAugment(resize=100)
+
+
+def test_load_weights_file(tmp_path):
+    from safetensors.torch import save_file
+
+    from mexkit.errors import StoreError
+    from mexkit.learn.trainers.akmnet import load_weights
+
+    model = _fresh_model()
+    state = {k: v.clone() + 0.5 for k, v in AKMResNet18().state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    assert load_weights(model, tmp_path / "w.safetensors") == []
+    torch.testing.assert_close(model.backbone.layer4[1].conv2.weight,
+                               state["layer4.1.conv2.weight"])
+    (tmp_path / "bad.safetensors").write_bytes(b"not a file")
+    with pytest.raises(StoreError, match="bad.safetensors"):
+        load_weights(model, tmp_path / "bad.safetensors")
+
+
+def test_key_frame_plots(tmp_path):
+    import json
+
+    from mexkit.learn.trainers.akmnet import write_key_frame_plots
+
+    rows = ["sample_id,subject,dataset,fold,true,pred,score_a,score_b"]
+    extras = {}
+    for i in range(5):
+        sid = f"d/s{i}/clip{i}"
+        rows.append(f"{sid},s{i},d,s{i},{'ab'[i % 2]},a,0.6,0.4")
+        extras[sid] = {"beta": [0.1, 0.9, 0.8, 0.2], "key_frames": [1, 2],
+                       "max_key_frame": 1}
+    (tmp_path / "predictions.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "predictions.json").write_text(json.dumps(extras))
+    written = write_key_frame_plots(tmp_path, per_class=2, truth={"d/s0/clip0": (1, 2)})
+    assert len(written) == 4  # two of class a, two of class b
+    assert all(p.exists() and p.read_bytes()[:4] == b"\x89PNG" for p in written)
