@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                   "Adaptive key frames (MERSiamC3D), TAS, apex window, uniform."),
     "magnify": ("mexkit.cli.temporal", "magnify_cmd",
                 "Eulerian or Riesz phase-based motion magnification."),
+    "merge": ("mexkit.cli.merge", "merge_cmd", "Join the partial stores of a --shard run."),
     "inspect": ("mexkit.cli.inspect", "inspect_cmd",
                 "Summarise a store: stage, provenance, samples."),
     "validate": ("mexkit.cli.inspect", "validate_cmd",
