@@ -16,6 +16,7 @@ __all__ = [
     "resolve_input",
     "default_output",
     "jobs_options",
+    "run_options",
     "output_option",
     "settings",
 ]
@@ -94,7 +95,64 @@ def output_option(f: Any) -> Any:
     )(f)
 
 
+def _run_setting(name: str, convert: Any = None) -> Any:
+    """A click callback that holds one run setting (retries, shard, ...) while the
+    command runs (:func:`mexkit.pipeline.parallel.configure`)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        from ..pipeline.parallel import configure
+
+        if value is not None:
+            ctx.with_resource(configure(**{name: convert(value) if convert else value}))
+        return value
+
+    return callback
+
+
+def _parse_shard(value: str) -> Any:
+    from ..pipeline.parallel import parse_shard
+
+    return parse_shard(value)
+
+
+def run_options(f: Any) -> Any:
+    """--retries, --scheduler, --address, --shard, --cache (see :func:`jobs_options`)."""
+    from ..pipeline.cache import CACHE_ENV
+
+    f = click.option(
+        "--cache", type=click.Path(file_okay=False, path_type=str), default=None,
+        envvar=CACHE_ENV, expose_value=False, callback=_run_setting("cache"),
+        help=f"Shared folder of finished samples keyed by cache key (env {CACHE_ENV}): "
+             "samples found there are copied, not computed; safe for many jobs at once.",
+    )(f)
+    f = click.option(
+        "--shard", default=None, metavar="I/N|auto", expose_value=False,
+        callback=_run_setting("shard", _parse_shard),
+        help="Compute only shard I of N (0-based, by sample id) into a partial store; "
+             "'auto' reads a Slurm/SGE/PBS array task id. Join parts with `mexkit merge`.",
+    )(f)
+    f = click.option(
+        "--address", default=None, metavar="ADDRESS", expose_value=False,
+        callback=_run_setting("address"),
+        help="--backend ray: a running Ray cluster (default: a local one for this run).",
+    )(f)
+    f = click.option(
+        "--scheduler", default=None, metavar="ADDRESS", expose_value=False,
+        callback=_run_setting("scheduler"),
+        help="--backend dask: a running Dask scheduler, e.g. tcp://host:8786 (default: a "
+             "local cluster for this run).",
+    )(f)
+    f = click.option(
+        "--retries", type=click.IntRange(min=0), default=2, show_default=True,
+        expose_value=False, callback=_run_setting("retries"),
+        help="Times samples lost with a worker are tried again before they are recorded "
+             "as failed.",
+    )(f)
+    return f
+
+
 def jobs_options(f: Any) -> Any:
+    f = run_options(f)
     f = click.option(
         "--backend", type=click.Choice(["loky", "threading", "dask", "ray"]), default="loky",
         show_default=True, help="joblib backend for --jobs > 1 (dask/ray for clusters).",

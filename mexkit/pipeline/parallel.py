@@ -39,6 +39,7 @@ __all__ = [
     "parallel_map",
     "backend_session",
     "watch_parent",
+    "is_lost_worker",
     "progress_bar",
     "parse_shard",
     "in_shard",
@@ -254,8 +255,8 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
                 distributed.Client(cluster) as client:
             yield client
         return
-    try:
-        client = distributed.Client(scheduler, timeout="20s")
+    try:  # waits for dask's distributed.comm.timeouts.connect
+        client = distributed.Client(scheduler)
     except (OSError, TimeoutError) as exc:
         raise ParameterError(f"Cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
     with client:
@@ -318,9 +319,28 @@ def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, job
         return
     import joblib
 
+    # Ray's joblib backend returns a list only (workers still stage each sample at once)
+    order = "list" if backend == "ray" else "generator_unordered"
     with backend_session(backend, jobs, scheduler=scheduler, address=address):
-        par = joblib.Parallel(return_as="generator_unordered")
+        par = joblib.Parallel(return_as=order)
         yield from par(joblib.delayed(func)(c) for c in chunks)
+
+
+# What a lost worker, node or connection raises through joblib (by name: the
+# cluster libraries are optional).
+_LOST = frozenset({
+    "TerminatedWorkerError", "BrokenProcessPool", "KilledWorker", "CommClosedError",
+    "FutureCancelledError", "CancelledError", "WorkerCrashedError", "RayActorError",
+    "ActorDiedError", "NodeDiedError", "OwnerDiedError", "ObjectLostError",
+    "LocalRayletDiedError", "RaySystemError",
+})
+
+
+def is_lost_worker(exc: BaseException) -> bool:
+    """True if ``exc`` says a worker, node or connection was lost (worth a retry)."""
+    if isinstance(exc, (ConnectionError, EOFError, TimeoutError)):
+        return True
+    return any(t.__name__ in _LOST for t in type(exc).__mro__)
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from .parallel import (
     chunked,
     current_config,
     in_shard,
+    is_lost_worker,
     parallel_map,
     progress_bar,
     watch_parent,
@@ -324,9 +325,10 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
                             pending.pop(sid, None)
                             _record(result, writer, keys, status, sid, info, detail)
                             bar.update(1)
-                except MexkitError:
-                    raise
-                except Exception as exc:  # a worker or the cluster was lost
+                except Exception as exc:
+                    if not is_lost_worker(exc):
+                        raise
+                    # a worker, a node or the connection to the cluster was lost
                     reason = _one_line(exc)
                     # a lost worker may have staged samples it could not report
                     for sid in [s for s, t in pending.items()

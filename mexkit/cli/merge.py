@@ -1,0 +1,29 @@
+"""``mexkit merge``: join the partial stores of a sharded run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import out, settings
+
+
+@click.command("merge")
+@click.argument("parts", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The merged store.")
+def merge_cmd(parts: tuple[Path, ...], output: Path):
+    """Join PARTS (stores written with --shard I/N) into one store.
+
+    Every part is validated (checksums, data and content hashes) and must
+    come from the same stage, parameters and input stores; otherwise the
+    command names the part that differs and writes nothing.  Prints the
+    merged store's path.
+    """
+    from ..pipeline.merge import merge_stores
+
+    result = merge_stores(parts, output, progress=settings().get("progress", True))
+    out(str(Path(output).resolve()))
+    return result
