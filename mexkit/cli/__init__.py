@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "magnify": ("mexkit.cli.temporal", "magnify_cmd",
                 "Eulerian or Riesz phase-based motion magnification."),
     "merge": ("mexkit.cli.merge", "merge_cmd", "Join the partial stores of a --shard run."),
+    "show": ("mexkit.cli.show", "show_cmd",
+             "Draw a store: crops, landmarks, flow, strain, sparse frames; a sheet or a GIF."),
     "inspect": ("mexkit.cli.inspect", "inspect_cmd",
                 "Summarise a store: stage, provenance, samples."),
     "validate": ("mexkit.cli.inspect", "validate_cmd",

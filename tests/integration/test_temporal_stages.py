@@ -36,6 +36,7 @@ def test_tim_same_length_reproduces_and_positions_map(crop_store, tmp_path):
         np.testing.assert_allclose(s[sid]["frames"], frames, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_rpca_psn_chain_sparse_frames(crop_store, tmp_path):
     # PSN's chain is TIM to 150 frames and 16 kept; a shorter chain keeps CI fast
     out = _run("rpca", crop_store, "--psn", "--tim-frames", 40, "--keep", 8,
