@@ -1,7 +1,9 @@
 """``mexkit flow`` and ``mexkit strain``."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,13 +17,97 @@ from ._common import (
     settings,
 )
 
+#: Environment variable read here (not in the motion layer): "0" switches the
+#: CUDA engine's torch.compile off when --compile/--no-compile is not given.
+COMPILE_ENV = "MEXKIT_TVL1_COMPILE"
+
+
+def _method_option_specs() -> list[tuple[Any, list[str]]]:
+    """Every flow method's options, one entry per option name, with the methods using it."""
+    from ..motion.methods import flow_method, flow_methods
+
+    specs: dict[str, tuple[Any, list[str]]] = {}
+    for name in flow_methods():
+        for opt in flow_method(name).options:
+            held = specs.get(opt.name)
+            if held is None:
+                specs[opt.name] = (opt, [name])
+            elif held[0] == opt:
+                held[1].append(name)
+            else:
+                raise RuntimeError(  # a programming error in a method's registration
+                    f"flow methods {held[1]} and {name!r} declare different options "
+                    f"named {opt.name!r}")
+    return list(specs.values())
+
+
+def _method_options(f: Any) -> Any:
+    """Add one click option per flow-method option (generated from the registry)."""
+    for opt, methods in reversed(_method_option_specs()):
+        default = "none" if opt.default is None else opt.default
+        where = ", ".join(methods)
+        help_text = f"[{where}] {opt.help} Default: {default}."
+        if opt.choices is not None and opt.type is not str:
+            help_text += f" One of {', '.join(str(c) for c in opt.choices)}."
+        if opt.type is bool:
+            flag = opt.cli_flag
+            decl = f"{flag}/--no-{flag[2:]}"
+            f = click.option(decl, opt.name, default=None, help=help_text)(f)
+            continue
+        if opt.choices is not None and opt.type is str:
+            kind: Any = click.Choice([str(c) for c in opt.choices])
+        elif opt.type is int:
+            kind = click.IntRange(min=None if opt.minimum is None else int(opt.minimum))
+        else:
+            kind = opt.type
+        f = click.option(opt.cli_flag, opt.name, type=kind, default=None, help=help_text)(f)
+    return f
+
+
+def _split_method_options(method: str, given: dict[str, Any], jobs: int
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(options that change the flow, options that do not) for ``method``, checked."""
+    from ..motion.methods import flow_method
+
+    spec = flow_method(method)
+    names = {o.name for o in spec.options}
+    stray = [o.cli_flag for o, _ in _method_option_specs() if o.name in given and
+             o.name not in names]
+    if stray:
+        raise click.UsageError(f"{', '.join(stray)} do(es) not apply to --method {method}.")
+    if "compile" in names and given.get("compile") is None:
+        env = os.environ.get(COMPILE_ENV, "").strip().lower()
+        if env in ("0", "false", "no", "off"):
+            given["compile"] = False
+    if "threads" in names and given.get("threads") is None and jobs > 1:
+        from ..motion.tvl1 import default_threads
+
+        # the cores are shared out between the --jobs workers
+        given["threads"] = max(1, default_threads() // jobs)
+    values = spec.resolve(given)
+    result = {o.name: values[o.name] for o in spec.options if o.affects_result}
+    runtime = {o.name: values[o.name] for o in spec.options
+               if not o.affects_result and o.name in given and o.name != "device"}
+    return result, runtime
+
+
+def _method_help() -> str:
+    from ..motion.methods import flow_method, flow_methods
+
+    return "; ".join(f"{name}: {flow_method(name).summary.rstrip('.')}"
+                     for name in flow_methods()) + "."
+
+
+def _method_names() -> list[str]:
+    from ..motion.methods import flow_methods
+
+    return flow_methods()
+
 
 @click.command("flow")
 @click.argument("store", type=str)
-@click.option("--method", type=click.Choice(["tvl1", "tvl1-opencv", "farneback"]),
-              default="tvl1", show_default=True,
-              help="mexkit's batched TV-L1 (CPU or GPU), OpenCV's DualTVL1 (reference), or "
-                   "OpenCV's Farneback (MERSiamC3D).")
+@click.option("--method", type=click.Choice(_method_names()), default="tvl1",
+              show_default=True, help=_method_help())
 @click.option("--pairs", type=click.Choice(["consecutive", "gap", "onset-apex", "onset-all",
                                             "keyframes", "apex-window"]),
               default="consecutive", show_default=True,
@@ -48,41 +134,39 @@ from ._common import (
               default="middle", show_default=True,
               help="When a clip has no apex annotation (SMIC): middle frame, frame most "
                    "different from onset, or fail the sample.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="For --method tvl1.")
-@click.option("--tau", type=float, default=0.25, show_default=True)
-@click.option("--lambda", "lambda_", type=float, default=0.15, show_default=True)
-@click.option("--theta", type=float, default=0.3, show_default=True)
-@click.option("--nscales", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--warps", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--epsilon", type=float, default=0.01, show_default=True)
+@_method_options
 @click.option("--group", type=click.IntRange(min=1), default=16, show_default=True,
               help="Samples whose pairs are solved in one batched call.")
 @output_option
 @jobs_options
 def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, strain: bool,
              features: str, mask_eyes: bool, remove_head_motion: bool, with_apex: bool,
-             no_apex: str, device: str, tau: float,
-             lambda_: float, theta: float, nscales: int, warps: int, epsilon: float,
-             group: int, output: Path | None, jobs: int, backend: str):
+             no_apex: str, group: int, output: Path | None, jobs: int, backend: str,
+             **method_options: Any):
     """Optical flow between frame pairs of each clip in STORE (or '-').
 
     Flow is stored as (P, 2, H, W) float32, channel 0 horizontal u, channel 1
     vertical v, in pixels of the stored crop, with the frame pairs (P, 2) and
     the landmarks of each pair's first frame.  Prints the output store's path.
+    Each method's options are listed with the methods that take them in
+    brackets; options that only change where or how fast the flow is computed
+    (--device, --threads, --compile) are not part of the cache key.
     """
     from ..pipeline.flow import run_flow
 
     path = resolve_input(store)
-    output = output or default_output(path, "flow")
+    output = output or default_output(path, "flow", method)
     feats = [f.strip() for f in features.split(",") if f.strip()]
-    tvl1 = {"tau": tau, "lambda_": lambda_, "theta": theta, "nscales": nscales,
-            "warps": warps, "epsilon": epsilon}
+    given = {name: value for name, value in method_options.items() if value is not None}
+    device = given.get("device", "auto")
+    jobs = n_jobs(jobs)
+    result_options, runtime = _split_method_options(method, given, jobs)
     result = run_flow(path, output, method=method, pairs=pairs, k=k, window=window,
                       strain=strain, features=feats, with_apex=with_apex, no_apex=no_apex,
                       mask_eyes=mask_eyes, remove_head_motion=remove_head_motion,
-                      device=device, tvl1=tvl1, jobs=n_jobs(jobs), backend=backend,
-                      group=group, progress=settings().get("progress", True))
+                      device=device, tvl1=result_options, method_runtime=runtime,
+                      jobs=jobs, backend=backend, group=group,
+                      progress=settings().get("progress", True))
     out(str(Path(output).resolve()))
     return result
 

@@ -1,6 +1,7 @@
 """Input checks shared by the functions that take flow fields or frame pairs."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -10,14 +11,14 @@ from ..errors import ParameterError
 
 
 def _to_numpy(x: Any) -> np.ndarray:
-    """``x`` as a numpy array (torch tensors are detached and copied to the CPU)."""
-    try:
-        import torch
+    """``x`` as a numpy array (torch tensors are detached and copied to the CPU).
 
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    torch is not imported for this: where it is not loaded yet, ``x`` cannot
+    be a tensor (the CPU flow engine runs without torch).
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
     return np.asarray(x)
 
 

@@ -43,10 +43,36 @@ import numpy as np
 from .._validate import check_int, check_range
 from ..errors import ParameterError
 from ._flowarray import as_frame_pair
+from .methods import FlowOption, register_flow_method
+from .tvl1 import TVL1_OPTIONS, make_params
+
+_FARNEBACK_DEFAULT = ("OpenCV's commonly used value; MERSiamC3D (Zhao et al.) uses OpenCV's "
+                      "Farneback and states none")
+_FARNEBACK_OPTIONS = (
+    FlowOption("pyr_scale", float, 0.5, f"Farneback: image scale between pyramid levels, "
+               f"in (0, 1) ({_FARNEBACK_DEFAULT}).", minimum=1e-12),
+    FlowOption("levels", int, 3, f"Farneback: pyramid levels, 1 = the frames only "
+               f"({_FARNEBACK_DEFAULT}).", minimum=1),
+    FlowOption("winsize", int, 15, f"Farneback: averaging window in pixels "
+               f"({_FARNEBACK_DEFAULT}).", minimum=1),
+    FlowOption("iterations", int, 3, f"Farneback: iterations per pyramid level "
+               f"({_FARNEBACK_DEFAULT}).", minimum=1),
+    FlowOption("poly_n", int, 5, f"Farneback: neighbourhood of the polynomial expansion, "
+               f"5 or 7 ({_FARNEBACK_DEFAULT}; Farneback 2003).", minimum=1),
+    FlowOption("poly_sigma", float, 1.2, f"Farneback: standard deviation of the expansion's "
+               f"Gaussian weights ({_FARNEBACK_DEFAULT}).", minimum=1e-12),
+    FlowOption("flags", int, 0, "Farneback: OpenCV flags, 256 = Gaussian window "
+               "(OPTFLOW_FARNEBACK_GAUSSIAN), 0 = box (OpenCV's default).", minimum=0,
+               flag="--farneback-flags"),
+)
 
 __all__ = ["tvl1_opencv", "farneback"]
 
 
+@register_flow_method(
+    "tvl1-opencv", options=TVL1_OPTIONS,
+    summary="OpenCV's cv2.optflow.DualTVL1OpticalFlow, the reference (MEAN and SOFTNet use it "
+            "with its defaults).")
 def tvl1_opencv(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float = 0.15,
                 theta: float = 0.3, nscales: int = 5, warps: int = 5, epsilon: float = 0.01,
                 inner_iterations: int = 30, outer_iterations: int = 10,
@@ -84,10 +110,10 @@ outer_iterations, scale_step, gamma, median_filtering
     """
     import cv2
 
-    from .tvl1 import _make_params
-
-    prm = _make_params(tau, lambda_, theta, nscales, warps, epsilon, inner_iterations,
-                       outer_iterations, scale_step, gamma, median_filtering, "zero")
+    prm = make_params(tau=tau, lambda_=lambda_, theta=theta, nscales=nscales, warps=warps,
+                      epsilon=epsilon, inner_iterations=inner_iterations,
+                      outer_iterations=outer_iterations, scale_step=scale_step, gamma=gamma,
+                      median_filtering=median_filtering, border="zero")
     ref, mov, single = as_frame_pair(reference, moving)
     if not hasattr(cv2, "optflow") or not hasattr(cv2.optflow, "DualTVL1OpticalFlow_create"):
         raise ParameterError(
@@ -107,6 +133,9 @@ outer_iterations, scale_step, gamma, median_filtering
     return out[0] if single else out
 
 
+@register_flow_method(
+    "farneback", options=_FARNEBACK_OPTIONS,
+    summary="OpenCV's Farneback (2003) dense flow, as MERSiamC3D computes it.")
 def farneback(reference: Any, moving: Any, *, pyr_scale: float = 0.5, levels: int = 3,
               winsize: int = 15, iterations: int = 3, poly_n: int = 5,
               poly_sigma: float = 1.2, flags: int = 0) -> np.ndarray:

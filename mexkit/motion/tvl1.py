@@ -1,4 +1,4 @@
-"""Batched TV-L1 optical flow in torch, on CPU or CUDA.
+"""TV-L1 optical flow of many frame pairs: a pair-parallel CPU solver and a batched GPU one.
 
 This is mexkit's own implementation of the duality-based TV-L1 optical flow of
 Zach, Pock and Bischof (2007) with the numerical details of Sanchez,
@@ -20,33 +20,31 @@ Meinhardt-Llopis and Facciolo (IPOL 2013), organised exactly as OpenCV's
   the current warping as soon as the summed squared change of its flow in one
   iteration is at most ``epsilon**2 * area``.
 
-Every pair of a batch keeps its own stopping rule (a pair that has converged
-is frozen, so the result does not depend on the batch it runs in), and pairs
-that have converged are dropped from the working set so that they stop
-costing time. The iteration (two per call on CPU, five on CUDA) and the
-warping are compiled with :func:`torch.compile` into fused loops (C++/OpenMP
-on CPU, Triton on CUDA) with dynamic shapes: one set of kernels serves every
-pyramid level, frame size and batch size. Compiling costs once per process
-(about 40 s on two busy cores the first time, a few seconds when torch's
-on-disk cache already holds the kernels); without a working compiler, or
-with ``compile=False`` / ``MEXKIT_TVL1_COMPILE=0``, the same code runs eagerly
-(slower, same result up to rounding) and a failure is logged once. The median
-filter is OpenCV's ``medianBlur`` on CPU (scipy's for float64) and a pruned
-min/max selection network (Batcher's odd-even merge sort) compiled into one
-kernel on CUDA. CPU work uses torch's intra-op threads
-(:func:`torch.set_num_threads`) and OpenCV's (``cv2.setNumThreads``).
+Two engines run this scheme:
 
-Speed (``bench/bench_flow.py``, 2 threads of a shared AMD EPYC): 128 x 128
-pairs about 55 pairs/s against 10 for OpenCV's DualTVL1 with its defaults
-(5.5x), 224 x 224 about 21 against 4 (5.2x), at a mean endpoint error 6-11 %
-lower. The compiled loops synchronise their OpenMP threads several times per
-iteration, so on cores that other jobs keep busy the speed drops more than
-OpenCV's.
+* CPU (``engine="numpy"``, the default there): every worker thread takes one
+  pair at a time and solves it from its first iteration to its last with
+  single-threaded numpy and OpenCV calls (in-place array operations on the
+  pair's own buffers, one bicubic ``cv2.remap`` per warping, OpenCV's
+  ``medianBlur``). Threads share nothing but a counter of the next pair, so
+  a thread that the operating system deschedules delays only its own pair:
+  nobody waits for it, and N threads never do less work per second than one.
+  numpy and OpenCV release the GIL inside each operation. Nothing is compiled:
+  the first pair in a fresh process costs what every other pair costs.
+* CUDA (``engine="torch"``, the default there): all pairs of a batch iterate
+  together in kernels compiled with ``torch.compile``
+  (:mod:`mexkit.motion.tvl1_torch`), which pays off on a GPU.
+
+Both engines give the same flow up to float rounding (each pair keeps its own
+stopping rule, so the result does not depend on the batch or thread it runs
+in).
+
+Speed (``bench/bench_flow.py``; the README lists the measured figures with the
+machine's load): on CPU about 4-6 times OpenCV's DualTVL1 throughput at
+128 x 128 on 2 threads, at an equal or lower endpoint error.
 
 Differences from OpenCV, on purpose:
 
-* bicubic resampling uses exact sub-pixel positions (OpenCV's ``remap``
-  rounds them to 1/32 pixel);
 * near and beyond the frame border (``border="masked"``, the default): the
   bicubic taps that fall outside the frame read the nearest border pixel, and
   where ``x + flow(x)`` itself falls outside the frame the data term is
@@ -72,36 +70,83 @@ References
 """
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
+import sys
 import threading
-from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .._validate import check_int, check_ndim, check_option, check_range
 from ..errors import ParameterError
 from ._flowarray import as_flow, as_frame_pair
+from .methods import FlowOption, register_flow_method
 
-__all__ = ["tvl1_flow", "flow_endpoint_error", "warp", "pyramid_sizes"]
+__all__ = ["tvl1_flow", "flow_endpoint_error", "warp", "pyramid_sizes", "TVL1Params",
+           "make_params", "TVL1_OPTIONS", "default_threads"]
 
 logger = logging.getLogger("mexkit")
 
-#: Environment variable that switches the compiled kernels off ("0") or on.
-COMPILE_ENV = "MEXKIT_TVL1_COMPILE"
-
 _FLT_EPSILON = float(np.finfo(np.float32).eps)  # OpenCV's threshold on |grad I|^2
-_CUBIC_A = -0.75  # Keys kernel parameter used by OpenCV and torch
-# indices are clamped in range by construction; the per-call checks only cost time
-_COMPILE_OPTIONS = {"assert_indirect_indexing": False, "size_asserts": False}
 # largest pixel count of one batch: the flat tap indices are int32
 _MAX_INDEX = (1 << 31) - 1
+_BORDERS = ("masked", "replicate", "zero")
+
+_OPENCV_DEFAULT = ("OpenCV DualTVL1's default, as MEAN and SOFTNet run it; Zach et al. "
+                   "2007, Sanchez et al. IPOL 2013")
+
+#: The options of the TV-L1 solvers (shared by ``tvl1`` and ``tvl1-opencv``).
+TVL1_OPTIONS = (
+    FlowOption("tau", float, 0.25, f"Time step of the dual update ({_OPENCV_DEFAULT}).",
+               minimum=1e-12),
+    FlowOption("lambda_", float, 0.15,
+               f"Weight of the data term against total variation, for intensities "
+               f"0-255 ({_OPENCV_DEFAULT}).", minimum=1e-12),
+    FlowOption("theta", float, 0.3,
+               f"Coupling of the flow and its auxiliary variable ({_OPENCV_DEFAULT}).",
+               minimum=1e-12),
+    FlowOption("nscales", int, 5, f"Most pyramid levels ({_OPENCV_DEFAULT}).", minimum=1),
+    FlowOption("warps", int, 5, f"Warpings per pyramid level ({_OPENCV_DEFAULT}).",
+               minimum=1),
+    FlowOption("epsilon", float, 0.01,
+               f"Stopping threshold: a warping ends when the summed squared flow change "
+               f"of one iteration is at most epsilon^2 x area ({_OPENCV_DEFAULT}).",
+               minimum=0.0),
+    FlowOption("inner_iterations", int, 30,
+               f"Iterations per pass ({_OPENCV_DEFAULT}).", minimum=1),
+    FlowOption("outer_iterations", int, 10,
+               f"Passes per warping, each after a median filter ({_OPENCV_DEFAULT}).",
+               minimum=1),
+    FlowOption("scale_step", float, 0.8,
+               f"Zoom factor between pyramid levels, in (0, 1) ({_OPENCV_DEFAULT}; the "
+               f"IPOL paper uses 0.5).", minimum=1e-12),
+    FlowOption("gamma", float, 0.0,
+               f"Weight of the illumination-change variable, 0 = off ({_OPENCV_DEFAULT}).",
+               minimum=0.0),
+    FlowOption("median_filtering", int, 5,
+               f"Median filter size applied to the flow at each pass; 1 or 0 = none "
+               f"({_OPENCV_DEFAULT}).", choices=(5, 3, 1, 0)),
+)
+
+_MEXKIT_OPTIONS = TVL1_OPTIONS + (
+    FlowOption("border", str, "masked",
+               "Frame border when warping: 'masked' drops the data term where x + flow(x) "
+               "leaves the frame (mexkit's default, lower error at the border), 'zero' "
+               "reads zeros outside as OpenCV does, 'replicate' the border pixels.",
+               choices=_BORDERS),
+    FlowOption("device", str, "auto", "Where to compute: 'auto' takes CUDA when torch sees "
+               "a GPU (and the NVIDIA driver is present), else the CPU.",
+               choices=("auto", "cpu", "cuda"), affects_result=False),
+    FlowOption("threads", int, None, "CPU worker threads, each solving whole pairs on its "
+               "own (default: the CPU cores this process may use).", minimum=1,
+               affects_result=False),
+    FlowOption("compile", bool, True, "CUDA engine: run torch.compile'd kernels (off: the "
+               "same code uncompiled).", affects_result=False),
+)
 
 
 # --------------------------------------------------------------------------
@@ -109,7 +154,9 @@ _MAX_INDEX = (1 << 31) - 1
 
 
 @dataclass(frozen=True)
-class _Params:
+class TVL1Params:
+    """Checked TV-L1 parameters (see :func:`tvl1_flow` for their meaning)."""
+
     tau: float
     lambda_: float
     theta: float
@@ -141,10 +188,18 @@ def _check_float(name: str, value: Any, low: float | None = None, high: float | 
     return value
 
 
-def _make_params(tau: Any, lambda_: Any, theta: Any, nscales: Any, warps: Any, epsilon: Any,
-                 inner_iterations: Any, outer_iterations: Any, scale_step: Any, gamma: Any,
-                 median_filtering: Any, border: Any) -> _Params:
-    return _Params(
+def make_params(*, tau: Any = 0.25, lambda_: Any = 0.15, theta: Any = 0.3, nscales: Any = 5,
+                warps: Any = 5, epsilon: Any = 0.01, inner_iterations: Any = 30,
+                outer_iterations: Any = 10, scale_step: Any = 0.8, gamma: Any = 0.0,
+                median_filtering: Any = 5, border: Any = "masked") -> TVL1Params:
+    """Check TV-L1 parameters and return them as a :class:`TVL1Params`.
+
+    Raises
+    ------
+    ParameterError
+        For a value of the wrong type or out of range (the message names it).
+    """
+    return TVL1Params(
         tau=_check_float("tau", tau, 0.0, low_open=True),
         lambda_=_check_float("lambda_", lambda_, 0.0, low_open=True),
         theta=_check_float("theta", theta, 0.0, low_open=True),
@@ -158,7 +213,7 @@ def _make_params(tau: Any, lambda_: Any, theta: Any, nscales: Any, warps: Any, e
         gamma=_check_float("gamma", gamma, 0.0),
         median_filtering=int(check_option("median_filtering", median_filtering,
                                           (0, 1, 3, 5))),
-        border=check_option("border", border, ("replicate", "zero", "masked")),
+        border=check_option("border", border, _BORDERS),
     )
 
 
@@ -194,583 +249,284 @@ def pyramid_sizes(height: int, width: int, *, nscales: int = 5,
     return sizes
 
 
+def default_threads() -> int:
+    """CPU worker threads by default: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 # --------------------------------------------------------------------------
-# small numerical building blocks (torch, any device)
+# CPU engine: one pair per call, single-threaded numpy and OpenCV
 
 
-def _linear_resize_matrix(n_in: int, n_out: int, scale: float, *, dtype: torch.dtype,
-                          device: torch.device) -> torch.Tensor:
-    """(n_out, n_in) matrix of 1-D bilinear interpolation, OpenCV style.
+def _linear_taps(n_in: int, n_out: int, scale: float, dtype: np.dtype
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left/right source index and weight of 1-D bilinear resizing, OpenCV style.
 
     Output sample ``i`` reads the input at ``(i + 0.5) * scale - 0.5`` with the
     two taps clamped into the input (a replicated border).
     """
     pos = (np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5
     left = np.floor(pos)
-    frac = pos - left
-    left = left.astype(np.int64)
-    mat = np.zeros((n_out, n_in), dtype=np.float64)
-    rows = np.arange(n_out)
-    np.add.at(mat, (rows, np.clip(left, 0, n_in - 1)), 1.0 - frac)
-    np.add.at(mat, (rows, np.clip(left + 1, 0, n_in - 1)), frac)
-    return torch.as_tensor(mat, dtype=dtype, device=device)
+    frac = (pos - left).astype(dtype)
+    left = left.astype(np.intp)
+    return np.clip(left, 0, n_in - 1), np.clip(left + 1, 0, n_in - 1), frac
 
 
-def _resize(images: torch.Tensor, size: tuple[int, int], scale: tuple[float, float] | None
-            ) -> torch.Tensor:
+def _resize(image: np.ndarray, size: tuple[int, int], scale: tuple[float, float] | None
+            ) -> np.ndarray:
     """Bilinear resize of ``(..., h, w)`` to ``size`` as OpenCV's INTER_LINEAR.
 
     ``scale`` is (source pixels per output pixel) along y and x; ``None`` uses
     the size ratio (OpenCV's behaviour when an output size is given).
     """
-    h, w = images.shape[-2:]
+    h, w = image.shape[-2:]
     nh, nw = size
     sy, sx = scale if scale is not None else (h / nh, w / nw)
-    my = _linear_resize_matrix(h, nh, sy, dtype=images.dtype, device=images.device)
-    mx = _linear_resize_matrix(w, nw, sx, dtype=images.dtype, device=images.device)
-    return torch.matmul(torch.matmul(my, images), mx.T)
+    a, b, f = _linear_taps(h, nh, sy, image.dtype)
+    rows = image[..., a, :] * (1 - f)[:, None] + image[..., b, :] * f[:, None]
+    a, b, f = _linear_taps(w, nw, sx, image.dtype)
+    return np.ascontiguousarray(rows[..., a] * (1 - f) + rows[..., b] * f)
 
 
-def _centered_gradient(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Half the central difference along x and y, replicated border (as OpenCV)."""
-    padded = F.pad(images[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-    gx = 0.5 * (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2])
-    gy = 0.5 * (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1])
-    return gx, gy
+def _moving_stack(moving: np.ndarray) -> np.ndarray:
+    """(h, w, 3): the second frame and its centred gradient along x and y.
 
-
-def _cubic_weights(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Keys cubic convolution weights of the taps at -1, 0, 1, 2 for offset t."""
-    a = _CUBIC_A
-    s = 1.0 - t
-    w1 = ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
-    w2 = ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0
-    tp = t + 1.0
-    w0 = ((a * tp - 5.0 * a) * tp + 8.0 * a) * tp - 4.0 * a
-    w3 = 1.0 - w0 - w1 - w2
-    return w0, w1, w2, w3
-
-
-def _remap_bicubic(images: Sequence[torch.Tensor], map_x: torch.Tensor, map_y: torch.Tensor,
-                   zero_border: bool) -> list[torch.Tensor]:
-    """Sample each of ``images`` (n, h, w) at (map_x, map_y) (n, h, w) bicubically.
-
-    Taps outside the image read the nearest border pixel, or zero when
-    ``zero_border`` is true. The tap indices (int32) and weights are computed
-    once and shared by the images.
+    Half the central difference, replicated border (as OpenCV).
     """
-    n, h, w = map_x.shape
-    # positions far outside only ever read the border (or zeros): clamping them
-    # keeps every index in range whatever the flow
-    map_x = map_x.clamp(-3.0, w + 2.0)
-    map_y = map_y.clamp(-3.0, h + 2.0)
-    x0f = torch.floor(map_x)
-    y0f = torch.floor(map_y)
-    wx = list(_cubic_weights(map_x - x0f))
-    wy = list(_cubic_weights(map_y - y0f))
-    x0 = x0f.to(torch.int32)
-    y0 = y0f.to(torch.int32)
-    base = (torch.arange(n, device=map_x.device, dtype=torch.int32) * (h * w))[:, None, None]
-    cols = []
-    rows = []
-    for k in range(4):
-        xk = x0 + (k - 1)
-        yk = y0 + (k - 1)
-        if zero_border:
-            wx[k] = torch.where((xk >= 0) & (xk < w), wx[k], torch.zeros_like(wx[k]))
-            wy[k] = torch.where((yk >= 0) & (yk < h), wy[k], torch.zeros_like(wy[k]))
-        cols.append(xk.clamp(0, w - 1))
-        rows.append(yk.clamp(0, h - 1) * w + base)
-    out = []
-    for image in images:
-        flat = image.reshape(-1)
-        acc = None
-        for i in range(4):
-            line = None
-            for j in range(4):
-                tap = flat[rows[i] + cols[j]] * wx[j]
-                line = tap if line is None else line + tap
-            term = line * wy[i]
-            acc = term if acc is None else acc + term
-        out.append(acc)
-    return out
+    padded = np.pad(moving, 1, mode="edge")
+    stack = np.empty(moving.shape + (3,), moving.dtype)
+    stack[..., 0] = moving
+    np.subtract(padded[1:-1, 2:], padded[1:-1, :-2], out=stack[..., 1])
+    np.subtract(padded[2:, 1:-1], padded[:-2, 1:-1], out=stack[..., 2])
+    stack[..., 1:] *= 0.5
+    return stack
 
 
-def _warp_data(reference: torch.Tensor, i1: torch.Tensor, i1x: torch.Tensor, i1y: torch.Tensor,
-               u1: torch.Tensor, u2: torch.Tensor, border: int) -> list[torch.Tensor]:
-    """Linearisation of the data term around the flow ``(u1, u2)`` (one warping).
+def _warp_data(reference: np.ndarray, stack: np.ndarray, u: np.ndarray, border: str
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Linearisation of the data term around the flow ``u`` (one warping).
 
-    All tensors are (n, h, w): the first frame, the second frame and its
-    centred gradient, the current flow. ``border`` is 0 (replicate), 1 (zero)
-    or 2 (masked: replicate, and no data term where ``x + flow(x)`` falls
-    outside the frame). Returns the warped gradient of the second frame along
-    x and y and the constant part of the residual
-    ``I1(x + u0) - grad I1(x + u0) . u0 - I0(x)`` (the squared gradient norm
-    is recomputed in every iteration: cheaper than reading it).
+    ``reference`` (h, w) is the first frame, ``stack`` (h, w, 3) the second
+    frame and its gradient (:func:`_moving_stack`), ``u`` (C, h, w) the flow.
+    The stack is resampled at ``x + u(x)`` bicubically (Keys, a = -0.75, exact
+    sub-pixel positions) by OpenCV's ``remap``, in float32 (the positions are
+    float32 in any case). Returns the warped gradient
+    (2, h, w), zero where ``border`` is "masked" and ``x + u(x)`` leaves the
+    frame, and the constant part of the residual
+    ``I1(x + u0) - grad I1(x + u0) . u0 - I0(x)``.
     """
-    _, h, w = u1.shape
-    map_x = torch.arange(w, device=u1.device, dtype=u1.dtype)[None, None, :] + u1
-    map_y = torch.arange(h, device=u1.device, dtype=u1.dtype)[None, :, None] + u2
-    i1w, i1wx, i1wy = _remap_bicubic((i1, i1x, i1y), map_x, map_y, border == 1)
-    if border == 2:
-        inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
-        i1wx = torch.where(inside, i1wx, torch.zeros_like(i1wx))
-        i1wy = torch.where(inside, i1wy, torch.zeros_like(i1wy))
-    rho_c = i1w - i1wx * u1 - i1wy * u2 - reference
-    return [i1wx, i1wy, rho_c]
-
-
-def _primal_dual_step(u: list[torch.Tensor], p: list[torch.Tensor], data: list[torch.Tensor],
-                      alive: torch.Tensor, l_t: float, theta: float, taut: float,
-                      gamma: float) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-    """One TV-L1 iteration for a batch (thresholding, primal and dual update).
-
-    ``u`` holds the flow components (n, h, w): u1, u2 and, when ``gamma`` >
-    0, the illumination variable u3; ``p`` the dual variable, two (n, h, w)
-    tensors (x and y) per component; ``data`` the three tensors of
-    :func:`_warp_data`; ``alive`` (n,) bool. Pairs that are not alive keep
-    their state. Returns the new ``u``, ``p`` and the summed squared change of
-    ``u`` per pair (n,).
-
-    Written component by component, so that the compiler fuses the primal and
-    the dual update into one loop each, without temporaries.
-    """
-    i1wx, i1wy, rho_c = data
-    grad = i1wx * i1wx + i1wy * i1wy
-    rho = rho_c + i1wx * u[0] + i1wy * u[1]
-    if len(u) == 3:
-        rho = rho + gamma * u[2]
-    # thresholding step (TH): minimiser of the linearised pointwise data term
-    lg = l_t * grad
-    safe_grad = torch.where(grad > _FLT_EPSILON, grad, torch.ones_like(grad))
-    step = torch.where(grad > _FLT_EPSILON, -rho / safe_grad, torch.zeros_like(rho))
-    step = torch.where(rho > lg, torch.full_like(rho, -l_t), step)
-    step = torch.where(rho < -lg, torch.full_like(rho, l_t), step)
-    directions: list[Any] = [i1wx, i1wy, gamma]
-    keep = alive[:, None, None]
-    new_u = []
-    squares = None
-    for c, comp in enumerate(u):
-        # primal step: u = v + theta * div(p), backward differences, p = 0 outside
-        px, py = p[2 * c], p[2 * c + 1]
-        div = (px - F.pad(px[:, :, :-1], (1, 0))) + (py - F.pad(py[:, :-1, :], (0, 0, 1, 0)))
-        value = torch.where(keep, comp + step * directions[c] + theta * div, comp)
-        change = value - comp
-        squares = change * change if squares is None else squares + change * change
-        new_u.append(value)
-    assert squares is not None
-    # reduce rows first: the row sums fuse into the loop that computes u
-    error = squares.sum(dim=2).sum(dim=1)
-    new_p = []
-    for c, value in enumerate(new_u):
-        # dual step: forward differences, zero on the last column / row
-        px, py = p[2 * c], p[2 * c + 1]
-        ux = F.pad(value[:, :, 1:] - value[:, :, :-1], (0, 1))
-        uy = F.pad(value[:, 1:, :] - value[:, :-1, :], (0, 0, 0, 1))
-        inv = 1.0 / (1.0 + taut * torch.sqrt(ux * ux + uy * uy))
-        new_p.append(torch.where(keep, (px + taut * ux) * inv, px))
-        new_p.append(torch.where(keep, (py + taut * uy) * inv, py))
-    return new_u, new_p, error
-
-
-def _iterate(u: list[torch.Tensor], p: list[torch.Tensor], data: list[torch.Tensor],
-             alive: torch.Tensor, tolerance: float, l_t: float, theta: float, taut: float,
-             gamma: float, steps: int
-             ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-    """``steps`` iterations; a pair stops (is frozen) once its change <= tolerance.
-
-    Returns the new ``u``, ``p`` and ``alive``.
-    """
-    for _ in range(steps):
-        u, p, error = _primal_dual_step(u, p, data, alive, l_t, theta, taut, gamma)
-        alive = alive & (error > tolerance)
-    return u, p, alive
-
-
-# --------------------------------------------------------------------------
-# median filter
-
-
-def _oddeven_merge_network(n: int) -> list[tuple[int, int]]:
-    """Comparators (low, high) of Batcher's odd-even merge sort for n = 2**k wires."""
-    pairs: list[tuple[int, int]] = []
-    block = 1
-    while block < n:
-        dist = block
-        while dist >= 1:
-            for j in range(dist % block, n - dist, 2 * dist):
-                for i in range(min(dist, n - j - dist)):
-                    a, b = i + j, i + j + dist
-                    if a // (2 * block) == b // (2 * block):
-                        pairs.append((a, b))
-            dist //= 2
-        block *= 2
-    return pairs
-
-
-@functools.lru_cache(maxsize=8)
-def _median_network(count: int) -> tuple[tuple[tuple[int, int, bool, bool], ...], int, int, int]:
-    """A min/max network that selects the median of ``count`` (odd) values.
-
-    Batcher's network on the next power of two ``size``, the extra wires held
-    at -inf (the first ``n_low``) and +inf (the last), in numbers that keep the
-    median in place, with every comparator that cannot influence the median
-    removed. Returns the comparators as (a, b, need_min, need_max), the wire
-    of the median, ``size`` and ``n_low``.
-    """
-    size = 1
-    while size < count:
-        size *= 2
-    n_low = (size - count) // 2
-    target = n_low + count // 2
-    needed = {target}
-    kept: list[tuple[int, int, bool, bool]] = []
-    for a, b in reversed(_oddeven_merge_network(size)):
-        need_min, need_max = a in needed, b in needed
-        if need_min or need_max:
-            kept.append((a, b, need_min, need_max))
-            needed.update((a, b))
-    kept.reverse()
-    return tuple(kept), target, size, n_low
-
-
-def _median_select(values: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Elementwise median of an odd number of equally shaped tensors."""
-    count = len(values)
-    network, target, size, n_low = _median_network(count)
-    low, high = "-inf", "+inf"
-    wires: list[Any] = [low] * n_low + list(values) + [high] * (size - count - n_low)
-    for a, b, need_min, need_max in network:
-        x, y = wires[a], wires[b]
-        # comparisons with a constant need no arithmetic
-        if x is low or y is high:
-            continue
-        if x is high or y is low:
-            wires[a], wires[b] = y, x
-            continue
-        wires[a] = torch.minimum(x, y) if need_min else None
-        wires[b] = torch.maximum(x, y) if need_max else None
-    return wires[target]
-
-
-def _pad_replicate(u: list[torch.Tensor], radius: int) -> list[torch.Tensor]:
-    return [F.pad(comp[:, None], (radius,) * 4, mode="replicate")[:, 0] for comp in u]
-
-
-def _median_windows(padded: list[torch.Tensor], ksize: int) -> list[torch.Tensor]:
-    """ksize x ksize median of each border-padded (n, h + k - 1, w + k - 1) tensor."""
-    out = []
-    for comp in padded:
-        h = comp.shape[1] - ksize + 1
-        w = comp.shape[2] - ksize + 1
-        windows = [comp[:, dy:dy + h, dx:dx + w] for dy in range(ksize) for dx in range(ksize)]
-        out.append(_median_select(windows))
-    return out
-
-
-def _median_filter_torch(u: list[torch.Tensor], ksize: int) -> list[torch.Tensor]:
-    """ksize x ksize median of each (n, h, w) tensor, replicated border."""
-    return _median_windows(_pad_replicate(u, ksize // 2), ksize)
-
-
-def _median_filter_cv2(u: list[torch.Tensor], ksize: int) -> list[torch.Tensor]:
-    """Same as :func:`_median_filter_torch` with OpenCV's medianBlur (CPU, float32)."""
     import cv2
 
-    out = []
-    for comp in u:
-        array = comp.contiguous().numpy()
-        result = np.empty_like(array)
-        for i in range(array.shape[0]):
-            cv2.medianBlur(array[i], ksize, dst=result[i])
-        out.append(torch.from_numpy(result))
-    return out
+    h, w = reference.shape
+    map_x = np.arange(w, dtype=np.float32)[None, :] + u[0]
+    map_y = np.arange(h, dtype=np.float32)[:, None] + u[1]
+    # far-away positions only read the border (or zeros): clamping keeps them finite
+    mx = np.clip(map_x, -3.0, w + 2.0).astype(np.float32, copy=False)
+    my = np.clip(map_y, -3.0, h + 2.0).astype(np.float32, copy=False)
+    if stack.dtype != np.float32:
+        # OpenCV's float64 remap does not use the same bicubic kernel: resample in float32
+        stack = stack.astype(np.float32)
+    if border == "zero":
+        warped = cv2.remap(stack, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=(0.0, 0.0, 0.0, 0.0))
+    else:
+        warped = cv2.remap(stack, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    warped = warped.astype(reference.dtype, copy=False)
+    grad = np.ascontiguousarray(np.moveaxis(warped[..., 1:], -1, 0))
+    if border == "masked":
+        outside = (map_x < 0) | (map_x > w - 1) | (map_y < 0) | (map_y > h - 1)
+        grad[:, outside] = 0
+    rho_c = warped[..., 0] - grad[0] * u[0] - grad[1] * u[1] - reference
+    return grad, rho_c
 
 
-def _median_filter_scipy(u: list[torch.Tensor], ksize: int) -> list[torch.Tensor]:
-    """Same as :func:`_median_filter_torch` with scipy (CPU, any float dtype)."""
-    from scipy import ndimage
+def _median(u: np.ndarray, ksize: int, scratch: np.ndarray) -> None:
+    """In-place ksize x ksize median of each (h, w) plane of ``u``, replicated border."""
+    if u.dtype == np.float32:
+        import cv2
 
-    return [torch.from_numpy(ndimage.median_filter(comp.numpy(), size=(1, ksize, ksize),
-                                                   mode="nearest")) for comp in u]
+        for plane in u:
+            cv2.medianBlur(plane, ksize, dst=scratch)
+            plane[...] = scratch
+    else:  # OpenCV's 5 x 5 median takes float32 only
+        from scipy import ndimage
+
+        for plane in u:
+            ndimage.median_filter(plane, size=ksize, mode="nearest", output=scratch)
+            plane[...] = scratch
 
 
-# --------------------------------------------------------------------------
-# compiled kernels with an eager fallback
+def _solve_level(reference: np.ndarray, moving: np.ndarray, u: np.ndarray,
+                 prm: TVL1Params) -> np.ndarray:
+    """Refine the flow ``u`` (C, h, w) at one pyramid level, in place.
 
-
-def _twice(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [torch.cat([t, t]) for t in tensors]
-
-
-class _Kernels:
-    """The compute kernels, compiled with torch.compile when possible.
-
-    Compiled graphs are shared by all calls in the process. Shapes are
-    dynamic; a batch of one pair is padded with a frozen copy (size-one
-    dimensions would be compiled again).
+    The primal-dual iteration of Zach et al. written as in-place numpy
+    operations on contiguous buffers. The dual variable is stored multiplied
+    by ``theta`` (``q = theta * p``), so that the primal step reads ``u = v +
+    div q`` and the dual step ``q = (q + tau grad u) / (1 + tau/theta |grad
+    u|)``. Its x component is zero in the last column and its y component in
+    the last row (the forward differences are zero there), so both backward
+    differences of the divergence are plain shifts of the flattened arrays.
     """
-
-    _lock = threading.Lock()
-    _compiled: dict[str, Callable[..., Any]] = {}
-    _broken: set[str] = set()  # device types on which compiling failed
-
-    def __init__(self, device: torch.device, dtype: torch.dtype, use_compile: bool):
-        self.device = device
-        self.use_compile = use_compile
-        # on CPU, OpenCV's SIMD median (float32 only) and scipy's median beat
-        # the selection network, which is meant for the GPU
-        self.cpu_median = None
-        if device.type == "cpu":
-            self.cpu_median = _median_filter_cv2 if dtype == torch.float32 else \
-                _median_filter_scipy
-
-    @classmethod
-    def _get(cls, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        with cls._lock:
-            compiled = cls._compiled.get(name)
-            if compiled is None:
-                compiled = torch.compile(fn, dynamic=True, options=_COMPILE_OPTIONS)
-                cls._compiled[name] = compiled
-        return compiled
-
-    @property
-    def compiling(self) -> bool:
-        return self.use_compile and self.device.type not in _Kernels._broken
-
-    def _run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.compiling:
-            try:
-                with _TraceSettings():
-                    return self._get(f"{name}:{self.device.type}", fn)(*args)
-            except torch.OutOfMemoryError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any failure to compile
-                with _Kernels._lock:
-                    if self.device.type not in _Kernels._broken:
-                        _Kernels._broken.add(self.device.type)
-                        first = str(exc).splitlines()[0] if str(exc) else ""
-                        logger.warning(
-                            "torch.compile failed on %s (%s: %s); TV-L1 runs uncompiled "
-                            "there (slower). Set %s=0 to skip compiling.",
-                            self.device.type, type(exc).__name__, first, COMPILE_ENV,
-                        )
-        return fn(*args)
-
-    def iterate(self, u: list[torch.Tensor], p: list[torch.Tensor], data: list[torch.Tensor],
-                alive: torch.Tensor, tolerance: float, l_t: float, theta: float, taut: float,
-                gamma: float, steps: int
-                ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-        fn = functools.partial(_iterate, steps=steps)
-        if alive.shape[0] == 1 and self.compiling:
-            alive2 = torch.cat([alive, torch.zeros_like(alive)])
-            u, p, alive = self._run(f"iterate{steps}", fn, _twice(u), _twice(p), _twice(data),
-                                    alive2, tolerance, l_t, theta, taut, gamma)
-            return [t[:1] for t in u], [t[:1] for t in p], alive[:1]
-        return self._run(f"iterate{steps}", fn, u, p, data, alive, tolerance, l_t, theta, taut,
-                         gamma)
-
-    def warp_data(self, reference: torch.Tensor, i1: torch.Tensor, i1x: torch.Tensor,
-                  i1y: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor, border: int
-                  ) -> list[torch.Tensor]:
-        args = [reference, i1, i1x, i1y, u1, u2]
-        if reference.shape[0] == 1 and self.compiling:
-            data = self._run("warp", _warp_data, *_twice(args), border)
-            return [t[:1] for t in data]
-        return self._run("warp", _warp_data, *args, border)
-
-    def median(self, u: list[torch.Tensor], ksize: int) -> list[torch.Tensor]:
-        if self.cpu_median is not None:
-            return self.cpu_median(u, ksize)
-        # the border padding is materialised first, so that the compiled
-        # selection network reads plain shifted windows
-        padded = _pad_replicate(u, ksize // 2)
-        if u[0].shape[0] == 1 and self.compiling:
-            return [t[:1] for t in self._run(f"median{ksize}", _median_windows,
-                                             _twice(padded), ksize)]
-        return self._run(f"median{ksize}", _median_windows, padded, ksize)
-
-
-class _TraceSettings:
-    """Dynamo settings for mexkit's kernels, in force during their calls only.
-
-    One shape symbol per dimension (no "duck shaping": equal sizes, say a
-    batch of 2 and the 2 flow components, must not be tied together), and
-    room for the few graph variants the kernels need (CPU and CUDA, float32
-    and float64, with and without the illumination term share one code
-    object each). The flags are only read while tracing; setting them directly
-    costs far less per call than ``config.patch``.
-    """
-
-    def __enter__(self) -> None:
-        import torch._dynamo.config as dynamo_config
-        from torch.fx.experimental import _config as fx_config
-
-        self._saved = (fx_config.use_duck_shape, dynamo_config.recompile_limit)
-        fx_config.use_duck_shape = False
-        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
-
-    def __exit__(self, *exc: Any) -> None:
-        import torch._dynamo.config as dynamo_config
-        from torch.fx.experimental import _config as fx_config
-
-        fx_config.use_duck_shape, dynamo_config.recompile_limit = self._saved
-
-
-# --------------------------------------------------------------------------
-# solver
-
-
-def _select(tensors: list[torch.Tensor], index: torch.Tensor) -> list[torch.Tensor]:
-    return [t.index_select(0, index) for t in tensors]
-
-
-def _solve_level(reference: torch.Tensor, moving: torch.Tensor, flow: list[torch.Tensor],
-                 prm: _Params, kernels: _Kernels, steps_per_call: int) -> list[torch.Tensor]:
-    """Refine the flow components (n, h, w) at one pyramid level.
-
-    The tensors of ``flow`` belong to the solver and may be modified in place.
-    """
-    n, h, w = reference.shape
-    device = reference.device
-    p = [torch.zeros_like(reference) for _ in range(2 * len(flow))]
-    i1x, i1y = _centered_gradient(moving)
+    h, w = reference.shape
+    dt = reference.dtype
+    comps = u.shape[0]
+    stack = _moving_stack(moving)
     tolerance = prm.epsilon * prm.epsilon * h * w
     l_t = prm.lambda_ * prm.theta
     taut = prm.tau / prm.theta
-    border = {"replicate": 0, "zero": 1, "masked": 2}[prm.border]
-    everyone = torch.arange(n, device=device)
-
+    lo, hi = dt.type(-l_t), dt.type(l_t)
+    q = np.zeros((2, comps, h, w), dt)     # theta * dual variable: x and y parts
+    grad_u = np.zeros((2, comps, h, w), dt)  # forward differences of u
+    squares = np.empty((2, comps, h, w), dt)
+    norm = np.empty((comps, h, w), dt)
+    change = np.empty((comps, h, w), dt)
+    prod = np.empty((comps, h, w), dt)
+    slope = np.empty((comps, h, w), dt)  # the warped gradient (and gamma) per component
+    rho = np.empty((h, w), dt)
+    neg_inv = np.empty((h, w), dt)
+    scratch = np.empty((h, w), dt)
+    uf, qx, qy, cf = u.reshape(-1), q[0].reshape(-1), q[1].reshape(-1), change.reshape(-1)
+    gx, gy = grad_u[0].reshape(-1), grad_u[1].reshape(-1)
+    if comps == 3:
+        slope[2] = prm.gamma
     for _warp in range(prm.warps):
-        data = kernels.warp_data(reference, moving, i1x, i1y, flow[0], flow[1], border)
-        # working set: the pairs still iterating in this warping, in order
-        idx, u_w, p_w, d_w = everyone, flow, p, data
+        grad_i1, rho_c = _warp_data(reference, stack, u, prm.border)
+        slope[:2] = grad_i1
+        # -1 / |grad I1|^2 (clamped as OpenCV's threshold): the thresholding
+        # step is clip(-rho / |grad I1|^2, -lambda theta, lambda theta)
+        np.multiply(grad_i1[0], grad_i1[0], out=neg_inv)
+        neg_inv += grad_i1[1] * grad_i1[1]
+        np.maximum(neg_inv, _FLT_EPSILON, out=neg_inv)
+        np.divide(-1.0, neg_inv, out=neg_inv)
+        error = math.inf
         for _outer in range(prm.outer_iterations):
-            if idx.numel() == 0:
-                break
             if prm.median_filtering > 1:
-                u_w = kernels.median(u_w, prm.median_filtering)
-            alive = torch.ones(idx.numel(), dtype=torch.bool, device=device)
-            n_work = idx.numel()
-            done = 0
-            while done < prm.inner_iterations:
-                steps = min(steps_per_call, prm.inner_iterations - done)
-                u_w, p_w, alive = kernels.iterate(u_w, p_w, d_w, alive, tolerance, l_t,
-                                                  prm.theta, taut, prm.gamma, steps)
-                done += steps
-                if done >= prm.inner_iterations:
+                _median(u, prm.median_filtering, scratch)
+            for _inner in range(prm.inner_iterations):
+                # thresholding step: rho = rho_c + grad I1 . u (+ gamma u3)
+                np.multiply(slope, u, out=prod)
+                np.add(prod[0], prod[1], out=rho)
+                if comps == 3:
+                    rho += prod[2]
+                rho += rho_c
+                rho *= neg_inv
+                np.maximum(rho, lo, out=rho)
+                np.minimum(rho, hi, out=rho)
+                # primal step: change = step * grad I1 + div q
+                np.multiply(slope, rho, out=change)
+                change += q[0]
+                change += q[1]
+                cf[1:] -= qx[:-1]
+                cf[w:] -= qy[:-w]
+                error = float(np.einsum("i,i->", cf, cf))
+                u += change
+                # dual step
+                np.subtract(uf[1:], uf[:-1], out=gx[:-1])
+                grad_u[0, :, :, -1] = 0
+                np.subtract(uf[w:], uf[:-w], out=gy[:-w])
+                grad_u[1, :, -1, :] = 0
+                np.multiply(grad_u, grad_u, out=squares)
+                np.add(squares[0], squares[1], out=norm)
+                np.sqrt(norm, out=norm)
+                norm *= taut
+                norm += 1.0
+                grad_u *= prm.tau
+                q += grad_u
+                q /= norm
+                if error <= tolerance:
                     break
-                n_alive = int(alive.sum())
-                if n_alive == 0:
-                    break
-                if n_work - n_alive >= max(1, n_work // 4):
-                    # drop the converged pairs (they are frozen) from the working set
-                    _write_back(flow, p, idx, u_w, p_w, (~alive).nonzero()[:, 0])
-                    keep = alive.nonzero()[:, 0]
-                    idx, alive = idx[keep], alive[keep]
-                    u_w, p_w, d_w = _select(u_w, keep), _select(p_w, keep), _select(d_w, keep)
-                    n_work = n_alive
-            # end of a pass: the converged pairs leave, the others start another pass
-            keep = alive.nonzero()[:, 0]
-            if keep.numel() < idx.numel():
-                _write_back(flow, p, idx, u_w, p_w, (~alive).nonzero()[:, 0])
-                idx = idx[keep]
-                u_w, p_w, d_w = _select(u_w, keep), _select(p_w, keep), _select(d_w, keep)
-        if idx.numel() == n:
-            flow, p = u_w, p_w  # the working set is every pair, in order
-        elif idx.numel():
-            _write_back(flow, p, idx, u_w, p_w, None)
-    return flow
+            if error <= tolerance:
+                break
+    return u
 
 
-def _write_back(flow: list[torch.Tensor], p: list[torch.Tensor], idx: torch.Tensor,
-                u_w: list[torch.Tensor], p_w: list[torch.Tensor],
-                sel: torch.Tensor | None) -> None:
-    """Copy working-set pairs (all, or the positions ``sel``) into the full state."""
-    if sel is not None:
-        if sel.numel() == 0:
-            return
-        idx = idx[sel]
-    for full, work in zip(flow + p, u_w + p_w, strict=True):
-        full.index_copy_(0, idx, work if sel is None else work.index_select(0, sel))
-
-
-def _solve_batch(reference: torch.Tensor, moving: torch.Tensor, prm: _Params,
-                 kernels: _Kernels, steps_per_call: int) -> torch.Tensor:
-    """Coarse-to-fine TV-L1 for a batch of frames (n, H, W) scaled to [0, 255]."""
-    n, height, width = reference.shape
+def _solve_pair(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params) -> np.ndarray:
+    """Coarse-to-fine TV-L1 of one pair of (H, W) frames scaled to [0, 255]."""
+    height, width = reference.shape
     sizes = pyramid_sizes(height, width, nscales=prm.nscales, scale_step=prm.scale_step)
     shrink = (1.0 / prm.scale_step, 1.0 / prm.scale_step)
     refs, movs = [reference], [moving]
     for size in sizes[1:]:
         refs.append(_resize(refs[-1], size, shrink))
         movs.append(_resize(movs[-1], size, shrink))
-    channels = 3 if prm.gamma > 0 else 2
-    h, w = sizes[-1]
-    flow = [torch.zeros((n, h, w), dtype=reference.dtype, device=reference.device)
-            for _ in range(channels)]
+    comps = 3 if prm.gamma > 0 else 2
+    u = np.zeros((comps,) + sizes[-1], reference.dtype)
     for level in range(len(sizes) - 1, -1, -1):
-        flow = _solve_level(refs[level].contiguous(), movs[level].contiguous(), flow, prm,
-                            kernels, steps_per_call)
+        u = _solve_level(refs[level], movs[level], u, prm)
         if level:
             # the illumination variable is resized but not rescaled (as OpenCV)
-            flow = [_resize(comp, sizes[level - 1], None) / (prm.scale_step if c < 2 else 1.0)
-                    for c, comp in enumerate(flow)]
-    return torch.stack(flow[:2], dim=1)
+            u = _resize(u, sizes[level - 1], None)
+            u[:2] /= prm.scale_step
+    return u[:2]
 
 
-def _resolve_device(device: Any) -> torch.device:
-    if isinstance(device, torch.device):
-        resolved = device
-    elif isinstance(device, str) and device.startswith("cuda:"):
-        resolved = torch.device(device)
-    else:
-        check_option("device", device, ("auto", "cpu", "cuda"))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(
-            f"Invalid value for the 'device' parameter: {device!r} was asked for, but "
-            "torch sees no CUDA device."
-        )
-    if resolved.type not in ("cpu", "cuda"):
-        raise ParameterError(
-            f"Invalid value for the 'device' parameter. Allowed values are 'auto', 'cpu', "
-            f"'cuda', but got {device!r} instead."
-        )
-    return resolved
+def _solve_pairs(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params,
+                 dtype: np.dtype, threads: int) -> np.ndarray:
+    """Flow of every pair, ``threads`` workers each taking the next unsolved pair."""
+    n_pairs = reference.shape[0]
+    out = np.empty((n_pairs, 2) + reference.shape[1:], dtype=np.float32)
+    lock = threading.Lock()
+    order = iter(range(n_pairs))
+    failed = threading.Event()
+
+    def work() -> None:
+        while not failed.is_set():
+            with lock:
+                i = next(order, None)
+            if i is None:
+                return
+            try:
+                ref = reference[i].astype(dtype) * dtype.type(255.0)
+                mov = moving[i].astype(dtype) * dtype.type(255.0)
+                out[i] = _solve_pair(ref, mov, prm)
+            except BaseException:
+                failed.set()
+                raise
+
+    workers = min(threads, n_pairs)
+    if workers <= 1:
+        work()
+        return out
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mexkit-tvl1") as pool:
+        futures = [pool.submit(work) for _ in range(workers)]
+        for future in futures:
+            future.result()
+    return out
 
 
-def _compile_wanted(flag: bool | None) -> bool:
-    if flag is not None:
-        return bool(flag)
-    return os.environ.get(COMPILE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+# --------------------------------------------------------------------------
+# engine choice
 
 
-def _default_batch_size(device: torch.device, height: int, width: int) -> int:
-    """Pairs per batch: about 2**18 pixels on CPU, 2**24 on CUDA.
-
-    On CPU the working set of a batch (about 60 bytes per pixel) then stays in
-    the caches, and the batch is a multiple of the thread count (the compiled
-    loops share out whole pairs); on CUDA the batch fills the GPU.
-    """
-    pixels = max(1, height * width)
-    if device.type != "cpu":
-        return max(1, (1 << 24) // pixels)
-    threads = max(1, torch.get_num_threads())
-    batch = max(1, (1 << 18) // pixels)
-    return max(threads, int(round(batch / threads)) * threads)
+def _cuda_possible() -> bool:
+    """Whether asking torch about CUDA can say yes, without importing torch needlessly."""
+    if "torch" in sys.modules:
+        return True
+    return os.path.exists("/proc/driver/nvidia/version") or sys.platform != "linux"
 
 
+def _numpy_dtype(dtype: Any) -> np.dtype:
+    name = str(dtype).replace("torch.", "")
+    check_option("dtype", name, ("float32", "float64"))
+    return np.dtype(name)
+
+
+@register_flow_method(
+    "tvl1", options=_MEXKIT_OPTIONS,
+    summary="mexkit's TV-L1 (Zach et al. 2007; OpenCV DualTVL1's scheme and defaults): "
+            "whole pairs per CPU thread, or batched on a GPU.")
 def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float = 0.15,
               theta: float = 0.3, nscales: int = 5, warps: int = 5, epsilon: float = 0.01,
               inner_iterations: int = 30, outer_iterations: int = 10,
               scale_step: float = 0.8, gamma: float = 0.0, median_filtering: int = 5,
-              border: str = "masked", device: str | torch.device = "auto",
-              dtype: torch.dtype = torch.float32, batch_size: int | None = None,
-              compile: bool | None = None) -> np.ndarray:
-    """TV-L1 optical flow of many frame pairs at once (OpenCV DualTVL1's scheme).
+              border: str = "masked", device: Any = "auto", threads: int | None = None,
+              dtype: Any = "float32", engine: str = "auto", batch_size: int | None = None,
+              compile: bool = True) -> np.ndarray:
+    """TV-L1 optical flow of many frame pairs (OpenCV DualTVL1's scheme).
 
     Parameters
     ----------
@@ -810,16 +566,23 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
         outside the frame; "replicate" only replicates; "zero" reads zeros
         outside (as OpenCV). See the module docstring.
     device : {"auto", "cpu", "cuda"} or torch.device
-        Where to compute; "auto" takes CUDA when torch sees a GPU.
-    dtype : torch.dtype
-        ``torch.float32`` (default) or ``torch.float64``.
+        Where to compute; "auto" takes CUDA when torch sees a GPU (torch is
+        not even imported when no NVIDIA driver is installed).
+    threads : int, optional
+        CPU engine: worker threads, each solving whole pairs (default: the
+        cores this process may run on, :func:`default_threads`).
+    dtype : {"float32", "float64"} or torch dtype
+        Computation precision (the result is float32 either way).
+    engine : {"auto", "numpy", "torch"}
+        "numpy" is the CPU engine, "torch" the batched engine of
+        :mod:`mexkit.motion.tvl1_torch`; "auto" takes "torch" on CUDA and
+        "numpy" on the CPU.
     batch_size : int, optional
-        Pairs solved together; by default about 2**18 pixels per batch on CPU
-        (16 pairs of 128 x 128) and 2**24 on CUDA.
-    compile : bool, optional
-        Use ``torch.compile`` kernels (default: yes, unless the environment
-        variable ``MEXKIT_TVL1_COMPILE`` is ``0``). Compiling costs some
-        seconds once per process (cached on disk by torch across processes).
+        Torch engine: pairs solved together (default about 2**24 pixels per
+        batch on CUDA, 2**18 on CPU).
+    compile : bool
+        Torch engine: use ``torch.compile`` kernels (default). Compiling
+        costs some seconds once per process, cached on disk by torch.
 
     Returns
     -------
@@ -848,33 +611,36 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
     .. [2] J. Sanchez Perez, E. Meinhardt-Llopis, G. Facciolo, "TV-L1 optical
        flow estimation", IPOL 3 (2013), pp. 137-150.
     """
-    prm = _make_params(tau, lambda_, theta, nscales, warps, epsilon, inner_iterations,
-                       outer_iterations, scale_step, gamma, median_filtering, border)
-    dev = _resolve_device(device)
-    check_option("dtype", dtype, (torch.float32, torch.float64))
-    ref_np, mov_np, single = as_frame_pair(reference, moving, dtype=None)
-    ref, mov = torch.from_numpy(ref_np), torch.from_numpy(mov_np)
-    n_pairs, height, width = ref.shape
-    if batch_size is None:
-        batch_size = _default_batch_size(dev, height, width)
-    batch_size = min(check_int("batch_size", batch_size, 1),
-                     max(1, _MAX_INDEX // (height * width)))
-    kernels = _Kernels(dev, dtype, _compile_wanted(compile))
-    # iterations per compiled call: fewer calls cost less Python overhead, more
-    # let converged pairs run (frozen) a little longer before they are dropped
-    steps_per_call = 2 if dev.type == "cpu" else 5
-    out = np.empty((n_pairs, 2, height, width), dtype=np.float32)
-    scale = 255.0
-    # batches of (nearly) equal size, at most batch_size pairs each
-    n_batches = -(-n_pairs // batch_size)
-    bounds = [(i * n_pairs) // n_batches for i in range(n_batches + 1)] if n_pairs else [0]
-    with torch.no_grad():
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-            r = ref[start:stop].to(device=dev, dtype=dtype) * scale
-            m = mov[start:stop].to(device=dev, dtype=dtype) * scale
-            flow = _solve_batch(r, m, prm, kernels, steps_per_call)
-            out[start:stop] = flow.to(device="cpu", dtype=torch.float32).numpy()
-    return out[0] if single else out
+    prm = make_params(tau=tau, lambda_=lambda_, theta=theta, nscales=nscales, warps=warps,
+                      epsilon=epsilon, inner_iterations=inner_iterations,
+                      outer_iterations=outer_iterations, scale_step=scale_step, gamma=gamma,
+                      median_filtering=median_filtering, border=border)
+    check_option("engine", engine, ("auto", "numpy", "torch"))
+    np_dtype = _numpy_dtype(dtype)
+    if threads is not None:
+        threads = check_int("threads", threads, 1)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, 1)
+    dev = None
+    on_cpu = isinstance(device, str) and (device == "cpu" or (device == "auto"
+                                                             and not _cuda_possible()))
+    if not on_cpu or engine == "torch":
+        from .tvl1_torch import resolve_device
+
+        dev = resolve_device(device)
+        on_cpu = dev.type == "cpu"
+    ref, mov, single = as_frame_pair(reference, moving, dtype=None)
+    if on_cpu and engine != "torch":
+        flow = _solve_pairs(ref, mov, prm, np_dtype,
+                            default_threads() if threads is None else threads)
+    else:
+        import torch
+
+        from .tvl1_torch import solve
+
+        flow = solve(ref, mov, prm, device=dev, batch_size=batch_size, compile=compile,
+                     dtype=torch.float64 if np_dtype == np.float64 else torch.float32)
+    return flow[0] if single else flow
 
 
 # --------------------------------------------------------------------------
@@ -950,7 +716,7 @@ def warp(image: Any, flow: Any, *, interpolation: str = "bicubic",
     """
     check_option("interpolation", interpolation, ("bicubic", "bilinear"))
     check_option("border", border, ("replicate", "zero"))
-    img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    img = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
     fl = as_flow(flow, "flow")
     check_ndim("image", img, (2, 3, 4), "(H, W), (H, W, 3), (P, H, W) or (P, H, W, 3) frames")
     is_uint8 = img.dtype == np.uint8
@@ -974,12 +740,15 @@ def warp(image: Any, flow: Any, *, interpolation: str = "bicubic",
             f"The 'flow' holds {flows.shape[0]} fields for {frames.shape[0]} frames."
         )
     flows = np.broadcast_to(flows, (frames.shape[0],) + flows.shape[1:])
+    import torch
+
+    from .tvl1_torch import remap
+
     channels = [torch.from_numpy(np.array(frames[..., k], dtype=np.float32))
                 for k in range(frames.shape[-1])]
     t_flow = torch.from_numpy(np.array(flows, dtype=np.float32))
     if frames.shape[0] == 0:
         return np.zeros(img.shape, dtype=np.uint8 if is_uint8 else np.float32)
-    remap = _remap_bicubic if interpolation == "bicubic" else _remap_bilinear
     # chunks of frames keep the flat int32 tap indices in range
     chunk = max(1, _MAX_INDEX // (h * w))
     parts = []
@@ -988,7 +757,8 @@ def warp(image: Any, flow: Any, *, interpolation: str = "bicubic",
             sel = slice(start, start + chunk)
             map_x = torch.arange(w, dtype=torch.float32)[None, None, :] + t_flow[sel, 0]
             map_y = torch.arange(h, dtype=torch.float32)[None, :, None] + t_flow[sel, 1]
-            warped = remap([c[sel] for c in channels], map_x, map_y, border == "zero")
+            warped = remap([c[sel] for c in channels], map_x, map_y,
+                           interpolation=interpolation, zero_border=border == "zero")
             parts.append(torch.stack(warped, dim=-1))
     result = torch.cat(parts).numpy()
     if not colour:
@@ -1000,33 +770,3 @@ def warp(image: Any, flow: Any, *, interpolation: str = "bicubic",
     return np.ascontiguousarray(result, dtype=np.float32)
 
 
-def _remap_bilinear(images: Sequence[torch.Tensor], map_x: torch.Tensor, map_y: torch.Tensor,
-                    zero_border: bool) -> list[torch.Tensor]:
-    """Bilinear counterpart of :func:`_remap_bicubic`."""
-    n, h, w = map_x.shape
-    map_x = map_x.clamp(-2.0, w + 1.0)
-    map_y = map_y.clamp(-2.0, h + 1.0)
-    x0f = torch.floor(map_x)
-    y0f = torch.floor(map_y)
-    tx, ty = map_x - x0f, map_y - y0f
-    x0, y0 = x0f.to(torch.int64), y0f.to(torch.int64)
-    base = (torch.arange(n, dtype=torch.int64) * (h * w))[:, None, None]
-    taps = []
-    for dy, wy in ((0, 1.0 - ty), (1, ty)):
-        yi = y0 + dy
-        if zero_border:
-            wy = torch.where((yi >= 0) & (yi < h), wy, torch.zeros_like(wy))
-        for dx, wx in ((0, 1.0 - tx), (1, tx)):
-            xi = x0 + dx
-            if zero_border:
-                wx = torch.where((xi >= 0) & (xi < w), wx, torch.zeros_like(wx))
-            taps.append((base + yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1), wx * wy))
-    out = []
-    for image in images:
-        flat = image.reshape(-1)
-        acc = None
-        for index, weight in taps:
-            term = flat[index] * weight
-            acc = term if acc is None else acc + term
-        out.append(acc)
-    return out

@@ -12,14 +12,13 @@ from ..errors import ParameterError
 from .runner import StageResult, Task, batched
 from .stages import input_sample, require_arrays, run_store_stage
 
-__all__ = ["FLOW_VERSION", "STRAIN_VERSION", "run_flow", "run_strain", "PAIR_MODES", "METHODS"]
+__all__ = ["FLOW_VERSION", "STRAIN_VERSION", "run_flow", "run_strain", "PAIR_MODES"]
 
 logger = logging.getLogger("mexkit")
 
 FLOW_VERSION = 1
 STRAIN_VERSION = 1
 PAIR_MODES = ("consecutive", "gap", "onset-apex", "onset-all", "keyframes", "apex-window")
-METHODS = ("tvl1", "tvl1-opencv", "farneback")
 FEATURES = ("dm", "hoof", "mean")
 
 
@@ -62,18 +61,12 @@ def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.
 
 
 def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.ndarray:
-    method = opt["method"]
-    if method == "tvl1":
-        from ..motion.tvl1 import tvl1_flow
+    from ..motion.methods import flow_method
 
-        return tvl1_flow(ref, mov, device=opt["device"], **opt["tvl1"])
-    if method == "tvl1-opencv":
-        from ..motion.opencv import tvl1_opencv
-
-        return tvl1_opencv(ref, mov, **opt["tvl1"])
-    from ..motion.opencv import farneback
-
-    return farneback(ref, mov)
+    method = flow_method(opt["method"])
+    names = {o.name for o in method.options}
+    given = {"device": opt["device"], **opt.get("method_runtime", {}), **opt["tvl1"]}
+    return method(ref, mov, **{k: v for k, v in given.items() if k in names})
 
 
 def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, Any],
@@ -219,11 +212,19 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
              no_apex: str = "middle", device: str = "auto", mask_eyes: bool = False,
              remove_head_motion: bool = False,
              tvl1: Mapping[str, Any] | None = None, jobs: int = 1, backend: str = "loky",
-             group: int = 16, progress: bool = True) -> StageResult:
-    """Optical flow between frame pairs of every clip of a crop (or key-frame) store."""
-    from .._validate import check_option
+             group: int = 16, progress: bool = True,
+             method_runtime: Mapping[str, Any] | None = None) -> StageResult:
+    """Optical flow between frame pairs of every clip of a crop (or key-frame) store.
 
-    check_option("method", method, METHODS)
+    ``method`` is a name of :mod:`mexkit.motion.methods`' registry; ``tvl1``
+    holds that method's options that change the flow (stored in the params
+    under this name for every method), ``method_runtime`` those that do not
+    (threads, compile), kept out of the cache key with ``device``.
+    """
+    from .._validate import check_option
+    from ..motion.methods import flow_method
+
+    flow_method(method)  # an unknown name fails here, listing the registered ones
     check_option("pairs", pairs, PAIR_MODES)
     check_option("no_apex", no_apex, ("middle", "max-diff", "fail"))
     for f in features:
@@ -231,9 +232,9 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     params = {"method": method, "pairs": pairs, "k": k, "window": window, "strain": strain,
               "features": sorted(set(features)), "with_apex": with_apex, "no_apex": no_apex,
               "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion,
-              "tvl1": dict(tvl1 or {}) if method != "farneback" else {}}
+              "tvl1": dict(tvl1 or {})}
     # the device changes where, not what, is computed: it stays out of the cache key
-    compute_params = {**params, "device": device}
+    compute_params = {**params, "device": device, "method_runtime": dict(method_runtime or {})}
     return run_store_stage(input_path, output, stage="flow", version=FLOW_VERSION,
                            params=params, compute=_compute_group, jobs=jobs, backend=backend,
                            progress=progress, group=group, payload_params=compute_params)
