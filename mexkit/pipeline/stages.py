@@ -125,18 +125,27 @@ def input_sample(path: str | Path, sample_id: str) -> SampleView:
     return held[1][sample_id]
 
 
+def _needs(stage: str, params: Mapping[str, Any] | None) -> tuple[tuple[str, ...], str]:
+    need, producer = STAGE_INPUTS[stage]
+    if stage == "flow" and "mean" in ((params or {}).get("features") or ()):
+        need, producer = need + ("landmarks",), "mexkit crop with a landmark detector"
+    return need, producer
+
+
 def check_stage_input(store: Store, stage: str,
-                      select: Callable[[SampleView], bool] | None = None) -> None:
+                      select: Callable[[SampleView], bool] | None = None,
+                      params: Mapping[str, Any] | None = None) -> None:
     """Refuse an input store that no sample of ``stage`` could use, before any output exists.
 
-    Every (selected) sample must hold the arrays of :data:`STAGE_INPUTS`;
-    a store in which some samples lack them is refused as well, naming the
-    first few, since it is not the output of the command the stage needs.
-    An empty store passes (its failures are carried over).
+    Every (selected) sample must hold the arrays of :data:`STAGE_INPUTS`
+    (and the landmarks for ``flow`` with MEAN's region features); a store in
+    which some samples lack them is refused as well, naming the first few,
+    since it is not the output of the command the stage needs.  An empty
+    store passes (its failures are carried over).
     """
     if stage not in STAGE_INPUTS:
         return
-    need, producer = STAGE_INPUTS[stage]
+    need, producer = _needs(stage, params)
     lacking: list[str] = []
     n = 0
     for sid in store.sample_ids:
@@ -214,7 +223,7 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
     """
     check_output_path(input_path, output)
     with open_store(input_path, limits=store_limits()) as store:
-        check_stage_input(store, stage, select)
+        check_stage_input(store, stage, select, params)
         tasks = store_tasks(store, stage=stage, version=version, params=params, select=select,
                             payload_params=payload_params)
         upstream = [upstream_entry(store)]

@@ -155,6 +155,17 @@ def test_wrong_stage_input_leaves_the_output_alone(tmp_path, case):
     assert not (tmp_path / "x.out.h5.staging").exists()
 
 
+def test_mean_features_without_landmarks_refused_before_the_output(tmp_path):
+    from mexkit.pipeline.flow import run_flow
+
+    crop = _store(tmp_path / "x.crop.h5", "crop", _crop_like)     # frames, no landmarks
+    with pytest.raises(ParameterError, match="'landmarks'"):
+        run_flow(crop, tmp_path / "x.flow.h5", method="farneback", pairs="onset-apex",
+                 features=["mean"], progress=False)
+    assert not (tmp_path / "x.flow.h5").exists()
+    assert not (tmp_path / "x.flow.h5.staging").exists()
+
+
 def test_output_equal_to_input_is_refused(tmp_path):
     from mexkit.pipeline.temporal import run_tim
 
@@ -428,6 +439,9 @@ def test_input_rewritten_between_runs_in_one_process_is_read_anew(tmp_path):
     _store(fresh, "crop", _crop_like, seed=5)
     os.replace(fresh, crop)                       # same path, new content and cache keys
     run_tim(crop, tmp_path / "b.tim.h5", n_frames=6, progress=False)
+    from mexkit.pipeline import stages
+
+    assert stages._OPEN == {}                       # closed when the run ended
     with open_store(crop) as c, open_store(tmp_path / "b.tim.h5") as b:
         for sid in c.sample_ids:
             np.testing.assert_array_equal(b[sid]["frames"], c[sid]["frames"])
