@@ -300,7 +300,7 @@ def test_grouped_compute_records_per_sample_failures(tmp_path):
         return out
 
     res = run_stage(_tasks(5, {}), compute, output=tmp_path / "g.h5", stage="unit", params={},
-                    progress=False, group=3)
+                    progress=False, group=3, batched_compute=True)
     assert calls == [3, 2]
     assert res.computed == 4 and list(res.failures) == ["set/s02/clip2"]
     with open_store(tmp_path / "g.h5") as s:
@@ -314,5 +314,5 @@ def test_group_that_raises_is_retried_one_by_one(tmp_path):
         return [_compute(tasks[0])]
 
     res = run_stage(_tasks(3, {}), compute, output=tmp_path / "g.h5", stage="unit", params={},
-                    progress=False, group=3)
+                    progress=False, group=3, batched_compute=True)
     assert res.computed == 2 and list(res.failures) == ["set/s01/clip1"]
