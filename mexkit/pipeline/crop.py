@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import DatasetError, MediaError, ParameterError
 from .cache import cache_key
+from .parallel import current_config, in_shard
 from .runner import StageResult, Task, run_stage
 
 __all__ = ["CROP_VERSION", "ClipSpec", "load_annotated", "clips_from_samples",
@@ -213,8 +214,11 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
               "max_gap": max_gap if mode == "every" else None, "upsample": upsample}
     tasks: list[Task] = []
     failures: dict[str, str] = {}
+    shard = current_config().shard
     for spec in specs:
         sid = spec["sample_id"]
+        if not in_shard(sid, shard):  # another job's sample: do not even hash its clip
+            continue
         if not spec.get("source"):
             failures[sid] = "no video file or image folder found for this sample"
             continue

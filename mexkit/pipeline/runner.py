@@ -296,8 +296,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     keys = {t.sample_id: t.cache_key for t in tasks}
     extra = {sid: msg for sid, msg in (extra_failures or {}).items() if sid not in keys}
     if extra:
-        logger.warning("%s: %d sample(s) failed in an earlier stage and are skipped",
-                       stage, len(extra))
+        logger.warning("%s: %d sample(s) cannot be computed (failed in an earlier stage, or "
+                       "their input is unreadable) and are recorded as failed", stage, len(extra))
     with StoreWriter(output, stage=stage, params=params, upstream=upstream,
                      compression=compression) as writer:
         todo = [t for t in tasks if not writer.finished(t.sample_id, t.cache_key)]

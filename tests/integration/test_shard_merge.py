@@ -54,6 +54,19 @@ def test_flow_shards_merge_into_the_plain_run(crop_store, tmp_path):
         assert m.cache_keys() == p.cache_keys()
 
 
+def test_crop_shards_merge_into_the_plain_crop(crop_store, synth_dataset, tmp_path):
+    parts = []
+    for i in range(2):
+        part = tmp_path / f"crop{i}.h5"
+        r = _invoke("crop", "--annotations", synth_dataset / "samples.csv", "--shard",
+                    f"{i}/2", "-o", part)
+        assert r.exit_code == 0, r.output
+        parts.append(part)
+    r = _invoke("merge", *parts, "-o", tmp_path / "crop.h5")
+    assert r.exit_code == 0, r.output
+    assert _content(tmp_path / "crop.h5") == _content(crop_store)
+
+
 def _toy_part(path: Path, shard: tuple[int, int], params: dict, n: int = 9) -> Path:
     with configure(shard=shard):
         run_stage(toy.tasks(n), toy.square, output=path, stage="toy", params=params,
