@@ -413,7 +413,7 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
         augment: Callable[..., Any] | None = None, collate_fn: Callable[..., Any] | None = None,
         checkpoint_path: str | os.PathLike | None = None, resume: bool = True,
         checkpoint_every: int = 1, progress: Callable[[dict[str, Any]], None] | None = None,
-        num_workers: int = 0) -> dict[str, Any]:
+        num_workers: int = 0, monitor: Dataset | None = None) -> dict[str, Any]:
     """Train ``model`` on ``train_dataset``.
 
     Parameters
@@ -475,6 +475,12 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
         Called with each epoch's history record (on rank 0 only).
     num_workers : int
         DataLoader worker processes.
+    monitor : torch.utils.data.Dataset, optional
+        Samples whose loss (unweighted, without regularisation) and accuracy
+        are measured after every epoch, in evaluation mode, and recorded as
+        ``monitor_loss`` and ``monitor_accuracy``. They only watch the
+        training (nothing is chosen on them), so a held-out test fold may
+        serve without leaking into the result.
 
     Returns
     -------
@@ -542,7 +548,8 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
             return _fit(model, train_dataset, config=config, device=device, rank=rank,
                         world=world, augment=augment, checkpoint_path=checkpoint_path,
                         resume=resume, checkpoint_every=int(checkpoint_every),
-                        progress=progress, num_workers=num_workers, collate_fn=collate_fn)
+                        progress=progress, num_workers=num_workers, collate_fn=collate_fn,
+                        monitor=monitor)
     finally:
         if created_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -552,7 +559,8 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
          rank: int, world: int, augment: Callable[..., Any] | None,
          checkpoint_path: str | os.PathLike | None, resume: bool, checkpoint_every: int,
          progress: Callable[[dict[str, Any]], None] | None, num_workers: int,
-         collate_fn: Callable[..., Any] | None = None) -> dict[str, Any]:
+         collate_fn: Callable[..., Any] | None = None,
+         monitor: Dataset | None = None) -> dict[str, Any]:
     seed = config["seed"]
     epochs = config["epochs"]
     loss_kind = config["loss"]
@@ -666,6 +674,8 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
             }
             if classify:
                 record["accuracy"] = float(totals[1] / totals[2])
+            if monitor is not None and len(monitor) and rank == 0:
+                record.update(_monitor(model, monitor, loss_kind, device, collate_fn))
             history.append(record)
             logger.debug("fit: %s", record)
             if rank == 0:
@@ -708,6 +718,35 @@ def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
             f"The checkpoint {str(path)!r} does not fit this model: {exc}"
         ) from exc
     return int(meta["epoch"]), list(meta.get("history", []))
+
+
+@torch.inference_mode()
+def _monitor(model: nn.Module, dataset: Dataset, loss_kind: str, device: torch.device,
+             collate_fn: Callable[..., Any] | None) -> dict[str, float]:
+    """Loss and accuracy on held-out samples, in evaluation mode; mode restored after."""
+    was_training = model.training
+    model.eval()
+    total = correct = count = 0.0
+    try:
+        loader = DataLoader(dataset, batch_size=256, shuffle=False, collate_fn=collate_fn)
+        for inputs, target in loader:
+            out = _call(model, move_to_device(inputs, device))
+            target = target.to(device)
+            if loss_kind == "mse":
+                value = F.mse_loss(out.reshape(target.shape), target.to(out.dtype),
+                                   reduction="sum")
+            else:
+                target = target.long()
+                value = F.cross_entropy(out, target, reduction="sum")
+                correct += float((out.argmax(1) == target).sum())
+            total += float(value)
+            count += int(target.shape[0])
+    finally:
+        model.train(was_training)
+    result = {"monitor_loss": total / max(count, 1)}
+    if loss_kind != "mse":
+        result["monitor_accuracy"] = correct / max(count, 1)
+    return result
 
 
 # -- predict ------------------------------------------------------------------------------

@@ -51,11 +51,15 @@ def plot_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str], title
 
 def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]]],
                   title: str) -> None:
-    """Save the training loss and accuracy by epoch, one line per fold.
+    """Save the loss and accuracy by epoch, one colour per fold.
 
-    A flat loss near ``log(n_classes)`` or a training accuracy near chance
-    means the model did not fit its training data (too few steps, too low a
-    rate), which the test metrics alone do not tell apart from overfitting.
+    Solid lines: the training samples. Dashed lines: the fold's held-out
+    test samples (``monitor_loss``, ``monitor_accuracy``), watched only,
+    never used to choose anything. A flat training loss near
+    ``log(n_classes)`` means the model did not fit its training data; a
+    test loss that turns up while the training loss falls is overfitting.
+    Models trained in stages (records with a ``stage``) are drawn stage
+    after stage, with the stage boundaries marked.
     """
     import matplotlib
 
@@ -63,21 +67,41 @@ def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    monitored = False
+    boundaries: set[int] = set()
     for name, records in histories.items():
         if not records:
             continue
-        epochs = [r["epoch"] for r in records]
-        ax_loss.plot(epochs, [r["loss"] for r in records], lw=1, label=str(name))
+        x = list(range(1, len(records) + 1))
+        stages = [r.get("stage") for r in records]
+        boundaries.update(i + 0.5 for i in range(1, len(stages))
+                          if stages[i] != stages[i - 1])
+        (line,) = ax_loss.plot(x, [r["loss"] for r in records], lw=1, label=str(name))
+        colour = line.get_color()
         if all("accuracy" in r for r in records):
-            ax_acc.plot(epochs, [r["accuracy"] for r in records], lw=1)
+            ax_acc.plot(x, [r["accuracy"] for r in records], lw=1, color=colour)
+        if any("monitor_loss" in r for r in records):
+            monitored = True
+            mx = [i for i, r in zip(x, records, strict=True) if "monitor_loss" in r]
+            ax_loss.plot(mx, [r["monitor_loss"] for r in records if "monitor_loss" in r],
+                         lw=1, ls="--", color=colour)
+            acc = [(i, r["monitor_accuracy"]) for i, r in zip(x, records, strict=True)
+                   if "monitor_accuracy" in r]
+            if acc:
+                ax_acc.plot(*zip(*acc, strict=True), lw=1, ls="--", color=colour)
+    for b in sorted(boundaries):
+        for ax in (ax_loss, ax_acc):
+            ax.axvline(b, color="0.6", lw=0.6, ls=":")
     ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("training loss")
+    ax_loss.set_ylabel("loss")
     ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("training accuracy")
+    ax_acc.set_ylabel("accuracy")
     ax_acc.set_ylim(-0.02, 1.02)
     if 0 < len(histories) <= 12:
         ax_loss.legend(fontsize=6)
-    fig.suptitle(title, fontsize=9)
+    note = ("solid: training samples; dashed: the fold's test samples (watched only)"
+            if monitored else "training samples")
+    fig.suptitle(f"{title}\n{note}", fontsize=8)
     save_figure(fig, path)
 
 

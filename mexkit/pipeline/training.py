@@ -223,7 +223,8 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     n_params = None
     start = time.perf_counter()
 
-    def make_context(net: Any, train_idx: np.ndarray, ckpt: Path, k: int) -> FoldContext:
+    def make_context(net: Any, train_idx: np.ndarray, ckpt: Path, k: int,
+                     monitor_idx: Any = None) -> FoldContext:
         ckpt.mkdir(parents=True, exist_ok=True)
         return FoldContext(
             model=net, spec=spec, dataset=full, train=np.asarray(train_idx, dtype=np.int64),
@@ -231,7 +232,8 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
             fit_kwargs=dict(kw), options=dict(options), device=device, seed=seed + k,
             deterministic=deterministic, checkpoint_dir=ckpt,
             progress=lambda desc, n: _epoch_bar(n, f"{fold_desc}: {desc}", progress),
-            sample_ids=list(table.sample_ids))
+            sample_ids=list(table.sample_ids),
+            monitor=None if monitor_idx is None else np.asarray(monitor_idx, dtype=np.int64))
 
     for k, fold in enumerate(folds):
         fold_desc = f"fold {k + 1}/{len(folds)} {fold.name}"
@@ -252,7 +254,8 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
         seed_everything(seed + k)
         net = get_model(model, len(table.classes), **net_options)
         n_params = count_parameters(net)
-        ctx = make_context(net, fold.train, out / "checkpoints" / _safe(fold.name), k)
+        ctx = make_context(net, fold.train, out / "checkpoints" / _safe(fold.name), k,
+                           monitor_idx=fold.test)
         histories[fold.name] = trainer(ctx)
         test_ds = torch.utils.data.Subset(full, fold.test)
         scores, preds = predict(net, test_ds, device=device, collate_fn=kw["collate_fn"])

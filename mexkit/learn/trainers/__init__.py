@@ -64,6 +64,10 @@ class FoldContext:
         the returned object's owner via :attr:`close_progress`.
     sample_ids : list of str
         Sample id of every sample of ``dataset``.
+    monitor : numpy.ndarray of int
+        Indices of held-out samples (the fold's test samples) whose loss is
+        recorded each epoch for the training curves only: a trainer must
+        not choose anything on them.
     extra : dict
         Free-form values for model-specific trainers.
     """
@@ -83,6 +87,7 @@ class FoldContext:
     checkpoint_dir: Path
     progress: Callable[[str, int], Any]
     sample_ids: list[str] = field(default_factory=list)
+    monitor: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def fit(self, model: nn.Module, indices: np.ndarray, *, stage: str,
@@ -97,6 +102,8 @@ class FoldContext:
 
         kw = {**self.fit_kwargs, **overrides}
         subset = labelled_subset(self.dataset, indices, self.labels)
+        if "monitor" not in kw and self.monitor is not None and len(self.monitor):
+            kw["monitor"] = labelled_subset(self.dataset, self.monitor, self.labels)
         bar = self.progress(stage, int(kw["epochs"]))
         try:
             out = fit(model, subset, device=self.device, seed=self.seed,
