@@ -70,12 +70,12 @@ from ..errors import NoFaceError, ParameterError
 from .landmarks import (
     DETECTORS,
     N_LANDMARKS,
-    _check_frames,
-    _frame_names,
-    _frame_ranges,
+    check_frames,
     detect_landmarks,
     detect_landmarks_batch,
     fit_landmarks,
+    frame_names,
+    frame_ranges,
 )
 
 __all__ = [
@@ -362,7 +362,7 @@ def apply_transform(frames: np.ndarray, M: np.ndarray, *, size: int = 128) -> np
         of the covered region when the map shrinks the frame; replicated
         border.
     """
-    frames = _check_frames(frames)
+    frames = check_frames(frames)
     size = _check_size(size)
     T, H, W = frames.shape[:3]
     M = _check_matrices(M, T)
@@ -405,7 +405,7 @@ def _fill_gaps(landmarks: np.ndarray, found: np.ndarray, max_gap: int, where: st
     if long:
         frames = np.concatenate([np.arange(s, e + 1) for s, e in long])
         raise NoFaceError(
-            f"No face found in {_clip(where)} at frame(s) {_frame_ranges(frames)} "
+            f"No face found in {_clip(where)} at frame(s) {frame_ranges(frames)} "
             f"({detector} detector): gaps longer than max_gap={max_gap} frames are not "
             "interpolated.")
     ok = np.flatnonzero(found)
@@ -491,7 +491,7 @@ def align_clip(frames: np.ndarray, *, mode: str = "first", detector: str = "dlib
     .. [1] MEAN (Liong, See, Chan), section 3.1: dlib, first frame, one crop
        of 128x128 for all frames.
     """
-    frames = _check_frames(frames)
+    frames = check_frames(frames)
     check_option("mode", mode, MODES)
     check_option("detector", detector, DETECTORS)
     size = _check_size(size)
@@ -504,7 +504,7 @@ def align_clip(frames: np.ndarray, *, mode: str = "first", detector: str = "dlib
     interpolated = np.zeros(T, dtype=bool)
     if mode == "first":
         det = detect_landmarks(frames[0], detector=detector, upsample=upsample, device=device,
-                               where=_frame_names(where, 1)[0])
+                               where=frame_names(where, 1)[0])
         M = alignment_transform(det.landmarks, size=size, margin=margin)
         transforms = np.repeat(M[None], T, axis=0)
         lm_frame = np.repeat(det.landmarks[None].astype(np.float64), T, axis=0)
@@ -521,7 +521,7 @@ def align_clip(frames: np.ndarray, *, mode: str = "first", detector: str = "dlib
         interpolated = ~batch.found
         if interpolated.any():
             logger.info("Interpolated the face in %s at frame(s) %s.", _clip(where),
-                        _frame_ranges(np.flatnonzero(interpolated)))
+                        frame_ranges(np.flatnonzero(interpolated)))
         params = _similarity_params(lm_frame, float(margin))
         if smooth > 0 and T > 1:
             params = _smooth_params(params, float(smooth))
@@ -573,7 +573,7 @@ def precropped(frames: np.ndarray, *, size: int | None = None, grey: bool = True
         ``x' = (x + 0.5) * size / W - 0.5`` (and likewise for y);
         ``interpolated`` is all False.
     """
-    frames = _check_frames(frames)
+    frames = check_frames(frames)
     check_option("detector", detector, DETECTORS)
     T, H, W = frames.shape[:3]
     M = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -588,7 +588,7 @@ def precropped(frames: np.ndarray, *, size: int | None = None, grey: bool = True
     scores = np.full(T, np.nan, dtype=np.float32)
     if estimate_landmarks:
         found = _find_in_crop(frames[0], detector, upsample, device,
-                              _frame_names(where, 1)[0])
+                              frame_names(where, 1)[0])
         if found is None:
             logger.warning("No face found in the cropped frame 0 of %s; its landmarks are "
                            "unknown (nan).", _clip(where))

@@ -157,7 +157,8 @@ def _check_image(image: Any, name: str = "image") -> np.ndarray:
     return _check_uint8(image, name, "")
 
 
-def _check_frames(frames: Any, name: str = "frames") -> np.ndarray:
+def check_frames(frames: Any, name: str = "frames") -> np.ndarray:
+    """Check a clip ``(T, H, W)`` or ``(T, H, W, 3)`` of uint8 frames; return it."""
     return _check_uint8(frames, name, "T, ")
 
 
@@ -188,7 +189,7 @@ def _place(where: str) -> str:
     return where if where else "the image"
 
 
-def _frame_ranges(frames: np.ndarray) -> str:
+def frame_ranges(frames: np.ndarray) -> str:
     """Format sorted frame indices as '3-5, 9'."""
     frames = [int(f) for f in frames]
     parts: list[str] = []
@@ -372,7 +373,8 @@ def _fan_shape(model: Any, rgb: np.ndarray, box: np.ndarray, score: float) -> np
     return np.asarray(pts[0], dtype=np.float32)[:, :2]
 
 
-def _frame_names(where: str, n: int) -> list[str]:
+def frame_names(where: str, n: int) -> list[str]:
+    """Names of the ``n`` frames of a clip for messages (``"<where>, frame 3"``)."""
     return [f"{where}, frame {t}" if where else f"frame {t}" for t in range(n)]
 
 
@@ -481,10 +483,10 @@ def detect_landmarks_batch(frames: np.ndarray, *, detector: str = "dlib",
         Frames without a face (unless ``allow_missing``); the message names
         the clip and the frames.
     """
-    frames = _check_frames(frames)
+    frames = check_frames(frames)
     check_option("detector", detector, DETECTORS)
     upsample = _check_upsample(upsample)
-    names = _frame_names(where, len(frames))
+    names = frame_names(where, len(frames))
     if detector == "dlib":
         found_list = [_dlib_detect(_grey(f), upsample, name)
                       for f, name in zip(frames, names, strict=True)]
@@ -501,7 +503,7 @@ def detect_landmarks_batch(frames: np.ndarray, *, detector: str = "dlib",
     if not allow_missing and not found.all():
         missing = np.flatnonzero(~found)
         raise NoFaceError(f"No face found in {where or 'the clip'} at frame(s) "
-                          f"{_frame_ranges(missing)} of {n} ({detector} detector).")
+                          f"{frame_ranges(missing)} of {n} ({detector} detector).")
     return DetectionBatch(landmarks, boxes, scores, found)
 
 

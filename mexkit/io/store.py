@@ -1280,3 +1280,9 @@ def remove_store(path: str | os.PathLike[str]) -> None:
             _remove_own(p)
     with contextlib.suppress(OSError):
         staging.rmdir()
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON text of ``value`` (sorted keys, no spaces) that stores
+    hash and compare: equal values give equal text."""
+    return _canonical_json(value)

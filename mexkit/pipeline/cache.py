@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from ..io.store import _canonical_json
+from ..io.store import canonical_json
 
 __all__ = ["cache_key", "params_digest", "SampleCache", "CACHE_ENV"]
 
@@ -33,7 +33,7 @@ CACHE_ENV = "MEXKIT_CACHE"
 
 def params_digest(params: Mapping[str, Any]) -> str:
     """Short SHA-256 of a parameter mapping in canonical JSON."""
-    return hashlib.sha256(_canonical_json(dict(params)).encode()).hexdigest()[:16]
+    return hashlib.sha256(canonical_json(dict(params)).encode()).hexdigest()[:16]
 
 
 def cache_key(stage: str, version: str | int, params: Mapping[str, Any], upstream: str) -> str:
@@ -52,7 +52,7 @@ def cache_key(stage: str, version: str | int, params: Mapping[str, Any], upstrea
     """
     blob = json.dumps(
         {"stage": stage, "version": str(version),
-         "params": json.loads(_canonical_json(dict(params))), "upstream": upstream},
+         "params": json.loads(canonical_json(dict(params))), "upstream": upstream},
         sort_keys=True, separators=(",", ":"),
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
