@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import ParameterError
+from ..labels import scheme_names
 from ._common import out, resolve_input, settings
 
 
@@ -76,7 +77,7 @@ Examples:
               help="Leave-one-subject-out, stratified k-fold, composite database (LOSO over "
                    "datasets), hold-out database.  Default: the model's paper's.")
 @click.option("--scheme", default=None,
-              help="Label scheme (megc3, 4class, casme2-5, samm-5, objective, objective-4). "
+              help=f"Label scheme ({', '.join(scheme_names())}). "
                    "Default: the model's paper's, else the label stored with each sample.")
 @click.option("--folds", "n_splits", type=click.IntRange(min=2), default=10, show_default=True,
               help="Number of folds for --protocol kfold.")
