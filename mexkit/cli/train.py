@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import ParameterError
+from ..errors import DatasetError, ParameterError
 from ..labels import scheme_names
 from ._common import out, resolve_input, settings
 
@@ -172,9 +172,9 @@ def evaluate_cmd(source: str, classes: str | None, as_json: bool) -> int:
         try:
             results = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise ParameterError(f"{path}: not a readable results file ({exc}).") from exc
+            raise DatasetError(f"{path}: not a readable results file ({exc}).") from exc
         if "pooled" not in results:
-            raise ParameterError(f"{path}: not a mexkit results file (no 'pooled' metrics).")
+            raise DatasetError(f"{path}: not a mexkit results file (no 'pooled' metrics).")
     else:
         rows, score_classes = read_predictions(path)
         cls = classes.split(",") if classes else (score_classes or None)
@@ -257,7 +257,7 @@ def models_cmd(as_json: bool, markdown: bool) -> int:
         out(f"{r['name']}")
         out(f"  paper      {r['reference']}")
         for name, shape in r["inputs"].items():
-            out(f"  input      {name} {tuple(shape)}: {r['produced_by'][name]}")
+            out(f"  input      {name} {_shape(shape)}: {r['produced_by'][name]}")
         balance = d["class_balance"] or "none"
         out(f"  training   {d['optimizer']} lr {d['lr']}, {d['epochs']} epochs, batch "
             f"{d['batch_size']}, loss {d['loss']}, balance {balance}, "
@@ -271,6 +271,10 @@ def models_cmd(as_json: bool, markdown: bool) -> int:
     return 0
 
 
+def _shape(shape: list) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
 def models_markdown(rows: list[dict]) -> str:
     """The README's table of models, from ``mexkit models --json`` rows."""
     lines = ["| model | inputs (made by) | paper defaults | parameters (3 classes) |",
@@ -278,7 +282,7 @@ def models_markdown(rows: list[dict]) -> str:
     for r in rows:
         d = r["defaults"]
         inputs = "<br>".join(
-            f"`{k}` {tuple(v)}: `{r['produced_by'][k].replace('|', chr(92) + '|')}`"
+            f"`{k}` {_shape(v)}: `{r['produced_by'][k].replace('|', chr(92) + '|')}`"
             for k, v in r["inputs"].items())
         train = (f"{d['optimizer']} {d['lr']}, {d['epochs']} epochs, {d['loss']}, "
                  f"{r['protocol']}")
