@@ -167,6 +167,8 @@ def crash_trials(work: Path, rng: np.random.Generator, kills: int) -> Counter:
         staged = {ln.split(" ", 1)[1] for ln in lines if ln.startswith("staged ")}
         killed = proc.returncode == -signal.SIGKILL
         c["kills" if killed else "runs that finished first"] += 1
+        if killed and len(staged | before) == N_SAMPLES:
+            c["kills after every sample was staged (assembly)"] += 1
         if out.exists() and validate_store(out):
             c["unreadable or invalid store"] += 1
         try:
@@ -518,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "staging folders left after a finished run"))
             ok &= bad == 0
             print(f"\ncrash-kill trials ({time.perf_counter() - t:.0f} s)")
-            for k in ("kills", "runs that finished first", "unreadable or invalid store",
+            for k in ("kills", "kills after every sample was staged (assembly)",
+                      "runs that finished first", "unreadable or invalid store",
                       "finished samples lost", "samples computed twice",
                       "resumed runs equal to the uninterrupted run", "resumed runs that differ",
                       "final resume failed", "temporaries left after a finished run",
