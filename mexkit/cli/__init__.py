@@ -2,10 +2,24 @@
 
 Conventions (DESIGN.md): every stage reads a path or ``-`` (a store path on
 stdin), writes one store and prints exactly its path on stdout; logs and
-progress go to stderr.  Exit codes are decided here, in one place: 0 when
-every sample succeeded, 1 when some failed or the input was bad, 2 for usage
-errors, 130 on interrupt.  A closed stdout (``mexkit ... | head -1``) ends
-quietly.
+progress go to stderr.  A closed stdout (``mexkit ... | head -1``) ends
+quietly.  The global options ``-v``, ``-q`` and ``--debug`` are taken before
+or after the subcommand (``mexkit -v flow x.h5`` or ``mexkit flow x.h5 -v``).
+
+Exit status, decided here, in one place, by one rule:
+
+* 0: the command did everything it was asked (every sample succeeded);
+* 1: the command ran but its input could not be used, or some samples
+  failed (the others are kept, the failures recorded in the store): a store,
+  sheet, video, results file or predictions CSV that is unreadable or holds
+  the wrong thing (StoreError, DatasetError, MediaError, NoFaceError ...,
+  every :class:`~mexkit.errors.MexkitError` but ParameterError), and
+  internal errors;
+* 2: the command line is wrong, nothing was read or written: an unknown
+  command or option, a missing argument, a value of the wrong type or out of
+  range, options that do not go together, an input path that does not exist
+  (click's usage errors and :class:`~mexkit.errors.ParameterError`);
+* 130: interrupted (finished samples are kept).
 """
 from __future__ import annotations
 
@@ -113,7 +127,7 @@ class MexkitGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        return _with_global_options(getattr(importlib.import_module(module), attr))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
@@ -158,6 +172,42 @@ class MexkitGroup(click.Group):
         return rv
 
 
+_VERBOSE_HELP = "More log output on stderr (-vv for debug)."
+_QUIET_HELP = "Only errors on stderr; no progress bars."
+_DEBUG_HELP = "Show tracebacks for errors."
+
+
+def _late_global(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A global option given after the subcommand: merge it into the root's settings."""
+    if not value:
+        return value
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, dict) else {}
+    if param.name == "verbose":
+        obj["verbose"] = int(obj.get("verbose", 0)) + int(value)
+    else:
+        obj[str(param.name)] = True
+    obj["progress"] = not obj.get("quiet")
+    root.obj = obj
+    _setup_logging(obj.get("verbose", 0), bool(obj.get("quiet")), bool(obj.get("debug")))
+    return value
+
+
+def _with_global_options(cmd: click.Command) -> click.Command:
+    """Give ``cmd`` the group's -v/-q/--debug, so that they work after the subcommand."""
+    if getattr(cmd, "_mexkit_globals", False):
+        return cmd
+    taken = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+    for decls, kw, text in ((("-v", "--verbose"), {"count": True}, _VERBOSE_HELP),
+                            (("-q", "--quiet"), {"is_flag": True}, _QUIET_HELP),
+                            (("--debug",), {"is_flag": True}, _DEBUG_HELP)):
+        if not taken & set(decls):
+            cmd.params.append(click.Option(list(decls), expose_value=False,
+                                           callback=_late_global, help=text, **kw))
+    cmd._mexkit_globals = True  # type: ignore[attr-defined]
+    return cmd
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return " ".join(text.split("\n")) if text else type(exc).__name__
@@ -165,9 +215,9 @@ def _first_line(exc: BaseException) -> str:
 
 @click.group(cls=MexkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="mexkit")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars.")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("-v", "--verbose", count=True, help=_VERBOSE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help=_QUIET_HELP)
+@click.option("--debug", is_flag=True, help=_DEBUG_HELP)
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     """mexkit: micro-expression preprocessing, feature stores and models.

@@ -116,7 +116,7 @@ def _parse_shard(value: str) -> Any:
 
 
 def run_options(f: Any) -> Any:
-    """--retries, --scheduler, --address, --shard, --cache (see :func:`jobs_options`)."""
+    """--retries, --scheduler, --address, --shard, --reuse, --cache (see :func:`jobs_options`)."""
     from ..pipeline.cache import CACHE_ENV
 
     f = click.option(
@@ -124,6 +124,13 @@ def run_options(f: Any) -> Any:
         envvar=CACHE_ENV, expose_value=False, callback=_run_setting("cache"),
         help=f"Shared folder of finished samples keyed by cache key (env {CACHE_ENV}): "
              "samples found there are copied, not computed; safe for many jobs at once.",
+    )(f)
+    f = click.option(
+        "--reuse", "reuse", multiple=True, metavar="STORE", expose_value=False,
+        type=click.Path(exists=True, dir_okay=False, path_type=str),
+        callback=_run_setting("reuse", tuple),
+        help="A store received from elsewhere (repeatable): once it passes `mexkit "
+             "validate`, its samples with the same cache key are copied, not computed.",
     )(f)
     f = click.option(
         "--shard", default=None, metavar="I/N|auto", expose_value=False,
@@ -151,6 +158,14 @@ def run_options(f: Any) -> Any:
     return f
 
 
+def _refuse_zero_jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    # 0 meant "all cores" without saying so; -1 is the one documented spelling
+    if value == 0:
+        raise click.BadParameter("0 workers cannot run anything; give 1 or more, or -1 for "
+                                 "one per CPU core.", ctx=ctx, param=param)
+    return value
+
+
 def jobs_options(f: Any) -> Any:
     f = run_options(f)
     f = click.option(
@@ -159,10 +174,11 @@ def jobs_options(f: Any) -> Any:
     )(f)
     f = click.option(
         "-j", "--jobs", type=click.IntRange(min=-1), default=1, show_default=True,
-        help="Parallel workers (-1: one per CPU core).",
+        callback=_refuse_zero_jobs,
+        help="Parallel workers, 1 or more (-1: one per CPU core; 0 is refused).",
     )(f)
     return f
 
 
 def n_jobs(jobs: int) -> int:
-    return os.cpu_count() or 1 if jobs in (-1, 0) else jobs
+    return os.cpu_count() or 1 if jobs == -1 else jobs

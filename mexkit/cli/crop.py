@@ -74,6 +74,27 @@ def default_unit(record: dict, samples) -> str:
     return "video" if any(s.video and s.video != s.clip for s in samples) else "clip"
 
 
+def _first_name(path: Path) -> str:
+    return path.resolve().name.split(".")[0] or "clips"
+
+
+def default_crop_name(sheet: Path, root: Path | None = None) -> str:
+    """The name of the default crop store (without ``.crop.h5``); it is written in the
+    current folder.
+
+    The dataset's folder names it: ``--root`` when given, else the folder that holds
+    the sheet (``demo-data/samples.csv`` -> ``demo-data``).  A sheet in the current
+    folder is named by its own stem instead (``CASME2-coding.xlsx`` ->
+    ``CASME2-coding``), not by whatever the current folder is called.
+    """
+    if root is not None:
+        return _first_name(Path(root))
+    sheet = sheet.resolve()
+    if sheet.parent == Path.cwd().resolve():
+        return sheet.stem.split(".")[0] or "dataset"
+    return _first_name(sheet.parent) if sheet.parent.name else "dataset"
+
+
 @click.command("crop")
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @dataset_options
@@ -121,6 +142,12 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
     A clip without a face fails alone (NoFaceError, exit status 1); the
     others are kept.  An annotation sheet given as INPUT is read as
     --annotations.
+
+    Without -o, the store is written in the current folder and named after
+    the dataset: --root's folder, else the folder holding the sheet
+    (demo-data/samples.csv -> demo-data.crop.h5), or the sheet's own name
+    when it lies in the current folder; one video or image folder gives
+    NAME.crop.h5, several give clips.crop.h5.
     """
     from ..io.sheets import looks_like_sheet
     from ..pipeline.crop import clips_from_paths, clips_from_samples, run_crop
@@ -142,17 +169,17 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
                                        encoding)
         upstream.append(record)
         specs = clips_from_samples(samples, unit=unit or default_unit(record, samples))
-        base = Path(record["path"]).parent.name or "dataset"
+        base = default_crop_name(Path(record["path"]), root)
     elif inputs:
         if dataset or root or dataset_fps or sheets or encoding:
             raise ParameterError("--dataset, --root, --dataset-fps, --sheet and --encoding "
                                  "need --annotations.")
         specs = clips_from_paths(inputs, fps=fps)
-        base = inputs[0].stem if len(inputs) == 1 else "clips"
+        base = _first_name(inputs[0]) if len(inputs) == 1 else "clips"
     else:
         raise ParameterError("Give video files / image folders, or --annotations (see --help).")
     if output is None:
-        output = Path(f"{base}.crop.h5")
+        output = Path.cwd() / f"{base}.crop.h5"
     result = run_crop(specs, output, detector=detector, mode=mode, size=size, margin=margin,
                       grey=grey, smooth=smooth, max_gap=max_gap, upsample=upsample,
                       device=device, jobs=n_jobs(jobs), backend=backend,

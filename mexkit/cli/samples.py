@@ -39,6 +39,7 @@ def samples_cmd(encoding: str | None, dataset: str | None, annotations: str | No
     import dataclasses
 
     from ..io.datasets import collect_report, format_summary, summarize
+    from ..io.datasets.summary import has_source
 
     with collect_report(strict=strict) as report:
         samples, record = load_samples(dataset, annotations, root, dataset_fps, sheets,
@@ -62,6 +63,8 @@ def samples_cmd(encoding: str | None, dataset: str | None, annotations: str | No
     if list_all:
         for s in samples:
             apex = "-" if s.apex is None else s.apex
+            where = s.source if has_source(s) else f"{s.source or ''} (not found)".lstrip()
             out(f"{s.sample_id}\t{s.subject}\t{s.onset}\t{apex}\t{s.offset}\t"
-                f"{s.emotion or '-'}\t{s.label or '-'}\t{s.source or '(not found)'}")
+                f"{s.emotion or '-'}\t{s.label or '-'}\t"
+                f"{where}")
     return 1 if report.skipped else 0

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError
+from ..errors import DatasetError
 from .atomic import write_text
 
 __all__ = ["PREDICTION_COLUMNS", "write_predictions", "read_predictions", "escape_cell"]
@@ -61,15 +61,15 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[dict[str, Any]], lis
             fields = reader.fieldnames or []
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ParameterError(f"{path}: cannot read the predictions CSV ({exc}).") from exc
+        raise DatasetError(f"{path}: cannot read the predictions CSV ({exc}).") from exc
     need = {"true", "pred"}
     if not need <= set(fields):
-        raise ParameterError(
+        raise DatasetError(
             f"{path}: a predictions CSV needs the columns 'true' and 'pred' (and usually "
             f"'fold'); it has {', '.join(fields) or 'none'}.")
     for i, r in enumerate(rows, start=2):
         if not r.get("true") or not r.get("pred"):
-            raise ParameterError(f"{path}: row {i} has an empty 'true' or 'pred'.")
+            raise DatasetError(f"{path}: row {i} has an empty 'true' or 'pred'.")
         r.setdefault("fold", "all")
         if not r.get("fold"):
             r["fold"] = "all"

@@ -23,7 +23,8 @@ from typing import Any
 from ..errors import StoreError
 from ..io.store import canonical_json
 
-__all__ = ["cache_key", "params_digest", "SampleCache", "CACHE_ENV"]
+__all__ = ["cache_key", "params_digest", "SampleCache", "CACHE_ENV", "reuse_index",
+           "copy_from_store"]
 
 logger = logging.getLogger("mexkit")
 
@@ -186,3 +187,45 @@ class SampleCache:
             yield claim
         finally:
             claim.release()
+
+
+def reuse_index(paths: list[str] | tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """Index stores received from elsewhere by the cache keys of their samples.
+
+    Each store must pass every check of ``mexkit validate`` first
+    (:func:`mexkit.io.store.validate_store`: checksums, structure, data and
+    content hashes); otherwise :class:`StoreError` names it.
+
+    Returns
+    -------
+    dict
+        ``cache_key -> (store path, sample id)``.
+    """
+    from ..io.store import open_store, validate_store
+
+    index: dict[str, tuple[str, str]] = {}
+    for p in paths:
+        problems = validate_store(p)
+        if problems:
+            raise StoreError(f"--reuse {p}: the store does not pass validation: {problems[0]}")
+        with open_store(p) as s:
+            for sid, key in s.cache_keys().items():
+                if key:
+                    index.setdefault(key, (str(p), sid))
+    return index
+
+
+def copy_from_store(path: str, source_id: str, sample_id: str, key: str,
+                    staging: str | os.PathLike[str], compression: str = "gzip") -> Path:
+    """Stage sample ``source_id`` of the store at ``path`` as ``sample_id`` (same key)."""
+    from ..io.store import hash_arrays, open_store, write_staged_sample
+
+    with open_store(path) as s:
+        view = s[source_id]
+        arrays = view.arrays()
+        if hash_arrays(arrays) != str(view.attrs.get("data_hash", "")):
+            raise StoreError(f"--reuse {path}: sample {source_id!r} does not match its data "
+                             "hash.")
+        attrs = {k: v for k, v in view.attrs.items()
+                 if k not in ("sample_id", "cache_key", "data_hash")}
+    return write_staged_sample(staging, sample_id, key, arrays, attrs, compression=compression)

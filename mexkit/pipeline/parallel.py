@@ -75,6 +75,9 @@ class ParallelConfig:
     cache : str or None
         A shared, content-addressed folder of finished samples
         (:class:`mexkit.pipeline.cache.SampleCache`).
+    reuse : tuple of str
+        Stores received from elsewhere: once they pass validation, their
+        samples whose cache key matches are copied instead of computed.
     """
 
     retries: int = 2
@@ -82,6 +85,7 @@ class ParallelConfig:
     address: str | None = None
     shard: tuple[int, int] | None = None
     cache: str | None = None
+    reuse: tuple[str, ...] = ()
 
 
 _DEFAULT_CONFIG = ParallelConfig()

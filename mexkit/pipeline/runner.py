@@ -22,7 +22,7 @@ from typing import Any
 from .._validate import check_option, check_range
 from ..errors import MexkitError, ParameterError
 from ..io.store import StoreWriter, staged_name, write_staged_sample
-from .cache import SampleCache
+from .cache import SampleCache, copy_from_store, reuse_index
 from .parallel import (
     BACKENDS,
     chunked,
@@ -72,6 +72,7 @@ class StageResult:
     computed: int = 0
     skipped: int = 0
     from_cache: int = 0
+    reused: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -260,6 +261,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
         are recorded as failed; which shard ``(index, count)`` of the samples
         this job computes (the output then holds that shard only); a shared
         cache folder of finished samples; the Dask scheduler or Ray cluster.
+        The stores to reuse samples from (``--reuse``) come from there too.
 
     Returns
     -------
@@ -270,6 +272,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     retries = cfg.retries if retries is None else retries
     shard = cfg.shard if shard is None else shard
     cache = cfg.cache if cache is None else cache
+    reuse = cfg.reuse
     scheduler = cfg.scheduler if scheduler is None else scheduler
     address = cfg.address if address is None else address
     if batched_compute is None:
@@ -307,8 +310,10 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
                         "parameters; skipped", stage, result.skipped, len(tasks))
         if todo:
             logger.info("%s: computing %d sample(s)", stage, len(todo))
-        bar = progress_bar(len(todo), stage, enabled=progress)
         staging = str(writer.staging)
+        if reuse and todo:
+            todo = _reuse(todo, reuse, staging, compression, writer, result)
+        bar = progress_bar(len(todo), stage, enabled=progress)
         pending = {t.sample_id: t for t in todo}
         try:
             for attempt in range(retries + 1):
@@ -357,6 +362,25 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     logger.debug("%s: %d computed, %d skipped (cached), %d failed in %.1f s -> %s", stage,
                  result.computed, result.skipped, len(result.failures), result.seconds, output)
     return result
+
+
+def _reuse(todo: list[Task], stores: Sequence[str], staging: str, compression: str,
+           writer: StoreWriter, result: StageResult) -> list[Task]:
+    """Copy the samples whose cache key a validated ``--reuse`` store holds; return the rest."""
+    index = reuse_index(tuple(stores))
+    rest = []
+    for t in todo:
+        hit = index.get(t.cache_key)
+        if hit is None:
+            rest.append(t)
+            continue
+        p = copy_from_store(hit[0], hit[1], t.sample_id, t.cache_key, staging, compression)
+        writer.register(t.sample_id, t.cache_key, str(p))
+        result.skipped += 1
+        result.reused += 1
+    if len(rest) < len(todo):
+        logger.info("reused %d sample(s) from %s", len(todo) - len(rest), ", ".join(stores))
+    return rest
 
 
 def _record(result: StageResult, writer: StoreWriter, keys: Mapping[str, str], status: str,

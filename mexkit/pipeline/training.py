@@ -104,8 +104,8 @@ def sample_table(store: Any, *, scheme: str | None) -> SampleTable:
         classes = sorted(set(labels))
     for sid, why in excluded.items():
         logger.warning("sample %s excluded: %s", sid, why)
-    if len(set(labels)) < 2:
-        raise ParameterError(
+    if len(set(labels)) < 2:  # the store's content, not the command line: exit status 1
+        raise LabelError(
             f"{store.path}: {len(sids)} labelled sample(s) in {len(set(labels))} class(es); "
             "training needs at least two classes."
         )

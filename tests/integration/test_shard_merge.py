@@ -194,3 +194,21 @@ def test_a_claimed_key_is_not_claimed_twice(tmp_path):
     again.release()
     with pytest.raises(StoreError):
         cache.claim("../../etc/passwd")
+
+
+def test_reuse_seeds_a_run_from_a_validated_store(crop_store, tmp_path):
+    theirs, ours = tmp_path / "theirs.h5", tmp_path / "ours.h5"
+    assert _invoke(*FLOW, crop_store, "-o", theirs).exit_code == 0
+    r = CliRunner().invoke(cli, [*FLOW, str(crop_store), "--reuse", str(theirs), "-o",
+                                 str(ours)])
+    assert r.exit_code == 0, r.output
+    assert "0 computed, 6 skipped" in r.output
+    assert _content(ours) == _content(theirs)
+    # a damaged store is refused before anything is copied, naming it
+    bad = tmp_path / "bad.h5"
+    data = bytearray(theirs.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    r = _invoke(*FLOW, crop_store, "--reuse", bad, "-o", tmp_path / "x.h5")
+    assert r.exit_code == 1 and "bad.h5" in r.output
+    assert not (tmp_path / "x.h5").exists()

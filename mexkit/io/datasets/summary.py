@@ -3,12 +3,23 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..video import natural_key
 from .base import ReadReport, Sample
 
-__all__ = ["summarize", "format_summary"]
+__all__ = ["summarize", "format_summary", "has_source"]
+
+
+def has_source(sample: Sample) -> bool:
+    """Whether the sample's video or image folder is on disk.
+
+    Adapters leave ``source=None`` for clips they could not find; the generic
+    sheet keeps the path it names, found or not (the crop stage reports it),
+    so the path is looked at here too.
+    """
+    return sample.source is not None and Path(sample.source).exists()
 
 
 def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
@@ -33,7 +44,7 @@ def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
                                             "without_source": 0, "fps": set()})
         d["samples"] += 1
         d[s.kind if s.kind in ("micro", "macro") else "micro"] += 1
-        d["without_source"] += s.source is None
+        d["without_source"] += not has_source(s)
         d["fps"].add(s.fps)
         subjects[s.dataset][s.subject] += 1
         emotions[s.dataset][s.emotion or "(none)"] += 1
