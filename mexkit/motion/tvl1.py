@@ -281,9 +281,22 @@ def _resize(image: np.ndarray, size: tuple[int, int], scale: tuple[float, float]
 
     ``scale`` is (source pixels per output pixel) along y and x; ``None`` uses
     the size ratio (OpenCV's behaviour when an output size is given).
+    OpenCV's ``resize`` does the float32 work (single-threaded at these
+    sizes); the numpy formula below is the reference and the float64 path.
     """
     h, w = image.shape[-2:]
     nh, nw = size
+    if image.dtype == np.float32:
+        import cv2
+
+        planes = image.reshape((-1, h, w))
+        if scale is None:
+            out = [cv2.resize(p, (nw, nh), interpolation=cv2.INTER_LINEAR) for p in planes]
+        else:
+            out = [cv2.resize(p, None, fx=1.0 / scale[1], fy=1.0 / scale[0],
+                              interpolation=cv2.INTER_LINEAR) for p in planes]
+        if out[0].shape == (nh, nw):
+            return np.stack(out).reshape(image.shape[:-2] + (nh, nw))
     sy, sx = scale if scale is not None else (h / nh, w / nw)
     a, b, f = _linear_taps(h, nh, sy, image.dtype)
     rows = image[..., a, :] * (1 - f)[:, None] + image[..., b, :] * f[:, None]
