@@ -229,8 +229,10 @@ def main() -> None:
     parser.add_argument("--e2e", action="store_true",
                         help="time `mexkit flow` end to end on a 64-clip crop store")
     parser.add_argument("--e2e-repeats", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=Path("bench-flow-work"),
-                        help="where --e2e keeps its crop store (default ./bench-flow-work)")
+    parser.add_argument("--workdir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "mexkit-bench-flow",
+                        help="where --e2e keeps its crop store (default: a folder in the "
+                             "temporary directory, reused by later runs)")
     parser.add_argument("--skip-pairs", action="store_true",
                         help="skip the in-process table (with --cold or --e2e)")
     args = parser.parse_args()

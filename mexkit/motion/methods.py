@@ -38,7 +38,7 @@ from .._validate import check_option
 from ..errors import ParameterError
 
 __all__ = ["FlowOption", "FlowMethod", "register_flow_method", "flow_method",
-           "flow_methods", "compute_flow", "BUILTIN_MODULES"]
+           "flow_methods", "compute_flow", "methods_markdown", "BUILTIN_MODULES"]
 
 #: Modules that define the built-in methods; imported on the first look-up.
 BUILTIN_MODULES = ("mexkit.motion.tvl1", "mexkit.motion.opencv")
@@ -230,3 +230,13 @@ def compute_flow(method: str, reference: Any, moving: Any,
     numpy.ndarray, float32, shape (P, 2, H, W) or (2, H, W)
     """
     return flow_method(method)(reference, moving, **dict(options or {}))
+
+
+def methods_markdown() -> str:
+    """The README's table of flow methods (method, what it is, its options)."""
+    lines = ["| method | what | options (`mexkit flow`) |", "|---|---|---|"]
+    for name in flow_methods():
+        method = flow_method(name)
+        flags = ", ".join(f"`{o.cli_flag}`" for o in method.options)
+        lines.append(f"| `{name}` | {method.summary} | {flags or '-'} |")
+    return "\n".join(lines)

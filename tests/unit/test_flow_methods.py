@@ -145,3 +145,17 @@ def test_cli_splits_options_and_reads_the_compile_variable(monkeypatch):
         flow_cli._split_method_options("tvl1", {"winsize": 5}, 1)
     keyed, runtime = flow_cli._split_method_options("farneback", {"winsize": 9}, 1)
     assert keyed["winsize"] == 9 and runtime == {}
+
+
+def test_readme_table_of_flow_methods_is_the_registry():
+    import re
+    from pathlib import Path
+
+    from mexkit.motion.methods import methods_markdown
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    match = re.search(r"<!-- flow-methods-table -->\n(.*?)\n<!-- /flow-methods-table -->",
+                      text, re.S)
+    assert match, "README.md lacks the flow-methods table markers"
+    assert match.group(1).strip() == methods_markdown().strip(), (
+        "README's flow-methods table is stale: paste methods_markdown()'s output")
