@@ -1,0 +1,101 @@
+"""Where the time of ``bin/demo`` goes: each stage of its pipeline, timed through the CLI.
+
+Run from the repository root (after ``bin/setup``):
+
+    python bench/bench_demo.py [--workdir DIR] [--epochs 150] [--subjects 5]
+                               [--clips-per-class 2] [--jobs 2]
+
+The stages are ``bin/demo``'s commands, run one after the other as separate
+``mexkit`` processes (so each figure includes that command's start-up), on a
+fresh synthetic dataset: synth, crop, onset-apex TV-L1 flow with strain, MEAN
+under LOSO, TIM, RPCA, adaptive key frames, Farneback flow between key
+frames, magnification, validation. ``--subjects 28 --clips-per-class 3``
+makes a CASME II-sized run (252 clips with synth's three default classes).
+Printed: a table of wall seconds per stage
+and its share of the total, and the load average of the machine before and
+after each stage (other jobs on a shared machine move these figures).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as fh:
+            return " ".join(fh.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "mexkit-bench-demo")
+    parser.add_argument("--subjects", type=int, default=5)
+    parser.add_argument("--clips-per-class", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=150, help="MEAN epochs (bin/demo: 150)")
+    parser.add_argument("--jobs", type=int, default=2, help="-j of the temporal stages")
+    parser.add_argument("--skip-train", action="store_true")
+    args = parser.parse_args()
+
+    exe = shutil.which("mexkit") or str(Path(sys.executable).with_name("mexkit"))
+    out = args.workdir
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    env = dict(os.environ, MPLBACKEND="Agg")
+    j = str(args.jobs)
+    stages: list[tuple[str, list[str]]] = [
+        ("synth", ["synth", str(out / "data"), "--subjects", str(args.subjects),
+                   "--clips-per-class", str(args.clips_per_class), "--overwrite"]),
+        ("crop", ["crop", "--annotations", str(out / "data" / "samples.csv"), "-o",
+                  str(out / "demo.crop.h5")]),
+        ("flow tvl1 + strain", ["flow", str(out / "demo.crop.h5"), "--pairs", "onset-apex",
+                                "--strain", "-o", str(out / "demo.flow.h5")]),
+        ("train mean loso", ["-q", "train", str(out / "demo.flow.h5"), "--model", "mean",
+                             "--protocol", "loso", "--epochs", str(args.epochs), "-o",
+                             str(out / "mean-loso")]),
+        ("tim", ["tim", str(out / "demo.crop.h5"), "-n", "32", "-j", j, "-o",
+                 str(out / "demo.tim.h5")]),
+        ("rpca", ["rpca", str(out / "demo.tim.h5"), "-j", j, "-o", str(out / "demo.rpca.h5")]),
+        ("keyframes adaptive", ["keyframes", str(out / "demo.crop.h5"), "--method", "adaptive",
+                                "-j", j, "-o", str(out / "demo.keyframes.h5")]),
+        ("flow farneback", ["flow", str(out / "demo.keyframes.h5"), "--pairs", "keyframes",
+                            "--method", "farneback", "-o", str(out / "demo.keyflow.h5")]),
+        ("magnify", ["magnify", str(out / "demo.crop.h5"), "--alpha", "15", "-j", j, "-o",
+                     str(out / "demo.magnify.h5")]),
+        ("validate", ["validate", str(out / "demo.keyflow.h5")]),
+    ]
+    if args.skip_train:
+        stages = [s for s in stages if not s[0].startswith("train")]
+    print(f"bench_demo: bin/demo's stages through the CLI, {args.subjects} subjects x "
+          f"{args.clips_per_class} clips per class, MEAN {args.epochs} epochs, -j {j} for "
+          f"the temporal stages, {os.cpu_count()} logical CPUs")
+    rows = []
+    for name, cmd in stages:
+        before = loadavg()
+        t0 = time.perf_counter()
+        result = subprocess.run([exe, *cmd], env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if result.returncode != 0:
+            print(f"{name} failed ({result.returncode}): {result.stderr.strip()[-400:]}")
+        rows.append((name, wall, before, loadavg()))
+    total = sum(r[1] for r in rows)
+    header = f"{'stage':22s} {'wall s':>8s} {'share':>7s}  load average before -> after"
+    print(header)
+    print("-" * len(header))
+    for name, wall, before, after in sorted(rows, key=lambda r: -r[1]):
+        print(f"{name:22s} {wall:8.1f} {100 * wall / total:6.1f}%  {before} -> {after}")
+    print(f"{'total':22s} {total:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
