@@ -193,13 +193,34 @@ def _compute_magnify(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]
     p: Mapping[str, Any] = task.payload["params"]
     s, frames = _frames(task, "magnify")
     fps = p["fps"] or s.attrs.get("fps")
-    out = magnify(frames, method=p["method"], alpha=p["alpha"], low=p["low"], high=p["high"],
-                  temporal_filter=p["filter"], fps=fps if p["filter"] != "iir" else None)
+    out, diag = magnify(frames, method=p["method"], alpha=p["alpha"], low=p["low"],
+                        high=p["high"], temporal_filter=p["filter"],
+                        fps=fps if p["filter"] != "iir" else None, diagnostics=True)
     arrays = {"frames": _to_uint8(out)}
     if "landmarks" in s:
         arrays["landmarks"] = s.read("landmarks")
     attrs = {k: s.attrs[k] for k in ("onset", "apex", "offset") if s.attrs.get(k) is not None}
+    attrs.update(_magnify_check(task.sample_id, diag, p))
     return arrays, attrs
+
+
+def _magnify_check(sample_id: str, diag: Any, p: Mapping[str, Any]) -> dict[str, Any]:
+    """Warn, naming the sample, when magnification left its valid range; the frames
+    concerned are recorded in the sample's attributes (``magnify_bad_frames``)."""
+    import logging
+
+    bad = diag.bad_frames()
+    if len(bad):
+        lo, hi = diag.valid_range
+        logging.getLogger("mexkit").warning(
+            "magnify: sample %s: %d of %d frame(s) from frame %d on are over-amplified "
+            "(up to %.0f%% of the pixels outside %g..%g, %.0f%% of the structure shifted "
+            "past pi/2 in phase): the motion is too large for --alpha %g; lower --alpha "
+            "or --high (now %g)", sample_id, len(bad), len(diag.out_of_range), int(bad[0]),
+            100 * float(diag.out_of_range.max()), lo, hi, 100 * float(diag.phase_over.max()),
+            p["alpha"], p["high"])
+    return {"magnify_bad_frames": int(len(bad)),
+            "magnify_first_bad_frame": int(bad[0]) if len(bad) else -1}
 
 
 def run_magnify(input_path: str | Path, output: str | Path, *, method: str = "riesz",

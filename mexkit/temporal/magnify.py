@@ -11,6 +11,7 @@ variation in the band comes back unchanged.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -20,10 +21,50 @@ from scipy import ndimage, signal
 from .._validate import check_ndim, check_option, check_range
 from ..errors import ParameterError
 
-__all__ = ["magnify", "temporal_bandpass", "eulerian_alpha"]
+__all__ = ["magnify", "temporal_bandpass", "eulerian_alpha", "MagnifyDiagnostics"]
 
 _KERNEL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0     # the binomial kernel of Burt & Adelson
 _LUMA = np.array([0.299, 0.587, 0.114])
+
+
+# Wadhwa et al. 2013, sec. 4: phase-based magnification holds while the amplified
+# phase shift stays below pi/2 (alpha * delta < lambda / 4 for a sinusoid of wavelength
+# lambda); beyond it the shifted structures alias into each other.
+PHASE_LIMIT = math.pi / 2
+
+
+@dataclasses.dataclass(frozen=True)
+class MagnifyDiagnostics:
+    """Where a magnified clip left the range in which magnification is valid.
+
+    Attributes
+    ----------
+    out_of_range : ndarray, shape (T,)
+        Fraction of each frame's pixels (all channels) whose magnified value
+        lies outside ``valid_range`` before any clipping: over-amplified
+        intensity, which washes the frame out to black or white.
+    phase_over : ndarray, shape (T,)
+        Riesz only (zeros for Eulerian): share of each frame's pyramid
+        amplitude, over all levels, held by coefficients whose amplified phase
+        shift exceeds ``phase_limit`` (amplitude-weighted, so that noise
+        without structure does not count).
+    valid_range : tuple of float
+        The input's intensity range: its dtype's limits for integer clips
+        (0..255 for uint8), the clip's own minimum and maximum for float clips.
+    phase_limit : float
+        pi/2, the bound of Wadhwa et al. (2013) for phase-based magnification.
+    """
+
+    out_of_range: np.ndarray
+    phase_over: np.ndarray
+    valid_range: tuple[float, float]
+    phase_limit: float = PHASE_LIMIT
+
+    def bad_frames(self, tolerance: float = 0.05) -> np.ndarray:
+        """Indices of the frames where more than ``tolerance`` of the pixels left the
+        valid range (intensity or phase)."""
+        worst = np.maximum(self.out_of_range, self.phase_over)
+        return np.flatnonzero(worst > tolerance)
 
 
 # ----------------------------------------------------------------------------- pyramids
@@ -193,8 +234,10 @@ def _riesz(band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _riesz_band(band: np.ndarray, alpha: float, low: float, high: float, kind: str,
-                fps: float | None, sigma: float) -> np.ndarray:
-    """Phase-magnify one Laplacian band (T, h, w); returns the change of the band."""
+                fps: float | None, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phase-magnify one Laplacian band (T, h, w); returns the change of the band and,
+    per frame, the amplitude of the coefficients whose amplified phase passes
+    PHASE_LIMIT and the amplitude of all."""
     r1, r2 = _riesz(band)
     amp = np.sqrt(band ** 2 + r1 ** 2 + r2 ** 2)
     # Quaternionic phase difference of consecutive frames, q_t conj(q_{t-1}):
@@ -221,14 +264,19 @@ def _riesz_band(band: np.ndarray, alpha: float, low: float, high: float, kind: s
     pc, ps = alpha * fc, alpha * fs
     shift = np.sqrt(pc ** 2 + ps ** 2)
     sinc = np.where(shift > 0, np.sin(shift) / np.where(shift > 0, shift, 1.0), 1.0)
+    # amplitude-weighted: the phase of a coefficient without structure is noise and
+    # shifting it changes nothing visible
+    over = (amp * (shift > PHASE_LIMIT)).reshape(len(band), -1).sum(axis=1)
     # A cos(phi + d) = I cos d - (R1 cos theta + R2 sin theta) sin d.
-    return band * (np.cos(shift) - 1.0) - (r1 * pc + r2 * ps) * sinc
+    return (band * (np.cos(shift) - 1.0) - (r1 * pc + r2 * ps) * sinc, over,
+            amp.reshape(len(band), -1).sum(axis=1))
 
 
 def magnify(frames: np.ndarray, *, method: str = "eulerian", alpha: float = 10.0,
             low: float = 0.05, high: float = 0.4, temporal_filter: str = "iir",
             fps: float | None = None, levels: int | None = None, pyramid: str = "laplacian",
-            lambda_c: float = 16.0, sigma: float = 0.0, dtype: Any = np.float32) -> np.ndarray:
+            lambda_c: float = 16.0, sigma: float = 0.0, dtype: Any = np.float32,
+            diagnostics: bool = False) -> np.ndarray | tuple[np.ndarray, MagnifyDiagnostics]:
     """Magnify the small motions of a clip.
 
     Parameters
@@ -289,12 +337,21 @@ def magnify(frames: np.ndarray, *, method: str = "eulerian", alpha: float = 10.0
     dtype : numpy dtype or None
         Output dtype, float32 by default; ``None`` keeps the input's (uint8 is
         rounded and clipped to [0, 255]).
+    diagnostics : bool
+        Also return a :class:`MagnifyDiagnostics`: per frame, the fraction of
+        pixels whose magnified intensity left the input's range and (Riesz)
+        of coefficients whose amplified phase passed pi/2. Large real motion
+        (a smile, a head turn) amplified 15 times leaves both, and the frames
+        wash out; a lower ``alpha`` or a narrower band (lower ``high``) keeps
+        them in.
 
     Returns
     -------
     out : ndarray, shape like ``frames``
         The magnified clip, in the input's intensity units. A clip without
         temporal variation comes back unchanged.
+    diag : MagnifyDiagnostics
+        Only with ``diagnostics=True``.
 
     Raises
     ------
@@ -361,6 +418,8 @@ def magnify(frames: np.ndarray, *, method: str = "eulerian", alpha: float = 10.0
     if not np.all(np.isfinite(x)):
         raise ParameterError("Invalid value for the 'frames' parameter: it contains NaN or inf.")
     y = x @ _LUMA.astype(np.float32) if x.ndim == 4 else x
+    phase_over = np.zeros(t, np.float64)
+    energy = np.zeros(t, np.float64)
     if t < 2 or alpha == 0:
         delta = np.zeros_like(y)
     elif method == "eulerian":
@@ -368,11 +427,31 @@ def magnify(frames: np.ndarray, *, method: str = "eulerian", alpha: float = 10.0
                           int(levels), pyramid, float(lambda_c))
     else:
         bands = _laplacian(y, int(levels))
-        delta = _collapse([_riesz_band(b, float(alpha), float(low), float(high),
-                                       temporal_filter, fps, float(sigma)) for b in bands])
+        changes = []
+        for b in bands:
+            change, over, total = _riesz_band(b, float(alpha), float(low), float(high),
+                                              temporal_filter, fps, float(sigma))
+            changes.append(change)
+            phase_over += over
+            energy += total
+        phase_over /= np.maximum(energy, 1e-30)
+        delta = _collapse(changes)
     out = x + (delta[..., None] if x.ndim == 4 else delta).astype(np.float32)
+    diag = None
+    if diagnostics:
+        if np.issubdtype(frames.dtype, np.integer):
+            info = np.iinfo(frames.dtype)
+            lo, hi = float(info.min), float(info.max)
+        else:
+            lo, hi = float(x.min()), float(x.max())
+        # half a grey level of slack for integer clips: rounding is not leaving the range
+        slack = 0.5 if np.issubdtype(frames.dtype, np.integer) else 0.0
+        outside = (out < lo - slack) | (out > hi + slack)
+        diag = MagnifyDiagnostics(outside.reshape(t, -1).mean(axis=1), phase_over, (lo, hi))
     out_dtype = np.dtype(frames.dtype if dtype is None else dtype)
     if np.issubdtype(out_dtype, np.integer):
         info = np.iinfo(out_dtype)
-        return np.clip(np.rint(out), info.min, info.max).astype(out_dtype)
-    return out.astype(out_dtype, copy=False)
+        out = np.clip(np.rint(out), info.min, info.max).astype(out_dtype)
+    else:
+        out = out.astype(out_dtype, copy=False)
+    return (out, diag) if diagnostics else out
