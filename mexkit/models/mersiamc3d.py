@@ -121,6 +121,7 @@ class SinC3D(nn.Module):
         self.pools = nn.ModuleList(
             [nn.MaxPool3d((1, 2, 2), stride=(1, 2, 2), ceil_mode=True)]
             + [nn.MaxPool3d(2, stride=2, ceil_mode=True) for _ in range(4)])
+        _he_init(self)
 
     @staticmethod
     def output_shape(frames: int, height: int, width: int) -> tuple[int, int, int, int]:
@@ -184,16 +185,24 @@ def _check_geometry(in_channels: int, frames: int, size: int) -> tuple[int, int,
 
 
 def _resample(x: torch.Tensor, work: int) -> torch.Tensor:
-    """Area-resample flow ``(B, C, T, H, W)`` to ``work x work``, rescaling the vectors.
+    """Area-resample flow ``(B, C, T, H, W)`` to ``work x work``.
 
-    Flow is in pixels, so every channel (u, v and the magnitude, all
-    lengths) is multiplied by ``work / W``.
+    The vectors stay in pixels of the input crop (they are not shrunk with
+    the grid), so the network sees flow of the same magnitude at any
+    working resolution.
     """
     b, c, t, h, w = x.shape
     if (h, w) == (work, work):
         return x
     y = F.interpolate(x.reshape(b, c * t, h, w), size=(work, work), mode="area")
-    return y.reshape(b, c, t, work, work) * (work / w)
+    return y.reshape(b, c, t, work, work)
+
+
+def _he_init(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, (nn.Conv3d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
 
 
 class MERSiamC3D(nn.Module):
@@ -255,6 +264,7 @@ class MERSiamC3D(nn.Module):
         self.dense = nn.Linear(flat, self.dense_units)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.dense_units, self.n_classes)
+        _he_init(self.dense)
 
     def _input(self, keyframe_flow: torch.Tensor) -> torch.Tensor:
         x = check_input(self.registry_name, INPUT_NAME, keyframe_flow, self.input_shape)
@@ -335,6 +345,7 @@ class SiameseC3D(nn.Module):
         self.resolution = _check_resolution(resolution, size)
         flat = math.prod(SinC3D.output_shape(frames, self.resolution, self.resolution))
         self.dense = nn.Linear(flat, check_int("dense", dense, 1))
+        _he_init(self.dense)
         self.head = SiameseHead(self.dense.out_features)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -394,6 +405,9 @@ register_model(ModelSpec(
         ModelOption("pairs-per-epoch", int, 4096,
                     "prior learning: clip pairs drawn per epoch when the training fold has "
                     "more (uniform draw, same/different ratio kept; 0: all pairs)",
+                    constructor=False),
+        ModelOption("prior-epochs", int, 0,
+                    "prior learning: epochs (0: the same as --epochs, as in the paper)",
                     constructor=False),
         ModelOption("resolution", int, 112,
                     "side at which SinC3D works; below 112 the 112x112 flow is "

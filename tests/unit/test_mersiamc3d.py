@@ -376,7 +376,8 @@ class TestRegistry:
                                                                      "focal")
         assert dict(d.schedule) == {"kind": "step", "step_size": 10, "gamma": 0.1}
         assert spec.input_names == ("keyframe_flow",)
-        assert {o.name for o in spec.options} >= {"no-prior", "freeze"}
+        assert {o.name for o in spec.options} >= {"no-prior", "freeze", "pairs-per-epoch",
+                                                  "prior-epochs", "resolution"}
         assert resolve_trainer(spec) is fit_fold
         model = get_model("mersiamc3d", 3, freeze=3, resolution=16)
         assert model.freeze == 3 and model.resolution == 16

@@ -333,8 +333,8 @@ def _holdout_accuracy(siamese: Any, dataset: Any, held: np.ndarray, input_name: 
     return float(np.mean((scores[:, 1] > 0.5).astype(np.int64) == held[:, 2]))
 
 
-def prior_learning(ctx: Any, siamese: Any, *, pairs_per_epoch: int,
-                   augment: Any) -> list[dict[str, Any]]:
+def prior_learning(ctx: Any, siamese: Any, *, pairs_per_epoch: int, augment: Any,
+                   epochs: int = 0) -> list[dict[str, Any]]:
     """Stage 1: train ``siamese`` on pairs of the fold's training clips.
 
     Returns the epoch records (``"stage": "prior"``); the last one carries
@@ -349,7 +349,8 @@ def prior_learning(ctx: Any, siamese: Any, *, pairs_per_epoch: int,
     train_pairs, held = split_pairs(pairs, holdout=0.1, seed=ctx.seed)
     kw = {**ctx.fit_kwargs, "loss": "ce", "class_balance": None, "focal_alpha": None,
           "augment": augment, "collate_fn": None}
-    epochs = int(kw.pop("epochs"))
+    base_epochs = int(kw.pop("epochs"))
+    epochs = int(epochs) if epochs else base_epochs
     path = ctx.checkpoint_dir / "prior.safetensors"
     done = int(load_checkpoint(path)[2].get("epoch", 0)) if path.exists() else 0
     sampled = 0 < pairs_per_epoch < len(train_pairs)
@@ -395,8 +396,9 @@ def fit_fold(ctx: Any) -> list[dict[str, Any]]:
     ----------
     ctx : mexkit.learn.trainers.FoldContext
         ``ctx.model`` is a :class:`~mexkit.models.mersiamc3d.MERSiamC3D`;
-        ``ctx.options`` may hold ``no_prior`` (bool), ``freeze`` (int, 0-5)
-        and ``pairs_per_epoch`` (int, 0 = all pairs every epoch).
+        ``ctx.options`` may hold ``no_prior`` (bool), ``freeze`` (int, 0-5),
+        ``pairs_per_epoch`` (int, 0 = all pairs every epoch) and
+        ``prior_epochs`` (int, 0 = the target stage's epochs).
 
     Returns
     -------
@@ -414,6 +416,7 @@ def fit_fold(ctx: Any) -> list[dict[str, Any]]:
     no_prior = bool(opts.get("no_prior", False))
     freeze = check_int("freeze", opts.get("freeze", model.freeze), 0)
     pairs_per_epoch = check_int("pairs_per_epoch", opts.get("pairs_per_epoch", 4096), 0)
+    prior_epochs = check_int("prior_epochs", opts.get("prior_epochs", 0), 0)
     _, frames, size, _ = model.input_shape
     # the registry names KeyframeFlowAugment as the paper's augmentation; fit applies it to
     # training batches only
@@ -430,7 +433,7 @@ def fit_fold(ctx: Any) -> list[dict[str, Any]]:
         siamese = SiameseC3D(model.features, frames=frames, size=size,
                              resolution=model.resolution, dense=model.dense_units)
         records += prior_learning(ctx, siamese, pairs_per_epoch=pairs_per_epoch,
-                                  augment=augment)
+                                  augment=augment, epochs=prior_epochs)
     frozen = model.freeze_convs(0 if no_prior else freeze)
     if frozen:
         logger.info("target learning: %d convolution(s) frozen (%s)", freeze,
