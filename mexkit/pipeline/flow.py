@@ -43,6 +43,32 @@ def _apex(sample: Any, frames: np.ndarray, onset: int, offset: int, how: str) ->
     return estimate_apex(frames, onset, offset, method=how)
 
 
+# -- what an unannotated clip was given (issue 20): said on stderr and in the store ---
+_ANNOTATED_PAIRS = ("onset-apex", "onset-all", "apex-window")
+
+
+def _annotation_sources(sample: Any, opt: Mapping[str, Any]) -> dict[str, str]:
+    """``onset_source``/``apex_source`` attributes: "annotation", or what stood in."""
+    a = sample.attrs
+    apex = a.get("apex")
+    return {"onset_source": "annotation" if a.get("onset") is not None else "first frame",
+            "apex_source": "annotation" if apex is not None and apex >= 0 else opt["no_apex"]}
+
+
+def _say_unannotated(sample: Any, onset: int, apex: int | None, opt: Mapping[str, Any]
+                     ) -> None:
+    src = _annotation_sources(sample, opt)
+    if src["onset_source"] != "annotation":
+        logger.warning("flow: sample %s has no onset/apex annotation: onset taken as frame "
+                       "%d, apex %s (--no-apex %s)%s", sample.sample_id, onset,
+                       "-" if apex is None else apex, opt["no_apex"],
+                       "; --no-apex max-diff estimates it from the frames"
+                       if opt["no_apex"] == "middle" else "")
+    elif src["apex_source"] != "annotation" and apex is not None:
+        logger.info("flow: sample %s has no apex annotation: apex %d (--no-apex %s)",
+                    sample.sample_id, apex, opt["no_apex"])
+
+
 def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.ndarray, int]:
     from ..motion.pairs import make_pairs
 
@@ -55,6 +81,8 @@ def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.
     apex = None
     if mode in ("onset-apex", "apex-window") or opt["with_apex"]:
         apex = _apex(sample, frames, onset, offset, opt["no_apex"])
+    if mode in _ANNOTATED_PAIRS or opt["with_apex"]:
+        _say_unannotated(sample, onset, apex, opt)
     pairs = make_pairs(T, mode="consecutive" if mode == "keyframes" else mode, k=opt["k"],
                        fps=a.get("fps"), onset=onset, apex=apex, window=opt["window"])
     return np.asarray(pairs, dtype=np.int64), (-1 if apex is None else int(apex))
@@ -138,6 +166,9 @@ def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
     attrs = {"pair_mode": opt["pairs"], "flow_method": opt["method"]}
     if apex >= 0:
         attrs["apex_used"] = apex
+    if opt["pairs"] in _ANNOTATED_PAIRS or opt["with_apex"]:
+        attrs.update({k: v for k, v in _annotation_sources(s, opt).items()
+                      if k == "onset_source" or apex >= 0})
     return arrays, attrs
 
 

@@ -149,6 +149,8 @@ def _compute_keyframes(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any
     apex = a.get("apex")
     apex = int(apex) if apex is not None and apex >= 0 else None
     method = p["method"]
+    sources = _keyframe_sources(task.sample_id, frames, a, onset, apex, offset, method)
+    apex = sources.pop("apex", apex)
     if method == "adaptive":
         plan = kf.adaptive_plan(onset, apex, offset, n_frames=p["n_frames"])
         out = kf.build_keyframes(frames, plan, interpolator=interpolate_midpoint)
@@ -170,7 +172,36 @@ def _compute_keyframes(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any
     def mapping(v: int) -> int:
         return int(np.argmin(np.abs(time - v)))
 
-    return arrays, {**_positions(s, mapping), "n_frames": len(out), "keyframe_method": method}
+    return arrays, {**_positions(s, mapping), "n_frames": len(out), "keyframe_method": method,
+                    **sources}
+
+
+def _keyframe_sources(sample_id: str, frames: np.ndarray, attrs: Any, onset: int,
+                      apex: int | None, offset: int, method: str) -> dict[str, Any]:
+    """Where onset and apex came from (issue 20), for the sample's attributes.
+
+    An annotated clip without apex (SMIC) keeps the papers' middle frame; a clip
+    without any annotation gets the frame most different from its first frame
+    (:func:`mexkit.temporal.apex.estimate_apex`), with a warning naming the sample.
+    """
+    import logging
+
+    from ..temporal.apex import resolve_apex
+
+    out: dict[str, Any] = {
+        "onset_source": "annotation" if attrs.get("onset") is not None else "first frame"}
+    if method == "uniform":
+        return out
+    annotated = out["onset_source"] == "annotation"
+    apex, how = resolve_apex(frames, onset, offset, apex,
+                             method="middle" if annotated else "max-diff")
+    out.update(apex=apex, apex_source=how)
+    if not annotated:
+        logging.getLogger("mexkit").warning(
+            "keyframes: sample %s has no onset/apex annotation: onset taken as frame %d, "
+            "apex estimated as frame %d (the frame most different from the onset)",
+            sample_id, onset, apex)
+    return out
 
 
 def run_keyframes(input_path: str | Path, output: str | Path, *, method: str = "adaptive",

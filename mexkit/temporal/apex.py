@@ -15,7 +15,7 @@ import numpy as np
 from .._validate import check_ndim, check_option
 from ..errors import ParameterError
 
-__all__ = ["estimate_apex"]
+__all__ = ["estimate_apex", "resolve_apex"]
 
 
 def estimate_apex(frames: np.ndarray, onset: int, offset: int, *,
@@ -50,3 +50,31 @@ def estimate_apex(frames: np.ndarray, onset: int, offset: int, *,
     diffs = [np.mean(np.abs(frames[t].astype(np.float32) - ref))
              for t in range(onset + 1, offset + 1)]
     return onset + 1 + int(np.argmax(diffs))
+
+
+def resolve_apex(frames: np.ndarray, onset: int, offset: int, apex: int | None = None, *,
+                 method: str = "middle") -> tuple[int, str]:
+    """The annotated apex if there is one, else an estimate; says which.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (T, H, W) or (T, H, W, C)
+        The clip.
+    onset, offset : int
+        0-based positions, ``onset <= offset < T``.
+    apex : int or None
+        The annotated apex position; ``None`` or negative means not annotated.
+    method : {"middle", "max-diff"}
+        How to estimate a missing apex (:func:`estimate_apex`).
+
+    Returns
+    -------
+    apex : int
+        The apex position.
+    source : str
+        ``"annotation"``, or the estimation method (``"middle"``, ``"max-diff"``),
+        for the sample's record.
+    """
+    if apex is not None and apex >= 0:
+        return int(apex), "annotation"
+    return estimate_apex(frames, onset, offset, method=method), method
