@@ -72,6 +72,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("mexkit.cli.train", "models_cmd",
                "List the models, their inputs, defaults and parameter counts."),
     "spot-eval": ("mexkit.cli.spot", "spot_eval_cmd", "Score spotted intervals (F1, AP, STRS)."),
+    "spot": ("mexkit.cli.spot", "spot_cmd", "Spot expression intervals with a trained MEAN."),
 }
 
 

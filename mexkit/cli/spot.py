@@ -7,7 +7,7 @@ import click
 
 from ._common import out
 
-__all__ = ["spot_eval_cmd"]
+__all__ = ["spot_eval_cmd", "spot_cmd"]
 
 
 @click.command("spot-eval")
@@ -41,4 +41,72 @@ def spot_eval_cmd(truth: str, pred: str, iou: float, classes: str | None,
         out(json.dumps(jsonable(report), indent=2))
     else:
         out(format_spot_report(report))
+    return 0
+
+
+@click.command("spot")
+@click.argument("store", type=str)
+@click.option("--results", "results_dir", type=click.Path(exists=True, file_okay=False),
+              required=True,
+              help="Results folder of `mexkit train STORE --model mean --final` on a "
+                   "long-video store (holds spot_model.json).")
+@click.option("--p", "p", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Peak threshold fraction of eq. 12 (default: the trained run's, 0.55).")
+@click.option("--emotions", type=click.Path(dir_okay=False), default=None,
+              help="Interval file whose emotion column labels the store's intervals "
+                   "(for scoring only).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--no-plots", is_flag=True, help="Do not draw a PNG per video.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Interval CSV to write (default: <store>.intervals.csv); a .json and a "
+                   ".plots folder go beside it.")
+def spot_cmd(store: str, results_dir: str, p: float | None, emotions: str | None, device: str,
+             no_plots: bool, output: str | None) -> int:
+    """Spot expression intervals in every video of STORE (or '-') with a trained MEAN.
+
+    STORE is a `mexkit flow --pairs gap --features mean` store of whole
+    videos. Writes an interval CSV (subject, video, onset, offset, type,
+    emotion, confidence, apex), the same as JSON, and a PNG per video, and
+    prints the CSV's path. When the store's videos are annotated, the metric
+    table goes to stderr.
+    """
+    from pathlib import Path
+
+    from ..pipeline.spotting import format_spot_report, spot_store
+    from ._common import err, resolve_input, settings
+
+    path = resolve_input(store)
+    if output is None:
+        output = str(path.with_name(f"{path.name.split('.')[0]}.intervals.csv"))
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    csv_path, report = spot_store(path, results_dir, output, p=p, device=device,
+                                  plots=not no_plots, emotions=emotions)
+    if report is not None and not settings().get("quiet"):
+        err(format_spot_report(report))
+    out(str(Path(csv_path).resolve()))
+    return 0
+
+
+def train_spotting_branch(path, out_dir, **kw) -> int:
+    """`mexkit train --model mean` on a store of whole videos (called by cli/train.py).
+
+    Runs MEAN's LOSO spot-then-recognize evaluation, prints the metric table on
+    stderr and the path of results.json on stdout.
+    """
+    import json as _json
+    from pathlib import Path
+
+    from ..pipeline.spotting import format_spot_report, train_spotting
+    from ._common import err, settings
+
+    if out_dir is None:
+        out_dir = Path(path).with_name(f"{Path(path).name.split('.')[0]}.mean-spot-loso")
+    results = train_spotting(path, out_dir, **kw)
+    if not settings().get("quiet"):
+        err(format_spot_report(_json.loads(results.read_text())["metrics"]))
+    out(str(results.resolve()))
     return 0

@@ -134,6 +134,18 @@ def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, 
     spec = get_spec(model)
     given = {k[len("mopt_"):]: v for k, v in model_opts.items() if v is not None}
     path = resolve_input(store)
+    # -- spot-then-recognize: MEAN on a store of whole videos (see mexkit/cli/spot.py) --
+    if model == "mean":
+        from ..pipeline.spotting import is_spotting_store
+
+        if is_spotting_store(path):
+            from .spot import train_spotting_branch
+
+            return train_spotting_branch(
+                path, out_dir, options=given, protocol=protocol, epochs=epochs,
+                batch_size=batch_size, lr=lr, device=device, seed=seed,
+                deterministic=deterministic, final=final)
+    # -- end of the spotting branch ------------------------------------------------------
     if out_dir is None:
         out_dir = path.with_name(
             f"{path.name.split('.')[0]}.{model}-{protocol or spec.protocol}")

@@ -55,6 +55,7 @@ from torch import nn
 from .._validate import check_option
 from .registry import (
     InputSpec,
+    ModelOption,
     ModelSpec,
     TrainDefaults,
     check_input,
@@ -256,4 +257,27 @@ register_model(ModelSpec(
     paper_parameter_count=lambda model: count_parameters(model, keras_style=True),
     reference=_REFERENCE,
     paper_reported={3: 7608},
+    # Spot-then-recognize settings: used when `mexkit train --model mean` gets a store of
+    # whole videos (`mexkit flow --pairs gap --features mean`); see
+    # mexkit.pipeline.spotting.spot_loso.  None of them reaches the constructor.
+    options=(
+        ModelOption("no-transfer", bool, False,
+                    "ablation: train recognition as a separate network from scratch instead "
+                    "of on the spotting stage's frozen shared layers (inductive transfer)",
+                    constructor=False),
+        ModelOption("spot-epochs", int, 200,
+                    "epochs of the spotting stage (paper: 200; --epochs sets recognition's)",
+                    constructor=False),
+        ModelOption("p", float, 0.55,
+                    "peak threshold T = mean + p (max - mean) for long videos (paper: 0.55)",
+                    constructor=False),
+        ModelOption("kprime", int, 0,
+                    "k' of pseudo-labels, smoothing and intervals (0: (N + 1) / 2 from the "
+                    "mean interval length of each type in the store)",
+                    constructor=False),
+        ModelOption("emotions", str, "",
+                    "interval CSV whose emotion column labels the store's intervals (sheets "
+                    "without emotions, e.g. `mexkit synth --long`'s intervals.csv)",
+                    constructor=False),
+    ),
 ))

@@ -40,7 +40,7 @@ logger = logging.getLogger("mexkit")
 # Sample attributes carried from stage to stage.
 SAMPLE_ATTRS = ("dataset", "subject", "clip", "video", "fps", "label", "emotion", "aus",
                 "objective_class", "kind", "onset", "apex", "offset", "onset_frame",
-                "apex_frame", "offset_frame", "source", "n_frames")
+                "apex_frame", "offset_frame", "source", "n_frames", "intervals")
 
 # The arrays each store-to-store stage reads, and the command that makes them:
 # checked on every input sample before the output is touched.
