@@ -328,6 +328,24 @@ def test_store_with_hash_version_1_still_validates():
     assert validate_store(archived) == []
 
 
+def test_old_store_as_existing_output_is_reused_into_a_version_2_store(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    out = tmp_path / "old.crop.h5"
+    shutil.copyfile(Path(__file__).parents[1] / "data" / "store_hash_v1.h5", out)
+    tasks = [Task(f"arch/s{i}/c{i}", cache_key("crop", 1, {}, str(i)), {}, i) for i in range(2)]
+
+    def never(task):
+        raise AssertionError("a sample of the old store was recomputed")
+
+    res = run_stage(tasks, never, output=out, stage="crop", params={"size": 8}, progress=False)
+    assert res.skipped == 2 and res.computed == 0
+    with open_store(out) as s:
+        assert s.meta["hash_version"] == 2 and s["arch/s1/c1"].attrs["aus"] == [4, 7]
+    assert validate_store(out) == []
+
+
 # -- item 11: inspect opens nothing it was not asked to ---------------------------
 def test_inspect_opens_no_upstream_path_unless_followed(tmp_path, monkeypatch):
     import mexkit.cli.inspect as inspect_mod
