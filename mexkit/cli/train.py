@@ -109,6 +109,9 @@ Examples:
               help="Deterministic kernels (bit-reproducible runs and resumes).")
 @click.option("--final", is_flag=True,
               help="Also train one model on all samples, for `mexkit predict`.")
+@click.option("--fold-jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Folds trained at once, in worker processes sharing the CPU threads "
+                   "(same results as one after the other).")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Results folder (default: <store>.<model>-<protocol>/).")
 @_with_model_options
@@ -116,7 +119,7 @@ def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, 
               epochs: int | None, batch_size: int | None, lr: float | None,
               schedule: str | None, loss: str | None, focal_gamma: float | None,
               focal_alpha: str | None, balance: str,
-              device: str, seed: int, deterministic: bool, final: bool,
+              device: str, seed: int, deterministic: bool, final: bool, fold_jobs: int,
               out_dir: Path | None, **model_opts: object) -> int:
     """Train and evaluate a model on STORE (or '-') under a protocol.
 
@@ -155,7 +158,7 @@ def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, 
         focal_gamma=focal_gamma, focal_alpha=_focal_alpha(focal_alpha), model_options=given,
         device=device, seed=seed, deterministic=deterministic,
         class_balance=None if balance == "none" else balance, final=final,
-        progress=settings().get("progress", True))
+        progress=settings().get("progress", True), fold_jobs=fold_jobs)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports
     if not settings().get("quiet"):

@@ -16,6 +16,7 @@ Writes, in the output folder:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -37,7 +38,7 @@ from ..errors import LabelError, ParameterError
 from ..io.atomic import write_text
 from ..io.predictions import read_predictions, write_predictions
 from ..io.store import open_store
-from ..learn.distributed import rank
+from ..learn.distributed import rank, world_size
 from .reports import format_report, plot_confusion, plot_training
 from .stages import upstream_entry
 
@@ -150,7 +151,7 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
                     model_options: Mapping[str, Any] | None = None,
                     device: str = "auto", seed: int = 0, deterministic: bool = True,
                     class_balance: str | None = "default",
-                    final: bool = False, progress: bool = True) -> Path:
+                    final: bool = False, progress: bool = True, fold_jobs: int = 1) -> Path:
     """Cross-validate ``model`` on the store; return the results file.
 
     Parameters mirror ``mexkit train``; ``None`` means the paper's default
@@ -159,18 +160,19 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     (:attr:`~mexkit.models.registry.ModelSpec.options`). Finished folds are
     kept in ``out_dir`` and skipped when the same command runs again; a fold
     is redone when the settings or the cache key of any of its samples
-    changed.
+    changed. ``fold_jobs`` > 1 trains that many folds at once in worker
+    processes (each with its share of the CPU threads); the results are the
+    same as one after the other.
     """
     import torch
 
     from ..learn.data import StoreDataset, collate_for
     from ..learn.metrics import pooled_and_per_fold
     from ..learn.protocols import split
-    from ..learn.train import paper_defaults, parse_schedule, predict, seed_everything
-    from ..learn.trainers import FoldContext, resolve_trainer
+    from ..learn.train import paper_defaults, parse_schedule, seed_everything
+    from ..learn.trainers import resolve_trainer
     from ..models.registry import (
         constructor_options,
-        count_parameters,
         get_model,
         get_spec,
     )
@@ -194,7 +196,7 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     if class_balance != "default":
         kw["class_balance"] = class_balance
     kw["collate_fn"] = collate_for(spec.inputs)
-    trainer = resolve_trainer(spec)
+    resolve_trainer(spec)  # a model naming a missing trainer fails before any output
     with open_store(store_path) as store:
         table = sample_table(store, scheme=scheme)
         upstream = upstream_entry(store)
@@ -223,20 +225,12 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     n_params = None
     start = time.perf_counter()
 
-    def make_context(net: Any, train_idx: np.ndarray, ckpt: Path, k: int,
-                     monitor_idx: Any = None) -> FoldContext:
-        ckpt.mkdir(parents=True, exist_ok=True)
-        return FoldContext(
-            model=net, spec=spec, dataset=full, train=np.asarray(train_idx, dtype=np.int64),
-            labels=table.y, classes=list(table.classes), subjects=list(table.subjects),
-            fit_kwargs=dict(kw), options=dict(options), device=device, seed=seed + k,
-            deterministic=deterministic, checkpoint_dir=ckpt,
-            progress=lambda desc, n: _epoch_bar(n, f"{fold_desc}: {desc}", progress),
-            sample_ids=list(table.sample_ids),
-            monitor=None if monitor_idx is None else np.asarray(monitor_idx, dtype=np.int64))
-
+    job = _FoldJob(store_path=str(store_path), model=model, table=table, options=options,
+                   net_options=net_options, fit_kwargs=kw, device=device, seed=seed,
+                   deterministic=deterministic, out=out, progress=progress,
+                   n_folds=len(folds), threads=0, _dataset=full)
+    pending = []
     for k, fold in enumerate(folds):
-        fold_desc = f"fold {k + 1}/{len(folds)} {fold.name}"
         done = out / "folds" / f"{_safe(fold.name)}.json"
         fold_key = _fold_key(key_config, fold.name,
                              [keys.get(table.sample_ids[i], "") for i in
@@ -247,47 +241,40 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
                 rows.extend(saved["rows"])
                 extras.update(saved.get("extras", {}))
                 histories[fold.name] = saved.get("history", [])
+                n_params = saved.get("parameters", n_params)
                 logger.info("fold %s already done; kept", fold.name)
                 continue
-        if len(set(table.y[fold.train])) < 2:
-            logger.warning("fold %s: training data has one class only", fold.name)
-        seed_everything(seed + k)
-        net = get_model(model, len(table.classes), **net_options)
-        n_params = count_parameters(net)
-        ctx = make_context(net, fold.train, out / "checkpoints" / _safe(fold.name), k,
-                           monitor_idx=fold.test)
-        histories[fold.name] = trainer(ctx)
-        test_ds = torch.utils.data.Subset(full, fold.test)
-        scores, preds = predict(net, test_ds, device=device, collate_fn=kw["collate_fn"])
-        fold_extras = _predict_extras(net, test_ds, device, kw["collate_fn"],
-                                      [table.sample_ids[i] for i in fold.test])
-        fold_rows = []
-        for j, idx in enumerate(fold.test):
-            r = {"sample_id": table.sample_ids[idx], "subject": table.subjects[idx],
-                 "dataset": table.datasets[idx], "fold": fold.name,
-                 "true": table.labels[idx], "pred": table.classes[int(preds[j])]}
-            for c, sc in zip(table.classes, scores[j], strict=False):
-                r[f"score_{c}"] = float(sc)
-            fold_rows.append(r)
-        if rank() == 0:
-            write_text(done, json.dumps(jsonable({
-                "key": fold_key, "rows": fold_rows, "history": histories[fold.name],
-                "extras": fold_extras})))
+        pending.append((k, fold.name, np.asarray(fold.train), np.asarray(fold.test), fold_key))
+    jobs = max(1, min(int(fold_jobs), len(pending)))
+    if jobs > 1 and world_size() > 1:
+        raise ParameterError("--fold-jobs cannot be combined with torchrun (DDP already "
+                             "spreads each fold over the processes).")
+    if jobs > 1:
+        job = dataclasses.replace(job, threads=max(1, (os.cpu_count() or 1) // jobs),
+                                  progress=False)
+    from .parallel import parallel_map
+
+    for result in parallel_map(_run_folds, ([(job, item)] for item in pending), jobs=jobs,
+                               backend="loky"):
+        name, fold_rows, history, fold_extras, n_params = result
+        histories[name] = history
         rows.extend(fold_rows)
         extras.update(fold_extras)
-        acc = np.mean([r["true"] == r["pred"] for r in fold_rows])
-        logger.info("fold %s: %d test sample(s), accuracy %.3f", fold.name, len(fold_rows), acc)
+        acc = np.mean([r["true"] == r["pred"] for r in fold_rows]) if fold_rows else float("nan")
+        logger.info("fold %s: %d test sample(s), accuracy %.3f", name, len(fold_rows), acc)
+    order = {f.name: i for i, f in enumerate(folds)}
+    rows.sort(key=lambda r: (order.get(r["fold"], 0)))
+    histories = {f.name: histories[f.name] for f in folds if f.name in histories}
     if final:
+        from ..io.checkpoints import save_checkpoint
+        from ..learn.train import seed_everything
+
         seed_everything(seed)
         net = get_model(model, len(table.classes), **net_options)
-        fold_desc = "final model (all samples)"
-        ctx = make_context(net, np.arange(len(table.sample_ids)),
-                           out / "checkpoints" / "final", 0)
-        ctx.seed = seed
-        trainer(ctx)
+        ctx = job.context(net, np.arange(len(table.sample_ids)), out / "checkpoints" / "final",
+                          0, None, "final model (all samples)")
+        resolve_trainer(spec)(ctx)
         if rank() == 0:
-            from ..io.checkpoints import save_checkpoint
-
             save_checkpoint(out / "checkpoints" / "final.safetensors", net, None, {
                 "model_class": type(net).__name__, "model": model,
                 "model_options": options})
@@ -320,6 +307,96 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
                       f"{model} {protocol}: training loss and accuracy per fold")
         write_text(path, json.dumps(jsonable(results), indent=2, sort_keys=True))
     return path
+
+
+@dataclasses.dataclass
+class _FoldJob:
+    """What a fold needs, picklable, so folds can run in other processes."""
+
+    store_path: str
+    model: str
+    table: SampleTable
+    options: dict[str, Any]
+    net_options: dict[str, Any]
+    fit_kwargs: dict[str, Any]
+    device: str
+    seed: int
+    deterministic: bool
+    out: Path
+    progress: bool
+    n_folds: int
+    threads: int
+    _dataset: Any = None
+
+    @property
+    def dataset(self) -> Any:
+        if self._dataset is None:
+            from ..learn.data import StoreDataset
+
+            self._dataset = StoreDataset(self.store_path, self.table.sample_ids, self.table.y,
+                                         list(_spec(self.model).input_names))
+        return self._dataset
+
+    def context(self, net: Any, train_idx: np.ndarray, ckpt: Path, k: int,
+                monitor_idx: Any, desc: str) -> Any:
+        from ..learn.trainers import FoldContext
+
+        ckpt.mkdir(parents=True, exist_ok=True)
+        return FoldContext(
+            model=net, spec=_spec(self.model), dataset=self.dataset,
+            train=np.asarray(train_idx, dtype=np.int64), labels=self.table.y,
+            classes=list(self.table.classes), subjects=list(self.table.subjects),
+            fit_kwargs=dict(self.fit_kwargs), options=dict(self.options), device=self.device,
+            seed=self.seed + k, deterministic=self.deterministic, checkpoint_dir=ckpt,
+            progress=lambda stage, n: _epoch_bar(n, f"{desc}: {stage}", self.progress),
+            sample_ids=list(self.table.sample_ids),
+            monitor=None if monitor_idx is None else np.asarray(monitor_idx, dtype=np.int64))
+
+
+def _spec(name: str) -> Any:
+    from ..models.registry import get_spec
+
+    return get_spec(name)
+
+
+def _run_folds(items: list[tuple[_FoldJob, tuple[Any, ...]]]) -> tuple[Any, ...]:
+    """Train and test one fold (in this process or a worker); write its result file."""
+    import torch
+
+    from ..learn.train import predict, seed_everything
+    from ..learn.trainers import resolve_trainer
+    from ..models.registry import count_parameters, get_model
+
+    ((job, (k, name, train, test, fold_key)),) = items
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    table = job.table
+    if len(set(table.y[train])) < 2:
+        logger.warning("fold %s: training data has one class only", name)
+    seed_everything(job.seed + k)
+    net = get_model(job.model, len(table.classes), **job.net_options)
+    n_params = count_parameters(net)
+    desc = f"fold {k + 1}/{job.n_folds} {name}"
+    ctx = job.context(net, train, job.out / "checkpoints" / _safe(name), k, test, desc)
+    history = resolve_trainer(_spec(job.model))(ctx)
+    test_ds = torch.utils.data.Subset(job.dataset, [int(i) for i in test])
+    collate = job.fit_kwargs.get("collate_fn")
+    scores, preds = predict(net, test_ds, device=job.device, collate_fn=collate)
+    fold_extras = _predict_extras(net, test_ds, job.device, collate,
+                                  [table.sample_ids[i] for i in test])
+    fold_rows = []
+    for j, idx in enumerate(test):
+        r = {"sample_id": table.sample_ids[idx], "subject": table.subjects[idx],
+             "dataset": table.datasets[idx], "fold": name,
+             "true": table.labels[idx], "pred": table.classes[int(preds[j])]}
+        for c, sc in zip(table.classes, scores[j], strict=False):
+            r[f"score_{c}"] = float(sc)
+        fold_rows.append(r)
+    if rank() == 0:
+        write_text(job.out / "folds" / f"{_safe(name)}.json", json.dumps(jsonable({
+            "key": fold_key, "rows": fold_rows, "history": history, "extras": fold_extras,
+            "parameters": n_params})))
+    return name, fold_rows, history, fold_extras, n_params
 
 
 def _predict_extras(net: Any, dataset: Any, device: str, collate_fn: Any,
