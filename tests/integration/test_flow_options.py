@@ -1,0 +1,48 @@
+"""mexkit flow's method options, generated from the flow-method registry, through the CLI."""
+from __future__ import annotations
+
+import numpy as np
+from click.testing import CliRunner
+
+from mexkit.cli import cli
+from mexkit.io.store import open_store
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli, ["-q", *map(str, args)])
+
+
+def _flows(path):
+    with open_store(path) as store:
+        return store.params, {sid: store[sid]["flow"][...] for sid in store.sample_ids}
+
+
+def test_threads_change_nothing_but_the_speed(crop_store, tmp_path):
+    one = _invoke("flow", crop_store, "--pairs", "onset-apex", "--threads", "1", "-o",
+                  tmp_path / "one.h5")
+    two = _invoke("flow", crop_store, "--pairs", "onset-apex", "--threads", "2", "-o",
+                  tmp_path / "two.h5")
+    assert one.exit_code == 0 and two.exit_code == 0, (one.output, two.output)
+    p1, f1 = _flows(tmp_path / "one.h5")
+    p2, f2 = _flows(tmp_path / "two.h5")
+    assert p1 == p2 and f1.keys() == f2.keys() and len(f1) > 0
+    for sid in f1:
+        np.testing.assert_array_equal(f1[sid], f2[sid])
+    # every option that changes the flow is recorded; threads and device are not
+    assert p1["tvl1"]["lambda_"] == 0.15 and p1["tvl1"]["border"] == "masked"
+    assert "threads" not in p1["tvl1"] and "device" not in p1["tvl1"]
+
+
+def test_method_options_reach_the_method_and_stray_ones_are_refused(crop_store, tmp_path):
+    bad = _invoke("flow", crop_store, "--method", "tvl1", "--winsize", "9", "-o",
+                  tmp_path / "bad.h5")
+    assert bad.exit_code == 2 and "--winsize" in bad.output
+    plain = _invoke("flow", crop_store, "--pairs", "onset-apex", "--method", "farneback",
+                    "-o", tmp_path / "plain.h5")
+    wide = _invoke("flow", crop_store, "--pairs", "onset-apex", "--method", "farneback",
+                   "--winsize", "31", "-o", tmp_path / "wide.h5")
+    assert plain.exit_code == 0 and wide.exit_code == 0, (plain.output, wide.output)
+    pp, fp = _flows(tmp_path / "plain.h5")
+    pw, fw = _flows(tmp_path / "wide.h5")
+    assert pp["tvl1"]["winsize"] == 15 and pw["tvl1"]["winsize"] == 31
+    assert any(not np.allclose(fp[sid], fw[sid]) for sid in fp)
