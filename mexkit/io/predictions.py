@@ -16,26 +16,11 @@ from typing import Any
 
 from ..errors import DatasetError
 from .atomic import write_text
+from .sheets import escape_formula, unescape_formula
 
-__all__ = ["PREDICTION_COLUMNS", "write_predictions", "read_predictions", "escape_cell"]
+__all__ = ["PREDICTION_COLUMNS", "write_predictions", "read_predictions"]
 
 PREDICTION_COLUMNS = ("sample_id", "subject", "dataset", "fold", "true", "pred")
-
-
-def escape_cell(value: Any) -> Any:
-    """Make a text cell safe to open in a spreadsheet.
-
-    A cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return
-    would be run as a formula by spreadsheet programs; such text gets a
-    leading apostrophe (OWASP's advice for CSV injection). Numbers and other
-    values are returned unchanged.
-    """
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value
-    return value
 
 
 def write_predictions(path: Path, rows: Sequence[Mapping[str, Any]], classes: Sequence[str]
@@ -47,7 +32,7 @@ def write_predictions(path: Path, rows: Sequence[Mapping[str, Any]], classes: Se
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else escape_cell(v))
+        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else escape_formula(v))
                     for k, v in r.items()})
     write_text(path, buf.getvalue())
 
@@ -59,7 +44,8 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[dict[str, Any]], lis
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
             fields = reader.fieldnames or []
-            rows = list(reader)
+            rows = [{k: unescape_formula(v) if isinstance(v, str) else v
+                     for k, v in r.items()} for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"{path}: cannot read the predictions CSV ({exc}).") from exc
     need = {"true", "pred"}

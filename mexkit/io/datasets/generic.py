@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DatasetError, MediaError
+from ..atomic import atomic_open
 from ..sheets import escape_formula, read_table, unescape_formula
 from ..video import VIDEO_EXTENSIONS
 from .base import (
@@ -170,16 +171,10 @@ def write_generic_rows(path: str | os.PathLike[str],
         values = ([row.get(c, "") for c in columns] if isinstance(row, Mapping)
                   else list(row) + [""] * (width - len(row)))
         out.append([escape_formula("" if v is None else v) for v in values])
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "x", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(columns)
-            w.writerows(out)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(columns)
+        w.writerows(out)
     return path
 
 
