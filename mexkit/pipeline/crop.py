@@ -125,9 +125,9 @@ def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         alignment_transform,
         apply_transform,
         precropped,
+        track_first_face,
         transform_points,
     )
-    from ..face.landmarks import detect_landmarks
     from ..io.video import open_clip
 
     spec, opt = task.payload["clip"], task.payload["params"]
@@ -144,9 +144,12 @@ def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             frames = clip.read_range(start, stop, grey=grey)
             res = precropped(frames, size=opt["size"], grey=grey, where=where)
         elif opt["mode"] == "first":
-            first = clip.read(start)
-            det = detect_landmarks(first, detector=opt["detector"], upsample=opt["upsample"],
-                                   device=opt["device"], where=f"{where}, frame {start}")
+            # the first frame WITH a face, and a drift check every 25 frames (issue 20)
+            det, track = track_first_face(lambda t: clip.read(start + t), stop - start,
+                                          detector=opt["detector"], upsample=opt["upsample"],
+                                          device=opt["device"], where=where)
+            for problem in track.problems():
+                logger.warning("crop: sample %s: %s", spec["sample_id"], problem)
             M = alignment_transform(det.landmarks, size=opt["size"], margin=opt["margin"])
             chunks = []
             for a in range(start, stop, _CHUNK):
@@ -161,7 +164,7 @@ def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
                       "scores": np.full(T, det.score, np.float32),
                       "interpolated": np.zeros(T, np.uint8),
                       "frame_numbers": numbers}
-            return arrays, _attrs(spec, clip, start, T, det.score)
+            return arrays, {**_attrs(spec, clip, start, T, det.score), **track.as_attrs()}
         else:
             frames = clip.read_range(start, stop, grey=False)
             res = align_clip(frames, mode="every", detector=opt["detector"], size=opt["size"],
