@@ -95,7 +95,12 @@ def default_crop_name(sheet: Path, root: Path | None = None) -> str:
     return _first_name(sheet.parent) if sheet.parent.name else "dataset"
 
 
-@click.command("crop")
+@click.command("crop", epilog="""\b
+Examples:
+  mexkit crop --annotations CASME2-coding.xlsx --root CASME2_RAW -o casme2.crop.h5
+  mexkit synth demo-data | mexkit crop --annotations - --size 112 --mode every
+  mexkit crop clip.mp4 --detector fan --device cuda
+""")
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @dataset_options
 @click.option("--detector", type=click.Choice(["dlib", "fan", "none"]), default="dlib",
@@ -112,7 +117,8 @@ def default_crop_name(sheet: Path, root: Path | None = None) -> str:
                    "size unless --size is given.")
 @click.option("--margin", type=click.FloatRange(min=0), default=0.125, show_default=True,
               help="Border around the landmarks, as a fraction of their box.")
-@click.option("--grey/--rgb", default=True, show_default=True)
+@click.option("--grey/--rgb", default=True, show_default=True,
+              help="Grey crops (MEAN, PSN, MERSiamC3D) or RGB (ATNet's apex image).")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Frame rate of image folders given as INPUTS.")
 @click.option("--unit", type=click.Choice(["clip", "video"]), default=None,

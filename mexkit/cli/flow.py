@@ -104,7 +104,11 @@ def _method_names() -> list[str]:
     return flow_methods()
 
 
-@click.command("flow")
+@click.command("flow", epilog="""\b
+Examples:
+  mexkit flow demo.crop.h5 --pairs onset-apex --strain          # MEAN
+  mexkit flow demo.crop.keyframes-adaptive.h5 --pairs keyframes --method farneback
+""")
 @click.argument("store", type=str)
 @click.option("--method", type=click.Choice(_method_names()), default="tvl1",
               show_default=True, help=_method_help())
@@ -171,7 +175,11 @@ def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, st
     return result
 
 
-@click.command("strain")
+@click.command("strain", epilog="""\b
+Examples:
+  mexkit strain demo.crop.flow-tvl1.h5
+  mexkit strain demo.crop.flow-tvl1.h5 --components -o strain.h5
+""")
 @click.argument("store", type=str)
 @click.option("--components", is_flag=True,
               help="Also store the strain tensor components exx, eyy, exy.")

@@ -116,7 +116,11 @@ def _limits(text: str | None) -> StoreLimits:
     return StoreLimits.parse(text) if text else store_limits()
 
 
-@click.command("inspect")
+@click.command("inspect", epilog="""\b
+Examples:
+  mexkit inspect demo.crop.flow-tvl1.h5
+  mexkit inspect demo.crop.flow-tvl1.h5 --json --follow
+""")
 @click.argument("store", type=str)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of text.")
 @click.option("--follow", "follow", multiple=True,
@@ -145,7 +149,10 @@ def inspect_cmd(store: str, as_json: bool, follow: tuple[Path, ...], limits: str
     return 0
 
 
-@click.command("validate")
+@click.command("validate", epilog="""\b
+Examples:
+  mexkit validate demo.crop.h5 && echo valid
+""")
 @click.argument("store", type=str)
 @click.option("--limits", default=None, help=_LIMITS_HELP)
 def validate_cmd(store: str, limits: str | None) -> int:

@@ -8,7 +8,12 @@ import click
 from ._common import out, settings
 
 
-@click.command("merge")
+@click.command("merge", epilog="""\b
+Examples:
+  mexkit flow demo.crop.h5 --shard 0/2 -o part0.h5   # on one node
+  mexkit flow demo.crop.h5 --shard 1/2 -o part1.h5   # on another
+  mexkit merge part0.h5 part1.h5 -o demo.crop.flow-tvl1.h5
+""")
 @click.argument("parts", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True,

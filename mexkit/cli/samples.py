@@ -10,7 +10,11 @@ from ._common import out
 from .crop import dataset_options, load_samples
 
 
-@click.command("samples")
+@click.command("samples", epilog="""\b
+Examples:
+  mexkit samples --annotations CASME2-coding.xlsx --root CASME2_RAW
+  mexkit samples --annotations SAMM_LongVideos_V2_Release.xlsx --strict --list
+""")
 @dataset_options
 @click.option("--scheme", default=None,
               help="Also apply a label scheme and report the samples outside it.")

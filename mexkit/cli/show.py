@@ -20,7 +20,7 @@ def _frames(text: str | None) -> list[int] | None:
             f"{text!r}.") from None
 
 
-@click.command("show", epilog="""\\b
+@click.command("show", epilog="""\b
 Examples:
   mexkit show demo.crop.h5 -o crops.png                  # a sheet of every sample
   mexkit show demo.flow.h5 --sample synth-casme2/sub01/EP01_01 -o flow.png

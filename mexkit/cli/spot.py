@@ -10,7 +10,11 @@ from ._common import out
 __all__ = ["spot_eval_cmd", "spot_cmd"]
 
 
-@click.command("spot-eval")
+@click.command("spot-eval", epilog="""\b
+Examples:
+  mexkit spot-eval --truth long-data/intervals.csv --pred spotted.csv
+  mexkit spot-eval --truth truth.csv --pred spotted.csv --iou 0.5 --json
+""")
 @click.option("--truth", "truth", type=click.Path(dir_okay=False), required=True,
               help="Ground-truth interval CSV (subject, video, onset, offset; "
                    "type, emotion optional).")
@@ -44,7 +48,11 @@ def spot_eval_cmd(truth: str, pred: str, iou: float, classes: str | None,
     return 0
 
 
-@click.command("spot")
+@click.command("spot", epilog="""\b
+Examples:
+  mexkit spot long.crop.flow-farneback.h5 --results run -o spotted.csv
+  mexkit spot - --results run --p 0.6 --no-plots
+""")
 @click.argument("store", type=str)
 @click.option("--results", "results_dir", type=click.Path(exists=True, file_okay=False),
               required=True,
@@ -56,7 +64,7 @@ def spot_eval_cmd(truth: str, pred: str, iou: float, classes: str | None,
               help="Interval file whose emotion column labels the store's intervals "
                    "(for scoring only).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
+              show_default=True, help="Where the model runs: auto takes a GPU if torch sees one.")
 @click.option("--no-plots", is_flag=True, help="Do not draw a PNG per video.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Interval CSV to write (default: <store>.intervals.csv); a .json and a "

@@ -8,9 +8,14 @@ import click
 from ._common import out
 
 
-@click.command("synth")
+@click.command("synth", epilog="""\b
+Examples:
+  mexkit synth demo-data                   # CASME II-like clips; prints samples.csv
+  mexkit synth long-data --long --seconds 20 --subjects 2
+""")
 @click.argument("root", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--subjects", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--subjects", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Synthetic subjects (distinct faces drawn from one real photograph).")
 @click.option("--clips-per-class", type=click.IntRange(min=1), default=2, show_default=True,
               help="Clips of each class per subject (short clips).")
 @click.option("--classes", default="negative,positive,surprise", show_default=True,
@@ -25,11 +30,13 @@ from ._common import out
               help="Sensor noise sigma in grey levels.")
 @click.option("--intensity", default="0.3,2.0", show_default=True,
               help="Range of peak displacement of the micro-expressions, in pixels.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of every random choice: the same seed writes the same dataset.")
 @click.option("--long", "long_videos", is_flag=True,
               help="SAMM-LV-like long videos with several MEs, macro-expressions, blinks "
                    "and head motion, instead of short clips.")
-@click.option("--videos-per-subject", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--videos-per-subject", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--long: videos of each subject.")
 @click.option("--seconds", type=click.FloatRange(min=1), default=12.0, show_default=True,
               help="Length of each long video.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing synthetic dataset.")

@@ -26,7 +26,11 @@ def _run(store: str, stage: str, output: Path | None, jobs: int, backend: str, f
     return result
 
 
-@click.command("tim")
+@click.command("tim", epilog="""\b
+Examples:
+  mexkit tim demo.crop.h5 -n 64
+  mexkit tim demo.crop.h5 -n 10 --float -o demo.tim10.h5
+""")
 @click.argument("store", type=str)
 @click.option("-n", "--frames", "n_frames", type=click.IntRange(min=2), default=64,
               show_default=True, help="Output length (10, 16, 32, 64, 128, 150 are common).")
@@ -51,21 +55,27 @@ def tim_cmd(store: str, n_frames: int, grid: str, keep_float: bool, output: Path
                 n_frames=n_frames, grid=grid, keep_float=keep_float)
 
 
-@click.command("rpca")
+@click.command("rpca", epilog="""\b
+Examples:
+  mexkit rpca demo.crop.h5 --psn                  # PSN: TIM-150, RPCA, 16 frames
+  mexkit rpca demo.crop.h5 --low-rank -o demo.rpca.h5
+""")
 @click.argument("store", type=str)
 @click.option("--lambda", "lam", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Sparsity weight (default 1/sqrt(max(m, n))).")
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-7,
               show_default=True, help="Relative residual ||D - A - E||_F / ||D||_F.")
-@click.option("--max-iter", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--max-iter", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Most inexact-ALM iterations; a clip not converged by then fails.")
 @click.option("--low-rank", is_flag=True, help="Also store the low-rank part A.")
 @click.option("--psn", is_flag=True,
               help="PSN's chain: TIM to 150 frames, RPCA, 16 frames sampled uniformly.")
-@click.option("--tim-frames", type=click.IntRange(min=2), default=150, show_default=True)
+@click.option("--tim-frames", type=click.IntRange(min=2), default=150, show_default=True,
+              help="--psn: TIM length before RPCA (150 in PSN).")
 @click.option("--keep", type=click.IntRange(min=2), default=16, show_default=True,
               help="--psn: frames kept.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
+              show_default=True, help="Where RPCA runs: auto takes a GPU when torch sees one.")
 @output_option
 @jobs_options
 def rpca_cmd(store: str, lam: float | None, tol: float, max_iter: int, low_rank: bool,
@@ -85,7 +95,11 @@ def rpca_cmd(store: str, lam: float | None, tol: float, max_iter: int, low_rank:
                 device=device)
 
 
-@click.command("keyframes")
+@click.command("keyframes", epilog="""\b
+Examples:
+  mexkit keyframes demo.crop.h5                   # MERSiamC3D's 11 adaptive frames
+  mexkit keyframes demo.crop.h5 --method apex-window -n 65
+""")
 @click.argument("store", type=str)
 @click.option("--method", type=click.Choice(["adaptive", "tas", "apex-window", "uniform"]),
               default="adaptive", show_default=True,
@@ -105,7 +119,11 @@ def keyframes_cmd(store: str, method: str, n_frames: int | None, output: Path | 
                 method=method, n_frames=n_frames)
 
 
-@click.command("magnify")
+@click.command("magnify", epilog="""\b
+Examples:
+  mexkit magnify demo.crop.h5 --method riesz --alpha 15     # AKMNet
+  mexkit magnify demo.crop.h5 --method eulerian --alpha 10 --high 0.3
+""")
 @click.argument("store", type=str)
 @click.option("--method", type=click.Choice(["riesz", "eulerian"]), default="riesz",
               show_default=True,

@@ -167,7 +167,11 @@ def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, 
     return 0
 
 
-@click.command("evaluate")
+@click.command("evaluate", epilog="""\b
+Examples:
+  mexkit evaluate demo.mean-loso/results.json
+  mexkit evaluate other-tool.csv --classes negative,positive,surprise
+""")
 @click.argument("source", type=str)
 @click.option("--classes", default=None,
               help="Comma-separated classes of the scheme (so that absent classes show).")
@@ -203,13 +207,17 @@ def evaluate_cmd(source: str, classes: str | None, as_json: bool) -> int:
     return 0
 
 
-@click.command("predict")
+@click.command("predict", epilog="""\b
+Examples:
+  mexkit train demo.crop.flow-tvl1.h5 --model mean --final -o run
+  mexkit predict new.crop.flow-tvl1.h5 --results run -o new.csv && mexkit evaluate new.csv
+""")
 @click.argument("store", type=str)
 @click.option("--results", "results_dir", type=click.Path(exists=True, file_okay=False,
               path_type=Path), required=True,
               help="Results folder of `mexkit train --final`.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
+              show_default=True, help="Where the model runs: auto takes a GPU if torch sees one.")
 @click.option("--scheme", default=None,
               help="Label scheme for the 'true' column (default: the one the model was "
                    "trained with, else the stored label), so `mexkit evaluate` can score it.")
@@ -232,7 +240,11 @@ def predict_cmd(store: str, results_dir: Path, device: str, scheme: str | None,
     return 0
 
 
-@click.command("models")
+@click.command("models", epilog="""\b
+Examples:
+  mexkit models
+  mexkit models --markdown > models.md
+""")
 @click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
 @click.option("--markdown", is_flag=True, help="Print the README's table of models.")
 def models_cmd(as_json: bool, markdown: bool) -> int:
