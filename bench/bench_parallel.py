@@ -127,7 +127,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work-ms", type=float, default=5.0)
     ap.add_argument("--skip-dask", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="Show mexkit's and Dask's logs.")
     args = ap.parse_args(argv)
+    if not args.verbose:  # the injected faults and killed workers are expected
+        import logging
+
+        logging.getLogger("mexkit").setLevel(logging.CRITICAL)
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
           flush=True)
     with tempfile.TemporaryDirectory() as d:
