@@ -299,8 +299,13 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     keys = {t.sample_id: t.cache_key for t in tasks}
     extra = {sid: msg for sid, msg in (extra_failures or {}).items() if sid not in keys}
     if extra:
-        logger.warning("%s: %d sample(s) cannot be computed (failed in an earlier stage, or "
-                       "their input is unreadable) and are recorded as failed", stage, len(extra))
+        # say which: a first stage (crop) has no earlier stage, only missing inputs
+        upstream_failed = sum(str(m).startswith("failed upstream") for m in extra.values())
+        why = [f"{n} {text}" for n, text in (
+            (upstream_failed, "failed in an earlier stage"),
+            (len(extra) - upstream_failed, "have no readable input")) if n]
+        logger.warning("%s: %d sample(s) cannot be computed and are recorded as failed (%s)",
+                       stage, len(extra), ", ".join(why))
     with StoreWriter(output, stage=stage, params=params, upstream=upstream,
                      compression=compression) as writer:
         todo = [t for t in tasks if not writer.finished(t.sample_id, t.cache_key)]

@@ -174,3 +174,15 @@ def test_synth_runs_twice_as_written_and_names_the_flag(tmp_path):
     assert "--overwrite" in other.stderr and "overwrite=True" not in other.stderr
     assert run(*args).exit_code == 0  # a refused run leaves the dataset usable
     assert run(*args[:-1], "1", "--overwrite").exit_code == 0
+
+
+def test_a_first_stage_does_not_speak_of_an_earlier_stage(tmp_path):
+    frames(tmp_path / "d" / "a", 4)
+    s = sheet(tmp_path / "d" / "samples.csv", [
+        ["s1", "a", "a", 100, 0, 1, 3, "x"], ["s1", "b", "gone_b", 100, 0, 1, 3, "x"],
+        ["s2", "c", "gone_c", 100, 0, 1, 3, "y"]])
+    r = run("crop", "--annotations", s, "--detector", "none", "-o", tmp_path / "x.crop.h5")
+    assert r.exit_code == 1  # two samples failed
+    assert "earlier stage" not in r.stderr
+    assert "2 sample(s) cannot be computed and are recorded as failed (2 have no readable " \
+           "input)" in r.stderr
