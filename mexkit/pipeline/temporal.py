@@ -243,12 +243,15 @@ def _magnify_check(sample_id: str, diag: Any, p: Mapping[str, Any]) -> dict[str,
     bad = diag.bad_frames()
     if len(bad):
         lo, hi = diag.valid_range
+        what = [f"up to {100 * float(diag.out_of_range.max()):.0f}% of the pixels outside "
+                f"{lo:g}..{hi:g}"]
+        if p["method"] == "riesz":
+            what.append(f"{100 * float(diag.phase_over.max()):.0f}% of the structure "
+                        "shifted past pi/2 in phase")
         logging.getLogger("mexkit").warning(
             "magnify: sample %s: %d of %d frame(s) from frame %d on are over-amplified "
-            "(up to %.0f%% of the pixels outside %g..%g, %.0f%% of the structure shifted "
-            "past pi/2 in phase): the motion is too large for --alpha %g; lower --alpha "
-            "or --high (now %g)", sample_id, len(bad), len(diag.out_of_range), int(bad[0]),
-            100 * float(diag.out_of_range.max()), lo, hi, 100 * float(diag.phase_over.max()),
+            "(%s): the motion is too large for --alpha %g; lower --alpha or --high (now %g)",
+            sample_id, len(bad), len(diag.out_of_range), int(bad[0]), ", ".join(what),
             p["alpha"], p["high"])
     return {"magnify_bad_frames": int(len(bad)),
             "magnify_first_bad_frame": int(bad[0]) if len(bad) else -1}
