@@ -81,7 +81,7 @@ def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
                 "clips_per_class": None if long_videos else clips_per_class,
                 "classes": None if long_videos else classes, "fps": fps, "size": size,
                 "format": image_format, "noise": noise,
-                "intensity": None if long_videos else [lo, hi], "seed": seed,
+                "intensity": [lo, hi], "seed": seed,
                 "long": long_videos,
                 "videos_per_subject": videos_per_subject if long_videos else None,
                 "seconds": seconds if long_videos else None}
@@ -104,7 +104,7 @@ def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
                                        videos_per_subject=videos_per_subject,
                                        fps=fps or 50.0, seconds=seconds, seed=seed, size=size,
                                        image_format=image_format, noise_sigma=noise,
-                                       overwrite=overwrite)
+                                       micro_intensity=(lo, hi), overwrite=overwrite)
         else:
             write_casme2_like(root, n_subjects=subjects, clips_per_class=clips_per_class,
                               classes=tuple(c.strip() for c in classes.split(",") if c.strip()),

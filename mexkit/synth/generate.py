@@ -634,6 +634,7 @@ def make_long_video(subject: Subject, *, fps: float = 50.0, n_frames: int | None
                     n_blinks: int = 2, labels: list[str] | tuple[str, ...] | None = None,
                     noise_sigma: float = 1.0, head_translation: float = 1.0,
                     head_rotation: float = 0.3,
+                    micro_intensity: tuple[float, float] = MICRO_INTENSITY,
                     rng: np.random.Generator | int | None = None) -> LongVideoTruth:
     """Plan a long video with micro- and macro-expressions, blinks and head motion.
 
@@ -659,6 +660,9 @@ def make_long_video(subject: Subject, *, fps: float = 50.0, n_frames: int | None
         Sensor noise, grey levels; default 1.
     head_translation, head_rotation : float, optional
         Largest head drift in pixels and degrees; defaults 1 and 0.3.
+    micro_intensity : (float, float), optional
+        Range of the micro-expressions' peak displacement in pixels, default
+        (0.3, 2.0).
     rng : Generator or int or None
 
     Returns
@@ -675,6 +679,10 @@ def make_long_video(subject: Subject, *, fps: float = 50.0, n_frames: int | None
     for name, val in (("n_micro", n_micro), ("n_macro", n_macro), ("n_blinks", n_blinks)):
         check_range(name, val, 0)
     check_range("noise_sigma", noise_sigma, 0.0)
+    if not 0.0 < float(micro_intensity[0]) <= float(micro_intensity[1]):
+        raise ParameterError(
+            f"Invalid value for the 'micro_intensity' parameter: expected 0 < low <= high "
+            f"pixels, but got {tuple(micro_intensity)!r}.")
     rng = _rng(rng)
     if n_frames is None:
         check_range("seconds", seconds, 0.0, low_open=True)
@@ -725,7 +733,7 @@ def make_long_video(subject: Subject, *, fps: float = 50.0, n_frames: int | None
             bump = blink_field(lm0, closure=float(rng.uniform(*BLINK_CLOSURE)))
             aus: tuple[int, ...] = (45,)
         else:
-            lo, hi = MICRO_INTENSITY if kind == "micro" else MACRO_INTENSITY
+            lo, hi = micro_intensity if kind == "micro" else MACRO_INTENSITY
             aus = _pick_aus(label, None, rng)
             bump = action_unit_field(lm0, aus, intensity=float(rng.uniform(lo, hi)))
         ev = _Event(bump, subject.shape, lm0)

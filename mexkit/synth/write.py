@@ -378,6 +378,7 @@ def write_samm_lv_like(root: str | os.PathLike, *, n_subjects: int = 2,
                        jpeg_quality: int = 95, n_micro: int = 3, n_macro: int = 1,
                        n_blinks: int = 2, noise_sigma: float = 1.0,
                        head_translation: float = 1.0, head_rotation: float = 0.3,
+                       micro_intensity: tuple[float, float] = MICRO_INTENSITY,
                        dense_flow: bool = False, chunk: int = 64,
                        overwrite: bool = False) -> Path:
     """Write synthetic long videos laid out like SAMM Long Videos.
@@ -406,6 +407,9 @@ def write_samm_lv_like(root: str | os.PathLike, *, n_subjects: int = 2,
     noise_sigma : float, optional
     head_translation, head_rotation : float, optional
         Largest head drift per video, pixels and degrees; defaults 1, 0.3.
+    micro_intensity : (float, float), optional
+        Range of the micro-expressions' peak displacement, pixels; default
+        (0.3, 2.0).
     dense_flow : bool, optional
         Also store the per-frame flow (T, 2, H, W) in the truth file (large);
         it can always be rebuilt from ``fields``, ``activation`` and ``rigid``.
@@ -443,6 +447,7 @@ def write_samm_lv_like(root: str | os.PathLike, *, n_subjects: int = 2,
                                     noise_sigma=noise_sigma,
                                     head_translation=head_translation,
                                     head_rotation=head_rotation,
+                                    micro_intensity=micro_intensity,
                                     rng=np.random.default_rng([seed, s, v, 6]))
             numbers = 1 + np.arange(video.n_frames, dtype=np.int64)
             folder = root / video_name
@@ -518,6 +523,7 @@ def write_samm_lv_like(root: str | os.PathLike, *, n_subjects: int = 2,
         "jpeg_quality": jpeg_quality, "n_micro": n_micro, "n_macro": n_macro,
         "n_blinks": n_blinks, "noise_sigma": noise_sigma,
         "head_translation": head_translation, "head_rotation": head_rotation,
+        "micro_intensity": [float(v) for v in micro_intensity],
         "dense_flow": bool(dense_flow), "sheet_header_row": SAMM_HEADER_ROW,
         "frame_positions": "0-based in intervals.csv and truth; sheet holds frame numbers",
     })
