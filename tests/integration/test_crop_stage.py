@@ -70,3 +70,25 @@ def test_rerun_is_cached(crop_store, synth_dataset):
                                  "-o", str(crop_store)])
     assert r.exit_code == 0
     assert "0 computed, 6 skipped (cached), 0 failed" in r.stderr
+
+
+def test_unreadable_clip_of_an_official_sheet_fails_alone(tmp_path, synth_dataset):
+    """A clip folder that holds no frames is one failed sample of a CASME II sheet,
+    not the end of the crop (reading the sheet aborted on it before)."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_dataset, root)
+    bad = sorted((root / "sub01").iterdir())[0]
+    for image in bad.iterdir():
+        image.unlink()
+    out = tmp_path / "c.crop.h5"
+    r = CliRunner().invoke(cli, ["crop", "--dataset", "casme2", "--annotations",
+                                 str(root / "CASME2-coding.xlsx"), "--root", str(root),
+                                 "-o", str(out)])
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.stderr
+    with open_store(out) as s:
+        assert len(s) == 5
+        (sid, msg), = s.failures.items()
+        assert bad.name in sid

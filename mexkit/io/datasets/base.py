@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...errors import DatasetError
+from ...errors import DatasetError, MediaError
 from ..sheets import Table, cell_text, read_table
 from ..video import VIDEO_EXTENSIONS, natural_key, open_clip
 
@@ -499,8 +499,13 @@ def make_sample(e: Entry, sh: Sheet, src: Sources, source: Path | None, *,
     """Resolve positions of ``e`` in ``source`` (or from the sheet) into a Sample."""
     assert e.onset is not None and e.offset is not None
     n_frames = None
+    numbers = None
     if source is not None:
-        numbers, n_frames = src.numbering(source, first_number)
+        try:
+            numbers, n_frames = src.numbering(source, first_number)
+        except MediaError as exc:  # an unreadable clip fails alone, in the crop stage
+            logger.warning("%s: %s: %s", sh.dataset, sh.where(e.row), exc)
+    if numbers is not None:
         if e.onset > numbers[-1] or e.offset < numbers[0]:
             raise sh.error(e.row, f"clip {e.clip!r}: frames {e.onset}..{e.offset} lie outside "
                                   f"{source} (frames {int(numbers[0])}..{int(numbers[-1])})")
