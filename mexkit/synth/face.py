@@ -209,7 +209,8 @@ def _invert_warp(warp: BumpField, targets: np.ndarray, *, tol: float = 1e-9,
     )
 
 
-def make_subject(seed: int, *, size: int | tuple[int, int] = 240, face_width: float = 140.0,
+def make_subject(seed: int, *, size: int | tuple[int, int] = 240,
+                 face_width: float | None = None,
                  variation: float = 1.0, margin: int | None = None) -> Subject:
     """Draw a synthetic subject from the bundled real face.
 
@@ -220,8 +221,9 @@ def make_subject(seed: int, *, size: int | tuple[int, int] = 240, face_width: fl
     size : int or (int, int), optional
         Frame size in pixels, ``H = W = size`` or ``(H, W)``; default 240.
     face_width : float, optional
-        Mean face width (jaw landmark 0 to 16) in pixels, default 140; each
-        subject's width varies by up to +-7 % (times ``variation``).
+        Mean face width (jaw landmark 0 to 16) in pixels; default 7/12 of the
+        smaller frame side (140 at 240 pixels); each subject's width varies by
+        up to +-7 % (times ``variation``).
     variation : float, optional
         Scales every random variation about the middle of its range (0 gives
         the undistorted, upright base face with mid-range photometry), default 1.
@@ -242,6 +244,8 @@ def make_subject(seed: int, *, size: int | tuple[int, int] = 240, face_width: fl
     check_range("seed", seed, 0)
     height, width = (size, size) if np.isscalar(size) else (int(size[0]), int(size[1]))
     check_range("size", min(height, width), 64)
+    if face_width is None:
+        face_width = 140.0 * min(height, width) / 240.0
     check_range("face_width", face_width, 0.2 * min(height, width), 0.65 * min(height, width))
     check_range("variation", variation, 0.0, 2.0)
     margin = max(8, min(height, width) // 10) if margin is None else int(margin)
