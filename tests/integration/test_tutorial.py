@@ -163,7 +163,7 @@ def test_tutorial_runs_on_synthetic_data(tmp_path):
         results = tmp_path / folder / "results.json"
         assert results.is_file(), f"{folder}: no results.json"
         assert json.loads(results.read_text())
-    for png in ("crops.png", "flow.png", "tim.png", "keyframes.png", "sparse.png",
+    for png in ("crops.png", "crop.png", "flow.png", "tim.png", "keyframes.png", "sparse.png",
                 "magnified.png"):
         assert (tmp_path / png).stat().st_size > 0, png
     assert (tmp_path / "spot-loso" / "intervals.csv").is_file()
