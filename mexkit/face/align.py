@@ -88,6 +88,7 @@ __all__ = [
     "invert_transform",
     "transform_points",
     "align_clip",
+    "crop_with_landmarks",
     "precropped",
     "FaceTrack",
     "track_first_face",
@@ -509,6 +510,9 @@ def align_clip(frames: np.ndarray, *, mode: str = "first", detector: str = "dlib
     if mode == "first":
         det = detect_landmarks(frames[0], detector=detector, upsample=upsample, device=device,
                                where=frame_names(where, 1)[0])
+        if not refit:
+            return crop_with_landmarks(lambda a, b: frames[a:b], T, det.landmarks, det.score,
+                                       size=size, margin=margin, grey=grey)
         M = alignment_transform(det.landmarks, size=size, margin=margin)
         transforms = np.repeat(M[None], T, axis=0)
         lm_frame = np.repeat(det.landmarks[None].astype(np.float64), T, axis=0)
@@ -534,6 +538,50 @@ def align_clip(frames: np.ndarray, *, mode: str = "first", detector: str = "dlib
         crops = apply_transform(frames, transforms, size=size)
     landmarks = transform_points(lm_frame, transforms).astype(np.float32)
     return AlignedClip(_colour(crops, grey), landmarks, transforms, scores, interpolated)
+
+
+def crop_with_landmarks(read_range: Callable[[int, int], np.ndarray], n_frames: int,
+                        landmarks: np.ndarray, score: float, *, size: int = 128,
+                        margin: float = 0.125, grey: bool = True, chunk: int = 256
+                        ) -> AlignedClip:
+    """Crop every frame of a clip with the one transform that ``landmarks`` give.
+
+    ``"first"`` mode of :func:`align_clip` (MEAN's one crop for all frames)
+    for clips read in chunks, so that a long video is never held whole in
+    memory before it is cropped.
+
+    Parameters
+    ----------
+    read_range : callable
+        ``read_range(a, b) -> frames[a:b]``, uint8 ``(b - a, H, W[, 3])``.
+    n_frames : int
+        Frames of the clip.
+    landmarks : ndarray, shape (68, 2)
+        The face's landmarks in frame pixels (e.g. of the first frame with a
+        face, :func:`track_first_face`).
+    score : float
+        Their detection score, reported for every frame.
+    size, margin, grey
+        As in :func:`align_clip`.
+    chunk : int
+        Frames read and cropped at a time.
+
+    Returns
+    -------
+    AlignedClip
+    """
+    size = _check_size(size)
+    check_range("margin", float(margin), 0.0, 2.0)
+    check_range("chunk", chunk, 1)
+    M = alignment_transform(landmarks, size=size, margin=margin)
+    crops = [_colour(apply_transform(check_frames(read_range(a, min(n_frames, a + chunk))), M,
+                                     size=size), grey)
+             for a in range(0, n_frames, chunk)]
+    T = int(sum(len(c) for c in crops))
+    transforms = np.repeat(M[None], T, axis=0)
+    points = transform_points(np.asarray(landmarks, np.float64), M).astype(np.float32)
+    return AlignedClip(np.concatenate(crops), np.repeat(points[None], T, axis=0), transforms,
+                       np.full(T, score, dtype=np.float32), np.zeros(T, dtype=bool))
 
 
 def precropped(frames: np.ndarray, *, size: int | None = None, grey: bool = True,

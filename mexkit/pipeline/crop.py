@@ -120,14 +120,7 @@ def clips_from_paths(paths: Sequence[str | Path], *, fps: float | None = None) -
 
 
 def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..face.align import (
-        align_clip,
-        alignment_transform,
-        apply_transform,
-        precropped,
-        track_first_face,
-        transform_points,
-    )
+    from ..face.align import align_clip, crop_with_landmarks, precropped, track_first_face
     from ..io.video import open_clip
 
     spec, opt = task.payload["clip"], task.payload["params"]
@@ -150,19 +143,14 @@ def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
                                           device=opt["device"], where=where)
             for problem in track.problems():
                 logger.warning("crop: sample %s: %s", spec["sample_id"], problem)
-            M = alignment_transform(det.landmarks, size=opt["size"], margin=opt["margin"])
-            chunks = []
-            for a in range(start, stop, _CHUNK):
-                part = clip.read_range(a, min(stop, a + _CHUNK), grey=grey)
-                chunks.append(apply_transform(part, M, size=opt["size"]))
-            frames_out = np.concatenate(chunks)
-            T = len(frames_out)
-            lm = transform_points(det.landmarks, M).astype(np.float32)
-            arrays = {"frames": frames_out,
-                      "landmarks": np.repeat(lm[None], T, axis=0),
-                      "transforms": np.repeat(M[None].astype(np.float64), T, axis=0),
-                      "scores": np.full(T, det.score, np.float32),
-                      "interpolated": np.zeros(T, np.uint8),
+            res = crop_with_landmarks(lambda a, b: clip.read_range(start + a, start + b,
+                                                                    grey=grey),
+                                      stop - start, det.landmarks, det.score, size=opt["size"],
+                                      margin=opt["margin"], grey=grey, chunk=_CHUNK)
+            T = len(res.frames)
+            arrays = {"frames": res.frames, "landmarks": res.landmarks,
+                      "transforms": res.transforms.astype(np.float64), "scores": res.scores,
+                      "interpolated": res.interpolated.astype(np.uint8),
                       "frame_numbers": numbers}
             return arrays, {**_attrs(spec, clip, start, T, det.score), **track.as_attrs()}
         else:
