@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,7 +110,7 @@ def test_train_psn_skips_the_failed_clip(failing_psn_store, tmp_path):
     _, store = failing_psn_store
     res = _run("train", store, "--model", "psn", "--folds", 2, "--epochs", 1,
                "--device", "cpu", "-o", tmp_path / "run")
-    results = json.loads(open(res).read())
+    results = json.loads(Path(res).read_text())
     assert results["config"]["protocol"] == "kfold"          # the paper's protocol
     assert results["config"]["scheme"] == "objective-4"      # and its classes
     assert results["n_samples"] == 5
