@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -89,13 +90,17 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="-j of every stage")
     parser.add_argument("--epochs", type=int, default=20, help="MEAN training epochs")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser.add_argument("--only", metavar="REGEX",
+                        help="run only the stages whose label matches (e.g. 'long|magnify'); "
+                             "the workdir is kept, so the stores they read must be there "
+                             "from an earlier run")
     args = parser.parse_args()
 
     exe = shutil.which("mexkit") or str(Path(sys.executable).with_name("mexkit"))
     w = args.workdir
-    if w.exists():
+    if w.exists() and not args.only:
         shutil.rmtree(w)
-    w.mkdir(parents=True)
+    w.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MPLBACKEND="Agg")
     j = ["-j", str(args.jobs)]
     n_clips = args.subjects * args.clips_per_class * 3
@@ -172,6 +177,8 @@ def main() -> None:
               args.long_method, *j, "-o", p("lv.flow.h5")], ["lv.flow.h5"]),
         ]
 
+    if args.only:
+        stages = [st for st in stages if re.search(args.only, st[0])]
     print(f"bench_stages: {n_clips} clips ({args.subjects} subjects x "
           f"{args.clips_per_class} clips x 3 classes), {args.long_videos} long videos of "
           f"{args.seconds:g} s at {args.long_fps:g} fps, -j {args.jobs}, in {w}")
