@@ -13,7 +13,8 @@
 #
 # Settings that differ from the paper, to fit a 2-core machine (see docs/spotting.md):
 # 25 fps videos (k = round(0.1 x 25) = 2), Farneback flow instead of TV-L1 (FLOW=tvl1 to
-# use TV-L1), and 15 epochs per stage instead of 200 / 800 (EPOCHS=...).
+# use TV-L1), and 30 epochs per stage instead of 200 / 800 (EPOCHS=...).  The
+# micro-expressions peak at 1-2.5 px (INTENSITY=0.3,2.0 for synth's default range).
 # Usage: examples/spot_loso.sh [WORK_FOLDER]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,11 +24,12 @@ export PATH="$PWD/.venv/bin:$PATH" MPLBACKEND=Agg
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 w=${1:-examples-out/spot}
 flow=${FLOW:-farneback}
-epochs=${EPOCHS:-15}
+epochs=${EPOCHS:-30}
+intensity=${INTENSITY:-1.0,2.5}
 mkdir -p "$w"
 
 sheet=$(mexkit synth --long "$w/data" --subjects 3 --videos-per-subject 2 --seconds 10 \
-          --fps 25 --format png --overwrite)
+          --fps 25 --intensity "$intensity" --format png --overwrite)
 mexkit -q crop --annotations "$sheet" --dataset-fps 25 -o "$w/lv.crop.h5" \
   | mexkit -q flow - --pairs gap --features mean --method "$flow" -o "$w/lv.flow.h5" \
   | mexkit -q train - --model mean --epochs "$epochs" --spot-epochs "$epochs" \
