@@ -10,9 +10,12 @@
 # surprise (AU1+2); 'others' has no synthetic clip, so the 4-class model is scored on the
 # three classes present (a class never true and never predicted is left out of UF1).
 #
-# Cost: the spatial sub-network runs 16 times per clip (about 25 GFLOP per clip per SGD
-# step), so on 2 CPU cores one epoch of a fold takes 30-60 s.  PSN_EPOCHS (default: the
-# paper's 30) sets the epochs of both runs; PSN_PROTOCOLS (default "kfold loso") the runs.
+# Cost: the spatial sub-network runs 16 times per clip (about 25 GFLOP per clip per
+# training step): about 1.2 clips/s on 2 free CPU cores, so one epoch of a fold takes about
+# 30 s and the paper's 30 epochs about 2.3 h for 10 folds (estimated); at load ~24 an epoch
+# of a fold took 84-135 s (measured).  PSN_EPOCHS (default: the paper's 30) sets the epochs
+# of both runs, PSN_PROTOCOLS (default "kfold loso") the runs; MEXKIT_NO_SETUP=1 skips
+# bin/setup.
 # Usage: examples/psn_kfold.sh [WORK_FOLDER]
 set -euo pipefail
 cd "$(dirname "$0")/.."
