@@ -88,6 +88,7 @@ def main() -> None:
         if result.returncode != 0:
             print(f"{name} failed ({result.returncode}): {result.stderr.strip()[-400:]}")
         rows.append((name, wall, before, loadavg()))
+        print(f"  {name}: {wall:.1f} s (load average {before} -> {rows[-1][3]})", flush=True)
     total = sum(r[1] for r in rows)
     header = f"{'stage':22s} {'wall s':>8s} {'share':>7s}  load average before -> after"
     print(header)
