@@ -172,7 +172,7 @@ def main() -> None:
             ("crop whole long videos 128", lv,
              ["crop", "--annotations", p("lv/SAMM_LongVideos_V2_Release.xlsx"),
               "--dataset-fps", str(args.long_fps), *j, "-o", p("lv.crop.h5")], ["lv.crop.h5"]),
-            (f"flow gap {args.long_method} --features mean (spotting)", lv,
+            (f"flow gap {args.long_method} --features mean (long videos, spotting)", lv,
              ["flow", p("lv.crop.h5"), "--pairs", "gap", "--features", "mean", "--method",
               args.long_method, *j, "-o", p("lv.flow.h5")], ["lv.flow.h5"]),
         ]
