@@ -117,6 +117,7 @@ def plot_key_frames(path: str | os.PathLike, beta: Sequence[float],
                 label="max-key frame")
         ax.set_xlabel("frame")
         ax.set_ylabel("beta")
+        ax.ticklabel_format(axis="y", useOffset=False)  # betas often differ in the 4th digit
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
