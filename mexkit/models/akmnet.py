@@ -624,6 +624,7 @@ register_model(ModelSpec(
                     "downloaded); empty: from scratch", constructor=False),
     ),
     trainer="mexkit.learn.trainers.akmnet:fit_fold",
+    report="mexkit.learn.trainers.akmnet:write_key_frame_plots",
     protocol="loso",
     scheme="4class",
 ))

@@ -199,6 +199,10 @@ class ModelSpec:
         plain :func:`~mexkit.learn.train.fit` call (pre-training stages,
         pairs); None for the standard trainer. A dotted path rather than a
         function keeps this layer free of the training code.
+    report : str or None
+        ``"module:function"`` called as ``function(results_dir)`` after a
+        training run has written its results (model-specific pictures, such
+        as AKMNet's key frames per clip); None for none.
     protocol : str
         The evaluation protocol of the paper (``mexkit train``'s default).
     scheme : str or None
@@ -216,6 +220,7 @@ class ModelSpec:
     paper_reported: Mapping[int, int] = field(default_factory=dict)
     options: tuple[ModelOption, ...] = ()
     trainer: str | None = None
+    report: str | None = None
     protocol: str = "loso"
     scheme: str | None = None
 

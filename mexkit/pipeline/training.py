@@ -34,7 +34,7 @@ import numpy as np
 from .. import __version__
 from .._validate import check_option
 from ..devices import resolve_device
-from ..errors import LabelError, ParameterError
+from ..errors import LabelError, MexkitError, ParameterError
 from ..io.atomic import write_text
 from ..io.predictions import read_predictions, write_predictions
 from ..io.store import open_store
@@ -306,7 +306,23 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
         plot_training(out / "training.png", histories,
                       f"{model} {protocol}: training loss and accuracy per fold")
         write_text(path, json.dumps(jsonable(results), indent=2, sort_keys=True))
+        if spec.report:
+            _run_report(spec, out)
     return path
+
+
+def _run_report(spec: Any, out: Path) -> None:
+    """The model's own report (``ModelSpec.report``); a failure there is logged only."""
+    import importlib
+
+    module, _, name = spec.report.partition(":")
+    try:
+        written = getattr(importlib.import_module(module), name)(out)
+    except MexkitError as exc:
+        logger.warning("%s report: %s", spec.name, exc)
+        return
+    if written:
+        logger.info("%s report: %d file(s) in %s", spec.name, len(written), out)
 
 
 @dataclasses.dataclass

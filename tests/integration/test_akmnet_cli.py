@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,6 +62,9 @@ def test_train_writes_key_frames(magnified, tmp_path):
         assert e["key_frames"] == sorted(set(e["key_frames"]))
         assert e["max_key_frame"] in e["key_frames"]
 
+    # mexkit train drew the key-frame pictures itself (the model's registry report)
+    drawn = sorted((Path(res) / "key_frames").glob("*.png"))
+    assert drawn and all(p.stat().st_size > 0 for p in drawn)
     from mexkit.learn.trainers.akmnet import write_key_frame_plots
 
     written = write_key_frame_plots(res, per_class=1)
