@@ -39,9 +39,9 @@ def main() -> None:
     from mexkit.models.registry import get_model
     from mexkit.pipeline.crop import clips_from_samples, run_crop
     from mexkit.pipeline.flow import run_flow
+    from mexkit.pipeline.synth import write_casme2_like
     from mexkit.pipeline.temporal import run_tim
     from mexkit.pipeline.training import sample_table
-    from mexkit.synth.write import write_casme2_like
 
     work = args.work or Path(tempfile.mkdtemp(prefix="mexkit-bench-train-"))
     work.mkdir(parents=True, exist_ok=True)

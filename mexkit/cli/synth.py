@@ -68,7 +68,7 @@ def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
     from .. import __version__
     from ..errors import DatasetError
     from ..io.atomic import write_json
-    from ..synth.write import write_casme2_like, write_samm_lv_like
+    from ..pipeline.synth import write_casme2_like, write_samm_lv_like
 
     try:
         lo, hi = (float(v) for v in intensity.split(","))

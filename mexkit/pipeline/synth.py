@@ -56,7 +56,6 @@ from __future__ import annotations
 import csv
 import datetime
 import io
-import json
 import logging
 import os
 import re
@@ -71,8 +70,9 @@ import numpy as np
 from .. import __version__
 from .._validate import check_option, check_range
 from ..errors import DatasetError, MediaError, ParameterError
-from .face import make_subject
-from .generate import CLASSES, MICRO_INTENSITY, MICRO_SECONDS, make_clip, make_long_video
+from ..io.atomic import atomic_open, atomic_path, write_json
+from ..synth.face import make_subject
+from ..synth.generate import CLASSES, MICRO_INTENSITY, MICRO_SECONDS, make_clip, make_long_video
 
 __all__ = [
     "CASME2_COLUMNS",
@@ -112,15 +112,11 @@ def _aus_text(aus: tuple[int, ...]) -> str:
     return "+".join(str(a) for a in aus)
 
 
-def _replace(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-
-
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """``np.savez_compressed`` equivalent with fixed zip timestamps, written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+    with atomic_path(path) as tmp, \
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for name, value in arrays.items():
             info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -132,7 +128,6 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
                     break
             with zf.open(info, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
-    _replace(tmp, path)
 
 
 def _save_xlsx(workbook, path: Path) -> None:
@@ -142,8 +137,8 @@ def _save_xlsx(workbook, path: Path) -> None:
     buf = io.BytesIO()
     workbook.save(buf)
     stamp = b"2000-01-01T00:00:00Z"
-    tmp = path.with_name(path.name + ".part")
-    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+    with atomic_path(path) as tmp, zipfile.ZipFile(buf) as src, \
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
         for member in src.infolist():
             data = src.read(member.filename)
             if member.filename == "docProps/core.xml":
@@ -153,22 +148,17 @@ def _save_xlsx(workbook, path: Path) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             dst.writestr(info, data)
-    _replace(tmp, path)
 
 
 def _save_csv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
-    _replace(tmp, path)
 
 
 def _save_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    _replace(tmp, path)
+    write_json(path, obj, indent=1)
 
 
 def _save_image(path: Path, rgb: np.ndarray, fmt: str, quality: int) -> None:
@@ -362,7 +352,7 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
 
     write_generic_rows(csv_path, csv_rows)
     _save_json(root / "synth-casme2.json", {
-        "generator": "mexkit.synth.write_casme2_like", "mexkit_version": __version__,
+        "generator": "mexkit.pipeline.synth.write_casme2_like", "mexkit_version": __version__,
         "n_subjects": n_subjects, "clips_per_class": clips_per_class, "classes": list(classes),
         "fps": float(fps), "seed": seed, "size": size, "image_format": image_format,
         "jpeg_quality": jpeg_quality, "seconds": list(sec), "intensity": list(amp),
@@ -517,7 +507,7 @@ def write_samm_lv_like(root: str | os.PathLike, *, n_subjects: int = 2,
     _save_xlsx(wb, sheet)
     _save_csv(csv_path, INTERVAL_COLUMNS, csv_rows)
     _save_json(root / "synth-samm-lv.json", {
-        "generator": "mexkit.synth.write_samm_lv_like", "mexkit_version": __version__,
+        "generator": "mexkit.pipeline.synth.write_samm_lv_like", "mexkit_version": __version__,
         "n_subjects": n_subjects, "videos_per_subject": videos_per_subject, "fps": float(fps),
         "seconds": float(seconds), "seed": seed, "size": size, "image_format": image_format,
         "jpeg_quality": jpeg_quality, "n_micro": n_micro, "n_macro": n_macro,

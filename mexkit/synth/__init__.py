@@ -5,8 +5,9 @@ bundled with scikit-image (:mod:`mexkit.synth.face`); expressions are smooth,
 action-unit shaped, landmark-anchored deformations with an onset-apex-offset
 profile (:mod:`mexkit.synth.au`); clips and long videos come with the true
 forward displacement of every frame and per-frame landmarks
-(:mod:`mexkit.synth.generate`); :mod:`mexkit.synth.write` writes datasets laid
-out like CASME II and SAMM Long Videos.
+(:mod:`mexkit.synth.generate`). This package is pure (arrays in, arrays
+out); :mod:`mexkit.pipeline.synth` writes datasets laid out like CASME II and
+SAMM Long Videos.
 
 Example
 -------
@@ -29,7 +30,6 @@ from .generate import (
     make_clip,
     make_long_video,
 )
-from .write import write_casme2_like, write_samm_lv_like
 
 __all__ = [
     "AU_NAMES",
@@ -47,6 +47,4 @@ __all__ = [
     "make_clip",
     "make_long_video",
     "make_subject",
-    "write_casme2_like",
-    "write_samm_lv_like",
 ]

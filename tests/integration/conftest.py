@@ -6,7 +6,7 @@ import pytest
 @pytest.fixture(scope="session")
 def synth_dataset(tmp_path_factory):
     """A small synthetic CASME II-like dataset (2 subjects x 3 classes), as PNG."""
-    from mexkit.synth.write import write_casme2_like
+    from mexkit.pipeline.synth import write_casme2_like
 
     root = tmp_path_factory.mktemp("synth") / "data"
     write_casme2_like(root, n_subjects=2, clips_per_class=1, fps=100.0, seed=3,

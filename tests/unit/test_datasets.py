@@ -473,7 +473,7 @@ def test_summary_counts_and_table(tmp_path):
 
 # -- the layouts `mexkit synth` writes (the coordination contract) -----------------------
 def test_reads_synthetic_casme2_and_samm_lv_as_written(tmp_path):
-    synth = pytest.importorskip("mexkit.synth.write")
+    synth = pytest.importorskip("mexkit.pipeline.synth")
     sheet = synth.write_casme2_like(tmp_path / "c2", n_subjects=2, clips_per_class=1,
                                     classes=("positive",), seconds=(0.1, 0.15))
     assert detect_dataset(sheet) == "casme2"

@@ -11,6 +11,12 @@ import pytest
 from scipy import ndimage
 
 from mexkit.errors import DatasetError, ParameterError
+from mexkit.pipeline.synth import (
+    CASME2_COLUMNS,
+    SAMM_LV_COLUMNS,
+    write_casme2_like,
+    write_samm_lv_like,
+)
 from mexkit.synth import (
     BumpField,
     action_unit_field,
@@ -19,11 +25,8 @@ from mexkit.synth import (
     make_clip,
     make_long_video,
     make_subject,
-    write_casme2_like,
-    write_samm_lv_like,
 )
 from mexkit.synth.face import base_face_record
-from mexkit.synth.write import CASME2_COLUMNS, SAMM_LV_COLUMNS
 
 STILL = {"head_translation": 0.0, "head_rotation": 0.0}
 
