@@ -114,6 +114,10 @@ def format_report(results: Mapping[str, Any]) -> str:
         scheme = cfg.get("scheme") or "stored labels"
         lines.append(f"model {cfg.get('model')}  protocol {cfg.get('protocol')}  "
                      f"scheme {scheme}  samples {results.get('n_samples')}")
+        failed = results.get("failed_upstream") or {}
+        if failed:
+            lines.append(f"{len(failed)} sample(s) failed in earlier stages and are not "
+                         f"evaluated (see failed_upstream in results.json)")
     width = max([16] + [len(str(f)) + 3 for f in results.get("per_fold", {})])
     lines.append(f"{'':<{width}}{'acc':>8}{'UF1':>8}{'UAR':>8}{'n':>6}")
 

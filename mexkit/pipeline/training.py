@@ -201,6 +201,7 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
         table = sample_table(store, scheme=scheme)
         upstream = upstream_entry(store)
         keys = store.cache_keys()
+        failed_upstream = dict(store.failures)
     inputs = list(spec.input_names)
     full = StoreDataset(store_path, table.sample_ids, table.y, inputs)
     full.preload()  # a missing input fails here, before any training
@@ -287,6 +288,7 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
         "config": config,
         "n_samples": len(table.sample_ids),
         "excluded": table.excluded,
+        "failed_upstream": failed_upstream,
         "parameters_as_paper_counts": n_params,
         "versions": {"mexkit": __version__, "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},

@@ -205,6 +205,7 @@ def test_fold_jobs_give_the_same_results(flow_stores, tmp_path):
                 assert abs(float(row[key]) - float(b[sid][key])) < 1e-4
 
 
+@pytest.mark.slow  # DDP itself is tested fast in tests/unit/test_train.py
 def test_same_train_command_under_torchrun(flow_stores, tmp_path):
     """DDP on CPU (gloo, loopback): the user's command only gains the launcher."""
     ours, _ = flow_stores

@@ -114,6 +114,9 @@ def test_train_psn_skips_the_failed_clip(failing_psn_store, tmp_path):
     assert results["config"]["protocol"] == "kfold"          # the paper's protocol
     assert results["config"]["scheme"] == "objective-4"      # and its classes
     assert results["n_samples"] == 5
+    # the clip RPCA lost is listed with its reason, not silently missing
+    with open_store(store) as s:
+        assert results["failed_upstream"] == dict(s.failures) and len(s.failures) == 1
     with open(tmp_path / "run" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     with open_store(store) as s:

@@ -81,7 +81,8 @@ def _run(paths: list[Path], verify: bool) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize("verify", [True, False], ids=["checksum", "structure-only"])
+@pytest.mark.parametrize("verify", [True, pytest.param(False, marks=pytest.mark.slow)],
+                         ids=["checksum", "structure-only"])
 def test_fuzzed_stores_only_raise_store_error(tmp_path, rng, verify):
     path = tmp_path / "good.h5"
     tasks = [Task(f"f/s{i}/c{i}", cache_key("fuzz", 1, {}, str(i)), {"subject": f"s{i}"}, i)

@@ -324,6 +324,7 @@ def test_cpu_warping_matches_the_torch_engine(rng, border):
     np.testing.assert_allclose(rho_c, rc[0].numpy(), atol=2e-2)
 
 
+@pytest.mark.slow
 def test_cpu_engine_matches_the_torch_engine(pairs):
     ref, mov, truth = pairs
     ours = tvl1_flow(ref[:2], mov[:2], engine="numpy")
