@@ -82,7 +82,7 @@ def keyframe_flow(sample: Any) -> np.ndarray:
     if (mode is not None and mode != "keyframes") or shape[0] != _FIELDS:
         raise ModelInputError(
             f"sample {sample.sample_id!r} holds {shape[0]} flow field(s) paired "
-            f"{mode or 'in an unknown way'!s}; MERSiamC3D needs the {_FIELDS} flows between "
-            f"adjacent key frames of 11-frame key-frame clips "
+            f"{mode or 'in an unknown way'!s}; the model input 'keyframe_flow' (MERSiamC3D) "
+            f"needs the {_FIELDS} flows between adjacent key frames of 11-frame clips "
             f"(`{get_input('keyframe_flow').produced_by}`).")
     return keyframe_flow_array(sample.read("flow"))
