@@ -82,6 +82,7 @@ from .._validate import check_option, check_range
 from ..errors import ParameterError
 from ..io.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .distributed import distributed_setup
+from .losses import focal_loss
 
 __all__ = [
     "fit",
@@ -255,10 +256,7 @@ def _loss(kind: str, out: torch.Tensor, target: torch.Tensor,
         return F.mse_loss(out.reshape(target.shape), target.to(out.dtype))
     if kind == "ce":
         return F.cross_entropy(out, target, weight=class_weights)
-    logp = F.log_softmax(out, dim=1).gather(1, target[:, None])[:, 0]
-    w = class_weights[target] if class_weights is not None else torch.ones_like(logp)
-    focal = -w * (1 - logp.exp()).pow(gamma) * logp
-    return focal.sum() / w.sum()
+    return focal_loss(out, target, alpha=class_weights, gamma=gamma, reduction="weighted")
 
 
 # -- optimiser and schedule -----------------------------------------------------------
