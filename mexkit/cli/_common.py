@@ -116,7 +116,8 @@ def _parse_shard(value: str) -> Any:
 
 
 def run_options(f: Any) -> Any:
-    """--retries, --scheduler, --address, --shard, --reuse, --cache (see :func:`jobs_options`)."""
+    """--retries, --stall-timeout, --scheduler, --address, --shard, --reuse, --cache (see
+    :func:`jobs_options`)."""
     from ..pipeline.cache import CACHE_ENV
 
     f = click.option(
@@ -148,6 +149,14 @@ def run_options(f: Any) -> Any:
         callback=_run_setting("scheduler"),
         help="--backend dask: a running Dask scheduler, e.g. tcp://host:8786 (default: a "
              "local cluster for this run).",
+    )(f)
+    f = click.option(
+        "--stall-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+        envvar="MEXKIT_STALL_TIMEOUT", expose_value=False,
+        callback=_run_setting("stall_timeout"),
+        help="--backend dask/ray: stop when the cluster has had no live worker and no "
+             "sample finished for this long, keeping the finished samples and recording "
+             "the rest as failed (env MEXKIT_STALL_TIMEOUT; default 300; 0: wait for ever).",
     )(f)
     f = click.option(
         "--retries", type=click.IntRange(min=0), default=2, show_default=True,

@@ -20,7 +20,9 @@ import contextvars
 import dataclasses
 import hashlib
 import logging
+import math
 import os
+import queue
 import sys
 import threading
 import time
@@ -28,15 +30,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from .._validate import check_option, check_range
-from ..errors import ParameterError
+from ..errors import MexkitError, ParameterError
 
 __all__ = [
     "BACKENDS",
+    "STALL_ENV",
+    "DEFAULT_STALL_TIMEOUT",
+    "ClusterLostError",
     "ParallelConfig",
     "configure",
     "current_config",
     "chunked",
     "parallel_map",
+    "stall_timeout",
     "backend_session",
     "watch_parent",
     "is_lost_worker",
@@ -49,6 +55,20 @@ logger = logging.getLogger("mexkit")
 
 #: joblib backends a stage can run on.
 BACKENDS = ("loky", "threading", "dask", "ray")
+
+#: Environment variable holding the stall guard's time (seconds; 0 turns it off).
+STALL_ENV = "MEXKIT_STALL_TIMEOUT"
+#: Seconds a cluster map waits with no worker alive and nothing finishing.
+DEFAULT_STALL_TIMEOUT = 300.0
+
+
+class ClusterLostError(MexkitError):
+    """A Dask or Ray cluster lost every worker and got none back in time.
+
+    Raised by :func:`parallel_map` when, for the stall guard's time, no chunk
+    finished and the cluster had no live worker; the stage runner then keeps
+    every finished sample and records the rest as failed with this message.
+    """
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -78,6 +98,11 @@ class ParallelConfig:
     reuse : tuple of str
         Stores received from elsewhere: once they pass validation, their
         samples whose cache key matches are copied instead of computed.
+    stall_timeout : float or None
+        Seconds a Dask or Ray map goes on with no live worker and no chunk
+        finishing before it stops with :class:`ClusterLostError`; 0 never
+        stops; None reads ``MEXKIT_STALL_TIMEOUT``, else 300 s
+        (:func:`stall_timeout`).
     """
 
     retries: int = 2
@@ -86,6 +111,7 @@ class ParallelConfig:
     shard: tuple[int, int] | None = None
     cache: str | None = None
     reuse: tuple[str, ...] = ()
+    stall_timeout: float | None = None
 
 
 _DEFAULT_CONFIG = ParallelConfig()
@@ -107,6 +133,8 @@ def configure(**changes: Any) -> Iterator[ParallelConfig]:
     """
     cfg = dataclasses.replace(current_config(), **changes)
     check_range("retries", cfg.retries, 0)
+    if cfg.stall_timeout is not None:
+        check_range("stall_timeout", cfg.stall_timeout, 0)
     token = _CONFIG.set(cfg)
     try:
         yield cfg
@@ -216,51 +244,81 @@ def backend_session(backend: str, jobs: int, *, scheduler: str | None = None,
                     address: str | None = None) -> Iterator[None]:
     """Set up joblib's ``backend`` for ``jobs`` workers for a ``with`` block.
 
-    ``dask`` uses the Dask client already current in this process, else
-    connects to ``scheduler``, else starts a local cluster of ``jobs``
-    single-threaded worker processes (closed at the end).  ``ray`` connects
-    to ``address``, else starts a local Ray instance with ``jobs`` CPUs
-    (shut down at the end) unless Ray is already initialised.
+    ``dask`` connects a client of its own to the scheduler of the Dask
+    client already current in this process, else to ``scheduler``, else
+    starts a local cluster of ``jobs`` single-threaded worker processes
+    (closed at the end).  ``ray`` connects to ``address``, else starts a
+    local Ray instance with ``jobs`` CPUs (shut down at the end) unless Ray
+    is already initialised.
     """
+    with _session(backend, jobs, scheduler=scheduler, address=address):
+        yield
+
+
+# A session yields a probe: a callable giving the number of live workers of
+# the cluster (None for the local backends, whose pools replace or report
+# their own dead workers).
+Probe = Callable[[], int]
+
+
+@contextlib.contextmanager
+def _session(backend: str, jobs: int, *, scheduler: str | None = None,
+             address: str | None = None) -> Iterator[Probe | None]:
     import joblib
 
     check_option("backend", backend, BACKENDS)
+    if backend != "dask" and scheduler is not None:
+        raise ParameterError("--scheduler is for --backend dask (Ray takes --address).")
+    if backend != "ray" and address is not None:
+        raise ParameterError("--address is for --backend ray (Dask takes --scheduler).")
     with contextlib.ExitStack() as stack:
+        probe: Probe | None = None
+        options: dict[str, Any] = {}
         if backend == "dask":
-            stack.enter_context(_dask_client(jobs, scheduler))
-        elif scheduler is not None:
-            raise ParameterError("--scheduler is for --backend dask (Ray takes --address).")
-        if backend == "ray":
-            stack.enter_context(_ray_session(jobs, address))
-        elif address is not None:
-            raise ParameterError("--address is for --backend ray (Dask takes --scheduler).")
-        stack.enter_context(joblib.parallel_config(backend=backend, n_jobs=jobs))
-        yield
+            client = stack.enter_context(_dask_client(jobs, scheduler))
+            options["client"] = client
+            probe = _dask_probe(client)
+        elif backend == "ray":
+            probe = stack.enter_context(_ray_session(jobs, address))
+        stack.enter_context(joblib.parallel_config(backend=backend, n_jobs=jobs, **options))
+        yield probe
+
+
+def _dask_probe(client: Any) -> Probe:
+    def probe() -> int:
+        return sum(client.nthreads().values())
+
+    return probe
 
 
 @contextlib.contextmanager
 def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
+    """A client of the run's own (never the process's default one).
+
+    Its own client lets a map that stops (the stall guard) release every task
+    it submitted by closing it, without touching a client the caller holds.
+    """
     try:
         import distributed
     except ImportError as exc:
         raise ParameterError("The 'dask' backend needs dask.distributed "
                              "(pip install 'dask[distributed]').") from exc
+    security = None
     if scheduler is None:
         try:
-            client = distributed.get_client()
+            current = distributed.get_client()
         except ValueError:
-            client = None
-        if client is not None:
-            yield client
+            current = None
+        if current is None:
+            logger.info("dask: starting a local cluster of %d worker process(es)", jobs)
+            with distributed.LocalCluster(n_workers=jobs, threads_per_worker=1,
+                                          processes=True, dashboard_address=None) as cluster, \
+                    distributed.Client(cluster, set_as_default=False) as client:
+                yield client
             return
-        logger.info("dask: starting a local cluster of %d worker process(es)", jobs)
-        with distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster, \
-                distributed.Client(cluster) as client:
-            yield client
-        return
+        scheduler, security = current.scheduler.address, current.security
     try:  # waits for dask's distributed.comm.timeouts.connect
-        client = distributed.Client(scheduler)
+        client = distributed.Client(scheduler, security=security, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise ParameterError(f"Cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
     with client:
@@ -268,15 +326,20 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def _ray_session(jobs: int, address: str | None) -> Iterator[None]:
+def _ray_session(jobs: int, address: str | None) -> Iterator[Probe]:
     try:
         import ray
         from ray.util.joblib import register_ray
     except ImportError as exc:
         raise ParameterError("The 'ray' backend needs ray (pip install 'ray[default]').") from exc
     register_ray()
+
+    def probe() -> int:
+        return sum(1 for n in ray.nodes()
+                   if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0)
+
     if ray.is_initialized():
-        yield
+        yield probe
         return
     try:
         if address is None:
@@ -286,14 +349,45 @@ def _ray_session(jobs: int, address: str | None) -> Iterator[None]:
     except ConnectionError as exc:
         raise ParameterError(f"Cannot reach the Ray cluster at {address!r}: {exc}") from exc
     try:
-        yield
+        yield probe
     finally:
         ray.shutdown()
 
 
+def stall_timeout(value: float | None = None, *,
+                  environ: dict[str, str] | None = None) -> float:
+    """Seconds the stall guard of a cluster map waits (``math.inf``: off).
+
+    Parameters
+    ----------
+    value : float, optional
+        Seconds; 0 turns the guard off.  None takes the setting in force
+        (``--stall-timeout``, :func:`configure`), else the environment
+        variable ``MEXKIT_STALL_TIMEOUT``, else :data:`DEFAULT_STALL_TIMEOUT`
+        (300 s).
+    environ : mapping, optional
+        Where to read ``MEXKIT_STALL_TIMEOUT`` (default ``os.environ``).
+    """
+    if value is None:
+        value = current_config().stall_timeout
+    if value is None:
+        text = (os.environ if environ is None else environ).get(STALL_ENV, "").strip()
+        if not text:
+            return DEFAULT_STALL_TIMEOUT
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not value >= 0:
+            raise ParameterError(f"Invalid value for {STALL_ENV}: {text!r}; give seconds "
+                                 ">= 0 (0 turns the stall guard off).")
+    check_range("stall_timeout", value, 0)
+    return math.inf if value == 0 else float(value)
+
+
 def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, jobs: int = 1,
                  backend: str = "loky", scheduler: str | None = None,
-                 address: str | None = None) -> Iterator[R]:
+                 address: str | None = None, stall: float | None = None) -> Iterator[R]:
     """Yield ``func(chunk)`` for every chunk, in the order they finish.
 
     Parameters
@@ -309,6 +403,17 @@ def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, job
         joblib backend for ``jobs > 1`` (see :func:`backend_session`).
     scheduler, address : str, optional
         A running Dask scheduler or Ray cluster to use.
+    stall : float, optional
+        The stall guard's time in seconds for the dask and ray backends (0:
+        off; default :func:`stall_timeout`).
+
+    Raises
+    ------
+    ClusterLostError
+        On a Dask or Ray cluster, when no chunk finished and no worker was
+        alive for ``stall`` seconds (a cluster that lost every worker and
+        got none back: Dask would wait for workers for ever).  The tasks
+        still queued on the cluster are released.
 
     Notes
     -----
@@ -325,9 +430,90 @@ def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, job
 
     # Ray's joblib backend returns a list only (workers still stage each sample at once)
     order = "list" if backend == "ray" else "generator_unordered"
-    with backend_session(backend, jobs, scheduler=scheduler, address=address):
+    limit = stall_timeout(stall)
+    with contextlib.ExitStack() as stack:
+        # exits in reverse: the session closes (releasing the cluster's tasks),
+        # then the thread that waited on them is joined
+        waiter = _Waiter()
+        stack.callback(waiter.join)
+        probe = stack.enter_context(_session(backend, jobs, scheduler=scheduler,
+                                             address=address))
         par = joblib.Parallel(return_as=order)
-        yield from par(joblib.delayed(func)(c) for c in chunks)
+        calls = (joblib.delayed(func)(c) for c in chunks)
+        if probe is None or math.isinf(limit):
+            yield from par(calls)
+            return
+        yield from waiter.run(par, calls, probe, limit, backend)
+
+
+class _Waiter:
+    """Runs a joblib map in a thread; the caller's thread watches the cluster.
+
+    The map's results pass through a queue, so the calling thread is never
+    blocked inside joblib and can stop when the cluster has had no live
+    worker and nothing finished for ``limit`` seconds.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def run(self, par: Any, calls: Iterable[Any], probe: Probe, limit: float,
+            backend: str) -> Iterator[Any]:
+        results: queue.SimpleQueue = queue.SimpleQueue()
+
+        def produce() -> None:
+            try:
+                for r in par(calls):
+                    results.put((True, r))
+            except BaseException as exc:  # handed to the calling thread
+                results.put((False, exc))
+            else:
+                results.put((False, None))
+
+        tick = min(1.0, limit / 4)
+        last_alive = [time.monotonic()]
+
+        def watch() -> None:  # probes in a thread of its own: a dead scheduler may block it
+            while not self._stop.wait(tick):
+                try:
+                    alive = probe()
+                except Exception as exc:
+                    logger.debug("%s: cluster probe failed: %s", backend, exc)
+                    alive = 0
+                if alive:
+                    last_alive[0] = time.monotonic()
+
+        self._thread = threading.Thread(target=produce, name="mexkit-map", daemon=True)
+        self._thread.start()
+        threading.Thread(target=watch, name="mexkit-map-watch", daemon=True).start()
+        last_done = time.monotonic()
+        try:
+            while True:
+                try:
+                    ok, item = results.get(timeout=tick)
+                except queue.Empty:
+                    idle = time.monotonic() - max(last_done, last_alive[0])
+                    if idle >= limit:
+                        raise ClusterLostError(
+                            f"the {backend.capitalize()} cluster lost all its workers: none "
+                            f"alive and no sample finished for {limit:g} s "
+                            f"(--stall-timeout / {STALL_ENV})") from None
+                    continue
+                if not ok:
+                    if item is None:
+                        return
+                    raise item
+                last_done = time.monotonic()
+                yield item
+        finally:
+            self._stop.set()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            if self._thread.is_alive():
+                logger.debug("the cluster map's thread is still waiting on its cluster")
 
 
 # What a lost worker, node or connection raises through joblib (by name: the

@@ -25,6 +25,7 @@ from ..io.store import StoreWriter, staged_name, write_staged_sample
 from .cache import SampleCache, copy_from_store, reuse_index
 from .parallel import (
     BACKENDS,
+    ClusterLostError,
     chunked,
     current_config,
     in_shard,
@@ -336,7 +337,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
                             _record(result, writer, keys, status, sid, info, detail)
                             bar.update(1)
                 except Exception as exc:
-                    if not is_lost_worker(exc):
+                    if not (is_lost_worker(exc) or isinstance(exc, ClusterLostError)):
                         raise
                     # a worker, a node or the connection to the cluster was lost
                     reason = _one_line(exc)
@@ -348,6 +349,14 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
                         pending.pop(sid)
                         bar.update(1)
                     if not pending:
+                        break
+                    if isinstance(exc, ClusterLostError):  # no worker to retry on
+                        logger.error("%s: %d sample(s) not computed, %s; the finished ones "
+                                     "are kept, re-run to compute the rest", stage,
+                                     len(pending), reason)
+                        for sid in pending:
+                            result.failures[sid] = f"not computed: {reason}"
+                        pending.clear()
                         break
                     if attempt < retries:
                         logger.warning("%s: %d sample(s) lost with a worker (%s); trying them "

@@ -126,3 +126,128 @@ def test_dask_cluster_loses_a_worker_mid_run(tmp_path):
             assert s[sid]["x"][0, 0] == int(sid[1:])
     r2 = run_stage(tasks, toy.square, output=out, stage="toy", params={}, progress=False)
     assert r2.computed == len(r.failures) and r2.skipped == r.computed
+
+
+def _run_in_thread(limit_s: float, **kwargs):
+    """run_stage in a thread; returns its result, or None if it is still waiting."""
+    from mexkit.pipeline.parallel import configure
+
+    box: dict = {}
+
+    def target():
+        with configure(stall_timeout=kwargs.pop("stall_timeout")):
+            try:
+                box["result"] = run_stage(**kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test
+                box["error"] = exc
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(limit_s)
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def _when_staged(staging: Path, action, deadline_s: float = 60) -> threading.Thread:
+    """Call ``action()`` once a first sample is staged (in a thread)."""
+
+    def wait():
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if staging.exists() and any(not p.name.startswith(".")
+                                        for p in staging.glob("*.h5")):
+                action()
+                return
+            time.sleep(0.02)
+
+    th = threading.Thread(target=wait, daemon=True)
+    th.start()
+    return th
+
+
+def _check_stopped_cleanly(r, out: Path, tasks) -> None:
+    assert r is not None, "the stage waited for ever on a cluster without workers"
+    assert r.failures and r.exit_code == 1
+    assert r.computed + len(r.failures) == len(tasks)
+    for msg in r.failures.values():
+        assert "cluster lost all its workers" in msg, msg
+    with open_store(out) as s:
+        assert len(s.sample_ids) == r.computed and set(s.failures) == set(r.failures)
+        for sid in s.sample_ids:
+            assert s[sid]["x"][0, 0] == int(sid[1:])
+    r2 = run_stage(tasks, toy.square, output=out, stage="toy", params={}, progress=False)
+    assert r2.computed == len(r.failures) and r2.skipped == r.computed and not r2.failures
+
+
+def test_dask_cluster_losing_every_worker_stops_cleanly(tmp_path):
+    """A cluster left with no worker made the stage wait for ever (Dask waits for workers).
+
+    The stall guard stops it: the finished samples are kept, the rest are
+    recorded as failed with the reason, and a re-run computes only those.
+    """
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "lost.h5"
+    tasks = toy.tasks(12, sleep=0.2)
+    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        closer = _when_staged(tmp_path / "lost.h5.staging", lambda: cluster.scale(0))
+        r = _run_in_thread(60, tasks=tasks, compute=toy.square, output=out, stage="toy",
+                           params={}, jobs=2, backend="dask",
+                           scheduler=cluster.scheduler_address, progress=False,
+                           stall_timeout=1.0)
+        closer.join(5)
+    _check_stopped_cleanly(r, out, tasks)
+
+
+@pytest.mark.slow  # starts two `dask worker` processes: 5-20 s on 2 shared cores
+def test_dask_worker_processes_all_killed_stop_cleanly(tmp_path):
+    """Two worker processes without a nanny, both killed with SIGKILL mid-run."""
+    import subprocess
+    import sys
+
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "killed.h5"
+    tasks = toy.tasks(16, sleep=0.3)
+    with distributed.LocalCluster(n_workers=0, processes=False, protocol="tcp://",
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+             "--no-nanny", "--nthreads", "1", "--no-dashboard"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+        try:
+            client.wait_for_workers(2, timeout=120)
+
+            def kill_all():
+                for w in workers:
+                    w.kill()
+
+            killer = _when_staged(tmp_path / "killed.h5.staging", kill_all)
+            r = _run_in_thread(120, tasks=tasks, compute=toy.square, output=out,
+                               stage="toy", params={}, jobs=2, backend="dask",
+                               scheduler=cluster.scheduler_address, progress=False,
+                               stall_timeout=3.0)
+            killer.join(5)
+        finally:
+            for w in workers:
+                w.kill()
+                w.wait()
+    _check_stopped_cleanly(r, out, tasks)
+
+
+def test_stall_timeout_setting(monkeypatch):
+    from mexkit.errors import ParameterError
+    from mexkit.pipeline.parallel import DEFAULT_STALL_TIMEOUT, STALL_ENV, configure, stall_timeout
+
+    monkeypatch.delenv(STALL_ENV, raising=False)
+    assert stall_timeout() == DEFAULT_STALL_TIMEOUT == 300
+    assert stall_timeout(environ={STALL_ENV: "12.5"}) == 12.5
+    assert stall_timeout(environ={STALL_ENV: "0"}) == float("inf")
+    with configure(stall_timeout=4.0):  # --stall-timeout wins over the environment
+        assert stall_timeout(environ={STALL_ENV: "12.5"}) == 4.0
+    for bad in ("soon", "-1", "nan"):
+        with pytest.raises(ParameterError, match=STALL_ENV):
+            stall_timeout(environ={STALL_ENV: bad})
+    r = CliRunner().invoke(cli, ["flow", "--help"])
+    assert "--stall-timeout" in r.output and STALL_ENV in r.output
