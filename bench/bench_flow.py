@@ -11,16 +11,20 @@ with real image content beyond the crop), for a smooth known flow: a
 translation of 0.3-1.5 px, a rotation and expansion of up to 1.5 %, and a
 local Gaussian bump. Reported per method: pairs per second (median and best of
 ``--repeats`` timed runs, run in turn method after method so that changes in
-the machine's load hit every method alike), the process CPU time per pair,
-the mean endpoint error against the known flow, the peak extra resident
-memory during a run (sampled every 2 ms) or the peak CUDA memory, and the
+the machine's load hit every method alike), the CPU time per pair (this
+process and its worker processes), the mean endpoint error against the known
+flow, the peak extra resident memory during a run (sampled every 2 ms; the
+worker processes of mexkit's CPU engine are counted whole, from the second
+run on, their start being in the first call) or the peak CUDA memory, and the
 time of the first call in this process. mexkit's CPU engine is measured with
-``--threads`` worker threads and with one, so that the two can be compared.
+``--threads`` workers (processes) and with one, so that the two can be
+compared.
 
 ``--load N`` starts N busy processes (one spinning Python loop each) before
 measuring and stops them at the end: the figures then show what competing
 jobs do to each method. ``--cold`` times the first pair in a fresh Python
-process (imports included), as a user's first call sees it. ``--e2e`` times
+process (imports included), as a user's first call sees it, and the first 8
+pairs on ``--threads`` workers (their start included). ``--e2e`` times
 ``mexkit flow`` through the command line on a crop store of 64 clips of
 128 x 128 (``mexkit synth`` + ``mexkit crop``, built once into ``--workdir``),
 onset-apex pairs, wall time including start-up, for ``--method tvl1``
@@ -44,6 +48,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 import torch
 from scipy import ndimage
 from skimage import color, data, transform
@@ -81,8 +86,27 @@ def make_pairs(n: int, size: int, seed: int = 0):
 
 
 def _rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    """Resident memory of this process and its worker processes (mexkit's CPU engine)."""
+    total = 0
+    for pid in ["self"] + [str(p.pid) for p in psutil.Process().children(recursive=True)]:
+        try:
+            with open(f"/proc/{pid}/statm") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:  # a child that just ended
+            pass
+    return total
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its live worker processes."""
+    total = time.process_time()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
 
 
 class PeakMemory:
@@ -156,23 +180,31 @@ t0 = time.perf_counter()
 import numpy as np
 from mexkit.motion import tvl1_flow
 a = np.load(sys.argv[1])
-f = tvl1_flow(a[0:1], a[1:2], device="cpu", threads=1)
+n, threads = int(sys.argv[2]), int(sys.argv[3])
+f = tvl1_flow(a[0][:n], a[1][:n], device="cpu", threads=threads)
 print(f"{time.perf_counter() - t0:.2f} {'torch' in sys.modules}")
 """
 
 
-def cold_start(ref: np.ndarray, mov: np.ndarray, repeats: int) -> list[tuple[float, float]]:
-    """(seconds in the child, wall seconds incl. interpreter start) of one pair, fresh process."""
+def cold_start(ref: np.ndarray, mov: np.ndarray, repeats: int, pairs: int = 1,
+               threads: int = 1) -> list[tuple[float, float]]:
+    """(seconds in the child, wall seconds incl. interpreter start), fresh process.
+
+    The child computes the flow of the first ``pairs`` pairs with ``threads``
+    workers: with more than one of each, the worker processes' start is in
+    the figure.
+    """
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        frames = Path(tmp) / "pair.npy"
-        np.save(frames, np.stack([ref[0], mov[0]]))
+        frames = Path(tmp) / "pairs.npy"
+        np.save(frames, np.stack([ref[:pairs], mov[:pairs]]))
         env = dict(os.environ, HOME=tmp, TORCHINDUCTOR_CACHE_DIR=str(Path(tmp) / "inductor"),
                    XDG_CACHE_HOME=str(Path(tmp) / "cache"))
         for _ in range(repeats):
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", COLD, str(frames)], env=env,
-                                 capture_output=True, text=True, check=True).stdout.split()
+            out = subprocess.run([sys.executable, "-c", COLD, str(frames), str(pairs),
+                                  str(threads)], env=env, capture_output=True, text=True,
+                                 check=True).stdout.split()
             results.append((float(out[0]), time.perf_counter() - t0))
     return results
 
@@ -267,12 +299,14 @@ def main() -> None:
             for size in args.sizes:
                 run_pairs(args, methods, size)
         if args.cold:
-            ref, mov, _ = make_pairs(1, 128)
-            runs = cold_start(ref, mov, 3)
-            print(f"\ncold start, 1 pair of 128 x 128 in a fresh process (imports included; "
-                  f"HOME and caches empty): "
-                  f"{', '.join(f'{a:.2f} s ({b:.2f} s with the interpreter)' for a, b in runs)}"
-                  f"; {loadavg()}")
+            ref, mov, _ = make_pairs(8, 128)
+            for pairs, threads in ((1, 1), (8, args.threads)):
+                runs = cold_start(ref, mov, 3, pairs, threads)
+                print(f"\ncold start, {pairs} pair(s) of 128 x 128 on {threads} worker(s) in a "
+                      f"fresh process (imports and worker start included; HOME and caches "
+                      f"empty): " + ", ".join(
+                          f"{a:.2f} s ({b:.2f} s with the interpreter)" for a, b in runs)
+                      + f"; {loadavg()}")
         if args.e2e:
             store = build_crop_store(args.workdir)
             walls = end_to_end(store, args.threads, args.e2e_repeats)
@@ -304,12 +338,12 @@ def run_pairs(args: argparse.Namespace, methods: list, size: int) -> None:
     for _ in range(args.repeats):
         for i, (_, device, fn) in enumerate(methods):
             with PeakMemory(device == "cuda") as mem:
-                c0, t0 = time.process_time(), time.perf_counter()
+                c0, t0 = _cpu_seconds(), time.perf_counter()
                 flows[i] = fn(ref, mov)
                 if device == "cuda":
                     torch.cuda.synchronize()
                 walls[i].append(time.perf_counter() - t0)
-                cpus[i].append(time.process_time() - c0)
+                cpus[i].append(_cpu_seconds() - c0)
             peaks[i] = max(peaks[i], mem.peak)
     header = (f"{'method':17s} {'device':6s} {'pairs/s':>8s} {'best':>8s} {'ms/pair':>8s} "
               f"{'cpu ms/pair':>11s} {'mean EPE px':>11s} {'peak MiB':>9s} "

@@ -139,13 +139,14 @@ Examples:
               help="When a clip has no apex annotation (SMIC): middle frame, frame most "
                    "different from onset, or fail the sample.")
 @_method_options
-@click.option("--group", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Samples whose pairs are solved in one batched call.")
+@click.option("--group", type=click.IntRange(min=1), default=None,
+              help="Samples per chunk of work; their pairs are solved in batched calls "
+                   "(default 64 with one job, 16 with more; the result does not change).")
 @output_option
 @jobs_options
 def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, strain: bool,
              features: str, mask_eyes: bool, remove_head_motion: bool, with_apex: bool,
-             no_apex: str, group: int, output: Path | None, jobs: int, backend: str,
+             no_apex: str, group: int | None, output: Path | None, jobs: int, backend: str,
              **method_options: Any):
     """Optical flow between frame pairs of each clip in STORE (or '-').
 

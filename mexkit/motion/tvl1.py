@@ -22,15 +22,22 @@ Meinhardt-Llopis and Facciolo (IPOL 2013), organised exactly as OpenCV's
 
 Two engines run this scheme:
 
-* CPU (``engine="numpy"``, the default there): every worker thread takes one
-  pair at a time and solves it from its first iteration to its last with
+* CPU (``engine="numpy"``, the default there): every worker takes one pair
+  at a time and solves it from its first iteration to its last with
   single-threaded numpy and OpenCV calls (in-place array operations on the
   pair's own buffers, one bicubic ``cv2.remap`` per warping, OpenCV's
-  ``medianBlur``). Threads share nothing but a counter of the next pair, so
-  a thread that the operating system deschedules delays only its own pair:
-  nobody waits for it, and N threads never do less work per second than one.
-  numpy and OpenCV release the GIL inside each operation. Nothing is compiled:
-  the first pair in a fresh process costs what every other pair costs.
+  ``medianBlur``). With more than one worker the workers are separate
+  processes (:mod:`mexkit.motion._tvl1_workers`, started once per process
+  with ``python -c`` and kept), each handed the next unsolved pair as soon as
+  it is free: a worker that the operating system deschedules delays only its
+  own pair, nobody waits for it, and there is no interpreter lock to share,
+  so N workers never do less work per second than one. (Threads of one
+  process were tried first: between the many small array operations of a
+  128 x 128 pair they queue for the GIL, and 2 threads measured below 1.)
+  ``MEXKIT_TVL1_PROCESSES=0`` keeps the workers as threads of this process;
+  pairs of a worker process that dies are solved again here. Nothing is
+  compiled: the first pair in a fresh process costs what every other pair
+  costs, plus about 0.2 s to start the worker processes once.
 * CUDA (``engine="torch"``, the default there): all pairs of a batch iterate
   together in kernels compiled with ``torch.compile``
   (:mod:`mexkit.motion.tvl1_torch`), which pays off on a GPU.
@@ -39,9 +46,9 @@ Both engines give the same flow up to float rounding (each pair keeps its own
 stopping rule, so the result does not depend on the batch or thread it runs
 in).
 
-Speed (``bench/bench_flow.py``; the README lists the measured figures with the
-machine's load): on CPU about 4-6 times OpenCV's DualTVL1 throughput at
-128 x 128 on 2 threads, at an equal or lower endpoint error.
+Speed: ``bench/bench_flow.py`` prints pairs per second against OpenCV's
+DualTVL1 at an equal or lower endpoint error; the README lists the measured
+figures with the machine's load and the worker count.
 
 Differences from OpenCV, on purpose:
 
@@ -84,6 +91,7 @@ import numpy as np
 from .._validate import check_int, check_ndim, check_option, check_range
 from ..errors import ParameterError
 from ._flowarray import as_flow, as_frame_pair
+from ._tvl1_workers import WorkerLost, get_pool, processes_allowed
 from .methods import FlowOption, register_flow_method
 
 __all__ = ["tvl1_flow", "flow_endpoint_error", "warp", "pyramid_sizes", "TVL1Params",
@@ -141,9 +149,9 @@ _MEXKIT_OPTIONS = TVL1_OPTIONS + (
     FlowOption("device", str, "auto", "Where to compute: 'auto' takes CUDA when torch sees "
                "a GPU (and the NVIDIA driver is present), else the CPU.",
                choices=("auto", "cpu", "cuda"), affects_result=False),
-    FlowOption("threads", int, None, "CPU worker threads, each solving whole pairs on its "
-               "own (default: the CPU cores this process may use).", minimum=1,
-               affects_result=False),
+    FlowOption("threads", int, None, "CPU workers, each solving whole pairs on its own "
+               "(worker processes when more than one; default: the CPU cores this process "
+               "may use).", minimum=1, affects_result=False),
     FlowOption("compile", bool, True, "CUDA engine: run torch.compile'd kernels (off: the "
                "same code uncompiled).", affects_result=False),
 )
@@ -477,13 +485,20 @@ def _solve_pair(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params) -> n
     return u[:2]
 
 
-def _solve_pairs(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params,
-                 dtype: np.dtype, threads: int) -> np.ndarray:
-    """Flow of every pair, ``threads`` workers each taking the next unsolved pair."""
-    n_pairs = reference.shape[0]
-    out = np.empty((n_pairs, 2) + reference.shape[1:], dtype=np.float32)
+def _solve_scaled(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params,
+                  dtype: np.dtype) -> np.ndarray:
+    """Flow of one pair of (H, W) frames in [0, 1] (what a worker process runs)."""
+    ref = reference.astype(dtype) * dtype.type(255.0)
+    mov = moving.astype(dtype) * dtype.type(255.0)
+    return _solve_pair(ref, mov, prm)
+
+
+def _solve_pairs_threads(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params,
+                         dtype: np.dtype, threads: int, out: np.ndarray,
+                         which: list[int]) -> None:
+    """Flow of pairs ``which`` into ``out``, ``threads`` threads taking the next pair."""
     lock = threading.Lock()
-    order = iter(range(n_pairs))
+    order = iter(which)
     failed = threading.Event()
 
     def work() -> None:
@@ -493,21 +508,46 @@ def _solve_pairs(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params,
             if i is None:
                 return
             try:
-                ref = reference[i].astype(dtype) * dtype.type(255.0)
-                mov = moving[i].astype(dtype) * dtype.type(255.0)
-                out[i] = _solve_pair(ref, mov, prm)
+                out[i] = _solve_scaled(reference[i], moving[i], prm, dtype)
             except BaseException:
                 failed.set()
                 raise
 
-    workers = min(threads, n_pairs)
+    workers = min(threads, len(which))
     if workers <= 1:
         work()
-        return out
+        return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mexkit-tvl1") as pool:
         futures = [pool.submit(work) for _ in range(workers)]
         for future in futures:
             future.result()
+
+
+def _solve_pairs(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params,
+                 dtype: np.dtype, threads: int) -> np.ndarray:
+    """Flow of every pair, ``threads`` workers each taking the next unsolved pair.
+
+    With more than one worker and more than one pair, the workers are
+    processes (:mod:`mexkit.motion._tvl1_workers`) unless
+    ``MEXKIT_TVL1_PROCESSES=0``; pairs a lost worker process did not finish,
+    or all pairs if processes cannot be started, are solved by threads here.
+    """
+    n_pairs = reference.shape[0]
+    out = np.empty((n_pairs, 2) + reference.shape[1:], dtype=np.float32)
+    todo = list(range(n_pairs))
+    if threads > 1 and n_pairs > 1 and processes_allowed():
+        def keep(i: int, flow: np.ndarray) -> None:
+            out[i] = flow
+
+        try:
+            get_pool(threads).map(_solve_scaled, [(reference[i], moving[i], prm, dtype)
+                                                  for i in todo], keep)
+            return out
+        except WorkerLost as exc:
+            todo = exc.args[1] if len(exc.args) > 1 else todo
+        except OSError as exc:  # no processes here (sandbox, fd limit): threads instead
+            logger.warning("TV-L1 worker processes could not start (%s); using threads", exc)
+    _solve_pairs_threads(reference, moving, prm, dtype, threads, out, todo)
     return out
 
 
@@ -582,8 +622,9 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
         Where to compute; "auto" takes CUDA when torch sees a GPU (torch is
         not even imported when no NVIDIA driver is installed).
     threads : int, optional
-        CPU engine: worker threads, each solving whole pairs (default: the
-        cores this process may run on, :func:`default_threads`).
+        CPU engine: workers, each solving whole pairs; with more than one
+        they are processes (see the module docstring; default: the cores
+        this process may run on, :func:`default_threads`).
     dtype : {"float32", "float64"} or torch dtype
         Computation precision (the result is float32 either way).
     engine : {"auto", "numpy", "torch"}

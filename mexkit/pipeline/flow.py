@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,20 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
 # Pairs solved in one call at most: a batch of short clips is solved together,
 # a long video in pieces, so that samples finish (and are staged) steadily.
 _MAX_BATCH_PAIRS = 64
+# On the CPU, pieces of this many pairs: the next piece is solved while the
+# results of the last one are written and the next samples read (the CPU
+# engines' workers would otherwise wait for that I/O), at a small cost at the
+# end of each piece, where the first worker done waits for the last.
+_CPU_PIECE_PAIRS = 16
+
+
+def _piece_pairs(opt: Mapping[str, Any]) -> int:
+    """Pairs per solver call: small pieces on the CPU, larger batches on a GPU."""
+    device = str(opt.get("device", "auto"))
+    if device.startswith("cuda") or (device == "auto"
+                                     and os.path.exists("/proc/driver/nvidia/version")):
+        return _MAX_BATCH_PAIRS
+    return _CPU_PIECE_PAIRS
 
 
 def _prepare(t: Task, opt: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, int,
@@ -195,23 +211,24 @@ def _solve(batch: list[tuple[Task, tuple]], opt: Mapping[str, Any]) -> list[np.n
 def _compute_group(tasks: list[Task]) -> Iterator[Any]:
     """Flow for a group of samples, batched; yields each sample's result in order.
 
-    Consecutive samples are solved in one call while their pairs fit in
-    ``_MAX_BATCH_PAIRS``; each result is yielded (and so staged) as soon as
-    its batch is solved, so an interrupted run keeps every finished sample.
+    Consecutive samples are solved in one call while their pairs fit in a
+    piece (:func:`_piece_pairs`); each piece is solved in a background thread
+    while the next samples are read and the results of the previous piece are
+    yielded (and so staged), so the solver's workers do not wait for the
+    store. Each result is yielded as soon as its piece is solved, so an
+    interrupted run keeps every finished sample.
     """
     opt = tasks[0].payload["params"]
-    batch: list[tuple[Task, Any]] = []
-    n_pairs = 0
+    limit = _piece_pairs(opt)
 
-    def flush() -> Iterator[Any]:
-        ready = [(t, p) for t, p in batch if not isinstance(p, Exception)]
-        try:
-            flows = iter(_solve(ready, opt))
-        except Exception as exc:  # the batched call failed: each sample alone
-            if len(ready) > 1:
-                flows = None
-            else:
-                flows = iter([exc])
+    def results(batch: list[tuple[Task, Any]], solved: Future | None) -> Iterator[Any]:
+        flows = None
+        if solved is not None:
+            try:
+                flows = iter(solved.result())
+            except Exception as exc:  # the batched call failed: each sample alone
+                n_ready = sum(not isinstance(p, Exception) for _, p in batch)
+                flows = None if n_ready > 1 else iter([exc])
         for t, prep in batch:
             if isinstance(prep, Exception):
                 yield prep
@@ -222,19 +239,34 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
             except Exception as exc:
                 yield exc
 
-    for t in tasks:
-        try:
-            prep: Any = _prepare(t, opt)
-            size = len(prep[2])
-        except Exception as exc:
-            prep, size = exc, 0
-        if batch and n_pairs + size > _MAX_BATCH_PAIRS:
-            yield from flush()
-            batch, n_pairs = [], 0
-        batch.append((t, prep))
-        n_pairs += size
-    if batch:
-        yield from flush()
+    def submit(pool: ThreadPoolExecutor, batch: list[tuple[Task, Any]]) -> Future | None:
+        ready = [(t, p) for t, p in batch if not isinstance(p, Exception)]
+        return pool.submit(_solve, ready, opt) if ready else None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mexkit-flow") as pool:
+        previous: tuple[list, Future | None] | None = None
+        batch: list[tuple[Task, Any]] = []
+        n_pairs = 0
+        for t in tasks:
+            try:
+                prep: Any = _prepare(t, opt)
+                size = len(prep[2])
+            except Exception as exc:
+                prep, size = exc, 0
+            if batch and n_pairs + size > limit:
+                queued = (batch, submit(pool, batch))
+                if previous is not None:  # its results are staged while `queued` solves
+                    yield from results(*previous)
+                previous, batch, n_pairs = queued, [], 0
+            batch.append((t, prep))
+            n_pairs += size
+        if batch:
+            queued = (batch, submit(pool, batch))
+            if previous is not None:
+                yield from results(*previous)
+            previous = queued
+        if previous is not None:
+            yield from results(*previous)
 
 
 def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1",
@@ -243,14 +275,17 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
              no_apex: str = "middle", device: str = "auto", mask_eyes: bool = False,
              remove_head_motion: bool = False,
              tvl1: Mapping[str, Any] | None = None, jobs: int = 1, backend: str = "loky",
-             group: int = 16, progress: bool = True,
+             group: int | None = None, progress: bool = True,
              method_runtime: Mapping[str, Any] | None = None) -> StageResult:
     """Optical flow between frame pairs of every clip of a crop (or key-frame) store.
 
     ``method`` is a name of :mod:`mexkit.motion.methods`' registry; ``tvl1``
     holds that method's options that change the flow (stored in the params
     under this name for every method), ``method_runtime`` those that do not
-    (threads, compile), kept out of the cache key with ``device``.
+    (threads, compile), kept out of the cache key with ``device``. ``group``
+    is the number of samples per chunk of work (default 64 with one job, so
+    that reading, solving and writing overlap over many pieces; 16 with more,
+    so that every job gets chunks); it does not change the result.
     """
     from .._validate import check_option
     from ..motion.methods import flow_method
@@ -264,6 +299,8 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
               "features": sorted(set(features)), "with_apex": with_apex, "no_apex": no_apex,
               "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion,
               "tvl1": dict(tvl1 or {})}
+    if group is None:
+        group = 64 if jobs == 1 else 16
     # the device changes where, not what, is computed: it stays out of the cache key
     compute_params = {**params, "device": device, "method_runtime": dict(method_runtime or {})}
     return run_store_stage(input_path, output, stage="flow", version=FLOW_VERSION,

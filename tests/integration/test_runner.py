@@ -50,6 +50,35 @@ def test_flow_group_1_computes_every_sample(crop_store, tmp_path):
             np.testing.assert_array_equal(a[sid]["flow"], b[sid]["flow"])
 
 
+def test_flow_in_pieces_equals_one_sample_at_a_time(crop_store, tmp_path, monkeypatch):
+    """Pieces are solved in a background thread while the next samples are read."""
+    import threading
+
+    import mexkit.pipeline.flow as flow
+
+    calls = []
+    real = flow._flow_batch
+
+    def spy(ref, mov, opt):
+        calls.append((len(ref), threading.current_thread().name))
+        return real(ref, mov, opt)
+
+    one, pieces = tmp_path / "one.h5", tmp_path / "pieces.h5"
+    flow.run_flow(crop_store, one, method="farneback", pairs="onset-apex", group=1,
+                  progress=False)
+    monkeypatch.setattr(flow, "_CPU_PIECE_PAIRS", 2)
+    monkeypatch.setattr(flow, "_flow_batch", spy)
+    r = flow.run_flow(crop_store, pieces, method="farneback", pairs="onset-apex",
+                      device="cpu", progress=False)
+    assert r.computed == 6 and not r.failures
+    assert [n for n, _ in calls] == [2, 2, 2]
+    assert all(name.startswith("mexkit-flow") for _, name in calls)
+    with open_store(one) as a, open_store(pieces) as b:
+        assert a.sample_ids == b.sample_ids
+        for sid in a.sample_ids:
+            np.testing.assert_array_equal(a[sid]["flow"], b[sid]["flow"])
+
+
 def test_interrupted_flow_keeps_samples_finished_before_the_interrupt(crop_store, tmp_path,
                                                                       monkeypatch):
     """With the default --group 16 an interrupted run had staged nothing."""

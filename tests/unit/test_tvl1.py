@@ -348,6 +348,8 @@ def test_threads_do_not_change_the_result(pairs):
 
 def test_a_failing_pair_stops_the_workers(monkeypatch, pairs):
     ref, mov, _ = pairs
+    # worker threads of this process (worker processes have their own test file)
+    monkeypatch.setenv("MEXKIT_TVL1_PROCESSES", "0")
     calls = []
 
     def broken(reference, moving, prm):

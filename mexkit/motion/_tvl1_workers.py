@@ -1,0 +1,263 @@
+"""Worker processes for the CPU TV-L1 engine: one pair at a time, no shared state.
+
+The CPU engine of :mod:`mexkit.motion.tvl1` solves each pair from its first
+iteration to its last with single-threaded numpy and OpenCV calls. Threads
+doing that in one process still meet at the GIL between the many small array
+operations of a 128 x 128 pair, so two threads were measured slower than one
+on 2 cores. Here each worker is a separate Python process started with
+``python -c`` running :func:`serve`, which
+
+* is started by ``subprocess`` (fork and exec), so nothing of the parent is
+  inherited: no lock held by another thread of the parent at fork time (the
+  deadlock of ``fork``-started pools), and no re-import of the user's
+  ``__main__`` script (what ``spawn`` and ``forkserver`` do, running an
+  unguarded script's top-level code a second time);
+* reads one request from its stdin, solves it, writes the answer to its
+  stdout, and waits for the next, so the parent hands each worker the next
+  unsolved pair as soon as it is free: a worker the operating system
+  deschedules delays only its own pair;
+* exits when its stdin closes, which happens when the parent exits or dies,
+  so no worker outlives the job that started it.
+
+Messages are pickles (protocol 5) framed by an 8-byte length. Workers are
+started on first use and kept for the life of the process (a ``mexkit flow``
+run solves many batches), one pool per worker count.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+logger = logging.getLogger("mexkit")
+
+__all__ = ["ProcessPool", "WorkerLost", "get_pool", "processes_allowed", "shutdown_pools",
+           "WORKERS_ENV"]
+
+_HEADER = struct.Struct("<Q")
+# the worker's entry point (not ``-m``: this module is already imported by its package)
+_ENTRY = "from mexkit.motion._tvl1_workers import serve; serve()"
+# set to 0 (or "threads") to keep the CPU engine's workers as threads of this process
+WORKERS_ENV = "MEXKIT_TVL1_PROCESSES"
+
+
+def processes_allowed() -> bool:
+    """Whether the CPU engine may start worker processes (``MEXKIT_TVL1_PROCESSES``)."""
+    value = os.environ.get(WORKERS_ENV, "").strip().lower()
+    return value not in ("0", "false", "no", "off", "threads")
+
+
+def _send(stream: BinaryIO, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=5)
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        part = stream.read(n - got)
+        if not part:
+            return None
+        chunks.append(part)
+        got += len(part)
+    return b"".join(chunks)
+
+
+def _receive(stream: BinaryIO) -> Any:
+    """The next message, or raise EOFError when the other side has closed."""
+    head = _read_exactly(stream, _HEADER.size)
+    if head is None:
+        raise EOFError
+    body = _read_exactly(stream, _HEADER.unpack(head)[0])
+    if body is None:
+        raise EOFError
+    return pickle.loads(body)
+
+
+class WorkerLost(RuntimeError):
+    """A worker process ended (killed, out of memory) before answering."""
+
+
+class _Worker:
+    """One worker process and the pipes to it."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        # one thread per worker: the parallelism is across workers
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = "1"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _ENTRY], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env=env, close_fds=True)
+
+    def call(self, request: Any) -> Any:
+        try:
+            _send(self.proc.stdin, request)
+            status, value = _receive(self.proc.stdout)
+        except (EOFError, BrokenPipeError, OSError) as exc:
+            code = self.proc.poll()
+            raise WorkerLost(f"TV-L1 worker process {self.proc.pid} ended"
+                             + (f" with status {code}" if code is not None else "")) from exc
+        if status == "error":
+            raise value
+        return value
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            self.proc.stdout.close()
+        except OSError:
+            pass
+
+
+class ProcessPool:
+    """``n`` worker processes, each handed the next unsolved item as it frees up."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()  # one map at a time per pool
+
+    def _ensure(self) -> None:
+        self._workers = [w for w in self._workers if w.proc.poll() is None]
+        while len(self._workers) < self.n:
+            self._workers.append(_Worker())
+
+    def map(self, func: Callable[..., Any], items: list[tuple], on_result: Callable[[int, Any],
+            None]) -> None:
+        """Call ``func(*item)`` in the workers for every item; ``on_result(i, value)``.
+
+        ``func`` must be importable by name (a module-level function). A
+        worker that dies loses only its current item: the others carry on,
+        and the lost items are raised as :class:`WorkerLost` at the end
+        (after every other item is done), so the caller can solve them
+        itself. An exception raised by ``func`` stops the map and is raised.
+        """
+        name = (func.__module__, func.__qualname__)
+        with self._lock:
+            self._ensure()
+            lock = threading.Lock()
+            order = iter(range(len(items)))
+            stop = threading.Event()
+            errors: list[BaseException] = []
+            lost: list[int] = []
+
+            def drive(worker: _Worker) -> None:
+                while not stop.is_set():
+                    with lock:
+                        i = next(order, None)
+                    if i is None:
+                        return
+                    try:
+                        value = worker.call((name, items[i]))
+                    except WorkerLost as exc:
+                        logger.warning("%s; its pair is solved again in this process", exc)
+                        with lock:
+                            lost.append(i)
+                        return
+                    except BaseException as exc:  # func's own error: stop everything
+                        errors.append(exc)
+                        stop.set()
+                        return
+                    on_result(i, value)
+
+            threads = [threading.Thread(target=drive, args=(w,), daemon=True,
+                                        name=f"mexkit-tvl1-{k}")
+                       for k, w in enumerate(self._workers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                raise errors[0]
+            # items never handed out because every worker was lost, plus the lost ones
+            left = sorted(lost + list(order))
+            if left:
+                raise WorkerLost(f"{len(left)} item(s) not solved by the worker processes",
+                                 left)
+
+    def close(self) -> None:
+        for w in self._workers:
+            w.close()
+        self._workers = []
+
+
+_POOLS: dict[int, ProcessPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def get_pool(n: int) -> ProcessPool:
+    """The process's pool of ``n`` workers, started on first use."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(n)
+        if pool is None:
+            pool = _POOLS[n] = ProcessPool(n)
+        return pool
+
+
+@atexit.register
+def shutdown_pools() -> None:
+    """Close every worker process (they also exit by themselves when this process dies)."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.close()
+
+
+def serve() -> None:
+    """Worker main loop: answer requests on stdin until it closes."""
+    import importlib
+    import signal
+
+    # Ctrl-C reaches the whole process group: the parent decides what happens
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    inp = sys.stdin.buffer
+    # keep the answer channel private: anything printed goes to stderr
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - cv2 is a dependency
+        pass
+    cache: dict[tuple[str, str], Callable[..., Any]] = {}
+    while True:
+        try:
+            (module, qualname), args = _receive(inp)
+        except EOFError:
+            return
+        try:
+            func = cache.get((module, qualname))
+            if func is None:
+                func = importlib.import_module(module)
+                for part in qualname.split("."):
+                    func = getattr(func, part)
+                cache[(module, qualname)] = func
+            result: tuple[str, Any] = ("ok", func(*args))
+        except Exception as exc:
+            result = ("error", exc)
+        try:
+            _send(out, result)
+        except BrokenPipeError:
+            return
+        except Exception as exc:  # an answer that cannot be pickled: say why instead
+            _send(out, ("error", RuntimeError(f"{module}.{qualname}: {exc!r}")))
