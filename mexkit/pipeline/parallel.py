@@ -517,12 +517,13 @@ class _Waiter:
 
 
 # What a lost worker, node or connection raises through joblib (by name: the
-# cluster libraries are optional).
+# cluster libraries are optional).  Not Ray's RaySystemError: it also stands for
+# errors that a retry repeats (a stage module the workers cannot import).
 _LOST = frozenset({
     "TerminatedWorkerError", "BrokenProcessPool", "KilledWorker", "CommClosedError",
     "FutureCancelledError", "CancelledError", "WorkerCrashedError", "RayActorError",
     "ActorDiedError", "NodeDiedError", "OwnerDiedError", "ObjectLostError",
-    "LocalRayletDiedError", "RaySystemError",
+    "LocalRayletDiedError",
 })
 
 

@@ -251,3 +251,52 @@ def test_stall_timeout_setting(monkeypatch):
             stall_timeout(environ={STALL_ENV: bad})
     r = CliRunner().invoke(cli, ["flow", "--help"])
     assert "--stall-timeout" in r.output and STALL_ENV in r.output
+
+
+@pytest.mark.slow  # ray.init takes 10-30 s on 2 shared cores
+def test_ray_cluster_loses_a_worker_mid_run(tmp_path):
+    """A killed Ray worker process loses nothing finished; the rest is retried or recorded."""
+    ray = pytest.importorskip("ray")
+    out = tmp_path / "ray-k.h5"
+    pidfile = tmp_path / "pids.txt"
+    tasks = toy.tasks(16, sleep=0.5, pidfile=str(pidfile))
+    # the workers import the toy stage from this folder
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(toy.__file__).parent)}})
+    try:
+        killed = []
+
+        def kill_one():
+            pid = int(pidfile.read_text().split()[0])
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        killer = _when_staged(tmp_path / "ray-k.h5.staging", kill_one, deadline_s=120)
+        r = run_stage(tasks, toy.square, output=out, stage="toy", params={}, jobs=2,
+                      backend="ray", progress=False)
+        killer.join(5)
+    finally:
+        ray.shutdown()
+    assert killed and killed[0] != os.getpid(), "no worker was killed during the run"
+    assert r.computed + len(r.failures) == 16
+    for msg in r.failures.values():
+        assert "lost with a worker" in msg
+    with open_store(out) as s:
+        for sid in s.sample_ids:
+            assert s[sid]["x"][0, 0] == int(sid[1:])
+    r2 = run_stage(tasks, toy.square, output=out, stage="toy", params={}, progress=False)
+    assert r2.computed == len(r.failures) and r2.skipped == r.computed
+
+
+def test_ray_errors_that_a_retry_repeats_are_not_lost_workers():
+    """A stage module Ray's workers could not import was retried, then called a lost worker."""
+    E = pytest.importorskip("ray.exceptions")
+    from mexkit.pipeline.parallel import is_lost_worker
+
+    cannot_import = E.RayTaskError("run_batch", "tb", E.RaySystemError(
+        "System error: No module named '_toy_stage'")).as_instanceof_cause()
+    assert not is_lost_worker(cannot_import)
+    assert is_lost_worker(E.ActorDiedError())
+    assert is_lost_worker(E.RayTaskError("run_batch", "tb", E.WorkerCrashedError())
+                          .as_instanceof_cause())
