@@ -212,3 +212,33 @@ def test_reuse_seeds_a_run_from_a_validated_store(crop_store, tmp_path):
     r = _invoke(*FLOW, crop_store, "--reuse", bad, "-o", tmp_path / "x.h5")
     assert r.exit_code == 1 and "bad.h5" in r.output
     assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.slow  # three interpreters that import torch, started by submitit: 20-40 s
+def test_submitit_example_runs_the_shards_as_local_processes(crop_store, tmp_path):
+    pytest.importorskip("submitit")
+    script = Path(__file__).parents[2] / "examples" / "submitit_shards.py"
+    merged = tmp_path / "merged.h5"
+    done = subprocess.run(
+        [sys.executable, str(script), "--shards", "3", "--parts", str(tmp_path / "parts"),
+         "--cluster", "local", "-o", str(merged), "--", *FLOW, str(crop_store)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "submitted 3 task(s) to local" in done.stderr
+    parts = sorted((tmp_path / "parts").glob("part*.h5"))
+    assert len(parts) == 3 and sum(len(open_store(p).sample_ids) for p in parts) == 6
+    plain = tmp_path / "plain.h5"
+    assert _invoke(*FLOW, crop_store, "-o", plain).exit_code == 0
+    assert validate_store(merged) == []
+    assert _content(merged) == _content(plain)
+
+
+def test_submitit_example_stops_on_a_shard_that_cannot_run(crop_store, tmp_path):
+    pytest.importorskip("submitit")
+    script = Path(__file__).parents[2] / "examples" / "submitit_shards.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--shards", "2", "--parts", str(tmp_path / "parts"),
+         "--cluster", "debug", "-o", str(tmp_path / "m.h5"), "--", *FLOW, str(crop_store),
+         "--group", "0"], capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "shard 0/2 exited with status 2" in done.stderr
+    assert not (tmp_path / "m.h5").exists()
