@@ -210,6 +210,39 @@ def test_fusion_parameter_counts_reproduce_the_paper(psn):
     assert fusion_parameter_counts(no_conv) == counts
 
 
+# -- initialisation ----------------------------------------------------------------------
+def _spatial_signal(model, rng):
+    """Spread of the input-dependent part of FC 4096 over that of sparse-like frames."""
+    x = torch.from_numpy(rng.normal(scale=0.3, size=(2 * T, 1, 112, 112)).astype(np.float32))
+    with torch.no_grad():
+        part = model.spatial(x) - model.spatial(torch.zeros_like(x[:1]))
+    return float(part.std() / x.std())
+
+
+def test_sparse_signal_keeps_its_scale_through_the_spatial_network(rng):
+    # The sparse frames (std ~0.3 grey levels) must reach FC 4096 at their own scale, not
+    # a few percent of it, or the features are mostly the biases and training stalls.
+    torch.manual_seed(0)
+    assert PSN(4, n_frames=T).init == "he"
+    assert _spatial_signal(PSN(4, n_frames=T), rng) > 0.5
+    torch.manual_seed(0)
+    assert _spatial_signal(PSN(4, n_frames=T, init="torch"), rng) < 0.1   # PyTorch default
+    with pytest.raises(ParameterError, match="init"):
+        PSN(4, init="xavier")
+
+
+def test_he_initialisation_leaves_tpu_and_classifier_alone():
+    torch.manual_seed(0)
+    he = PSN(4, n_frames=T)
+    torch.manual_seed(0)
+    default = PSN(4, n_frames=T, init="torch")
+    for name, p in default.named_parameters():
+        same = torch.equal(p, dict(he.named_parameters())[name])
+        assert same == name.startswith(("tpu.", "classifier.")), name
+    assert all(not m.bias.detach().any() for m in he.spatial.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+
+
 # -- gradients ---------------------------------------------------------------------------
 def test_gradients_reach_every_parameter(rng):
     torch.manual_seed(2)
