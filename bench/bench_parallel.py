@@ -84,7 +84,8 @@ def _wait_workers(client, count: int, timeout: float, exclude: set[int] = frozen
 
 
 def reliability(n: int, fault_rate: float, work_ms: float, folder: Path, kills: int,
-                stall: float, restart_s: float) -> None:
+                stall: float, restart_s: float) -> bool:
+    """Print the reliability figures; True if every check held."""
     import distributed
 
     rng = np.random.default_rng(19)
@@ -160,6 +161,9 @@ def reliability(n: int, fault_rate: float, work_ms: float, folder: Path, kills: 
     print(f"  re-run without the faults: {r2.computed} computed "
           f"(exactly the failed ones: {r2.computed == len(r.failures)}), {r2.skipped} "
           f"skipped, {len(r2.failures)} failed")
+    return (len(kept) == n - len(faults) and set(failures) == fault_ids
+            and all("injected fault" in m for m in failures.values())
+            and r2.computed == len(r.failures) and not r2.failures)
 
 
 def throughput(n: int, work_ms: float, folder: Path, backends: tuple[str, ...]) -> None:
@@ -199,7 +203,8 @@ def throughput(n: int, work_ms: float, folder: Path, backends: tuple[str, ...]) 
                       backend="dask", scheduler=cluster.scheduler_address, group=10)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit status 1 if a reliability check failed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--fault-rate", type=float, default=0.05)
@@ -227,15 +232,19 @@ def main(argv: list[str] | None = None) -> None:
         backends = tuple(b for b in backends if b != "dask")
     print(f"load average at start: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
           f"(1, 5, 15 min) on {os.cpu_count()} cores", flush=True)
+    ok = True
     with tempfile.TemporaryDirectory() as d:
         if not args.skip_dask:
-            reliability(args.n, args.fault_rate, args.work_ms, Path(d), args.kills,
+            ok = reliability(args.n, args.fault_rate, args.work_ms, Path(d), args.kills,
                         args.stall_timeout, args.restart_timeout)
             print(f"load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
                   flush=True)
         if not args.skip_throughput:
             throughput(args.n, args.work_ms, Path(d), backends)
     print(f"load average at end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if not ok:
+        print("reliability: a check FAILED (see above)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
