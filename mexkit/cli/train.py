@@ -63,6 +63,18 @@ def _focal_alpha(text: str | None) -> list[float] | str | None:
             f"numbers (one per class), but got {text!r}.") from None
 
 
+def _check_fold_jobs(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise click.BadParameter(f"{value!r} is neither a positive integer nor 'auto'.")
+    return n
+
+
 @click.command("train", epilog="""\b
 Examples:
   mexkit train demo.flow.h5 --model mean --protocol loso --epochs 150
@@ -109,9 +121,12 @@ Examples:
               help="Deterministic kernels (bit-reproducible runs and resumes).")
 @click.option("--final", is_flag=True,
               help="Also train one model on all samples, for `mexkit predict`.")
-@click.option("--fold-jobs", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--fold-jobs", type=str, default="auto", show_default=True,
+              callback=_check_fold_jobs,
               help="Folds trained at once, in worker processes sharing the CPU threads "
-                   "(same results as one after the other).")
+                   "(same results as one after the other, within float rounding). auto: "
+                   "one per CPU core on the CPU (fewer if the samples would not fit in "
+                   "memory that many times), one on a GPU.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Results folder (default: <store>.<model>-<protocol>/).")
 @_with_model_options
@@ -119,7 +134,7 @@ def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, 
               epochs: int | None, batch_size: int | None, lr: float | None,
               schedule: str | None, loss: str | None, focal_gamma: float | None,
               focal_alpha: str | None, balance: str,
-              device: str, seed: int, deterministic: bool, final: bool, fold_jobs: int,
+              device: str, seed: int, deterministic: bool, final: bool, fold_jobs: int | str,
               out_dir: Path | None, **model_opts: object) -> int:
     """Train and evaluate a model on STORE (or '-') under a protocol.
 

@@ -145,3 +145,8 @@ class StoreDataset(Dataset):
         """Build every item now (fails early on a sample with missing inputs)."""
         for i in range(len(self)):
             self.features(i)
+
+    def nbytes(self) -> int:
+        """Bytes held by the items built so far (all of them after :meth:`preload`)."""
+        return sum(t.numel() * t.element_size() for item in self._memo.values()
+                   for t in item.values())

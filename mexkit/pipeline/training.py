@@ -151,7 +151,8 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
                     model_options: Mapping[str, Any] | None = None,
                     device: str = "auto", seed: int = 0, deterministic: bool = True,
                     class_balance: str | None = "default",
-                    final: bool = False, progress: bool = True, fold_jobs: int = 1) -> Path:
+                    final: bool = False, progress: bool = True,
+                    fold_jobs: int | str = "auto") -> Path:
     """Cross-validate ``model`` on the store; return the results file.
 
     Parameters mirror ``mexkit train``; ``None`` means the paper's default
@@ -162,7 +163,13 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     is redone when the settings or the cache key of any of its samples
     changed. ``fold_jobs`` > 1 trains that many folds at once in worker
     processes (each with its share of the CPU threads); the results are the
-    same as one after the other.
+    same as one after the other (scores within float rounding). ``"auto"``
+    (default): on the CPU, one fold per core the process may use (at most as
+    many as the folds left, and as many copies of the preloaded samples as
+    fit in half the available memory); on a GPU or under ``torchrun``, one.
+    Folds side by side, each on one thread, keep their pace when other jobs
+    load the machine; one fold spread over every core in torch's threads does
+    not (its threads wait for each other at every operation).
     """
     import torch
 
@@ -246,7 +253,7 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
                 logger.info("fold %s already done; kept", fold.name)
                 continue
         pending.append((k, fold.name, np.asarray(fold.train), np.asarray(fold.test), fold_key))
-    jobs = max(1, min(int(fold_jobs), len(pending)))
+    jobs = max(1, min(_fold_jobs(fold_jobs, device, full), len(pending)))
     if jobs > 1 and world_size() > 1:
         raise ParameterError("--fold-jobs cannot be combined with torchrun (DDP already "
                              "spreads each fold over the processes).")
@@ -500,6 +507,41 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
         rows.append(r)
     write_predictions(Path(output), rows, meta["classes"])
     return Path(output)
+
+
+def _fold_jobs(fold_jobs: int | str, device: str, dataset: Any) -> int:
+    """``--fold-jobs``: a number, or "auto" (see :func:`run_training`)."""
+    if fold_jobs != "auto":
+        try:
+            n = int(fold_jobs)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1:
+            raise ParameterError(f"Invalid value for the 'fold_jobs' parameter: it must be "
+                                 f"a positive integer or 'auto', but got {fold_jobs!r}.")
+        return n
+    if not device.startswith("cpu") or world_size() > 1:
+        return 1
+    from ..motion.tvl1 import default_threads
+
+    jobs = default_threads()
+    size = dataset.nbytes()
+    room = _available_memory()
+    if room is not None and size > 0:
+        jobs = min(jobs, max(1, room // 2 // size))
+    return jobs
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new work (Linux ``MemAvailable``), or None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _safe(name: str) -> str:

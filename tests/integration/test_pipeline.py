@@ -268,3 +268,31 @@ def test_atnet_chain_from_crop_to_results(synth_dataset, tmp_path):
     r = CliRunner().invoke(cli, ["train", str(crop), "--model", "atnet", "--epochs", "1",
                                  "-o", str(tmp_path / "x")])
     assert r.exit_code == 1 and "--with-apex" in r.stderr
+
+
+def test_fold_jobs_auto_takes_the_cores_on_cpu_and_one_on_a_gpu(monkeypatch):
+    from mexkit.errors import ParameterError
+    from mexkit.pipeline import training
+
+    class Samples:
+        def __init__(self, size):
+            self.size = size
+
+        def nbytes(self):
+            return self.size
+
+    monkeypatch.setattr("mexkit.motion.tvl1.default_threads", lambda: 4)
+    monkeypatch.setattr(training, "_available_memory", lambda: 8 * 2**30)
+    assert training._fold_jobs("auto", "cpu", Samples(2**20)) == 4
+    assert training._fold_jobs("auto", "cuda:0", Samples(2**20)) == 1
+    # the samples are copied into every worker: no more copies than half the memory holds
+    assert training._fold_jobs("auto", "cpu", Samples(2 * 2**30)) == 2
+    assert training._fold_jobs("auto", "cpu", Samples(16 * 2**30)) == 1
+    assert training._fold_jobs(3, "cpu", Samples(16 * 2**30)) == 3  # the user's number
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert training._fold_jobs("auto", "cpu", Samples(1)) == 1  # torchrun spreads the folds
+    for bad in (0, "zero", -2):
+        with pytest.raises(ParameterError, match="fold_jobs"):
+            training._fold_jobs(bad, "cpu", Samples(1))
+    r = CliRunner().invoke(cli, ["train", "x.h5", "--fold-jobs", "0"])
+    assert r.exit_code == 2 and "neither a positive integer nor 'auto'" in r.output
