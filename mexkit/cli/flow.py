@@ -164,6 +164,10 @@ def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, st
     feats = [f.strip() for f in features.split(",") if f.strip()]
     given = {name: value for name, value in method_options.items() if value is not None}
     device = given.get("device", "auto")
+    if device not in ("auto", "cpu"):
+        from ..devices import resolve_device
+
+        resolve_device(device)  # a device that is not there fails once, before any sample
     jobs = n_jobs(jobs)
     result_options, runtime = _split_method_options(method, given, jobs)
     result = run_flow(path, output, method=method, pairs=pairs, k=k, window=window,

@@ -80,6 +80,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -146,9 +147,9 @@ _MEXKIT_OPTIONS = TVL1_OPTIONS + (
                "leaves the frame (mexkit's default, lower error at the border), 'zero' "
                "reads zeros outside as OpenCV does, 'replicate' the border pixels.",
                choices=_BORDERS),
-    FlowOption("device", str, "auto", "Where to compute: 'auto' takes CUDA when torch sees "
-               "a GPU (and the NVIDIA driver is present), else the CPU.",
-               choices=("auto", "cpu", "cuda"), affects_result=False),
+    FlowOption("device", str, "auto", "Where to compute: 'cpu', 'cuda', 'cuda:N' (GPU N), or "
+               "'auto', which takes CUDA when torch sees a GPU (and the NVIDIA driver is "
+               "present), else the CPU.", affects_result=False),
     FlowOption("threads", int, None, "CPU workers, each solving whole pairs on its own "
                "(worker processes when more than one; default: the CPU cores this process "
                "may use).", minimum=1, affects_result=False),
@@ -618,7 +619,7 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
         the border pixels and drops the data term where ``x + flow(x)`` is
         outside the frame; "replicate" only replicates; "zero" reads zeros
         outside (as OpenCV). See the module docstring.
-    device : {"auto", "cpu", "cuda"} or torch.device
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device
         Where to compute; "auto" takes CUDA when torch sees a GPU (torch is
         not even imported when no NVIDIA driver is installed).
     threads : int, optional
@@ -675,6 +676,9 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
         threads = check_int("threads", threads, 1)
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, 1)
+    if isinstance(device, str) and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ParameterError(f"Invalid value for the 'device' parameter: {device!r}. Choose "
+                             f"'auto', 'cpu', 'cuda' or 'cuda:N'.")
     dev = None
     on_cpu = isinstance(device, str) and (device == "cpu" or (device == "auto"
                                                              and not _cuda_possible()))

@@ -46,3 +46,18 @@ def test_method_options_reach_the_method_and_stray_ones_are_refused(crop_store, 
     pw, fw = _flows(tmp_path / "wide.h5")
     assert pp["tvl1"]["winsize"] == 15 and pw["tvl1"]["winsize"] == 31
     assert any(not np.allclose(fp[sid], fw[sid]) for sid in fp)
+
+
+def test_a_device_that_is_not_there_fails_once_before_any_sample(crop_store, tmp_path):
+    """--device cuda:N was refused by the option's choices; a missing GPU failed every sample."""
+    import torch
+
+    out = tmp_path / "f.h5"
+    if not torch.cuda.is_available():
+        r = CliRunner().invoke(cli, ["flow", str(crop_store), "--pairs", "onset-apex",
+                                     "--device", "cuda:1", "-o", str(out)])
+        assert r.exit_code == 2 and "torch sees no CUDA device" in r.output
+        assert r.output.count("error") == 1 and not out.exists()
+    r = CliRunner().invoke(cli, ["flow", str(crop_store), "--pairs", "onset-apex",
+                                 "--device", "gpu0", "-o", str(out)])
+    assert r.exit_code == 2 and "'cuda:N'" in r.output and not out.exists()
