@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=5)
     parser.add_argument("--clips-per-class", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=150, help="MEAN epochs (bin/demo: 150)")
-    parser.add_argument("--jobs", type=int, default=2, help="-j of the temporal stages")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="-j of synth, crop and the temporal stages (bin/demo: 2)")
     parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args()
 
@@ -55,8 +56,8 @@ def main() -> None:
     j = str(args.jobs)
     stages: list[tuple[str, list[str]]] = [
         ("synth", ["synth", str(out / "data"), "--subjects", str(args.subjects),
-                   "--clips-per-class", str(args.clips_per_class), "--overwrite"]),
-        ("crop", ["crop", "--annotations", str(out / "data" / "samples.csv"), "-o",
+                   "--clips-per-class", str(args.clips_per_class), "--overwrite", "-j", j]),
+        ("crop", ["crop", "--annotations", str(out / "data" / "samples.csv"), "-j", j, "-o",
                   str(out / "demo.crop.h5")]),
         ("flow tvl1 + strain", ["flow", str(out / "demo.crop.h5"), "--pairs", "onset-apex",
                                 "--strain", "-o", str(out / "demo.flow.h5")]),
@@ -78,7 +79,7 @@ def main() -> None:
         stages = [s for s in stages if not s[0].startswith("train")]
     print(f"bench_demo: bin/demo's stages through the CLI, {args.subjects} subjects x "
           f"{args.clips_per_class} clips per class, MEAN {args.epochs} epochs, -j {j} for "
-          f"the temporal stages, {os.cpu_count()} logical CPUs")
+          f"synth, crop and the temporal stages, {os.cpu_count()} logical CPUs")
     rows = []
     for name, cmd in stages:
         before = loadavg()

@@ -40,11 +40,14 @@ Examples:
 @click.option("--seconds", type=click.FloatRange(min=1), default=12.0, show_default=True,
               help="Length of each long video.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing synthetic dataset.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Subjects written at once, in worker processes (short clips; the files "
+                   "are the same for any number).")
 def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
               fps: float | None, size: int, image_format: str, noise: float, intensity: str,
               seed: int,
               long_videos: bool, videos_per_subject: int, seconds: float,
-              overwrite: bool) -> int:
+              overwrite: bool, jobs: int) -> int:
     """Write a synthetic ME dataset with known onset/apex/offset and motion to ROOT.
 
     Faces come from a real photograph (scikit-image's astronaut), varied into
@@ -110,7 +113,7 @@ def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
                               classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
                               fps=fps or 100.0, seed=seed, size=size,
                               image_format=image_format, noise_sigma=noise,
-                              intensity=(lo, hi), overwrite=overwrite)
+                              intensity=(lo, hi), overwrite=overwrite, jobs=jobs)
     except DatasetError as exc:
         if "already exists" not in str(exc):
             raise

@@ -63,6 +63,7 @@ import shutil
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -223,13 +224,78 @@ def _check_pair(name: str, pair: tuple[float, float], low: float) -> tuple[float
     return lo, hi
 
 
+def _write_casme2_subjects(items: list[tuple[int, dict[str, Any]]]
+                           ) -> list[tuple[str, list[tuple], list[tuple]]]:
+    """Write the clips of the given subjects; their annotation rows, per subject."""
+    return [_write_casme2_subject(s, **common) for s, common in items]
+
+
+def _write_casme2_subject(s: int, *, root: Path, classes: tuple[str, ...],
+                          clips_per_class: int, fps: float, seed: int, size: int,
+                          image_format: str, jpeg_quality: int, seconds: tuple[float, float],
+                          intensity: tuple[float, float], noise_sigma: float,
+                          head_translation: float, head_rotation: float, overwrite: bool
+                          ) -> tuple[str, list[tuple], list[tuple]]:
+    """Write subject ``s``'s clips and truth files (see :func:`write_casme2_like`)."""
+    sec, amp = seconds, intensity
+    sheet_rows: list[tuple] = []
+    csv_rows: list[tuple] = []
+    subject = make_subject(_subject_seed(seed, s, 2), size=size)
+    code = f"sub{s:02d}"
+    plan = [c for c in classes for _ in range(clips_per_class)]
+    order = np.random.default_rng([seed, s, 3]).permutation(len(plan))
+    for ci, k in enumerate(order):
+        label = plan[int(k)]
+        rng = np.random.default_rng([seed, s, ci, 4])
+        span = max(2, int(round(rng.uniform(*sec) * fps)))
+        truth = make_clip(subject, label=label, fps=fps, n_frames=span + 1,
+                          intensity=float(rng.uniform(*amp)), noise_sigma=noise_sigma,
+                          head_translation=head_translation,
+                          head_rotation=head_rotation, rng=rng)
+        first = int(rng.integers(1, 200))
+        name = f"EP{ci + 1:02d}_{int(rng.integers(1, 10)):02d}"
+        numbers = first + np.arange(len(truth.frames), dtype=np.int64)
+        folder = root / code / name
+        _prepare_dir(folder, overwrite)
+        for n, frame in zip(numbers, truth.frames, strict=True):
+            _save_image(folder / f"img{n}.{image_format}", frame, image_format, jpeg_quality)
+        emotion = CASME2_EMOTIONS[label]
+        aus = _aus_text(truth.aus)
+        _save_npz(root / "truth" / code / f"{name}.npz", {
+            "flow": _quantize(truth.flow),
+            "landmarks": truth.landmarks,
+            "frame_numbers": numbers,
+            "onset": np.int64(truth.onset),
+            "apex": np.int64(truth.apex),
+            "offset": np.int64(truth.offset),
+            "fps": np.float64(truth.fps),
+            "intensity": np.float64(truth.intensity),
+            "noise_sigma": np.float64(truth.noise_sigma),
+            "label": np.str_(label),
+            "emotion": np.str_(emotion),
+            "aus": np.str_(aus),
+            "subject_seed": np.int64(truth.subject_seed),
+            "activation": truth.activation,
+            "rigid": truth.rigid,
+            "expression": _quantize(truth.expression),
+            "image_format": np.str_(image_format),
+            "flow_quantum": np.float64(_FLOW_QUANTUM),
+        })
+        sheet_rows.append((s, name, int(numbers[truth.onset]), int(numbers[truth.apex]),
+                           int(numbers[truth.offset]), aus, emotion))
+        csv_rows.append((code, name, f"{code}/{name}", repr(float(fps)), truth.onset,
+                         truth.apex, truth.offset, label, "synth-casme2", emotion, aus))
+    return code, sheet_rows, csv_rows
+
+
 def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per_class: int = 2,
                       classes: tuple[str, ...] = CLASSES, fps: float = 200.0, seed: int = 0,
                       size: int = 240, image_format: str = "jpg", jpeg_quality: int = 95,
                       seconds: tuple[float, float] = MICRO_SECONDS,
                       intensity: tuple[float, float] = MICRO_INTENSITY,
                       noise_sigma: float = 1.0, head_translation: float = 0.3,
-                      head_rotation: float = 0.1, overwrite: bool = False) -> Path:
+                      head_rotation: float = 0.1, overwrite: bool = False,
+                      jobs: int = 1) -> Path:
     """Write a synthetic micro-expression dataset laid out like CASME II.
 
     Each subject gets ``clips_per_class`` clips of every class, in a shuffled
@@ -266,6 +332,9 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
         Largest head drift per clip, pixels and degrees; defaults 0.3, 0.1.
     overwrite : bool, optional
         Replace existing output instead of raising :class:`DatasetError`.
+    jobs : int, optional
+        Subjects written at once, in worker processes (the files do not
+        depend on it).
 
     Returns
     -------
@@ -280,6 +349,7 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
 
     check_range("n_subjects", n_subjects, 1)
     check_range("clips_per_class", clips_per_class, 1)
+    check_range("jobs", jobs, 1)
     _check_common(fps, seed, image_format, jpeg_quality, noise_sigma)
     classes = tuple(classes)
     if not classes:
@@ -290,54 +360,22 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
     amp = _check_pair("intensity", intensity, 0.0)
     root, sheet, csv_path = _prepare_root(root, ("CASME2-coding.xlsx", "samples.csv"), overwrite)
 
+    from .parallel import parallel_map
+
+    common = {"root": root, "classes": classes, "clips_per_class": clips_per_class,
+              "fps": fps, "seed": seed, "size": size, "image_format": image_format,
+              "jpeg_quality": jpeg_quality, "seconds": sec, "intensity": amp,
+              "noise_sigma": noise_sigma, "head_translation": head_translation,
+              "head_rotation": head_rotation, "overwrite": overwrite}
     sheet_rows, csv_rows = [], []
-    for s in range(1, n_subjects + 1):
-        subject = make_subject(_subject_seed(seed, s, 2), size=size)
-        code = f"sub{s:02d}"
-        plan = [c for c in classes for _ in range(clips_per_class)]
-        order = np.random.default_rng([seed, s, 3]).permutation(len(plan))
-        for ci, k in enumerate(order):
-            label = plan[int(k)]
-            rng = np.random.default_rng([seed, s, ci, 4])
-            span = max(2, int(round(rng.uniform(*sec) * fps)))
-            truth = make_clip(subject, label=label, fps=fps, n_frames=span + 1,
-                              intensity=float(rng.uniform(*amp)), noise_sigma=noise_sigma,
-                              head_translation=head_translation,
-                              head_rotation=head_rotation, rng=rng)
-            first = int(rng.integers(1, 200))
-            name = f"EP{ci + 1:02d}_{int(rng.integers(1, 10)):02d}"
-            numbers = first + np.arange(len(truth.frames), dtype=np.int64)
-            folder = root / code / name
-            _prepare_dir(folder, overwrite)
-            for n, frame in zip(numbers, truth.frames, strict=True):
-                _save_image(folder / f"img{n}.{image_format}", frame, image_format, jpeg_quality)
-            emotion = CASME2_EMOTIONS[label]
-            aus = _aus_text(truth.aus)
-            _save_npz(root / "truth" / code / f"{name}.npz", {
-                "flow": _quantize(truth.flow),
-                "landmarks": truth.landmarks,
-                "frame_numbers": numbers,
-                "onset": np.int64(truth.onset),
-                "apex": np.int64(truth.apex),
-                "offset": np.int64(truth.offset),
-                "fps": np.float64(truth.fps),
-                "intensity": np.float64(truth.intensity),
-                "noise_sigma": np.float64(truth.noise_sigma),
-                "label": np.str_(label),
-                "emotion": np.str_(emotion),
-                "aus": np.str_(aus),
-                "subject_seed": np.int64(truth.subject_seed),
-                "activation": truth.activation,
-                "rigid": truth.rigid,
-                "expression": _quantize(truth.expression),
-                "image_format": np.str_(image_format),
-                "flow_quantum": np.float64(_FLOW_QUANTUM),
-            })
-            sheet_rows.append((s, name, int(numbers[truth.onset]), int(numbers[truth.apex]),
-                               int(numbers[truth.offset]), aus, emotion))
-            csv_rows.append((code, name, f"{code}/{name}", repr(float(fps)), truth.onset,
-                             truth.apex, truth.offset, label, "synth-casme2", emotion, aus))
-        logger.info("synth: wrote %s (%d clips)", code, len(plan))
+    # subjects are independent (each has its own seeds): the same bytes for any ``jobs``
+    for rows in parallel_map(_write_casme2_subjects,
+                             ([(s, common)] for s in range(1, n_subjects + 1)),
+                             jobs=min(jobs, n_subjects)):
+        for code, sheet_part, csv_part in rows:
+            sheet_rows.extend(sheet_part)
+            csv_rows.extend(csv_part)
+            logger.info("synth: wrote %s (%d clips)", code, len(csv_part))
 
     sheet_rows.sort(key=lambda r: (r[0], r[1]))
     csv_rows.sort(key=lambda r: (r[0], r[1]))

@@ -424,9 +424,11 @@ def test_write_casme2_like_layout_sheet_and_truth(tmp_path):
         assert int(truth["apex"]) == int(row["apex"]) and str(truth["label"]) == row["label"]
         img = cv2.imread(str(folder / f"img{numbers[0]}.jpg"))
         assert img.shape == (240, 240, 3)
-    # byte-identical on a second run, different with another seed
+    # byte-identical on a second run, and with subjects written by 2 worker processes
     write_casme2_like(tmp_path / "b", **kw)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    write_casme2_like(tmp_path / "c", **kw, jobs=2)
+    assert _files(tmp_path / "a") == _files(tmp_path / "c")
     with pytest.raises(DatasetError, match="already exists"):
         write_casme2_like(tmp_path / "a", **kw)
 
