@@ -32,6 +32,12 @@ therefore gives the same output as the clip alone (in evaluation mode).
 
 Choices where the paper is silent (documented here and in the registry):
 
+- eq. 6's global vector is formed with the normalised weights ``alpha_t / sum
+  alpha`` (computed as a softmax of ``log alpha_t``): eq. 7's cosine does not
+  see that positive factor, but with the plain sum a saturated attention
+  (``alpha_t`` about 0 on every frame, which large from-scratch features
+  produce) left a global vector below the cosine's epsilon, every beta at 0
+  and no gradient to recover from;
 - a clip whose betas are all equal (a clip of one frame, or identical
   frames) has no beta strictly above its mean; its frame of highest beta
   (the first one on a tie) is then its only key frame, so that the GRU
@@ -228,10 +234,18 @@ def mine_key_frames(pooled: torch.Tensor, mask: torch.Tensor,
     p = pooled * valid[..., None]  # padded frames contribute exactly zero
     if attention is None:
         alpha = valid
+        log_alpha = torch.zeros_like(valid)
     else:
-        alpha = torch.sigmoid(attention(p)[..., 0]) * valid                 # eq. 5
-    g = (alpha[..., None] * p).sum(dim=1, keepdim=True)                     # eq. 6
-    beta = F.cosine_similarity(p, g.expand_as(p), dim=-1, eps=1e-8) * valid  # eq. 7
+        logit = attention(p)[..., 0]
+        alpha = torch.sigmoid(logit) * valid                                # eq. 5
+        log_alpha = F.logsigmoid(logit)
+    # Eq. 6 up to a positive factor: g / sum(alpha) is built from the normalised weights
+    # alpha_t / sum(alpha) = softmax(log alpha_t) over the real frames. Eq. 7 ignores the
+    # factor, but a saturated attention (alpha_t ~ 0 on every frame) would otherwise give a
+    # global vector below the cosine's eps, beta = 0 for all frames and no gradient.
+    share = torch.softmax(log_alpha.masked_fill(~mask, -torch.inf), dim=1)
+    g = (share[..., None] * p).sum(dim=1, keepdim=True)                     # eq. 6
+    beta = F.cosine_similarity(p, g.expand_as(p), dim=-1, eps=1e-12) * valid  # eq. 7
     if not sparse:
         return Mining(alpha, beta, mask.clone(), beta, mask)
     n = valid.sum(dim=1, keepdim=True)

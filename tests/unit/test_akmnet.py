@@ -203,6 +203,30 @@ def test_uniform_attention_and_no_sparse():
     torch.testing.assert_close(dense.weights, dense.beta)
 
 
+def test_saturated_attention_keeps_beta():
+    # beta (eq. 7) does not change when every alpha_t is scaled by one factor; an attention
+    # saturated towards 0 (sigmoid underflows: large features, as in a from-scratch run)
+    # must give the betas of uniform attention, not a global vector of 0 and beta = 0.
+    pooled = torch.rand(2, 5, 8) * 400.0
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    att = nn.Linear(8, 1)
+    with torch.no_grad():
+        att.weight.zero_()
+        att.bias.fill_(-200.0)
+    saturated = mine_key_frames(pooled, mask, att)
+    uniform = mine_key_frames(pooled, mask, None)
+    torch.testing.assert_close(saturated.beta, uniform.beta)
+    assert saturated.selected.tolist() == uniform.selected.tolist()
+    # and the attention still gets a gradient when its logits differ between frames
+    att2 = nn.Linear(8, 1)
+    with torch.no_grad():
+        att2.weight.normal_(0.0, 1.0)
+        att2.bias.fill_(-500.0)
+    m = mine_key_frames(pooled, mask, att2)
+    m.beta[mask].sum().backward()
+    assert torch.isfinite(att2.weight.grad).all() and float(att2.weight.grad.abs().sum()) > 0
+
+
 def test_one_frame_and_tied_clips_keep_one_key_frame():
     pooled = torch.ones(2, 3, 4)
     mask = torch.tensor([[1, 0, 0], [1, 1, 1]], dtype=torch.bool)
