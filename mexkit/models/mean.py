@@ -279,5 +279,10 @@ register_model(ModelSpec(
                     "interval CSV whose emotion column labels the store's intervals (sheets "
                     "without emotions, e.g. `mexkit synth --long`'s intervals.csv)",
                     constructor=False),
+        ModelOption("type-store", str, "",
+                    "TYPE=STORE[,TYPE=STORE]: a gap-flow store of the same videos whose "
+                    "features one expression type's spotting network uses (SOFTNet's flow "
+                    "gap k = k' for macro-expressions, e.g. macro=videos.gap20.h5)",
+                    constructor=False),
     ),
 ))

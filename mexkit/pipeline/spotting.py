@@ -47,7 +47,7 @@ from ..spot.metrics import Interval, evaluate_intervals
 __all__ = ["score_interval_files", "score_intervals", "format_spot_report", "jsonable",
            "SpotVideo", "load_spot_videos", "train_spotter", "spot_with", "plot_video",
            "spot_loso", "load_spot_model", "spot_store", "is_spotting_store",
-           "train_spotting"]
+           "train_spotting", "parse_type_stores"]
 
 logger = logging.getLogger("mexkit")
 
@@ -246,6 +246,59 @@ def load_spot_videos(store_path: str | os.PathLike, *,
     return videos
 
 
+def parse_type_stores(text: str | Mapping[str, Any] | None) -> dict[str, str]:
+    """``"macro=PATH[,micro=PATH]"`` (the ``--type-store`` option) as ``{type: path}``."""
+    if not text:
+        return {}
+    if isinstance(text, Mapping):
+        return {str(k): str(v) for k, v in text.items()}
+    out: dict[str, str] = {}
+    for part in str(text).split(","):
+        kind, sep, path = part.partition("=")
+        if not sep or not kind.strip() or not path.strip():
+            raise ParameterError(
+                f"Invalid value for the 'type-store' option: expected TYPE=STORE[,TYPE=STORE] "
+                f"(e.g. macro=videos.gap20.flow.h5), but got {part!r}.")
+        out[kind.strip().lower()] = path.strip()
+    return out
+
+
+def _type_videos(videos: Sequence[SpotVideo], types: Sequence[str | None],
+                 type_stores: Mapping[str, str], emotions: str | os.PathLike | None
+                 ) -> dict[str | None, list[SpotVideo]]:
+    """Each type's copy of ``videos``: features from its own store when one is given.
+
+    The truth always comes from the main store; a type store must hold every
+    video of the main store, with the same number of frames.
+    """
+    from dataclasses import replace
+
+    unknown = sorted(set(type_stores) - {t for t in types if t})
+    if unknown:
+        raise ParameterError(
+            f"Invalid value for the 'type-store' option: type {unknown[0]!r} is not one of "
+            f"the store's expression types {[t for t in types if t]}.")
+    out: dict[str | None, list[SpotVideo]] = {}
+    for kind in types:
+        if kind not in type_stores:
+            out[kind] = list(videos)
+            continue
+        path = type_stores[kind]
+        other = {(v.subject, v.video): v for v in load_spot_videos(path, emotions=emotions)}
+        mine = []
+        for v in videos:
+            w = other.get((v.subject, v.video))
+            if w is None or w.n_frames != v.n_frames:
+                what = ("has no video" if w is None else
+                        f"has {w.n_frames} frames, not {v.n_frames}, in video")
+                raise ParameterError(
+                    f"{path}: the {kind} store {what} {v.subject}/{v.video}; make it from "
+                    "the same crop store with `mexkit flow --pairs gap --gap K`.")
+            mine.append(replace(w, truth=v.truth))
+        out[kind] = mine
+    return out
+
+
 def _types(videos: Sequence[SpotVideo]) -> list[str | None]:
     kinds = sorted({t.type for v in videos for t in v.truth if t.type})
     return kinds or [None]
@@ -296,12 +349,27 @@ def _predict_head(model: Any, x: np.ndarray, head: str, device: str) -> np.ndarr
     return scores if head == "spotting" else preds
 
 
+def _digest(*arrays: np.ndarray) -> str:
+    """First 12 hex digits of the SHA-1 of the arrays' shapes, dtypes and bytes."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:12]
+
+
 def train_spotter(videos: Sequence[SpotVideo], *, kind: str | None, kprime: int,
                   classes: Sequence[str], settings: Mapping[str, Any], seed: int,
                   ckpt_dir: Path | None, tag: str) -> dict[str, Any]:
     """Train MEAN's spotting network, then its recognition head (inductive transfer).
 
-    Returns ``{"spotter": model, "recognizer": model or None, "history": {...}}``.
+    Returns ``{"spotter": model, "recognizer": model or None, "history": {...},
+    "checkpoints": {"spotting": path, "recognition": path or None}}``; the
+    checkpoint names carry a digest of the training data, so a folder holding
+    another run's checkpoints is never resumed from.
     """
     from ..learn.train import ratio_subsample
     from ..models.mean import MEAN
@@ -327,8 +395,13 @@ def train_spotter(videos: Sequence[SpotVideo], *, kind: str | None, kprime: int,
     keep = ratio_subsample(y.astype(np.int64), ratio=float(settings["ratio"]), seed=seed)
     n_classes = max(1, len(classes))
     spotter = MEAN(n_classes, head="spotting")
+    # the checkpoint names carry a digest of the training data, so that a run in a folder
+    # that holds another run's checkpoints (other store, k', type store or emotions)
+    # trains afresh instead of resuming the other run's networks
+    digest = _digest(x[keep], y[keep], *rx, *ry, np.array([kprime, n_classes]),
+                     np.frombuffer("\n".join(classes).encode(), dtype=np.uint8))
     ck = (lambda name: None) if ckpt_dir is None else (
-        lambda name: ckpt_dir / f"{tag}-{kind or 'all'}-{name}.safetensors")
+        lambda name: ckpt_dir / f"{tag}-{kind or 'all'}-{digest}-{name}.safetensors")
     hist = {"spotting": _fit_quiet(spotter, x[keep], y[keep], loss="mse",
                                    epochs=settings["spot_epochs"], settings=settings,
                                    seed=seed, ckpt=ck("spotting"))["epochs"]}
@@ -347,23 +420,33 @@ def train_spotter(videos: Sequence[SpotVideo], *, kind: str | None, kprime: int,
     logger.info("spot: %s %s: %d spotting frames (%d in intervals), %d recognition frames",
                 tag, kind or "all", int(keep.size), int((y[keep] > 0).sum()),
                 int(sum(len(r) for r in ry)))
-    return {"spotter": spotter, "recognizer": recognizer, "history": hist}
+    return {"spotter": spotter, "recognizer": recognizer, "history": hist,
+            "checkpoints": {"spotting": ck("spotting"),
+                            "recognition": ck("recognition") if recognizer is not None
+                            else None}}
 
 
 def spot_with(models: Mapping[str | None, Mapping[str, Any]], video: SpotVideo, *,
               kprimes: Mapping[str | None, int], classes: Sequence[str], p: float,
-              long: bool, device: str) -> tuple[list[Interval], dict[str, Any]]:
-    """Spotted intervals of one video with every type's model, and the curves to plot."""
+              long: bool, device: str,
+              per_type: Mapping[str | None, SpotVideo] | None = None
+              ) -> tuple[list[Interval], dict[str, Any]]:
+    """Spotted intervals of one video with every type's model, and the curves to plot.
+
+    ``per_type`` gives a type's own copy of the video (features of its own
+    flow gap, ``--type-store``); other types use ``video``.
+    """
     from ..spot.postprocess import spot_video
 
     found: list[Interval] = []
     curves: dict[str, Any] = {}
     for kind, m in models.items():
         kp = kprimes[kind]
-        scores = _predict_head(m["spotter"], video.features, "spotting", device)
+        feats = (per_type or {}).get(kind, video).features
+        scores = _predict_head(m["spotter"], feats, "spotting", device)
         frame_cls = None
         if m.get("recognizer") is not None:
-            frame_cls = _predict_head(m["recognizer"], video.features, "recognition", device)
+            frame_cls = _predict_head(m["recognizer"], feats, "recognition", device)
         spots, smooth, thr = spot_video(scores, kp, n_frames=video.n_frames, p=p, long=long,
                                         frame_classes=frame_cls)
         for s in spots:
@@ -372,7 +455,8 @@ def spot_with(models: Mapping[str | None, Mapping[str, Any]], video: SpotVideo, 
                                            and classes else None),
                                   confidence=s.confidence, apex=s.peak))
         curves[kind or "all"] = {"scores": scores, "smoothed": smooth, "threshold": thr,
-                                 "kprime": kp}
+                                 "kprime": kp,
+                                 "gap": (per_type or {}).get(kind, video).gap}
     found.sort(key=lambda iv: (iv.onset, iv.offset))
     return found, curves
 
@@ -392,7 +476,7 @@ def plot_video(path: Path, video: SpotVideo, curves: Mapping[str, Any],
         col = colours.get(kind, "tab:green")
         sm = c["smoothed"]
         ax.plot(np.arange(len(sm)), sm, color=col, lw=1.2,
-                label=f"{kind} score (k'={c['kprime']})")
+                label=f"{kind} score (k'={c['kprime']}, gap {c.get('gap', '?')})")
         if c["threshold"] is not None:
             ax.axhline(c["threshold"], color=col, ls="--", lw=0.8)
         top = max(top, float(np.max(sm)) if len(sm) else 0.0)
@@ -428,9 +512,14 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
               long: bool | None = None, spot_epochs: int = 200, recog_epochs: int = 800,
               batch_size: int = 32, lr: float = 5e-4, ratio: float = 8.0,
               transfer: bool = True, device: str = "cpu", seed: int = 0,
-              deterministic: bool = True, final: bool = False, plots: bool = True
-              ) -> Path:
+              deterministic: bool = True, final: bool = False, plots: bool = True,
+              type_stores: Mapping[str, str] | str | None = None) -> Path:
     """MEAN's LOSO spot-then-recognize evaluation of a gap-flow store.
+
+    ``type_stores`` (``{type: path}`` or ``"macro=PATH"``) gives an expression
+    type's network the features of another gap-flow store of the same videos
+    (SOFTNet's per-type flow gap, e.g. k = k' for macro-expressions); the
+    intervals always come from ``store_path``.
 
     Writes to ``out_dir``: ``intervals.csv`` / ``intervals.json`` (spotted
     intervals of every held-out video, with type, emotion, confidence and
@@ -455,6 +544,8 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     videos = load_spot_videos(store_path, emotions=emotions)
     types = _types(videos)
     kprimes = _kprimes(videos, types, kprime)
+    type_stores = parse_type_stores(type_stores)
+    by_type = _type_videos(videos, types, type_stores, emotions)
     if long is None:
         long = any(len(v.truth) > 1 for v in videos)
     classes = sorted({t.emotion for v in videos for t in v.truth if t.emotion})
@@ -474,18 +565,20 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     spotted: list[Interval] = []
     histories: dict[str, Any] = {}
     for fold, subject in enumerate(subjects):
-        train = [v for v in videos if v.subject != subject]
-        test = [v for v in videos if v.subject == subject]
+        test = [n for n, v in enumerate(videos) if v.subject == subject]
         models = {}
         for kind in types:
+            train = [v for v in by_type[kind] if v.subject != subject]
             m = train_spotter(train, kind=kind, kprime=kprimes[kind], classes=classes,
                               settings=settings, seed=seed + 1000 * fold,
                               ckpt_dir=out / "checkpoints", tag=f"fold{fold:02d}-{_safe(subject)}")
             models[kind] = m
             histories[f"{subject}/{kind or 'all'}"] = m["history"]
-        for v in test:
+        for n in test:
+            v = videos[n]
+            own = {kind: by_type[kind][n] for kind in types}
             found, curves = spot_with(models, v, kprimes=kprimes, classes=classes, p=p,
-                                      long=long, device=device)
+                                      long=long, device=device, per_type=own)
             spotted.extend(found)
             if plots:
                 plot_video(out / "plots" / f"{_safe(v.subject)}_{_safe(v.video)}.png", v,
@@ -502,6 +595,8 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         "store": str(store_path), "mexkit_version": __version__,
         "types": [t or "all" for t in types], "kprime": _keyed(kprimes), "p": p,
         "long_videos": long, "classes": classes, "settings": settings, "seed": seed,
+        "gap": {(k or "all"): by_type[k][0].gap for k in types},
+        "type_stores": type_stores,
         "subjects": subjects, "seconds": round(time.perf_counter() - t0, 1),
         "metrics": report, "histories": histories,
     }
@@ -509,10 +604,11 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         models = {}
         (out / "final").mkdir(exist_ok=True)
         for kind in types:
-            models[kind] = train_spotter(videos, kind=kind, kprime=kprimes[kind],
+            models[kind] = train_spotter(by_type[kind], kind=kind, kprime=kprimes[kind],
                                          classes=classes, settings=settings, seed=seed,
                                          ckpt_dir=out / "final", tag="final")
-        results["final"] = _save_final(out, models, kprimes, classes, p, long)
+        results["final"] = _save_final(out, models, kprimes, classes, p, long,
+                                       {k: by_type[k][0].gap for k in types})
     path = out / "results.json"
     _write_atomic(path, json.dumps(jsonable(results), indent=1) + "\n")
     return path
@@ -528,9 +624,13 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _relative(path: Path | None, root: Path) -> str | None:
+    return None if path is None else Path(path).relative_to(root).as_posix()
+
+
 def _save_final(out: Path, models: Mapping[str | None, Mapping[str, Any]],
                 kprimes: Mapping[str | None, int], classes: Sequence[str], p: float,
-                long: bool) -> dict[str, Any]:
+                long: bool, gaps: Mapping[str | None, int]) -> dict[str, Any]:
     import json
 
     entry = {"format": "mexkit-spot-model", "version": 1, "model": "mean",
@@ -538,10 +638,9 @@ def _save_final(out: Path, models: Mapping[str | None, Mapping[str, Any]],
     for kind, m in models.items():
         name = kind or "all"
         entry["types"][name] = {
-            "kind": kind, "kprime": int(kprimes[kind]),
-            "spotter": f"final/final-{name}-spotting.safetensors",
-            "recognizer": (f"final/final-{name}-recognition.safetensors"
-                           if m.get("recognizer") is not None else None),
+            "kind": kind, "kprime": int(kprimes[kind]), "gap": int(gaps[kind]),
+            "spotter": _relative(m["checkpoints"]["spotting"], out),
+            "recognizer": _relative(m["checkpoints"]["recognition"], out),
         }
     _write_atomic(out / "spot_model.json", json.dumps(entry, indent=1) + "\n")
     return entry
@@ -583,13 +682,22 @@ def load_spot_model(results_dir: str | os.PathLike, *, device: str = "cpu"
 
 def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
                output: str | os.PathLike, *, p: float | None = None, device: str = "cpu",
-               plots: bool = True, emotions: str | os.PathLike | None = None
+               plots: bool = True, emotions: str | os.PathLike | None = None,
+               type_stores: Mapping[str, str] | str | None = None
                ) -> tuple[Path, dict[str, Any] | None]:
     """Apply trained spotting models to every video of a gap-flow store.
 
     Writes the interval CSV ``output`` (and ``.json`` beside it) and, with
     ``plots``, ``<output stem>.plots/<subject>_<video>.png``.  When the store
     holds annotated intervals they are scored; the report is returned.
+    ``type_stores`` as in :func:`spot_loso`: a type trained on another flow
+    gap needs a store of that gap.
+
+    Raises
+    ------
+    ParameterError
+        A type's store has another flow gap than the one its network was
+        trained on.
     """
     from ..io.intervals import write_intervals, write_intervals_json
 
@@ -598,14 +706,24 @@ def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
     p = float(meta["p"] if p is None else p)
     check_range("p", p, 0.0, 1.0)
     videos = load_spot_videos(store_path, emotions=emotions)
+    types = [e["kind"] for e in meta["types"].values()]
+    by_type = _type_videos(videos, types, parse_type_stores(type_stores), emotions)
+    for e in meta["types"].values():
+        gap = by_type[e["kind"]][0].gap
+        if e.get("gap") is not None and int(e["gap"]) != gap:
+            raise ParameterError(
+                f"{results_dir}: the {e['kind'] or 'all'} network was trained on flow of gap "
+                f"{e['gap']}, but its store has gap {gap}; give a store of gap {e['gap']} "
+                f"(--type-store {e['kind'] or 'all'}=STORE for one type).")
     output = Path(output)
     plot_dir = output.with_name(output.stem + ".plots")
     if plots:
         plot_dir.mkdir(parents=True, exist_ok=True)
     spotted: list[Interval] = []
-    for v in videos:
+    for n, v in enumerate(videos):
         found, curves = spot_with(models, v, kprimes=kprimes, classes=meta["classes"], p=p,
-                                  long=bool(meta["long_videos"]), device=device)
+                                  long=bool(meta["long_videos"]), device=device,
+                                  per_type={k: by_type[k][n] for k in types})
         spotted.extend(found)
         if plots:
             plot_video(plot_dir / f"{_safe(v.subject)}_{_safe(v.video)}.png", v, curves, found)
@@ -636,7 +754,7 @@ def train_spotting(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     """`mexkit train --model mean` on a spotting store: :func:`spot_loso` with MEAN's defaults.
 
     ``options`` are MEAN's model options (``no_transfer``, ``spot_epochs``,
-    ``p``, ``kprime``, ``emotions``); ``epochs``, ``batch_size`` and ``lr``
+    ``p``, ``kprime``, ``emotions``, ``type_store``); ``epochs``, ``batch_size`` and ``lr``
     override the paper's recognition / both stages' settings.
     """
     from ..models.registry import get_spec, model_options
@@ -654,6 +772,7 @@ def train_spotting(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     rec, pre = spec.defaults, spec.pretrain
     return spot_loso(
         store_path, out_dir, emotions=opts["emotions"] or None,
+        type_stores=opts.get("type_store") or None,
         kprime=int(opts["kprime"]) or None, p=float(opts["p"]),
         spot_epochs=int(opts["spot_epochs"] or pre.epochs),
         recog_epochs=int(epochs or rec.epochs), batch_size=int(batch_size or pre.batch_size),

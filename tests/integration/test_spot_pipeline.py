@@ -5,13 +5,24 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from mexkit.cli import cli
+from mexkit.errors import ParameterError
 from mexkit.io.intervals import read_intervals
 from mexkit.pipeline.cache import cache_key
 from mexkit.pipeline.runner import Task, run_stage
-from mexkit.pipeline.spotting import is_spotting_store, load_spot_videos, spot_loso, spot_store
+from mexkit.pipeline.spotting import (
+    SpotVideo,
+    is_spotting_store,
+    load_spot_videos,
+    parse_type_stores,
+    spot_loso,
+    spot_store,
+    train_spotter,
+)
+from mexkit.spot.metrics import Interval
 
 N_FRAMES, GAP = 70, 2
 # (onset, offset, kind, emotion) per video; the features carry a pattern inside them
@@ -22,31 +33,40 @@ EVENTS = {
 
 
 def _compute(task):
-    (subject, video), seed = task.payload
+    (subject, video), seed, gap = task.payload
     rng = np.random.default_rng(seed)
-    x = rng.normal(0, 0.05, size=(N_FRAMES - GAP, 3, 42, 42)).astype(np.float32)
+    x = rng.normal(0, 0.05, size=(N_FRAMES - gap, 3, 42, 42)).astype(np.float32)
     for on, off, kind, emo in EVENTS[(subject, video)]:
         x[on:off + 1, 0 if kind == "micro" else 1] += 1.0
         x[on:off + 1, 2] += 1.0 if emo == "pos" else -1.0
-    pairs = np.stack([np.arange(N_FRAMES - GAP), np.arange(GAP, N_FRAMES)], axis=1)
+    pairs = np.stack([np.arange(N_FRAMES - gap), np.arange(gap, N_FRAMES)], axis=1)
     return {"mean_regions": x, "pairs": pairs.astype(np.int64)}, {}
 
 
-@pytest.fixture(scope="module")
-def gap_store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("spot") / "videos.flow.h5"
+def _write_store(path, gap, videos=EVENTS):
     tasks = []
-    for k, (subject, video) in enumerate(EVENTS):
+    for k, (subject, video) in enumerate(videos):
         intervals = [{"onset": on, "offset": off, "kind": kind, "label": None, "emotion": emo}
                      for on, off, kind, emo in EVENTS[(subject, video)]]
         attrs = {"subject": subject, "video": video, "clip": video, "fps": 20.0,
                  "n_frames": N_FRAMES, "pair_mode": "gap", "intervals": intervals,
                  "dataset": "test"}
-        tasks.append(Task(f"test/{subject}/{video}", cache_key("flow", 1, {}, str(k)), attrs,
-                          ((subject, video), k)))
+        tasks.append(Task(f"test/{subject}/{video}", cache_key("flow", 1, {"gap": gap}, str(k)),
+                          attrs, ((subject, video), k, gap)))
     run_stage(tasks, _compute, output=path, stage="flow", params={"pairs": "gap"},
               progress=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def gap_store(tmp_path_factory):
+    return _write_store(tmp_path_factory.mktemp("spot") / "videos.flow.h5", GAP)
+
+
+@pytest.fixture(scope="module")
+def wide_gap_store(tmp_path_factory):
+    # the same videos with flow of gap 5 (a macro-expression network's own gap)
+    return _write_store(tmp_path_factory.mktemp("spot5") / "videos.gap5.flow.h5", 5)
 
 
 def test_store_is_read_with_its_intervals(gap_store):
@@ -139,3 +159,62 @@ def test_cli_chain_on_synthetic_long_videos(tmp_path):
                             str(tmp_path / "res" / "intervals.csv"), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["spotting"]["n_truth"] == len(truth)
+
+
+_SETTINGS = {"spot_epochs": 1, "recog_epochs": 1, "batch_size": 8, "lr": 5e-4, "ratio": 8.0,
+             "transfer": True, "device": "cpu", "deterministic": True}
+
+
+def _video(shift):
+    x = np.random.default_rng(shift).normal(0, 0.05, (40, 3, 42, 42)).astype(np.float32)
+    x[10 + shift:16 + shift] += 1.0
+    return SpotVideo("s1/v1", "s1", "v1", 20.0, 42, 2, x,
+                     [Interval("s1", "v1", 10 + shift, 15 + shift, type="micro")])
+
+
+def test_a_folder_with_another_runs_checkpoints_trains_afresh(tmp_path):
+    # the fold checkpoints were named by fold and type only: a second run in the same
+    # results folder on other data (another store, flow method or intensity) resumed the
+    # first run's finished networks and scored them on the new videos
+    kw = {"kind": "micro", "kprime": 3, "classes": [], "settings": _SETTINGS, "seed": 0,
+          "ckpt_dir": tmp_path, "tag": "fold00-s1"}
+    first = train_spotter([_video(0)], **kw)["spotter"].state_dict()
+    other = train_spotter([_video(12)], **kw)["spotter"].state_dict()
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+    # the same data resumes (a killed run continues where it stopped)
+    again = train_spotter([_video(0)], **kw)["spotter"].state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_type_store_option_is_parsed():
+    assert parse_type_stores("macro=a.h5, micro = b.h5") == {"macro": "a.h5", "micro": "b.h5"}
+    assert parse_type_stores("") == {} and parse_type_stores(None) == {}
+    with pytest.raises(ParameterError, match="TYPE=STORE"):
+        parse_type_stores("macro")
+
+
+@pytest.mark.slow
+def test_a_type_trains_and_spots_on_its_own_flow_gap(gap_store, wide_gap_store, tmp_path):
+    out = tmp_path / "res"
+    results = spot_loso(gap_store, out, spot_epochs=1, recog_epochs=1, batch_size=64,
+                        type_stores={"macro": str(wide_gap_store)}, final=True, plots=False)
+    r = json.loads(results.read_text())
+    assert r["gap"] == {"macro": 5, "micro": 2}
+    assert r["type_stores"] == {"macro": str(wide_gap_store)}
+    assert r["metrics"]["spotting"]["n_truth"] == 4          # the truth of the main store
+    model = json.loads((out / "spot_model.json").read_text())
+    assert model["types"]["macro"]["gap"] == 5 and model["types"]["micro"]["gap"] == 2
+    # spotting new videos needs the macro network's gap too
+    with pytest.raises(ParameterError, match="gap 5"):
+        spot_store(gap_store, out, tmp_path / "p.csv", plots=False)
+    _, report = spot_store(gap_store, out, tmp_path / "p.csv", plots=False,
+                           type_stores=f"macro={wide_gap_store}")
+    assert report["spotting"]["n_truth"] == 4
+
+
+def test_type_store_errors_name_the_type_or_the_video(gap_store, tmp_path):
+    with pytest.raises(ParameterError, match="'blink' is not one of"):
+        spot_loso(gap_store, tmp_path / "a", type_stores={"blink": str(gap_store)})
+    partial = _write_store(tmp_path / "one.flow.h5", 5, videos=[("s1", "v1")])
+    with pytest.raises(ParameterError, match="no video s2/v1"):
+        spot_loso(gap_store, tmp_path / "b", type_stores={"macro": str(partial)})
