@@ -632,6 +632,10 @@ register_model(ModelSpec(
         ModelOption("image-size", int, 128,
                     "frame side the ResNet-18 sees (paper: 128 -> 512x4x4; 64 runs about "
                     "4x faster on a CPU)"),
+        ModelOption("train-resize", int, 144,
+                    "training augmentation: frames resized to this side, then randomly "
+                    "cropped back to the input side (paper: 144 -> 128); 128 turns it off "
+                    "(for short CPU runs)", constructor=False),
         ModelOption("weights", str, "",
                     "local safetensors file of pre-trained ResNet-18 weights for the "
                     "backbone (the paper's ImageNet + AffectNet weights cannot be "

@@ -27,7 +27,7 @@ def test_models_lists_akmnet_with_its_parameter_count():
     out = _run("models")
     block = out[out.index("akmnet"):].split("\n\n")[0]
     assert "magnified_clip" in block and "mexkit magnify - --alpha 15" in block
-    assert "--no-attention" in block and "--weights" in block
+    assert "--no-attention" in block and "--weights" in block and "--train-resize" in block
     assert "11,3" in block  # 11.3 M parameters (ResNet-18 + bi-GRU + classifier)
 
 

@@ -330,7 +330,7 @@ def test_registry_entry():
     assert d.class_balance == "resample" and spec.protocol == "loso"
     assert spec.inputs[0].shape == (None, 3, 128, 128) and spec.inputs[0].variable
     assert {o.name for o in spec.options} >= {"no-attention", "no-sparse", "no-mining-loss",
-                                               "weights"}
+                                               "weights", "train-resize"}
 
 
 class _Sample:
@@ -381,6 +381,16 @@ def test_augmentation_crops_each_clip_at_one_position():
     torch.testing.assert_close(aug(const, generator=gen), const)
     with pytest.raises(ParameterError, match="resize"):
         AKMNetAugment(resize=100)
+
+
+def test_train_resize_option_sets_the_augmentation():
+    from mexkit.learn.trainers.akmnet import augmentation_for
+
+    assert repr(augmentation_for(None)) == repr(augmentation_for(144))
+    assert augmentation_for(144).resize == 144 and augmentation_for(160).resize == 160
+    assert augmentation_for(128) is None  # no resize, no crop
+    with pytest.raises(ParameterError, match="train_resize.*100"):
+        augmentation_for(100)
 
 
 def test_load_weights_file(tmp_path):

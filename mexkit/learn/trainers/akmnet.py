@@ -7,7 +7,10 @@ and pre-trains it on 4,000 AffectNet images ([1]_, Sec. IV-B); neither set
 of weights can be downloaded here, so with ``--weights FILE`` (a local
 safetensors file, in this backbone's or torchvision's ``resnet18`` naming,
 with a 5x5 first convolution) the backbone starts from those weights, and
-from He initialisation otherwise.
+from He initialisation otherwise. ``--train-resize N`` sets the side the
+frames are resized to before the random 128x128 crop (the paper's 144; 128
+trains without the crop, for short CPU runs where the few SGD steps do not
+pay for the augmentation).
 
 :func:`write_key_frame_plots` draws, for a few test clips of each class of a
 finished run, beta over time with the selected key frames and the max-key
@@ -31,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ParameterError, StoreError
+from ..inputs.akmnet import SIDE, AKMNetAugment
 from . import FoldContext
 
-__all__ = ["fit_fold", "load_weights", "plot_key_frames", "write_key_frame_plots"]
+__all__ = ["augmentation_for", "fit_fold", "load_weights", "plot_key_frames",
+           "write_key_frame_plots"]
 
 logger = logging.getLogger("mexkit")
 
@@ -68,12 +73,41 @@ def load_weights(model: Any, path: str | os.PathLike) -> list[str]:
     return missing
 
 
+def augmentation_for(train_resize: int | None) -> AKMNetAugment | None:
+    """The training augmentation for ``--train-resize``.
+
+    Parameters
+    ----------
+    train_resize : int or None
+        Side the 128x128 frames are resized to before the random 128x128
+        crop (the paper's 144, Sec. IV-A); 128 (no resize, no crop) gives
+        None: no augmentation. None: the paper's 144.
+
+    Raises
+    ------
+    ParameterError
+        If ``train_resize`` is below 128.
+    """
+    resize = 144 if train_resize is None else int(train_resize)
+    if resize < SIDE:
+        raise ParameterError(
+            f"Invalid value for the 'train_resize' parameter. It must be at least {SIDE} "
+            f"(the paper's 144; {SIDE} turns the random crop off), but got "
+            f"{train_resize!r} instead."
+        )
+    return None if resize == SIDE else AKMNetAugment(resize=resize, crop=SIDE)
+
+
 def fit_fold(ctx: FoldContext) -> list[dict[str, Any]]:
     """Train AKMNet on one fold: optional pre-trained backbone, then one ``fit``."""
     weights = ctx.options.get("weights") or ""
     if weights:
         load_weights(ctx.model, weights)
-    records = ctx.fit(ctx.model, ctx.train, stage="train")
+    overrides: dict[str, Any] = {}
+    resize = ctx.options.get("train_resize")
+    if resize is not None and int(resize) != 144:
+        overrides["augment"] = augmentation_for(resize)
+    records = ctx.fit(ctx.model, ctx.train, stage="train", **overrides)
     return [{k: v for k, v in r.items() if k != "stage"} for r in records]
 
 
