@@ -27,25 +27,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
+from _timing import best_seconds
 
 from mexkit.learn.losses import focal_loss
 from mexkit.models.mersiamc3d import INPUT_SHAPE, MERSiamC3D, SiameseC3D
-
-
-def _best_seconds(fn, repeat: int, sync) -> float:
-    fn()
-    sync()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bench(device: torch.device, batch: int, repeat: int, resolution: int | None
@@ -87,9 +75,9 @@ def bench(device: torch.device, batch: int, repeat: int, resolution: int | None
         model(x)
 
     return {
-        "target training": batch / _best_seconds(target_step, repeat, sync),
-        "prior training": 2 * half / _best_seconds(prior_step, repeat, sync),
-        "inference": batch / _best_seconds(infer, repeat, sync),
+        "target training": batch / best_seconds(target_step, repeat, sync),
+        "prior training": 2 * half / best_seconds(prior_step, repeat, sync),
+        "inference": batch / best_seconds(infer, repeat, sync),
     }
 
 

@@ -19,23 +19,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
+from _timing import best_seconds
 
 from mexkit.models import MEAN, ATNet
-
-
-def _best_seconds(fn, repeat: int, sync=lambda: None) -> float:
-    fn()
-    sync()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bench_mean(device: torch.device, batch: int, n_batches: int, repeat: int) -> float:
@@ -48,7 +36,7 @@ def bench_mean(device: torch.device, batch: int, n_batches: int, repeat: int) ->
         for _ in range(n_batches):
             model.forward_both(x)
 
-    return batch * n_batches / _best_seconds(run, repeat, sync)
+    return batch * n_batches / best_seconds(run, repeat, sync)
 
 
 def bench_atnet(device: torch.device, batch: int, repeat: int) -> float:
@@ -61,7 +49,7 @@ def bench_atnet(device: torch.device, batch: int, repeat: int) -> float:
     def run():
         model(apex, dm)
 
-    return _best_seconds(run, repeat, sync) / batch
+    return best_seconds(run, repeat, sync) / batch
 
 
 def main(argv: list[str] | None = None) -> int:
