@@ -140,6 +140,11 @@ class ProcessPool:
         while len(self._workers) < self.n:
             self._workers.append(_Worker())
 
+    def start(self) -> None:
+        """Start the workers that are not running (they import while the caller goes on)."""
+        with self._lock:
+            self._ensure()
+
     def map(self, func: Callable[..., Any], items: list[tuple], on_result: Callable[[int, Any],
             None]) -> None:
         """Call ``func(*item)`` in the workers for every item; ``on_result(i, value)``.

@@ -220,6 +220,11 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
     """
     opt = tasks[0].payload["params"]
     limit = _piece_pairs(opt)
+    if opt["method"] == "tvl1" and limit == _CPU_PIECE_PAIRS:
+        from ..motion.tvl1 import start_cpu_workers
+
+        # the workers import while the first samples are read
+        start_cpu_workers(opt.get("method_runtime", {}).get("threads"))
 
     def results(batch: list[tuple[Task, Any]], solved: Future | None) -> Iterator[Any]:
         flows = None

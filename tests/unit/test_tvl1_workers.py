@@ -142,3 +142,18 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.1)
     assert not any(_alive(p) for p in pids), "worker processes outlived their parent"
+
+
+def test_workers_can_be_started_ahead_and_not_when_switched_off(monkeypatch):
+    from mexkit.motion._tvl1_workers import shutdown_pools
+    from mexkit.motion.tvl1 import start_cpu_workers
+
+    shutdown_pools()
+    monkeypatch.setenv("MEXKIT_TVL1_PROCESSES", "0")
+    start_cpu_workers(2)
+    assert get_pool(2)._workers == []
+    monkeypatch.delenv("MEXKIT_TVL1_PROCESSES")
+    start_cpu_workers(1)  # one worker: solved in this process, nothing to start
+    assert get_pool(1)._workers == []
+    start_cpu_workers(2)
+    assert [w.proc.poll() for w in get_pool(2)._workers] == [None, None]
