@@ -349,6 +349,19 @@ def _predict_head(model: Any, x: np.ndarray, head: str, device: str) -> np.ndarr
     return scores if head == "spotting" else preds
 
 
+def _seeded(build: Any, seed: int) -> Any:
+    """``build()`` with torch's generator seeded, leaving the global generator as it was.
+
+    The initial weights then depend on the seed only, not on what the process
+    trained before (the other expression type, earlier folds, a resumed run).
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return build()
+
+
 def _digest(*arrays: np.ndarray) -> str:
     """First 12 hex digits of the SHA-1 of the arrays' shapes, dtypes and bytes."""
     import hashlib
@@ -394,7 +407,7 @@ def train_spotter(videos: Sequence[SpotVideo], *, kind: str | None, kprime: int,
         raise ParameterError(f"No training frame of type {kind!r} is inside an interval.")
     keep = ratio_subsample(y.astype(np.int64), ratio=float(settings["ratio"]), seed=seed)
     n_classes = max(1, len(classes))
-    spotter = MEAN(n_classes, head="spotting")
+    spotter = _seeded(lambda: MEAN(n_classes, head="spotting"), seed)
     # the checkpoint names carry a digest of the training data, so that a run in a folder
     # that holds another run's checkpoints (other store, k', type store or emotions)
     # trains afresh instead of resuming the other run's networks
@@ -411,7 +424,7 @@ def train_spotter(videos: Sequence[SpotVideo], *, kind: str | None, kprime: int,
             recognizer = spotter
             recognizer.freeze_shared(True)
         else:
-            recognizer = MEAN(n_classes)
+            recognizer = _seeded(lambda: MEAN(n_classes), seed + 1)
         recognizer.head = "recognition"
         hist["recognition"] = _fit_quiet(
             recognizer, np.concatenate(rx), np.concatenate(ry), loss="ce",
