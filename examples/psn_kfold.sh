@@ -16,9 +16,10 @@
 # the epochs of both runs, PSN_PROTOCOLS (default "kfold loso") the runs; MEXKIT_NO_SETUP=1
 # skips bin/setup.
 #
-# Cost: the spatial sub-network runs 16 times per clip; one training step of 5 clips takes
-# about 2.4 s on one free core (spatial stream 2.4 s, temporal 0.14 s, Adam step 0.4 s),
-# i.e. 10-20 s per fold and epoch depending on the load; RPCA of the 36 clips about 50 s.
+# Cost: the spatial sub-network runs 16 times per clip; one training step of 5 clips took
+# about 2.5 s on one thread at load average ~2 (forward and backward 2.2 s, nearly all in
+# the spatial stream; the temporal stream 0.14 s; Adam step 0.4 s), i.e. 10-25 s per fold
+# and epoch depending on the load; RPCA of the 36 clips about 50 s.
 #
 # Measured (`OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MEXKIT_NO_SETUP=1 nice -n 5
 # examples/psn_kfold.sh`, 8 epochs, load average 3.5-9.7 from other jobs on the 2 cores):
