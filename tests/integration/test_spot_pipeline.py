@@ -232,3 +232,13 @@ def test_initial_weights_depend_on_the_seed_only(tmp_path):
     torch.rand(7)
     second = train_spotter([_video(0)], **kw)["spotter"].state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_type_store_reaches_the_train_and_spot_commands(gap_store, tmp_path):
+    r = CliRunner().invoke(cli, ["train", str(gap_store), "--model", "mean", "--type-store",
+                                 f"blink={gap_store}", "--device", "cpu",
+                                 "-o", str(tmp_path / "r")])
+    assert r.exit_code != 0 and "'blink' is not one of" in r.stderr
+    assert "Traceback" not in r.output
+    r = CliRunner().invoke(cli, ["spot", "--help"])
+    assert "--type-store" in r.output
