@@ -21,6 +21,11 @@
 # the paper's augmentation) and OPTS (more `mexkit train` options, e.g. OPTS=--no-mining-loss
 # for the ablation). For the paper's optimiser and frame size on CASME II-like 20-50 frame
 # clips, with a GPU: EPOCHS=40 IMAGE_SIZE=128 LR=0.001 BATCH=8 FPS=100 TRAIN_RESIZE=144.
+# Measured (2 shared cores, other engineers' jobs running, load average 5.6-7.9; about 8 min
+# per run): defaults: pooled UF1 0.530 (acc 0.542), 41.4 % of the key frames inside the
+# expression's half-peak range (random frames 49.1 %), 47.1 % inside the magnified motion's;
+# OPTS="--no-mining-loss --fold-jobs 1": UF1 0.467 (acc 0.583), 63.2 %; EPOCHS=120: UF1
+# 0.388, 42.4 % (11.5 min). The targets (UF1 >= 0.85, >= 80 % inside) are not reached.
 # Usage: examples/akmnet_loso.sh [WORK_FOLDER]
 set -euo pipefail
 cd "$(dirname "$0")/.."
