@@ -14,27 +14,29 @@
 # video in $w/spot-loso/plots.
 #
 # Settings, and why (docs/spotting.md, "The example"):
-# - SUBJECTS=5 subjects x VIDEOS=2 videos of SECONDS=10 s at 25 fps: 5 LOSO folds, each
-#   trained on 8 videos (24 micro- and 8 macro-expressions).  With 3 x 2 videos a fold
-#   saw only 4 macro-expressions, too few for the micro network to learn that a macro-
-#   expression's onset is not a micro-expression.
+# - SUBJECTS=5 subjects x VIDEOS=2 videos of SECONDS_PER_VIDEO=10 s at 25 fps: 5 LOSO
+#   folds, each trained on 8 videos (24 micro- and 8 macro-expressions), 40 intervals
+#   scored (3 x 2 videos: 24, so that one interval moved F1 by about 0.04).
 # - Micro-expressions: MEAN's gap k = round(0.1 x 25) = 3 frames (2.5 rounded half up,
 #   as `mexkit flow` does).  Macro-expressions (MEAN spots micro-expressions only; the
 #   macro network follows SOFTNet, MEAN's spotting predecessor): flow at SOFTNet's gap
 #   k = k' = (N + 1) / 2, N the mean macro length in the sheet (20 frames here).  At gap 3
 #   a macro-expression moves the face in only a few of the 2k' frames its pseudo-labels
-#   mark, and the macro network learnt a flat curve (macro F1 0.46 at gap 3, 0.80 at 20).
+#   mark, and the macro network learnt a flat curve (macro F1 0.46 at gap 3; 0.56-0.67
+#   at gap 20 over seeds 0-2).
 # - --mask-eyes --remove-head-motion: SOFTNet's preprocessing (eyes blacked out, the
-#   nose box's mean flow subtracted), as in SOFTNet.  Without it, head sway and blinks
+#   nose box's mean flow subtracted).  Without it, head sway and blinks
 #   dominate the gap-3 flow of these videos (their flow is as strong as the weaker
 #   micro-expressions') and LOSO spotting F1 was 0.33 on 3 x 2 videos.
 # - FLOW=farneback (OpenCV's Farneback) instead of the paper's TV-L1 to fit 2 CPU cores;
 #   FLOW=tvl1 uses mexkit's TV-L1 (OpenCV DualTVL1's defaults, as MEAN runs it).
 # - EPOCHS=30 per stage instead of the paper's 200 (spotting) and up to 800
-#   (recognition): on these videos 100 spotting epochs scored no better than 30 (the
-#   loss has flattened by then); EPOCHS=200 for the paper's budget.
-# - Micro-expressions peak at INTENSITY=1.0,2.5 px (synth's default is 0.3-2 px, for
-#   which spotting F1 is lower; see docs/spotting.md).
+#   (recognition): on 3 x 2 of these videos 100 spotting epochs scored no better than 30
+#   (F1 0.520 against 0.531); EPOCHS=200 for the paper's budget.
+# - Micro-expressions peak at INTENSITY=1.0,2.5 px (synth's default, 0.3-2 px, is not
+#   measured with these settings).
+# Figures (seed 0, load average 4-7): F1 0.537 overall, STRS 0.537; seeds 1 and 2 give
+# 0.474 and 0.518 (README, docs/spotting.md).
 # Everything else is the paper's: k' = (N + 1) / 2 per type from the mean length, p =
 # 0.55, non-ME:ME 8:1, MSE, Adam 5e-4, batch 32.
 # Usage: examples/spot_loso.sh [WORK_FOLDER]
