@@ -85,10 +85,20 @@ def make_pairs(n: int, size: int, seed: int = 0):
             np.asarray(flows, np.float32))
 
 
+# the --load processes: children of this process, but not part of what is measured
+_NOT_MEASURED: set[int] = set()
+
+
+def _workers() -> list[psutil.Process]:
+    """This process's children that work for it (mexkit's TV-L1 worker processes)."""
+    return [p for p in psutil.Process().children(recursive=True)
+            if p.pid not in _NOT_MEASURED]
+
+
 def _rss_bytes() -> int:
     """Resident memory of this process and its worker processes (mexkit's CPU engine)."""
     total = 0
-    for pid in ["self"] + [str(p.pid) for p in psutil.Process().children(recursive=True)]:
+    for pid in ["self"] + [str(p.pid) for p in _workers()]:
         try:
             with open(f"/proc/{pid}/statm") as fh:
                 total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -100,7 +110,7 @@ def _rss_bytes() -> int:
 def _cpu_seconds() -> float:
     """CPU time of this process and of its live worker processes."""
     total = time.process_time()
-    for child in psutil.Process().children(recursive=True):
+    for child in _workers():
         try:
             times = child.cpu_times()
             total += times.user + times.system
@@ -163,6 +173,7 @@ class BusyProcesses:
     def __enter__(self) -> BusyProcesses:
         for _ in range(self.n):
             self.procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+            _NOT_MEASURED.add(self.procs[-1].pid)
         if self.n:
             time.sleep(1.0)
         return self
