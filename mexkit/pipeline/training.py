@@ -131,6 +131,29 @@ def train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, **
         destroy(created)
 
 
+def _code_digest(spec: Any) -> str:
+    """Digest of the source of the code that trains ``spec``'s model, and mexkit's version.
+
+    The model's module, its fold trainer's (if it has one) and the generic
+    training loop: a results folder's finished folds are kept only when the
+    code that would train them again is the same.
+    """
+    import importlib
+    import inspect
+
+    modules = {spec.constructor.__module__, "mexkit.learn.train", "mexkit.learn.data"}
+    if spec.trainer:
+        modules.add(str(spec.trainer).split(":")[0])
+    h = hashlib.sha256(__version__.encode())
+    for name in sorted(modules):
+        try:
+            path = inspect.getsourcefile(importlib.import_module(name))
+            h.update(name.encode() + b"\0" + Path(path).read_bytes())  # type: ignore[arg-type]
+        except (ImportError, OSError, TypeError):
+            h.update(name.encode() + b"\0?")
+    return h.hexdigest()[:16]
+
+
 def _fold_key(config: Mapping[str, Any], fold_name: str, cache_keys: Sequence[str]) -> str:
     """Key of one fold's result: the settings and the cache keys of its samples."""
     h = hashlib.sha256()
@@ -227,6 +250,8 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     (out / "checkpoints").mkdir(exist_ok=True)
     # the fold key covers the settings and the samples, not the store's path or id
     key_config = {k: v for k, v in config.items() if k not in ("store", "device")}
+    # a fold trained by other code (a new initialisation, a fixed trainer) is redone
+    key_config["code"] = _code_digest(spec)
     rows: list[dict[str, Any]] = []
     extras: dict[str, dict[str, Any]] = {}
     histories: dict[str, list[dict[str, Any]]] = {}

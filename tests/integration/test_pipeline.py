@@ -296,3 +296,18 @@ def test_fold_jobs_auto_takes_the_cores_on_cpu_and_one_on_a_gpu(monkeypatch):
             training._fold_jobs(bad, "cpu", Samples(1))
     r = CliRunner().invoke(cli, ["train", "x.h5", "--fold-jobs", "0"])
     assert r.exit_code == 2 and "neither a positive integer nor 'auto'" in r.output
+
+
+def test_folds_trained_by_other_code_are_trained_again(flow_stores, tmp_path, monkeypatch):
+    """A finished fold was kept after the model's code changed (e.g. PSN's initialisation)."""
+    from mexkit.pipeline import training
+
+    ours, _ = flow_stores
+    args = ["-v", "train", str(ours), "--model", "mean", "--epochs", "1", "--fold-jobs", "1",
+            "-o", str(tmp_path / "run")]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0 and "already done" in r.stderr
+    monkeypatch.setattr(training, "_code_digest", lambda spec: "other code")
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0 and "already done" not in r.stderr
