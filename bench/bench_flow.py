@@ -95,10 +95,12 @@ def _workers() -> list[psutil.Process]:
             if p.pid not in _NOT_MEASURED]
 
 
-def _rss_bytes() -> int:
+def _rss_bytes(pids: list[str] | None = None) -> int:
     """Resident memory of this process and its worker processes (mexkit's CPU engine)."""
     total = 0
-    for pid in ["self"] + [str(p.pid) for p in _workers()]:
+    if pids is None:
+        pids = ["self"] + [str(p.pid) for p in _workers()]
+    for pid in pids:
         try:
             with open(f"/proc/{pid}/statm") as fh:
                 total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -132,7 +134,10 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
             return self
-        self._base = _rss_bytes()
+        # the processes are listed once: listing them every 2 ms took the interpreter
+        # lock from a solver running in this process
+        self._pids = ["self"] + [str(p.pid) for p in _workers()]
+        self._base = _rss_bytes(self._pids)
         self._high = self._base
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -141,7 +146,7 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.002):
-            self._high = max(self._high, _rss_bytes())
+            self._high = max(self._high, _rss_bytes(self._pids))
 
     def __exit__(self, *exc) -> None:
         if self.cuda:
@@ -150,7 +155,7 @@ class PeakMemory:
             return
         self._stop.set()
         self._thread.join()
-        self._high = max(self._high, _rss_bytes())
+        self._high = max(self._high, _rss_bytes(self._pids))
         self.peak = self._high - self._base
 
 
