@@ -21,24 +21,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
+from _timing import best_seconds
 
 from mexkit.learn.augment import get_augmentation
 from mexkit.models import get_model, get_spec
-
-
-def _best_seconds(fn, repeat: int, sync) -> float:
-    fn()
-    sync()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _batch(b: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -72,7 +60,7 @@ def bench(device: torch.device, *, batch: int, steps: int, repeat: int) -> tuple
             loss.backward()
             opt.step()
 
-    training = batch * steps / _best_seconds(train, repeat, sync)
+    training = batch * steps / best_seconds(train, repeat, sync)
     inference = {}
     for b in (1, 8):
         xb = _batch(b, device)
@@ -82,7 +70,7 @@ def bench(device: torch.device, *, batch: int, steps: int, repeat: int) -> tuple
             model.eval()
             model(**xb)
 
-        inference[b] = b / _best_seconds(infer, repeat, sync)
+        inference[b] = b / best_seconds(infer, repeat, sync)
     return training, inference
 
 
