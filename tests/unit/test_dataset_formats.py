@@ -8,10 +8,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import cv2
-import numpy as np
-import openpyxl
 import pytest
+from _sheets import frames, write_csv, write_xlsx
 
 from mexkit.errors import DatasetError
 from mexkit.io import sheets
@@ -28,37 +26,12 @@ from mexkit.io.datasets import (
     write_generic_rows,
 )
 
-TINY = np.zeros((4, 4, 3), np.uint8)
 SAMMLV_HEADER = ["Subject", "Filename", "Inducement Code", "Onset", "Apex", "Offset",
                  "Duration", "Type", "Action Units", "Notes"]
 CASME2_HEADER = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame",
                  "Action Units", "Estimated Emotion"]
 CASME3_HEADER = ["Subject", "Filename", "Onset", "Apex", "Offset", "Action Units",
                  "Objective class", "emotion"]
-
-
-def write_xlsx(path: Path, book: dict[str, list[list]]) -> Path:
-    wb = openpyxl.Workbook()
-    wb.remove(wb.active)
-    for name, rows in book.items():
-        ws = wb.create_sheet(name)
-        for row in rows:
-            ws.append(row)
-    wb.save(path)
-    return path
-
-
-def write_csv(path: Path, rows: list[list]) -> Path:
-    with open(path, "w", newline="") as fh:
-        csv.writer(fh).writerows(rows)
-    return path
-
-
-def frames(folder: Path, numbers, pattern: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in numbers:
-        assert cv2.imwrite(str(folder / pattern.format(n)), TINY)
-    return folder
 
 
 def read_with_report(*args, **kwargs):

@@ -2,7 +2,6 @@
 dataset's documented format, quirks included."""
 from __future__ import annotations
 
-import csv
 import logging
 import re
 import zipfile
@@ -13,6 +12,7 @@ import cv2
 import numpy as np
 import openpyxl
 import pytest
+from _sheets import frames, write_csv, write_xlsx
 
 from mexkit.errors import DatasetError
 from mexkit.io import sheets
@@ -37,7 +37,6 @@ SAMM_HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Fr
 SAMMLV_HEADER = ["Subject", "Filename", "Inducement Code", "Onset", "Apex", "Offset",
                  "Duration", "Type", "Action Units", "Notes"]
 SMIC_HEADER = ["Subject", "Filename", "OnsetF", "OffsetF", "Emotion", "FirstF"]
-TINY = np.zeros((4, 4, 3), np.uint8)
 
 
 def assert_row_skipped(match: str, load) -> None:
@@ -49,30 +48,6 @@ def assert_row_skipped(match: str, load) -> None:
     assert any(re.search(match, t) for t in texts), texts
     with pytest.raises(DatasetError, match="--strict"):
         load(strict=True)
-
-
-def write_xlsx(path: Path, book: dict[str, list[list]]) -> Path:
-    wb = openpyxl.Workbook()
-    wb.remove(wb.active)
-    for name, rows in book.items():
-        ws = wb.create_sheet(name)
-        for row in rows:
-            ws.append(row)
-    wb.save(path)
-    return path
-
-
-def write_csv(path: Path, rows: list[list]) -> Path:
-    with open(path, "w", newline="") as fh:
-        csv.writer(fh).writerows(rows)
-    return path
-
-
-def frames(folder: Path, numbers, pattern: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in numbers:
-        assert cv2.imwrite(str(folder / pattern.format(n)), TINY)
-    return folder
 
 
 def by_clip(samples) -> dict[str, Sample]:
