@@ -41,6 +41,18 @@ def _same(a: Path, b: Path) -> None:
 
 
 @pytest.mark.parametrize("backend", ["loky", "threading"])
+
+def _check_kept_and_resumed(r, tasks, out) -> None:
+    """After a worker was killed: samples kept or failed as lost, a re-run finishes the rest."""
+    assert r.computed + len(r.failures) == 16
+    for msg in r.failures.values():
+        assert "lost with a worker" in msg
+    with open_store(out) as s:
+        for sid in s.sample_ids:
+            assert s[sid]["x"][0, 0] == int(sid[1:])
+    r2 = run_stage(tasks, toy.square, output=out, stage="toy", params={}, progress=False)
+    assert r2.computed == len(r.failures) and r2.skipped == r.computed
+
 def test_local_backends_run_a_grouped_stage(crop_store, reference, tmp_path, backend):
     out = tmp_path / f"{backend}.h5"
     _flow(crop_store, out, "-j", "2", "--backend", backend)
@@ -118,14 +130,7 @@ def test_dask_cluster_loses_a_worker_mid_run(tmp_path):
                       backend="dask", scheduler=cluster.scheduler_address, progress=False)
         killer.join()
     assert killed, "no worker was killed during the run"
-    assert r.computed + len(r.failures) == 16
-    for msg in r.failures.values():
-        assert "lost with a worker" in msg
-    with open_store(out) as s:
-        for sid in s.sample_ids:
-            assert s[sid]["x"][0, 0] == int(sid[1:])
-    r2 = run_stage(tasks, toy.square, output=out, stage="toy", params={}, progress=False)
-    assert r2.computed == len(r.failures) and r2.skipped == r.computed
+    _check_kept_and_resumed(r, tasks, out)
 
 
 def _run_in_thread(limit_s: float, **kwargs):
@@ -279,14 +284,7 @@ def test_ray_cluster_loses_a_worker_mid_run(tmp_path):
     finally:
         ray.shutdown()
     assert killed and killed[0] != os.getpid(), "no worker was killed during the run"
-    assert r.computed + len(r.failures) == 16
-    for msg in r.failures.values():
-        assert "lost with a worker" in msg
-    with open_store(out) as s:
-        for sid in s.sample_ids:
-            assert s[sid]["x"][0, 0] == int(sid[1:])
-    r2 = run_stage(tasks, toy.square, output=out, stage="toy", params={}, progress=False)
-    assert r2.computed == len(r.failures) and r2.skipped == r.computed
+    _check_kept_and_resumed(r, tasks, out)
 
 
 def test_ray_errors_that_a_retry_repeats_are_not_lost_workers():
