@@ -40,8 +40,6 @@ def _same(a: Path, b: Path) -> None:
             np.testing.assert_array_equal(x[sid]["flow"], y[sid]["flow"])
 
 
-@pytest.mark.parametrize("backend", ["loky", "threading"])
-
 def _check_kept_and_resumed(r, tasks, out) -> None:
     """After a worker was killed: samples kept or failed as lost, a re-run finishes the rest."""
     assert r.computed + len(r.failures) == 16
@@ -53,6 +51,8 @@ def _check_kept_and_resumed(r, tasks, out) -> None:
     r2 = run_stage(tasks, toy.square, output=out, stage="toy", params={}, progress=False)
     assert r2.computed == len(r.failures) and r2.skipped == r.computed
 
+
+@pytest.mark.parametrize("backend", ["loky", "threading"])
 def test_local_backends_run_a_grouped_stage(crop_store, reference, tmp_path, backend):
     out = tmp_path / f"{backend}.h5"
     _flow(crop_store, out, "-j", "2", "--backend", backend)
