@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, BinaryIO
 
 logger = logging.getLogger("mexkit")
@@ -42,8 +43,21 @@ __all__ = ["ProcessPool", "WorkerLost", "get_pool", "processes_allowed", "shutdo
            "WORKERS_ENV"]
 
 _HEADER = struct.Struct("<Q")
-# the worker's entry point (not ``-m``: this module is already imported by its package)
-_ENTRY = "from mexkit.motion._tvl1_workers import serve; serve()"
+
+
+def _entry() -> str:
+    """The worker's ``-c`` code (not ``-m``: this module is already imported by its package).
+
+    A mexkit found outside the site directories (a source checkout on this
+    process's path) is put first on the worker's path, so that both run the
+    same code; a site directory is not, as it would then come before the
+    standard library.
+    """
+    root = Path(__file__).resolve().parents[2]
+    head = ""
+    if root.name not in ("site-packages", "dist-packages"):
+        head = f"import sys; sys.path.insert(0, {str(root)!r}); "
+    return head + "from mexkit.motion._tvl1_workers import serve; serve()"
 # set to 0 (or "threads") to keep the CPU engine's workers as threads of this process
 WORKERS_ENV = "MEXKIT_TVL1_PROCESSES"
 
@@ -95,8 +109,11 @@ class _Worker:
         # one thread per worker: the parallelism is across workers
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = "1"
+        # the worker imports the mexkit this process runs, never a ``mexkit`` folder in
+        # the working directory (``python -c`` would put the directory first on its path)
+        env["PYTHONSAFEPATH"] = "1"
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _ENTRY], stdin=subprocess.PIPE,
+            [sys.executable, "-c", _entry()], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, close_fds=True)
 
     def call(self, request: Any) -> Any:

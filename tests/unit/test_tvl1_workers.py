@@ -157,3 +157,25 @@ def test_workers_can_be_started_ahead_and_not_when_switched_off(monkeypatch):
     assert get_pool(1)._workers == []
     start_cpu_workers(2)
     assert [w.proc.poll() for w in get_pool(2)._workers] == [None, None]
+
+
+def test_workers_never_import_a_mexkit_folder_of_the_working_directory(tmp_path):
+    """`python -c` put the working directory first on the workers' path: a folder named
+    mexkit there was imported by the workers instead of the mexkit that started them."""
+    hostile = tmp_path / "cwd" / "mexkit"
+    hostile.mkdir(parents=True)
+    marker = tmp_path / "hijacked"
+    (hostile / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np
+        from mexkit.motion import tvl1_flow
+        a = np.random.default_rng(0).uniform(0, 1, (4, 32, 32)).astype(np.float32)
+        f = tvl1_flow(a, np.roll(a, 1, axis=2), threads=2, device="cpu", warps=1)
+        print(f.shape, flush=True)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path / "cwd")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(4, 2, 32, 32)" in out.stdout
+    assert not marker.exists(), "a worker imported the working directory's mexkit"
