@@ -25,7 +25,8 @@
 # per run): defaults: pooled UF1 0.530 (acc 0.542), 41.4 % of the key frames inside the
 # expression's half-peak range (random frames 49.1 %), 47.1 % inside the magnified motion's;
 # OPTS="--no-mining-loss --fold-jobs 1": UF1 0.467 (acc 0.583), 63.2 %; EPOCHS=120: UF1
-# 0.388, 42.4 % (11.5 min). The targets (UF1 >= 0.85, >= 80 % inside) are not reached.
+# 0.388, 42.4 % (11.5 min). With no other job, SUBJECTS=6 CLIPS=3 (54 clips, 9 min): UF1
+# 0.571, 45.1 % (random 50.4 %). The targets (UF1 >= 0.85, >= 80 % inside) are not reached.
 # Usage: examples/akmnet_loso.sh [WORK_FOLDER]
 set -euo pipefail
 cd "$(dirname "$0")/.."
