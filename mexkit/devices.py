@@ -7,11 +7,26 @@ not there gives the same error.
 """
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from .errors import ParameterError
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "cuda_possible", "usable_cores"]
+
+
+def cuda_possible() -> bool:
+    """Whether a GPU may be there, without importing torch: an NVIDIA driver (Linux)."""
+    return os.path.exists("/proc/driver/nvidia/version") or sys.platform != "linux"
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity; the machine's elsewhere)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def resolve_device(device: Any = "auto", *, like: Any = None) -> Any:

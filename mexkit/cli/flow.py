@@ -80,10 +80,10 @@ def _split_method_options(method: str, given: dict[str, Any], jobs: int
         if env in ("0", "false", "no", "off"):
             given["compile"] = False
     if "threads" in names and given.get("threads") is None and jobs > 1:
-        from ..motion.tvl1 import default_threads
+        from ..devices import usable_cores
 
         # the cores are shared out between the --jobs workers
-        given["threads"] = max(1, default_threads() // jobs)
+        given["threads"] = max(1, usable_cores() // jobs)
     values = spec.resolve(given)
     result = {o.name: values[o.name] for o in spec.options if o.affects_result}
     runtime = {o.name: values[o.name] for o in spec.options

@@ -58,6 +58,8 @@ def _entry() -> str:
     if root.name not in ("site-packages", "dist-packages"):
         head = f"import sys; sys.path.insert(0, {str(root)!r}); "
     return head + "from mexkit.motion._tvl1_workers import serve; serve()"
+
+
 # set to 0 (or "threads") to keep the CPU engine's workers as threads of this process
 WORKERS_ENV = "MEXKIT_TVL1_PROCESSES"
 

@@ -79,7 +79,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import sys
 import threading
@@ -90,6 +89,7 @@ from typing import Any
 import numpy as np
 
 from .._validate import check_int, check_ndim, check_option, check_range
+from ..devices import cuda_possible, usable_cores
 from ..errors import ParameterError
 from ._flowarray import as_flow, as_frame_pair
 from ._tvl1_workers import WorkerLost, get_pool, processes_allowed
@@ -259,11 +259,8 @@ def pyramid_sizes(height: int, width: int, *, nscales: int = 5,
 
 
 def default_threads() -> int:
-    """CPU worker threads by default: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
+    """CPU workers by default: the cores this process may run on."""
+    return usable_cores()
 
 
 # --------------------------------------------------------------------------
@@ -575,9 +572,7 @@ def _solve_pairs(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params,
 
 def _cuda_possible() -> bool:
     """Whether asking torch about CUDA can say yes, without importing torch needlessly."""
-    if "torch" in sys.modules:
-        return True
-    return os.path.exists("/proc/driver/nvidia/version") or sys.platform != "linux"
+    return "torch" in sys.modules or cuda_possible()
 
 
 def _numpy_dtype(dtype: Any) -> np.dtype:

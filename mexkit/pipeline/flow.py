@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -149,9 +148,10 @@ _CPU_PIECE_PAIRS = 16
 
 def _piece_pairs(opt: Mapping[str, Any]) -> int:
     """Pairs per solver call: small pieces on the CPU, larger batches on a GPU."""
+    from ..devices import cuda_possible
+
     device = str(opt.get("device", "auto"))
-    if device.startswith("cuda") or (device == "auto"
-                                     and os.path.exists("/proc/driver/nvidia/version")):
+    if device.startswith("cuda") or (device == "auto" and cuda_possible()):
         return _MAX_BATCH_PAIRS
     return _CPU_PIECE_PAIRS
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import __version__
 from .._validate import check_option
-from ..devices import resolve_device
+from ..devices import resolve_device, usable_cores
 from ..errors import LabelError, MexkitError, ParameterError
 from ..io.atomic import write_text
 from ..io.predictions import read_predictions, write_predictions
@@ -283,7 +283,7 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
         raise ParameterError("--fold-jobs cannot be combined with torchrun (DDP already "
                              "spreads each fold over the processes).")
     if jobs > 1:
-        job = dataclasses.replace(job, threads=max(1, (os.cpu_count() or 1) // jobs),
+        job = dataclasses.replace(job, threads=max(1, usable_cores() // jobs),
                                   progress=False)
     from .parallel import parallel_map
 
@@ -547,9 +547,7 @@ def _fold_jobs(fold_jobs: int | str, device: str, dataset: Any) -> int:
         return n
     if not device.startswith("cpu") or world_size() > 1:
         return 1
-    from ..motion.tvl1 import default_threads
-
-    jobs = default_threads()
+    jobs = usable_cores()
     size = dataset.nbytes()
     room = _available_memory()
     if room is not None and size > 0:

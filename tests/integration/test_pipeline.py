@@ -281,7 +281,7 @@ def test_fold_jobs_auto_takes_the_cores_on_cpu_and_one_on_a_gpu(monkeypatch):
         def nbytes(self):
             return self.size
 
-    monkeypatch.setattr("mexkit.motion.tvl1.default_threads", lambda: 4)
+    monkeypatch.setattr(training, "usable_cores", lambda: 4)
     monkeypatch.setattr(training, "_available_memory", lambda: 8 * 2**30)
     assert training._fold_jobs("auto", "cpu", Samples(2**20)) == 4
     assert training._fold_jobs("auto", "cuda:0", Samples(2**20)) == 1
