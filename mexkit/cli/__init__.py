@@ -65,6 +65,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "Check a store; exit 0 if valid, 1 otherwise."),
     "train": ("mexkit.cli.train", "train_cmd",
               "Train and evaluate a model under LOSO / k-fold / CDE / HDE."),
+    "pretrain": ("mexkit.cli.train", "pretrain_cmd",
+                 "Pre-train a model's frame backbone on still frames (AKMNet's AffectNet stage)."),
     "evaluate": ("mexkit.cli.train", "evaluate_cmd",
                  "Metrics table of a results file or any predictions CSV."),
     "predict": ("mexkit.cli.train", "predict_cmd",

@@ -57,7 +57,11 @@ Choices where the paper is silent (documented here and in the registry):
   the selection but drops the GS-MMM loss;
 - the ImageNet and AffectNet pre-training of the paper cannot be
   reproduced here: the backbone starts from He initialisation unless
-  pre-trained weights are loaded with :meth:`AKMNet.load_backbone_state`.
+  pre-trained weights are loaded with :meth:`AKMNet.load_backbone_state`
+  (``mexkit train --weights``); ``mexkit pretrain`` makes such weights from
+  the apex and onset/offset frames of a labelled store of other subjects
+  (:func:`mexkit.learn.trainers.akmnet.pretrain_backbone`), the stand-in
+  for the AffectNet stage.
 
 References
 ----------
@@ -616,6 +620,7 @@ register_model(ModelSpec(
             "equalised by resampling; frames resized to 144 and randomly cropped to 128 in "
             "training, resized to 128 in testing; phase-based magnification alpha 15. The "
             "ImageNet + AffectNet pre-training of the ResNet-18 is not available here: "
+            "`mexkit pretrain` makes its stand-in from a store of other subjects; "
             "training starts from scratch unless --weights gives a local file."),
     ),
     paper_parameter_count=lambda model: count_parameters(model, keras_style=False),
@@ -638,11 +643,13 @@ register_model(ModelSpec(
                     "(for short CPU runs)", constructor=False),
         ModelOption("weights", str, "",
                     "local safetensors file of pre-trained ResNet-18 weights for the "
-                    "backbone (the paper's ImageNet + AffectNet weights cannot be "
-                    "downloaded); empty: from scratch", constructor=False),
+                    "backbone, e.g. from `mexkit pretrain` on a store of other subjects "
+                    "(the paper's ImageNet + AffectNet weights cannot be downloaded); "
+                    "empty: from scratch", constructor=False),
     ),
     trainer="mexkit.learn.trainers.akmnet:fit_fold",
     report="mexkit.learn.trainers.akmnet:write_key_frame_plots",
+    backbone_pretrainer="mexkit.learn.trainers.akmnet:pretrain_backbone",
     protocol="loso",
     scheme="4class",
 ))

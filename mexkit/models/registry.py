@@ -203,6 +203,12 @@ class ModelSpec:
         ``"module:function"`` called as ``function(results_dir)`` after a
         training run has written its results (model-specific pictures, such
         as AKMNet's key frames per clip); None for none.
+    backbone_pretrainer : str or None
+        ``"module:function"`` that pre-trains the model's per-frame backbone
+        on labelled still frames (``mexkit pretrain``; the stand-in for
+        AKMNet's AffectNet stage), with the signature of
+        :func:`mexkit.learn.trainers.akmnet.pretrain_backbone`; None for a
+        model without one.
     protocol : str
         The evaluation protocol of the paper (``mexkit train``'s default).
     scheme : str or None
@@ -221,6 +227,7 @@ class ModelSpec:
     options: tuple[ModelOption, ...] = ()
     trainer: str | None = None
     report: str | None = None
+    backbone_pretrainer: str | None = None
     protocol: str = "loso"
     scheme: str | None = None
 

@@ -154,6 +154,30 @@ def _code_digest(spec: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def _weights_entry(options: Mapping[str, Any], store: Any) -> dict[str, Any]:
+    """Check a ``weights`` model option against the store; its digest for the fold key.
+
+    Weights that ``mexkit pretrain`` made from clips of this store are
+    refused (:func:`mexkit.pipeline.pretraining.check_weights`); the file's
+    SHA-256 enters the settings, so that folds trained from other weights
+    under the same path are redone.
+    """
+    path = options.get("weights") if isinstance(options, Mapping) else None
+    if not path:
+        return {}
+    from .pretraining import check_weights, weights_digest
+
+    meta = check_weights(path, store)
+    entry: dict[str, Any] = {"weights_sha256": weights_digest(path)}
+    if meta.get("mexkit_stage") == "pretrain":
+        made = json.loads(meta.get("settings", "{}")).get("image_size")
+        wanted = options.get("image_size")
+        if made and wanted and int(made) != int(wanted):
+            logger.warning("the weights %s were pre-trained on %dx%d frames, but the model "
+                           "sees %dx%d (--image-size)", path, made, made, wanted, wanted)
+    return entry
+
+
 def _fold_key(config: Mapping[str, Any], fold_name: str, cache_keys: Sequence[str]) -> str:
     """Key of one fold's result: the settings and the cache keys of its samples."""
     h = hashlib.sha256()
@@ -232,13 +256,14 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
         upstream = upstream_entry(store)
         keys = store.cache_keys()
         failed_upstream = dict(store.failures)
+        weights = _weights_entry(options, store)
     inputs = list(spec.input_names)
     full = StoreDataset(store_path, table.sample_ids, table.y, inputs)
     full.preload()  # a missing input fails here, before any training
     config = {"model": model, "protocol": protocol, "scheme": scheme, "n_splits": n_splits,
               "seed": seed, "deterministic": deterministic, "device": device,
               "classes": table.classes, "inputs": inputs, "store": upstream,
-              "model_options": options,
+              "model_options": options, **weights,
               **{k: v for k, v in kw.items() if k not in ("augment", "collate_fn")},
               "augment": spec.defaults.augmentation}
     folds = list(split(protocol, subjects=table.subjects, datasets=table.datasets,

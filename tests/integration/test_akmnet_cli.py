@@ -79,3 +79,95 @@ def test_bad_weights_file_is_one_line_error(magnified, tmp_path):
                 "--image-size", 32, "--weights", bad, "-o", tmp_path / "res")
     assert r.exit_code != 0
     assert "w.safetensors" in r.output and "Traceback" not in r.output
+
+
+# -- mexkit pretrain: the stand-in for the paper's AffectNet stage -------------------------
+def _pretrain(magnified, out, *extra):
+    return _invoke("pretrain", magnified, "--image-size", 32, "--epochs", 1, "--batch-size",
+                   8, "-o", out, *extra)
+
+
+def _digest(path):
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_pretrain_writes_weights_with_their_provenance(magnified, tmp_path):
+    from mexkit.models.akmnet import AKMNet
+    from mexkit.pipeline.pretraining import read_weights_metadata
+
+    out = tmp_path / "backbone.safetensors"
+    r = _pretrain(magnified, out)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip() == str(out.resolve())
+    meta = read_weights_metadata(out)
+    with open_store(magnified) as s:
+        n_clips, content = len(s.sample_ids), s.content_hash
+    assert meta["mexkit_stage"] == "pretrain" and meta["model"] == "akmnet"
+    assert json.loads(meta["classes"]) == ["neutral", "negative", "positive", "surprise"]
+    # three frames around each apex and the onset and offset frames of every clip
+    assert int(meta["n_frames"]) == 5 * n_clips
+    assert json.loads(meta["store"])["content_hash"] == content
+    assert len(json.loads(meta["history"])) == 1
+    assert len(json.loads(meta["sources"])) == 2 * n_clips  # source path and frames
+    from safetensors.torch import load_file
+
+    assert AKMNet(3, image_size=32).load_backbone_state(load_file(str(out))) == []
+
+    # the same command again keeps the finished file
+    before = (out.stat().st_mtime_ns, _digest(out))
+    r = _pretrain(magnified, out)
+    assert r.exit_code == 0 and (out.stat().st_mtime_ns, _digest(out)) == before
+    # other settings do not replace it without --overwrite
+    r = _pretrain(magnified, out, "--seed", 1)
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    assert _digest(out) == before[1]
+    r = _pretrain(magnified, out, "--seed", 1, "--overwrite")
+    assert r.exit_code == 0 and _digest(out) != before[1]
+
+
+def test_pretrain_never_replaces_other_files(magnified, tmp_path):
+    precious = tmp_path / "thesis.safetensors"
+    precious.write_bytes(b"not weights")
+    r = _pretrain(magnified, precious)
+    assert r.exit_code == 2 and "did not write" in r.output
+    assert precious.read_bytes() == b"not weights"
+    before = _digest(magnified)
+    r = _pretrain(magnified, magnified)
+    assert r.exit_code == 2 and "input store itself" in r.output
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(magnified)
+    r = _pretrain(magnified, link, "--overwrite")
+    assert r.exit_code == 2 and "input store itself" in r.output
+    assert _digest(magnified) == before
+
+
+def test_train_refuses_weights_that_saw_its_clips(magnified, tmp_path):
+    out = tmp_path / "leaky.safetensors"
+    assert _pretrain(magnified, out).exit_code == 0
+    res = tmp_path / "res"
+    r = _invoke("train", magnified, "--model", "akmnet", "--scheme", "megc3", "--epochs", 1,
+                "--image-size", 32, "--weights", out, "-o", res)
+    assert r.exit_code == 2
+    assert "pre-trained on" in r.output and "other subjects" in r.output
+    assert not res.exists()  # refused before anything was written
+
+
+def test_weights_file_enters_the_fold_key(tmp_path):
+    """Folds trained from other weights under the same file name are not kept."""
+    from safetensors.torch import save_file
+
+    from mexkit.pipeline.training import _weights_entry
+
+    class _NoSamples:
+        sample_ids: list = []
+        path = "x.h5"
+
+    w = tmp_path / "w.safetensors"
+    save_file({"conv1.weight": torch.zeros(64, 3, 5, 5)}, str(w))
+    first = _weights_entry({"weights": str(w)}, _NoSamples())
+    save_file({"conv1.weight": torch.ones(64, 3, 5, 5)}, str(w))
+    second = _weights_entry({"weights": str(w)}, _NoSamples())
+    assert first["weights_sha256"] != second["weights_sha256"]
+    assert _weights_entry({"weights": ""}, _NoSamples()) == {}
