@@ -194,15 +194,18 @@ Examples:
               default="akmnet", show_default=True, help="Model whose frame backbone is trained.")
 @click.option("--scheme", default=None,
               help="Label scheme for the clips' classes (default: the stored labels).")
-@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Passes over the frames.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01,
               show_default=True, help="SGD learning rate, cosine decay to 0.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Frames per SGD step.")
 @click.option("--image-size", type=click.IntRange(min=32), default=128, show_default=True,
               help="Frame side the backbone sees: the --image-size of the training to come.")
 @click.option("--device", type=str, default="auto", show_default=True,
               help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initialisation, batch order and shifts.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing output written with other settings or data.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
