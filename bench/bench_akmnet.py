@@ -15,6 +15,11 @@ from __future__ import annotations
 import argparse
 import time
 
+# mexkit first, as in `mexkit train`: importing it sets OMP_WAIT_POLICY=PASSIVE, which
+# torch's OpenMP runtime reads once, when torch is imported.
+import mexkit  # noqa: F401
+
+# isort: split
 import torch
 import torch.nn.functional as F
 

@@ -28,6 +28,11 @@ import argparse
 import os
 import sys
 
+# mexkit first, as in its commands: importing it sets OMP_WAIT_POLICY=PASSIVE, which
+# torch's OpenMP runtime reads once, when torch is imported.
+import mexkit  # noqa: F401
+
+# isort: split
 import torch
 import torch.nn.functional as F
 from _timing import best_seconds

@@ -22,6 +22,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+# mexkit first, as in its commands: importing it sets OMP_WAIT_POLICY=PASSIVE, which
+# torch's OpenMP runtime reads once, when torch is imported.
+import mexkit  # noqa: F401
+
+# isort: split
 import torch
 from _timing import best_seconds
 

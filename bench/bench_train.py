@@ -17,6 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
+# mexkit first, as in its commands: importing it sets OMP_WAIT_POLICY=PASSIVE, which
+# torch's OpenMP runtime reads once, when torch is imported.
+import mexkit  # noqa: F401
+
+# isort: split
 import torch
 
 
