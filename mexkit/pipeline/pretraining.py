@@ -187,6 +187,7 @@ def pretrain_weights(store_path: str | os.PathLike, output: str | os.PathLike, *
         If fewer than two classes of frames are found.
     """
     import torch
+    import torch.nn.functional as F
 
     from ..learn.inputs import build_input
     from ..learn.trainers.akmnet import expression_frames
@@ -201,6 +202,11 @@ def pretrain_weights(store_path: str | os.PathLike, output: str | os.PathLike, *
         raise ParameterError(
             f"Model {model!r} has no frame backbone to pre-train; models with one: "
             f"{', '.join(able) or 'none'}.")
+    if int(image_size) < 32 or int(image_size) % 32:
+        raise ParameterError(
+            f"Invalid value for the 'image_size' parameter. It must be a multiple of 32 (the "
+            f"ResNet-18 halves the side five times), but got {image_size!r} instead.")
+    dev = str(resolve_device(device))  # a missing GPU fails before any work
     output = Path(output)
     check_output_path(store_path, output)
     if output.is_dir():
@@ -244,13 +250,12 @@ def pretrain_weights(store_path: str | os.PathLike, output: str | os.PathLike, *
             if not expression:
                 skipped.append(sid)
                 continue
-            clip = build_input(input_name, sample)
-            for k in expression:
-                frames.append(torch.from_numpy(clip[k]))
-                targets.append(index[label])
-            for k in neutral:
-                frames.append(torch.from_numpy(clip[k]))
-                targets.append(index[NEUTRAL])
+            clip = torch.from_numpy(build_input(input_name, sample)[expression + neutral])
+            if clip.shape[-1] != int(image_size):  # kept small: the frames of every clip
+                clip = F.interpolate(clip, size=(int(image_size), int(image_size)),
+                                     mode="bilinear", align_corners=False, antialias=True)
+            frames.extend(clip)
+            targets.extend([index[label]] * len(expression) + [index[NEUTRAL]] * len(neutral))
             sources.extend(_sample_sources(a))
     if skipped:
         logger.warning("pretrain: %d clip(s) without an apex inside the clip were skipped "
@@ -263,7 +268,6 @@ def pretrain_weights(store_path: str | os.PathLike, output: str | os.PathLike, *
             "class(es); pre-training needs clips with an annotated apex in two classes.")
     logger.info("pretrain: %d frames of %d clips, classes %s", len(targets),
                 len(table.sample_ids) - len(skipped), ", ".join(classes))
-    dev = str(resolve_device(device))
     bar = _epoch_bar(int(epochs), f"pretrain {model}", progress)
     try:
         state, history = _pretrainer(spec)(

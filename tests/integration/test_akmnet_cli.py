@@ -143,6 +143,16 @@ def test_pretrain_never_replaces_other_files(magnified, tmp_path):
     assert _digest(magnified) == before
 
 
+def test_pretrain_refuses_bad_settings_before_any_work(magnified, tmp_path):
+    out = tmp_path / "w.safetensors"
+    r = _pretrain(magnified, out, "--image-size", 48)
+    assert r.exit_code == 2 and "multiple of 32" in r.output
+    if not torch.cuda.is_available():
+        r = _pretrain(magnified, out, "--device", "cuda")
+        assert r.exit_code == 2 and "cuda" in r.output.lower()
+    assert not out.exists()
+
+
 def test_train_refuses_weights_that_saw_its_clips(magnified, tmp_path):
     out = tmp_path / "leaky.safetensors"
     assert _pretrain(magnified, out).exit_code == 0
