@@ -10,7 +10,8 @@
 # train the ResNet-18 on still frames:
 #   mexkit synth other --seed 1 | crop | magnify | mexkit pretrain - -o backbone.safetensors
 #   mexkit train ... --weights backbone.safetensors
-# (`mexkit train --weights` refuses weights that saw any clip it is tested on).
+# (`mexkit train --weights` refuses weights that saw any clip it is tested on; the two
+# seeds give disjoint subjects: their faces' seeds differ).
 # Prints the pooled UF1 / UAR (mexkit evaluate), then the share of the selected key frames
 # that lie inside the synthetic expression's known frame range (the frames where its
 # activation is at least half of its peak), beside the share that a random choice of
@@ -24,7 +25,7 @@
 # smaller share of a longer clip), 4 subjects with 2 clips per class (18 training clips
 # per fold), batch 4 and lr 0.003 for 30 epochs, without the random crops
 # (--train-resize 128). Override with the environment: EPOCHS, IMAGE_SIZE, LR, BATCH,
-# SUBJECTS, CLIPS (per class and subject), FPS, TRAIN_RESIZE (144 is the paper's
+# SUBJECTS, CLIPS (per class and subject), FPS, DATA_SEED (not 1), TRAIN_RESIZE (144 is the paper's
 # augmentation), PRETRAIN_SUBJECTS, PRETRAIN_EPOCHS, PRETRAIN=0 (train from scratch, as
 # before `mexkit pretrain` existed) and OPTS (more `mexkit train` options, e.g.
 # OPTS=--no-mining-loss for the ablation). For the paper's optimiser and frame size with
@@ -49,8 +50,12 @@ if [ "${PRETRAIN:-1}" != 0 ]; then
   weights=(--weights "$w/backbone-$size.safetensors")
 fi
 
+# DATA_SEED (default 0) draws the evaluated subjects; seed 1 drew the pre-training ones
+if [ "${PRETRAIN:-1}" != 0 ] && [ "${DATA_SEED:-0}" = 1 ]; then
+  echo "akmnet_loso.sh: DATA_SEED=1 would evaluate the pre-training subjects" >&2; exit 2
+fi
 mexkit synth "$w/data" --subjects "${SUBJECTS:-4}" --clips-per-class "${CLIPS:-2}" \
-  --fps "${FPS:-60}" --intensity 1.5,3.0 -j 2 --overwrite >/dev/null
+  --fps "${FPS:-60}" --intensity 1.5,3.0 --seed "${DATA_SEED:-0}" -j 2 --overwrite >/dev/null
 
 mexkit crop --annotations "$w/data/samples.csv" --size 128 -o "$w/akmnet.crop.h5" \
   | mexkit magnify - --alpha 15 -o "$w/akmnet.mag.h5" \

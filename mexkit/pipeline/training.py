@@ -10,9 +10,10 @@ Writes, in the output folder:
     pred`` and one ``score_<class>`` column per class (DESIGN.md's format).
 ``confusion.png``
     The pooled confusion matrix.
-``folds/<fold>.json`` and ``checkpoints/<fold>.safetensors``
+``folds/<fold>.json`` and ``checkpoints/<fold>-<key>/``
     Finished folds and per-epoch checkpoints: a killed run resumes at the
-    fold and epoch where it stopped.
+    fold and epoch where it stopped; the folder's name carries the fold's
+    key, so a fold whose samples, settings or code changed trains afresh.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -329,8 +331,11 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
 
         seed_everything(seed)
         net = get_model(model, len(table.classes), **net_options)
-        ctx = job.context(net, np.arange(len(table.sample_ids)), out / "checkpoints" / "final",
-                          0, None, "final model (all samples)")
+        final_key = _fold_key(key_config, "final",
+                              [keys.get(sid, "") for sid in table.sample_ids])
+        ctx = job.context(net, np.arange(len(table.sample_ids)),
+                          _checkpoint_dir(out, "final", final_key), 0, None,
+                          "final model (all samples)")
         resolve_trainer(spec)(ctx)
         if rank() == 0:
             save_checkpoint(out / "checkpoints" / "final.safetensors", net, None, {
@@ -452,7 +457,7 @@ def _run_folds(items: list[tuple[_FoldJob, tuple[Any, ...]]]) -> tuple[Any, ...]
     net = get_model(job.model, len(table.classes), **job.net_options)
     n_params = count_parameters(net)
     desc = f"fold {k + 1}/{job.n_folds} {name}"
-    ctx = job.context(net, train, job.out / "checkpoints" / _safe(name), k, test, desc)
+    ctx = job.context(net, train, _checkpoint_dir(job.out, name, fold_key), k, test, desc)
     history = resolve_trainer(_spec(job.model))(ctx)
     test_ds = torch.utils.data.Subset(job.dataset, [int(i) for i in test])
     collate = job.fit_kwargs.get("collate_fn")
@@ -590,6 +595,33 @@ def _available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _checkpoint_dir(out: Path, name: str, key: str) -> Path:
+    """The checkpoint folder of one fold's training, named by the fold's key.
+
+    A killed fold resumes from its folder; a fold whose key changed (other
+    samples or sample data, settings, training code or pre-trained weights)
+    starts afresh in a folder of its own instead of resuming the network of
+    the earlier run. The checkpoint files of the same fold under other keys
+    (this results folder's own ``*.safetensors``) are removed.
+    """
+    base = _safe(name)
+    root = Path(out) / "checkpoints"
+    folder = root / f"{base}-{key[:12]}"
+    stale = re.compile(re.escape(base) + r"-[0-9a-f]{12}")
+    for old in (root.iterdir() if root.is_dir() else ()):
+        if old == folder or old.is_symlink() or not old.is_dir() \
+                or not stale.fullmatch(old.name):
+            continue
+        for f in old.iterdir():
+            if f.is_file() and not f.is_symlink() and f.name.endswith(".safetensors"):
+                f.unlink()
+        try:
+            old.rmdir()
+        except OSError:  # something else is in there: left alone
+            pass
+    return folder
 
 
 def _safe(name: str) -> str:

@@ -311,3 +311,32 @@ def test_folds_trained_by_other_code_are_trained_again(flow_stores, tmp_path, mo
     monkeypatch.setattr(training, "_code_digest", lambda spec: "other code")
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0 and "already done" not in r.stderr
+
+
+def test_a_fold_redone_on_other_data_trains_afresh(flow_stores, crop_store, tmp_path):
+    """A fold whose samples changed was 'redone' by resuming the finished checkpoint of the
+    earlier run in the same folder: its network, trained on the old data, was scored on
+    the new samples (seen with `examples/akmnet_loso.sh` run again with other data)."""
+    ours, _ = flow_stores
+    other = _run("flow", crop_store, "--pairs", "onset-apex", "--strain", "--method",
+                 "farneback", "-o", tmp_path / "farneback.h5")
+
+    def train(store, folder):
+        r = CliRunner().invoke(cli, ["-q", "train", str(store), "--model", "mean", "--epochs",
+                                     "2", "--fold-jobs", "1", "-o", str(folder)])
+        assert r.exit_code == 0, r.output
+        return json.loads((folder / "results.json").read_text())
+
+    train(ours, tmp_path / "reused")
+    again = train(other, tmp_path / "reused")
+    fresh = train(other, tmp_path / "fresh")
+    def curves(results):
+        return {fold: [(r["epoch"], r["loss"], r["accuracy"]) for r in records]
+                for fold, records in results["training"].items()}
+
+    assert curves(again) == curves(fresh)  # two epochs each, on the new data
+    assert (tmp_path / "reused" / "predictions.csv").read_text() == \
+        (tmp_path / "fresh" / "predictions.csv").read_text()
+    # only the current key's checkpoints are kept
+    folders = sorted(p.name for p in (tmp_path / "reused" / "checkpoints").iterdir())
+    assert folders == sorted(p.name for p in (tmp_path / "fresh" / "checkpoints").iterdir())
