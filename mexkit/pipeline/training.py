@@ -136,14 +136,17 @@ def train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, **
 def _code_digest(spec: Any) -> str:
     """Digest of the source of the code that trains ``spec``'s model, and mexkit's version.
 
-    The model's module, its fold trainer's (if it has one) and the generic
-    training loop: a results folder's finished folds are kept only when the
-    code that would train them again is the same.
+    The model's module, its fold trainer's (if it has one), the generic
+    training loop and this module: a results folder's finished folds are
+    kept only when the code that would train them again is the same.
     """
     import importlib
     import inspect
 
-    modules = {spec.constructor.__module__, "mexkit.learn.train", "mexkit.learn.data"}
+    # this module too: how a fold is trained and resumed lives here (a fold result written
+    # while a redone fold resumed an earlier run's network must not be kept)
+    modules = {spec.constructor.__module__, "mexkit.learn.train", "mexkit.learn.data",
+               __name__}
     if spec.trainer:
         modules.add(str(spec.trainer).split(":")[0])
     h = hashlib.sha256(__version__.encode())
