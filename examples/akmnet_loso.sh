@@ -5,7 +5,7 @@
 #   mexkit crop --size 128 | mexkit magnify - --alpha 15 | mexkit train - --model akmnet
 # with the backbone pre-trained first, as the paper does (ImageNet, then 4,000 AffectNet
 # stills of expressions). Neither set can be downloaded here; its stand-in is a second
-# synthetic dataset of 16 OTHER subjects (--seed 1, written to another folder), whose
+# synthetic dataset of 32 OTHER subjects (--seed 1, written to another folder), whose
 # apex frames (labelled with their class) and onset/offset frames (labelled neutral)
 # train the ResNet-18 on still frames:
 #   mexkit synth other --seed 1 | crop | magnify | mexkit pretrain - -o backbone.safetensors
@@ -23,7 +23,7 @@
 # 32x32 (--image-size 32 in both commands; the stored input stays 128x128), clips of 9-30
 # frames (60 fps; the magnifier's temporal filter delays the motion by 1-2 frames, a
 # smaller share of a longer clip), 4 subjects with 2 clips per class (18 training clips
-# per fold), batch 4 and lr 0.003 for 30 epochs, without the random crops
+# per fold), batch 4 and the paper's lr 0.001 for 30 epochs, without the random crops
 # (--train-resize 128). Override with the environment: EPOCHS, IMAGE_SIZE, LR, BATCH,
 # SUBJECTS, CLIPS (per class and subject), FPS, DATA_SEED (not 1), TRAIN_RESIZE (144 is the paper's
 # augmentation), PRETRAIN_SUBJECTS, PRETRAIN_EPOCHS, PRETRAIN=0 (train from scratch, as
@@ -41,7 +41,7 @@ size=${IMAGE_SIZE:-32}
 weights=()
 if [ "${PRETRAIN:-1}" != 0 ]; then
   # the AffectNet stand-in: other subjects (another seed, another folder)
-  mexkit synth "$w/pretrain-data" --subjects "${PRETRAIN_SUBJECTS:-16}" --clips-per-class 2 \
+  mexkit synth "$w/pretrain-data" --subjects "${PRETRAIN_SUBJECTS:-32}" --clips-per-class 2 \
     --fps 20 --intensity 1.5,3.0 --seed 1 -j 2 --overwrite \
     | mexkit -q crop --annotations - --size 128 -o "$w/pretrain.crop.h5" \
     | mexkit -q magnify - --alpha 15 -o "$w/pretrain.mag.h5" \
@@ -60,7 +60,7 @@ mexkit synth "$w/data" --subjects "${SUBJECTS:-4}" --clips-per-class "${CLIPS:-2
 mexkit crop --annotations "$w/data/samples.csv" --size 128 -o "$w/akmnet.crop.h5" \
   | mexkit magnify - --alpha 15 -o "$w/akmnet.mag.h5" \
   | mexkit -q train - --model akmnet --scheme megc3 --image-size "$size" \
-      --epochs "${EPOCHS:-30}" --batch-size "${BATCH:-4}" --lr "${LR:-0.003}" \
+      --epochs "${EPOCHS:-30}" --batch-size "${BATCH:-4}" --lr "${LR:-0.001}" \
       --train-resize "${TRAIN_RESIZE:-128}" "${weights[@]}" ${OPTS:-} \
       -o "$w/akmnet-loso" >/dev/null
 
