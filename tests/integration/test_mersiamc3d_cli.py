@@ -67,7 +67,8 @@ def test_train_with_and_without_prior(keyframe_flow_store, tmp_path):
         last_prior = records[1]
         # 3 training clips (one subject) -> 3 pairs, 90/10 split keeps them all for training
         assert last_prior["pairs_same"] + last_prior["pairs_different"] == 3
-        ckpt = out / "checkpoints" / fold.replace("/", "_")
+        # one checkpoint folder per fold, named by the fold and its key
+        (ckpt,) = (out / "checkpoints").glob(fold.replace("/", "_") + "-*")
         assert (ckpt / "prior.safetensors").exists() and (ckpt / "target.safetensors").exists()
     assert 0.0 <= res["pooled"]["uf1"] <= 1.0
 
