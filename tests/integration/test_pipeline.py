@@ -340,3 +340,33 @@ def test_a_fold_redone_on_other_data_trains_afresh(flow_stores, crop_store, tmp_
     # only the current key's checkpoints are kept
     folders = sorted(p.name for p in (tmp_path / "reused" / "checkpoints").iterdir())
     assert folders == sorted(p.name for p in (tmp_path / "fresh" / "checkpoints").iterdir())
+
+
+def test_stale_checkpoints_go_but_nothing_else(tmp_path):
+    """A fold's checkpoints under an old key are removed; other files, other folds'
+    checkpoints and whatever a link points at are kept."""
+    from mexkit.pipeline.training import _checkpoint_dir
+
+    root = tmp_path / "checkpoints"
+    old = root / "synth-casme2_sub01-0123456789ab"
+    old.mkdir(parents=True)
+    (old / "train.safetensors").write_bytes(b"old network")
+    mixed = root / "synth-casme2_sub01-ba9876543210"
+    mixed.mkdir()
+    (mixed / "train.safetensors").write_bytes(b"old network")
+    (mixed / "notes.txt").write_text("mine")
+    other_fold = root / "synth-casme2_sub02-0123456789ab"
+    other_fold.mkdir()
+    (other_fold / "train.safetensors").write_bytes(b"other fold")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "train.safetensors").write_bytes(b"precious")
+    (root / "synth-casme2_sub01-aaaaaaaaaaaa").symlink_to(elsewhere)
+
+    folder = _checkpoint_dir(tmp_path, "synth-casme2/sub01", "f" * 64)
+    assert folder == root / ("synth-casme2_sub01-" + "f" * 12)
+    assert not old.exists()
+    assert not (mixed / "train.safetensors").exists()
+    assert (mixed / "notes.txt").read_text() == "mine"
+    assert (other_fold / "train.safetensors").read_bytes() == b"other fold"
+    assert (elsewhere / "train.safetensors").read_bytes() == b"precious"
