@@ -30,7 +30,6 @@ References
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,7 +37,6 @@ import torch
 import torch.nn.functional as F
 
 from .._validate import check_ndim, check_option, check_range
-from ..errors import ParameterError
 
 __all__ = ["random_affine", "ATNetAugment", "get_augmentation", "register_augmentation",
            "AUGMENTATIONS"]
@@ -195,11 +193,8 @@ def get_augmentation(name: str | None, **kw: Any) -> Callable[..., Any] | None:
     if name is None:
         return None
     if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ParameterError(f"Cannot load the augmentation {name!r}: {exc}") from exc
-        return factory(**kw)
+        from ..models.registry import load_reference
+
+        return load_reference(name, "The augmentation")(**kw)
     check_option("augmentation", name, sorted(AUGMENTATIONS))
     return AUGMENTATIONS[name](**kw)

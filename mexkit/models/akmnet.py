@@ -99,6 +99,7 @@ from .registry import (
 __all__ = [
     "AKMNet",
     "AKMResNet18",
+    "check_image_size",
     "PixelBiGRU",
     "Mining",
     "mine_key_frames",
@@ -120,6 +121,21 @@ MARGIN_C = 2.0
 _NAME = "akmnet"
 #: The model input (and ``forward`` keyword); its mask is ``magnified_clip_mask``.
 INPUT_NAME = "magnified_clip"
+
+
+def check_image_size(image_size: Any) -> int:
+    """Return the frame side the ResNet-18 sees if it is valid, else raise ParameterError.
+
+    The backbone halves the side five times: the side must be a multiple of
+    32 (128 in the paper, 4x4 feature maps).
+    """
+    if (isinstance(image_size, bool) or not isinstance(image_size, int)
+            or image_size < 32 or image_size % 32):
+        raise ParameterError(
+            f"Invalid value for the 'image_size' parameter. It must be a multiple of 32 "
+            f"(128 in the paper), but got {image_size!r} instead."
+        )
+    return image_size
 
 
 # -- 1. traversal processing: ResNet-18 of Table II -------------------------------------
@@ -414,12 +430,7 @@ class AKMNet(nn.Module):
                  lambda_gs: float = LAMBDA_GS, lambda_mmm: float = LAMBDA_MMM,
                  margin: float = MARGIN_C) -> None:
         super().__init__()
-        if (isinstance(image_size, bool) or not isinstance(image_size, int)
-                or image_size < 32 or image_size % 32):
-            raise ParameterError(
-                f"Invalid value for the 'image_size' parameter. It must be a multiple of 32 "
-                f"(128 in the paper), but got {image_size!r} instead."
-            )
+        check_image_size(image_size)
         check_range("dropout", dropout, 0.0, 1.0)
         check_range("lambda_gs", lambda_gs, 0.0)
         check_range("lambda_mmm", lambda_mmm, 0.0)

@@ -34,6 +34,7 @@ __all__ = [
     "TrainDefaults",
     "ModelSpec",
     "register_model",
+    "load_reference",
     "get_model",
     "get_spec",
     "list_models",
@@ -240,6 +241,26 @@ class ModelSpec:
     def input_names(self) -> tuple[str, ...]:
         """Names of the inputs, in ``forward`` order."""
         return tuple(i.name for i in self.inputs)
+
+
+def load_reference(reference: str, what: str) -> Any:
+    """The object a ``"module:attribute"`` reference names, imported on demand.
+
+    Registry entries name their trainers, reports, pre-trainers and
+    augmentations this way, so that the model layer does not import the
+    training code.
+
+    Raises
+    ------
+    ParameterError
+        If the module cannot be imported or lacks the attribute; the
+        message starts with ``what``.
+    """
+    module, _, name = str(reference).partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ParameterError(f"{what} {reference!r} cannot be loaded: {exc}") from exc
 
 
 def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:

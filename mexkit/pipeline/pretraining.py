@@ -31,7 +31,6 @@ References
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -119,7 +118,8 @@ def check_weights(path: str | os.PathLike, store: Any) -> dict[str, str]:
     """
     p = Path(path)
     if not p.is_file():
-        raise ParameterError(f"The weights file {str(p)!r} does not exist (--weights).")
+        what = "is a folder, not a file" if p.is_dir() else "does not exist"
+        raise ParameterError(f"The weights file {str(p)!r} {what} (--weights).")
     meta = read_weights_metadata(p)
     if meta.get("mexkit_stage") != "pretrain":
         return meta
@@ -136,11 +136,6 @@ def check_weights(path: str | os.PathLike, store: Any) -> dict[str, str]:
             "score frames the backbone has already learnt. Pre-train on a store of other "
             "subjects (`mexkit pretrain`).")
     return meta
-
-
-def _pretrainer(spec: Any) -> Any:
-    module, _, name = str(spec.backbone_pretrainer).partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def pretrain_weights(store_path: str | os.PathLike, output: str | os.PathLike, *,
@@ -191,8 +186,9 @@ def pretrain_weights(store_path: str | os.PathLike, output: str | os.PathLike, *
 
     from ..learn.inputs import build_input
     from ..learn.trainers.akmnet import expression_frames
-    from ..models.registry import get_spec
-    from .training import _epoch_bar, sample_table
+    from ..models.akmnet import check_image_size
+    from ..models.registry import get_spec, load_reference
+    from .training import EpochBar, sample_table
 
     spec = get_spec(model)
     if getattr(spec, "backbone_pretrainer", None) is None:
@@ -202,10 +198,7 @@ def pretrain_weights(store_path: str | os.PathLike, output: str | os.PathLike, *
         raise ParameterError(
             f"Model {model!r} has no frame backbone to pre-train; models with one: "
             f"{', '.join(able) or 'none'}.")
-    if int(image_size) < 32 or int(image_size) % 32:
-        raise ParameterError(
-            f"Invalid value for the 'image_size' parameter. It must be a multiple of 32 (the "
-            f"ResNet-18 halves the side five times), but got {image_size!r} instead.")
+    check_image_size(image_size)
     dev = str(resolve_device(device))  # a missing GPU fails before any work
     output = Path(output)
     check_output_path(store_path, output)
@@ -268,9 +261,10 @@ def pretrain_weights(store_path: str | os.PathLike, output: str | os.PathLike, *
             "class(es); pre-training needs clips with an annotated apex in two classes.")
     logger.info("pretrain: %d frames of %d clips, classes %s", len(targets),
                 len(table.sample_ids) - len(skipped), ", ".join(classes))
-    bar = _epoch_bar(int(epochs), f"pretrain {model}", progress)
+    bar = EpochBar(int(epochs), f"pretrain {model}", progress)
     try:
-        state, history = _pretrainer(spec)(
+        state, history = load_reference(spec.backbone_pretrainer,
+                                        f"Model {model!r}: the pre-trainer")(
             torch.stack(frames), torch.tensor(targets), len(classes),
             image_size=int(image_size), epochs=int(epochs), lr=float(lr),
             batch_size=int(batch_size), seed=int(seed), device=dev, progress=bar.callback)

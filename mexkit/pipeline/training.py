@@ -46,7 +46,7 @@ from .stages import upstream_entry
 
 __all__ = ["SampleTable", "sample_table", "train_evaluate", "predict_store",
            "write_predictions", "read_predictions", "plot_confusion", "plot_training",
-           "format_report", "jsonable"]
+           "format_report", "jsonable", "EpochBar"]
 
 logger = logging.getLogger("mexkit")
 
@@ -380,11 +380,10 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
 
 def _run_report(spec: Any, out: Path) -> None:
     """The model's own report (``ModelSpec.report``); a failure there is logged only."""
-    import importlib
+    from ..models.registry import load_reference
 
-    module, _, name = spec.report.partition(":")
     try:
-        written = getattr(importlib.import_module(module), name)(out)
+        written = load_reference(spec.report, f"Model {spec.name!r}: the report")(out)
     except MexkitError as exc:
         logger.warning("%s report: %s", spec.name, exc)
         return
@@ -431,7 +430,7 @@ class _FoldJob:
             classes=list(self.table.classes), subjects=list(self.table.subjects),
             fit_kwargs=dict(self.fit_kwargs), options=dict(self.options), device=self.device,
             seed=self.seed + k, deterministic=self.deterministic, checkpoint_dir=ckpt,
-            progress=lambda stage, n: _epoch_bar(n, f"{desc}: {stage}", self.progress),
+            progress=lambda stage, n: EpochBar(n, f"{desc}: {stage}", self.progress),
             sample_ids=list(self.table.sample_ids),
             monitor=None if monitor_idx is None else np.asarray(monitor_idx, dtype=np.int64))
 
@@ -646,7 +645,7 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-class _epoch_bar:
+class EpochBar:
     """tqdm bar over epochs fed by fit's progress callback."""
 
     def __init__(self, total: int, desc: str, enabled: bool) -> None:

@@ -11,7 +11,6 @@ tag their records with a ``"stage"`` key).
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,6 @@ from typing import Any
 import numpy as np
 from torch import nn
 from torch.utils.data import Subset
-
-from ...errors import ParameterError
 
 __all__ = ["FoldContext", "standard", "resolve_trainer", "labelled_subset"]
 
@@ -132,13 +129,9 @@ def resolve_trainer(spec: Any) -> Callable[[FoldContext], list[dict[str, Any]]]:
     """The fold trainer of a registered model (``spec.trainer`` or :func:`standard`)."""
     if spec.trainer is None:
         return standard
-    module, _, name = str(spec.trainer).partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ParameterError(
-            f"Model {spec.name!r} names the trainer {spec.trainer!r}, which cannot be "
-            f"loaded: {exc}") from exc
+    from ...models.registry import load_reference
+
+    return load_reference(spec.trainer, f"Model {spec.name!r}: the trainer")
 
 
 def options_summary(options: Mapping[str, Any]) -> str:

@@ -228,17 +228,13 @@ def pretrain_backbone(frames: Any, targets: Any, n_classes: int, *, image_size: 
     import torch.nn.functional as F
     from torch import nn
 
-    from ...models.akmnet import AKMResNet18
+    from ...models.akmnet import AKMResNet18, check_image_size
 
     check_int("epochs", epochs, 1)
     check_int("batch_size", batch_size, 1)
     check_int("n_classes", n_classes, 2)
     check_range("lr", lr, 0.0, low_open=True)
-    if (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32
-            or image_size % 32):
-        raise ParameterError(
-            f"Invalid value for the 'image_size' parameter. It must be a multiple of 32, "
-            f"but got {image_size!r} instead.")
+    check_image_size(image_size)
     frames = torch.as_tensor(frames, dtype=torch.float32)
     targets = torch.as_tensor(targets, dtype=torch.int64)
     if frames.ndim != 4 or frames.shape[1] != 3 or targets.shape != (frames.shape[0],):
