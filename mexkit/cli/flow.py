@@ -173,7 +173,7 @@ def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, st
     result = run_flow(path, output, method=method, pairs=pairs, k=k, window=window,
                       strain=strain, features=feats, with_apex=with_apex, no_apex=no_apex,
                       mask_eyes=mask_eyes, remove_head_motion=remove_head_motion,
-                      device=device, tvl1=result_options, method_runtime=runtime,
+                      device=device, options=result_options, method_runtime=runtime,
                       jobs=jobs, backend=backend, group=group,
                       progress=settings().get("progress", True))
     out(str(Path(output).resolve()))

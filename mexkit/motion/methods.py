@@ -121,12 +121,19 @@ class FlowOption:
 
 @dataclass(frozen=True)
 class FlowMethod:
-    """A registered flow method: its function, options and a one-line summary."""
+    """A registered flow method: its function, options and a one-line summary.
+
+    ``start_workers(threads)``, when given, starts the method's CPU workers
+    ahead of its first call (``threads``: the ``threads`` option, ``None``
+    for the default); the flow stage calls it when it solves on the CPU, so
+    that the workers' start overlaps the reading of the first samples.
+    """
 
     name: str
     function: Callable[..., Any]
     summary: str
     options: tuple[FlowOption, ...] = field(default=())
+    start_workers: Callable[[int | None], None] | None = None
 
     def option(self, name: str) -> FlowOption:
         for opt in self.options:
@@ -163,10 +170,12 @@ class FlowMethod:
         return self.function(reference, moving, **self.resolve(options))
 
 
-def register_flow_method(name: str, *, summary: str,
-                         options: Iterable[FlowOption] = ()) -> Callable[[Callable[..., Any]],
-                                                                         Callable[..., Any]]:
+def register_flow_method(name: str, *, summary: str, options: Iterable[FlowOption] = (),
+                         start_workers: Callable[[int | None], None] | None = None
+                         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator that records a flow function under ``name``; returns it unchanged.
+
+    ``start_workers``: see :class:`FlowMethod`.
 
     Raises
     ------
@@ -182,7 +191,8 @@ def register_flow_method(name: str, *, summary: str,
             raise ParameterError(
                 f"Flow method {name!r} is already registered by "
                 f"{held.function.__module__}.{held.function.__qualname__}.")
-        _REGISTRY[name] = FlowMethod(name=name, function=fn, summary=summary, options=opts)
+        _REGISTRY[name] = FlowMethod(name=name, function=fn, summary=summary, options=opts,
+                                     start_workers=start_workers)
         return fn
 
     return decorate

@@ -549,7 +549,7 @@ def _numpy_dtype(dtype: Any) -> np.dtype:
 
 
 @register_flow_method(
-    "tvl1", options=_MEXKIT_OPTIONS,
+    "tvl1", options=_MEXKIT_OPTIONS, start_workers=start_cpu_workers,
     summary="mexkit's TV-L1 (Zach et al. 2007; OpenCV DualTVL1's scheme and defaults): "
             "whole pairs per CPU thread, or batched on a GPU.")
 def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float = 0.15,

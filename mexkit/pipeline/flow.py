@@ -13,14 +13,42 @@ from ..errors import ParameterError
 from .runner import StageResult, Task, batched
 from .stages import input_sample, require_arrays, run_store_stage
 
-__all__ = ["FLOW_VERSION", "STRAIN_VERSION", "run_flow", "run_strain", "PAIR_MODES"]
+__all__ = ["FLOW_VERSION", "STRAIN_VERSION", "run_flow", "run_strain", "PAIR_MODES",
+           "flow_options"]
 
 logger = logging.getLogger("mexkit")
 
 FLOW_VERSION = 1
 STRAIN_VERSION = 1
 PAIR_MODES = ("consecutive", "gap", "onset-apex", "onset-all", "keyframes", "apex-window")
-FEATURES = ("dm", "hoof", "mean")
+# Until the flow-method registry, every method's options were stored under this key.
+_LEGACY_OPTIONS_KEY = "tvl1"
+
+
+def flow_options(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The flow method and its options that a flow store's ``params`` record.
+
+    A store keeps the method's options that change the flow under the
+    method's own name (``{"method": "farneback", "farneback": {...}}``).
+    Stores written before kept every method's options under ``"tvl1"``
+    (``{"method": "farneback", "tvl1": {...}}``); both are read.
+    """
+    method = str(params.get("method", "tvl1"))
+    key = method if method in params else _LEGACY_OPTIONS_KEY
+    return method, dict(params.get(key) or {})
+
+
+def _key_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a flow sample's cache key covers: ``params`` in the layout of earlier stores.
+
+    The options move back under ``"tvl1"`` (where earlier stores kept every
+    method's), so that samples and cache entries made before the options were
+    stored under the method's name keep their keys and are reused.
+    """
+    method, options = flow_options(params)
+    key = {k: v for k, v in params.items() if k != method}
+    key[_LEGACY_OPTIONS_KEY] = options
+    return key
 
 
 def _grey(frames: np.ndarray) -> np.ndarray:
@@ -92,47 +120,34 @@ def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.
 def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.ndarray:
     from ..motion.methods import flow_method
 
-    method = flow_method(opt["method"])
+    name, options = flow_options(opt)
+    method = flow_method(name)
     names = {o.name for o in method.options}
-    given = {"device": opt["device"], **opt.get("method_runtime", {}), **opt["tvl1"]}
+    given = {"device": opt["device"], **opt.get("method_runtime", {}), **options}
     return method(ref, mov, **{k: v for k, v in given.items() if k in names})
 
 
 def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, Any],
              sid: str) -> dict[str, np.ndarray]:
-    """Strain and features of one sample's flow."""
+    """Strain and the features (:mod:`mexkit.motion.feature_registry`) of one sample's flow."""
+    from ..motion.feature_registry import flow_feature
+
+    features = [flow_feature(name) for name in opt["features"]]
     out: dict[str, np.ndarray] = {}
-    strain = None
-    if opt["strain"] or "mean" in opt["features"]:
+    inputs: dict[str, Any] = {"landmarks": landmarks}
+    if opt["strain"] or any("strain" in f.needs for f in features):
         from ..motion.strain import optical_strain
 
-        strain = optical_strain(flow).astype(np.float32)
+        inputs["strain"] = optical_strain(flow).astype(np.float32)
         if opt["strain"]:
-            out["strain"] = strain
-    if "dm" in opt["features"]:
-        from ..motion.features import direction_magnitude
-
-        out["direction_magnitude"] = direction_magnitude(flow).astype(np.float32)
-    if "hoof" in opt["features"]:
-        from ..motion.features import hoof
-
-        out["hoof"] = np.asarray(hoof(flow), dtype=np.float32)
-    if "mean" in opt["features"]:
-        from ..face.regions import mean_regions, remove_head_motion
-
-        if landmarks is None or not np.isfinite(landmarks).all():
-            raise ParameterError(f"sample {sid!r} has no landmarks; MEAN regions need them.")
-        region_flow = flow
-        if opt.get("remove_head_motion"):
-            from ..motion.strain import optical_strain
-
-            region_flow = np.stack([remove_head_motion(f, lm) for f, lm in
-                                    zip(flow, landmarks, strict=True)]).astype(np.float32)
-            strain = optical_strain(region_flow).astype(np.float32)
-        maps = np.concatenate([region_flow, strain[:, None]], axis=1)  # (P, 3, H, W)
-        out["mean_regions"] = np.stack([
-            mean_regions(m, lm, mask_eyes=bool(opt.get("mask_eyes")))
-            for m, lm in zip(maps, landmarks, strict=True)]).astype(np.float32)
+            out["strain"] = inputs["strain"]
+    for feature in features:
+        if "landmarks" in feature.needs and (landmarks is None
+                                             or not np.isfinite(landmarks).all()):
+            raise ParameterError(f"sample {sid!r} has no landmarks; the {feature.name!r} "
+                                 "feature needs them.")
+        out[feature.array] = np.asarray(feature(flow, inputs=inputs, options=opt),
+                                        dtype=np.float32)
     return out
 
 
@@ -218,13 +233,14 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
     store. Each result is yielded as soon as its piece is solved, so an
     interrupted run keeps every finished sample.
     """
+    from ..motion.methods import flow_method
+
     opt = tasks[0].payload["params"]
     limit = _piece_pairs(opt)
-    if opt["method"] == "tvl1" and limit == _CPU_PIECE_PAIRS:
-        from ..motion.tvl1 import start_cpu_workers
-
+    start_workers = flow_method(opt["method"]).start_workers
+    if start_workers is not None and limit == _CPU_PIECE_PAIRS:
         # the workers import while the first samples are read
-        start_cpu_workers(opt.get("method_runtime", {}).get("threads"))
+        start_workers(opt.get("method_runtime", {}).get("threads"))
 
     def results(batch: list[tuple[Task, Any]], solved: Future | None) -> Iterator[Any]:
         flows = None
@@ -279,38 +295,45 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
              strain: bool = False, features: Sequence[str] = (), with_apex: bool = False,
              no_apex: str = "middle", device: str = "auto", mask_eyes: bool = False,
              remove_head_motion: bool = False,
-             tvl1: Mapping[str, Any] | None = None, jobs: int = 1, backend: str = "loky",
+             options: Mapping[str, Any] | None = None, jobs: int = 1, backend: str = "loky",
              group: int | None = None, progress: bool = True,
              method_runtime: Mapping[str, Any] | None = None) -> StageResult:
     """Optical flow between frame pairs of every clip of a crop (or key-frame) store.
 
-    ``method`` is a name of :mod:`mexkit.motion.methods`' registry; ``tvl1``
-    holds that method's options that change the flow (stored in the params
-    under this name for every method), ``method_runtime`` those that do not
-    (threads, compile), kept out of the cache key with ``device``. ``group``
-    is the number of samples per chunk of work (default 64 with one job, so
-    that reading, solving and writing overlap over many pieces; 16 with more,
-    so that every job gets chunks); it does not change the result.
+    ``method`` is a name of :mod:`mexkit.motion.methods`' registry and
+    ``features`` names of :mod:`mexkit.motion.feature_registry`'s. ``options``
+    holds the method's options that change the flow, stored in the params
+    under the method's name (:func:`flow_options` reads them back);
+    ``method_runtime`` those that do not (threads, compile), kept out of the
+    cache key with ``device``. ``group`` is the number of samples per chunk
+    of work (default 64 with one job, so that reading, solving and writing
+    overlap over many pieces; 16 with more, so that every job gets chunks);
+    it does not change the result.
     """
     from .._validate import check_option
+    from ..motion.feature_registry import flow_feature
     from ..motion.methods import flow_method
 
     flow_method(method)  # an unknown name fails here, listing the registered ones
     check_option("pairs", pairs, PAIR_MODES)
     check_option("no_apex", no_apex, ("middle", "max-diff", "fail"))
     for f in features:
-        check_option("features", f, FEATURES)
+        flow_feature(f)  # an unknown name fails here, listing the registered ones
     params = {"method": method, "pairs": pairs, "k": k, "window": window, "strain": strain,
               "features": sorted(set(features)), "with_apex": with_apex, "no_apex": no_apex,
-              "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion,
-              "tvl1": dict(tvl1 or {})}
+              "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion}
+    if method in params or method in ("device", "method_runtime"):
+        raise ParameterError(f"Flow method {method!r} has the name of a parameter of the "
+                             "flow stage; its options could not be stored under its name.")
+    params[method] = dict(options or {})
     if group is None:
         group = 64 if jobs == 1 else 16
     # the device changes where, not what, is computed: it stays out of the cache key
     compute_params = {**params, "device": device, "method_runtime": dict(method_runtime or {})}
     return run_store_stage(input_path, output, stage="flow", version=FLOW_VERSION,
                            params=params, compute=_compute_group, jobs=jobs, backend=backend,
-                           progress=progress, group=group, payload_params=compute_params)
+                           progress=progress, group=group, payload_params=compute_params,
+                           key_params=_key_params(params))
 
 
 def _compute_strain(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

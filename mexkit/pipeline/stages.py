@@ -127,8 +127,12 @@ def input_sample(path: str | Path, sample_id: str) -> SampleView:
 
 def _needs(stage: str, params: Mapping[str, Any] | None) -> tuple[tuple[str, ...], str]:
     need, producer = STAGE_INPUTS[stage]
-    if stage == "flow" and "mean" in ((params or {}).get("features") or ()):
-        need, producer = need + ("landmarks",), "mexkit crop with a landmark detector"
+    if stage == "flow":
+        from ..motion.feature_registry import flow_feature  # here: mexkit.motion loads cv2
+
+        features = (params or {}).get("features") or ()
+        if any("landmarks" in flow_feature(f).needs for f in features):
+            need, producer = need + ("landmarks",), "mexkit crop with a landmark detector"
     return need, producer
 
 
@@ -204,11 +208,14 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
                     backend: str = "loky", progress: bool = True,
                     select: Callable[[SampleView], bool] | None = None,
                     group: int = 1,
-                    payload_params: Mapping[str, Any] | None = None) -> StageResult:
+                    payload_params: Mapping[str, Any] | None = None,
+                    key_params: Mapping[str, Any] | None = None) -> StageResult:
     """Apply ``compute`` to every sample of the input store; write ``output``.
 
     ``payload_params`` (default: ``params``) are what ``compute`` receives;
-    only ``params`` enter the cache key (e.g. the device does not).
+    only ``params`` enter the cache key (e.g. the device does not), or
+    ``key_params`` where given: the same values in another layout, e.g. the
+    one of earlier stores, so that their samples keep their keys.
 
     Samples that failed upstream stay failed: they are listed in the output
     store's failures with the upstream reason, so exit codes propagate down a
@@ -224,8 +231,10 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
     check_output_path(input_path, output)
     with open_store(input_path, limits=store_limits()) as store:
         check_stage_input(store, stage, select, params)
-        tasks = store_tasks(store, stage=stage, version=version, params=params, select=select,
-                            payload_params=payload_params)
+        tasks = store_tasks(store, stage=stage, version=version,
+                            params=params if key_params is None else key_params,
+                            select=select,
+                            payload_params=params if payload_params is None else payload_params)
         upstream = [upstream_entry(store)]
         upstream_failures = dict(store.failures)
     if not tasks and not upstream_failures:

@@ -339,7 +339,8 @@ class StoreWriter:
                     what = _params_differ(old.meta, self.stage, self.params)
                 if what:
                     logger.warning("%s: replacing a store made with other parameters (%s); "
-                                   "its samples will be recomputed", self.path, what)
+                                   "samples whose cache key changed will be recomputed",
+                                   self.path, what)
             except StoreError as exc:
                 logger.warning("ignoring the existing output (%s); it will be replaced", exc)
                 self._existing = {}

@@ -1,0 +1,133 @@
+"""The registry of flow features: arrays computed from a sample's flow, by name.
+
+A flow feature is a function ``fn(flow, **inputs_and_options) -> array`` that
+turns a sample's ``(P, 2, H, W)`` flow into one array of the flow store. It
+registers itself where it is defined with :func:`register_flow_feature`,
+naming the array it stores, what else it needs (``"strain"``: the optical
+strain of the flow, ``(P, H, W)``; ``"landmarks"``: the landmarks of each
+pair's first frame, ``(P, 68, 2)``) and which options of the flow stage it
+reads. Everything that lists or computes features reads this registry:
+``mexkit flow --features``, the flow stage (:mod:`mexkit.pipeline.flow`) and
+its input check (landmarks are required only when a chosen feature needs
+them).
+
+Adding a feature is one decorated function in a module of
+:data:`BUILTIN_MODULES`, or in a new module added there::
+
+    from mexkit.motion.feature_registry import register_flow_feature
+
+    @register_flow_feature("my-feature", array="my_feature", needs=("strain",),
+                           summary="What it is (Author, Year).")
+    def my_feature(flow, *, strain):
+        ...
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._validate import check_option
+from ..errors import ParameterError
+
+__all__ = ["FlowFeature", "register_flow_feature", "flow_feature", "flow_features",
+           "INPUTS", "BUILTIN_MODULES"]
+
+#: Modules that define the built-in features; imported on the first look-up.
+BUILTIN_MODULES = ("mexkit.motion.features",)
+
+#: What a feature may need besides the flow.
+INPUTS = ("strain", "landmarks")
+
+_REGISTRY: dict[str, FlowFeature] = {}
+
+
+@dataclass(frozen=True)
+class FlowFeature:
+    """A registered flow feature.
+
+    Attributes
+    ----------
+    name : str
+        What ``mexkit flow --features`` takes.
+    array : str
+        The name of the array it stores in each sample of a flow store.
+    summary : str
+        One line: what it is, citing the paper.
+    function : callable
+        ``function(flow, **kwargs) -> array``; ``kwargs`` are the inputs of
+        ``needs`` and the options of ``options``.
+    needs : tuple of str
+        Inputs beyond the flow, from :data:`INPUTS`.
+    options : tuple of str
+        The flow stage's options it reads, passed as keyword arguments.
+    """
+
+    name: str
+    array: str
+    summary: str
+    function: Callable[..., Any]
+    needs: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+    def __call__(self, flow: Any, *, inputs: Mapping[str, Any] | None = None,
+                 options: Mapping[str, Any] | None = None) -> Any:
+        """The feature of ``flow``, given the ``inputs`` it needs and the stage's ``options``."""
+        inputs, options = dict(inputs or {}), dict(options or {})
+        kwargs = {name: inputs[name] for name in self.needs}
+        kwargs.update({name: options[name] for name in self.options if name in options})
+        return self.function(flow, **kwargs)
+
+
+def register_flow_feature(name: str, *, array: str, summary: str,
+                          needs: Iterable[str] = (), options: Iterable[str] = ()
+                          ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator that records a feature function under ``name``; returns it unchanged.
+
+    Raises
+    ------
+    ParameterError
+        When another function already holds ``name``, or ``needs`` names an
+        input other than those of :data:`INPUTS`.
+    """
+    needs = tuple(needs)
+    for need in needs:
+        check_option("needs", need, INPUTS)
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        held = _REGISTRY.get(name)
+        if held is not None and (held.function.__module__, held.function.__qualname__) != (
+                fn.__module__, fn.__qualname__):
+            raise ParameterError(
+                f"Flow feature {name!r} is already registered by "
+                f"{held.function.__module__}.{held.function.__qualname__}.")
+        _REGISTRY[name] = FlowFeature(name=name, array=array, summary=summary, function=fn,
+                                      needs=needs, options=tuple(options))
+        return fn
+
+    return decorate
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def flow_features() -> list[str]:
+    """Names of the registered flow features, in registration order."""
+    _load_builtins()
+    return list(_REGISTRY)
+
+
+def flow_feature(name: str) -> FlowFeature:
+    """The registered feature ``name``.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown name (the message lists the known ones).
+    """
+    _load_builtins()
+    check_option("features", name, list(_REGISTRY))
+    return _REGISTRY[name]

@@ -1,0 +1,78 @@
+"""The flow-feature registry: the built-in features, look-up, and MEAN's region feature."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_regions import constructed_landmarks
+
+from mexkit.errors import ParameterError
+from mexkit.motion import direction_magnitude
+from mexkit.motion import feature_registry as registry
+from mexkit.motion.feature_registry import flow_feature, flow_features, register_flow_feature
+
+
+def test_builtin_features_are_registered_with_their_arrays_and_needs():
+    assert flow_features()[:3] == ["dm", "hoof", "mean"]
+    assert [flow_feature(n).array for n in ("dm", "hoof", "mean")] == [
+        "direction_magnitude", "hoof", "mean_regions"]
+    assert flow_feature("dm").needs == () and flow_feature("hoof").needs == ()
+    assert set(flow_feature("mean").needs) == {"strain", "landmarks"}
+    assert set(flow_feature("mean").options) == {"mask_eyes", "remove_head_motion"}
+
+
+def test_unknown_feature_is_refused_naming_the_known_ones():
+    with pytest.raises(ParameterError, match="'dm', 'hoof', 'mean'"):
+        flow_feature("hof")
+
+
+def test_a_name_cannot_be_taken_twice_and_needs_are_checked():
+    with pytest.raises(ParameterError, match="already registered"):
+        register_flow_feature("dm", array="x", summary="another dm")(lambda flow: flow)
+    with pytest.raises(ParameterError, match="'needs'"):
+        register_flow_feature("x", array="x", summary="x", needs=("frames",))
+
+
+def test_a_feature_gets_only_what_it_declares(monkeypatch):
+    seen = {}
+
+    def toy(flow, *, strain, scale=1.0):
+        seen.update(strain=strain, scale=scale)
+        return flow[:, 0].mean(axis=(1, 2)) * scale
+
+    monkeypatch.setitem(registry._REGISTRY, "toy", registry.FlowFeature(
+        "toy", "toy_mean_u", "mean u (a test feature)", toy, needs=("strain",),
+        options=("scale",)))
+    flow = np.zeros((2, 2, 8, 8), np.float32)
+    flow[1, 0] = 3.0
+    out = flow_feature("toy")(flow, inputs={"strain": "S", "landmarks": "L"},
+                              options={"scale": 2.0, "mask_eyes": True})
+    np.testing.assert_array_equal(out, [0.0, 6.0])
+    assert seen == {"strain": "S", "scale": 2.0}
+
+
+def test_dm_through_the_registry_is_atnets_feature():
+    flow = np.zeros((1, 2, 128, 128), np.float32)
+    flow[0, 0], flow[0, 1] = 3.0, 4.0
+    out = flow_feature("dm")(flow)
+    np.testing.assert_array_equal(out, direction_magnitude(flow))
+    np.testing.assert_allclose(out[0, 0::2], 5.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("remove_head_motion", [False, True])
+def test_mean_regions_of_a_uniform_flow(remove_head_motion):
+    """u, v constant over the crop: every region pixel is u, v and zero strain.
+
+    Removing head motion subtracts the nose box's mean flow, which for a
+    uniform flow is the flow itself: all three maps become zero.
+    """
+    flow = np.zeros((2, 2, 128, 128), np.float32)
+    flow[:, 0], flow[:, 1] = 1.5, -2.0
+    strain = np.zeros((2, 128, 128), np.float32)
+    landmarks = np.repeat(constructed_landmarks()[None].astype(np.float32), 2, axis=0)
+    out = flow_feature("mean")(flow, inputs={"strain": strain, "landmarks": landmarks},
+                               options={"remove_head_motion": remove_head_motion})
+    assert out.shape == (2, 3, 42, 42) and out.dtype == np.float32
+    u, v = (0.0, 0.0) if remove_head_motion else (1.5, -2.0)
+    np.testing.assert_allclose(out[:, 0], u, atol=1e-6)
+    np.testing.assert_allclose(out[:, 1], v, atol=1e-6)
+    np.testing.assert_allclose(out[:, 2], 0.0, atol=1e-6)
