@@ -33,13 +33,14 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 logger = logging.getLogger("mexkit")
 
-__all__ = ["ProcessPool", "WorkerLost", "get_pool", "processes_allowed", "shutdown_pools",
+__all__ = ["ProcessPool", "WorkerLost", "NextItem", "get_pool", "processes_allowed",
+           "shutdown_pools",
            "WORKERS_ENV"]
 
 _HEADER = struct.Struct("<Q")
@@ -177,23 +178,21 @@ class ProcessPool:
         name = (func.__module__, func.__qualname__)
         with self._lock:
             self._ensure()
-            lock = threading.Lock()
-            order = iter(range(len(items)))
+            take = NextItem(range(len(items)))
             stop = threading.Event()
             errors: list[BaseException] = []
             lost: list[int] = []
 
             def drive(worker: _Worker) -> None:
                 while not stop.is_set():
-                    with lock:
-                        i = next(order, None)
+                    i = take()
                     if i is None:
                         return
                     try:
                         value = worker.call((name, items[i]))
                     except WorkerLost as exc:
                         logger.warning("%s; its pair is solved again in this process", exc)
-                        with lock:
+                        with take.lock:
                             lost.append(i)
                         return
                     except BaseException as exc:  # func's own error: stop everything
@@ -212,7 +211,7 @@ class ProcessPool:
             if errors:
                 raise errors[0]
             # items never handed out because every worker was lost, plus the lost ones
-            left = sorted(lost + list(order))
+            left = sorted(lost + take.rest())
             if left:
                 raise WorkerLost(f"{len(left)} item(s) not solved by the worker processes",
                                  left)
@@ -221,6 +220,24 @@ class ProcessPool:
         for w in self._workers:
             w.close()
         self._workers = []
+
+
+class NextItem:
+    """Hands out the items of ``order`` one at a time to the threads that call it."""
+
+    def __init__(self, order: Iterable[int]) -> None:
+        self._order = iter(order)
+        self.lock = threading.Lock()
+
+    def __call__(self) -> int | None:
+        """The next item, or None when all are handed out."""
+        with self.lock:
+            return next(self._order, None)
+
+    def rest(self) -> list[int]:
+        """The items not handed out (all of them are, from now on)."""
+        with self.lock:
+            return list(self._order)
 
 
 _POOLS: dict[int, ProcessPool] = {}

@@ -23,13 +23,12 @@ Adding a feature is one decorated function in a module of
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .._validate import check_option
-from ..errors import ParameterError
+from ._registry import NameRegistry
 
 __all__ = ["FlowFeature", "register_flow_feature", "flow_feature", "flow_features",
            "INPUTS", "BUILTIN_MODULES"]
@@ -39,9 +38,6 @@ BUILTIN_MODULES = ("mexkit.motion.features",)
 
 #: What a feature may need besides the flow.
 INPUTS = ("strain", "landmarks")
-
-_REGISTRY: dict[str, FlowFeature] = {}
-
 
 @dataclass(frozen=True)
 class FlowFeature:
@@ -80,6 +76,11 @@ class FlowFeature:
         return self.function(flow, **kwargs)
 
 
+_FEATURES: NameRegistry[FlowFeature] = NameRegistry("Flow feature", "features",
+                                                    BUILTIN_MODULES)
+_REGISTRY = _FEATURES.entries
+
+
 def register_flow_feature(name: str, *, array: str, summary: str,
                           needs: Iterable[str] = (), options: Iterable[str] = ()
                           ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -96,38 +97,15 @@ def register_flow_feature(name: str, *, array: str, summary: str,
         check_option("needs", need, INPUTS)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        held = _REGISTRY.get(name)
-        if held is not None and (held.function.__module__, held.function.__qualname__) != (
-                fn.__module__, fn.__qualname__):
-            raise ParameterError(
-                f"Flow feature {name!r} is already registered by "
-                f"{held.function.__module__}.{held.function.__qualname__}.")
-        _REGISTRY[name] = FlowFeature(name=name, array=array, summary=summary, function=fn,
-                                      needs=needs, options=tuple(options))
+        _FEATURES.add(name, FlowFeature(name=name, array=array, summary=summary, function=fn,
+                                        needs=needs, options=tuple(options)), fn)
         return fn
 
     return decorate
 
 
-def _load_builtins() -> None:
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-
-
-def flow_features() -> list[str]:
-    """Names of the registered flow features, in registration order."""
-    _load_builtins()
-    return list(_REGISTRY)
-
-
-def flow_feature(name: str) -> FlowFeature:
-    """The registered feature ``name``.
-
-    Raises
-    ------
-    ParameterError
-        For an unknown name (the message lists the known ones).
-    """
-    _load_builtins()
-    check_option("features", name, list(_REGISTRY))
-    return _REGISTRY[name]
+#: ``flow_features()``: the names of the registered flow features, in registration order.
+flow_features = _FEATURES.names
+#: ``flow_feature(name)``: the registered feature ``name``; an unknown name raises
+#: :class:`~mexkit.errors.ParameterError` listing the known ones.
+flow_feature = _FEATURES.get

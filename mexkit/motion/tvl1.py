@@ -92,9 +92,9 @@ from .._validate import check_int, check_option, check_range
 from ..devices import cuda_possible, usable_cores
 from ..errors import ParameterError
 from ._flowarray import as_frame_pair
-from ._tvl1_workers import WorkerLost, get_pool, processes_allowed
+from ._tvl1_workers import NextItem, WorkerLost, get_pool, processes_allowed
 from .methods import FlowOption, register_flow_method
-from .pyramid import pyramid_sizes
+from .pyramid import coarse_to_fine
 
 __all__ = ["tvl1_flow", "TVL1Params", "make_params", "TVL1_OPTIONS", "default_threads",
            "start_cpu_workers"]
@@ -432,21 +432,18 @@ def _solve_level(reference: np.ndarray, moving: np.ndarray, u: np.ndarray,
 
 def _solve_pair(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params) -> np.ndarray:
     """Coarse-to-fine TV-L1 of one pair of (H, W) frames scaled to [0, 255]."""
-    height, width = reference.shape
-    sizes = pyramid_sizes(height, width, nscales=prm.nscales, scale_step=prm.scale_step)
-    shrink = (1.0 / prm.scale_step, 1.0 / prm.scale_step)
-    refs, movs = [reference], [moving]
-    for size in sizes[1:]:
-        refs.append(_resize(refs[-1], size, shrink))
-        movs.append(_resize(movs[-1], size, shrink))
     comps = 3 if prm.gamma > 0 else 2
-    u = np.zeros((comps,) + sizes[-1], reference.dtype)
-    for level in range(len(sizes) - 1, -1, -1):
-        u = _solve_level(refs[level], movs[level], u, prm)
-        if level:
-            # the illumination variable is resized but not rescaled (as OpenCV)
-            u = _resize(u, sizes[level - 1], None)
-            u[:2] /= prm.scale_step
+
+    def upsample(u: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        # the illumination variable is resized but not rescaled (as OpenCV)
+        u = _resize(u, size, None)
+        u[:2] /= prm.scale_step
+        return u
+
+    u = coarse_to_fine(
+        reference, moving, nscales=prm.nscales, scale_step=prm.scale_step, resize=_resize,
+        start=lambda size: np.zeros((comps,) + size, reference.dtype),
+        solve_level=lambda ref, mov, u: _solve_level(ref, mov, u, prm), upsample=upsample)
     return u[:2]
 
 
@@ -462,14 +459,12 @@ def _solve_pairs_threads(reference: np.ndarray, moving: np.ndarray, prm: TVL1Par
                          dtype: np.dtype, threads: int, out: np.ndarray,
                          which: list[int]) -> None:
     """Flow of pairs ``which`` into ``out``, ``threads`` threads taking the next pair."""
-    lock = threading.Lock()
-    order = iter(which)
+    take = NextItem(which)
     failed = threading.Event()
 
     def work() -> None:
         while not failed.is_set():
-            with lock:
-                i = next(order, None)
+            i = take()
             if i is None:
                 return
             try:
