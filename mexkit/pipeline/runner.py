@@ -212,6 +212,67 @@ def _compute_and_stage(compute: Callable, tasks: list[Task], staging: str, compr
     return [_stage_one(t, res, staging, compression, cache) for t, res in pairs]
 
 
+def _say_uncomputable(stage: str, extra: Mapping[str, str]) -> None:
+    """Warn that ``extra`` samples are recorded as failed, and why, in counts."""
+    # say which: a first stage (crop) has no earlier stage, only missing inputs
+    upstream_failed = sum(str(m).startswith("failed upstream") for m in extra.values())
+    why = [f"{n} {text}" for n, text in (
+        (upstream_failed, "failed in an earlier stage"),
+        (len(extra) - upstream_failed, "have no readable input")) if n]
+    logger.warning("%s: %d sample(s) cannot be computed and are recorded as failed (%s)",
+                   stage, len(extra), ", ".join(why))
+
+
+@dataclass
+class _Run:
+    """One run of a stage: where its outcomes go (the writer, the result, the bar)."""
+
+    stage: str
+    writer: StoreWriter
+    keys: Mapping[str, str]
+    result: StageResult
+    bar: Any
+
+    def record(self, status: str, sid: str, info: str, detail: str) -> None:
+        _record(self.result, self.writer, self.keys, status, sid, info, detail)
+        self.bar.update(1)
+
+    def after_loss(self, exc: BaseException, pending: dict[str, Task], attempt: int,
+                   retries: int) -> bool:
+        """After a lost worker or cluster: keep what it staged; True to try the rest again.
+
+        Samples that the lost worker staged but could not report are
+        recorded as done; the others are tried again while attempts remain
+        (never after the whole cluster was lost), else recorded as failed.
+        """
+        reason = _one_line(exc)
+        staging = Path(self.writer.staging)
+        for sid in [s for s, t in pending.items()
+                    if (staging / staged_name(s, t.cache_key)).exists()]:
+            self.record("ok", sid, str(staging / staged_name(sid, self.keys[sid])), "")
+            pending.pop(sid)
+        if not pending:
+            return False
+        failures = self.result.failures
+        if isinstance(exc, ClusterLostError):  # no worker to retry on
+            logger.error("%s: %d sample(s) not computed, %s; the finished ones are kept, "
+                         "re-run to compute the rest", self.stage, len(pending), reason)
+            for sid in pending:
+                failures[sid] = f"not computed: {reason}"
+            pending.clear()
+            return False
+        if attempt < retries:
+            logger.warning("%s: %d sample(s) lost with a worker (%s); trying them again "
+                           "(%d of %d)", self.stage, len(pending), reason, attempt + 1,
+                           retries)
+            return True
+        for sid in pending:
+            failures[sid] = f"lost with a worker after {retries + 1} attempt(s): {reason}"
+            logger.error("sample %s failed: %s", sid, failures[sid])
+        pending.clear()
+        return False
+
+
 def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
               output: str | Path, stage: str, params: Mapping[str, Any],
               upstream: Iterable[Mapping[str, Any]] = (), jobs: int = 1, backend: str = "loky",
@@ -300,13 +361,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     keys = {t.sample_id: t.cache_key for t in tasks}
     extra = {sid: msg for sid, msg in (extra_failures or {}).items() if sid not in keys}
     if extra:
-        # say which: a first stage (crop) has no earlier stage, only missing inputs
-        upstream_failed = sum(str(m).startswith("failed upstream") for m in extra.values())
-        why = [f"{n} {text}" for n, text in (
-            (upstream_failed, "failed in an earlier stage"),
-            (len(extra) - upstream_failed, "have no readable input")) if n]
-        logger.warning("%s: %d sample(s) cannot be computed and are recorded as failed (%s)",
-                       stage, len(extra), ", ".join(why))
+        _say_uncomputable(stage, extra)
     with StoreWriter(output, stage=stage, params=params, upstream=upstream,
                      compression=compression) as writer:
         todo = [t for t in tasks if not writer.finished(t.sample_id, t.cache_key)]
@@ -321,53 +376,27 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
             todo = _reuse(todo, reuse, staging, compression, writer, result)
         bar = progress_bar(len(todo), stage, enabled=progress)
         pending = {t.sample_id: t for t in todo}
+        work = partial(_run_chunk, compute, staging=staging, compression=compression,
+                       batched_compute=batched_compute, parent_pid=os.getpid(),
+                       cache_dir=cache_dir)
+        run = _Run(stage, writer, keys, result, bar)
         try:
             for attempt in range(retries + 1):
                 if not pending:
                     break
-                work = partial(_run_chunk, compute, staging=staging, compression=compression,
-                               batched_compute=batched_compute, parent_pid=os.getpid(),
-                               cache_dir=cache_dir)
                 try:
                     for outcomes in parallel_map(work, chunked(list(pending.values()), group),
                                                  jobs=jobs, backend=backend,
                                                  scheduler=scheduler, address=address):
                         for status, sid, info, detail in outcomes:
                             pending.pop(sid, None)
-                            _record(result, writer, keys, status, sid, info, detail)
-                            bar.update(1)
+                            run.record(status, sid, info, detail)
                 except Exception as exc:
                     if not (is_lost_worker(exc) or isinstance(exc, ClusterLostError)):
                         raise
                     # a worker, a node or the connection to the cluster was lost
-                    reason = _one_line(exc)
-                    # a lost worker may have staged samples it could not report
-                    for sid in [s for s, t in pending.items()
-                                if (Path(staging) / staged_name(s, t.cache_key)).exists()]:
-                        _record(result, writer, keys, "ok", sid,
-                                str(Path(staging) / staged_name(sid, keys[sid])), "")
-                        pending.pop(sid)
-                        bar.update(1)
-                    if not pending:
+                    if not run.after_loss(exc, pending, attempt, retries):
                         break
-                    if isinstance(exc, ClusterLostError):  # no worker to retry on
-                        logger.error("%s: %d sample(s) not computed, %s; the finished ones "
-                                     "are kept, re-run to compute the rest", stage,
-                                     len(pending), reason)
-                        for sid in pending:
-                            result.failures[sid] = f"not computed: {reason}"
-                        pending.clear()
-                        break
-                    if attempt < retries:
-                        logger.warning("%s: %d sample(s) lost with a worker (%s); trying them "
-                                       "again (%d of %d)", stage, len(pending), reason,
-                                       attempt + 1, retries)
-                        continue
-                    for sid in pending:
-                        result.failures[sid] = (f"lost with a worker after {retries + 1} "
-                                                f"attempt(s): {reason}")
-                        logger.error("sample %s failed: %s", sid, result.failures[sid])
-                    pending.clear()
         finally:
             bar.close()
         result.failures.update(extra)
