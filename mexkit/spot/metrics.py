@@ -16,7 +16,7 @@ Conventions (each is also written into every report under ``"conventions"``):
   earlier truth in the input).  A prediction matches at most one truth and a
   truth at most one prediction.  This is the COCO rule that AP needs, and the
   same matching gives the F1 at IoU 0.5.  The candidates of a prediction are
-  found by sorting each video's truths by onset and bisecting the window of
+  found by sorting each video's truths by onset and searching the window of
   onsets that can reach the threshold (sort and sweep), so the cost grows
   with the number of overlapping pairs, not with truths x predictions.
 - Types (``micro``, ``macro``, ...): a prediction that carries a type is
@@ -68,7 +68,6 @@ References
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -187,75 +186,93 @@ def _rank(pred: Sequence[Interval]) -> list[int]:
     return sorted(range(len(pred)), key=lambda i: conf[i])  # stable
 
 
-Candidates = list[list[tuple[float, int]]]
+#: Most candidate pairs held at once while matching (bounds memory on dense inputs).
+_PAIRS_PER_CHUNK = 1 << 21
 
 
-def _candidates(truth: Sequence[Interval], pred: Sequence[Interval],
-                iou_threshold: float) -> Candidates:
-    """Per prediction, the truths it may match at ``iou_threshold``: ``(iou, j)``, best first.
+def _codes(values: Sequence[str | None], table: dict[str | None, int]) -> np.ndarray:
+    return np.fromiter((table.setdefault(v, len(table)) for v in values), np.int64,
+                       count=len(values))
 
-    Sort and sweep: each video's truths are sorted by onset once; a truth
-    with IoU >= t against a prediction of length L is at most L / t frames
-    long and overlaps it, so its onset lies in ``[onset - ceil(L / t),
-    offset]`` and a bisection finds the window.  Within it, IoU is computed
-    for the truths of the window only.  Best first means the highest IoU,
-    then the earlier truth onset, then the earlier truth in the input (the
-    tie rule of the module conventions).
+
+def _match_many(truth: Sequence[Interval], pred: Sequence[Interval],
+                thresholds: Sequence[float]) -> list[list[tuple[int, int, float]]]:
+    """The greedy one-to-one matching at each threshold, by sort and sweep.
+
+    Each video's truths are sorted by onset once.  A truth with IoU >= t
+    against a prediction of length L is at most L / t frames long and
+    overlaps it, so its onset lies in ``[onset - ceil(L / t), offset]``: a
+    binary search over the sorted onsets finds every candidate, and IoU is
+    computed for those only.  Predictions are taken in confidence order, in
+    chunks of bounded candidate count; within a chunk the candidates of each
+    prediction are sorted best first (highest IoU, then earlier truth onset,
+    then earlier truth in the input: the tie rule of the module conventions)
+    and each prediction takes its first untaken candidate, at every threshold
+    with its own record of taken truths.  The result equals scanning every
+    truth of the video for each prediction; the cost grows with the number
+    of overlapping pairs instead of truths x predictions.
     """
-    videos: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for j, t in enumerate(truth):
-        videos[t.key].append(j)
-    index: dict[tuple[str, str], tuple[list[int], np.ndarray, np.ndarray, np.ndarray]] = {}
-    for key, js in videos.items():
-        js.sort(key=lambda j: (truth[j].onset, j))
-        on = [truth[j].onset for j in js]
-        index[key] = (on, np.asarray(on, dtype=np.int64),
-                      np.asarray([truth[j].offset for j in js], dtype=np.int64),
-                      np.asarray(js, dtype=np.int64))
-    out: Candidates = []
-    for p in pred:
-        entry = index.get(p.key)
-        if entry is None:
-            out.append([])
-            continue
-        on_list, on, off, js = entry
-        length = p.offset - p.onset + 1
-        lo = bisect_left(on_list, p.onset - math.ceil(length / iou_threshold))
-        hi = bisect_right(on_list, p.offset)
-        if lo >= hi:
-            out.append([])
-            continue
-        t_on, t_off, t_j = on[lo:hi], off[lo:hi], js[lo:hi]
-        inter = np.minimum(t_off, p.offset) - np.maximum(t_on, p.onset) + 1
-        union = (t_off - t_on + 1) + length - inter
-        with np.errstate(invalid="ignore", divide="ignore"):
+    order = np.asarray(_rank(pred), dtype=np.int64)
+    out: list[list[tuple[int, int, float]]] = [[] for _ in thresholds]
+    if not truth or not pred:
+        return out
+    t_min = min(thresholds)
+    videos: dict[tuple[str, str] | None, int] = {}
+    t_vid = _codes([t.key for t in truth], videos)          # type: ignore[arg-type]
+    p_vid = np.fromiter((videos.get(p.key, -1) for p in pred), np.int64, count=len(pred))
+    t_on = np.fromiter((t.onset for t in truth), np.int64, count=len(truth))
+    t_off = np.fromiter((t.offset for t in truth), np.int64, count=len(truth))
+    p_on = np.fromiter((p.onset for p in pred), np.int64, count=len(pred))
+    p_off = np.fromiter((p.offset for p in pred), np.int64, count=len(pred))
+    kinds: dict[str | None, int] = {None: -1}
+    t_kind = _codes([t.type for t in truth], kinds)
+    p_kind = _codes([p.type for p in pred], kinds)
+    p_len = p_off - p_on + 1
+    lo = p_on - np.ceil(p_len / t_min).astype(np.int64)
+    hi = p_off
+    # one sorted key per truth: (video, onset), searchable for every prediction at once
+    base = min(int(t_on.min()), int(lo.min()))
+    span = max(int(t_on.max()), int(hi.max())) - base + 1
+    t_sorted = np.lexsort((np.arange(len(truth)), t_on, t_vid))
+    key = t_vid[t_sorted] * span + (t_on[t_sorted] - base)
+    first = np.searchsorted(key, p_vid * span + (lo - base), side="left")
+    last = np.searchsorted(key, p_vid * span + (hi - base), side="right")
+    count = np.where(p_vid >= 0, last - first, 0)
+    taken = [bytearray(len(truth)) for _ in thresholds]
+    start = 0
+    while start < len(order):
+        # predictions order[start:stop], holding at most _PAIRS_PER_CHUNK pairs (or one)
+        csum = np.cumsum(count[order[start:]])
+        stop = start + max(1, int(np.searchsorted(csum, _PAIRS_PER_CHUNK, side="right")))
+        idx = order[start:stop]
+        n = count[idx]
+        total = int(n.sum())
+        if total:
+            pos = np.repeat(np.arange(len(idx)), n)         # the chunk position of each pair
+            rank_in = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
+            j = t_sorted[np.repeat(first[idx], n) + rank_in]
+            i = idx[pos]
+            inter = np.minimum(t_off[j], p_off[i]) - np.maximum(t_on[j], p_on[i]) + 1
+            union = (t_off[j] - t_on[j] + 1) + p_len[i] - inter
             iou = np.where(inter > 0, inter / union, 0.0)
-        keep = iou >= iou_threshold
-        if p.type is not None:
-            keep &= np.fromiter((truth[j].type == p.type for j in t_j.tolist()), bool,
-                                count=len(t_j))
-        if not keep.any():
-            out.append([])
-            continue
-        k_iou, k_on, k_j = iou[keep], t_on[keep], t_j[keep]
-        order = np.lexsort((k_j, k_on, -k_iou))
-        out.append([(float(k_iou[k]), int(k_j[k])) for k in order])
-    return out
-
-
-def _greedy(cands: Candidates, order: Sequence[int], n_truth: int,
-            iou_threshold: float) -> list[tuple[int, int, float]]:
-    """Visit predictions in ``order``; each takes its best untaken candidate >= threshold."""
-    taken = bytearray(n_truth)
-    out: list[tuple[int, int, float]] = []
-    for i in order:
-        for v, j in cands[i]:
-            if v < iou_threshold:
-                break                      # candidates are sorted by IoU, best first
-            if not taken[j]:
-                taken[j] = 1
-                out.append((i, j, v))
-                break
+            keep = (iou >= t_min) & ((p_kind[i] == -1) | (p_kind[i] == t_kind[j]))
+            pos, j, iou = pos[keep], j[keep], iou[keep]
+            best = np.lexsort((j, t_on[j], -iou, pos))
+            pos, j, iou = pos[best], j[best], iou[best]
+            ptr = np.searchsorted(pos, np.arange(len(idx) + 1)).tolist()
+            jl, vl, il = j.tolist(), iou.tolist(), idx.tolist()
+            for k, thr in enumerate(thresholds):
+                tk, ok = taken[k], out[k]
+                for c in range(len(il)):
+                    for m in range(ptr[c], ptr[c + 1]):
+                        v = vl[m]
+                        if v < thr:
+                            break                 # sorted by IoU, best first
+                        if not tk[jl[m]]:
+                            tk[jl[m]] = 1
+                            ok.append((il[c], jl[m], v))
+                            break
+        start = stop
     return out
 
 
@@ -279,12 +296,11 @@ def match_intervals(truth: Sequence[Interval], pred: Sequence[Interval], *,
     -----
     The result is that of visiting the predictions by confidence and scanning
     every truth of the video for the best unmatched one; the candidates are
-    found by sort and sweep (:func:`_candidates`) instead, so 30,000
-    predictions against 30,000 truths of one video take seconds, not hours.
+    found by sort and sweep instead (:func:`_match_many`), so the cost grows
+    with the number of overlapping pairs, not with truths x predictions.
     """
     check_range("iou_threshold", float(iou_threshold), 0.0, 1.0, low_open=True)
-    cands = _candidates(truth, pred, float(iou_threshold))
-    return _greedy(cands, _rank(pred), len(truth), float(iou_threshold))
+    return _match_many(truth, pred, [float(iou_threshold)])[0]
 
 
 def spotting_counts(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -348,14 +364,14 @@ def average_precision(truth: Sequence[Interval], pred: Sequence[Interval], *,
     ranked_by = ("confidence" if pred and all(p.confidence is not None for p in pred)
                  else "file order")
     order = _rank(pred)
-    cands = _candidates(truth, pred, min(thresholds)) if thresholds and truth else None
+    matched = _match_many(truth, pred, thresholds) if thresholds else []
     per = {}
-    for thr in thresholds:
+    for thr, matches in zip(thresholds, matched, strict=True):
         if not truth:
             per[f"{thr:.2f}"] = math.nan
             continue
         hits = np.zeros(len(pred), dtype=bool)
-        for i, _, _ in _greedy(cands, order, len(truth), thr):
+        for i, _, _ in matches:
             hits[i] = True
         h = hits[order]
         ctp = np.cumsum(h)

@@ -165,3 +165,18 @@ def test_untyped_predictions_leave_type_precision_ap_and_strs_undefined():
     assert rows["micro"]["ap"] is None and rows["micro"]["strs"] is None
     assert rows["micro"]["analysis"]["f1"] == 1.0       # analysis needs no FP
     assert rows["overall"]["spotting"]["fp"] == 1
+
+
+def test_matching_in_small_chunks_gives_the_same_result(monkeypatch):
+    # the candidates are held a bounded number at a time; chunks of 3 pairs (or one
+    # prediction) must give the brute-force result too
+    import mexkit.spot.metrics as metrics
+
+    monkeypatch.setattr(metrics, "_PAIRS_PER_CHUNK", 3)
+    rng = np.random.default_rng(11)
+    for _ in range(100):
+        truth, pred = random_case(rng)
+        assert match_intervals(truth, pred) == brute_force(truth, pred, 0.5)
+        if truth:
+            got = average_precision(truth, pred)["per_threshold"]
+            assert got["0.70"] == pytest.approx(brute_ap(truth, pred, 0.7))
