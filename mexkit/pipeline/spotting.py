@@ -568,7 +568,9 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                            curves, found)
         logger.info("spot: fold %d/%d (subject %s) done", fold + 1, len(subjects), subject)
     truth = [t for v in videos for t in v.truth]
-    report = evaluate_intervals(truth, spotted, classes=classes or None)
+    # classes from the truth (the default): each type's row takes its own truths' emotions,
+    # as MEAN scores micro-expressions alone
+    report = evaluate_intervals(truth, spotted)
     write_intervals(out / "intervals.csv", spotted)
     write_intervals_json(out / "intervals.json", spotted, kprime=_keyed(kprimes), p=p,
                          long=long, classes=classes)
