@@ -231,7 +231,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
     \b
         mexkit synth data | mexkit crop --annotations - \\
-          | mexkit flow - --pairs onset-apex --strain \\
+          | mexkit flow - --pairs onset-apex --features mean \\
           | mexkit train - --model mean --protocol loso
     """
     ctx.obj = {"verbose": verbose, "quiet": quiet, "debug": debug,
