@@ -5,7 +5,8 @@
 from that network: its shared layers (the three streams with their batch
 normalisation) are loaded and frozen, as the authors freeze them before
 training the recognition head (inductive transfer); its recognition head is
-loaded too when it has the same classes in the same order, otherwise the
+loaded too when it has the same classes (its outputs reordered to the
+training's class order), otherwise the
 head starts from Glorot initialisation. The head is then trained with the
 usual settings.
 
@@ -51,8 +52,12 @@ def load_mean_weights(model: Any, path: str | os.PathLike, classes: list[str]) -
     take = dict(shared)
     file_classes = list(meta.get("classes") or [])
     head = {k: v for k, v in state.items() if k.startswith("recog_head.")}
-    if head and file_classes == list(classes) and \
+    if head and sorted(file_classes) == sorted(classes) and \
             head["recog_head.5.weight"].shape == own["recog_head.5.weight"].shape:
+        # the same classes, perhaps in another order: the output rows follow the names
+        rows = [file_classes.index(c) for c in classes]
+        head["recog_head.5.weight"] = head["recog_head.5.weight"][rows]
+        head["recog_head.5.bias"] = head["recog_head.5.bias"][rows]
         take.update(head)
         loaded.append("recognition head")
     elif head:
