@@ -57,7 +57,7 @@ def keras_mean(kind: str, n_classes: int):
     convs = [layers.Conv2D(8, (5, 5), padding="same", activation="relu")(merged)
              for _ in names]
     outs = []
-    for name, conv in zip(names, convs):
+    for name, conv in zip(names, convs, strict=True):
         x = layers.MaxPooling2D((2, 2), strides=(2, 2), padding="same")(conv)
         x = layers.Dropout(0.2)(layers.Flatten()(x))
         outs.append(layers.Dense(heads[name][0], activation=heads[name][1], name=name)(x))
@@ -68,7 +68,7 @@ def keras_outputs(model, names, x):
     """x (N, 42, 42, 3) channels-last, as the authors' features_split feeds it."""
     out = model.predict([x[..., i:i + 1].astype(np.float32) for i in range(3)], verbose=0)
     out = out if isinstance(out, list) else [out]
-    return dict(zip(names, (np.asarray(o) for o in out)))
+    return dict(zip(names, (np.asarray(o) for o in out), strict=True))
 
 
 def main() -> int:

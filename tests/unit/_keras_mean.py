@@ -154,7 +154,10 @@ def maxpool_same(x: np.ndarray, k: int, s: int) -> np.ndarray:
 
 
 def numpy_mean(w: dict, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Keras' inference of MEAN on x (N, 3, 42, 42) (u, v, strain): {"spot": (N,), "recog": (N, C)}."""
+    """Keras' inference of MEAN on x (N, 3, 42, 42) (u, v, strain).
+
+    Returns {"spot": (N,), "recog": (N, C)} for the heads of ``w``.
+    """
     streams = []
     for i in range(3):
         s = x[:, i, :, :, None]

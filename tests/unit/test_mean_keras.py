@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _keras_mean import numpy_mean, random_weights, write_keras_file
 
 from mexkit.errors import StoreError
 from mexkit.io.keras_h5 import read_keras_weights
@@ -24,8 +25,6 @@ from mexkit.models.mean_keras import (
     keras_dense_to_torch,
 )
 from mexkit.pipeline.mean_weights import authors_folds, load_keras_mean, natural_key
-
-from _keras_mean import numpy_mean, random_weights, write_keras_file
 
 
 def _mexkit_outputs(path, x):
@@ -189,7 +188,8 @@ def _keras_model(keras, kind, n_classes):
     convs = [layers.Conv2D(8, (5, 5), padding="same", activation="relu")(merged) for _ in names]
     outs = []
     for name, conv in zip(names, convs, strict=True):
-        z = layers.Dropout(0.2)(layers.Flatten()(layers.MaxPooling2D((2, 2), (2, 2), "same")(conv)))
+        z = layers.MaxPooling2D((2, 2), (2, 2), "same")(conv)
+        z = layers.Dropout(0.2)(layers.Flatten()(z))
         outs.append(layers.Dense(1 if name == "spot" else n_classes,
                                  activation="linear" if name == "spot" else "softmax",
                                  name=name)(z))
