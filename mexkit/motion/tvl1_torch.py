@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from .._validate import check_option
 from ..errors import ParameterError
-from .tvl1 import pyramid_sizes
+from .pyramid import pyramid_sizes
 
 __all__ = ["solve", "remap", "resolve_device", "median_select", "median_filter"]
 

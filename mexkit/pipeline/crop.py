@@ -120,7 +120,8 @@ def clips_from_paths(paths: Sequence[str | Path], *, fps: float | None = None) -
 
 
 def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..face.align import align_clip, crop_with_landmarks, precropped, track_first_face
+    from ..face.align import align_clip, crop_with_landmarks, precropped
+    from ..face.track import track_first_face
     from ..io.video import open_clip
 
     spec, opt = task.payload["clip"], task.payload["params"]
