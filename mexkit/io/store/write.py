@@ -135,47 +135,78 @@ def _refuse_foreign_dir(staging: Path, st: os.stat_result) -> None:
 def prepare_staging(staging: str | os.PathLike[str]) -> Path:
     """Create (or check) a staging folder that mexkit made and owns.
 
-    A new folder is created with mode 0700 and a marker file.  An existing
-    one is used only if it is a real folder (not a symbolic link), owned by
-    this user, not writable by everyone, and either carries the marker or
-    holds nothing but names mexkit writes (a staging folder of an older
-    version).  Anything else raises :class:`StoreError` and nothing in it is
-    touched.
+    A new folder is made under a temporary name (mode 0700), given its
+    marker file and only then renamed into place, so that a staging folder
+    without the marker was never made by mexkit.  An existing one is used
+    only if it is a real folder (not a symbolic link), owned by this user,
+    not writable by everyone, and carries the marker (a regular file).
+    Anything else, a folder holding only ``.h5`` files included, raises
+    :class:`StoreError` and nothing in it is touched.
     """
     staging = Path(staging)
-    for _ in range(3):
+    for _ in range(5):
         try:
             st = os.lstat(staging)
         except FileNotFoundError:
-            try:
-                os.mkdir(staging, 0o700)
-            except FileExistsError:
-                continue
-            st = os.lstat(staging)
-            _refuse_foreign_dir(staging, st)
-            _write_marker(staging)
-            return staging
+            if _make_staging(staging):
+                return staging
+            continue
         _refuse_foreign_dir(staging, st)
         marker = staging / _STAGING_MARKER
-        if not marker.is_symlink() and marker.is_file():
+        try:
+            mst = os.lstat(marker)
+        except FileNotFoundError:
+            mst = None
+        if mst is not None and _stat.S_ISREG(mst.st_mode):
             return staging
-        foreign = sorted(p.name for p in staging.iterdir() if not _ours(p.name))
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise StoreError(
-                f"{staging}: this folder was not made by mexkit (no {_STAGING_MARKER} file) "
-                f"and holds {len(foreign)} other file(s) ({shown}); mexkit will neither use "
-                "nor empty it. Move it away or choose another output.")
-        _write_marker(staging)
-        return staging
+        names = sorted(p.name for p in staging.iterdir())
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise StoreError(
+            f"{staging}: this folder was not made by mexkit (no {_STAGING_MARKER} file)"
+            + (f" and holds {len(names)} file(s) ({shown})" if names else "")
+            + "; mexkit will neither use nor empty it. Move it away or choose another "
+            "output.")
     raise StoreError(f"{staging}: the staging folder keeps appearing and disappearing.")
 
 
-def _write_marker(staging: Path) -> None:
-    from ..atomic import write_text
+def _make_staging(staging: Path) -> bool:
+    """Make ``staging`` with its marker, atomically; False if the name got taken meanwhile."""
+    from ..atomic import temporary_name
 
-    write_text(staging / _STAGING_MARKER,
-               "Staging folder of a mexkit store being written; mexkit removes it.\n")
+    tmp = temporary_name(staging)
+    os.mkdir(tmp, 0o700)
+    try:
+        _write_marker(tmp)
+        if os.path.lexists(staging):
+            return False
+        os.rename(tmp, staging)
+    except OSError:
+        if not os.path.lexists(staging):
+            raise
+        return False
+    finally:
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            _remove_own(tmp / _STAGING_MARKER)
+            with contextlib.suppress(OSError):
+                os.rmdir(tmp)
+    return True
+
+
+def _write_marker(staging: Path) -> None:
+    fd = os.open(staging / _STAGING_MARKER,
+                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("Staging folder of a mexkit store being written; mexkit removes it.\n")
+
+
+def _empty_staging(folder: Path) -> None:
+    """Remove mexkit's files from a marked staging folder (marker last), then the folder."""
+    for p in folder.iterdir():
+        if _ours(p.name) and p.name != _STAGING_MARKER:
+            _remove_own(p)
+    _remove_own(folder / _STAGING_MARKER)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def _remove_own(path: Path) -> bool:
@@ -328,6 +359,18 @@ class StoreWriter:
         for p in self.path.parent.glob(f".{self.path.name}.tmp-*"):
             if is_temporary_of(p, self.path):
                 n += _remove_own(p)
+        for p in self.path.parent.glob(f".{self.staging.name}.tmp-*"):
+            # a staging folder being made or removed when a run was killed; only one
+            # that carries the marker (and is this user's, not a link) is emptied
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            if (is_temporary_of(p, self.staging) and _stat.S_ISDIR(st.st_mode)
+                    and st.st_uid == os.getuid() and (p / _STAGING_MARKER).is_file()
+                    and not (p / _STAGING_MARKER).is_symlink()):
+                _empty_staging(p)
+                n += 1
         if n:
             logger.info("removed %d temporary file(s) left by an interrupted run", n)
 
@@ -440,21 +483,32 @@ class StoreWriter:
         return self.path
 
     def _remove_staging(self) -> None:
-        """Remove mexkit's own files from the staging folder, then the folder if empty."""
+        """Remove the staging folder: mexkit's own files, the marker last, then the folder.
+
+        The folder is first renamed to a temporary name (one atomic step), so a
+        run killed while emptying it never leaves a folder without its marker
+        under the staging name; the next run removes the temporary one.  A
+        folder that holds files mexkit did not write keeps them, and its name.
+        """
         if self.staging.is_symlink() or not self.staging.is_dir():
             return
-        for p in self.staging.iterdir():
-            if _ours(p.name) and p.name not in ("lock", _STAGING_MARKER):
-                _remove_own(p)
-        # The marker and the lock file go last; the lock itself is released in __exit__.
-        _remove_own(self.staging / _STAGING_MARKER)
-        _remove_own(self.staging / "lock")
-        try:
-            self.staging.rmdir()
-        except OSError:
-            left = sorted(p.name for p in self.staging.iterdir())
+        names = [p.name for p in self.staging.iterdir()]
+        foreign = sorted(n for n in names if not _ours(n))
+        if foreign:
+            for n in names:
+                if _ours(n) and n not in ("lock", _STAGING_MARKER):
+                    _remove_own(self.staging / n)
             logger.warning("%s: left in place; it holds files mexkit did not write (%s)",
-                           self.staging, ", ".join(left[:3]))
+                           self.staging, ", ".join(foreign[:3]))
+            return
+        from ..atomic import temporary_name
+
+        doomed = temporary_name(self.staging)
+        try:
+            os.rename(self.staging, doomed)
+        except OSError:
+            return
+        _empty_staging(doomed)
 
 
 def staged_name(sample_id: str, cache_key: str) -> str:
@@ -505,15 +559,15 @@ def _read_staged_header(path: Path) -> tuple[str, str]:
 def remove_store(path: str | os.PathLike[str]) -> None:
     """Delete a store and mexkit's files in its staging folder (used by tests and --force).
 
-    A staging folder that is a link or another user's is left alone.
+    A staging folder that is a link, another user's or without mexkit's
+    marker is left alone.
     """
     path = Path(path)
     path.unlink(missing_ok=True)
     staging = path.with_name(path.name + ".staging")
     if staging.is_symlink() or not staging.is_dir():
         return
-    for p in staging.iterdir():
-        if _ours(p.name):
-            _remove_own(p)
-    with contextlib.suppress(OSError):
-        staging.rmdir()
+    marker = staging / _STAGING_MARKER
+    if marker.is_symlink() or not marker.is_file() or os.lstat(staging).st_uid != os.getuid():
+        return
+    _empty_staging(staging)
