@@ -87,7 +87,18 @@ def default_output(source: Path, stage: str, detail: str | int | None = None) ->
     return Path.cwd() / f"{base}.{tag}.h5"
 
 
+def overwrite_option(f: Any) -> Any:
+    """--overwrite: replace an output file that is not a mexkit store."""
+    return click.option(
+        "--overwrite", is_flag=True, default=None, expose_value=False,
+        callback=_run_setting("overwrite"),
+        help="Replace the output even if it is not a mexkit store (mexkit never replaces "
+             "a file it did not write otherwise, and never an input of the run).",
+    )(f)
+
+
 def output_option(f: Any) -> Any:
+    f = overwrite_option(f)
     return click.option(
         "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
         help="Output store (default: the input's name plus the stage and method, e.g. "
@@ -102,7 +113,7 @@ def _run_setting(name: str, convert: Any = None) -> Any:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         from ..pipeline.parallel import configure
 
-        if value is not None:
+        if value is not None and value is not False:
             ctx.with_resource(configure(**{name: convert(value) if convert else value}))
         return value
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ._common import out, settings
+from ._common import out, overwrite_option, settings
 
 
 @click.command("merge", epilog="""\b
@@ -19,6 +19,7 @@ Examples:
 @click.option("-o", "--output", required=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="The merged store.")
+@overwrite_option
 def merge_cmd(parts: tuple[Path, ...], output: Path):
     """Join PARTS (stores written with --shard I/N) into one store.
 

@@ -229,4 +229,5 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
                                          "params": {**params, "device": device}}))
     return run_stage(tasks, _compute, output=output, stage="crop", params=params,
                      upstream=upstream, jobs=jobs, backend=backend, progress=progress,
-                     extra_failures=failures)
+                     extra_failures=failures,
+                     inputs=[s["source"] for s in specs if s.get("source")])

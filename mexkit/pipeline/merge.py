@@ -96,8 +96,11 @@ def merge_stores(parts: Sequence[str | os.PathLike[str]], output: str | os.PathL
     keys = {sid: e[1] for sid, e in owner.items()}
     keys.update({sid: "" for sid in failures})  # failed: no key
     result = StageResult(path=output)
+    from .parallel import current_config
+
     with StoreWriter(output, stage=first["stage"], params=first["params"],
-                     upstream=first["upstream_full"]) as writer:
+                     upstream=first["upstream_full"], inputs=paths,
+                     overwrite=current_config().overwrite) as writer:
         by_part: dict[Path, list[str]] = {}
         for sid, (p, _, _) in owner.items():
             by_part.setdefault(p, []).append(sid)

@@ -103,6 +103,9 @@ class ParallelConfig:
         finishing before it stops with :class:`ClusterLostError`; 0 never
         stops; None reads ``MEXKIT_STALL_TIMEOUT``, else 300 s
         (:func:`stall_timeout`).
+    overwrite : bool
+        Replace an existing output file that is not a mexkit store
+        (``--overwrite``; an input of the run is never replaced).
     """
 
     retries: int = 2
@@ -112,6 +115,7 @@ class ParallelConfig:
     cache: str | None = None
     reuse: tuple[str, ...] = ()
     stall_timeout: float | None = None
+    overwrite: bool = False
 
 
 _DEFAULT_CONFIG = ParallelConfig()

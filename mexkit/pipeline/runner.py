@@ -219,7 +219,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
               extra_failures: Mapping[str, str] | None = None, group: int = 1,
               batched_compute: bool | None = None, retries: int | None = None,
               shard: tuple[int, int] | None = None, cache: str | Path | None = None,
-              scheduler: str | None = None, address: str | None = None) -> StageResult:
+              scheduler: str | None = None, address: str | None = None,
+              inputs: Iterable[str | Path] = ()) -> StageResult:
     """Run ``compute`` over ``tasks`` and write the output store.
 
     Parameters
@@ -256,6 +257,9 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     batched_compute : bool, optional
         Whether ``compute`` takes a list of tasks (default: whether it was
         marked with :func:`batched`).
+    inputs : iterable of path
+        Files and folders the stage reads besides its upstream stores (videos,
+        image folders): the output never replaces one of them.
     retries, shard, cache, scheduler, address
         Default to the settings in force (:func:`mexkit.pipeline.parallel.configure`):
         how many more times samples lost with a worker are tried before they
@@ -308,7 +312,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
         logger.warning("%s: %d sample(s) cannot be computed and are recorded as failed (%s)",
                        stage, len(extra), ", ".join(why))
     with StoreWriter(output, stage=stage, params=params, upstream=upstream,
-                     compression=compression) as writer:
+                     compression=compression, inputs=[*inputs, *reuse],
+                     overwrite=cfg.overwrite) as writer:
         todo = [t for t in tasks if not writer.finished(t.sample_id, t.cache_key)]
         result.skipped = len(tasks) - len(todo)
         if result.skipped:

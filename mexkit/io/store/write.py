@@ -258,6 +258,93 @@ def _open_lock(staging: Path) -> Any:
     raise StoreError(f"{path}: cannot take the lock (the file keeps being replaced).")
 
 
+def _is_mexkit_store(path: Path) -> bool:
+    """True if the regular file at ``path`` starts with a mexkit store's header."""
+    from .format import _MAGIC
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        if not _stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return os.read(fd, len(_MAGIC)) == _MAGIC
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def check_output(path: str | os.PathLike[str], *,
+                 inputs: Iterable[str | os.PathLike[str]] = (),
+                 overwrite: bool = False) -> None:
+    """Refuse an output that would replace an input of the run or a file mexkit did not write.
+
+    Parameters
+    ----------
+    path : path-like
+        The output store.
+    inputs : iterable of path-like
+        Every file or folder the run reads (input stores, sheets, videos,
+        image folders, ``--reuse`` stores, parts).  An output that is one of
+        them (the same file, whatever its name), or an existing non-store
+        file inside an input folder, is always refused.
+    overwrite : bool
+        Replace an existing file that is not a mexkit store (``--overwrite``).
+        Without it, only a missing file, an empty one or a mexkit store is
+        replaced.
+
+    Raises
+    ------
+    ParameterError
+        Naming the output and why it is not replaced; nothing is touched.
+    """
+    from ...errors import ParameterError
+
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise ParameterError(f"The output {str(path)!r} cannot be checked: {exc}") from exc
+    if _stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{path}: the output is a folder.")
+    for inp in inputs:
+        try:
+            ist = os.stat(inp)
+        except OSError:
+            continue
+        if (ist.st_dev, ist.st_ino) == (st.st_dev, st.st_ino):
+            raise ParameterError(
+                f"The output {str(path)!r} is an input of this run ({str(inp)!r}); it is "
+                "never replaced. Choose another output (-o).")
+    if not _stat.S_ISREG(st.st_mode):
+        raise ParameterError(f"The output {str(path)!r} exists and is not a regular file; "
+                             "mexkit does not replace it. Choose another output (-o).")
+    if st.st_size == 0 or _is_mexkit_store(path):
+        return
+    parent = os.stat(path.parent)
+    for inp in inputs:
+        try:
+            ist = os.stat(inp)
+        except OSError:
+            continue
+        if _stat.S_ISDIR(ist.st_mode) and (ist.st_dev, ist.st_ino) == (parent.st_dev,
+                                                                         parent.st_ino):
+            raise ParameterError(
+                f"The output {str(path)!r} is a file of the input folder {str(inp)!r}; it "
+                "is never replaced. Choose another output (-o).")
+    if overwrite:
+        logger.warning("%s: replacing a file that is not a mexkit store (--overwrite)", path)
+        return
+    raise ParameterError(
+        f"The output {str(path)!r} exists and is not a mexkit store (mexkit did not write "
+        "it); it is not replaced. Choose another output (-o), or give --overwrite to "
+        "replace it.")
+
+
 def _params_differ(old: Mapping[str, Any], stage: str, params: Mapping[str, Any]) -> str:
     """'' when the existing store was made by ``stage`` with ``params``; else a description."""
     if str(old.get("stage", "")) != stage:
@@ -287,6 +374,12 @@ class StoreWriter:
         ``{"store_id", "content_hash", "stage", "path"}`` of each input store.
     compression : {"gzip", "lzf"}
         Dataset compression; gzip is readable everywhere.
+    inputs : iterable of path-like
+        Files and folders the run reads besides the upstream stores (whose
+        ``path`` is taken from ``upstream``): the output is never one of them
+        (:func:`check_output`).
+    overwrite : bool
+        Replace an existing output that is not a mexkit store.
 
     Notes
     -----
@@ -303,7 +396,8 @@ class StoreWriter:
 
     def __init__(self, path: str | os.PathLike[str], *, stage: str,
                  params: Mapping[str, Any], upstream: Iterable[Mapping[str, Any]] = (),
-                 compression: str = "gzip") -> None:
+                 compression: str = "gzip", inputs: Iterable[str | os.PathLike[str]] = (),
+                 overwrite: bool = False) -> None:
         if compression not in ("gzip", "lzf"):
             raise StoreError(f"unknown compression {compression!r}; use 'gzip' or 'lzf'.")
         self.path = Path(path)
@@ -311,6 +405,9 @@ class StoreWriter:
         self.params = dict(params)
         self.upstream = [dict(u) for u in upstream]
         self.compression = compression
+        self.inputs = [str(p) for p in inputs]
+        self.inputs += [str(u["path"]) for u in self.upstream if u.get("path")]
+        self.overwrite = overwrite
         self.staging = self.path.with_name(self.path.name + ".staging")
         self._lock_fh: Any = None
         self._staged: dict[str, _Finished] = {}
@@ -322,6 +419,7 @@ class StoreWriter:
             raise StoreError(f"{self.path}: the output is a folder.")
         if not self.path.parent.exists():
             raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist.")
+        check_output(self.path, inputs=self.inputs, overwrite=self.overwrite)
         prepare_staging(self.staging)
         lock = _open_lock(self.staging)
         if lock is None:
@@ -438,6 +536,8 @@ class StoreWriter:
         """
         import h5py
 
+        # the output may have been replaced while the run went on
+        check_output(self.path, inputs=self.inputs, overwrite=self.overwrite)
         failures = dict(failures or {})
         sample_ids = list(sample_ids)
         old = None

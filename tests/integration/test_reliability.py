@@ -1,0 +1,112 @@
+"""Issue 30: nothing lost, nothing forged, nobody else's code run.
+
+One test (or a few) per item of the issue, each named after what it shows;
+every one fails on the code before its fix.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mexkit.cli import cli
+from mexkit.pipeline.cache import cache_key
+from mexkit.pipeline.runner import Task, run_stage
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli, ["-q", *map(str, args)])
+
+
+def _compute(task):
+    r = np.random.default_rng(task.payload)
+    return {"frames": r.integers(0, 256, (3, 8, 8), dtype=np.uint8)}, {}
+
+
+def _tasks(n=6):
+    return [Task(f"t/s{i % 3}/c{i:02d}", cache_key("crop", 1, {}, str(i)),
+                 {"subject": f"s{i % 3}", "label": f"class{i % 2}"}, i) for i in range(n)]
+
+
+def _store(path, n=6, **kw):
+    return run_stage(_tasks(n), _compute, output=path, stage="crop", params={}, progress=False,
+                     **kw)
+
+
+# -- item 1: -o never replaces a file mexkit did not write, nor an input ----------------
+def test_crop_output_equal_to_its_own_sheet_is_refused(synth_dataset, tmp_path):
+    data = tmp_path / "d"
+    shutil.copytree(synth_dataset, data)
+    sheet = data / "samples.csv"
+    before = sheet.read_bytes()
+    r = _invoke("crop", "--annotations", sheet, "-o", sheet)
+    assert r.exit_code == 2, r.output
+    assert "input of this run" in r.output
+    assert sheet.read_bytes() == before
+    # --overwrite does not make an input replaceable
+    r = _invoke("crop", "--annotations", sheet, "-o", sheet, "--overwrite")
+    assert r.exit_code == 2 and sheet.read_bytes() == before
+
+
+def test_crop_output_equal_to_its_video_is_refused(tmp_path):
+    import cv2
+
+    video = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64))
+    for i in range(4):
+        w.write(np.full((64, 64, 3), 40 * i, np.uint8))
+    w.release()
+    before = video.read_bytes()
+    r = _invoke("crop", video, "--detector", "none", "-o", video)
+    assert r.exit_code == 2, r.output
+    assert "input of this run" in r.output
+    r = _invoke("crop", video, "--detector", "none", "-o", video, "--overwrite")
+    assert r.exit_code == 2, r.output
+    assert video.read_bytes() == before
+
+
+def test_output_that_is_not_a_mexkit_store_is_kept(tmp_path):
+    mine = tmp_path / "mydata.h5"
+    with h5py.File(mine, "w") as fh:
+        fh["x"] = np.arange(5)
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my,notes\n")
+    before = mine.read_bytes(), notes.read_bytes()
+    from mexkit.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="not a mexkit store"):
+        _store(mine)
+    part = tmp_path / "part.h5"
+    _store(part)
+    r = _invoke("merge", part, "-o", notes)
+    assert r.exit_code == 2 and "not a mexkit store" in r.output, r.output
+    assert (mine.read_bytes(), notes.read_bytes()) == before
+    assert not (tmp_path / "mydata.h5.staging").exists()
+    # named with --overwrite, it is replaced
+    r = _invoke("merge", part, "-o", notes, "--overwrite")
+    assert r.exit_code == 0, r.output
+    from mexkit.io.store import validate_store
+
+    assert validate_store(notes) == []
+    # a mexkit store is replaced as before, and an empty file too
+    _store(part)
+    empty = tmp_path / "empty.h5"
+    empty.touch()
+    _store(empty)
+    assert validate_store(empty) == []
+
+
+def test_stage_output_equal_to_a_reuse_store_is_refused(tmp_path):
+    a = tmp_path / "a.h5"
+    _store(a)
+    before = a.read_bytes()
+    from mexkit.errors import ParameterError
+    from mexkit.pipeline.parallel import configure
+
+    with configure(reuse=(str(a),)), pytest.raises(ParameterError, match="input of this run"):
+        _store(a)
+    assert a.read_bytes() == before
