@@ -110,3 +110,32 @@ def test_stage_output_equal_to_a_reuse_store_is_refused(tmp_path):
     with configure(reuse=(str(a),)), pytest.raises(ParameterError, match="input of this run"):
         _store(a)
     assert a.read_bytes() == before
+
+
+# -- item 8: only regular files are read as frames ----------------------------------
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_crop_of_a_folder_with_a_fifo_or_dev_zero_fails_that_clip_only(synth_dataset,
+                                                                       tmp_path, kind):
+    import subprocess
+    import sys
+
+    data = tmp_path / "d"
+    shutil.copytree(synth_dataset, data)
+    folder = sorted(p for p in data.rglob("*") if p.is_dir() and list(p.glob("*.png")))[0]
+    frames = sorted(folder.glob("*.png"))
+    frames[-1].unlink()
+    if kind == "fifo":
+        os.mkfifo(frames[-1])
+    else:
+        frames[-1].symlink_to("/dev/zero")
+    out = tmp_path / "o.h5"
+    # in a child with a time limit: before the fix it blocked (FIFO) or ran out of memory
+    proc = subprocess.run([sys.executable, "-m", "mexkit", "-q", "crop", "--annotations",
+                           str(data / "samples.csv"), "-o", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "not a regular file" in proc.stderr
+    from mexkit.io.store import open_store
+
+    with open_store(out) as s:
+        assert len(s.failures) == 1 and len(s) == 5
