@@ -194,13 +194,16 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
     """Detect, align and crop every clip; write the crop store."""
     from ..io.video import open_clip
 
-    if backend == "threading" and jobs > 1 and detector != "none":
+    if backend == "threading" and jobs > 1:
         # the face models are loaded once per process and are not thread-safe: threads
-        # sharing dlib's detector gave different detection scores than one job
+        # sharing dlib's detector gave different detection scores than one job, and
+        # crashed; --detector none runs dlib too (landmarks of the pre-cropped face)
+        what = ("--detector none runs dlib on each clip's first frame for its landmarks"
+                if detector == "none" else f"crop with the {detector!r} detector")
         raise ParameterError(
-            f"Invalid value for the 'backend' parameter: crop with the {detector!r} detector "
-            "cannot use 'threading' (the detector is shared by the threads and results "
-            "would depend on timing); use --backend loky.")
+            f"Invalid value for the 'backend' parameter: {what} and cannot use 'threading' "
+            "(the detector is shared by the threads and results would depend on timing); "
+            "use --backend loky.")
     params = {"detector": detector, "mode": mode, "size": size, "margin": margin,
               "grey": grey, "smooth": smooth if mode == "every" else None,
               "max_gap": max_gap if mode == "every" else None, "upsample": upsample}

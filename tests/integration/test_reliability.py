@@ -139,3 +139,13 @@ def test_crop_of_a_folder_with_a_fifo_or_dev_zero_fails_that_clip_only(synth_dat
 
     with open_store(out) as s:
         assert len(s.failures) == 1 and len(s) == 5
+
+
+# -- item 7: --detector none runs dlib too: no threads sharing it -----------------------
+def test_crop_detector_none_refuses_threading(synth_dataset, tmp_path):
+    out = tmp_path / "o.h5"
+    r = _invoke("crop", "--annotations", synth_dataset / "samples.csv", "--detector", "none",
+                "-j", "2", "--backend", "threading", "-o", out)
+    assert r.exit_code == 2, r.output
+    assert "--detector none runs dlib" in r.output
+    assert not out.exists()
