@@ -299,8 +299,12 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
                              [keys.get(table.sample_ids[i], "") for i in
                               sorted(set(fold.train) | set(fold.test))])
         if done.exists():
-            saved = json.loads(done.read_text())
-            if saved.get("key") == fold_key:
+            try:
+                saved = json.loads(done.read_text())
+            except (ValueError, UnicodeDecodeError):  # damaged: train the fold again
+                logger.warning("%s is damaged; fold %s is trained again", done, fold.name)
+                saved = {}
+            if isinstance(saved, dict) and saved.get("key") == fold_key:
                 rows.extend(saved["rows"])
                 extras.update(saved.get("extras", {}))
                 histories[fold.name] = saved.get("history", [])
