@@ -284,7 +284,9 @@ def test_gzip_bomb_of_the_issue_is_refused_and_flow_never_reads_it(tmp_path):
 def test_compression_ratio_limit_and_override(tmp_path):
     path = _store(tmp_path / "zeros.crop.h5", "crop", _crop_like)
     _add_dataset(path, lambda g: _gzip_zero_bomb(g, 64, 1024))   # 64 MiB of zeros
-    open_store(path).close()                                       # below the floor
+    with pytest.raises(StoreError, match="ratio above 100"):       # issue 30 item 10
+        open_store(path)
+    open_store(path, limits=StoreLimits(ratio_floor=256 << 20)).close()  # a higher floor
     tight = StoreLimits(ratio_floor=1 << 20)
     with pytest.raises(StoreError, match="ratio above 100"):
         open_store(path, limits=tight)

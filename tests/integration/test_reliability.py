@@ -149,3 +149,51 @@ def test_crop_detector_none_refuses_threading(synth_dataset, tmp_path):
     assert r.exit_code == 2, r.output
     assert "--detector none runs dlib" in r.output
     assert not out.exists()
+
+
+# -- item 10: what a stage allocates is bounded by what the store holds, at every size --
+def _zeros_store(path, frames=16_000, side=128):
+    """A valid crop store whose one sample is ``frames`` frames of zeros (~40 kB on disk)."""
+    def compute(task):
+        return {"frames": np.zeros((frames, side, side), np.uint8)}, {"onset": 0, "apex": 5,
+                                                                       "offset": 9}
+
+    run_stage([Task("z/s/c", cache_key("crop", 1, {}, "z"), {"subject": "s"}, 0)], compute,
+              output=path, stage="crop", params={}, progress=False)
+    return path
+
+
+@pytest.mark.parametrize("stage", [["tim", "-n", "32"], ["rpca"], ["magnify"]])
+def test_store_of_zeros_declaring_260_mb_is_refused_before_reading(tmp_path, stage):
+    import resource
+    import subprocess
+    import sys
+
+    src = _zeros_store(tmp_path / "z.crop.h5")
+    assert src.stat().st_size < 2 << 20
+    out = tmp_path / "out.h5"
+
+    def limit():  # 1.5 GiB of address space: the stage must not even try
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29))
+
+    proc = subprocess.run([sys.executable, "-m", "mexkit", stage[0], str(src), *stage[1:],
+                           "-o", str(out)], capture_output=True, text=True, timeout=300,
+                          preexec_fn=limit)
+    assert proc.returncode == 1, proc.stderr
+    assert "ratio above 100" in proc.stderr and "z.crop.h5" in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
+def test_many_arrays_of_one_sample_are_bounded_together(tmp_path):
+    from mexkit.errors import StoreError
+    from mexkit.io.store import StoreLimits, open_store
+
+    def compute(task):  # 8 arrays of 4 MiB of zeros: each under the floor, 32 MiB together
+        return {f"a{i}": np.zeros((64, 256, 256), np.uint8) for i in range(8)}, {}
+
+    p = tmp_path / "many.h5"
+    run_stage([Task("m/s/c", cache_key("x", 1, {}, "m"), {}, 0)], compute, output=p,
+              stage="x", params={}, progress=False)
+    with pytest.raises(StoreError, match="declare .* together"):
+        open_store(p)
+    open_store(p, limits=StoreLimits(ratio_floor=64 << 20)).close()
