@@ -113,7 +113,7 @@ def _run_setting(name: str, convert: Any = None) -> Any:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         from ..pipeline.parallel import configure
 
-        if value is not None and value is not False:
+        if value is not None and value is not False and value != ():
             ctx.with_resource(configure(**{name: convert(value) if convert else value}))
         return value
 
@@ -127,9 +127,26 @@ def _parse_shard(value: str) -> Any:
 
 
 def run_options(f: Any) -> Any:
-    """--retries, --stall-timeout, --scheduler, --address, --shard, --reuse, --cache (see
-    :func:`jobs_options`)."""
+    """--retries, --stall-timeout, --scheduler, --address, --shard, --reuse, --cache,
+    --trust, --audit (see :func:`jobs_options`)."""
+    from ..io.signing import TRUST_ENV
     from ..pipeline.cache import CACHE_ENV
+
+    f = click.option(
+        "--audit", type=click.FloatRange(0, 1), default=None, metavar="FRACTION",
+        envvar="MEXKIT_AUDIT", expose_value=False, callback=_run_setting("audit"),
+        help="Recompute this share (0-1) of the samples taken from --cache or --reuse and "
+             "compare; any difference refuses the cache or store, naming the entry "
+             "(env MEXKIT_AUDIT; default 0).",
+    )(f)
+    f = click.option(
+        "--trust", "trust", multiple=True, metavar="KEYFILE", expose_value=False,
+        type=click.Path(exists=True, dir_okay=False, path_type=str), envvar=TRUST_ENV,
+        callback=_run_setting("trust", tuple),
+        help="Use cache entries and --reuse stores signed by the ed25519 public key in "
+             "KEYFILE (repeatable; env MEXKIT_TRUST); entries of this run's own key "
+             "(MEXKIT_KEY) are always trusted, any other is ignored (docs/sharing.md).",
+    )(f)
 
     f = click.option(
         "--cache", type=click.Path(file_okay=False, path_type=str), default=None,

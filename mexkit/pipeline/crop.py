@@ -185,6 +185,35 @@ def _attrs(spec: Mapping[str, Any], clip: Any, start: int, T: int, score: float
     return a
 
 
+def _check_crop(task: Task, arrays: Mapping[str, Any]) -> None:
+    """What the crop stage makes for ``task``: checked on cache and --reuse hits."""
+    from .stages import expect_arrays
+
+    e = task.payload["expect"]
+    T, side = e["frames"], e["side"]
+    frame = (side, side) if side else (None, None)
+    colour = () if task.payload["params"]["grey"] else (3,)
+    spec = {"frames": (np.uint8, (T, *frame, *colour)),
+            "landmarks": ((np.float32, "nan"), (T, 68, 2)),
+            "transforms": (np.float64, (T, 2, 3)), "scores": ((np.float32, "nan"), (T,)),
+            "interpolated": (np.uint8, (T,)), "frame_numbers": (np.int64, (T,))}
+    expect_arrays(arrays, spec, required=list(spec),
+                  where=f"sample {task.sample_id!r}")
+
+
+def _input_attrs(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Who the clip is, from the sheet or the paths: the attributes a cached sample
+    never supplies (:data:`~mexkit.pipeline.cache.INPUT_ATTRS`)."""
+    from .cache import INPUT_ATTRS
+
+    a = {k: spec[k] for k in _CARRY if k in INPUT_ATTRS and spec.get(k) is not None}
+    if spec.get("source"):
+        a["source"] = str(Path(spec["source"]).resolve())
+    if spec.get("intervals"):
+        a["intervals"] = spec["intervals"]
+    return a
+
+
 def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "dlib",
              mode: str = "first", size: int = 128, margin: float = 0.125, grey: bool = True,
              smooth: float = 2.0, max_gap: int = 5, upsample: int | None = None,
@@ -220,6 +249,7 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
         try:
             with open_clip(spec["source"], fps=spec.get("fps")) as clip:
                 content = clip.content_hash()
+                n_frames = clip.n_frames
         except (MediaError, OSError, ValueError) as exc:  # this clip fails alone
             failures[sid] = str(exc) if isinstance(exc, MediaError) else (
                 f"{spec['source']}: {type(exc).__name__}: {exc}")
@@ -228,9 +258,11 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
         annotations = {k: spec.get(k) for k in ("start", "stop", "intervals", *_CARRY)}
         key = cache_key("crop", CROP_VERSION, params, content + repr(sorted(
             (k, repr(v)) for k, v in annotations.items())))
-        tasks.append(Task(sid, key, {}, {"clip": dict(spec),
-                                         "params": {**params, "device": device}}))
+        expect = {"frames": (spec.get("stop") or n_frames) - (spec.get("start") or 0),
+                  "side": size}
+        tasks.append(Task(sid, key, _input_attrs(spec), {
+            "clip": dict(spec), "params": {**params, "device": device}, "expect": expect}))
     return run_stage(tasks, _compute, output=output, stage="crop", params=params,
                      upstream=upstream, jobs=jobs, backend=backend, progress=progress,
-                     extra_failures=failures,
+                     extra_failures=failures, check=_check_crop,
                      inputs=[s["source"] for s in specs if s.get("source")])

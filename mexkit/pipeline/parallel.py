@@ -106,6 +106,12 @@ class ParallelConfig:
     overwrite : bool
         Replace an existing output file that is not a mexkit store
         (``--overwrite``; an input of the run is never replaced).
+    trust : tuple of str
+        Public key files (``--trust``) whose cache entries and ``--reuse``
+        stores this run uses, besides its own key's.
+    audit : float
+        Share of cache and ``--reuse`` hits recomputed and compared
+        (``--audit``); any difference refuses the cache or store.
     """
 
     retries: int = 2
@@ -116,6 +122,8 @@ class ParallelConfig:
     reuse: tuple[str, ...] = ()
     stall_timeout: float | None = None
     overwrite: bool = False
+    trust: tuple[str, ...] = ()
+    audit: float = 0.0
 
 
 _DEFAULT_CONFIG = ParallelConfig()

@@ -33,6 +33,7 @@ __all__ = [
     "check_output_path",
     "check_stage_input",
     "close_inputs",
+    "expect_arrays",
 ]
 
 logger = logging.getLogger("mexkit")
@@ -198,13 +199,68 @@ def store_tasks(store: Store, *, stage: str, version: int | str, params: Mapping
     return tasks
 
 
+def expect_arrays(arrays: Mapping[str, Any], spec: Mapping[str, tuple[Any, tuple]], *,
+                  required: Sequence[str], where: str) -> None:
+    """Check arrays a stage is said to have produced (a cache entry, a reused sample).
+
+    Parameters
+    ----------
+    arrays : mapping
+        Name -> array.
+    spec : mapping
+        Every name the stage may produce -> ``(dtypes, shape)``: ``dtypes``
+        a dtype or a tuple of them; ``shape`` a tuple whose items are ints or
+        None (any length), or None for any shape.  Float arrays must hold
+        finite values, except those whose dtype entry is marked ``"nan"``
+        (``(np.float32, "nan")``: landmarks of a frame without a face).
+    required : sequence of str
+        Names that must be there.
+    where : str
+        What is checked, for the message.
+
+    Raises
+    ------
+    StoreError
+        Naming the array and what is wrong with it.
+    """
+    import numpy as np
+
+    from ..errors import StoreError
+
+    missing = [n for n in required if n not in arrays]
+    extra = sorted(set(arrays) - set(spec))
+    if missing or extra:
+        raise StoreError(f"{where}: arrays {sorted(arrays)}; the stage makes "
+                         f"{sorted(spec)} ({', '.join(required)} always)")
+    for name, a in arrays.items():
+        kinds, shape = spec[name]
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        nan_ok = "nan" in kinds
+        dtypes = [np.dtype(k) for k in kinds if k != "nan"]
+        a = np.asarray(a)
+        if a.dtype not in dtypes:
+            raise StoreError(f"{where}: array {name!r} is {a.dtype}, not "
+                             f"{' or '.join(str(d) for d in dtypes)}")
+        if shape is not None and (len(shape) != a.ndim or any(
+                want is not None and want != got for want, got in zip(shape, a.shape))):
+            raise StoreError(f"{where}: array {name!r} has shape {a.shape}, not "
+                             f"{tuple('*' if d is None else d for d in shape)}")
+        if a.dtype.kind == "f" and a.size:
+            bad = ~np.isfinite(a) & ~(np.isnan(a) if nan_ok else False)
+            if bad.any():
+                raise StoreError(f"{where}: array {name!r} holds {int(bad.sum())} "
+                                 "non-finite value(s)")
+
+
 def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
                     version: int | str, params: Mapping[str, Any],
                     compute: Callable[[Task], tuple[Mapping, Mapping]], jobs: int = 1,
                     backend: str = "loky", progress: bool = True,
                     select: Callable[[SampleView], bool] | None = None,
                     group: int = 1,
-                    payload_params: Mapping[str, Any] | None = None) -> StageResult:
+                    payload_params: Mapping[str, Any] | None = None,
+                    check: Callable[[Task, Mapping[str, Any]], None] | None = None
+                    ) -> StageResult:
     """Apply ``compute`` to every sample of the input store; write ``output``.
 
     ``payload_params`` (default: ``params``) are what ``compute`` receives;
@@ -235,7 +291,7 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
                            upstream=upstream, jobs=jobs, backend=backend, progress=progress,
                            extra_failures={sid: f"failed upstream: {msg}"
                                            for sid, msg in upstream_failures.items()},
-                           group=group)
+                           group=group, check=check)
     finally:
         close_inputs()
     return result

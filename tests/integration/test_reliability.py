@@ -197,3 +197,163 @@ def test_many_arrays_of_one_sample_are_bounded_together(tmp_path):
     with pytest.raises(StoreError, match="declare .* together"):
         open_store(p)
     open_store(p, limits=StoreLimits(ratio_floor=64 << 20)).close()
+
+
+# -- items 4 and 9: cache entries and --reuse stores trusted only as far as they are
+#    signed and checked; attributes from the run's own input -------------------------
+def _flow(crop_store, out, **cfg):
+    from mexkit.pipeline.flow import run_flow
+    from mexkit.pipeline.parallel import configure
+
+    with configure(**cfg):
+        return run_flow(crop_store, out, method="farneback", pairs="onset-apex",
+                        progress=False)
+
+
+def _entries(cache):
+    return sorted(p for p in cache.rglob("*.h5") if not p.name.startswith("."))
+
+
+def _resign(entry, key_path):
+    from mexkit.io.signing import load_signer
+    from mexkit.pipeline.cache import entry_message
+
+    signer = load_signer(key_path)
+    with h5py.File(entry, "r+") as fh:
+        fh.attrs["signer"] = signer.key_id
+        fh.attrs["signature"] = signer.sign(entry_message(str(fh.attrs["cache_key"]),
+                                                          fh["sample"]))
+
+
+def _forge(entry, *, label="forged", zero=True):
+    """Rewrite an entry as the issue's attacker did: another label, zeroed flow and a
+    recomputed data hash (the signature is left as it was)."""
+    from mexkit.io.store import hash_arrays
+
+    with h5py.File(entry, "r+") as fh:
+        g = fh["sample"]
+        g.attrs["label"] = label
+        if zero:
+            g["flow"][...] = 0
+        g.attrs["data_hash"] = hash_arrays({n: g[n][()] for n in g})
+
+
+def _labels(path):
+    from mexkit.io.store import open_store
+
+    with open_store(path) as s:
+        return {sid: s[sid].attrs.get("label") for sid in s.sample_ids}
+
+
+@pytest.fixture
+def seeded_cache(crop_store, tmp_path):
+    cache = tmp_path / "cache"
+    r = _flow(crop_store, tmp_path / "first.h5", cache=str(cache))
+    assert r.computed == 6 and len(_entries(cache)) == 6
+    return cache
+
+
+def test_forged_cache_entry_is_not_used(crop_store, seeded_cache, tmp_path, caplog):
+    entry = _entries(seeded_cache)[0]
+    _forge(entry)
+    with caplog.at_level("WARNING", logger="mexkit"):
+        r = _flow(crop_store, tmp_path / "second.h5", cache=str(seeded_cache))
+    assert r.from_cache == 5 and r.computed == 1
+    assert "does not match its content" in caplog.text and str(entry) in caplog.text
+    assert _labels(tmp_path / "second.h5") == _labels(crop_store)
+    from mexkit.io.store import open_store
+
+    with open_store(tmp_path / "second.h5") as s:
+        assert all(np.abs(s[sid].read("flow")).max() > 0 for sid in s.sample_ids)
+
+
+def test_entry_signed_by_an_untrusted_key_is_used_only_with_trust(crop_store, seeded_cache,
+                                                                   tmp_path):
+    other = tmp_path / "other-lab.pem"
+    entry = _entries(seeded_cache)[0]
+    _forge(entry, zero=False)   # another lab's entry: same data, its own attributes
+    _resign(entry, other)
+    r = _flow(crop_store, tmp_path / "a.h5", cache=str(seeded_cache))
+    assert r.from_cache == 5 and r.computed == 1
+    r = _flow(crop_store, tmp_path / "b.h5", cache=str(seeded_cache),
+              trust=(str(tmp_path / "other-lab.pub.pem"),))
+    assert r.from_cache == 6
+    # its label never reaches the output: attributes come from the run's own input
+    assert _labels(tmp_path / "b.h5") == _labels(crop_store)
+
+
+def test_audit_refuses_a_trusted_but_wrong_entry(crop_store, seeded_cache, tmp_path):
+    entries = _entries(seeded_cache)
+    for e in entries:
+        _forge(e)
+        _resign(e, os.environ["MEXKIT_KEY"])   # a trusted key that computed wrongly
+    out = tmp_path / "audited.h5"
+    from mexkit.errors import StoreError
+
+    with pytest.raises(StoreError, match="cache entry .* differs from its recomputation"):
+        _flow(crop_store, out, cache=str(seeded_cache), audit=1.0)
+    assert not out.exists()
+    # without the audit the entries are taken: the audit is what finds them out
+    assert _flow(crop_store, tmp_path / "trusting.h5", cache=str(seeded_cache)).from_cache == 6
+    staging = tmp_path / "audited.h5.staging"
+    assert not staging.exists() or not list(staging.glob("*.h5"))
+
+
+def test_entry_of_the_wrong_shape_is_not_used(crop_store, seeded_cache, tmp_path, caplog):
+    from mexkit.io.store import hash_arrays
+
+    entry = _entries(seeded_cache)[0]
+    with h5py.File(entry, "r+") as fh:
+        g = fh["sample"]
+        del g["flow"]
+        g["flow"] = np.zeros((1, 2, 5, 5), np.float64)
+        g.attrs["data_hash"] = hash_arrays({n: g[n][()] for n in g})
+    _resign(entry, os.environ["MEXKIT_KEY"])
+    with caplog.at_level("WARNING", logger="mexkit"):
+        r = _flow(crop_store, tmp_path / "o.h5", cache=str(seeded_cache))
+    assert r.computed == 1 and r.from_cache == 5
+    assert "'flow' is float64" in caplog.text
+
+
+def test_oversized_cache_entry_is_skipped_not_fatal(crop_store, seeded_cache, tmp_path,
+                                                     caplog):
+    entry = _entries(seeded_cache)[0]
+    with h5py.File(entry, "r+") as fh:   # 40 GiB declared, nothing written
+        fh["sample"].create_dataset("huge", shape=(40 << 10, 1 << 20), dtype=np.uint8,
+                                    chunks=(1, 1 << 20))
+    _resign(entry, os.environ["MEXKIT_KEY"])
+    assert entry.stat().st_size < 1 << 20
+    with caplog.at_level("WARNING", logger="mexkit"):
+        r = _flow(crop_store, tmp_path / "o.h5", cache=str(seeded_cache))
+    assert r.computed == 1 and r.from_cache == 5 and not r.failures
+    assert "declares" in caplog.text
+
+
+def test_reuse_store_must_be_signed_by_a_trusted_key(crop_store, tmp_path):
+    from mexkit.errors import StoreError
+    from mexkit.io.store.format import _seal
+
+    theirs = tmp_path / "theirs.h5"
+    _flow(crop_store, theirs)
+    # another lab re-seals it with its own key, after changing a label
+    from mexkit.io.signing import load_signer
+
+    with h5py.File(theirs, "r+") as fh:
+        g = fh["samples"][next(iter(fh["samples"]))]
+        g.attrs["label"] = "forged"
+    _seal(theirs, load_signer(tmp_path / "lab.pem"))
+    with pytest.raises(StoreError, match="does not pass validation|not trust"):
+        _flow(crop_store, tmp_path / "a.h5", reuse=(str(theirs),))
+    # a store of that lab, valid and signed: refused until its key is trusted
+    good = tmp_path / "good.h5"
+    _flow(crop_store, good)
+    _seal(good, load_signer(tmp_path / "lab.pem"))
+    with pytest.raises(StoreError, match="does not trust"):
+        _flow(crop_store, tmp_path / "b.h5", reuse=(str(good),))
+    r = _flow(crop_store, tmp_path / "c.h5", reuse=(str(good),),
+              trust=(str(tmp_path / "lab.pub.pem"),))
+    assert r.reused == 6 and r.computed == 0
+    # an unsigned store is refused
+    _seal(good)
+    with pytest.raises(StoreError, match="not signed"):
+        _flow(crop_store, tmp_path / "d.h5", reuse=(str(good),))

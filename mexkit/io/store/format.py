@@ -270,8 +270,17 @@ def _attrs_hash(root: Any) -> str:
 # --------------------------------------------------------------------------
 # user block: length and checksum of the file
 # --------------------------------------------------------------------------
-def _seal(path: Path) -> str:
-    """Write the checksum header into the user block of a closed file."""
+def seal_message(digest: str, length: int) -> bytes:
+    """What a store's signature signs: its whole-file SHA-256 and length."""
+    return f"mexkit-store-v1\0{digest}\0{length}".encode()
+
+
+def _seal(path: Path, signer: Any = None) -> str:
+    """Write the checksum header into the user block of a closed file.
+
+    With ``signer`` (a :class:`mexkit.io.signing.Signer`), the header also
+    holds its key id and its signature of :func:`seal_message`.
+    """
     h = hashlib.sha256()
     with open(path, "r+b") as fh:
         fh.seek(USERBLOCK_SIZE)
@@ -283,11 +292,28 @@ def _seal(path: Path) -> str:
         length = fh.tell()
         digest = h.hexdigest()
         header = _MAGIC + _HEADER_FMT.format(length=length, digest=digest).encode()
+        if signer is not None:
+            header += (f"signer={signer.key_id}\n"
+                       f"signature={signer.sign(seal_message(digest, length))}\n").encode()
         fh.seek(0)
         fh.write(header.ljust(USERBLOCK_SIZE, b"\0"))
         fh.flush()
         os.fsync(fh.fileno())
     return digest
+
+
+def read_seal(path: Path) -> dict[str, str]:
+    """The fields of a store's header (``length``, ``sha256``, ``signer``, ``signature``),
+    unchecked; empty for a file without a mexkit header."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(USERBLOCK_SIZE)
+    except OSError:
+        return {}
+    if not head.startswith(_MAGIC):
+        return {}
+    text = head[len(_MAGIC):].split(b"\0", 1)[0].decode("ascii", "replace")
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 def _check_seal(path: Path) -> str:

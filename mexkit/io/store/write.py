@@ -380,6 +380,9 @@ class StoreWriter:
         (:func:`check_output`).
     overwrite : bool
         Replace an existing output that is not a mexkit store.
+    signer : mexkit.io.signing.Signer, optional
+        Signs the finished store (its header records the key id and the
+        signature of its checksum): see docs/sharing.md.
 
     Notes
     -----
@@ -397,7 +400,7 @@ class StoreWriter:
     def __init__(self, path: str | os.PathLike[str], *, stage: str,
                  params: Mapping[str, Any], upstream: Iterable[Mapping[str, Any]] = (),
                  compression: str = "gzip", inputs: Iterable[str | os.PathLike[str]] = (),
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, signer: Any = None) -> None:
         if compression not in ("gzip", "lzf"):
             raise StoreError(f"unknown compression {compression!r}; use 'gzip' or 'lzf'.")
         self.path = Path(path)
@@ -408,6 +411,7 @@ class StoreWriter:
         self.inputs = [str(p) for p in inputs]
         self.inputs += [str(u["path"]) for u in self.upstream if u.get("path")]
         self.overwrite = overwrite
+        self.signer = signer
         self.staging = self.path.with_name(self.path.name + ".staging")
         self._lock_fh: Any = None
         self._staged: dict[str, _Finished] = {}
@@ -575,7 +579,7 @@ class StoreWriter:
                     digest.update(b"failures\0" + _attr_bytes(out.attrs["failures"]))
                     out.attrs["content_hash"] = digest.hexdigest()
                     out.attrs["attrs_hash"] = _attrs_hash(out)
-                _seal(tmp)
+                _seal(tmp, self.signer)
         finally:
             if old is not None:
                 old.close()
