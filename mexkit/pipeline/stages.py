@@ -242,7 +242,8 @@ def expect_arrays(arrays: Mapping[str, Any], spec: Mapping[str, tuple[Any, tuple
             raise StoreError(f"{where}: array {name!r} is {a.dtype}, not "
                              f"{' or '.join(str(d) for d in dtypes)}")
         if shape is not None and (len(shape) != a.ndim or any(
-                want is not None and want != got for want, got in zip(shape, a.shape, strict=False))):
+                want is not None and want != got
+                for want, got in zip(shape, a.shape, strict=False))):
             raise StoreError(f"{where}: array {name!r} has shape {a.shape}, not "
                              f"{tuple('*' if d is None else d for d in shape)}")
         if a.dtype.kind == "f" and a.size:
