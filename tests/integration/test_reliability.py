@@ -357,3 +357,119 @@ def test_reuse_store_must_be_signed_by_a_trusted_key(crop_store, tmp_path):
     _seal(good)
     with pytest.raises(StoreError, match="not signed"):
         _flow(crop_store, tmp_path / "d.h5", reuse=(str(good),))
+
+
+# -- item 13: a cache folder shared by two users of one group --------------------------
+def _test_users():
+    """Two users of one group, made with useradd (root only); None where impossible."""
+    import grp
+    import pwd
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("groupadd"):
+        return None
+    names = ("mexkit-test-a", "mexkit-test-b")
+    try:
+        grp.getgrnam("mexkit-test")
+    except KeyError:
+        subprocess.run(["groupadd", "mexkit-test"], check=False, capture_output=True)
+    for n in names:
+        try:
+            pwd.getpwnam(n)
+        except KeyError:
+            subprocess.run(["useradd", "-M", "-N", "-g", "mexkit-test", "-s", "/bin/false", n],
+                           check=False, capture_output=True)
+    try:
+        return [pwd.getpwnam(n) for n in names], grp.getgrnam("mexkit-test").gr_gid
+    except KeyError:
+        return None
+
+
+def _as_user(uid, gid, env, action):
+    """Run ``action()`` in a forked child as ``uid:gid`` (umask 022); return its exit
+    code and message.  Everything it needs is imported before the fork (the interpreter's
+    own files may not be readable by that user)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code, msg = 0, "ok"
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            os.umask(0o022)
+            os.environ.update(env)
+            action()
+        except BaseException as exc:
+            code, msg = 1, f"{type(exc).__name__}: {exc}"
+        os.write(w, msg.encode()[:4000])
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        msg = fh.read().decode()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), msg
+
+
+def test_cache_shared_by_two_users_of_a_group(tmp_path):
+    users = _test_users()
+    if users is None:
+        pytest.skip("needs root and useradd to make two users")
+    (a, b), gid = users
+    base = tmp_path / "shared"
+    base.mkdir()
+    for p in (tmp_path, base):
+        os.chmod(p, 0o755)
+    os.chmod(tmp_path.parent, 0o755)
+    os.chmod(tmp_path.parent.parent, 0o755)
+    cache = base / "cache"
+    cache.mkdir()
+    os.chown(cache, 0, gid)
+    os.chmod(cache, 0o2775)   # the documented set-up: group-owned, setgid, group-writable
+    import cryptography.hazmat.primitives.asymmetric.ed25519  # noqa: F401 - before fork
+    import cryptography.hazmat.primitives.serialization  # noqa: F401
+
+    from mexkit.io import signing
+    from mexkit.io.store import write_staged_sample
+    from mexkit.pipeline import stages  # noqa: F401 - the cache reads its limits
+    from mexkit.pipeline.cache import SampleCache
+
+    keys = {}
+    for u in (a, b):
+        home = base / u.pw_name
+        home.mkdir()
+        os.chown(home, u.pw_uid, gid)
+        keys[u.pw_name] = home / "key.pem"
+
+    def run(user, key, other, trust=()):
+        staging = base / user.pw_name / "staging"
+
+        def action():
+            signing._SIGNERS.clear()
+            c = SampleCache(cache, trusted=signing.trusted_keys(trust,
+                                                                key_path=keys[user.pw_name]))
+            claim = c.claim(key)
+            assert claim is not None, "claim refused"
+            claim.release()
+            with c.wait(key):
+                pass
+            staging.mkdir(exist_ok=True)
+            p = write_staged_sample(staging, "s/" + key, key, {"x": np.arange(4)},
+                                    {"label": "a"})
+            assert c.put(key, p) is not None, "put refused"
+            if other != "-":
+                assert c.fetch(other, "s/" + other, staging) is not None, \
+                    "the other user's entry was not used"
+
+        return _as_user(user.pw_uid, gid, {"HOME": str(base / user.pw_name)}, action)
+
+    ka, kb = "ab" + "1" * 30, "ab" + "2" * 30   # one prefix folder for both
+    code, msg = run(a, ka, "-")
+    assert code == 0, msg
+    # b locks a's key, writes into the prefix folder a made, and uses a's entry (trusted)
+    code, msg = run(b, ka, "-")
+    assert code == 0, msg
+    code, msg = run(b, kb, ka, (str(keys["mexkit-test-a"].with_name("key.pub.pem")),))
+    assert code == 0, msg
+    assert (cache / "ab").stat().st_mode & 0o2070 == 0o2070
