@@ -158,7 +158,7 @@ def _piece_pairs(opt: Mapping[str, Any]) -> int:
 
 def _prepare(t: Task, opt: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, int,
                                                          np.ndarray]:
-    s = input_sample(t.payload["input"], t.sample_id)
+    s = input_sample(t.payload["input"], t.sample_id, t.payload.get("identity"))
     require_arrays(s, ["frames"], stage="flow", producer="mexkit crop")
     frames = s.read("frames")
     pairs, apex = _pairs(s, frames, opt)
@@ -276,7 +276,7 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
 
 def _check_flow(task: Task, arrays: Mapping[str, Any]) -> None:
     """What the flow stage makes for ``task``: checked on cache and --reuse hits."""
-    s = input_sample(task.payload["input"], task.sample_id)
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     shape = s.shape("frames")
     T, H, W = shape[:3]
     opt = task.payload["params"]
@@ -304,7 +304,7 @@ def _check_flow(task: Task, arrays: Mapping[str, Any]) -> None:
 
 
 def _check_strain(task: Task, arrays: Mapping[str, Any]) -> None:
-    s = input_sample(task.payload["input"], task.sample_id)
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     P, _, H, W = s.shape("flow")
     spec = {name: (s.dtype(name), tuple(s.shape(name))) for name in s.keys()
             if name not in ("strain", "strain_components")}
@@ -361,7 +361,7 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
 def _compute_strain(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from ..motion.strain import optical_strain
 
-    s = input_sample(task.payload["input"], task.sample_id)
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     require_arrays(s, ["flow"], stage="strain", producer="mexkit flow")
     flow = s.read("flow")
     arrays = {k: s.read(k) for k in s.keys() if k not in ("strain", "strain_components")}

@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .._validate import check_option, check_range
-from ..errors import MexkitError, ParameterError, StoreError
+from ..errors import DiskFullError, InputChangedError, MexkitError, ParameterError, StoreError
+
+# errors that stop the whole stage instead of failing one sample
+_FATAL = (InputChangedError, DiskFullError)
 from ..io.store import StoreWriter, staged_name, write_staged_sample
 from .cache import INPUT_ATTRS, SampleCache, copy_from_store, reuse_index
 from .parallel import (
@@ -98,6 +101,8 @@ def batched(compute: Callable) -> Callable:
 def _stage_one(task: Task, res: Any, staging: str, compression: str,
                cache: SampleCache | None) -> Outcome:
     """Stage one computed result (or record its exception).  Never raises."""
+    if isinstance(res, _FATAL):
+        raise res
     if isinstance(res, BaseException):
         detail = "" if isinstance(res, MexkitError) else "".join(
             traceback.format_exception(type(res), res, res.__traceback__))
@@ -119,6 +124,8 @@ def _stage_one(task: Task, res: Any, staging: str, compression: str,
 def _compute_one(compute: Callable, task: Task) -> Any:
     try:
         return compute(task)
+    except _FATAL:
+        raise
     except Exception as exc:  # one sample's failure must not cancel the others
         return exc
 
@@ -138,6 +145,8 @@ def _iter_batch(compute: Callable, tasks: list[Task]) -> Iterator[tuple[Task, An
             done += 1
         if done != len(tasks):
             raise RuntimeError(f"compute returned {done} results for {len(tasks)} tasks")
+    except _FATAL:
+        raise
     except Exception as exc:
         rest = tasks[done:]
         if len(rest) == 1 and len(tasks) == 1:
@@ -299,7 +308,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
               shard: tuple[int, int] | None = None, cache: str | Path | None = None,
               scheduler: str | None = None, address: str | None = None,
               inputs: Iterable[str | Path] = (),
-              check: Callable[[Task, Mapping[str, Any]], None] | None = None) -> StageResult:
+              check: Callable[[Task, Mapping[str, Any]], None] | None = None,
+              before_finalize: Callable[[], None] | None = None) -> StageResult:
     """Run ``compute`` over ``tasks`` and write the output store.
 
     Parameters
@@ -345,6 +355,10 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
         shapes, dtypes, value ranges); a picklable module-level function.
         Applied to every sample taken from the cache or a ``--reuse`` store
         before it is used (docs/sharing.md).
+    before_finalize : callable, optional
+        Called once every sample is done, before the store is assembled; it
+        raises to stop the run without writing the output (the staged samples
+        are kept), e.g. when the input store changed during the run.
     retries, shard, cache, scheduler, address
         Default to the settings in force (:func:`mexkit.pipeline.parallel.configure`):
         how many more times samples lost with a worker are tried before they
@@ -475,6 +489,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
         finally:
             bar.close()
         result.failures.update(extra)
+        if before_finalize is not None:
+            before_finalize()
         writer.finalize(ids, keys, result.failures)
     result.seconds = time.perf_counter() - start
     logger.debug("%s: %d computed, %d skipped (cached), %d failed in %.1f s -> %s", stage,

@@ -69,8 +69,16 @@ def store_limits() -> StoreLimits:
 
 
 def _identity(path: str | Path) -> tuple[int, ...]:
+    """What tells two states of a file apart: device, inode, size, modification time."""
     st = os.stat(path)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _replaced(path: str | Path, now: Any, expected: Sequence[int]) -> str:
+    return (f"{path}: the input store was replaced or changed during the run (it was "
+            f"{tuple(expected)}, it is {now} as device, inode, size and modification "
+            "time); the samples read from it would mix two stores. Run again once it "
+            "stays the same")
 
 
 def close_inputs() -> None:
@@ -101,7 +109,8 @@ def upstream_entry(store: Store) -> dict[str, Any]:
             "content_hash": store.content_hash, "path": str(Path(store.path).resolve())}
 
 
-def input_sample(path: str | Path, sample_id: str) -> SampleView:
+def input_sample(path: str | Path, sample_id: str,
+                 identity: Sequence[int] | None = None) -> SampleView:
     """Return one sample of an input store, opening the store if needed.
 
     A store stays open for the samples of one run; it is reopened when the
@@ -109,13 +118,22 @@ def input_sample(path: str | Path, sample_id: str) -> SampleView:
     and :func:`close_inputs` closes all at the end of a run.  The checksum was
     verified by the process that built the tasks, so workers skip it; the
     structural checks and size limits run again.
+
+    ``identity`` is the file's identity when the run began (see
+    :func:`run_store_stage`): a file that is no longer that one (another
+    store moved over it, a rewrite) raises :class:`StoreError` instead of
+    mixing two stores in one output.
     """
+    from ..errors import InputChangedError
+
     key = str(path)
     try:
         ident = _identity(path)
     except OSError as exc:
         raise ModelInputError(f"{key}: the input store is gone ({exc.strerror or exc}).") \
             from exc
+    if identity is not None and tuple(identity) != ident:
+        raise InputChangedError(_replaced(path, ident, identity))
     held = _OPEN.get(key)
     if held is not None and held[0] != ident:
         _OPEN.pop(key)[1].close()
@@ -278,21 +296,46 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
     :class:`~mexkit.errors.ParameterError` or :class:`~mexkit.errors.StoreError`
     and leaves an existing output as it was.
     """
+    from ..errors import StoreError
+
     check_output_path(input_path, output)
-    with open_store(input_path, limits=store_limits()) as store:
+    identity = _identity(input_path)
+    store = open_store(input_path, limits=store_limits())
+    # held open for the whole run: the samples read in this process come from this file
+    _OPEN[str(input_path)] = (identity, store)
+    try:
         check_stage_input(store, stage, select, params)
         tasks = store_tasks(store, stage=stage, version=version, params=params, select=select,
                             payload_params=payload_params)
         upstream = [upstream_entry(store)]
         upstream_failures = dict(store.failures)
+    except BaseException:
+        close_inputs()
+        raise
+    if identity != _identity(input_path):  # changed while it was checked
+        close_inputs()
+        raise StoreError(_replaced(input_path, _identity(input_path), identity))
+    for t in tasks:
+        t.payload["identity"] = identity
     if not tasks and not upstream_failures:
         logger.warning("%s: the input store %s holds no samples", stage, input_path)
+
+    def unchanged() -> None:
+        try:
+            now = _identity(input_path)
+        except OSError as exc:
+            raise StoreError(f"{input_path}: the input store went away during the run "
+                             f"({exc.strerror or exc}); the output is not written.") from exc
+        if now != identity:
+            raise StoreError(_replaced(input_path, now, identity) + "; the output is not "
+                             "written, the samples finished before are kept")
+
     try:
         result = run_stage(tasks, compute, output=output, stage=stage, params=params,
                            upstream=upstream, jobs=jobs, backend=backend, progress=progress,
                            extra_failures={sid: f"failed upstream: {msg}"
                                            for sid, msg in upstream_failures.items()},
-                           group=group, check=check)
+                           group=group, check=check, before_finalize=unchanged)
     finally:
         close_inputs()
     return result

@@ -25,7 +25,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def _frames(task: Task, stage: str) -> tuple[Any, np.ndarray]:
-    s = input_sample(task.payload["input"], task.sample_id)
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     require_arrays(s, ["frames"], stage=stage, producer="mexkit crop")
     return s, s.read("frames")
 
@@ -53,7 +53,7 @@ def _check_frames_stage(task: Task, arrays: Mapping[str, Any], n: int | None,
                         more: Mapping[str, Any] | None = None) -> None:
     """The temporal stages' outputs: ``main`` of ``n`` frames (None: as many as the
     input) of the input's frame size, with landmarks and source times to match."""
-    s = input_sample(task.payload["input"], task.sample_id)
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     shape = tuple(s.shape("frames"))
     n = shape[0] if n is None else n
     frame = shape[1:3] if main != "frames" else shape[1:]
@@ -70,7 +70,7 @@ def _check_tim(task: Task, arrays: Mapping[str, Any]) -> None:
 
 def _check_rpca(task: Task, arrays: Mapping[str, Any]) -> None:
     p = task.payload["params"]
-    s = input_sample(task.payload["input"], task.sample_id)
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     T, H, W = tuple(s.shape("frames"))[:3]
     n = p["k"] if p["psn"] else T
     _check_frames_stage(task, arrays, n, main="sparse", dtypes=np.float32, more={

@@ -473,3 +473,41 @@ def test_cache_shared_by_two_users_of_a_group(tmp_path):
     code, msg = run(b, kb, ka, (str(keys["mexkit-test-a"].with_name("key.pub.pem")),))
     assert code == 0, msg
     assert (cache / "ab").stat().st_mode & 0o2070 == 0o2070
+
+
+# -- item 5: an input store replaced during the run is never mixed in -------------------
+@pytest.mark.parametrize("jobs,backend", [(1, "loky"), (2, "threading")])
+def test_input_replaced_during_the_run_stops_the_stage(tmp_path, jobs, backend):
+    from mexkit.errors import StoreError
+    from mexkit.io.store import open_store
+    from mexkit.pipeline.stages import input_sample, run_store_stage
+
+    src, other = tmp_path / "in.h5", tmp_path / "other.h5"
+    _store(src, n=12)
+    # the same samples with other content (frames of 7): another version of the store
+    run_stage([Task(t.sample_id, cache_key("crop", 2, {}, t.sample_id), t.attrs, 0)
+               for t in _tasks(12)],
+              lambda t: ({"frames": np.full((3, 8, 8), 7, np.uint8)}, {}),
+              output=other, stage="crop", params={}, progress=False)
+    calls = []
+
+    def compute(task):
+        calls.append(task.sample_id)
+        if len(calls) == 3:
+            os.replace(other, src)   # `mv other.h5 in.h5` while the stage runs
+        s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+        return {"frames": s.read("frames") + 1}, {}
+
+    out = tmp_path / "out.h5"
+    with pytest.raises(StoreError, match="replaced or changed during the run"):
+        run_store_stage(src, out, stage="tim", version=1, params={}, compute=compute,
+                        jobs=jobs, backend=backend, progress=False)
+    assert not out.exists()
+    # the samples read before the change are kept for a resume, none from the new file
+    staged = sorted((tmp_path / "out.h5.staging").glob("*.h5"))
+    assert 1 <= len(staged) <= 3
+    with open_store(src) as s:   # the new store: every frame is 7
+        assert all((s[sid].read("frames") == 7).all() for sid in s.sample_ids)
+    for p in staged:
+        with h5py.File(p, "r") as fh:
+            assert not (fh["sample"]["frames"][()] == 8).all()
