@@ -21,9 +21,6 @@ from typing import Any
 
 from .._validate import check_option, check_range
 from ..errors import DiskFullError, InputChangedError, MexkitError, ParameterError, StoreError
-
-# errors that stop the whole stage instead of failing one sample
-_FATAL = (InputChangedError, DiskFullError)
 from ..io.store import StoreWriter, staged_name, write_staged_sample
 from .cache import INPUT_ATTRS, SampleCache, copy_from_store, reuse_index
 from .parallel import (
@@ -44,6 +41,9 @@ __all__ = ["Task", "StageResult", "run_stage", "batched", "BACKENDS"]
 Outcome = tuple[str, str, str, str]
 
 logger = logging.getLogger("mexkit")
+
+# errors that stop the whole stage instead of failing one sample
+_FATAL = (InputChangedError, DiskFullError)
 
 
 @dataclass
