@@ -91,6 +91,14 @@ def _format(summary: dict[str, Any]) -> str:
     else:
         lines.append("  (first stage)")
     lines.append(f"samples    {summary['n_samples']} stored, {len(summary['failures'])} failed")
+    shard = summary.get("shard")
+    if shard:
+        shards = ", ".join(str(i) for i in shard.get("shards", []))
+        total = len(shard.get("samples", []))
+        kind = "PARTIAL store" if shard.get("partial") else "one part of a sharded run"
+        lines.append(f"partial    {kind}: shard(s) {shards} of {shard.get('count')}; "
+                     f"{summary['n_samples'] + len(summary['failures'])} of {total} samples "
+                     "of the run (mexkit merge joins the parts)")
     shown = summary["samples"][:10]
     for sid in shown:
         lines.append(f"  {sid}")

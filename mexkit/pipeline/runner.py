@@ -389,7 +389,12 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     if len(set(ids)) != len(ids):
         dup = sorted({s for s in ids if ids.count(s) > 1})
         raise ParameterError(f"Duplicate sample ids: {', '.join(dup[:5])}.")
+    meta: dict[str, Any] = {}
     if shard is not None:
+        # the part says which shard of which sample set it holds: merge checks that
+        # every shard is there
+        meta["shard"] = {"shards": [shard[0]], "count": shard[1],
+                         "samples": sorted(set(ids) | set(extra_failures or {}))}
         tasks = [t for t in tasks if in_shard(t.sample_id, shard)]
         extra_failures = {sid: msg for sid, msg in (extra_failures or {}).items()
                           if in_shard(sid, shard)}
@@ -416,7 +421,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
                        stage, len(extra), ", ".join(why))
     with StoreWriter(output, stage=stage, params=params, upstream=upstream,
                      compression=compression, inputs=[*inputs, *reuse, *cfg.trust],
-                     overwrite=cfg.overwrite, signer=signer) as writer:
+                     overwrite=cfg.overwrite, signer=signer, meta=meta) as writer:
         todo = [t for t in tasks if not writer.finished(t.sample_id, t.cache_key)]
         result.skipped = len(tasks) - len(todo)
         if result.skipped:

@@ -511,3 +511,38 @@ def test_input_replaced_during_the_run_stops_the_stage(tmp_path, jobs, backend):
     for p in staged:
         with h5py.File(p, "r") as fh:
             assert not (fh["sample"]["frames"][()] == 8).all()
+
+
+# -- item 6: merge refuses an incomplete set of shards unless --partial -----------------
+def test_merge_of_two_shards_out_of_three_is_refused(tmp_path):
+    from mexkit.io.store import open_store
+    from mexkit.pipeline.parallel import configure, in_shard
+
+    parts = []
+    for i in range(3):
+        with configure(shard=(i, 3)):
+            _store(tmp_path / f"part{i}.h5", n=24)
+        parts.append(tmp_path / f"part{i}.h5")
+    out = tmp_path / "m.h5"
+    r = _invoke("merge", parts[0], parts[1], "-o", out)
+    assert r.exit_code == 1, r.output
+    n2 = sum(in_shard(t.sample_id, (2, 3)) for t in _tasks(24))
+    assert f"shard(s) 2 missing ({n2} of 24 samples)" in r.output
+    assert not out.exists()
+    r = _invoke("merge", parts[0], parts[1], "-o", out, "--partial")
+    assert r.exit_code == 0, r.output
+    with open_store(out) as s:
+        assert len(s) == 24 - n2 and s.shard["shards"] == [0, 1] and s.shard["partial"]
+    r = _invoke("inspect", out)
+    assert "PARTIAL store: shard(s) 0, 1 of 3" in r.output, r.output
+    # the partial store and the missing part make the whole run
+    whole = tmp_path / "whole.h5"
+    r = _invoke("merge", out, parts[2], "-o", whole)
+    assert r.exit_code == 0, r.output
+    with open_store(whole) as s:
+        assert len(s) == 24 and s.shard is None
+    # a part of another run (other samples) is refused
+    with configure(shard=(2, 3)):
+        _store(tmp_path / "other2.h5", n=30)
+    r = _invoke("merge", parts[0], parts[1], tmp_path / "other2.h5", "-o", tmp_path / "x.h5")
+    assert r.exit_code == 1 and "another run" in r.output, r.output

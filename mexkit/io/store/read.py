@@ -228,7 +228,16 @@ class Store:
             "arrays": arrays,
             "failures": self.failures,
             "signer": self.signer,
+            "shard": self.shard,
         }
+
+    @property
+    def shard(self) -> dict[str, Any] | None:
+        """For a partial store (a ``--shard`` part, or ``merge --partial``): ``shards``
+        (the indices it holds), ``count`` and ``samples`` (the whole run's sample ids);
+        None for a complete store."""
+        value = self.meta.get("shard")
+        return value if isinstance(value, dict) else None
 
 
 def open_store(path: str | os.PathLike[str], *, verify: bool = True,

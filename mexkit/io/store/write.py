@@ -383,6 +383,9 @@ class StoreWriter:
     signer : mexkit.io.signing.Signer, optional
         Signs the finished store (its header records the key id and the
         signature of its checksum): see docs/sharing.md.
+    meta : mapping, optional
+        More root attributes (JSON), e.g. ``shard``: which shards of which
+        sample set a partial store holds.
 
     Notes
     -----
@@ -400,7 +403,8 @@ class StoreWriter:
     def __init__(self, path: str | os.PathLike[str], *, stage: str,
                  params: Mapping[str, Any], upstream: Iterable[Mapping[str, Any]] = (),
                  compression: str = "gzip", inputs: Iterable[str | os.PathLike[str]] = (),
-                 overwrite: bool = False, signer: Any = None) -> None:
+                 overwrite: bool = False, signer: Any = None,
+                 meta: Mapping[str, Any] | None = None) -> None:
         if compression not in ("gzip", "lzf"):
             raise StoreError(f"unknown compression {compression!r}; use 'gzip' or 'lzf'.")
         self.path = Path(path)
@@ -412,6 +416,7 @@ class StoreWriter:
         self.inputs += [str(u["path"]) for u in self.upstream if u.get("path")]
         self.overwrite = overwrite
         self.signer = signer
+        self.meta = dict(meta or {})
         self.staging = self.path.with_name(self.path.name + ".staging")
         self._lock_fh: Any = None
         self._staged: dict[str, _Finished] = {}
@@ -576,6 +581,8 @@ class StoreWriter:
                     out.attrs["created"] = _now()
                     out.attrs["store_id"] = uuid.uuid4().hex
                     out.attrs["failures"] = _canonical_json(failures)
+                    for name, value in sorted(self.meta.items()):
+                        out.attrs[name] = _clean_attr(value)
                     digest.update(b"failures\0" + _attr_bytes(out.attrs["failures"]))
                     out.attrs["content_hash"] = digest.hexdigest()
                     out.attrs["attrs_hash"] = _attrs_hash(out)
