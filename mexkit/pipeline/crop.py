@@ -265,4 +265,5 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
     return run_stage(tasks, _compute, output=output, stage="crop", params=params,
                      upstream=upstream, jobs=jobs, backend=backend, progress=progress,
                      extra_failures=failures, check=_check_crop,
+                     all_samples=[spec["sample_id"] for spec in specs],
                      inputs=[s["source"] for s in specs if s.get("source")])

@@ -309,7 +309,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
               scheduler: str | None = None, address: str | None = None,
               inputs: Iterable[str | Path] = (),
               check: Callable[[Task, Mapping[str, Any]], None] | None = None,
-              before_finalize: Callable[[], None] | None = None) -> StageResult:
+              before_finalize: Callable[[], None] | None = None,
+              all_samples: Iterable[str] | None = None) -> StageResult:
     """Run ``compute`` over ``tasks`` and write the output store.
 
     Parameters
@@ -355,6 +356,10 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
         shapes, dtypes, value ranges); a picklable module-level function.
         Applied to every sample taken from the cache or a ``--reuse`` store
         before it is used (docs/sharing.md).
+    all_samples : iterable of str, optional
+        With a shard: the ids of the whole run's samples, where the caller
+        left the other shards' samples out of ``tasks`` already (recorded in
+        the part, so that merge can tell when a shard is missing).
     before_finalize : callable, optional
         Called once every sample is done, before the store is assembled; it
         raises to stop the run without writing the output (the staged samples
@@ -394,7 +399,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
         # the part says which shard of which sample set it holds: merge checks that
         # every shard is there
         meta["shard"] = {"shards": [shard[0]], "count": shard[1],
-                         "samples": sorted(set(ids) | set(extra_failures or {}))}
+                         "samples": sorted(set(ids) | set(extra_failures or {})
+                                           | set(all_samples or ()))}
         tasks = [t for t in tasks if in_shard(t.sample_id, shard)]
         extra_failures = {sid: msg for sid, msg in (extra_failures or {}).items()
                           if in_shard(sid, shard)}
