@@ -113,6 +113,8 @@ def _stage_one(task: Task, res: Any, staging: str, compression: str,
         attrs.update(extra)
         p = write_staged_sample(staging, task.sample_id, task.cache_key, arrays, attrs,
                                 compression=compression)
+    except _FATAL:
+        raise
     except Exception as exc:
         detail = traceback.format_exc() if not isinstance(exc, MexkitError) else ""
         return ("failed", task.sample_id, _one_line(exc), detail)

@@ -546,3 +546,123 @@ def test_merge_of_two_shards_out_of_three_is_refused(tmp_path):
         _store(tmp_path / "other2.h5", n=30)
     r = _invoke("merge", parts[0], parts[1], tmp_path / "other2.h5", "-o", tmp_path / "x.h5")
     assert r.exit_code == 1 and "another run" in r.output, r.output
+
+
+# -- item 12: a full disk is one clear error; finished samples and the old output kept ---
+@pytest.fixture
+def small_fs(tmp_path):
+    """A tmpfs of a given size (root only); skips where it cannot be mounted."""
+    import subprocess
+
+    mounted = []
+
+    def make(size_kb):
+        where = tmp_path / f"fs{len(mounted)}"
+        where.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs",
+                            str(where)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a small file system here: {r.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield make
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def _flow_cli(crop_store, out, *extra):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "mexkit", "flow", str(crop_store),
+                           "--method", "farneback", "--pairs", "consecutive", "-o", str(out),
+                           *map(str, extra)], capture_output=True, text=True, timeout=300)
+
+
+def test_disk_full_while_staging_is_one_clear_error(crop_store, small_fs):
+    from mexkit.io.store import open_store, validate_store
+
+    fs = small_fs(8000)
+    out = fs / "o.h5"
+    _store(out, n=2)                    # an earlier output, made with other parameters
+    before = out.read_bytes()
+    proc = _flow_cli(crop_store, out)
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("mexkit: error: no space left on device"), proc.stderr
+    assert str(fs) in lines[-1]
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert out.read_bytes() == before and validate_store(out) == []
+    staged = [p for p in (fs / "o.h5.staging").glob("*.h5") if not p.name.startswith(".")]
+    assert staged, "the samples finished before the disk filled are kept"
+    # once there is room, the run resumes: the staged samples are not computed again
+    out.unlink()
+    proc = _flow_cli(crop_store, fs / "o.h5", "-v")
+    if proc.returncode == 0:
+        assert f"{len(staged)} of 6 sample(s) already done" in proc.stderr
+        with open_store(fs / "o.h5") as s:
+            assert len(s) == 6
+
+
+def test_disk_full_during_assembly_keeps_the_staged_samples(crop_store, small_fs,
+                                                            monkeypatch):
+    from mexkit.errors import DiskFullError
+    from mexkit.io.store import write as w
+    from mexkit.pipeline.flow import run_flow
+
+    fs = small_fs(40000)
+    real = w.ensure_room
+
+    def tight(folder, need, *, what):   # the disk fills up just before assembly
+        if what.startswith("assembling"):
+            raise w.disk_full(folder, need, what)
+        return real(folder, need, what=what)
+
+    monkeypatch.setattr(w, "ensure_room", tight)
+    with pytest.raises(DiskFullError, match="no space left on device .*assembling"):
+        run_flow(crop_store, fs / "o.h5", method="farneback", progress=False)
+    assert len(list((fs / "o.h5.staging").glob("*.h5"))) == 6
+    assert not (fs / "o.h5").exists()
+
+
+def test_full_cache_disk_only_stops_writing_to_the_cache(crop_store, small_fs, tmp_path,
+                                                         caplog):
+    fs = small_fs(150)
+    with caplog.at_level("WARNING", logger="mexkit"):
+        r = _flow(crop_store, tmp_path / "o.h5", cache=str(fs / "cache"))
+    assert r.computed == 6 and not r.failures
+    assert "is full" in caplog.text
+    from mexkit.io.store import validate_store
+
+    assert validate_store(tmp_path / "o.h5") == []
+
+
+def test_disk_full_is_reported_without_a_small_file_system(tmp_path, monkeypatch):
+    """The same, by fault injection, where no file system can be mounted."""
+    import errno
+
+    from mexkit.errors import DiskFullError
+    from mexkit.io.store import write as w
+
+    out = tmp_path / "o.h5"
+    _store(out, n=2)
+    before = out.read_bytes()
+    real_open = open
+    n = {"writes": 0}
+
+    def full(path, mode="r", *a, **k):
+        if "w" in mode and ".tmp-" in str(path) and "staging" in str(path):
+            n["writes"] += 1
+            if n["writes"] > 3:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr("builtins.open", full)
+    with pytest.raises(DiskFullError, match="no space left on device"):
+        run_stage(_tasks(8), _compute, output=out, stage="crop", params={"x": 1},
+                  progress=False)
+    monkeypatch.undo()
+    assert out.read_bytes() == before
+    assert len(list((tmp_path / "o.h5.staging").glob("*.h5"))) == 3
+    assert w.no_space(OSError(errno.ENOSPC, "x"))

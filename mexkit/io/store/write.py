@@ -550,6 +550,14 @@ class StoreWriter:
         failures = dict(failures or {})
         sample_ids = list(sample_ids)
         old = None
+        need = sum(st.path.stat().st_size for sid, st in self._staged.items()
+                   if sid in cache_keys and st.cache_key == cache_keys[sid]
+                   and st.path.exists())
+        if self.path.exists() and any(self._existing.get(s) == cache_keys.get(s)
+                                      for s in sample_ids):
+            need += self.path.stat().st_size
+        ensure_room(self.path.parent, need + need // 8,
+                    what=f"assembling the store {self.path.name}")
         try:
             if any(self._existing.get(s) == cache_keys.get(s) for s in sample_ids):
                 old = open_store(self.path)
@@ -587,6 +595,11 @@ class StoreWriter:
                     out.attrs["content_hash"] = digest.hexdigest()
                     out.attrs["attrs_hash"] = _attrs_hash(out)
                 _seal(tmp, self.signer)
+        except Exception as exc:
+            if no_space(exc):
+                raise disk_full(self.path.parent, need, "assembling the store "
+                                f"{self.path.name}") from exc
+            raise
         finally:
             if old is not None:
                 old.close()
@@ -643,12 +656,81 @@ def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_k
     full_attrs["sample_id"] = sample_id
     full_attrs["cache_key"] = cache_key
     full_attrs["data_hash"] = hash_arrays(arrays)
-    with atomic_path(final) as tmp:
-        with h5py.File(tmp, "w", libver=_LIBVER) as fh:
-            fh.attrs["sample_id"] = sample_id
-            fh.attrs["cache_key"] = cache_key
-            _write_group(fh.create_group("sample"), arrays, full_attrs, compression)
+    # built in memory, written by Python: a full disk is one clean OSError here, never
+    # a failed write inside HDF5 (which crashed the process while closing the file)
+    with h5py.File(f"mexkit-staged-{uuid.uuid4().hex}", "w", driver="core",
+                   backing_store=False, libver=_LIBVER) as fh:
+        fh.attrs["sample_id"] = sample_id
+        fh.attrs["cache_key"] = cache_key
+        _write_group(fh.create_group("sample"), arrays, full_attrs, compression)
+        fh.flush()
+        image = fh.id.get_file_image()
+    ensure_room(staging, len(image), what=f"staging sample {sample_id!r}")
+    try:
+        with atomic_path(final) as tmp:
+            with open(tmp, "wb") as out:
+                out.write(image)
+    except OSError as exc:
+        if no_space(exc):
+            raise disk_full(staging, len(image), f"staging sample {sample_id!r}") from exc
+        raise
     return final
+
+
+# --------------------------------------------------------------------------
+# a full disk: one clear error, before HDF5 meets it
+# --------------------------------------------------------------------------
+_ROOM_MARGIN = 64 << 10  # bytes kept free beyond what a write needs (metadata, fsync)
+
+
+def no_space(exc: BaseException) -> bool:
+    """True if ``exc`` (an OSError, or HDF5's error text) says the device is full."""
+    import errno
+
+    text = str(exc)
+    return (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+            or "No space left on device" in text or "errno = 28" in text
+            or "Disk quota exceeded" in text)
+
+
+def free_bytes(folder: str | os.PathLike[str]) -> int:
+    """Bytes free for this user on the file system of ``folder``."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def disk_full(folder: str | os.PathLike[str], need: int | None, what: str) -> StoreError:
+    """The :class:`~mexkit.errors.DiskFullError` for ``folder``'s device (not raised)."""
+    from ...errors import DiskFullError
+
+    folder = Path(folder)
+    try:
+        free = f", {free_bytes(folder):,} bytes free"
+    except OSError:
+        free = ""
+    needed = f", about {need:,} needed" if need else ""
+    return DiskFullError(
+        f"no space left on device {_mount_point(folder)} ({what} in {folder}{free}"
+        f"{needed}); finished samples are kept and the earlier output is untouched: free "
+        "some space or choose another output (-o), then run again")
+
+
+def ensure_room(folder: str | os.PathLike[str], need: int, *, what: str) -> None:
+    """Raise :class:`~mexkit.errors.DiskFullError` unless ``need`` bytes (plus a margin)
+    are free on ``folder``'s file system."""
+    try:
+        free = free_bytes(folder)
+    except OSError:
+        return
+    if free < need + _ROOM_MARGIN:
+        raise disk_full(folder, need + _ROOM_MARGIN, what)
 
 
 def _read_staged_header(path: Path) -> tuple[str, str]:
