@@ -666,3 +666,77 @@ def test_disk_full_is_reported_without_a_small_file_system(tmp_path, monkeypatch
     assert out.read_bytes() == before
     assert len(list((tmp_path / "o.h5.staging").glob("*.h5"))) == 3
     assert w.no_space(OSError(errno.ENOSPC, "x"))
+
+
+# -- item 3: a Dask cluster mexkit starts admits only mexkit --------------------------
+def _try_dask(address, queue_fd=None):
+    """Connect to ``address`` without credentials and submit os.getuid; return what
+    happened ("refused ..." or "ran as uid N")."""
+    import dask
+    import distributed
+
+    try:
+        with dask.config.set({"distributed.comm.timeouts.connect": "3s"}):
+            c = distributed.Client(address, set_as_default=False, timeout=3)
+            try:
+                return f"ran as uid {c.submit(os.getuid).result(timeout=10)}"
+            finally:
+                c.close()
+    except Exception as exc:
+        return f"refused ({type(exc).__name__})"
+
+
+def test_local_dask_cluster_refuses_a_client_without_its_certificate():
+    pytest.importorskip("distributed")
+    from mexkit.pipeline.parallel import _dask_client
+
+    users = _test_users()
+    r = w = pid = None
+    if users is not None:   # another local user, forked before any thread exists
+        (other, _), gid = users
+        r, w = os.pipe()
+        r2, w2 = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            msg = "child error"
+            try:
+                os.close(w)
+                os.close(r2)
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(other.pw_uid)
+                address = os.read(r, 200).decode()
+                if address:
+                    msg = "; ".join(_try_dask(a) for a in
+                                    (address, address.replace("tls://", "tcp://")))
+            except BaseException as exc:
+                msg = f"child error {exc!r}"
+            finally:
+                try:
+                    os.write(w2, msg.encode())
+                finally:
+                    os._exit(0)
+        os.close(r)
+        os.close(w2)
+    try:
+        _dask_checks(_dask_client, w, r2, pid)
+    finally:
+        if pid is not None:
+            with __import__("contextlib").suppress(OSError):
+                os.close(w)
+            os.waitpid(pid, 0)
+
+
+def _dask_checks(_dask_client, w, r2, pid):
+    with _dask_client(2, None) as client:
+        address = client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:")
+        assert client.submit(os.getuid).result(timeout=60) == os.getuid()
+        for a in (address, address.replace("tls://", "tcp://")):
+            assert _try_dask(a).startswith("refused"), a
+        if pid is not None:
+            os.write(w, address.encode())
+            os.close(w)
+            with os.fdopen(r2, "rb") as fh:
+                other_said = fh.read().decode()
+            assert other_said.count("refused") == 2, other_said
