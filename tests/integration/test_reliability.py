@@ -740,3 +740,25 @@ def _dask_checks(_dask_client, w, r2, pid):
             with os.fdopen(r2, "rb") as fh:
                 other_said = fh.read().decode()
             assert other_said.count("refused") == 2, other_said
+
+
+@pytest.mark.slow  # starting Ray takes 10-30 s on 2 shared cores
+def test_local_ray_instance_refuses_a_client_without_its_token():
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    import ray
+
+    from mexkit.pipeline.parallel import _ray_session
+
+    with _ray_session(2, None):
+        address = ray.get_runtime_context().gcs_address
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        code = ("import os, ray\n"
+                f"ray.init(address={address!r}, log_to_driver=False)\n"
+                "print('ran as', ray.get(ray.remote(os.getuid).remote(), timeout=20))\n")
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=180)
+        assert proc.returncode != 0 and "ran as" not in proc.stdout, proc.stdout
+    assert "RAY_AUTH_TOKEN" not in os.environ
