@@ -753,12 +753,17 @@ def test_local_ray_instance_refuses_a_client_without_its_token():
     from mexkit.pipeline.parallel import _ray_session
 
     with _ray_session(2, None):
-        address = ray.get_runtime_context().gcs_address
+        assert ray.is_initialized()
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        # "auto": the running instance, as another local process finds it
         code = ("import os, ray\n"
-                f"ray.init(address={address!r}, log_to_driver=False)\n"
-                "print('ran as', ray.get(ray.remote(os.getuid).remote(), timeout=20))\n")
+                "ray.init(address='auto', log_to_driver=False)\n"
+                "@ray.remote\n"
+                "def uid():\n"
+                "    return os.getuid()\n"
+                "print('ran as', ray.get(uid.remote(), timeout=20))\n")
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                               text=True, timeout=180)
         assert proc.returncode != 0 and "ran as" not in proc.stdout, proc.stdout
+        assert "uthentication" in proc.stderr or "token" in proc.stderr, proc.stderr[-2000:]
     assert "RAY_AUTH_TOKEN" not in os.environ
