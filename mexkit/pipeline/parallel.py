@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -300,6 +301,12 @@ def _session(backend: str, jobs: int, *, scheduler: str | None = None,
         yield probe
 
 
+def _watched(func: Callable[[Any], Any], parent_pid: int, chunk: Any) -> Any:
+    """``func(chunk)`` in a worker that ends itself when ``parent_pid`` dies."""
+    watch_parent(parent_pid)
+    return func(chunk)
+
+
 def _dask_probe(client: Any) -> Probe:
     def probe() -> int:
         return sum(client.nthreads().values())
@@ -516,6 +523,14 @@ def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, job
             yield func(c)
         return
     import joblib
+
+    if backend != "threading":
+        # whatever this process starts dies with it, even killed with SIGKILL
+        from .reaper import ensure_reaper
+
+        ensure_reaper()
+    if backend == "loky":  # each worker also ends itself within 0.25 s of our death
+        func = functools.partial(_watched, func, os.getpid())
 
     # Ray's joblib backend returns a list only (workers still stage each sample at once)
     order = "list" if backend == "ray" else "generator_unordered"

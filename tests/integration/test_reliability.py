@@ -767,3 +767,96 @@ def test_local_ray_instance_refuses_a_client_without_its_token():
         assert proc.returncode != 0 and "ran as" not in proc.stdout, proc.stdout
         assert "uthentication" in proc.stderr or "token" in proc.stderr, proc.stderr[-2000:]
     assert "RAY_AUTH_TOKEN" not in os.environ
+
+
+# -- item 11: workers die with the command, even when it is killed with SIGKILL ---------
+_SLEEPER = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from mexkit.pipeline.parallel import parallel_map
+
+def nap(chunk):
+    import signal, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a worker deaf to SIGTERM
+    time.sleep(600)
+    return chunk
+
+if __name__ == "__main__":
+    for _ in parallel_map(nap, [[1], [2]], jobs=2, backend="loky"):
+        pass
+"""
+
+
+def _descendants(pid):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            kids.setdefault(int(data[data.rindex(b")") + 2:].split()[1]), []).append(int(d))
+    out, todo = set(), [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2:].split()[0] != b"Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="counts processes through /proc")
+def test_loky_workers_die_with_a_killed_command(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import mexkit
+
+    script = tmp_path / "sleeper.py"
+    script.write_text(_SLEEPER)
+    proc = subprocess.Popen([sys.executable, str(script),
+                             os.path.dirname(os.path.dirname(mexkit.__file__))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        workers = set()
+        while time.monotonic() < deadline:   # until both workers are napping
+            workers = {p for p in _descendants(proc.pid) if b"loky" in _cmdline(p)}
+            if len(workers) >= 2:
+                break
+            time.sleep(0.5)
+        started = _descendants(proc.pid)
+        assert len(workers) >= 2, "the workers never started"
+        time.sleep(1.0)   # the guard refreshes its list twice a second
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(p) for p in started):
+            time.sleep(0.2)
+        left = [p for p in started if _alive(p)]
+        assert not left, f"{len(left)} of {len(started)} processes outlived the command"
+    finally:
+        proc.kill()
+        for p in _descendants(proc.pid):
+            with __import__("contextlib").suppress(OSError):
+                os.kill(p, signal.SIGKILL)
