@@ -525,6 +525,8 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
     from ..models.registry import constructor_options, get_model, get_spec
 
     results_dir = Path(results_dir)
+    _check_csv_output(Path(output), [Path(store_path), *results_dir.glob("*"),
+                                     *results_dir.glob("checkpoints/*")])
     meta_path = results_dir / "model.json"
     if not meta_path.exists():
         raise ParameterError(
@@ -568,6 +570,24 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
         rows.append(r)
     write_predictions(Path(output), rows, meta["classes"])
     return Path(output)
+
+
+def _check_csv_output(output: Path, inputs: Sequence[Path]) -> None:
+    """Refuse a predictions file that would replace an input or a mexkit store."""
+    from ..io.store.write import _is_mexkit_store
+
+    if not output.exists():
+        return
+    for p in inputs:
+        try:
+            if os.path.samefile(p, output):
+                raise ParameterError(f"The output {str(output)!r} is an input of this run "
+                                     f"({str(p)!r}); choose another output (-o).")
+        except OSError:
+            continue
+    if _is_mexkit_store(output):
+        raise ParameterError(f"The output {str(output)!r} is a mexkit store; predictions "
+                             "(CSV) never replace one. Choose another output (-o).")
 
 
 def _fold_jobs(fold_jobs: int | str, device: str, dataset: Any) -> int:

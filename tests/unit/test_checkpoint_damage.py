@@ -90,3 +90,22 @@ def test_predict_with_damaged_final_model_names_the_file(tmp_path):
                                  "-o", str(tmp_path / "p.csv")])
     assert r.exit_code == 1, r.output
     assert "final.safetensors" in r.output and "internal error" not in r.output
+
+
+def test_predict_never_replaces_its_input_store(tmp_path):
+    from mexkit.cli import cli
+    from mexkit.pipeline.cache import cache_key
+    from mexkit.pipeline.runner import Task, run_stage
+
+    store = tmp_path / "s.h5"
+    run_stage([Task("a/s/c", cache_key("x", 1, {}, "a"), {"label": "x"}, 0)],
+              lambda t: ({"flow": np.zeros((1, 2, 4, 4), np.float32)}, {}), output=store,
+              stage="flow", params={}, progress=False)
+    before = store.read_bytes()
+    results = tmp_path / "run"
+    results.mkdir()
+    (results / "model.json").write_text("{}")
+    r = CliRunner().invoke(cli, ["predict", str(store), "--results", str(results),
+                                 "-o", str(store)])
+    assert r.exit_code == 2 and "input of this run" in r.output, r.output
+    assert store.read_bytes() == before
