@@ -66,6 +66,7 @@ def _format(summary: dict[str, Any]) -> str:
         f"{summary['mexkit_version']}, created {summary['created']})",
         f"id         {summary['store_id']}",
         f"content    sha256:{summary['content_hash']}",
+        f"signed     {'by key ' + summary['signer'] if summary.get('signer') else 'no'}",
         "parameters",
     ]
     params = summary["params"] or {}
