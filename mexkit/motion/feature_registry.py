@@ -1,18 +1,25 @@
 """The registry of flow features: arrays computed from a sample's flow, by name.
 
-A flow feature is a function ``fn(flow, **inputs_and_options) -> array`` that
-turns a sample's ``(P, 2, H, W)`` flow into one array of the flow store. It
-registers itself where it is defined with :func:`register_flow_feature`,
-naming the array it stores, what else it needs (``"strain"``: the optical
-strain of the flow, ``(P, H, W)``; ``"landmarks"``: the landmarks of each
-pair's first frame, ``(P, 68, 2)``) and which options of the flow stage it
-reads. Everything that lists or computes features reads this registry:
-``mexkit flow --features``, the flow stage (:mod:`mexkit.pipeline.flow`) and
-its input check (landmarks are required only when a chosen feature needs
-them).
+A flow feature is a function ``fn(flow, **inputs_and_options)`` that turns a
+sample's ``(P, 2, H, W)`` flow into an array of the flow store, one row per
+pair (or a mapping of array names to arrays, for a feature that stores more
+than one). It registers itself where it is defined with
+:func:`register_flow_feature`, naming the array it stores, what else it
+needs (:data:`INPUTS`: ``"strain"``, the optical strain of the flow,
+``(P, H, W)``; ``"landmarks"``, the landmarks of each pair's first frame,
+``(P, 68, 2)``, ``None`` when the input has none and NaN where no face was
+found, checked by the feature; ``"first_frame"``, the clip's first grey
+frame, ``(H, W)`` uint8; ``"sample_id"``, for messages) and which options of
+the flow stage it reads. Everything that computes or checks features reads
+this registry: ``mexkit flow --features``, the flow stage
+(:mod:`mexkit.pipeline.flow`), its input check (landmarks are required only
+when a chosen feature needs them) and its check of cached samples.
 
 Adding a feature is one decorated function in a module of
-:data:`BUILTIN_MODULES`, or in a new module added there::
+:data:`BUILTIN_MODULES`, or in a new module added there; features defined in
+other packages register when their module is imported (the flow stage
+imports :mod:`mexkit.pipeline.mean_features`, MEAN's input, which builds on
+the model's own input code)::
 
     from mexkit.motion.feature_registry import register_flow_feature
 
@@ -37,7 +44,7 @@ __all__ = ["FlowFeature", "register_flow_feature", "flow_feature", "flow_feature
 BUILTIN_MODULES = ("mexkit.motion.features",)
 
 #: What a feature may need besides the flow.
-INPUTS = ("strain", "landmarks")
+INPUTS = ("strain", "landmarks", "first_frame", "sample_id")
 
 @dataclass(frozen=True)
 class FlowFeature:
@@ -48,7 +55,8 @@ class FlowFeature:
     name : str
         What ``mexkit flow --features`` takes.
     array : str
-        The name of the array it stores in each sample of a flow store.
+        The name of the array it stores in each sample of a flow store, one
+        row per pair.
     summary : str
         One line: what it is, citing the paper.
     function : callable
@@ -58,6 +66,8 @@ class FlowFeature:
         Inputs beyond the flow, from :data:`INPUTS`.
     options : tuple of str
         The flow stage's options it reads, passed as keyword arguments.
+    extra_arrays : tuple of str
+        Other arrays it may store (the function then returns a mapping).
     """
 
     name: str
@@ -66,6 +76,7 @@ class FlowFeature:
     function: Callable[..., Any]
     needs: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
+    extra_arrays: tuple[str, ...] = ()
 
     def __call__(self, flow: Any, *, inputs: Mapping[str, Any] | None = None,
                  options: Mapping[str, Any] | None = None) -> Any:
@@ -82,7 +93,8 @@ _REGISTRY = _FEATURES.entries
 
 
 def register_flow_feature(name: str, *, array: str, summary: str,
-                          needs: Iterable[str] = (), options: Iterable[str] = ()
+                          needs: Iterable[str] = (), options: Iterable[str] = (),
+                          extra_arrays: Iterable[str] = ()
                           ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator that records a feature function under ``name``; returns it unchanged.
 
@@ -98,7 +110,8 @@ def register_flow_feature(name: str, *, array: str, summary: str,
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         _FEATURES.add(name, FlowFeature(name=name, array=array, summary=summary, function=fn,
-                                        needs=needs, options=tuple(options)), fn)
+                                        needs=needs, options=tuple(options),
+                                        extra_arrays=tuple(extra_arrays)), fn)
         return fn
 
     return decorate

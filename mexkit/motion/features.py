@@ -1,8 +1,9 @@
-"""Flow features: ATNet's direction-magnitude feature, HOOF and MEAN's regions.
+"""Hand-made flow descriptors: ATNet's direction-magnitude feature and HOOF.
 
-Each is registered in the flow-feature registry
-(:mod:`mexkit.motion.feature_registry`) under the name ``mexkit flow
---features`` takes: ``dm``, ``hoof``, ``mean``.
+Both are registered in the flow-feature registry
+(:mod:`mexkit.motion.feature_registry`) under the names ``mexkit flow
+--features`` takes: ``dm`` and ``hoof`` (MEAN's ``mean`` is registered by
+:mod:`mexkit.pipeline.mean_features`).
 
 Angles are measured in image coordinates: ``atan2(v, u)`` with ``u`` to the
 right and ``v`` downwards, so 0 is motion to the right and pi / 2 motion
@@ -16,9 +17,6 @@ References
 .. [2] R. Chaudhry, A. Ravichandran, G. Hager, R. Vidal, "Histograms of
    oriented optical flow and Binet-Cauchy kernels on nonlinear dynamical
    systems for the recognition of human actions", CVPR 2009, pp. 1932-1939.
-.. [3] G.-B. Liong, J. See, C.-S. Chan, "Spot-then-Recognize: A
-   Micro-Expression Analysis Network for Seamless Evaluation of Long Videos"
-   (MEAN), section 3.1.
 """
 from __future__ import annotations
 
@@ -30,9 +28,8 @@ from .._validate import check_range
 from ..errors import ParameterError
 from ._flowarray import as_flow
 from .feature_registry import register_flow_feature
-from .strain import optical_strain
 
-__all__ = ["direction_magnitude", "hoof", "mean_region_features"]
+__all__ = ["direction_magnitude", "hoof"]
 
 
 def _flow(flow: Any) -> tuple[np.ndarray, bool]:
@@ -208,51 +205,3 @@ def hoof(flow: Any, *, bins: int = 8, blocks: int | tuple[int, int] = (1, 1),
         hist = np.divide(hist, total, out=np.zeros_like(hist), where=total > 0)
     out = hist.reshape(n, -1).astype(np.float32)
     return out[0] if single else out
-
-
-@register_flow_feature(
-    "mean", array="mean_regions", needs=("strain", "landmarks"),
-    options=("mask_eyes", "remove_head_motion"),
-    summary="MEAN's 42 x 42 eye and mouth regions of u, v and strain (Liong et al., "
-            "section 3.1).")
-def mean_region_features(flow: np.ndarray, *, strain: np.ndarray, landmarks: np.ndarray,
-                         mask_eyes: bool = False, remove_head_motion: bool = False
-                         ) -> np.ndarray:
-    """MEAN's region input of every flow field: u, v and strain, 42 x 42 each.
-
-    Parameters
-    ----------
-    flow : ndarray, shape (P, 2, H, W)
-        Flow in pixels of the face crop, channel 0 horizontal.
-    strain : ndarray, shape (P, H, W)
-        Its optical strain magnitude (:func:`~mexkit.motion.strain.optical_strain`).
-    landmarks : ndarray, shape (P, 68, 2)
-        The landmarks of each pair's first frame, in crop pixels.
-    mask_eyes : bool
-        Black out the eyes before the regions are cut (SOFTNet,
-        :func:`~mexkit.face.regions.eye_mask`).
-    remove_head_motion : bool
-        Subtract the mean flow of the nose box first, and take the strain of
-        that flow (SOFTNet, :func:`~mexkit.face.regions.remove_head_motion`).
-
-    Returns
-    -------
-    numpy.ndarray, float32, shape (P, 3, 42, 42)
-        Per pair the regions of u, v and strain
-        (:func:`~mexkit.face.regions.mean_regions`).
-
-    References
-    ----------
-    .. [1] MEAN (Liong, See, Chan), section 3.1.
-    """
-    from ..face import regions  # here: importing the features loads no cv2
-
-    region_flow = flow
-    if remove_head_motion:
-        region_flow = np.stack([regions.remove_head_motion(f, lm) for f, lm in
-                                zip(flow, landmarks, strict=True)]).astype(np.float32)
-        strain = optical_strain(region_flow).astype(np.float32)
-    maps = np.concatenate([region_flow, strain[:, None]], axis=1)  # (P, 3, H, W)
-    return np.stack([
-        regions.mean_regions(m, lm, mask_eyes=bool(mask_eyes))
-        for m, lm in zip(maps, landmarks, strict=True)]).astype(np.float32)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from .runner import StageResult, Task, batched
-from .stages import input_sample, require_arrays, run_store_stage
+from .stages import expect_arrays, flow_feature, input_sample, require_arrays, run_store_stage
 
 __all__ = ["FLOW_VERSION", "STRAIN_VERSION", "run_flow", "run_strain", "PAIR_MODES",
            "flow_options"]
@@ -128,13 +128,12 @@ def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.
 
 
 def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, Any],
-             sid: str) -> dict[str, np.ndarray]:
+             sid: str, first_frame: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Strain and the features (:mod:`mexkit.motion.feature_registry`) of one sample's flow."""
-    from ..motion.feature_registry import flow_feature
-
     features = [flow_feature(name) for name in opt["features"]]
     out: dict[str, np.ndarray] = {}
-    inputs: dict[str, Any] = {"landmarks": landmarks}
+    inputs: dict[str, Any] = {"landmarks": landmarks, "first_frame": first_frame,
+                              "sample_id": sid}
     if opt["strain"] or any("strain" in f.needs for f in features):
         from ..motion.strain import optical_strain
 
@@ -142,12 +141,11 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
         if opt["strain"]:
             out["strain"] = inputs["strain"]
     for feature in features:
-        if "landmarks" in feature.needs and (landmarks is None
-                                             or not np.isfinite(landmarks).all()):
-            raise ParameterError(f"sample {sid!r} has no landmarks; the {feature.name!r} "
-                                 "feature needs them.")
-        out[feature.array] = np.asarray(feature(flow, inputs=inputs, options=opt),
-                                        dtype=np.float32)
+        made = feature(flow, inputs=inputs, options=opt)
+        if isinstance(made, Mapping):
+            out.update(made)
+        else:
+            out[feature.array] = np.asarray(made, dtype=np.float32)
     return out
 
 
@@ -173,7 +171,7 @@ def _piece_pairs(opt: Mapping[str, Any]) -> int:
 
 def _prepare(t: Task, opt: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, int,
                                                          np.ndarray]:
-    s = input_sample(t.payload["input"], t.sample_id)
+    s = input_sample(t.payload["input"], t.sample_id, t.payload.get("identity"))
     require_arrays(s, ["frames"], stage="flow", producer="mexkit crop")
     frames = s.read("frames")
     pairs, apex = _pairs(s, frames, opt)
@@ -191,10 +189,12 @@ def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
         arrays["landmarks"] = landmarks
     if "frame_numbers" in s:
         arrays["frame_numbers"] = s.read("frame_numbers")
-    arrays.update(_derived(flow, landmarks, opt, t.sample_id))
+    arrays.update(_derived(flow, landmarks, opt, t.sample_id, prep[4][0]))
     if opt["with_apex"]:
         arrays["apex_image"] = frames[apex]
     attrs = {"pair_mode": opt["pairs"], "flow_method": opt["method"]}
+    if "mean" in opt["features"]:
+        attrs["mean_input"] = opt.get("mean_input") or "authors"
     if apex >= 0:
         attrs["apex_used"] = apex
     if opt["pairs"] in _ANNOTATED_PAIRS or opt["with_apex"]:
@@ -290,11 +290,56 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
             yield from results(*previous)
 
 
+def _check_flow(task: Task, arrays: Mapping[str, Any]) -> None:
+    """What the flow stage makes for ``task``: checked on cache and --reuse hits."""
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+    shape = s.shape("frames")
+    T, H, W = shape[:3]
+    opt = task.payload["params"]
+    P = np.asarray(arrays.get("pairs", np.zeros((0, 2)))).shape[0]
+    f32 = np.float32
+    features = [flow_feature(name) for name in opt["features"]]
+    per_pair = [f.array for f in features]
+    spec = {"flow": (f32, (P, 2, H, W)), "pairs": (np.int64, (P, 2)),
+            "landmarks": ((f32, "nan"), (P, 68, 2)), "frame_numbers": (np.int64, (T,)),
+            "strain": (f32, (P, H, W)), "apex_image": (np.uint8, tuple(shape[1:])),
+            **{name: (f32, None) for f in features for name in (f.array, *f.extra_arrays)}}
+    required = ["flow", "pairs"] + (["strain"] if opt["strain"] else []) + \
+        (["apex_image"] if opt["with_apex"] else [])
+    where = f"sample {task.sample_id!r}"
+    expect_arrays(arrays, spec, required=required, where=where)
+    pairs = np.asarray(arrays["pairs"])
+    if P == 0 or pairs.min() < 0 or pairs.max() >= T:
+        raise ParameterError(f"{where}: {P} pairs, frames {pairs.min(initial=0)}.."
+                             f"{pairs.max(initial=0)} of a clip of {T}")
+    for name in per_pair:
+        if name in arrays and len(arrays[name]) != P:
+            raise ParameterError(f"{where}: {name!r} has {len(arrays[name])} rows for {P} "
+                                 "pairs")
+    if np.abs(arrays["flow"]).max(initial=0) > 2 * max(H, W):
+        raise ParameterError(f"{where}: flow of more than twice the frame size")
+
+
+def _check_strain(task: Task, arrays: Mapping[str, Any]) -> None:
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+    P, _, H, W = s.shape("flow")
+    spec = {name: (s.dtype(name), tuple(s.shape(name))) for name in s.keys()
+            if name not in ("strain", "strain_components")}
+    spec["strain"] = (np.float32, (P, H, W))
+    spec["strain_components"] = (np.float32, (P, 3, H, W))
+    for name in ("landmarks",):
+        if name in spec:
+            spec[name] = ((spec[name][0], "nan"), spec[name][1])
+    required = [*(n for n in spec if n != "strain_components"),
+                *(["strain_components"] if task.payload["params"]["components"] else [])]
+    expect_arrays(arrays, spec, required=required, where=f"sample {task.sample_id!r}")
+
+
 def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1",
              pairs: str = "consecutive", k: int | None = None, window: int = 65,
              strain: bool = False, features: Sequence[str] = (), with_apex: bool = False,
              no_apex: str = "middle", device: str = "auto", mask_eyes: bool = False,
-             remove_head_motion: bool = False,
+             remove_head_motion: bool = False, mean_input: str = "authors",
              options: Mapping[str, Any] | None = None, jobs: int = 1, backend: str = "loky",
              group: int | None = None, progress: bool = True,
              method_runtime: Mapping[str, Any] | None = None) -> StageResult:
@@ -311,7 +356,6 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     it does not change the result.
     """
     from .._validate import check_option
-    from ..motion.feature_registry import flow_feature
     from ..motion.methods import flow_method
 
     flow_method(method)  # an unknown name fails here, listing the registered ones
@@ -319,10 +363,17 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     check_option("no_apex", no_apex, ("middle", "max-diff", "fail"))
     for f in features:
         flow_feature(f)  # an unknown name fails here, listing the registered ones
+    check_option("mean_input", mean_input, ("authors", "paper"))
+    if "mean" in features and mean_input == "authors" and (mask_eyes or remove_head_motion):
+        raise ParameterError(
+            "--mask-eyes and --remove-head-motion (SOFTNet) apply to --mean-input paper; "
+            "the authors' construction (the default) has neither.")
     params = {"method": method, "pairs": pairs, "k": k, "window": window, "strain": strain,
               "features": sorted(set(features)), "with_apex": with_apex, "no_apex": no_apex,
               "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion}
-    if method in params or method in ("device", "method_runtime"):
+    if "mean" in features:
+        params["mean_input"] = mean_input
+    if method in params or method in ("device", "method_runtime", "mean_input"):
         raise ParameterError(f"Flow method {method!r} has the name of a parameter of the "
                              "flow stage; its options could not be stored under its name.")
     params[method] = dict(options or {})
@@ -333,13 +384,13 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     return run_store_stage(input_path, output, stage="flow", version=FLOW_VERSION,
                            params=params, compute=_compute_group, jobs=jobs, backend=backend,
                            progress=progress, group=group, payload_params=compute_params,
-                           key_params=_key_params(params))
+                           check=_check_flow, key_params=_key_params(params))
 
 
 def _compute_strain(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from ..motion.strain import optical_strain
 
-    s = input_sample(task.payload["input"], task.sample_id)
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     require_arrays(s, ["flow"], stage="strain", producer="mexkit flow")
     flow = s.read("flow")
     arrays = {k: s.read(k) for k in s.keys() if k not in ("strain", "strain_components")}
@@ -357,4 +408,4 @@ def run_strain(input_path: str | Path, output: str | Path, *, components: bool =
     """Optical strain of every flow field of a flow store (flow and pairs are kept)."""
     return run_store_stage(input_path, output, stage="strain", version=STRAIN_VERSION,
                            params={"components": components}, compute=_compute_strain,
-                           jobs=jobs, backend=backend, progress=progress)
+                           jobs=jobs, backend=backend, progress=progress, check=_check_strain)

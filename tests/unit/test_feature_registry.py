@@ -1,4 +1,8 @@
-"""The flow-feature registry: the built-in features, look-up, and MEAN's region feature."""
+"""The flow-feature registry: the built-in features, look-up, and MEAN's region feature.
+
+MEAN's ``mean`` feature is registered by :mod:`mexkit.pipeline.mean_features`,
+which the flow stage imports (``mexkit.pipeline.stages.flow_feature``).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +13,7 @@ from mexkit.errors import ParameterError
 from mexkit.motion import direction_magnitude
 from mexkit.motion import feature_registry as registry
 from mexkit.motion.feature_registry import flow_feature, flow_features, register_flow_feature
+from mexkit.pipeline import mean_features  # noqa: F401  (registers "mean")
 
 
 def test_builtin_features_are_registered_with_their_arrays_and_needs():
@@ -16,8 +21,10 @@ def test_builtin_features_are_registered_with_their_arrays_and_needs():
     assert [flow_feature(n).array for n in ("dm", "hoof", "mean")] == [
         "direction_magnitude", "hoof", "mean_regions"]
     assert flow_feature("dm").needs == () and flow_feature("hoof").needs == ()
-    assert set(flow_feature("mean").needs) == {"strain", "landmarks"}
-    assert set(flow_feature("mean").options) == {"mask_eyes", "remove_head_motion"}
+    assert set(flow_feature("mean").needs) == {"landmarks", "first_frame", "sample_id"}
+    assert set(flow_feature("mean").options) == {"mean_input", "mask_eyes",
+                                                 "remove_head_motion"}
+    assert flow_feature("mean").extra_arrays == ("mean_landmarks",)
 
 
 def test_unknown_feature_is_refused_naming_the_known_ones():
@@ -30,6 +37,14 @@ def test_a_name_cannot_be_taken_twice_and_needs_are_checked():
         register_flow_feature("dm", array="x", summary="another dm")(lambda flow: flow)
     with pytest.raises(ParameterError, match="'needs'"):
         register_flow_feature("x", array="x", summary="x", needs=("frames",))
+
+
+def test_the_paper_mean_refuses_a_clip_without_landmarks():
+    flow = np.zeros((1, 2, 128, 128), np.float32)
+    with pytest.raises(ParameterError, match="'s/1' has no landmarks"):
+        flow_feature("mean")(flow, inputs={"landmarks": None, "first_frame": None,
+                                           "sample_id": "s/1"},
+                             options={"mean_input": "paper"})
 
 
 def test_a_feature_gets_only_what_it_declares(monkeypatch):
@@ -60,17 +75,19 @@ def test_dm_through_the_registry_is_atnets_feature():
 
 @pytest.mark.parametrize("remove_head_motion", [False, True])
 def test_mean_regions_of_a_uniform_flow(remove_head_motion):
-    """u, v constant over the crop: every region pixel is u, v and zero strain.
+    """The paper's construction, u, v constant over the crop: regions of u, v, zero strain.
 
     Removing head motion subtracts the nose box's mean flow, which for a
     uniform flow is the flow itself: all three maps become zero.
     """
     flow = np.zeros((2, 2, 128, 128), np.float32)
     flow[:, 0], flow[:, 1] = 1.5, -2.0
-    strain = np.zeros((2, 128, 128), np.float32)
     landmarks = np.repeat(constructed_landmarks()[None].astype(np.float32), 2, axis=0)
-    out = flow_feature("mean")(flow, inputs={"strain": strain, "landmarks": landmarks},
-                               options={"remove_head_motion": remove_head_motion})
+    made = flow_feature("mean")(
+        flow, inputs={"landmarks": landmarks, "first_frame": None, "sample_id": "s/1"},
+        options={"mean_input": "paper", "remove_head_motion": remove_head_motion})
+    assert list(made) == ["mean_regions"]
+    out = made["mean_regions"]
     assert out.shape == (2, 3, 42, 42) and out.dtype == np.float32
     u, v = (0.0, 0.0) if remove_head_motion else (1.5, -2.0)
     np.testing.assert_allclose(out[:, 0], u, atol=1e-6)
