@@ -140,3 +140,23 @@ def test_a_registered_method_and_feature_run_in_the_flow_stage(crop_store, tmp_p
             np.testing.assert_array_equal(s.read("flow")[:, 0], 1.25)
             # a uniform flow has zero strain: the feature is the flow's u
             np.testing.assert_allclose(s.read("toy_u"), 1.25, atol=1e-6)
+
+
+def test_a_cached_sample_holding_every_array_of_its_feature_is_taken(crop_store, tmp_path):
+    """MEAN's input as the authors build it also stores ``mean_landmarks``.
+
+    The check of cached samples listed feature arrays by hand and did not know
+    that one: every cache hit of such a sample was refused and recomputed.
+    """
+    cache = tmp_path / "cache"
+    args = ["flow", str(crop_store), "--pairs", "onset-apex", "--method", "farneback",
+            "--features", "mean", "--cache", str(cache)]
+    first = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "a.h5")])
+    assert first.exit_code == 0, first.output
+    with open_store(tmp_path / "a.h5") as store:
+        n = len(store.sample_ids)
+        assert n > 0 and all("mean_landmarks" in s for s in store)
+    second = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "b.h5")])
+    assert second.exit_code == 0, second.output
+    assert f"0 computed, {n} skipped" in second.output
+    assert "mean_landmarks" not in second.output   # no entry refused for it
