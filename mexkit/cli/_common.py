@@ -18,6 +18,7 @@ __all__ = [
     "jobs_options",
     "run_options",
     "output_option",
+    "device_option",
     "settings",
 ]
 
@@ -93,6 +94,19 @@ def output_option(f: Any) -> Any:
         help="Output store (default: the input's name plus the stage and method, e.g. "
              "x.crop.h5 -> x.crop.flow-tvl1.h5).",
     )(f)
+
+
+def device_option(what: str) -> Any:
+    """The one ``--device`` option of every command that runs torch code.
+
+    The value is passed on as given; the pipeline checks it once, before any
+    work (:func:`mexkit.devices.check_device`), so that a misspelt device or
+    a GPU that is not there fails with exit status 2, naming it.
+    """
+    return click.option(
+        "--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+        help=f"Where {what}: auto (a GPU when torch sees one, else the CPU), cpu, cuda or "
+             "cuda:N (GPU N).")
 
 
 def _run_setting(name: str, convert: Any = None) -> Any:

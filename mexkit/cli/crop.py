@@ -7,6 +7,7 @@ import click
 
 from ..errors import ParameterError
 from ._common import (
+    device_option,
     jobs_options,
     n_jobs,
     out,
@@ -130,7 +131,7 @@ Examples:
               help="--mode every: longest run of frames without a face that is interpolated.")
 @click.option("--upsample", type=click.IntRange(min=0), default=None,
               help="dlib detector upsampling (default: 0, then 1 if no face is found).")
-@click.option("--device", default=None, help="Torch device for --detector fan.")
+@device_option("the FAN landmark detector runs (--detector fan)")
 @output_option
 @jobs_options
 def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None,
@@ -138,7 +139,7 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
              root: Path | None, dataset_fps: float | None, sheets: tuple[str, ...],
              detector: str, mode: str, size: int | None, margin: float,
              grey: bool, fps: float | None, unit: str | None, smooth: float, max_gap: int,
-             upsample: int | None, device: str | None, output: Path | None, jobs: int,
+             upsample: int | None, device: str, output: Path | None, jobs: int,
              backend: str):
     """Crop aligned faces from a dataset, or from video files / image folders (INPUTS).
 

@@ -9,6 +9,7 @@ import click
 
 from ._common import (
     default_output,
+    device_option,
     jobs_options,
     n_jobs,
     out,
@@ -29,6 +30,8 @@ def _method_option_specs() -> list[tuple[Any, list[str]]]:
     specs: dict[str, tuple[Any, list[str]]] = {}
     for name in flow_methods():
         for opt in flow_method(name).options:
+            if opt.name == "device":  # the one --device option of every command
+                continue
             held = specs.get(opt.name)
             if held is None:
                 specs[opt.name] = (opt, [name])
@@ -73,6 +76,8 @@ def _split_method_options(method: str, given: dict[str, Any], jobs: int
     names = {o.name for o in spec.options}
     stray = [o.cli_flag for o, _ in _method_option_specs() if o.name in given and
              o.name not in names]
+    if "device" not in names and given.pop("device", "auto") != "auto":
+        stray.append("--device")
     if stray:
         raise click.UsageError(f"{', '.join(stray)} do(es) not apply to --method {method}.")
     if "compile" in names and given.get("compile") is None:
@@ -139,6 +144,7 @@ Examples:
               help="When a clip has no apex annotation (SMIC): middle frame, frame most "
                    "different from onset, or fail the sample.")
 @_method_options
+@device_option("the flow is computed (methods with a device option)")
 @click.option("--group", type=click.IntRange(min=1), default=None,
               help="Samples per chunk of work; their pairs are solved in batched calls "
                    "(default 64 with one job, 16 with more; the result does not change).")
@@ -146,8 +152,8 @@ Examples:
 @jobs_options
 def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, strain: bool,
              features: str, mask_eyes: bool, remove_head_motion: bool, with_apex: bool,
-             no_apex: str, group: int | None, output: Path | None, jobs: int, backend: str,
-             **method_options: Any):
+             no_apex: str, device: str, group: int | None, output: Path | None, jobs: int,
+             backend: str, **method_options: Any):
     """Optical flow between frame pairs of each clip in STORE (or '-').
 
     Flow is stored as (P, 2, H, W) float32, channel 0 horizontal u, channel 1
@@ -163,11 +169,7 @@ def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, st
     output = output or default_output(path, "flow", method)
     feats = [f.strip() for f in features.split(",") if f.strip()]
     given = {name: value for name, value in method_options.items() if value is not None}
-    device = given.get("device", "auto")
-    if device not in ("auto", "cpu"):
-        from ..devices import resolve_device
-
-        resolve_device(device)  # a device that is not there fails once, before any sample
+    given["device"] = device
     jobs = n_jobs(jobs)
     result_options, runtime = _split_method_options(method, given, jobs)
     result = run_flow(path, output, method=method, pairs=pairs, k=k, window=window,

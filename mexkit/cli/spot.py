@@ -5,7 +5,7 @@ import json
 
 import click
 
-from ._common import out
+from ._common import device_option, out
 
 __all__ = ["spot_eval_cmd", "spot_cmd"]
 
@@ -63,8 +63,7 @@ Examples:
 @click.option("--emotions", type=click.Path(dir_okay=False), default=None,
               help="Interval file whose emotion column labels the store's intervals "
                    "(for scoring only).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where the model runs: auto takes a GPU if torch sees one.")
+@device_option("the networks run")
 @click.option("--no-plots", is_flag=True, help="Do not draw a PNG per video.")
 @click.option("--type-store", "type_store", default=None, metavar="TYPE=STORE[,...]",
               help="Gap-flow store of the same videos for a type whose network was trained "
@@ -90,10 +89,6 @@ def spot_cmd(store: str, results_dir: str, p: float | None, emotions: str | None
     path = resolve_input(store)
     if output is None:
         output = str(path.with_name(f"{path.name.split('.')[0]}.intervals.csv"))
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     csv_path, report = spot_store(path, results_dir, output, p=p, device=device,
                                   plots=not no_plots, emotions=emotions,
                                   type_stores=type_store)

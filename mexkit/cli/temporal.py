@@ -7,6 +7,7 @@ import click
 
 from ._common import (
     default_output,
+    device_option,
     jobs_options,
     n_jobs,
     out,
@@ -74,8 +75,7 @@ Examples:
               help="--psn: TIM length before RPCA (150 in PSN).")
 @click.option("--keep", type=click.IntRange(min=2), default=16, show_default=True,
               help="--psn: frames kept.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where RPCA runs: auto takes a GPU when torch sees one.")
+@device_option("RPCA runs")
 @output_option
 @jobs_options
 def rpca_cmd(store: str, lam: float | None, tol: float, max_iter: int, low_rank: bool,

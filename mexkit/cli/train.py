@@ -9,7 +9,7 @@ import click
 
 from ..errors import DatasetError, ParameterError
 from ..labels import scheme_names
-from ._common import out, resolve_input, settings
+from ._common import device_option, out, resolve_input, settings
 
 
 def _registry() -> list:
@@ -113,8 +113,7 @@ Examples:
 @click.option("--balance", type=click.Choice(["default", "resample", "weights", "none"]),
               default="default", show_default=True,
               help="Class balancing (default: the paper's choice).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where to train: auto takes a GPU when torch sees one.")
+@device_option("the network trains")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of initialisation, sampling and augmentation.")
 @click.option("--deterministic/--no-deterministic", default=True, show_default=True,
@@ -202,8 +201,7 @@ Examples:
               help="Frames per SGD step.")
 @click.option("--image-size", type=click.IntRange(min=32), default=128, show_default=True,
               help="Frame side the backbone sees: the --image-size of the training to come.")
-@click.option("--device", type=str, default="auto", show_default=True,
-              help="auto, cpu, cuda or cuda:N.")
+@device_option("the backbone trains")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the initialisation, batch order and shifts.")
 @click.option("--overwrite", is_flag=True,
@@ -284,8 +282,7 @@ Examples:
 @click.option("--results", "results_dir", type=click.Path(exists=True, file_okay=False,
               path_type=Path), required=True,
               help="Results folder of `mexkit train --final`.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where the model runs: auto takes a GPU if torch sees one.")
+@device_option("the model runs")
 @click.option("--scheme", default=None,
               help="Label scheme for the 'true' column (default: the one the model was "
                    "trained with, else the stored label), so `mexkit evaluate` can score it.")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import check_device
 from ..errors import DatasetError, MediaError, ParameterError
 from .cache import cache_key
 from .parallel import current_config, in_shard
@@ -192,6 +193,8 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
              ) -> StageResult:
     """Detect, align and crop every clip; write the crop store."""
     from ..io.video import open_clip
+
+    device = check_device(device)  # a GPU that is not there fails once, before any clip
 
     if backend == "threading" and jobs > 1 and detector != "none":
         # the face models are loaded once per process and are not thread-safe: threads

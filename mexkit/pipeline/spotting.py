@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .._validate import check_range
+from ..devices import resolve_device
 from ..errors import ParameterError
 from ..io.intervals import read_intervals
 from ..spot.metrics import Interval, evaluate_intervals
@@ -714,6 +715,7 @@ def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
     """
     from ..io.intervals import write_intervals, write_intervals_json
 
+    device = str(resolve_device(device))  # a GPU that is not there fails before any work
     models, meta = load_spot_model(results_dir, device=device)
     kprimes = {e["kind"]: int(e["kprime"]) for e in meta["types"].values()}
     p = float(meta["p"] if p is None else p)
@@ -778,10 +780,7 @@ def train_spotting(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
             f"evaluation on a store of whole videos is LOSO, but got {protocol!r}.")
     spec = get_spec("mean")
     opts = model_options(spec, options)
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))  # a GPU that is not there fails before any work
     rec, pre = spec.defaults, spec.pretrain
     return spot_loso(
         store_path, out_dir, emotions=opts["emotions"] or None,

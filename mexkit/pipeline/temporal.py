@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import check_device
 from .runner import StageResult, Task
 from .stages import input_sample, require_arrays, run_store_stage
 
@@ -126,6 +127,7 @@ def run_rpca(input_path: str | Path, output: str | Path, *, lam: float | None = 
              tol: float = 1e-7, max_iter: int = 500, low_rank: bool = False, psn: bool = False,
              n_tim: int = 150, k: int = 16, device: str = "auto", **kw: Any) -> StageResult:
     """Robust PCA (inexact ALM) of every clip; stores the sparse part E."""
+    device = check_device(device)  # a GPU that is not there fails once, before any sample
     params = {"lam": lam, "tol": tol, "max_iter": max_iter, "low_rank": low_rank, "psn": psn,
               "n_tim": n_tim if psn else None, "k": k if psn else None}
     if psn:

@@ -520,6 +520,7 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
     from ..learn.train import predict
     from ..models.registry import constructor_options, get_model, get_spec
 
+    device = str(resolve_device(device))  # a GPU that is not there fails before any work
     results_dir = Path(results_dir)
     meta_path = results_dir / "model.json"
     if not meta_path.exists():
@@ -543,7 +544,7 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
         ids = list(store.sample_ids)
         attrs = [store[s].attrs for s in ids]
     ds = StoreDataset(store_path, ids, [0] * len(ids), meta["inputs"])
-    scores, preds = predict(net, ds, device=str(resolve_device(device)),
+    scores, preds = predict(net, ds, device=device,
                             collate_fn=collate_for(spec.inputs))
     rows = []
     for i, sid in enumerate(ids):
