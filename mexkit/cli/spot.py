@@ -37,7 +37,8 @@ def spot_eval_cmd(truth: str, pred: str, iou: float, classes: str | None,
     F1, UF1 and UAR of the true positives' emotions, and STRS. See
     docs/spotting.md for every convention.
     """
-    from ..pipeline.spotting import format_spot_report, jsonable, score_interval_files
+    from ..pipeline.reports import jsonable
+    from ..pipeline.spot_eval import format_spot_report, score_interval_files
 
     report = score_interval_files(truth, pred, iou_threshold=iou,
                                   classes=classes.split(",") if classes else None)
@@ -83,7 +84,8 @@ def spot_cmd(store: str, results_dir: str, p: float | None, emotions: str | None
     """
     from pathlib import Path
 
-    from ..pipeline.spotting import format_spot_report, spot_store
+    from ..pipeline.spot_eval import format_spot_report
+    from ..pipeline.spotting import spot_store
     from ._common import err, resolve_input, settings
 
     path = resolve_input(store)
@@ -95,25 +97,4 @@ def spot_cmd(store: str, results_dir: str, p: float | None, emotions: str | None
     if report is not None and not settings().get("quiet"):
         err(format_spot_report(report))
     out(str(Path(csv_path).resolve()))
-    return 0
-
-
-def train_spotting_branch(path, out_dir, **kw) -> int:
-    """`mexkit train --model mean` on a store of whole videos (called by cli/train.py).
-
-    Runs MEAN's LOSO spot-then-recognize evaluation, prints the metric table on
-    stderr and the path of results.json on stdout.
-    """
-    import json as _json
-    from pathlib import Path
-
-    from ..pipeline.spotting import format_spot_report, train_spotting
-    from ._common import err, settings
-
-    if out_dir is None:
-        out_dir = Path(path).with_name(f"{Path(path).name.split('.')[0]}.mean-spot-loso")
-    results = train_spotting(path, out_dir, **kw)
-    if not settings().get("quiet"):
-        err(format_spot_report(_json.loads(results.read_text())["metrics"]))
-    out(str(results.resolve()))
     return 0

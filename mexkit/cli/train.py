@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -16,6 +15,12 @@ def _registry() -> list:
     from ..models.registry import list_models
 
     return list_models()
+
+
+def _pretrainable() -> list[str]:
+    from ..pipeline.pretraining import pretrainable_models
+
+    return pretrainable_models()
 
 
 def _model_option_decorators() -> list:
@@ -145,39 +150,21 @@ def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, 
     command trains with DistributedDataParallel.  Options marked [model] apply
     to that model only.
     """
-    from ..models.registry import get_spec
-    from ..pipeline.training import format_report, train_evaluate
+    from ..pipeline.training import train_model
 
-    spec = get_spec(model)
     given = {k[len("mopt_"):]: v for k, v in model_opts.items() if v is not None}
-    path = resolve_input(store)
-    # -- spot-then-recognize: MEAN on a store of whole videos (see mexkit/cli/spot.py) --
-    if model == "mean":
-        from ..pipeline.spotting import is_spotting_store
-
-        if is_spotting_store(path):
-            from .spot import train_spotting_branch
-
-            return train_spotting_branch(
-                path, out_dir, options=given, protocol=protocol, epochs=epochs,
-                batch_size=batch_size, lr=lr, device=device, seed=seed,
-                deterministic=deterministic, final=final)
-    # -- end of the spotting branch ------------------------------------------------------
-    if out_dir is None:
-        out_dir = path.with_name(
-            f"{path.name.split('.')[0]}.{model}-{protocol or spec.protocol}")
-    results = train_evaluate(
-        path, out_dir, model=model, protocol=protocol, scheme=scheme, n_splits=n_splits,
-        epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, loss=loss,
-        focal_gamma=focal_gamma, focal_alpha=_focal_alpha(focal_alpha), model_options=given,
-        device=device, seed=seed, deterministic=deterministic,
+    run = train_model(
+        resolve_input(store), out_dir, model=model, protocol=protocol, scheme=scheme,
+        n_splits=n_splits, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
+        loss=loss, focal_gamma=focal_gamma, focal_alpha=_focal_alpha(focal_alpha),
+        model_options=given, device=device, seed=seed, deterministic=deterministic,
         class_balance=None if balance == "none" else balance, final=final,
         progress=settings().get("progress", True), fold_jobs=fold_jobs)
-    if int(os.environ.get("RANK", "0")) != 0:
+    if run.report is None:
         return 0  # under torchrun only rank 0 reports
     if not settings().get("quiet"):
-        click.echo(format_report(json.loads(results.read_text())), err=True)
-    out(str(results.resolve()))
+        click.echo(run.report, err=True)
+    out(str(run.results.resolve()))
     return 0
 
 
@@ -188,9 +175,9 @@ Examples:
   mexkit train casme2.mag.h5 --model akmnet --weights backbone.safetensors --image-size 32
 """)
 @click.argument("store", type=str)
-@click.option("--model", "model", type=click.Choice(
-              [s.name for s in _registry() if getattr(s, "backbone_pretrainer", None)]),
-              default="akmnet", show_default=True, help="Model whose frame backbone is trained.")
+@click.option("--model", "model", type=click.Choice(_pretrainable()),
+              default=_pretrainable()[0] if len(_pretrainable()) == 1 else None,
+              show_default=True, help="Model whose frame backbone is trained.")
 @click.option("--scheme", default=None,
               help="Label scheme for the clips' classes (default: the stored labels).")
 @click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True,
@@ -208,7 +195,7 @@ Examples:
               help="Replace an existing output written with other settings or data.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The safetensors weights file to write.")
-def pretrain_cmd(store: str, model: str, scheme: str | None, epochs: int, lr: float,
+def pretrain_cmd(store: str, model: str | None, scheme: str | None, epochs: int, lr: float,
                  batch_size: int, image_size: int, device: str, seed: int, overwrite: bool,
                  output: Path) -> int:
     """Pre-train a model's frame backbone on the still frames of STORE (or '-').
@@ -249,8 +236,9 @@ def evaluate_cmd(source: str, classes: str | None, as_json: bool) -> int:
     used when present), so other tools' outputs are scored the same way:
     accuracy, UF1 and UAR pooled over folds, per fold, and per class.
     """
+    from ..io.predictions import read_predictions
     from ..learn.metrics import pooled_and_per_fold
-    from ..pipeline.training import format_report, read_predictions
+    from ..pipeline.reports import format_report
 
     path = resolve_input(source, what="results or predictions file")
     if path.suffix == ".json":
@@ -265,7 +253,7 @@ def evaluate_cmd(source: str, classes: str | None, as_json: bool) -> int:
         cls = classes.split(",") if classes else (score_classes or None)
         results = pooled_and_per_fold(rows, classes=cls)
     if as_json:
-        from ..pipeline.training import jsonable
+        from ..pipeline.reports import jsonable
 
         out(json.dumps(jsonable(results), indent=2, sort_keys=True))
     else:
@@ -315,7 +303,7 @@ Examples:
 def models_cmd(as_json: bool, markdown: bool) -> int:
     """List the models: inputs and the commands that make them, paper defaults,
     options and parameter counts (all from the model and input registries)."""
-    from ..learn.inputs import get_input
+    from ..models.inputs import get_input
     from ..models.registry import count_parameters, get_model, list_models
 
     rows = []
@@ -334,7 +322,8 @@ def models_cmd(as_json: bool, markdown: bool) -> int:
             "scheme": spec.scheme,
             "augmentation": spec.defaults.augmentation,
             "options": {o.name: {"default": o.default, "help": o.help} for o in spec.options},
-            "trainer": spec.trainer or "standard",
+            "trainer": (f"{spec.trainer.__module__}:{spec.trainer.__qualname__}"
+                        if spec.trainer else "standard"),
             "parameters_3_classes": count_parameters(net),
             "paper_reported": dict(spec.paper_reported),
         })

@@ -89,7 +89,6 @@ __all__ = [
     "move_to_device",
     "predict",
     "seed_everything",
-    "paper_defaults",
     "parse_schedule",
     "ratio_subsample",
     "load_checkpoint",
@@ -140,46 +139,6 @@ def _determinism(enabled: bool, device: torch.device):
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.cudnn.deterministic = previous[2]
         torch.backends.cudnn.benchmark = previous[3]
-
-
-# -- registry defaults ----------------------------------------------------------
-def paper_defaults(model_or_name: nn.Module | str, *, stage: str = "recognition"
-                   ) -> dict[str, Any]:
-    """Keyword arguments of :func:`fit` with the paper's settings.
-
-    Parameters
-    ----------
-    model_or_name : torch.nn.Module or str
-        A registered model (its ``registry_name``) or a registry name.
-    stage : {"recognition", "pretrain"}
-        ``"pretrain"`` gives the first stage the paper trains (MEAN's
-        spotting stage).
-
-    Returns
-    -------
-    dict
-        ``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``momentum``,
-        ``weight_decay``, ``schedule``, ``loss``, ``class_balance`` and
-        ``augment`` (a callable or None).
-    """
-    from ..models.registry import get_spec
-    from .augment import get_augmentation
-
-    name = model_or_name if isinstance(model_or_name, str) else getattr(
-        model_or_name, "registry_name", None)
-    if name is None:
-        raise ParameterError(
-            f"{type(model_or_name).__name__} is not a registered model; pass the training "
-            "settings to fit() explicitly."
-        )
-    spec = get_spec(name)
-    check_option("stage", stage, ("recognition", "pretrain"))
-    defaults = spec.defaults if stage == "recognition" else spec.pretrain
-    if defaults is None:
-        raise ParameterError(f"Model {name!r} has no 'pretrain' stage.")
-    kw = defaults.as_fit_kwargs()
-    kw["augment"] = get_augmentation(defaults.augmentation)
-    return kw
 
 
 def ratio_subsample(labels: Sequence[int], *, ratio: float = 8.0, seed: int = 0,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModelInputError, ParameterError
-from . import missing_input, register_input
+from ..inputs import missing_input, register_input
 
 __all__ = ["mean_region_maps", "mean_regions_input"]
 

@@ -1,73 +1,31 @@
-"""AKMNet's input: the magnified clip, and its training-time augmentation.
+"""AKMNet's training augmentation: each clip resized and cropped back at one random place.
 
-The paper ([1]_, Sec. IV-A) feeds AKMNet the whole clip, onset to offset,
-with its number of frames unchanged, after phase-based video magnification
-with alpha = 15; frames are 128x128. In training each frame is resized to
-144x144 and cropped at a random position to 128x128 (one position per
-clip, so that the clip stays aligned in time); test frames are only resized
-to 128x128.
+In training each frame is resized to 144x144 and cropped at a random
+position to 128x128 ([1]_, Sec. IV-A), one position per clip, so that the
+clip stays aligned in time.
 
 References
 ----------
 .. [1] M. Peng, C. Wang, Y. Gao, T. Bi, T. Chen, Y. Shi, X.-D. Zhou,
    "Recognizing Micro-Expression in Video Clip with Adaptive Key-Frame
    Mining", arXiv:2009.09179 (2021).
-.. [2] N. Wadhwa, M. Rubinstein, F. Durand, W. T. Freeman, "Phase-based
-   video motion processing", ACM TOG 32(4), 2013.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..._validate import check_int
 from ...errors import ModelInputError, ParameterError
-from . import missing_input, register_input
+from ...learn.augment import apply_to_inputs, register_augmentation
+from .inputs import SIDE
 
-__all__ = ["magnified_clip", "AKMNetAugment", "SIDE"]
-
-#: Frame side of AKMNet's input (Sec. IV-A).
-SIDE = 128
+__all__ = ["AKMNetAugment", "augmentation_for"]
 
 
-@register_input(
-    "magnified_clip", shape=(None, 3, SIDE, SIDE), needs=("frames",),
-    produced_by="mexkit crop --size 128 | mexkit magnify - --alpha 15",
-    description=("every frame of the clip after phase-based magnification (alpha 15), "
-                 "128x128, grey repeated to 3 channels (or RGB), in [0, 1]; T varies"))
-def magnified_clip(sample: Any) -> np.ndarray:
-    """The stored ``frames``, resized to 128x128, as ``(T, 3, 128, 128)`` float32 in [0, 1].
-
-    Grey frames ``(T, H, W)`` are repeated to three channels; RGB frames
-    ``(T, H, W, 3)`` keep theirs.
-    """
-    if "frames" not in sample:
-        raise missing_input(sample, "magnified_clip", ("frames",))
-    frames = sample.read("frames")
-    if frames.ndim not in (3, 4) or (frames.ndim == 4 and frames.shape[3] != 3) \
-            or frames.shape[0] == 0:
-        raise ModelInputError(
-            f"sample {sample.sample_id!r}: 'frames' must be (T, H, W) grey or (T, H, W, 3) "
-            f"RGB with T >= 1, but has shape {tuple(frames.shape)}."
-        )
-    if frames.shape[1:3] != (SIDE, SIDE):
-        import cv2
-
-        frames = np.stack([cv2.resize(f, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
-                           for f in frames])
-    scale = 255.0 if frames.dtype == np.uint8 else 1.0
-    x = frames.astype(np.float32) / scale
-    if x.ndim == 3:
-        x = np.repeat(x[:, None], 3, axis=1)
-    else:
-        x = x.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(x)
-
-
+@register_augmentation("akmnet")
 class AKMNetAugment:
     """Resize each clip's frames by 144/128 and crop them back at a random position.
 
@@ -114,11 +72,32 @@ class AKMNetAugment:
                             for i, (oy, ox) in enumerate(zip(off_y, off_x, strict=True))])
 
     def __call__(self, inputs: Any, *, generator: torch.Generator) -> Any:
-        if isinstance(inputs, Mapping):
-            out = dict(inputs)
-            out[self.key] = self.clips(inputs[self.key], generator)
-            return out
-        return self.clips(inputs, generator)
+        return apply_to_inputs(inputs, (self.key,), lambda x: self.clips(x, generator))
 
     def __repr__(self) -> str:
         return f"AKMNetAugment(key={self.key!r}, resize={self.resize}, crop={self.crop})"
+
+
+def augmentation_for(train_resize: int | None) -> AKMNetAugment | None:
+    """The training augmentation for ``--train-resize``.
+
+    Parameters
+    ----------
+    train_resize : int or None
+        Side the 128x128 frames are resized to before the random 128x128
+        crop (the paper's 144, Sec. IV-A); 128 (no resize, no crop) gives
+        None: no augmentation. None: the paper's 144.
+
+    Raises
+    ------
+    ParameterError
+        If ``train_resize`` is below 128.
+    """
+    resize = 144 if train_resize is None else int(train_resize)
+    if resize < SIDE:
+        raise ParameterError(
+            f"Invalid value for the 'train_resize' parameter. It must be at least {SIDE} "
+            f"(the paper's 144; {SIDE} turns the random crop off), but got "
+            f"{train_resize!r} instead."
+        )
+    return None if resize == SIDE else AKMNetAugment(resize=resize, crop=SIDE)

@@ -60,7 +60,7 @@ Choices where the paper is silent (documented here and in the registry):
   pre-trained weights are loaded with :meth:`AKMNet.load_backbone_state`
   (``mexkit train --weights``); ``mexkit pretrain`` makes such weights from
   the apex and onset/offset frames of a labelled store of other subjects
-  (:func:`mexkit.learn.trainers.akmnet.pretrain_backbone`), the stand-in
+  (:func:`mexkit.models.akmnet.pretraining.pretrain_backbone`), the stand-in
   for the AffectNet stage.
 
 References
@@ -84,17 +84,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .._validate import check_range
-from ..errors import ModelInputError, ParameterError
-from .atnet import BasicBlock
-from .registry import (
-    InputSpec,
-    ModelOption,
-    ModelSpec,
-    TrainDefaults,
-    count_parameters,
-    register_model,
-)
+from ..._validate import check_range
+from ...errors import ModelInputError, ParameterError
+from .._nn import BasicBlock, init_resnet
 
 __all__ = [
     "AKMNet",
@@ -143,7 +135,7 @@ class AKMResNet18(nn.Module):
     """The ResNet-18 of AKMNet's Table II: ``(N, 3, H, W)`` -> ``(N, 512, H/32, W/32)``.
 
     conv1 5x5/2 (64) + BN + ReLU, max-pool 3x3/2, then two
-    :class:`~mexkit.models.atnet.BasicBlock` per stage (64, 128/2, 256/2,
+    :class:`~mexkit.models._nn.BasicBlock` per stage (64, 128/2, 256/2,
     512/2). At 128x128 the stages output 64x64x64, 64x32x32, 128x16x16,
     256x8x8 and 512x4x4, as Table II lists. No global pooling and no
     classifier: the feature maps go to the key-frame mining.
@@ -158,12 +150,7 @@ class AKMResNet18(nn.Module):
         self.layer2 = nn.Sequential(BasicBlock(64, 128, 2), BasicBlock(128, 128))
         self.layer3 = nn.Sequential(BasicBlock(128, 256, 2), BasicBlock(256, 256))
         self.layer4 = nn.Sequential(BasicBlock(256, 512, 2), BasicBlock(512, 512))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(F.relu(self.bn1(self.conv1(x)), inplace=True))
@@ -605,62 +592,3 @@ class AKMNet(nn.Module):
         missing = [k for k in own if k not in mapped and not k.endswith("num_batches_tracked")]
         self.backbone.load_state_dict(mapped, strict=False)
         return missing
-
-
-# -- registry ---------------------------------------------------------------------------------
-_REFERENCE = (
-    "M. Peng, C. Wang, Y. Gao, T. Bi, T. Chen, Y. Shi, X.-D. Zhou, Recognizing "
-    "Micro-Expression in Video Clip with Adaptive Key-Frame Mining, arXiv:2009.09179 (2021)."
-)
-
-register_model(ModelSpec(
-    name=_NAME,
-    constructor=AKMNet,
-    inputs=(InputSpec(
-        INPUT_NAME, (None, 3, 128, 128),
-        "the whole clip (onset to offset, any number of frames T) after phase-based "
-        "magnification with alpha 15, 128x128, grey repeated to 3 channels, in [0, 1]"),),
-    defaults=TrainDefaults(
-        optimizer="sgd", lr=1e-3, epochs=40, batch_size=8, momentum=0.9, weight_decay=5e-4,
-        schedule={"kind": "cosine", "eta_min": 1e-8}, loss="ce", class_balance="resample",
-        augmentation="mexkit.learn.inputs.akmnet:AKMNetAugment",
-        notes=(
-            "Paper, Sec. IV-B: SGD, initial lr 1e-3 with cosine annealing to 1e-8, 40 "
-            "epochs, batch 8, momentum 0.9, weight decay 5e-4, dropout 0.5, GS-MMM weights "
-            "lambda_1 0.1 and lambda_2 1 (C = 2, Sec. III-B), LOSO. Sec. IV-A: classes "
-            "equalised by resampling; frames resized to 144 and randomly cropped to 128 in "
-            "training, resized to 128 in testing; phase-based magnification alpha 15. The "
-            "ImageNet + AffectNet pre-training of the ResNet-18 is not available here: "
-            "`mexkit pretrain` makes its stand-in from a store of other subjects; "
-            "training starts from scratch unless --weights gives a local file."),
-    ),
-    paper_parameter_count=lambda model: count_parameters(model, keras_style=False),
-    reference=_REFERENCE,
-    options=(
-        ModelOption("no-attention", bool, False,
-                    "ablation AKMNet-s13: uniform alpha instead of the local self-attention "
-                    "(eq. 5)"),
-        ModelOption("no-sparse", bool, False,
-                    "ablation AKMNet-s12: all frames weighted by beta instead of the sparse "
-                    "key-frame selection (eq. 8); no GS-MMM loss"),
-        ModelOption("no-mining-loss", bool, False,
-                    "ablation: key-frame selection without the GS-MMM loss (eqs. 10-12)"),
-        ModelOption("image-size", int, 128,
-                    "frame side the ResNet-18 sees (paper: 128 -> 512x4x4; 64 runs about "
-                    "4x faster on a CPU)"),
-        ModelOption("train-resize", int, 144,
-                    "training augmentation: frames resized to this side, then randomly "
-                    "cropped back to the input side (paper: 144 -> 128); 128 turns it off "
-                    "(for short CPU runs)", constructor=False),
-        ModelOption("weights", str, "",
-                    "local safetensors file of pre-trained ResNet-18 weights for the "
-                    "backbone, e.g. from `mexkit pretrain` on a store of other subjects "
-                    "(the paper's ImageNet + AffectNet weights cannot be downloaded); "
-                    "empty: from scratch", constructor=False),
-    ),
-    trainer="mexkit.learn.trainers.akmnet:fit_fold",
-    report="mexkit.learn.trainers.akmnet:write_key_frame_plots",
-    backbone_pretrainer="mexkit.learn.trainers.akmnet:pretrain_backbone",
-    protocol="loso",
-    scheme="4class",
-))

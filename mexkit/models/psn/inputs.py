@@ -1,10 +1,10 @@
-"""PSN's inputs (RPCA sparse frames, TIM frames) and its training augmentation.
+"""PSN's inputs: RPCA sparse frames and TIM frames.
 
 ``mexkit rpca --psn`` interpolates each clip to 150 frames with TIM, runs
 RPCA on the 150 frames and keeps 16 of them (1, 11, ..., 141, 150, 1-based):
 the sparse part ``E`` as ``sparse`` and the TIM frames themselves as
 ``tim_frames``. The spatial sub-network takes the first, the Temporal
-Perception Unit the second (see :mod:`mexkit.models.psn`).
+Perception Unit the second (see :mod:`mexkit.models.psn.network`).
 
 A clip whose RPCA does not converge (the paper lost seven CASME II and three
 CAS(ME)^2 clips that way) is a failed sample of the ``rpca`` store: it is
@@ -17,18 +17,14 @@ References
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
-from ..._validate import check_range
 from ...errors import ModelInputError
-from ..augment import random_affine
-from . import get_input, missing_input, register_input
+from ..inputs import get_input, missing_input, register_input
 
-__all__ = ["psn_sparse", "psn_frames", "PSNAugment"]
+__all__ = ["psn_sparse", "psn_frames"]
 
 _SHAPE = (16, 112, 112)
 _PRODUCER = "mexkit crop --size 112 | mexkit rpca - --psn"
@@ -71,50 +67,3 @@ def psn_frames(sample: Any) -> np.ndarray:
     frames = _read(sample, "psn_frames", "tim_frames")
     scale = 255.0 if frames.dtype == np.uint8 else 1.0
     return (frames.astype(np.float32) / np.float32(scale)).copy()
-
-
-class PSNAugment:
-    """PSN's training augmentation: rotation and flipping (Sec. 3.3).
-
-    The same transform is applied to all frames of a clip and to both of its
-    inputs (``psn_sparse`` and ``psn_frames``), so that the two
-    sub-networks see one clip. Per clip: with probability ``p`` a rotation
-    about the centre by an angle uniform in ``[-max_rotation,
-    max_rotation]`` degrees (bilinear, border pixels repeated), and with
-    probability ``p`` a left-right flip. The paper gives neither the angles
-    nor the probabilities; 10 degrees and 0.5 are chosen here.
-
-    Parameters
-    ----------
-    max_rotation : float
-        Degrees.
-    p : float
-        Probability of each transform.
-    """
-
-    keys = ("psn_sparse", "psn_frames")
-
-    def __init__(self, *, max_rotation: float = 10.0, p: float = 0.5) -> None:
-        self.max_rotation = float(check_range("max_rotation", max_rotation, 0.0, 180.0))
-        self.p = float(check_range("p", p, 0.0, 1.0))
-
-    def __call__(self, inputs: Any, *, generator: torch.Generator) -> Any:
-        """Augment a batch: a dict of ``(B, T, H, W)`` tensors, or one such tensor."""
-        single = not isinstance(inputs, Mapping)
-        batch = {"x": inputs} if single else dict(inputs)
-        keys = [k for k in (("x",) if single else self.keys) if k in batch]
-        if not keys:
-            return inputs
-        sizes = [batch[k].shape[1] for k in keys]
-        stacked = torch.cat([batch[k] for k in keys], dim=1)  # one transform per clip
-        b = stacked.shape[0]
-        stacked = random_affine(stacked, generator=generator, max_rotation=self.max_rotation,
-                                max_shift=0, p=self.p)
-        flip = (torch.rand(b, generator=generator) < self.p).to(stacked.device)
-        stacked = torch.where(flip.view(b, 1, 1, 1), stacked.flip(-1), stacked)
-        for k, part in zip(keys, torch.split(stacked, sizes, dim=1), strict=True):
-            batch[k] = part
-        return batch["x"] if single else batch
-
-    def __repr__(self) -> str:
-        return f"PSNAugment(max_rotation={self.max_rotation}, p={self.p})"

@@ -41,54 +41,18 @@ References
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_option
-from ..errors import ModelInputError, ParameterError
-from .registry import (
-    InputSpec,
-    ModelSpec,
-    TrainDefaults,
-    check_input,
-    count_parameters,
-    register_model,
-)
+from ..._validate import check_option
+from ...errors import ModelInputError, ParameterError
+from .._nn import BasicBlock, check_input, init_resnet
 
-__all__ = ["ATNet", "ResNet10", "BasicBlock"]
+__all__ = ["ATNet", "ResNet10", "REGISTRY_NAMES"]
 
 _STREAMS = ("both", "spatial", "temporal")
-_REGISTRY_NAMES = {"both": "atnet", "spatial": "atnet-spatial", "temporal": "atnet-temporal"}
-
-
-class BasicBlock(nn.Module):
-    """Residual block of two 3x3 convolutions (He et al. 2016, Fig. 2).
-
-    ``(B, in, H, W)`` -> ``(B, out, H / stride, W / stride)``; a 1x1
-    convolution with batch norm projects the shortcut when the shape changes.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1,
-                               bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_channels),
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        y = self.bn2(self.conv2(y))
-        return F.relu(y + self.shortcut(x), inplace=True)
+REGISTRY_NAMES = {"both": "atnet", "spatial": "atnet-spatial", "temporal": "atnet-temporal"}
 
 
 class ResNet10(nn.Module):
@@ -113,12 +77,7 @@ class ResNet10(nn.Module):
             BasicBlock(128, 256, 2),
             BasicBlock(256, 512, 2),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x)).mean(dim=(2, 3))
@@ -166,7 +125,7 @@ class ATNet(nn.Module):
                 f"Invalid value for the 'image_size' parameter. It must be at least 32, "
                 f"but got {image_size!r} instead."
             )
-        self.registry_name = _REGISTRY_NAMES[self.streams]
+        self.registry_name = REGISTRY_NAMES[self.streams]
         self.image_shape = (3, int(image_size), int(image_size))
         self.sequence_shape = (int(seq_len), int(feature_dim))
         width = 0
@@ -221,69 +180,3 @@ class ATNet(nn.Module):
             parts.append(self.temporal_features(dm))
         z = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         return self.classifier(self.dropout(z))
-
-
-_REFERENCE = (
-    "M. Peng, C. Wang, T. Bi, Y. Shi, X. Zhou, T. Chen, A Novel Apex-Time Network for "
-    "Cross-Dataset Micro-Expression Recognition, ACII 2019."
-)
-
-_APEX = InputSpec(
-    name="apex_rgb",
-    shape=(3, 224, 224),
-    description=(
-        "apex frame (SMIC: middle frame) cropped to the face box of the apex frame and "
-        "resized to 224x224, RGB, float32"
-    ),
-)
-_DM = InputSpec(
-    name="direction_magnitude",
-    shape=(64, 128),
-    description=(
-        "average direction-magnitude feature: 64 flow fields between 65 consecutive "
-        "frames centred on the apex, each cut into 8x8 blocks; per block mean magnitude "
-        "(pixels) and mean direction (radians) -> 128 values per field"
-    ),
-)
-
-_ATNET_DEFAULTS = TrainDefaults(
-    optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-6, epochs=50, batch_size=16,
-    schedule={"kind": "step", "step_size": 10, "gamma": 0.1},
-    loss="ce", class_balance=None, augmentation="atnet",
-    notes=(
-        "Paper: SGD lr 0.01 divided by 10 every 10 epochs, 50 epochs, momentum 0.9, weight "
-        "decay 5e-6, dropout 0.5, augmentation rotation <= 5 degrees and shift <= 10 px "
-        "with p = 0.5, CDE and HDE protocols. Batch size 16 is from the authors' Caffe "
-        "files (the paper gives none); their training lists are class-balanced "
-        "('TrainBalance'), which the paper does not describe, so no balancing by default."
-    ),
-)
-
-
-def _builder(streams: str):
-    def build(n_classes: int, **kw) -> ATNet:
-        if "streams" in kw and kw["streams"] != streams:
-            raise ParameterError(
-                f"Model {_REGISTRY_NAMES[streams]!r} has streams={streams!r}; "
-                f"got streams={kw['streams']!r}."
-            )
-        kw.pop("streams", None)
-        return ATNet(n_classes, streams=streams, **kw)
-    return build
-
-
-# The paper's augmentation is for the spatial stream ("to aid the spatial stream
-# training"): the temporal stream alone has no image to augment.
-_TEMPORAL_DEFAULTS = dataclasses.replace(_ATNET_DEFAULTS, augmentation=None)
-
-for _streams, _inputs, _defaults in (("both", (_APEX, _DM), _ATNET_DEFAULTS),
-                                     ("spatial", (_APEX,), _ATNET_DEFAULTS),
-                                     ("temporal", (_DM,), _TEMPORAL_DEFAULTS)):
-    register_model(ModelSpec(
-        name=_REGISTRY_NAMES[_streams],
-        constructor=_builder(_streams),
-        inputs=_inputs,
-        defaults=_defaults,
-        paper_parameter_count=lambda model: count_parameters(model, keras_style=True),
-        reference=_REFERENCE,
-    ))

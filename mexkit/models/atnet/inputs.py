@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModelInputError
-from . import get_input, missing_input, register_input
+from ..inputs import get_input, missing_input, register_input
 
 __all__ = ["apex_rgb", "direction_magnitude_input"]
 

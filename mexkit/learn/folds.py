@@ -1,17 +1,16 @@
 """Fold trainers: how one model is trained on one fold's training samples.
 
 Most models train with one :func:`mexkit.learn.train.fit` call
-(:func:`standard`). A model whose paper trains in stages (MEAN's spotting
-then recognition, MERSiamC3D's prior learning on pairs then target
-learning) names its own trainer in its registry entry
-(:attr:`mexkit.models.registry.ModelSpec.trainer`, ``"module:function"``),
-usually a module of this package. A trainer takes a :class:`FoldContext`
-and returns the epoch history records of the training it ran (stages may
-tag their records with a ``"stage"`` key).
+(:func:`standard`). A model whose paper trains in stages (MERSiamC3D's prior
+learning on pairs, then target learning) gives its own trainer in its
+registry entry (:attr:`mexkit.models.registry.ModelSpec.trainer`), a
+function of the model's package. A trainer takes a :class:`FoldContext` and
+returns the epoch history records of the training it ran (stages may tag
+their records with a ``"stage"`` key). Nothing here names a model.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,9 @@ import numpy as np
 from torch import nn
 from torch.utils.data import Subset
 
-__all__ = ["FoldContext", "standard", "resolve_trainer", "labelled_subset"]
+from .train import fit
+
+__all__ = ["FoldContext", "standard", "labelled_subset"]
 
 
 @dataclass
@@ -56,9 +57,9 @@ class FoldContext:
         Where the trainer keeps its checkpoints (one file per stage), so a
         killed fold resumes.
     progress : callable
-        ``progress(description, epochs) -> callback`` giving a per-epoch
-        progress callback for ``fit``'s ``progress=``; call ``.close()`` on
-        the returned object's owner via :attr:`close_progress`.
+        ``progress(stage, epochs) -> bar``: a progress bar over a stage's
+        epochs, whose ``bar.callback`` is ``fit``'s ``progress=`` and whose
+        ``bar.close()`` ends it.
     sample_ids : list of str
         Sample id of every sample of ``dataset``.
     monitor : numpy.ndarray of int
@@ -95,8 +96,6 @@ class FoldContext:
         is ``checkpoint_dir / f"{stage}.safetensors"``; the returned records
         carry ``"stage": stage``.
         """
-        from ..train import fit
-
         kw = {**self.fit_kwargs, **overrides}
         subset = labelled_subset(self.dataset, indices, self.labels)
         if "monitor" not in kw and self.monitor is not None and len(self.monitor):
@@ -123,17 +122,3 @@ def standard(ctx: FoldContext) -> list[dict[str, Any]]:
     """One :func:`mexkit.learn.train.fit` call on the fold's training samples."""
     records = ctx.fit(ctx.model, ctx.train, stage="train")
     return [{k: v for k, v in r.items() if k != "stage"} for r in records]
-
-
-def resolve_trainer(spec: Any) -> Callable[[FoldContext], list[dict[str, Any]]]:
-    """The fold trainer of a registered model (``spec.trainer`` or :func:`standard`)."""
-    if spec.trainer is None:
-        return standard
-    from ...models.registry import load_reference
-
-    return load_reference(spec.trainer, f"Model {spec.name!r}: the trainer")
-
-
-def options_summary(options: Mapping[str, Any]) -> str:
-    """``key=value`` list of model options, for logs."""
-    return ", ".join(f"{k}={v}" for k, v in sorted(options.items())) or "none"

@@ -64,17 +64,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_int, check_range
-from ..errors import ParameterError
-from .registry import (
-    InputSpec,
-    ModelOption,
-    ModelSpec,
-    TrainDefaults,
-    check_input,
-    count_parameters,
-    register_model,
-)
+from ..._validate import check_int, check_range
+from ...errors import ParameterError
+from .._nn import check_input
 
 __all__ = ["SinC3D", "SiameseHead", "SiameseC3D", "MERSiamC3D", "INPUT_NAME", "INPUT_SHAPE",
            "CONV_WIDTHS"]
@@ -372,48 +364,3 @@ class SiameseC3D(nn.Module):
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         s = self.similarity_logit(first, second)
         return torch.stack([torch.zeros_like(s), s], dim=1)
-
-
-_REFERENCE = ("S. Zhao, H. Tao, Y. Zhang, T. Xu, K. Zhang, Z. Hao, E. Chen, A two-stage 3D "
-              "CNN based learning method for spontaneous micro-expression recognition, 2021")
-
-register_model(ModelSpec(
-    name="mersiamc3d",
-    constructor=MERSiamC3D,
-    inputs=(InputSpec(INPUT_NAME, INPUT_SHAPE,
-                      "10 Farneback flows between the 11 adaptive key frames, channels u, v, "
-                      "magnitude (pixels of the 112x112 crop), as (C, T, H, W)"),),
-    defaults=TrainDefaults(
-        optimizer="sgd", lr=0.004, momentum=0.9, epochs=100, batch_size=16,
-        schedule={"kind": "step", "step_size": 10, "gamma": 0.1}, loss="focal",
-        augmentation="mexkit.learn.trainers.mersiamc3d:KeyframeFlowAugment",
-        notes=("Sec. 4.1.2: SGD lr 0.004, momentum 0.9, lr / 10 every 10 epochs, 100 "
-               "epochs, for prior and target learning alike; focal loss gamma 2 (eq. 11), "
-               "alpha per class from the training fold's class frequencies (Sec. 5.2; "
-               "--focal-alpha to set it); crops of 2-5 px at 9 places and frame dropping. "
-               "The batch size is not in the paper (16 here); prior learning draws at most "
-               "--pairs-per-epoch pairs per epoch.")),
-    paper_parameter_count=lambda model: count_parameters(model, keras_style=True),
-    reference=_REFERENCE,
-    options=(
-        ModelOption("no-prior", bool, False,
-                    "ablation: skip prior learning on clip pairs, train the classifier from "
-                    "scratch (Table 7, 'without PL'; nothing is frozen)", constructor=False),
-        ModelOption("freeze", int, 2,
-                    "convolutions of SinC3D (from conv1) frozen in target learning after "
-                    "prior learning (paper: 2; Table 7 tries 0-5)"),
-        ModelOption("pairs-per-epoch", int, 4096,
-                    "prior learning: clip pairs drawn per epoch when the training fold has "
-                    "more (uniform draw, same/different ratio kept; 0: all pairs)",
-                    constructor=False),
-        ModelOption("prior-epochs", int, 0,
-                    "prior learning: epochs (0: the same as --epochs, as in the paper)",
-                    constructor=False),
-        ModelOption("resolution", int, 112,
-                    "side at which SinC3D works; below 112 the 112x112 flow is "
-                    "area-resampled first (CPU-only runs; not the paper's network)"),
-    ),
-    trainer="mexkit.learn.trainers.mersiamc3d:fit_fold",
-    protocol="loso",
-    scheme="megc3",
-))

@@ -3,7 +3,7 @@
 ``keyframe_flow``, ``(3, 10, 112, 112)`` float32: channels u, v and the
 magnitude sqrt(u^2 + v^2) (pixels of the 112x112 crop), then the 10 flow
 fields between adjacent key frames, then height and width ([1]_, Sec. 3.1;
-the channel choice is explained in :mod:`mexkit.models.mersiamc3d`). Built
+the channel choice is explained in :mod:`mexkit.models.mersiamc3d.network`). Built
 from the ``flow`` array that ``mexkit flow --pairs keyframes --method
 farneback`` stores for the key-frame clips of ``mexkit keyframes``. Flow of
 another crop size is resized bilinearly to 112x112 and its vectors rescaled
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModelInputError
-from . import get_input, missing_input, register_input
+from ..inputs import get_input, missing_input, register_input
 
 __all__ = ["keyframe_flow", "keyframe_flow_array"]
 

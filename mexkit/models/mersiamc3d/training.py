@@ -6,7 +6,7 @@ For one fold ([1]_, Sec. 3.2 and 4.1.2):
    is a sample (eq. 7 counts them: ``M = N (N - 1) / 2``), labelled 1 when
    both clips have the same class and 0 otherwise (:func:`clip_pairs`). The
    pairs are split 90/10 (:func:`split_pairs`); the 90 % train
-   :class:`~mexkit.models.mersiamc3d.SiameseC3D` (shared SinC3D, weighted
+   :class:`~mexkit.models.mersiamc3d.network.SiameseC3D` (shared SinC3D, weighted
    L1 distance, sigmoid, binary cross-entropy) and the 10 % measure its
    same/different accuracy after the last epoch. When the training pairs
    are more than ``pairs_per_epoch``, each epoch draws that many of them
@@ -24,39 +24,37 @@ For one fold ([1]_, Sec. 3.2 and 4.1.2):
 
 Both stages use the paper's SGD settings (lr 0.004, momentum 0.9, /10
 every 10 epochs, 100 epochs, or the user's overrides) and the paper's
-augmentation (:class:`KeyframeFlowAugment`), applied on the fly to training
-batches only (never at prediction).
+augmentation (:class:`~mexkit.models.mersiamc3d.augment.KeyframeFlowAugment`),
+applied on the fly to training batches only (never at prediction).
 
 References
 ----------
 .. [1] S. Zhao, H. Tao, Y. Zhang, T. Xu, K. Zhang, Z. Hao, E. Chen, "A
    two-stage 3D CNN based learning method for spontaneous micro-expression
-   recognition" (MERSiamC3D), 2021.
-.. [2] G. Koch, R. Zemel, R. Salakhutdinov, "Siamese Neural Networks for
-   One-shot Image Recognition", ICML Deep Learning Workshop 2015.
+   recognition" (MERSiamC3D), 2021 (as in :mod:`mexkit.models.mersiamc3d.network`,
+   which also cites the siamese networks of Koch et al.).
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..._validate import check_int, check_range
 from ...errors import ParameterError
+from ...io.checkpoints import load_checkpoint
+from ...learn.folds import FoldContext
+from ...learn.train import fit, predict
+from .network import INPUT_NAME, MERSiamC3D, SiameseC3D
 
 __all__ = ["count_pairs", "clip_pairs", "split_pairs", "epoch_pairs", "PairDataset",
-           "KeyframeFlowAugment", "fit_fold"]
+           "prior_learning", "fit_fold"]
 
 logger = logging.getLogger("mexkit")
-
-CROP_POSITIONS = ("upper left", "up", "upper right", "left", "center", "right",
-                  "lower left", "bottom", "lower right")
-
 
 # -- pairs (eq. 7) -----------------------------------------------------------------------
 def count_pairs(labels: Sequence[int] | np.ndarray) -> tuple[int, int, int]:
@@ -218,114 +216,9 @@ class PairDataset(Dataset):
                  "second": self.dataset[j][0][self.input_name]}, same)
 
 
-# -- augmentation ----------------------------------------------------------------------------
-class KeyframeFlowAugment:
-    """The paper's augmentation of a key-frame flow clip: a crop at one of 9 places, frame drop.
-
-    For each clip of a batch, independently ([1]_, Sec. 4.1.2):
-
-    - **crop**: one of 10 choices drawn uniformly, no crop or a crop at one
-      of the 9 places (upper left, up, upper right, left, center, right,
-      lower left, bottom, lower right); a crop removes ``c`` pixels (``c``
-      drawn uniformly from ``min_crop..max_crop``, 2-5) from the height and
-      from the width, i.e. keeps an ``(H - c) x (W - c)`` window at that
-      place (centred: ``c // 2`` off the top and left), and resizes it
-      back to ``H x W`` bilinearly. Flow is in pixels, so u is multiplied
-      by ``W / (W - c)`` and v by ``H / (H - c)``, and the magnitude
-      channel (when there is one) is recomputed from them;
-    - **frame drop**: one of 4 choices drawn uniformly, none, drop the first
-      frame, drop the second, or drop both, the missing frames being filled
-      by copies of the last one at the end (T stays the same).
-
-    The paper applies these to the key frames before computing flow; on
-    the fly they apply to the stored flow fields (time axis 2 of ``(B, C,
-    T, H, W)``), which is where the training batches are. 10 x 4 = 40
-    variants per clip (the paper's 36 plus unchanged framings).
-
-    Parameters
-    ----------
-    keys : sequence of str
-        Inputs the transform applies to when the batch is a dict (each
-        independently); others pass through.
-    min_crop, max_crop : int
-        Pixels cut (2 and 5).
-    magnitude_channel : int or None
-        Channel holding sqrt(u^2 + v^2) (2), recomputed after scaling; None
-        when there is none. Channels 0 and 1 are u and v.
-    """
-
-    def __init__(self, *, keys: Sequence[str] = ("keyframe_flow", "first", "second"),
-                 min_crop: int = 2, max_crop: int = 5, magnitude_channel: int | None = 2
-                 ) -> None:
-        self.keys = tuple(keys)
-        self.min_crop = check_int("min_crop", min_crop, 1)
-        self.max_crop = check_int("max_crop", max_crop, self.min_crop)
-        self.magnitude_channel = (None if magnitude_channel is None
-                                  else check_int("magnitude_channel", magnitude_channel, 2))
-
-    def clip(self, x: torch.Tensor, *, crop: int, place: int, drop: int) -> torch.Tensor:
-        """One clip ``(C, T, H, W)`` with a given variant.
-
-        ``crop`` pixels (0: none), ``place`` in 0..8 (row-major over
-        :data:`CROP_POSITIONS`), ``drop`` in 0..3 (none, first, second,
-        both).
-        """
-        c, t, h, w = x.shape
-        if crop:
-            if crop >= min(h, w):
-                raise ParameterError(
-                    f"Invalid crop of {crop} px for a {h}x{w} clip.")
-            row, col = divmod(int(place), 3)
-            top = (0, crop // 2, crop)[row]
-            left = (0, crop // 2, crop)[col]
-            win = x[:, :, top:top + h - crop, left:left + w - crop]
-            y = F.interpolate(win.reshape(c * t, 1, h - crop, w - crop).float(), size=(h, w),
-                              mode="bilinear", align_corners=False).reshape(c, t, h, w)
-            y = y.to(x.dtype).clone()
-            y[0] *= w / (w - crop)
-            if c > 1:
-                y[1] *= h / (h - crop)
-            m = self.magnitude_channel
-            if m is not None and c > m:
-                y[m] = torch.sqrt(y[0] ** 2 + y[1] ** 2)
-            x = y
-        if drop:
-            keep = [i for i in range(t) if not ((drop in (1, 3) and i == 0)
-                                                or (drop in (2, 3) and i == 1))]
-            keep = keep + [t - 1] * (t - len(keep))
-            x = x[:, keep]
-        return x
-
-    def _batch(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if x.ndim != 5:
-            raise ParameterError(
-                f"KeyframeFlowAugment needs batches of shape (B, C, T, H, W), but got "
-                f"{tuple(x.shape)}.")
-        b = x.shape[0]
-        choice = torch.randint(0, 10, (b,), generator=generator)
-        size = torch.randint(self.min_crop, self.max_crop + 1, (b,), generator=generator)
-        drop = torch.randint(0, 4, (b,), generator=generator)
-        out = [self.clip(x[k], crop=int(size[k]) if int(choice[k]) else 0,
-                         place=max(int(choice[k]) - 1, 0), drop=int(drop[k]))
-               for k in range(b)]
-        return torch.stack(out)
-
-    def __call__(self, inputs: Any, *, generator: torch.Generator) -> Any:
-        if isinstance(inputs, Mapping):
-            return {k: (self._batch(v, generator) if k in self.keys else v)
-                    for k, v in inputs.items()}
-        return self._batch(inputs, generator)
-
-    def __repr__(self) -> str:
-        return (f"KeyframeFlowAugment(keys={self.keys!r}, min_crop={self.min_crop}, "
-                f"max_crop={self.max_crop}, magnitude_channel={self.magnitude_channel})")
-
-
 # -- the fold trainer ------------------------------------------------------------------------
 def _holdout_accuracy(siamese: Any, dataset: Any, held: np.ndarray, input_name: str,
                       device: str, batch_size: int) -> float | None:
-    from ..train import predict
-
     if len(held) == 0:
         return None
     scores, _ = predict(siamese, PairDataset(dataset, held, input_name), device=device,
@@ -333,7 +226,7 @@ def _holdout_accuracy(siamese: Any, dataset: Any, held: np.ndarray, input_name: 
     return float(np.mean((scores[:, 1] > 0.5).astype(np.int64) == held[:, 2]))
 
 
-def prior_learning(ctx: Any, siamese: Any, *, pairs_per_epoch: int, augment: Any,
+def prior_learning(ctx: FoldContext, siamese: Any, *, pairs_per_epoch: int, augment: Any,
                    epochs: int = 0) -> list[dict[str, Any]]:
     """Stage 1: train ``siamese`` on pairs of the fold's training clips.
 
@@ -341,10 +234,6 @@ def prior_learning(ctx: Any, siamese: Any, *, pairs_per_epoch: int, augment: Any
     ``holdout_accuracy`` (same/different accuracy on the 10 % held-out
     pairs) and the pair counts.
     """
-    from ...io.checkpoints import load_checkpoint
-    from ...models.mersiamc3d import INPUT_NAME
-    from ..train import fit
-
     pairs = clip_pairs(ctx.train, ctx.labels)
     train_pairs, held = split_pairs(pairs, holdout=0.1, seed=ctx.seed)
     kw = {**ctx.fit_kwargs, "loss": "ce", "class_balance": None, "focal_alpha": None,
@@ -389,13 +278,13 @@ def prior_learning(ctx: Any, siamese: Any, *, pairs_per_epoch: int, augment: Any
     return records
 
 
-def fit_fold(ctx: Any) -> list[dict[str, Any]]:
+def fit_fold(ctx: FoldContext) -> list[dict[str, Any]]:
     """Train MERSiamC3D on one fold: prior learning, then target learning.
 
     Parameters
     ----------
-    ctx : mexkit.learn.trainers.FoldContext
-        ``ctx.model`` is a :class:`~mexkit.models.mersiamc3d.MERSiamC3D`;
+    ctx : mexkit.learn.folds.FoldContext
+        ``ctx.model`` is a :class:`~mexkit.models.mersiamc3d.network.MERSiamC3D`;
         ``ctx.options`` may hold ``no_prior`` (bool), ``freeze`` (int, 0-5),
         ``pairs_per_epoch`` (int, 0 = all pairs every epoch) and
         ``prior_epochs`` (int, 0 = the target stage's epochs).
@@ -406,8 +295,6 @@ def fit_fold(ctx: Any) -> list[dict[str, Any]]:
         Epoch records of both stages, tagged ``"stage": "prior"`` and
         ``"stage": "target"``.
     """
-    from ...models.mersiamc3d import MERSiamC3D, SiameseC3D
-
     model = ctx.model
     if not isinstance(model, MERSiamC3D):
         raise ParameterError(

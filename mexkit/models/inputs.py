@@ -2,12 +2,13 @@
 
 A model names its inputs (:class:`~mexkit.models.registry.InputSpec`); this
 registry says, once for every model and every command, what each input is
-built from and which ``mexkit`` command line produces those arrays. Each
-module of this package registers the inputs it defines with
-:func:`register_input`; the package imports them all on first use, so adding
-an input is adding one module.
+built from and which ``mexkit`` command line produces those arrays. The
+``inputs`` module of each model's package registers the inputs it defines
+with :func:`register_input`; the registry loads every model on first use
+(:func:`mexkit.models.registry.list_models`), so adding an input is adding
+it to a model's package.
 
->>> from mexkit.learn.inputs import get_input
+>>> from mexkit.models.inputs import get_input
 >>> get_input("mean_regions").produced_by      # doctest: +SKIP
 'mexkit flow --pairs onset-apex --strain'
 
@@ -19,21 +20,19 @@ sample, what the store holds and the command that makes the input.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ...errors import ModelInputError, ParameterError
+from ..errors import ModelInputError, ParameterError
+from .registry import list_models
 
 __all__ = ["InputFeature", "register_input", "get_input", "list_inputs", "build_input",
            "missing_input"]
 
 _REGISTRY: dict[str, InputFeature] = {}
-_loaded = False
 
 
 @dataclass(frozen=True)
@@ -97,18 +96,13 @@ def register_input(name: str, *, shape: Sequence[int | None], needs: Sequence[st
 
 
 def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
-    _loaded = True
+    list_models()  # imports every model's package, and so its inputs
 
 
 def get_input(name: str) -> InputFeature:
     """Return the registered input ``name``."""
-    _load()
+    if name not in _REGISTRY:
+        _load()
     try:
         return _REGISTRY[name]
     except KeyError:

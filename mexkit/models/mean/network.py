@@ -52,16 +52,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validate import check_option
-from .registry import (
-    InputSpec,
-    ModelOption,
-    ModelSpec,
-    TrainDefaults,
-    check_input,
-    count_parameters,
-    register_model,
-)
+from ..._validate import check_option
+from .._nn import check_input
 
 __all__ = ["MEAN", "MEAN_INPUT_SHAPE"]
 
@@ -209,80 +201,3 @@ class MEAN(nn.Module):
         if self.l2_head and head[0].weight.requires_grad:
             total = total + self.l2_head * head[0].weight.pow(2).sum()
         return total
-
-
-def _build(n_classes: int, **kw) -> MEAN:
-    return MEAN(n_classes, **kw)
-
-
-_REFERENCE = (
-    "G.-B. Liong, J. See, C.-S. Chan, Spot-then-Recognize: A Micro-Expression Analysis "
-    "Network for Seamless Evaluation of Long Videos, Signal Process. Image Commun. 110 "
-    "(2023) 116875."
-)
-
-register_model(ModelSpec(
-    name="mean",
-    constructor=_build,
-    inputs=(
-        InputSpec(
-            name="mean_regions",
-            shape=MEAN_INPUT_SHAPE,
-            description=(
-                "onset -> onset+k TV-L1 flow (k = apex - onset) and its optical strain "
-                "magnitude, cut into the MEAN regions (two 21x21 eye/brow parts above a "
-                "21x42 mouth part); channels u, v (pixels), strain"
-            ),
-        ),
-    ),
-    defaults=TrainDefaults(
-        optimizer="adam", lr=5e-4, epochs=800, batch_size=32,
-        loss="ce", class_balance=None, augmentation=None,
-        notes=(
-            "Paper: Adam 5e-4, recognition up to 800 epochs after the spotting stage, "
-            "shared layers frozen; no augmentation and no class balancing for recognition. "
-            "Batch size 32 is from the public code (the paper gives none); the public code "
-            "also trains 100 recognition epochs rather than 800."
-        ),
-    ),
-    pretrain=TrainDefaults(
-        optimizer="adam", lr=5e-4, epochs=200, batch_size=32, loss="mse",
-        class_balance=None, augmentation=None,
-        notes=(
-            "Spotting stage (head='spotting'): MSE against IoU pseudo-labels, non-ME:ME "
-            "frames subsampled 8:1 before training (the public code uses 5:1 and 10 "
-            "epochs); see mexkit.learn.train.ratio_subsample."
-        ),
-    ),
-    paper_parameter_count=lambda model: count_parameters(model, keras_style=True),
-    reference=_REFERENCE,
-    paper_reported={3: 7608},
-    # Spot-then-recognize settings: used when `mexkit train --model mean` gets a store of
-    # whole videos (`mexkit flow --pairs gap --features mean`); see
-    # mexkit.pipeline.spotting.spot_loso.  None of them reaches the constructor.
-    options=(
-        ModelOption("no-transfer", bool, False,
-                    "ablation: train recognition as a separate network from scratch instead "
-                    "of on the spotting stage's frozen shared layers (inductive transfer)",
-                    constructor=False),
-        ModelOption("spot-epochs", int, 200,
-                    "epochs of the spotting stage (paper: 200; --epochs sets recognition's)",
-                    constructor=False),
-        ModelOption("p", float, 0.55,
-                    "peak threshold T = mean + p (max - mean) for long videos (paper: 0.55)",
-                    constructor=False),
-        ModelOption("kprime", int, 0,
-                    "k' of pseudo-labels, smoothing and intervals (0: (N + 1) / 2 from the "
-                    "mean interval length of each type in the store)",
-                    constructor=False),
-        ModelOption("emotions", str, "",
-                    "interval CSV whose emotion column labels the store's intervals (sheets "
-                    "without emotions, e.g. `mexkit synth --long`'s intervals.csv)",
-                    constructor=False),
-        ModelOption("type-store", str, "",
-                    "TYPE=STORE[,TYPE=STORE]: a gap-flow store of the same videos whose "
-                    "features one expression type's spotting network uses (SOFTNet's flow "
-                    "gap k = k' for macro-expressions, e.g. macro=videos.gap20.h5)",
-                    constructor=False),
-    ),
-))
