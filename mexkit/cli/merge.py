@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from ._common import out, settings
+from ..pipeline.merge import merge_stores
+from ._common import out, progress
 
 
 @click.command("merge", epilog="""\b
@@ -27,8 +28,6 @@ def merge_cmd(parts: tuple[Path, ...], output: Path):
     command names the part that differs and writes nothing.  Prints the
     merged store's path.
     """
-    from ..pipeline.merge import merge_stores
-
-    result = merge_stores(parts, output, progress=settings().get("progress", True))
+    result = merge_stores(parts, output, progress=progress())
     out(str(Path(output).resolve()))
     return result

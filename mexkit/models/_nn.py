@@ -1,5 +1,6 @@
 """Torch pieces several model networks share: the residual block, He
-initialisation of a ResNet, and the check of a batched input.
+initialisation of a ResNet, the check of a batched input, and parameter
+counts as Keras and PyTorch make them.
 
 Pure torch: no training code, no registry (the networks of
 :mod:`mexkit.models` import this and nothing else of mexkit but errors and
@@ -22,7 +23,8 @@ from torch import nn
 
 from ..errors import ModelInputError
 
-__all__ = ["BasicBlock", "init_resnet", "check_input"]
+__all__ = ["BasicBlock", "init_resnet", "check_input", "count_parameters",
+           "torch_parameter_count"]
 
 
 class BasicBlock(nn.Module):
@@ -110,3 +112,46 @@ def check_input(model_name: str, input_name: str, x: Any,
             f"B >= 1, but got shape {tuple(x.shape)}."
         )
     return x
+
+
+def count_parameters(model: nn.Module, *, keras_style: bool = True,
+                     trainable_only: bool = False) -> int:
+    """Count a model's parameters.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    keras_style : bool
+        Count as Keras' ``model.summary()`` does: batch-norm moving mean and
+        moving variance count as (non-trainable) parameters, the
+        ``num_batches_tracked`` counter does not, and an LSTM has one bias
+        vector per layer (PyTorch keeps two, ``bias_ih`` and ``bias_hh``,
+        whose sum is the single bias of the textbook LSTM; Caffe also keeps
+        one). With ``keras_style=False``, the plain PyTorch count
+        ``sum(p.numel() for p in model.parameters())``.
+    trainable_only : bool
+        Count only parameters with ``requires_grad`` (moving statistics are
+        then excluded, as they are not trainable).
+
+    Returns
+    -------
+    int
+    """
+    total = sum(p.numel() for p in model.parameters()
+                if p.requires_grad or not trainable_only)
+    if not keras_style:
+        return total
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not trainable_only:
+            if module.running_mean is not None:
+                total += module.running_mean.numel() + module.running_var.numel()
+        if isinstance(module, nn.LSTM) and module.bias:
+            for name, p in module.named_parameters(recurse=False):
+                if name.startswith("bias_hh") and (p.requires_grad or not trainable_only):
+                    total -= p.numel()
+    return total
+
+
+def torch_parameter_count(model: nn.Module) -> int:
+    """PyTorch's parameter count, ``sum(p.numel() for p in model.parameters())``."""
+    return count_parameters(model, keras_style=False)

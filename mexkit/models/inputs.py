@@ -32,9 +32,6 @@ from .registry import list_models
 __all__ = ["InputFeature", "register_input", "get_input", "list_inputs", "build_input",
            "missing_input"]
 
-_REGISTRY: dict[str, InputFeature] = {}
-
-
 @dataclass(frozen=True)
 class InputFeature:
     """One registered model input.
@@ -68,6 +65,9 @@ class InputFeature:
         """The ``mexkit`` commands of :attr:`produced_by`, as argument lists."""
         parts = [p.strip() for p in self.produced_by.split("|")]
         return [p.split()[1:] for p in parts if p.startswith("mexkit ")]
+
+
+_REGISTRY: dict[str, InputFeature] = {}
 
 
 def register_input(name: str, *, shape: Sequence[int | None], needs: Sequence[str],

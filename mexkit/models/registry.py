@@ -34,25 +34,11 @@ from torch import nn
 from .._validate import check_option
 from ..errors import ParameterError
 from ..learn.augment import get_augmentation
+from ._nn import count_parameters
 
-__all__ = [
-    "InputSpec",
-    "ModelOption",
-    "TrainDefaults",
-    "BackbonePretraining",
-    "Spotting",
-    "ModelSpec",
-    "register_model",
-    "get_model",
-    "get_spec",
-    "list_models",
-    "paper_defaults",
-    "count_parameters",
-    "model_options",
-    "constructor_options",
-]
-
-_REGISTRY: dict[str, ModelSpec] = {}
+__all__ = ["InputSpec", "ModelOption", "TrainDefaults", "BackbonePretraining", "Spotting",
+           "ModelSpec", "register_model", "get_model", "get_spec", "list_models",
+           "paper_defaults", "count_parameters", "model_options", "constructor_options"]
 
 
 @dataclass(frozen=True)
@@ -284,10 +270,12 @@ class ModelSpec:
         The inputs ``forward`` takes, by keyword.
     defaults : TrainDefaults
         The paper's recognition training settings.
-    paper_parameter_count : callable
-        ``f(model) -> int``: the parameter count as the paper counts it.
     reference : str
         The paper.
+    paper_parameter_count : callable
+        ``f(model) -> int``: the parameter count as the paper counts it;
+        Keras' way by default (:func:`~mexkit.models._nn.count_parameters`),
+        :func:`~mexkit.models._nn.torch_parameter_count` for PyTorch's.
     pretrain : TrainDefaults or None
         A first training stage the paper uses (MEAN's spotting stage).
     paper_reported : Mapping[int, int]
@@ -327,8 +315,8 @@ class ModelSpec:
     constructor: Callable[..., nn.Module]
     inputs: tuple[InputSpec, ...]
     defaults: TrainDefaults
-    paper_parameter_count: Callable[[nn.Module], int]
     reference: str
+    paper_parameter_count: Callable[[nn.Module], int] = count_parameters
     pretrain: TrainDefaults | None = None
     paper_reported: Mapping[int, int] = field(default_factory=dict)
     options: tuple[ModelOption, ...] = ()
@@ -376,6 +364,7 @@ def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
     return spec
 
 
+_REGISTRY: dict[str, ModelSpec] = {}
 _scanned: list[Any] = []
 
 
@@ -468,44 +457,6 @@ def paper_defaults(model_or_name: nn.Module | str, *, stage: str = "recognition"
     kw = defaults.as_fit_kwargs()
     kw["augment"] = get_augmentation(defaults.augmentation)
     return kw
-
-
-def count_parameters(model: nn.Module, *, keras_style: bool = True,
-                     trainable_only: bool = False) -> int:
-    """Count a model's parameters.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    keras_style : bool
-        Count as Keras' ``model.summary()`` does: batch-norm moving mean and
-        moving variance count as (non-trainable) parameters, the
-        ``num_batches_tracked`` counter does not, and an LSTM has one bias
-        vector per layer (PyTorch keeps two, ``bias_ih`` and ``bias_hh``,
-        whose sum is the single bias of the textbook LSTM; Caffe also keeps
-        one). With ``keras_style=False``, the plain PyTorch count
-        ``sum(p.numel() for p in model.parameters())``.
-    trainable_only : bool
-        Count only parameters with ``requires_grad`` (moving statistics are
-        then excluded, as they are not trainable).
-
-    Returns
-    -------
-    int
-    """
-    total = sum(p.numel() for p in model.parameters()
-                if p.requires_grad or not trainable_only)
-    if not keras_style:
-        return total
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not trainable_only:
-            if module.running_mean is not None:
-                total += module.running_mean.numel() + module.running_var.numel()
-        if isinstance(module, nn.LSTM) and module.bias:
-            for name, p in module.named_parameters(recurse=False):
-                if name.startswith("bias_hh") and (p.requires_grad or not trainable_only):
-                    total -= p.numel()
-    return total
 
 
 def model_options(spec: ModelSpec, given: Mapping[str, Any] | None = None

@@ -20,15 +20,25 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from ..errors import StoreError
-from ..io.store import canonical_json
+from ..io.atomic import atomic_path
+from ..io.store import (
+    canonical_json,
+    hash_arrays,
+    open_store,
+    validate_store,
+    write_staged_sample,
+)
 
 __all__ = ["cache_key", "params_digest", "SampleCache", "CACHE_ENV", "reuse_index",
            "copy_from_store"]
 
 logger = logging.getLogger("mexkit")
 
-#: Environment variable naming the default shared cache folder (read by the CLI).
+#: Environment variable naming the default shared cache folder (read by
+#: :func:`mexkit.pipeline.options.run_setting` when a command gets no --cache).
 CACHE_ENV = "MEXKIT_CACHE"
 
 
@@ -118,8 +128,6 @@ class SampleCache:
 
     def put(self, key: str, staged: str | os.PathLike[str]) -> Path:
         """Publish a staged sample under ``key`` (temporary name, then rename)."""
-        from ..io.atomic import atomic_path
-
         final = self._path(key)
         final.parent.mkdir(exist_ok=True)
         with atomic_path(final) as tmp:
@@ -133,10 +141,6 @@ class SampleCache:
         The arrays are checked against the entry's data hash; a damaged
         entry is reported, left alone and treated as absent.
         """
-        import h5py
-
-        from ..io.store import hash_arrays, write_staged_sample
-
         src = self._path(key)
         if not src.is_file():
             return None
@@ -201,8 +205,6 @@ def reuse_index(paths: list[str] | tuple[str, ...]) -> dict[str, tuple[str, str]
     dict
         ``cache_key -> (store path, sample id)``.
     """
-    from ..io.store import open_store, validate_store
-
     index: dict[str, tuple[str, str]] = {}
     for p in paths:
         problems = validate_store(p)
@@ -218,8 +220,6 @@ def reuse_index(paths: list[str] | tuple[str, ...]) -> dict[str, tuple[str, str]
 def copy_from_store(path: str, source_id: str, sample_id: str, key: str,
                     staging: str | os.PathLike[str], compression: str = "gzip") -> Path:
     """Stage sample ``source_id`` of the store at ``path`` as ``sample_id`` (same key)."""
-    from ..io.store import hash_arrays, open_store, write_staged_sample
-
     with open_store(path) as s:
         view = s[source_id]
         arrays = view.arrays()

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from tqdm import tqdm
+
 from .._validate import check_option, check_range
 from ..errors import MexkitError, ParameterError
 
@@ -264,7 +266,7 @@ Probe = Callable[[], int]
 @contextlib.contextmanager
 def _session(backend: str, jobs: int, *, scheduler: str | None = None,
              address: str | None = None) -> Iterator[Probe | None]:
-    import joblib
+    import joblib  # start-up: every command imports this module; only a map of jobs needs it
 
     check_option("backend", backend, BACKENDS)
     if backend != "dask" and scheduler is not None:
@@ -299,7 +301,7 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
     it submitted by closing it, without touching a client the caller holds.
     """
     try:
-        import distributed
+        import distributed  # optional dependency (the dask extra)
     except ImportError as exc:
         raise ParameterError("The 'dask' backend needs dask.distributed "
                              "(pip install 'dask[distributed]').") from exc
@@ -328,8 +330,8 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
 @contextlib.contextmanager
 def _ray_session(jobs: int, address: str | None) -> Iterator[Probe]:
     try:
-        import ray
-        from ray.util.joblib import register_ray
+        import ray  # optional dependency (ray)
+        from ray.util.joblib import register_ray  # optional dependency, as above
     except ImportError as exc:
         raise ParameterError("The 'ray' backend needs ray (pip install 'ray[default]').") from exc
     register_ray()
@@ -426,7 +428,7 @@ def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, job
         for c in chunks:
             yield func(c)
         return
-    import joblib
+    import joblib  # start-up: as in _session; one job never needs it
 
     # Ray's joblib backend returns a list only (workers still stage each sample at once)
     order = "list" if backend == "ray" else "generator_unordered"
@@ -589,8 +591,6 @@ def progress_bar(total: int, desc: str, *, unit: str = "sample", enabled: bool =
     enabled : bool
         False hides it (``--quiet``).
     """
-    from tqdm import tqdm
-
     show = enabled and total > 0 and sys.stderr.isatty()
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not show,
                 dynamic_ncols=True, leave=False)

@@ -26,7 +26,7 @@ def safe_name(name: str) -> str:
 
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> None:
     """Write ``fig`` as a PNG under a temporary name, then rename it into place."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up: `mexkit evaluate` reports without plots
 
     fig.tight_layout()
     try:
@@ -38,10 +38,10 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> None:
 
 def plot_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str], title: str) -> None:
     """Save a labelled confusion-matrix image (rows: true, columns: predicted)."""
-    import matplotlib
+    import matplotlib  # start-up: `mexkit evaluate` reports without plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up, as above; after the backend is chosen
 
     m = np.asarray(matrix, dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(classes), 1.0 + 0.8 * len(classes)))
@@ -72,10 +72,10 @@ def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]
     Models trained in stages (records with a ``stage``) are drawn stage
     after stage, with the stage boundaries marked.
     """
-    import matplotlib
+    import matplotlib  # start-up: `mexkit evaluate` reports without plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up, as above; after the backend is chosen
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
     monitored = False

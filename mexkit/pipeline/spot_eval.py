@@ -17,8 +17,9 @@ from typing import Any
 
 from ..io.intervals import read_intervals
 from ..spot.metrics import Interval, evaluate_intervals
+from .reports import jsonable
 
-__all__ = ["score_interval_files", "score_intervals", "format_spot_report"]
+__all__ = ["score_interval_files", "score_intervals", "format_spot_report", "jsonable"]
 
 logger = logging.getLogger("mexkit")
 

@@ -53,10 +53,11 @@ from ..models.registry import ModelSpec, get_spec, list_models
 from ..spot.metrics import Interval, evaluate_intervals
 from ..spot.postprocess import kprime_from_length, pseudo_labels, spot_video
 from .reports import jsonable, safe_name, save_figure
+from .spot_eval import format_spot_report
 
-__all__ = ["SpotVideo", "load_spot_videos", "parse_type_stores", "train_spotter",
-           "spot_with", "plot_video", "spot_loso", "train_spotting", "load_spot_model",
-           "spot_store", "is_spotting_store", "spotting_models"]
+__all__ = ["format_spot_report", "SpotVideo", "load_spot_videos", "parse_type_stores",
+           "train_spotter", "spot_with", "plot_video", "spot_loso", "train_spotting",
+           "load_spot_model", "spot_store", "is_spotting_store", "spotting_models"]
 
 logger = logging.getLogger("mexkit")
 

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError, safe_open
+
 from ..errors import ParameterError, StoreError
 
 __all__ = ["read_weights_metadata", "check_weights", "weights_digest", "sample_sources"]
@@ -47,8 +49,6 @@ def read_weights_metadata(path: str | os.PathLike) -> dict[str, str]:
     StoreError
         If the file is missing or is not safetensors.
     """
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})

@@ -6,9 +6,8 @@ clip stays aligned in time.
 
 References
 ----------
-.. [1] M. Peng, C. Wang, Y. Gao, T. Bi, T. Chen, Y. Shi, X.-D. Zhou,
-   "Recognizing Micro-Expression in Video Clip with Adaptive Key-Frame
-   Mining", arXiv:2009.09179 (2021).
+.. [1] Peng et al., AKMNet, arXiv:2009.09179 (2021), Sec. IV-A (the full reference:
+   :mod:`mexkit.models.akmnet.network`).
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ...errors import ModelInputError
@@ -49,7 +50,6 @@ def magnified_clip(sample: Any) -> np.ndarray:
             f"RGB with T >= 1, but has shape {tuple(frames.shape)}."
         )
     if frames.shape[1:3] != (SIDE, SIDE):
-        import cv2
 
         frames = np.stack([cv2.resize(f, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
                            for f in frames])

@@ -44,10 +44,10 @@ def plot_key_frames(path: str | os.PathLike, beta: Sequence[float],
     truth : (int, int), optional
         A known frame range (e.g. the synthetic expression's) to shade.
     """
-    import matplotlib
+    import matplotlib  # start-up: only the report draws, and matplotlib is slow to import
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up, as above; after the backend is chosen
 
     path = Path(path)
     t = list(range(len(beta)))

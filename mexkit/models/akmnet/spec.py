@@ -8,13 +8,13 @@ References
 """
 from __future__ import annotations
 
+from .._nn import torch_parameter_count
 from ..registry import (
     BackbonePretraining,
     InputSpec,
     ModelOption,
     ModelSpec,
     TrainDefaults,
-    count_parameters,
     register_model,
 )
 from . import pretraining, report, training
@@ -46,7 +46,7 @@ register_model(ModelSpec(
             "`mexkit pretrain` makes its stand-in from a store of other subjects; "
             "training starts from scratch unless --weights gives a local file."),
     ),
-    paper_parameter_count=lambda model: count_parameters(model, keras_style=False),
+    paper_parameter_count=torch_parameter_count,
     reference=_REFERENCE,
     options=(
         ModelOption("no-attention", bool, False,

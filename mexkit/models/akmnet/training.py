@@ -25,6 +25,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
 from ...errors import ParameterError, StoreError
 from ...learn.folds import FoldContext
 from .augment import augmentation_for
@@ -46,9 +49,6 @@ def load_weights(model: Any, path: str | os.PathLike) -> list[str]:
     ParameterError
         If an entry does not fit the backbone (named in the message).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     try:
         state = load_file(str(path))

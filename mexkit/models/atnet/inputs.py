@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ...errors import ModelInputError
+from ...motion.features import direction_magnitude
 from ..inputs import get_input, missing_input, register_input
 
 __all__ = ["apex_rgb", "direction_magnitude_input"]
@@ -26,8 +28,6 @@ def apex_rgb(sample: Any) -> np.ndarray:
     """The stored ``apex_image``, resized to 224 and scaled to [0, 1]."""
     if "apex_image" not in sample:
         raise missing_input(sample, "apex_rgb", ("apex_image",))
-    import cv2
-
     img = sample.read("apex_image")
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
@@ -53,6 +53,4 @@ def direction_magnitude_input(sample: Any) -> np.ndarray:
             f"sample {sample.sample_id!r} holds {shape[0]} flow fields; ATNet's "
             f"direction-magnitude feature needs 64 "
             f"(`{get_input('direction_magnitude').produced_by}`).")
-    from ...motion.features import direction_magnitude
-
     return direction_magnitude(sample.read("flow")).astype(np.float32)

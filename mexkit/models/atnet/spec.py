@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from ...errors import ParameterError
-from ..registry import InputSpec, ModelSpec, TrainDefaults, count_parameters, register_model
+from ..registry import InputSpec, ModelSpec, TrainDefaults, register_model
 from .network import REGISTRY_NAMES, ATNet
 
 _REFERENCE = (
@@ -78,6 +78,5 @@ for _streams, _inputs, _defaults in (("both", (_APEX, _DM), _ATNET_DEFAULTS),
         constructor=_builder(_streams),
         inputs=_inputs,
         defaults=_defaults,
-        paper_parameter_count=lambda model: count_parameters(model, keras_style=True),
         reference=_REFERENCE,
     ))

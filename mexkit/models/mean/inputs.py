@@ -13,6 +13,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModelInputError, ParameterError
+from ...face.regions import mean_regions
+from ...face.regions import remove_head_motion as _remove
+from ...motion.strain import optical_strain
 from ..inputs import missing_input, register_input
 
 __all__ = ["mean_region_maps", "mean_regions_input"]
@@ -45,10 +48,6 @@ def mean_region_maps(flow: np.ndarray, landmarks: np.ndarray, *,
     -------
     ndarray, shape (P, 3, 42, 42), float32
     """
-    from ...face.regions import mean_regions
-    from ...face.regions import remove_head_motion as _remove
-    from ...motion.strain import optical_strain
-
     flow = np.asarray(flow, dtype=np.float32)
     landmarks = np.asarray(landmarks, dtype=np.float32)
     if landmarks.shape[0] != flow.shape[0] or not np.isfinite(landmarks).all():

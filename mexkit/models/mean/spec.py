@@ -8,15 +8,7 @@ References
 """
 from __future__ import annotations
 
-from ..registry import (
-    InputSpec,
-    ModelOption,
-    ModelSpec,
-    Spotting,
-    TrainDefaults,
-    count_parameters,
-    register_model,
-)
+from ..registry import InputSpec, ModelOption, ModelSpec, Spotting, TrainDefaults, register_model
 from . import spotting
 from .network import MEAN, MEAN_INPUT_SHAPE
 
@@ -24,6 +16,29 @@ _REFERENCE = (
     "G.-B. Liong, J. See, C.-S. Chan, Spot-then-Recognize: A Micro-Expression Analysis "
     "Network for Seamless Evaluation of Long Videos, Signal Process. Image Commun. 110 "
     "(2023) 116875."
+)
+
+#: Spot-then-recognize settings: used when `mexkit train --model mean` gets a store of
+#: whole videos (`mexkit flow --pairs gap --features mean`); see spotting.py here and
+#: mexkit.pipeline.spotting.  None of them reaches the constructor.
+_SPOTTING_OPTIONS = (
+    ("no-transfer", bool, False,
+     "ablation: train recognition as a separate network from scratch instead of on the "
+     "spotting stage's frozen shared layers (inductive transfer)"),
+    ("spot-epochs", int, 200,
+     "epochs of the spotting stage (paper: 200; --epochs sets recognition's)"),
+    ("p", float, 0.55,
+     "peak threshold T = mean + p (max - mean) for long videos (paper: 0.55)"),
+    ("kprime", int, 0,
+     "k' of pseudo-labels, smoothing and intervals (0: (N + 1) / 2 from the mean interval "
+     "length of each type in the store)"),
+    ("emotions", str, "",
+     "interval CSV whose emotion column labels the store's intervals (sheets without "
+     "emotions, e.g. `mexkit synth --long`'s intervals.csv)"),
+    ("type-store", str, "",
+     "TYPE=STORE[,TYPE=STORE]: a gap-flow store of the same videos whose features one "
+     "expression type's spotting network uses (SOFTNet's flow gap k = k' for "
+     "macro-expressions, e.g. macro=videos.gap20.h5)"),
 )
 
 register_model(ModelSpec(
@@ -59,37 +74,10 @@ register_model(ModelSpec(
             "epochs); see mexkit.learn.train.ratio_subsample."
         ),
     ),
-    paper_parameter_count=lambda model: count_parameters(model, keras_style=True),
     reference=_REFERENCE,
     paper_reported={3: 7608},
-    # Spot-then-recognize settings: used when `mexkit train --model mean` gets a store of
-    # whole videos (`mexkit flow --pairs gap --features mean`); see spotting.py here and
-    # mexkit.pipeline.spotting.  None of them reaches the constructor.
-    options=(
-        ModelOption("no-transfer", bool, False,
-                    "ablation: train recognition as a separate network from scratch instead "
-                    "of on the spotting stage's frozen shared layers (inductive transfer)",
-                    constructor=False),
-        ModelOption("spot-epochs", int, 200,
-                    "epochs of the spotting stage (paper: 200; --epochs sets recognition's)",
-                    constructor=False),
-        ModelOption("p", float, 0.55,
-                    "peak threshold T = mean + p (max - mean) for long videos (paper: 0.55)",
-                    constructor=False),
-        ModelOption("kprime", int, 0,
-                    "k' of pseudo-labels, smoothing and intervals (0: (N + 1) / 2 from the "
-                    "mean interval length of each type in the store)",
-                    constructor=False),
-        ModelOption("emotions", str, "",
-                    "interval CSV whose emotion column labels the store's intervals (sheets "
-                    "without emotions, e.g. `mexkit synth --long`'s intervals.csv)",
-                    constructor=False),
-        ModelOption("type-store", str, "",
-                    "TYPE=STORE[,TYPE=STORE]: a gap-flow store of the same videos whose "
-                    "features one expression type's spotting network uses (SOFTNet's flow "
-                    "gap k = k' for macro-expressions, e.g. macro=videos.gap20.h5)",
-                    constructor=False),
-    ),
+    options=tuple(ModelOption(name, kind, default, text, constructor=False)
+                  for name, kind, default, text in _SPOTTING_OPTIONS),
     spotting=Spotting(input="mean_regions",
                       produced_by="mexkit flow --pairs gap --features mean",
                       settings=spotting.settings,

@@ -3,9 +3,8 @@ frame drops.
 
 References
 ----------
-.. [1] S. Zhao, H. Tao, Y. Zhang, T. Xu, K. Zhang, Z. Hao, E. Chen, "A
-   two-stage 3D CNN based learning method for spontaneous micro-expression
-   recognition" (MERSiamC3D), 2021.
+.. [1] Zhao et al., MERSiamC3D (2021), Sec. 4.1.2 (the full reference:
+   :mod:`mexkit.models.mersiamc3d.network`).
 """
 from __future__ import annotations
 

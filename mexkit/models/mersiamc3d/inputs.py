@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ...errors import ModelInputError
@@ -51,8 +52,6 @@ def keyframe_flow_array(flow: np.ndarray, *, size: int = _SIZE,
     flow = np.asarray(flow, dtype=np.float32)
     p, _, h, w = flow.shape
     if (h, w) != (size, size):
-        import cv2
-
         resized = np.empty((p, 2, size, size), np.float32)
         for i in range(p):
             for c in range(2):

@@ -8,14 +8,7 @@ References
 """
 from __future__ import annotations
 
-from ..registry import (
-    InputSpec,
-    ModelOption,
-    ModelSpec,
-    TrainDefaults,
-    count_parameters,
-    register_model,
-)
+from ..registry import InputSpec, ModelOption, ModelSpec, TrainDefaults, register_model
 from . import training
 from .network import INPUT_NAME, INPUT_SHAPE, MERSiamC3D
 
@@ -38,7 +31,6 @@ register_model(ModelSpec(
                "--focal-alpha to set it); crops of 2-5 px at 9 places and frame dropping. "
                "The batch size is not in the paper (16 here); prior learning draws at most "
                "--pairs-per-epoch pairs per epoch.")),
-    paper_parameter_count=lambda model: count_parameters(model, keras_style=True),
     reference=_REFERENCE,
     options=(
         ModelOption("no-prior", bool, False,

@@ -215,12 +215,7 @@ class TemporalPerceptionUnit(nn.Module):
         self.output_weight = nn.Linear(hidden_size, check_int("output_size", output_size, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the unit over a sequence.
-
-        Parameters
-        ----------
-        x : torch.Tensor, shape (B, T, D)
-            Vectorised frames.
+        """Run the unit over a sequence of vectorised frames ``x``, ``(B, T, D)``.
 
         Returns
         -------

@@ -7,14 +7,8 @@ References
 """
 from __future__ import annotations
 
-from ..registry import (
-    InputSpec,
-    ModelOption,
-    ModelSpec,
-    TrainDefaults,
-    count_parameters,
-    register_model,
-)
+from .._nn import torch_parameter_count
+from ..registry import InputSpec, ModelOption, ModelSpec, TrainDefaults, register_model
 from .network import FUSIONS, PSN, PSN_FRAMES, PSN_SIZE, STREAMS
 
 _REFERENCE = (
@@ -54,7 +48,7 @@ register_model(ModelSpec(
     constructor=PSN,
     inputs=(_SPARSE_SPEC, _FRAMES_SPEC),
     defaults=_PSN_DEFAULTS,
-    paper_parameter_count=lambda model: count_parameters(model, keras_style=False),
+    paper_parameter_count=torch_parameter_count,
     reference=_REFERENCE,
     options=(
         ModelOption("streams", STREAMS, "both",
