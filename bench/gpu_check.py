@@ -225,7 +225,7 @@ class Check:
 
     def spot(self) -> str:
         sheet = self.mexkit("synth", "long", "--long", "--subjects", 2, "--seconds",
-                            4 if self.quick else 8, "--fps", 25, "--size", 160, "--format",
+                            6 if self.quick else 10, "--fps", 25, "--size", 160, "--format",
                             "png", "--seed", 2)
         crop = self.mexkit("crop", "--annotations", sheet, "--dataset-fps", 25, "-o",
                            "long.crop.h5")
