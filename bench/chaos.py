@@ -290,7 +290,7 @@ def fuzz_trials(work: Path, rng: np.random.Generator, n: int) -> Counter:
 def _tampered(work: Path, name: str, action) -> Path:
     import h5py
 
-    from mexkit.io.store import _seal
+    from mexkit.io.store.format import _seal
 
     p = work / f"{name}.h5"
     shutil.copyfile(work / "good.h5", p)

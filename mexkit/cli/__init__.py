@@ -2,8 +2,8 @@
 
 Which command lives where, one rule: a command lives in ``mexkit/cli/<m>.py``,
 where ``mexkit.pipeline.<m>`` is the pipeline module that does its work (``train``
-and ``predict`` in ``cli/training.py`` beside ``pipeline/training.py``, ``spot`` in
-``cli/spotting.py``, ``spot-eval`` in ``cli/spot_eval.py``, ``samples`` in
+and ``predict`` in ``cli/training.py`` beside ``pipeline/training.py``, ``spot-eval`` in
+``cli/spot_eval.py``, ``convert`` in ``cli/mean_weights.py``, ``samples`` in
 ``cli/crop.py`` because ``pipeline/crop.py`` reads sheets for both). A command
 module only parses options and calls that module; it imports nothing of mexkit but
 that module, :mod:`mexkit.pipeline.options` (the registries' names and options,
@@ -87,8 +87,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "List the models, their inputs, defaults and parameter counts."),
     "spot-eval": ("mexkit.cli.spot_eval", "spot_eval_cmd",
                   "Score spotted intervals (F1, AP, STRS)."),
-    "spot": ("mexkit.cli.spotting", "spot_cmd",
-             "Spot expression intervals with trained spotting networks."),
+    "spot": ("mexkit.cli.spot", "spot_cmd",
+             "Spot expression intervals with trained networks or the authors' MEAN."),
+    "convert": ("mexkit.cli.mean_weights", "convert_cmd",
+                "Convert MEAN's published Keras network into mexkit weights."),
 }
 
 
@@ -245,7 +247,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
     \b
         mexkit synth data | mexkit crop --annotations - \\
-          | mexkit flow - --pairs onset-apex --strain \\
+          | mexkit flow - --pairs onset-apex --features mean \\
           | mexkit train - --model mean --protocol loso
     """
     ctx.obj = {"verbose": verbose, "quiet": quiet, "debug": debug,

@@ -41,12 +41,13 @@ def _method_help() -> str:
 
 @click.command("flow", epilog="""\b
 Examples:
-  mexkit flow demo.crop.h5 --pairs onset-apex --strain          # MEAN
+  mexkit flow demo.crop.h5 --pairs onset-apex --features mean          # MEAN
   mexkit flow demo.crop.keyframes-adaptive.h5 --pairs keyframes --method farneback
 """)
 @click.argument("store", type=str)
-@click.option("--method", type=click.Choice(options.flow_method_names()), default="tvl1",
-              show_default=True, help=_method_help())
+@click.option("--method", type=click.Choice(options.flow_method_names()), default=None,
+              help=_method_help() + " Default: tvl1, or tvl1-opencv for --features mean "
+              "with --mean-input authors (the flow the authors' MEAN networks saw).")
 @click.option("--pairs", type=click.Choice(PAIR_MODES), default="consecutive", show_default=True,
               help="Frame pairing: i,i+1; i,i+k (MEAN spotting); onset,apex (MEAN "
                    "recognition); onset,every frame; adjacent key frames (MERSiamC3D); 65 "
@@ -65,6 +66,13 @@ Examples:
 @click.option("--remove-head-motion", is_flag=True,
               help="--features mean: subtract the mean flow of an 11x11 box at the nose "
                    "(landmark 28) before the regions and their strain are taken.")
+@click.option("--mean-input", type=click.Choice(["authors", "paper"]), default="authors",
+              show_default=True,
+              help="--features mean: build MEAN's input as the authors' code does (u, v "
+                   "through cartToPolar, backward-difference strain, each map min-max "
+                   "normalised, eyebrow band and mouth from dlib's points on the first crop "
+                   "frame, 42x21 each) or as mexkit reads the paper (unnormalised, central "
+                   "differences, two 21x21 eye parts; --mask-eyes, --remove-head-motion).")
 @click.option("--with-apex", is_flag=True,
               help="Also store the apex frame (ATNet's spatial input).")
 @click.option("--no-apex", type=click.Choice(["middle", "max-diff", "fail"]),
@@ -78,10 +86,10 @@ Examples:
                    "(default 64 with one job, 16 with more; the result does not change).")
 @output_option
 @jobs_options
-def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, strain: bool,
-             features: str, mask_eyes: bool, remove_head_motion: bool, with_apex: bool,
-             no_apex: str, device: str, group: int | None, output: Path | None, jobs: int,
-             backend: str, **method_options: Any):
+def flow_cmd(store: str, method: str | None, pairs: str, k: int | None, window: int,
+             strain: bool, features: str, mask_eyes: bool, remove_head_motion: bool,
+             mean_input: str, with_apex: bool, no_apex: str, device: str, group: int | None,
+             output: Path | None, jobs: int, backend: str, **method_options: Any):
     """Optical flow between frame pairs of each clip in STORE (or '-').
 
     Flow is stored as (P, 2, H, W) float32, channel 0 horizontal u, channel 1
@@ -91,16 +99,17 @@ def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, st
     brackets; options that only change where or how fast the flow is computed
     (--device, --threads, --compile) are not part of the cache key.
     """
+    feats = [f.strip() for f in features.split(",") if f.strip()]
+    method = options.flow_method_for(method, feats, mean_input)
     given = {name: value for name, value in method_options.items() if value is not None}
     given["device"] = device
     result_options, runtime = options.resolve_flow_options(method, given, jobs)
     return run_stage_command(
         store, output, "flow", run_flow, detail=method, method=method, pairs=pairs, k=k,
-        window=window, strain=strain, features=[f.strip() for f in features.split(",")
-                                                if f.strip()],
-        with_apex=with_apex, no_apex=no_apex, mask_eyes=mask_eyes,
-        remove_head_motion=remove_head_motion, device=device, tvl1=result_options,
-        method_runtime=runtime, jobs=jobs, backend=backend, group=group)
+        window=window, strain=strain, features=feats, with_apex=with_apex, no_apex=no_apex,
+        mask_eyes=mask_eyes, remove_head_motion=remove_head_motion, mean_input=mean_input,
+        device=device, tvl1=result_options, method_runtime=runtime, jobs=jobs,
+        backend=backend, group=group)
 
 
 @click.command("strain", epilog="""\b

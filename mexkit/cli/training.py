@@ -148,27 +148,46 @@ def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, 
 Examples:
   mexkit train demo.crop.flow-tvl1.h5 --model mean --final -o run
   mexkit predict new.crop.flow-tvl1.h5 --results run -o new.csv && mexkit evaluate new.csv
+  mexkit predict casme2.flow.h5 --weights MEAN_Weights/CASME2/recog --per-subject
 """)
 @click.argument("store", type=str)
 @click.option("--results", "results_dir", type=click.Path(exists=True, file_okay=False,
-              path_type=Path), required=True,
+              path_type=Path), default=None,
               help="Results folder of `mexkit train --final`.")
+@click.option("--weights", type=click.Path(exists=True, path_type=Path), default=None,
+              help="MEAN's published Keras network (.hdf5, either layout, spot / recog / "
+                   "spot_recog), or with --per-subject a folder of fold files sN.hdf5. Read "
+                   "with h5py only; nothing in the file is executed.")
+@click.option("--per-subject", is_flag=True,
+              help="--weights FOLDER: score each sample with its own subject's fold network "
+                   "(the authors' LOSO numbering; see docs/reproducing.md).")
+@click.option("--subject-map", default=None, metavar="SUBJECT=sN,...|FILE",
+              help="--per-subject: the fold file of each subject, instead of the authors' "
+                   "numbering rebuilt from the store.")
+@click.option("--classes", default=None, metavar="A,B,C",
+              help="--weights: the recognition outputs' class names in order (default: from "
+                   "the dataset folder in the weights' path, as the authors encode labels).")
 @device_option("the model runs")
 @click.option("--scheme", default=None,
               help="Label scheme for the 'true' column (default: the one the model was "
                    "trained with, else the stored label), so `mexkit evaluate` can score it.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Predictions CSV (default: <store>.predictions.csv).")
-def predict_cmd(store: str, results_dir: Path, device: str, scheme: str | None,
-                output: Path | None) -> int:
-    """Apply the final model of a training run to the samples of STORE.
+def predict_cmd(store: str, results_dir: Path | None, weights: Path | None, per_subject: bool,
+                subject_map: str | None, classes: str | None, device: str,
+                scheme: str | None, output: Path | None) -> int:
+    """Apply a trained model to the samples of STORE: the final model of a
+    training run (--results), or MEAN's published networks (--weights).
 
-    Writes a predictions CSV (true is the stored label when known) and
-    prints its path.
+    Writes a predictions CSV (true is the stored label when known; with
+    --weights the score_<class> columns are the network's softmax outputs and
+    spot_score its spotting output) and prints its path.
     """
     path = resolve_input(store)
     if output is None:
         output = path.with_name(f"{path.name.split('.')[0]}.predictions.csv")
-    predict_store(path, results_dir, output, device=device, scheme=scheme)
+    predict_store(path, results_dir, output, device=device, scheme=scheme, weights=weights,
+                  per_subject=per_subject, subject_map=subject_map,
+                  classes=classes.split(",") if classes else None)
     out(str(Path(output).resolve()))
     return 0

@@ -6,6 +6,9 @@
 :mod:`~mexkit.face.align`
     Aligned square crops of a clip from the first frame's landmarks (MEAN) or
     from every frame's (smoothed), and pre-cropped clips.
+:mod:`~mexkit.face.track`
+    Face tracking for the first frame's crop: the first frame with a face, and
+    how far the landmarks drift from it over the clip.
 :mod:`~mexkit.face.regions`
     MEAN's 42x42 eye/eyebrow and mouth regions on any per-pixel map, SOFTNet's
     eye mask and nose-box head-motion removal.

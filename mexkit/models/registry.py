@@ -188,10 +188,6 @@ class BackbonePretraining:
     check_image_size : callable
         ``check_image_size(side) -> side``; raises ParameterError for a side
         the backbone cannot take.
-    weights_option : str
-        The model option (keyword) that names a pre-trained weights file in
-        ``mexkit train``: the file is refused when it saw clips of the store
-        trained on, and its SHA-256 enters each fold's key.
     image_size_option : str
         The model option (keyword) of the frame side the network sees; a
         file pre-trained at another side is warned about.
@@ -200,7 +196,6 @@ class BackbonePretraining:
     frames: Callable[..., tuple[list[int], list[int]]]
     train: Callable[..., tuple[dict[str, Any], list[dict[str, float]]]]
     check_image_size: Callable[[Any], int]
-    weights_option: str = "weights"
     image_size_option: str = "image_size"
 
 
@@ -289,6 +284,12 @@ class ModelSpec:
         training is not one plain :func:`~mexkit.learn.train.fit` call
         (pre-training stages, pairs); None for
         :func:`mexkit.learn.folds.standard`.
+    weights_option : str or None
+        The model option (keyword) that names a weights file every fold starts
+        from (AKMNet's pre-trained backbone, MEAN's converted authors'
+        network): ``mexkit train`` refuses a file ``mexkit pretrain`` made
+        from clips of the store trained on, and each fold's key carries the
+        file's SHA-256, so that folds trained from other weights are redone.
     report : callable or None
         Report hook, ``report(results_dir) -> list of paths``, called after
         a training run has written its results (model-specific pictures,
@@ -321,6 +322,7 @@ class ModelSpec:
     paper_reported: Mapping[int, int] = field(default_factory=dict)
     options: tuple[ModelOption, ...] = ()
     trainer: Callable[[Any], list[dict[str, Any]]] | None = None
+    weights_option: str | None = None
     report: Callable[[Any], list[Any]] | None = None
     pretraining: BackbonePretraining | None = None
     spotting: Spotting | None = None

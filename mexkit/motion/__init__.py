@@ -17,11 +17,13 @@ channel 1 vertical (v, downwards), in pixels, with
 from __future__ import annotations
 
 from .features import direction_magnitude, hoof
+from .flowtools import flow_endpoint_error, warp
 from .opencv import farneback, tvl1_opencv
 from .pairs import MODES as PAIR_MODES
 from .pairs import make_pairs
+from .pyramid import pyramid_sizes
 from .strain import optical_strain
-from .tvl1 import flow_endpoint_error, pyramid_sizes, tvl1_flow, warp
+from .tvl1 import tvl1_flow
 
 __all__ = [
     "tvl1_flow",

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .tvl1 import pyramid_sizes
+from .pyramid import pyramid_sizes
 
 __all__ = ["solve", "remap", "median_select", "median_filter"]
 

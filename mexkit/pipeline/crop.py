@@ -201,8 +201,9 @@ def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         align_clip,
         crop_with_landmarks,
         precropped,
-        track_first_face,
     )
+    from ..face.track import track_first_face  # start-up: as above
+
     spec, opt = task.payload["clip"], task.payload["params"]
     where = f"clip {spec['sample_id']} ({spec['source']})"
     with open_clip(spec["source"], fps=spec.get("fps")) as clip:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..devices import usable_cores
@@ -30,7 +30,8 @@ from .parallel import STALL_ENV, configure, parse_shard
 
 __all__ = ["CACHE_ENV", "STALL_ENV", "COMPILE_ENV", "n_jobs", "run_setting", "parse_shard",
            "model_names", "pretrainable_models", "model_option_specs", "flow_method_names",
-           "flow_method_summaries", "flow_option_specs", "resolve_flow_options",
+           "flow_method_summaries", "flow_option_specs", "flow_method_for",
+           "resolve_flow_options",
            "dataset_names", "scheme_names"]
 
 #: "0" (or false/no/off) switches the CUDA TV-L1 engine's torch.compile off when the
@@ -135,6 +136,14 @@ def flow_option_specs() -> list[tuple[Any, list[str]]]:
     return list(specs.values())
 
 
+def flow_method_for(method: str | None, features: list[str], mean_input: str) -> str:
+    """``mexkit flow --method``: the given method, else the default for the features
+    (:func:`mexkit.pipeline.mean_features.flow_method_for`)."""
+    from .mean_features import flow_method_for as choose  # start-up: as the flow methods
+
+    return choose(method, features, mean_input)
+
+
 def resolve_flow_options(method: str, given: Mapping[str, Any], jobs: int
                          ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(options that change the flow, options that do not) of ``method``, checked.
@@ -187,8 +196,3 @@ def scheme_names() -> list[str]:
     from ..labels import scheme_names as names  # start-up: only the commands that list them
 
     return names()
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield

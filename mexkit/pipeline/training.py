@@ -70,6 +70,7 @@ from ..models.registry import (
 )
 from ..models.registry import model_options as resolve_options
 from .labelled import SampleTable, sample_table
+from .mean_weights import predict_with_weights
 from .parallel import parallel_map
 from .reports import (
     EpochBars,
@@ -268,21 +269,21 @@ def _code_digest(spec: ModelSpec) -> str:
 
 def _weights_entry(spec: ModelSpec, options: Mapping[str, Any], store: Any
                    ) -> dict[str, Any]:
-    """Check a model's pre-trained weights option against the store; its digest for the key.
+    """Check a model's weights option against the store; the file's digest for the key.
 
-    For a model with pre-training hooks, weights that ``mexkit pretrain`` made
-    from clips of this store are refused
+    For a model with a weights option (:attr:`ModelSpec.weights_option`),
+    weights that ``mexkit pretrain`` made from clips of this store are refused
     (:func:`mexkit.pipeline.weights.check_weights`); the file's SHA-256 enters
     the settings, so that folds trained from other weights under the same
     path are redone.
     """
-    hooks = spec.pretraining
-    path = options.get(hooks.weights_option) if hooks is not None else None
+    path = options.get(spec.weights_option) if spec.weights_option else None
     if not path:
         return {}
     meta = check_weights(path, store)
     entry: dict[str, Any] = {"weights_sha256": weights_digest(path)}
-    if meta.get("mexkit_stage") == "pretrain":
+    hooks = spec.pretraining
+    if meta.get("mexkit_stage") == "pretrain" and hooks is not None:
         made = json.loads(meta.get("settings", "{}")).get("image_size")
         wanted = options.get(hooks.image_size_option)
         if made and wanted and int(made) != int(wanted):
@@ -578,16 +579,35 @@ def _run_report(spec: ModelSpec, out: Path) -> None:
 
 
 # -- predict ----------------------------------------------------------------------------
-def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
+def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike | None,
                   output: str | os.PathLike, *, device: str = "auto",
-                  scheme: str | None = None) -> Path:
+                  scheme: str | None = None, weights: str | os.PathLike | None = None,
+                  per_subject: bool = False, subject_map: str | None = None,
+                  classes: Sequence[str] | None = None) -> Path:
     """Apply the final model of ``mexkit train --final`` to every sample of a store.
 
     ``true`` in the predictions is the stored label, or with ``scheme`` (by
     default the scheme the model was trained with) the class the scheme
-    gives the sample, so that ``mexkit evaluate`` can score the file.
+    gives the sample, so that ``mexkit evaluate`` can score the file. With
+    ``weights`` instead of ``results_dir``, MEAN's published networks predict
+    (:func:`mexkit.pipeline.mean_weights.predict_with_weights`; ``per_subject``,
+    ``subject_map`` and ``classes`` go with them).
+
+    Raises
+    ------
+    ParameterError
+        Unless exactly one of ``results_dir`` and ``weights`` is given, or for
+        the options of ``weights`` without it.
     """
+    if (results_dir is None) == (weights is None):
+        raise ParameterError("Give either --results or --weights.")
+    if weights is None and (per_subject or subject_map or classes):
+        raise ParameterError("--per-subject, --subject-map and --classes go with --weights.")
     device = str(resolve_device(device))  # a GPU that is not there fails before any work
+    if weights is not None:
+        return Path(predict_with_weights(store_path, weights, output, per_subject=per_subject,
+                                         classes=classes, scheme=scheme,
+                                         subject_map=subject_map, device=device))
     results_dir = Path(results_dir)
     meta_path = results_dir / "model.json"
     if not meta_path.exists():

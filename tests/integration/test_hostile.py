@@ -20,11 +20,11 @@ from mexkit.errors import ParameterError, StoreError
 from mexkit.io.store import (
     StoreLimits,
     StoreWriter,
-    _seal,
     open_store,
     quote_id,
     validate_store,
 )
+from mexkit.io.store.format import _seal
 from mexkit.pipeline.cache import cache_key
 from mexkit.pipeline.runner import Task, run_stage
 
@@ -276,7 +276,7 @@ def test_compression_ratio_limit_and_override(tmp_path):
 
 def test_validate_reads_arrays_in_bounded_blocks(tmp_path, monkeypatch):
     """validate's data hash equals hash_arrays' while never reading a whole big array."""
-    from mexkit.io import store as store_mod
+    from mexkit.io.store import read as store_mod
 
     path = _store(tmp_path / "a.crop.h5", "crop", _crop_like)
     seen = []

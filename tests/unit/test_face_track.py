@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mexkit.errors import NoFaceError
-from mexkit.face.align import track_first_face
+from mexkit.face.track import track_first_face
 from mexkit.synth.face import make_subject
 
 

@@ -10,8 +10,10 @@ import mexkit
 ROOT = Path(mexkit.__file__).parent
 #: The layers whose function-level imports carry their reason (the others follow).
 COMMENTED = ("cli", "pipeline", "models", "learn")
-#: Modules not yet gone over (being restructured elsewhere: the flow stage's dispatch).
-NOT_YET = {"pipeline/flow.py"}
+#: Modules not yet gone over: the flow stage's dispatch (being restructured on another
+#: branch) and MEAN's published networks (merged from another branch as they are).
+NOT_YET = {"pipeline/flow.py", "pipeline/mean_weights.py", "pipeline/mean_spot.py",
+           "pipeline/mean_features.py"}
 
 
 def _module(path: Path) -> str:

@@ -11,12 +11,12 @@ from mexkit.errors import BusyError, StoreError
 from mexkit.io.store import (
     SCHEMA_VERSION,
     StoreWriter,
-    _seal,
     open_store,
     quote_id,
     unquote_id,
     validate_store,
 )
+from mexkit.io.store.format import _seal
 from mexkit.pipeline.cache import cache_key
 from mexkit.pipeline.runner import Task, run_stage
 

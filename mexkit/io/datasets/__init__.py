@@ -40,7 +40,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import ReadReport, Sample, collect_report, current_report, group_by_video
 from .loading import detect_dataset, load_dataset
 from .registry import (
     DatasetAdapter,
@@ -51,6 +50,8 @@ from .registry import (
     markdown_table,
     register_dataset,
 )
+from .rows import ReadReport, collect_report, current_report
+from .sample import Sample, group_by_video
 from .summary import format_summary, summarize
 
 __all__ = [

@@ -16,17 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..sheets import read_table
-from .base import (
-    Columns,
-    Entry,
-    Sample,
-    Sheet,
-    Sources,
-    parse_rows,
-    resolve_sources,
-    subject_casme,
-)
+from .header import Columns, parse_rows
 from .registry import LoadRequest, register_dataset
+from .rows import Sheet, subject_casme
+from .sample import Entry, Sample
+from .sources import Sources, resolve_sources
 
 CASME2_COLUMNS = Columns(onset=("onsetframe",), apex=("apexframe",), offset=("offsetframe",))
 CASME_COLUMNS = Columns(onset=("onsetf", "onsetframe"), apex=("apexf1", "apexf", "apexframe"),

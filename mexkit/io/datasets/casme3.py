@@ -41,17 +41,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..sheets import Row, Table, find_header, read_table
-from .base import (
-    Columns,
-    Entry,
-    Sample,
-    Sheet,
-    Sources,
-    parse_rows,
-    resolve_sources,
-    subject_rule,
-)
+from .header import Columns, parse_rows, recording_intervals
 from .registry import LoadRequest, register_dataset
+from .rows import Sheet, subject_rule
+from .sample import Entry, Sample
+from .sources import Sources, resolve_sources
 
 logger = logging.getLogger("mexkit")
 
@@ -82,10 +76,7 @@ def _entries(path: Path, name: str, sh_name: str, *, macro: bool | None = None
     sh = Sheet(sh_name, table)
     kind = "macro" if (macro if macro is not None else _is_macro_sheet(table)) else "micro"
     entries = parse_rows(table, sh, CASME3_COLUMNS, subject_casme3, default_kind=kind)
-    for e in entries:
-        e.video = e.clip
-        e.clip = f"{e.video}_{e.onset}"
-    return sh, entries
+    return sh, recording_intervals(entries)
 
 
 def _recordings(root: Path, e: Entry) -> list[Path]:

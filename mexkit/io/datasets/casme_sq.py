@@ -24,19 +24,10 @@ from typing import Any
 from ...errors import DatasetError
 from ..sheets import Row, cell_text, normalize_column, read_workbook
 from ..video import VIDEO_EXTENSIONS, natural_key
-from .base import (
-    Entry,
-    Sample,
-    Sheet,
-    Sources,
-    check_frames,
-    clean_text,
-    expression_kind,
-    frame_number,
-    make_sample,
-    unique_ids,
-)
 from .registry import LoadRequest, register_dataset
+from .rows import Sheet, check_frames, clean_text, expression_kind, frame_number
+from .sample import Entry, Sample, unique_ids
+from .sources import Sources, make_sample
 
 logger = logging.getLogger("mexkit")
 
@@ -126,9 +117,10 @@ def _coding_row(cells: list[Any], number: int, sh: Sheet,
                offset=frame_number(cells[4], "offset", sh, number),
                aus=clean_text(cells[5]), emotion=clean_text(cells[6]).lower(),
                kind=expression_kind(cells[7], sh, number), video=video)
-    if check_frames(e, sh, first_number=1):
-        return e, subject_number, videos[video]
-    return None
+    e = check_frames(e, sh, first_number=1)
+    if e is None:
+        return None
+    return e, subject_number, videos[video]
 
 
 def _looks_like_casme_sq(book: Mapping[str, list[Row]], path: Path) -> bool:

@@ -23,8 +23,10 @@ from pathlib import Path
 
 from ...errors import DatasetError
 from ..sheets import Row, find_header
-from .base import Columns, Entry, Sample, load_header_sheet, name_tokens, subject_rule
+from .header import Columns, load_header_sheet, name_tokens
 from .registry import LoadRequest, register_dataset
+from .rows import subject_rule
+from .sample import Entry, Sample
 
 DFME_COLUMNS = Columns(subject=("subject", "participant", "sub", "subjectid"),
                        clip=("filename", "clip", "sample", "video", "clipname"),

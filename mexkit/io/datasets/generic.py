@@ -22,17 +22,10 @@ from ...errors import DatasetError, MediaError
 from ..atomic import atomic_open
 from ..sheets import escape_formula, read_table, unescape_formula
 from ..video import VIDEO_EXTENSIONS
-from .base import (
-    Sample,
-    Sheet,
-    Sources,
-    clean_text,
-    expression_kind,
-    frame_number,
-    parse_fps,
-    unique_ids,
-)
 from .registry import LoadRequest, register_dataset
+from .rows import Sheet, clean_text, expression_kind, frame_number, parse_fps
+from .sample import Sample, unique_ids
+from .sources import Sources
 
 __all__ = ["GENERIC_REQUIRED", "GENERIC_OPTIONAL", "GENERIC_COLUMNS", "load_generic",
            "write_generic_csv", "write_generic_rows"]

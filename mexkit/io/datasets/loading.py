@@ -10,8 +10,9 @@ from pathlib import Path
 from ..._validate import check_range
 from ...errors import DatasetError, ParameterError
 from ..sheets import Row, find_header, normalize_column, read_workbook
-from .base import Sample, collect_report, current_report
 from .registry import LoadRequest, adapters, dataset_names, get_adapter
+from .rows import collect_report, current_report
+from .sample import Sample
 
 __all__ = ["detect_dataset", "detect_in_book", "load_dataset"]
 

@@ -35,19 +35,10 @@ from ..sheets import (
     read_workbook,
     table_from_rows,
 )
-from .base import (
-    Sample,
-    Sheet,
-    Sources,
-    clean_text,
-    get_cell,
-    smic_clip,
-    subject_casme,
-    subject_samm,
-    subject_smic,
-    unique_ids,
-)
 from .registry import LoadRequest, get_adapter, register_dataset
+from .rows import Sheet, clean_text, get_cell, smic_clip, subject_casme, subject_samm, subject_smic
+from .sample import Sample, unique_ids
+from .sources import Sources
 
 logger = logging.getLogger("mexkit")
 

@@ -28,18 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from ..sheets import Row, cell_text, find_header, read_table
-from .base import (
-    Columns,
-    Entry,
-    Sample,
-    Sheet,
-    Sources,
-    clean_text,
-    get_cell,
-    parse_rows,
-    resolve_sources,
-)
+from .header import Columns, parse_rows, recording_intervals
 from .registry import LoadRequest, register_dataset
+from .rows import Sheet, clean_text, get_cell
+from .sample import Entry, Sample
+from .sources import Sources, resolve_sources
 
 UNSEEN_COLUMNS = Columns(subject=("subject", "sub", "vid", "video", "videoname", "filename"),
                          clip=("vid", "video", "videoname", "filename"),
@@ -105,10 +98,8 @@ def load_megc_unseen(request: LoadRequest) -> list[Sample]:
         if not sub.rows:
             continue
         sh = Sheet(request.name, sub)
-        entries = parse_rows(sub, sh, UNSEEN_COLUMNS, _subject, first_number=1)
-        for e in entries:
-            e.video = e.clip
-            e.clip = f"{e.video}_{e.onset}"
+        entries = recording_intervals(parse_rows(sub, sh, UNSEEN_COLUMNS, _subject,
+                                                 first_number=1))
         fps = request.fps if request.fps is not None else PART_FPS[part]
         names = ("SAMM_Test_cropped", "SAMM_Test", "SAMM") if part == "samm" else (
             "CAS_Test_cropped", "CAS_Test", "CAS", "CASME3")

@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..sheets import Row, find_header
-from .base import Columns, Entry, Sample, load_header_sheet, name_tokens, subject_rule
+from .header import Columns, load_header_sheet, name_tokens
 from .registry import LoadRequest, register_dataset
+from .rows import subject_rule
+from .sample import Entry, Sample
 
 MMEW_COLUMNS = Columns(onset=("onsetframe", "onset"), apex=("apexframe", "apex"),
                        offset=("offsetframe", "offset"),

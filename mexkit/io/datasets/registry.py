@@ -25,7 +25,7 @@ from ...errors import DatasetError
 
 if TYPE_CHECKING:
     from ..sheets import Row
-    from .base import Sample
+    from .sample import Sample
 
 __all__ = ["LoadRequest", "DatasetAdapter", "register_dataset", "get_adapter", "adapters",
            "dataset_names", "markdown_table"]

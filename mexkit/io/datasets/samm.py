@@ -19,8 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..sheets import read_table
-from .base import Columns, Entry, Sample, Sheet, Sources, parse_rows, resolve_sources, subject_samm
+from .header import Columns, parse_rows
 from .registry import LoadRequest, register_dataset
+from .rows import Sheet, subject_samm
+from .sample import Entry, Sample
+from .sources import Sources, resolve_sources
 
 SAMM_COLUMNS = Columns(onset=("onsetframe",), apex=("apexframe",), offset=("offsetframe",))
 SAMMLV_COLUMNS = Columns(onset=("onset", "onsetframe"), apex=("apex", "apexframe"),

@@ -14,18 +14,11 @@ import re
 from pathlib import Path
 
 from ..sheets import read_table
-from .base import (
-    Columns,
-    Entry,
-    Sample,
-    Sheet,
-    Sources,
-    parse_rows,
-    resolve_sources,
-    smic_clip,
-    subject_smic,
-)
+from .header import Columns, parse_rows
 from .registry import LoadRequest, register_dataset
+from .rows import Sheet, smic_clip, subject_smic
+from .sample import Entry, Sample
+from .sources import Sources, resolve_sources
 
 SMIC_COLUMNS = Columns(onset=("onsetf", "onsetframe"), offset=("offsetf", "offsetframe"),
                        first=("firstf", "firstframe"))

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..video import natural_key
-from .base import ReadReport, Sample
+from .rows import ReadReport
+from .sample import Sample
 
 __all__ = ["summarize", "format_summary", "has_source"]
 

@@ -74,8 +74,8 @@ register_model(ModelSpec(
     report=report.write_key_frame_plots,
     pretraining=BackbonePretraining(
         frames=pretraining.expression_frames, train=pretraining.pretrain_backbone,
-        check_image_size=check_image_size, weights_option="weights",
-        image_size_option="image_size"),
+        check_image_size=check_image_size, image_size_option="image_size"),
+    weights_option="weights",
     protocol="loso",
     scheme="4class",
 ))

@@ -9,7 +9,7 @@ References
 from __future__ import annotations
 
 from ..registry import InputSpec, ModelOption, ModelSpec, Spotting, TrainDefaults, register_model
-from . import spotting
+from . import spotting, training
 from .network import MEAN, MEAN_INPUT_SHAPE
 
 _REFERENCE = (
@@ -18,10 +18,14 @@ _REFERENCE = (
     "(2023) 116875."
 )
 
-#: Spot-then-recognize settings: used when `mexkit train --model mean` gets a store of
-#: whole videos (`mexkit flow --pairs gap --features mean`); see spotting.py here and
-#: mexkit.pipeline.spotting.  None of them reaches the constructor.
-_SPOTTING_OPTIONS = (
+#: Options that only change training (none reaches the constructor): the authors' weights
+#: a fold starts from (training.py), then the spot-then-recognize settings, used when
+#: `mexkit train --model mean` gets a store of whole videos (`mexkit flow --pairs gap
+#: --features mean`; spotting.py here and mexkit.pipeline.spotting).
+_TRAINING_OPTIONS = (
+    ("weights", str, "",
+     "safetensors file of `mexkit convert` (an authors' Keras network): every fold starts "
+     "from it with its shared layers frozen; empty: from scratch"),
     ("no-transfer", bool, False,
      "ablation: train recognition as a separate network from scratch instead of on the "
      "spotting stage's frozen shared layers (inductive transfer)"),
@@ -77,7 +81,9 @@ register_model(ModelSpec(
     reference=_REFERENCE,
     paper_reported={3: 7608},
     options=tuple(ModelOption(name, kind, default, text, constructor=False)
-                  for name, kind, default, text in _SPOTTING_OPTIONS),
+                  for name, kind, default, text in _TRAINING_OPTIONS),
+    trainer=training.fit_fold,
+    weights_option="weights",
     spotting=Spotting(input="mean_regions",
                       produced_by="mexkit flow --pairs gap --features mean",
                       settings=spotting.settings,

@@ -1,0 +1,450 @@
+"""The store's file format and its safety checks.
+
+What a store file is (schema v1, :mod:`mexkit.io.store` describes the layout),
+and everything that decides whether a file may be trusted before any of its
+data is read:
+
+- the 512-byte HDF5 user block that seals the file: a magic line, the file
+  length and the SHA-256 of every byte after the block (:func:`_seal`,
+  :func:`_check_seal`);
+- :class:`StoreLimits`, the bounds on what one array may declare;
+- the structural checks (no external or soft links, no external storage, no
+  virtual datasets, only the gzip/lzf/shuffle/fletcher32 filters, only
+  numeric datasets and numeric or text attributes, bounded sizes and JSON
+  nesting): :func:`_check_structure`;
+- how attributes are encoded (numbers, text, ``json:`` text) and hashed
+  (the content hash of ``hash_version`` 2 and the root ``attrs_hash``).
+
+Reading (:mod:`.read`) and writing (:mod:`.write`) both build on this module.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import numpy as np
+
+from ...errors import StoreError
+
+SCHEMA_VERSION = 1
+# Version of the content hash: 1 covers sample ids and data hashes; 2 adds every
+# sample attribute and the failures, and an ``attrs_hash`` over the root
+# attributes.  Stores without ``hash_version`` are version 1 and still validate.
+HASH_VERSION = 2
+USERBLOCK_SIZE = 512
+# Bounds on what an untrusted store may declare, checked before any data is read.
+_MAX_ATTRS = 1024            # attributes on one group or dataset
+_MAX_TEXT_ATTR = 16 << 20    # bytes of one text attribute
+_MAX_JSON_DEPTH = 64         # nesting of a JSON attribute
+_MAGIC = b"MEXKIT-STORE v1\n"
+_HEADER_FMT = "length={length:d}\nsha256={digest}\n"
+_ALLOWED_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}
+_NUMERIC_KINDS = "biuf"
+_READ_BLOCK = 1 << 22
+# HDF5 1.10 file format: checksummed metadata, readable by any HDF5 >= 1.10.
+_LIBVER = ("v110", "v110")
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    """What one array of a store may declare before anything of it is read.
+
+    A store's datasets declare their shape; HDF5 would allocate and fill that
+    much memory on reading, whatever the file holds (a fill-value bomb
+    declares gigabytes and writes no chunk; a gzip bomb compresses zeros
+    1000:1).  :func:`open_store` compares each dataset's declaration with
+    these limits and with the bytes actually stored, and refuses the store
+    with one :class:`StoreError` before any array is read.
+
+    Attributes
+    ----------
+    max_array_bytes : int
+        Declared bytes of one array (default 4 GiB).
+    max_frames : int
+        Length of the first axis (frames or pairs per clip; default 200,000).
+    max_frame_elements : int
+        Elements per frame, the product of the other axes (default 2**25:
+        a 4096 x 4096 two-channel flow field).
+    max_ratio : float
+        Declared over stored bytes, for arrays declaring more than
+        ``ratio_floor`` bytes (default 100; real frames and flow compress by
+        1-10, zeros by ~1000, unwritten chunks infinitely).
+    ratio_floor : int
+        Arrays declaring at most this many bytes skip the ratio test
+        (default 256 MiB).
+    """
+
+    max_array_bytes: int = 4 << 30
+    max_frames: int = 200_000
+    max_frame_elements: int = 1 << 25
+    max_ratio: float = 100.0
+    ratio_floor: int = 256 << 20
+
+    @classmethod
+    def parse(cls, text: str) -> StoreLimits:
+        """Limits from ``"max_array_bytes=8e9,max_ratio=1000"`` (unnamed fields keep defaults)."""
+        from dataclasses import fields
+
+        names = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or key not in names:
+                raise StoreError(
+                    f"Invalid store limit {part!r}: expected NAME=VALUE with NAME one of "
+                    f"{', '.join(names)}.")
+            try:
+                number = float(value)
+            except ValueError as exc:
+                raise StoreError(f"Invalid store limit {part!r}: {value!r} is not a number."
+                                 ) from exc
+            if not number > 0:
+                raise StoreError(f"Invalid store limit {part!r}: it must be positive.")
+            values[key] = number if key == "max_ratio" else int(number)
+        return cls(**values)
+
+
+DEFAULT_LIMITS = StoreLimits()
+
+
+# --------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------
+def quote_id(sample_id: str) -> str:
+    """Return the HDF5 group name of a sample id (``/`` and ``%`` escaped)."""
+    if not sample_id:
+        raise StoreError("A sample id must not be empty.")
+    return quote(sample_id, safe="-_+=,@~:")
+
+
+def unquote_id(name: str) -> str:
+    """Inverse of :func:`quote_id`."""
+    return unquote(name)
+
+
+def hash_arrays(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of ``arrays``."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode())
+        h.update(str(a.dtype.str).encode())
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _clean_attr(value: Any) -> Any:
+    """Turn a Python value into something HDF5 stores without pickling."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return np.bool_(value)
+    if isinstance(value, (int, np.integer)):
+        return np.int64(value)
+    if isinstance(value, (float, np.floating)):
+        return np.float64(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind in _NUMERIC_KINDS:
+        return value
+    # lists, dicts, tuples: JSON text with a marker prefix
+    return "json:" + _canonical_json(value)
+
+
+_JSON_STRING = None
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[`` and ``{`` in JSON text (strings skipped), without parsing."""
+    import re
+
+    global _JSON_STRING
+    if _JSON_STRING is None:
+        _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+    raw = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8", "replace"), np.uint8)
+    if raw.size == 0:
+        return 0
+    step = (np.isin(raw, (ord("["), ord("{"))).astype(np.int64)
+            - np.isin(raw, (ord("]"), ord("}"))).astype(np.int64))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _decode_attr(value: Any, where: str = "", name: str = "") -> Any:
+    """An attribute as Python: numbers, text, or the JSON it holds.
+
+    JSON text longer than the text limit or nested deeper than
+    ``_MAX_JSON_DEPTH`` raises :class:`StoreError` naming ``where`` and
+    ``name`` (a hostile store must not exhaust the recursion limit).
+    """
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        if len(value) > _MAX_TEXT_ATTR:
+            raise StoreError(f"{where}: attribute {name!r} is {len(value)} characters long "
+                             f"(at most {_MAX_TEXT_ATTR} are read).")
+        if value.startswith("json:"):
+            depth = _json_depth(value[5:])
+            if depth > _MAX_JSON_DEPTH:
+                raise StoreError(f"{where}: attribute {name!r} holds JSON nested {depth} "
+                                 f"levels deep (at most {_MAX_JSON_DEPTH} are read).")
+            try:
+                return json.loads(value[5:])
+            except (ValueError, RecursionError):
+                return value
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode_attrs(obj: Any, where: str) -> dict[str, Any]:
+    return {k: _decode_attr(obj.attrs[k], where, k) for k in obj.attrs}
+
+
+def _attr_bytes(value: Any) -> bytes:
+    """Canonical bytes of one stored attribute value (as h5py returns it)."""
+    if isinstance(value, str):
+        return b"s" + value.encode("utf-8", "surrogateescape")
+    if isinstance(value, bytes):
+        return b"b" + value
+    a = np.asarray(value)
+    if a.dtype.kind not in _NUMERIC_KINDS:  # e.g. an array of strings
+        return b"o" + repr(a.tolist()).encode("utf-8", "surrogateescape")
+    return b"n" + a.dtype.str.encode() + repr(a.shape).encode() + a.tobytes()
+
+
+def _hash_attrs(h: Any, obj: Any, skip: tuple[str, ...] = ()) -> None:
+    """Feed every attribute of ``obj`` (name and raw value, sorted) into ``h``."""
+    for name in sorted(obj.attrs):
+        if name in skip:
+            continue
+        h.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(_attr_bytes(obj.attrs[name]) + b"\n")
+
+
+def _sample_digest_line(sid: str, group: Any, version: int) -> bytes:
+    """One sample's line of the content hash (v1: id and data_hash; v2: every attribute)."""
+    data_hash = group.attrs.get("data_hash", "")
+    if isinstance(data_hash, bytes):
+        data_hash = data_hash.decode("utf-8", "replace")
+    line = f"{sid}\0{data_hash}"
+    if version >= 2:
+        h = hashlib.sha256()
+        _hash_attrs(h, group)
+        line += f"\0{h.hexdigest()}"
+    return (line + "\n").encode("utf-8", "surrogateescape")
+
+
+def _attrs_hash(root: Any) -> str:
+    h = hashlib.sha256()
+    _hash_attrs(h, root, skip=("attrs_hash",))
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# user block: length and checksum of the file
+# --------------------------------------------------------------------------
+def _seal(path: Path) -> str:
+    """Write the checksum header into the user block of a closed file."""
+    h = hashlib.sha256()
+    with open(path, "r+b") as fh:
+        fh.seek(USERBLOCK_SIZE)
+        while True:
+            block = fh.read(_READ_BLOCK)
+            if not block:
+                break
+            h.update(block)
+        length = fh.tell()
+        digest = h.hexdigest()
+        header = _MAGIC + _HEADER_FMT.format(length=length, digest=digest).encode()
+        fh.seek(0)
+        fh.write(header.ljust(USERBLOCK_SIZE, b"\0"))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return digest
+
+
+def _check_seal(path: Path) -> str:
+    """Verify the user-block checksum; return the digest or raise StoreError."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(USERBLOCK_SIZE)
+            if len(head) < USERBLOCK_SIZE or not head.startswith(_MAGIC):
+                raise StoreError(
+                    f"{path}: not a mexkit store (no mexkit header; the file is "
+                    "truncated, corrupt or was written by another program)."
+                )
+            try:
+                text = head[len(_MAGIC):].split(b"\0", 1)[0].decode("ascii")
+                fields = dict(line.split("=", 1) for line in text.splitlines() if line)
+                length = int(fields["length"])
+                digest = fields["sha256"]
+            except (ValueError, KeyError, UnicodeDecodeError) as exc:
+                raise StoreError(f"{path}: the mexkit header is corrupt.") from exc
+            if length != size:
+                raise StoreError(
+                    f"{path}: the file is {size} bytes long but was written with "
+                    f"{length} bytes (truncated or appended to)."
+                )
+            h = hashlib.sha256()
+            while True:
+                block = fh.read(_READ_BLOCK)
+                if not block:
+                    break
+                h.update(block)
+    except OSError as exc:
+        if isinstance(exc, StoreError):
+            raise
+        raise StoreError(f"{path}: cannot read the file ({exc.strerror or exc}).") from exc
+    if h.hexdigest() != digest:
+        raise StoreError(f"{path}: checksum mismatch: the file is corrupt.")
+    return digest
+
+
+# --------------------------------------------------------------------------
+# structural safety checks (run before any data is read)
+# --------------------------------------------------------------------------
+def _check_attrs(path: Path, obj: Any, where: str) -> None:
+    import h5py
+
+    n = obj.id.get_num_attrs() if hasattr(obj.id, "get_num_attrs") else len(obj.attrs)
+    if n > _MAX_ATTRS:
+        raise StoreError(f"{path}: {where} carries {n} attributes (at most {_MAX_ATTRS} are "
+                         "read); the store was not written by mexkit.")
+    for name in obj.attrs:
+        dt = obj.attrs.get_id(name).dtype
+        if dt.kind in _NUMERIC_KINDS:
+            continue
+        if h5py.check_string_dtype(dt) is not None:
+            continue
+        raise StoreError(
+            f"{path}: attribute {name!r} of {where} has unsupported type {dt} "
+            "(only numbers and strings are allowed; object, opaque and reference "
+            "attributes are refused)."
+        )
+
+
+def _check_size(path: Path, ds: Any, where: str, limits: StoreLimits) -> None:
+    """Refuse a dataset whose declared size is implausible, before reading it."""
+    shape = tuple(int(d) for d in ds.shape or ())
+    declared = int(np.prod(shape, dtype=np.float64)) * ds.dtype.itemsize
+    hint = ("; if the store is genuine, raise the limit (MEXKIT_STORE_LIMITS or "
+            "--limits, e.g. max_array_bytes=1e10)")
+    if declared > limits.max_array_bytes:
+        raise StoreError(f"{path}: {where} declares {declared:,} bytes {shape}, more than the "
+                         f"limit of {limits.max_array_bytes:,} bytes per array{hint}.")
+    if len(shape) >= 1 and shape[0] > limits.max_frames:
+        raise StoreError(f"{path}: {where} declares {shape[0]:,} frames {shape}, more than "
+                         f"the limit of {limits.max_frames:,}{hint}.")
+    per_frame = int(np.prod(shape[1:], dtype=np.float64)) if len(shape) >= 2 else 1
+    if per_frame > limits.max_frame_elements:
+        raise StoreError(f"{path}: {where} declares {per_frame:,} values per frame {shape}, "
+                         f"more than the limit of {limits.max_frame_elements:,}{hint}.")
+    if declared > limits.ratio_floor:
+        stored = int(ds.id.get_storage_size())
+        if declared > limits.max_ratio * stored:
+            raise StoreError(
+                f"{path}: {where} declares {declared:,} bytes {shape} but stores only "
+                f"{stored:,} (ratio above {limits.max_ratio:g}): a decompression or "
+                f"fill-value bomb{hint}.")
+
+
+def _check_dataset(path: Path, ds: Any, where: str,
+                   limits: StoreLimits | None = None) -> None:
+    import h5py
+
+    dcpl = ds.id.get_create_plist()
+    if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+        raise StoreError(f"{path}: {where} is a virtual dataset, which is refused.")
+    if dcpl.get_external_count() > 0:
+        raise StoreError(f"{path}: {where} uses external storage, which is refused.")
+    for i in range(dcpl.get_nfilters()):
+        code = dcpl.get_filter(i)[0]
+        if code not in _ALLOWED_FILTERS:
+            raise StoreError(
+                f"{path}: {where} uses HDF5 filter {code}; only gzip, lzf, shuffle "
+                "and fletcher32 are allowed."
+            )
+    if ds.dtype.kind not in _NUMERIC_KINDS or ds.dtype.fields is not None:
+        raise StoreError(
+            f"{path}: {where} has data type {ds.dtype}; only numeric datasets are allowed."
+        )
+    if limits is not None:
+        _check_size(path, ds, where, limits)
+
+
+def _check_structure(path: Path, root: Any, limits: StoreLimits | None = DEFAULT_LIMITS
+                     ) -> None:
+    """Walk every link of the file; refuse anything that could run or read elsewhere.
+
+    Also refused: groups inside a sample (a sample holds arrays only), more
+    attributes than mexkit writes, and datasets whose declared size breaks
+    ``limits`` (``None``: no size limits).
+    """
+    import h5py
+
+    seen: set[Any] = set()
+
+    def walk(group: Any, prefix: str) -> None:
+        depth = prefix.count("/")
+        if depth >= 3 and prefix.startswith("/samples/"):
+            raise StoreError(f"{path}: {prefix} is a group inside sample "
+                             f"{unquote_id(prefix.split('/')[2])!r}; a sample holds arrays "
+                             "only.")
+        key = h5py.h5o.get_info(group.id).addr
+        if key in seen:
+            raise StoreError(f"{path}: group {prefix or '/'} is linked twice (a cycle).")
+        seen.add(key)
+        _check_attrs(path, group, prefix or "/")
+        for name in group:
+            where = f"{prefix}/{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise StoreError(
+                    f"{path}: {where} is an external link to {link.filename!r}; "
+                    "external links are refused."
+                )
+            if isinstance(link, h5py.SoftLink):
+                raise StoreError(f"{path}: {where} is a soft link; links are refused.")
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                walk(obj, where)
+            elif isinstance(obj, h5py.Dataset):
+                if prefix == "/samples":
+                    raise StoreError(f"{path}: {where} is an array where a sample group "
+                                     "belongs.")
+                _check_attrs(path, obj, where)
+                _check_dataset(path, obj, where, limits)
+            else:
+                raise StoreError(f"{path}: {where} is a {type(obj).__name__}, which is refused.")
+
+    walk(root, "")
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON text of ``value`` (sorted keys, no spaces) that stores
+    hash and compare: equal values give equal text."""
+    return _canonical_json(value)

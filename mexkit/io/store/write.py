@@ -1,0 +1,519 @@
+"""Crash-safe writing of a store.
+
+Writing goes through :class:`StoreWriter`: every finished sample is written
+to its own small file in a staging folder beside the output (temporary name,
+fsync, rename: :mod:`mexkit.io.atomic`), and the store is assembled from
+those into a temporary file that is renamed into place and sealed.  A killed
+job therefore keeps its finished samples, and a resumed job computes only
+the rest.  The staging folder is created by mexkit (mode 0700, with a marker
+file); a link, another user's folder or a folder of other files is refused,
+and only mexkit's own files are ever removed from it.  An existing store is
+never opened for writing; a second writer on the same output is refused.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import stat as _stat
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ... import __version__
+from ...errors import BusyError, StoreError
+from ..atomic import atomic_path, is_temporary_of
+from .format import (
+    _LIBVER,
+    _MAX_ATTRS,
+    _NUMERIC_KINDS,
+    HASH_VERSION,
+    SCHEMA_VERSION,
+    USERBLOCK_SIZE,
+    _attr_bytes,
+    _attrs_hash,
+    _canonical_json,
+    _clean_attr,
+    _decode_attr,
+    _sample_digest_line,
+    _seal,
+    hash_arrays,
+    quote_id,
+)
+from .read import open_store
+
+logger = logging.getLogger("mexkit")
+
+_STAGING_MARKER = "MEXKIT-STAGING"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _chunks_for(shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    if len(shape) == 0 or 0 in shape:
+        return None
+    if len(shape) == 1:
+        return (min(shape[0], 65536),)
+    return (1,) + tuple(shape[1:])
+
+
+# --------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------
+def _write_group(group: Any, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
+                 compression: str) -> None:
+    if len(attrs) > _MAX_ATTRS:
+        raise StoreError(f"{len(attrs)} attributes for one sample; a store holds at most "
+                         f"{_MAX_ATTRS} (readers refuse more).")
+    for name, value in arrays.items():
+        a = np.asarray(value)
+        if a.dtype.kind not in _NUMERIC_KINDS:
+            raise StoreError(f"array {name!r} has non-numeric dtype {a.dtype}; not storable.")
+        kwargs: dict[str, Any] = {}
+        chunks = _chunks_for(a.shape)
+        if chunks is not None:
+            kwargs.update(chunks=chunks, fletcher32=True, shuffle=True)
+            if compression == "gzip":
+                kwargs.update(compression="gzip", compression_opts=4)
+            elif compression == "lzf":
+                kwargs.update(compression="lzf")
+        group.create_dataset(name, data=a, **kwargs)
+    for key, value in attrs.items():
+        clean = _clean_attr(value)
+        if clean is not None:
+            group.attrs[key] = clean
+
+
+@dataclass
+class _Finished:
+    sample_id: str
+    cache_key: str
+    path: Path
+
+
+# --------------------------------------------------------------------------
+# the staging folder: made by mexkit, never a link, emptied of mexkit's files only
+# --------------------------------------------------------------------------
+def _ours(name: str) -> bool:
+    """Names mexkit itself puts in a staging folder."""
+    return (name in ("lock", _STAGING_MARKER) or name.endswith(".h5")
+            or (name.startswith(".") and ".tmp-" in name))
+
+
+def _refuse_foreign_dir(staging: Path, st: os.stat_result) -> None:
+    if _stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(staging)
+        except OSError:
+            target = "?"
+        raise StoreError(
+            f"{staging}: the staging folder is a symbolic link (to {target!r}); mexkit "
+            "never writes or deletes through a link. Remove the link or choose another "
+            "output.")
+    if not _stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{staging}: exists and is not a folder; mexkit needs this name for "
+                         "its staging folder. Remove it or choose another output.")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise StoreError(f"{staging}: the staging folder belongs to another user (uid "
+                         f"{st.st_uid}); mexkit uses only staging folders it made. Choose "
+                         "another output.")
+    if st.st_mode & _stat.S_IWOTH:
+        raise StoreError(f"{staging}: the staging folder is writable by every user; mexkit "
+                         "will not read or delete files there. Choose another output.")
+
+
+def prepare_staging(staging: str | os.PathLike[str]) -> Path:
+    """Create (or check) a staging folder that mexkit made and owns.
+
+    A new folder is created with mode 0700 and a marker file.  An existing
+    one is used only if it is a real folder (not a symbolic link), owned by
+    this user, not writable by everyone, and either carries the marker or
+    holds nothing but names mexkit writes (a staging folder of an older
+    version).  Anything else raises :class:`StoreError` and nothing in it is
+    touched.
+    """
+    staging = Path(staging)
+    for _ in range(3):
+        try:
+            st = os.lstat(staging)
+        except FileNotFoundError:
+            try:
+                os.mkdir(staging, 0o700)
+            except FileExistsError:
+                continue
+            st = os.lstat(staging)
+            _refuse_foreign_dir(staging, st)
+            _write_marker(staging)
+            return staging
+        _refuse_foreign_dir(staging, st)
+        marker = staging / _STAGING_MARKER
+        if not marker.is_symlink() and marker.is_file():
+            return staging
+        foreign = sorted(p.name for p in staging.iterdir() if not _ours(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise StoreError(
+                f"{staging}: this folder was not made by mexkit (no {_STAGING_MARKER} file) "
+                f"and holds {len(foreign)} other file(s) ({shown}); mexkit will neither use "
+                "nor empty it. Move it away or choose another output.")
+        _write_marker(staging)
+        return staging
+    raise StoreError(f"{staging}: the staging folder keeps appearing and disappearing.")
+
+
+def _write_marker(staging: Path) -> None:
+    from ..atomic import write_text
+
+    write_text(staging / _STAGING_MARKER,
+               "Staging folder of a mexkit store being written; mexkit removes it.\n")
+
+
+def _remove_own(path: Path) -> bool:
+    """Unlink ``path`` if it is a regular file or link of this user (never a folder)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if _stat.S_ISDIR(st.st_mode):
+        return False
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        logger.warning("not removing %s: it belongs to another user", path)
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
+
+
+def _staged_files(staging: Path) -> list[Path]:
+    out = []
+    for p in sorted(staging.glob("*.h5")):
+        if p.name.startswith(".") or p.is_symlink() or not p.is_file():
+            continue
+        out.append(p)
+    return out
+
+
+def _open_lock(staging: Path) -> Any:
+    """Open and lock ``staging/lock`` exclusively; None if another process holds it."""
+    path = staging / "lock"
+    for _ in range(5):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        # The lock file may have been removed (by the previous writer, after its
+        # store was finished) between our open and our lock: then we hold a lock
+        # on a file nobody else can see; start again.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.lstat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return os.fdopen(fd, "a+b")
+        os.close(fd)
+        prepare_staging(staging)
+    raise StoreError(f"{path}: cannot take the lock (the file keeps being replaced).")
+
+
+def _params_differ(old: Mapping[str, Any], stage: str, params: Mapping[str, Any]) -> str:
+    """'' when the existing store was made by ``stage`` with ``params``; else a description."""
+    if str(old.get("stage", "")) != stage:
+        return f"stage {old.get('stage', '?')!r}"
+    before = old.get("params") or {}
+    if not isinstance(before, dict):
+        return "unreadable parameters"
+    now = json.loads(_canonical_json(dict(params)))
+    keys = sorted(set(before) | set(now))
+    diff = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in keys
+            if before.get(k) != now.get(k)]
+    return "; ".join(diff)
+
+
+class StoreWriter:
+    """Crash-safe writer of one output store.
+
+    Parameters
+    ----------
+    path : path-like
+        The output store.  It is replaced atomically by :meth:`finalize`.
+    stage : str
+        Name of the stage that writes it (``"crop"``, ``"flow"``, ...).
+    params : mapping
+        The stage's parameters (stored as JSON with sorted keys).
+    upstream : list of dict
+        ``{"store_id", "content_hash", "stage", "path"}`` of each input store.
+    compression : {"gzip", "lzf"}
+        Dataset compression; gzip is readable everywhere.
+
+    Notes
+    -----
+    Use it as a context manager.  On entry it prepares the staging folder
+    ``<path>.staging`` (made by mexkit, mode 0700, never a link or another
+    user's folder: see :func:`prepare_staging`), takes an exclusive lock in
+    it (a second writer gets :class:`BusyError`), removes temporary files
+    left by a killed run, and indexes the samples already finished there or
+    in an existing store.  Workers call :func:`write_staged_sample` with
+    :attr:`staging` (they never share an HDF5 file); :meth:`finalize`
+    assembles the store.  On exit a staging folder that holds no finished
+    sample is removed, so a refused or empty run leaves nothing behind.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, stage: str,
+                 params: Mapping[str, Any], upstream: Iterable[Mapping[str, Any]] = (),
+                 compression: str = "gzip") -> None:
+        if compression not in ("gzip", "lzf"):
+            raise StoreError(f"unknown compression {compression!r}; use 'gzip' or 'lzf'.")
+        self.path = Path(path)
+        self.stage = stage
+        self.params = dict(params)
+        self.upstream = [dict(u) for u in upstream]
+        self.compression = compression
+        self.staging = self.path.with_name(self.path.name + ".staging")
+        self._lock_fh: Any = None
+        self._staged: dict[str, _Finished] = {}
+        self._existing: dict[str, str] = {}
+
+    # -- locking and discovery ------------------------------------------
+    def __enter__(self) -> StoreWriter:
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: the output is a folder.")
+        if not self.path.parent.exists():
+            raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist.")
+        prepare_staging(self.staging)
+        lock = _open_lock(self.staging)
+        if lock is None:
+            raise BusyError(
+                f"{self.path}: another mexkit process is writing this store "
+                f"(lock held on {self.staging / 'lock'}); wait for it or choose another output."
+            )
+        self._lock_fh = lock
+        try:
+            self._clean_leftovers()
+            self._index()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._lock_fh is None:
+            return
+        # Nothing finished is kept here: remove the folder while still holding the lock.
+        with contextlib.suppress(OSError):
+            if self.staging.is_dir() and not self.staging.is_symlink() \
+                    and not _staged_files(self.staging):
+                self._remove_staging()
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
+        self._lock_fh.close()
+        self._lock_fh = None
+
+    def _clean_leftovers(self) -> None:
+        n = 0
+        for p in self.staging.iterdir():
+            if p.name.startswith(".") and ".tmp-" in p.name:
+                n += _remove_own(p)
+        for p in self.path.parent.glob(f".{self.path.name}.tmp-*"):
+            if is_temporary_of(p, self.path):
+                n += _remove_own(p)
+        if n:
+            logger.info("removed %d temporary file(s) left by an interrupted run", n)
+
+    def _index(self) -> None:
+        if self.path.exists():
+            try:
+                with open_store(self.path) as old:
+                    self._existing = old.cache_keys()
+                    what = _params_differ(old.meta, self.stage, self.params)
+                if what:
+                    logger.warning("%s: replacing a store made with other parameters (%s); "
+                                   "its samples will be recomputed", self.path, what)
+            except StoreError as exc:
+                logger.warning("ignoring the existing output (%s); it will be replaced", exc)
+                self._existing = {}
+        for p in _staged_files(self.staging):
+            try:
+                sid, key = _read_staged_header(p)
+            except StoreError as exc:
+                logger.warning("removing unreadable staged sample %s (%s)", p.name, exc)
+                _remove_own(p)
+                continue
+            self._staged[sid] = _Finished(sid, key, p)
+
+    def finished(self, sample_id: str, cache_key: str) -> bool:
+        """True if the sample is already done with this cache key."""
+        st = self._staged.get(sample_id)
+        if st is not None and st.cache_key == cache_key:
+            return True
+        return self._existing.get(sample_id) == cache_key
+
+    def write_sample(self, sample_id: str, cache_key: str, arrays: Mapping[str, np.ndarray],
+                     attrs: Mapping[str, Any]) -> Path:
+        """Stage one finished sample (in this process)."""
+        p = write_staged_sample(self.staging, sample_id, cache_key, arrays, attrs,
+                                compression=self.compression)
+        self._staged[sample_id] = _Finished(sample_id, cache_key, p)
+        return p
+
+    def register(self, sample_id: str, cache_key: str,
+                 staged_path: str | os.PathLike[str]) -> None:
+        """Record a sample that a worker staged."""
+        self._staged[sample_id] = _Finished(sample_id, cache_key, Path(staged_path))
+
+    # -- assembly ----------------------------------------------------------
+    def finalize(self, sample_ids: Iterable[str], cache_keys: Mapping[str, str],
+                 failures: Mapping[str, str] | None = None) -> Path:
+        """Assemble the store from staged and existing samples, atomically.
+
+        Parameters
+        ----------
+        sample_ids : iterable of str
+            The samples the output must hold, in order.  Samples that failed
+            are listed in ``failures`` instead.
+        cache_keys : mapping
+            The expected cache key of each sample.
+        failures : mapping, optional
+            ``sample_id -> one-line reason`` for the samples that failed.
+
+        Notes
+        -----
+        The content hash (version :data:`HASH_VERSION`) covers each sample's
+        id, attributes and data hash and the failures; ``attrs_hash`` covers
+        every root attribute.  Both are computed from what was written.
+        """
+        import h5py
+
+        failures = dict(failures or {})
+        sample_ids = list(sample_ids)
+        old = None
+        try:
+            if any(self._existing.get(s) == cache_keys.get(s) for s in sample_ids):
+                old = open_store(self.path)
+            with atomic_path(self.path) as tmp:
+                digest = hashlib.sha256()
+                with h5py.File(tmp, "w", userblock_size=USERBLOCK_SIZE, libver=_LIBVER) as out:
+                    grp = out.create_group("samples")
+                    for sid in sorted(sample_ids):
+                        if sid in failures:
+                            continue
+                        key = cache_keys[sid]
+                        name = quote_id(sid)
+                        staged = self._staged.get(sid)
+                        if staged is not None and staged.cache_key == key:
+                            with h5py.File(staged.path, "r", locking=False) as src:
+                                src.copy(src["sample"], grp, name=name)
+                        elif old is not None and self._existing.get(sid) == key:
+                            old._file.copy(old._file["samples"][name], grp, name=name)
+                        else:
+                            raise StoreError(f"{self.path}: sample {sid!r} was neither "
+                                             "computed nor found in the staging folder.")
+                        digest.update(_sample_digest_line(sid, grp[name], HASH_VERSION))
+                    out.attrs["mexkit_schema"] = SCHEMA_VERSION
+                    out.attrs["hash_version"] = HASH_VERSION
+                    out.attrs["stage"] = self.stage
+                    out.attrs["mexkit_version"] = __version__
+                    out.attrs["params"] = _canonical_json(self.params)
+                    out.attrs["upstream"] = _canonical_json(self.upstream)
+                    out.attrs["created"] = _now()
+                    out.attrs["store_id"] = uuid.uuid4().hex
+                    out.attrs["failures"] = _canonical_json(failures)
+                    digest.update(b"failures\0" + _attr_bytes(out.attrs["failures"]))
+                    out.attrs["content_hash"] = digest.hexdigest()
+                    out.attrs["attrs_hash"] = _attrs_hash(out)
+                _seal(tmp)
+        finally:
+            if old is not None:
+                old.close()
+        self._remove_staging()
+        return self.path
+
+    def _remove_staging(self) -> None:
+        """Remove mexkit's own files from the staging folder, then the folder if empty."""
+        if self.staging.is_symlink() or not self.staging.is_dir():
+            return
+        for p in self.staging.iterdir():
+            if _ours(p.name) and p.name not in ("lock", _STAGING_MARKER):
+                _remove_own(p)
+        # The marker and the lock file go last; the lock itself is released in __exit__.
+        _remove_own(self.staging / _STAGING_MARKER)
+        _remove_own(self.staging / "lock")
+        try:
+            self.staging.rmdir()
+        except OSError:
+            left = sorted(p.name for p in self.staging.iterdir())
+            logger.warning("%s: left in place; it holds files mexkit did not write (%s)",
+                           self.staging, ", ".join(left[:3]))
+
+
+def staged_name(sample_id: str, cache_key: str) -> str:
+    """File name of a staged sample (safe for any file system)."""
+    return hashlib.sha256(sample_id.encode()).hexdigest()[:24] + f"-{cache_key[:16]}.h5"
+
+
+def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_key: str,
+                        arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any], *,
+                        compression: str = "gzip") -> Path:
+    """Write one finished sample into the staging folder, atomically.
+
+    Safe to call from worker processes: each sample gets its own file,
+    written under a temporary name, fsynced and renamed into place.
+    """
+    import h5py
+
+    staging = Path(staging)
+    final = staging / staged_name(sample_id, cache_key)
+    full_attrs = dict(attrs)
+    full_attrs["sample_id"] = sample_id
+    full_attrs["cache_key"] = cache_key
+    full_attrs["data_hash"] = hash_arrays(arrays)
+    with atomic_path(final) as tmp:
+        with h5py.File(tmp, "w", libver=_LIBVER) as fh:
+            fh.attrs["sample_id"] = sample_id
+            fh.attrs["cache_key"] = cache_key
+            _write_group(fh.create_group("sample"), arrays, full_attrs, compression)
+    return final
+
+
+def _read_staged_header(path: Path) -> tuple[str, str]:
+    try:
+        import h5py
+
+        with h5py.File(path, "r", locking=False) as fh:
+            sid = _decode_attr(fh.attrs["sample_id"])
+            key = _decode_attr(fh.attrs["cache_key"])
+            if "sample" not in fh:
+                raise StoreError(f"{path}: no sample group")
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+    return str(sid), str(key)
+
+
+def remove_store(path: str | os.PathLike[str]) -> None:
+    """Delete a store and mexkit's files in its staging folder (used by tests and --force).
+
+    A staging folder that is a link or another user's is left alone.
+    """
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    staging = path.with_name(path.name + ".staging")
+    if staging.is_symlink() or not staging.is_dir():
+        return
+    for p in staging.iterdir():
+        if _ours(p.name):
+            _remove_own(p)
+    with contextlib.suppress(OSError):
+        staging.rmdir()
