@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError
+from ..face.regions import mean_regions, remove_head_motion
+from ..models.mean.authors_input import authors_landmarks, authors_mean_input
+from ..motion.strain import optical_strain
 
 __all__ = ["mean_features", "MEAN_INPUTS", "AUTHORS_FLOW_METHOD"]
 
@@ -57,7 +60,6 @@ def mean_features(flow: np.ndarray, landmarks: np.ndarray | None, first_frame: n
     """
     kind = opt.get("mean_input") or "authors"
     if kind == "authors":
-        from ..models.mean.authors_input import authors_landmarks, authors_mean_input
 
         if first_frame is None:
             raise ParameterError(f"sample {sid!r}: MEAN's input needs the clip's first frame.")
@@ -67,8 +69,6 @@ def mean_features(flow: np.ndarray, landmarks: np.ndarray | None, first_frame: n
         except ParameterError as exc:
             raise ParameterError(f"sample {sid!r}: {exc}") from None
         return {"mean_regions": regions, "mean_landmarks": lm.astype(np.float32)}
-    from ..face.regions import mean_regions, remove_head_motion
-    from ..motion.strain import optical_strain
 
     if landmarks is None or not np.isfinite(landmarks).all():
         raise ParameterError(f"sample {sid!r} has no landmarks; MEAN regions need them.")

@@ -11,9 +11,8 @@ ROOT = Path(mexkit.__file__).parent
 #: The layers whose function-level imports carry their reason (the others follow).
 COMMENTED = ("cli", "pipeline", "models", "learn")
 #: Modules not yet gone over: the flow stage's dispatch (being restructured on another
-#: branch) and MEAN's published networks (merged from another branch as they are).
-NOT_YET = {"pipeline/flow.py", "pipeline/mean_weights.py", "pipeline/mean_spot.py",
-           "pipeline/mean_features.py"}
+#: branch).
+NOT_YET = {"pipeline/flow.py"}
 
 
 def _module(path: Path) -> str:
