@@ -22,6 +22,7 @@ __all__ = [
     "jobs_options",
     "run_options",
     "output_option",
+    "overwrite_option",
     "device_option",
     "settings",
     "progress",
@@ -111,7 +112,18 @@ def run_stage_command(store: str, output: Path | None, stage: str, run: Any, *,
     return result
 
 
+def overwrite_option(f: Any) -> Any:
+    """--overwrite: replace an output file that is not a mexkit store."""
+    return click.option(
+        "--overwrite", is_flag=True, default=None, expose_value=False,
+        callback=_run_setting("overwrite"),
+        help="Replace the output even if it is not a mexkit store (mexkit never replaces "
+             "a file it did not write otherwise, and never an input of the run).",
+    )(f)
+
+
 def output_option(f: Any) -> Any:
+    f = overwrite_option(f)
     return click.option(
         "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
         help="Output store (default: the input's name plus the stage and method, e.g. "
@@ -146,9 +158,28 @@ def _run_setting(name: str, convert: Any = None) -> Any:
     return callback
 
 
+def _files_option(name: str, metavar: str, text: str) -> Any:
+    """A repeatable run option naming existing files (``--trust``, ``--reuse``)."""
+    return click.option(f"--{name}", name, multiple=True, metavar=metavar,
+                        expose_value=False, callback=_run_setting(name, tuple), help=text,
+                        type=click.Path(exists=True, dir_okay=False, path_type=str))
+
+
 def run_options(f: Any) -> Any:
-    """--retries, --stall-timeout, --scheduler, --address, --shard, --reuse, --cache (see
-    :func:`jobs_options`)."""
+    """--retries, --stall-timeout, --scheduler, --address, --shard, --reuse, --cache,
+    --trust, --audit (see :func:`jobs_options`)."""
+    f = click.option(
+        "--audit", type=click.FloatRange(0, 1), default=None, metavar="FRACTION",
+        expose_value=False, callback=_run_setting("audit"),
+        help="Recompute this share (0-1) of the samples taken from --cache or --reuse and "
+             f"compare; any difference refuses the cache or store, naming the entry "
+             f"(env {pipeline_options.AUDIT_ENV}; default 0).",
+    )(f)
+    f = _files_option(
+        "trust", "KEYFILE",
+        "Use cache entries and --reuse stores signed by the ed25519 public key in KEYFILE "
+        f"(repeatable; env {pipeline_options.TRUST_ENV}); entries of this run's own key "
+        "(MEXKIT_KEY) are always trusted, any other is ignored (docs/sharing.md).")(f)
     cache_env = pipeline_options.CACHE_ENV
     f = click.option(
         "--cache", type=click.Path(file_okay=False, path_type=str), default=None,
@@ -156,13 +187,10 @@ def run_options(f: Any) -> Any:
         help=f"Shared folder of finished samples keyed by cache key (env {cache_env}): "
              "samples found there are copied, not computed; safe for many jobs at once.",
     )(f)
-    f = click.option(
-        "--reuse", "reuse", multiple=True, metavar="STORE", expose_value=False,
-        type=click.Path(exists=True, dir_okay=False, path_type=str),
-        callback=_run_setting("reuse", tuple),
-        help="A store received from elsewhere (repeatable): once it passes `mexkit "
-             "validate`, its samples with the same cache key are copied, not computed.",
-    )(f)
+    f = _files_option(
+        "reuse", "STORE",
+        "A store received from elsewhere (repeatable): once it passes `mexkit validate`, "
+        "its samples with the same cache key are copied, not computed.")(f)
     f = click.option(
         "--shard", default=None, metavar="I/N|auto", expose_value=False,
         callback=_run_setting("shard", pipeline_options.parse_shard),

@@ -11,7 +11,7 @@ from ._common import out, resolve_input
 
 _LIMITS_HELP = ("Store size limits, e.g. 'max_array_bytes=1e10,max_ratio=1000' (default: "
                 "$MEXKIT_STORE_LIMITS, else 4 GiB per array, 200,000 frames, 2^25 values "
-                "per frame, ratio 100 above 256 MiB).")
+                "per frame, ratio 100 beyond 16 MiB).")
 
 
 @click.command("inspect", epilog="""\b

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import MexkitError
 from ..io.store import StoreLimits, open_store, validate_store
-from .stages import store_limits
+from .limits import store_limits
 
 __all__ = ["summarize", "format_summary", "validate", "limits"]
 
@@ -101,6 +101,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{summary['mexkit_version']}, created {summary['created']})",
         f"id         {summary['store_id']}",
         f"content    sha256:{summary['content_hash']}",
+        f"signed     {'by key ' + summary['signer'] if summary.get('signer') else 'no'}",
         "parameters",
     ]
     params = summary["params"] or {}
@@ -126,6 +127,14 @@ def format_summary(summary: dict[str, Any]) -> str:
     else:
         lines.append("  (first stage)")
     lines.append(f"samples    {summary['n_samples']} stored, {len(summary['failures'])} failed")
+    shard = summary.get("shard")
+    if shard:
+        shards = ", ".join(str(i) for i in shard.get("shards", []))
+        total = len(shard.get("samples", []))
+        kind = "PARTIAL store" if shard.get("partial") else "one part of a sharded run"
+        lines.append(f"partial    {kind}: shard(s) {shards} of {shard.get('count')}; "
+                     f"{summary['n_samples'] + len(summary['failures'])} of {total} samples "
+                     "of the run (mexkit merge joins the parts)")
     shown = summary["samples"][:10]
     for sid in shown:
         lines.append(f"  {sid}")

@@ -43,16 +43,10 @@ from ..io.intervals import write_intervals, write_intervals_json
 from ..models.mean.keras import dataset_from_path
 from ..spot.metrics import Interval, evaluate_intervals
 from ..spot.postprocess import spot_video
+from . import mean_weights
 from .crop import clips_from_paths, run_crop
 from .flow import run_flow
 from .mean_features import AUTHORS_FLOW_METHOD
-from .mean_weights import (
-    _read_subject_map,
-    authors_folds,
-    classes_for,
-    load_keras_mean,
-    weight_files,
-)
 from .reports import safe_name as _safe
 from .spotting import load_spot_videos, plot_video
 
@@ -97,7 +91,7 @@ def prepare_video(video: Path, out_base: Path, *, gap: int | None, fps: float | 
 
 def _fold_files(weights: Path, fold: str | None) -> dict[int, Path]:
 
-    files, _ = weight_files(weights, need="spotting")
+    files, _ = mean_weights.weight_files(weights, need="spotting")
     if fold is not None:
         n = int(str(fold).lower().lstrip("s")) if str(fold).lower().lstrip("s").isdigit() \
             else None
@@ -138,13 +132,13 @@ def spot_with_weights(input_path: str | os.PathLike, weights: str | os.PathLike,
     elif gap is not None:
         raise ParameterError("--gap applies to a video input; a store keeps its own gap.")
     files = _fold_files(weights, fold)
-    nets = {n: load_keras_mean(f) for n, f in files.items()}
+    nets = {n: mean_weights.load_keras_mean(f) for n, f in files.items()}
     info0 = next(iter(nets.values()))[1]
     if not info0.has_spot:
         raise ParameterError(f"{weights}: these networks have no spotting head; give the "
                              "spot or spot_recog networks.")
     dataset = dataset_from_path(weights.resolve())
-    names = classes_for(weights, info0.n_classes, classes) if info0.has_recog else []
+    names = mean_weights.classes_for(weights, info0.n_classes, classes) if info0.has_recog else []
     videos = load_spot_videos(src)
     long = {"all": True, "highest": False}.get(peaks or "", None)
     if long is None:
@@ -152,8 +146,8 @@ def spot_with_weights(input_path: str | os.PathLike, weights: str | os.PathLike,
     fold_of: dict[str, int] = {}
     if per_subject:
 
-        fold_of = (_read_subject_map(subject_map) if subject_map else
-                   authors_folds([v.subject for v in videos],
+        fold_of = (mean_weights._read_subject_map(subject_map) if subject_map else
+                   mean_weights.authors_folds([v.subject for v in videos],
                                  [bool(v.truth) for v in videos]))
     spotted: list[Interval] = []
     plot_dir = output.with_name(output.stem + ".plots")

@@ -25,15 +25,21 @@ from typing import Any
 
 from ..devices import usable_cores
 from ..errors import ParameterError
+from ..io.signing import TRUST_ENV
+from ..io.store.write import no_space
 from .cache import CACHE_ENV
 from .parallel import STALL_ENV, configure, parse_shard
 
-__all__ = ["CACHE_ENV", "STALL_ENV", "COMPILE_ENV", "n_jobs", "run_setting", "parse_shard",
+__all__ = ["CACHE_ENV", "STALL_ENV", "COMPILE_ENV", "AUDIT_ENV", "TRUST_ENV", "n_jobs",
+           "run_setting", "parse_shard", "no_space",
            "model_names", "pretrainable_models", "model_option_specs", "flow_method_names",
            "flow_method_summaries", "flow_option_specs", "flow_method_for",
            "resolve_flow_options",
            "dataset_names", "scheme_names"]
 
+#: The share of reused samples recomputed and compared (``--audit``) when the command line
+#: does not say.
+AUDIT_ENV = "MEXKIT_AUDIT"
 #: "0" (or false/no/off) switches the CUDA TV-L1 engine's torch.compile off when the
 #: command line does not say (--compile/--no-compile).
 COMPILE_ENV = "MEXKIT_TVL1_COMPILE"
@@ -49,11 +55,26 @@ def run_setting(name: str, value: Any) -> contextlib.AbstractContextManager | No
     """The context that holds one run setting (retries, shard, cache, ...) while a command
     runs (:func:`mexkit.pipeline.parallel.configure`); None when it is not set.
 
-    ``cache`` not given on the command line is read from ``MEXKIT_CACHE``.
+    Not given on the command line, ``cache`` is read from ``MEXKIT_CACHE``, ``trust``
+    from ``MEXKIT_TRUST`` (key files separated by the path separator) and ``audit``
+    from ``MEXKIT_AUDIT``.
     """
     if name == "cache" and value is None:
         value = os.environ.get(CACHE_ENV) or None
-    if value is None:
+    if name == "trust" and not value:
+        value = tuple(p for p in os.environ.get(TRUST_ENV, "").split(os.pathsep) if p)
+    if name == "audit" and value is None:
+        text = os.environ.get(AUDIT_ENV, "").strip()
+        if text:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ParameterError(f"Invalid value for {AUDIT_ENV}: {text!r}; give a share "
+                                     "between 0 and 1.") from None
+            if not 0 <= value <= 1:
+                raise ParameterError(f"Invalid value for {AUDIT_ENV}: {text!r}; give a share "
+                                     "between 0 and 1.")
+    if value is None or value is False or value == ():
         return None
     return configure(**{name: value})
 

@@ -52,6 +52,7 @@ from ..io.atomic import write_text
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..io.predictions import write_predictions
 from ..io.store import open_store
+from ..io.store.write import _is_mexkit_store
 from ..labels import get_scheme
 from ..learn.data import StoreDataset, collate_for
 from ..learn.distributed import destroy, distributed_setup, rank, world_size
@@ -72,14 +73,7 @@ from ..models.registry import model_options as resolve_options
 from .labelled import SampleTable, sample_table
 from .mean_weights import predict_with_weights
 from .parallel import parallel_map
-from .reports import (
-    EpochBars,
-    format_report,
-    jsonable,
-    plot_confusion,
-    plot_training,
-    safe_name,
-)
+from .reports import EpochBars, format_report, jsonable, plot_confusion, plot_training, safe_name
 from .spot_eval import format_spot_report
 from .spotting import is_spotting_store, train_spotting
 from .stages import upstream_entry
@@ -359,8 +353,12 @@ def _split_done(run: _Run, out: Path, key_config: Mapping[str, Any]
         fold_key = _fold_key(key_config, fold.name,
                              run.sample_keys(sorted(set(fold.train) | set(fold.test))))
         if path.exists():
-            saved = json.loads(path.read_text())
-            if saved.get("key") == fold_key:
+            try:
+                saved = json.loads(path.read_text())
+            except (ValueError, UnicodeDecodeError):  # damaged: train the fold again
+                logger.warning("%s is damaged; fold %s is trained again", path, fold.name)
+                saved = {}
+            if isinstance(saved, dict) and saved.get("key") == fold_key:
                 done[fold.name] = saved
                 logger.info("fold %s already done; kept", fold.name)
                 continue
@@ -604,11 +602,15 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike 
     if weights is None and (per_subject or subject_map or classes):
         raise ParameterError("--per-subject, --subject-map and --classes go with --weights.")
     device = str(resolve_device(device))  # a GPU that is not there fails before any work
+    _check_csv_output(Path(output), [Path(store_path)] + ([] if results_dir is None else [
+        *Path(results_dir).glob("*"), *Path(results_dir).glob("checkpoints/*")]))
     if weights is not None:
         return Path(predict_with_weights(store_path, weights, output, per_subject=per_subject,
                                          classes=classes, scheme=scheme,
                                          subject_map=subject_map, device=device))
     results_dir = Path(results_dir)
+    _check_csv_output(Path(output), [Path(store_path), *results_dir.glob("*"),
+                                     *results_dir.glob("checkpoints/*")])
     meta_path = results_dir / "model.json"
     if not meta_path.exists():
         raise ParameterError(
@@ -647,6 +649,22 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike 
         rows.append(r)
     write_predictions(Path(output), rows, meta["classes"])
     return Path(output)
+
+
+def _check_csv_output(output: Path, inputs: Sequence[Path]) -> None:
+    """Refuse a predictions file that would replace an input or a mexkit store."""
+    if not output.exists():
+        return
+    for p in inputs:
+        try:
+            if os.path.samefile(p, output):
+                raise ParameterError(f"The output {str(output)!r} is an input of this run "
+                                     f"({str(p)!r}); choose another output (-o).")
+        except OSError:
+            continue
+    if _is_mexkit_store(output):
+        raise ParameterError(f"The output {str(output)!r} is a mexkit store; predictions "
+                             "(CSV) never replace one. Choose another output (-o).")
 
 
 def _fold_jobs(fold_jobs: int | str, device: str, dataset: Any) -> int:

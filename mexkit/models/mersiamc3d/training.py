@@ -46,7 +46,7 @@ from torch.utils.data import Dataset
 
 from ..._validate import check_int, check_range
 from ...errors import ParameterError
-from ...io.checkpoints import load_checkpoint
+from ...io.checkpoints import checkpoint_epoch
 from ...learn.folds import FoldContext
 from ...learn.train import fit, predict
 from .network import INPUT_NAME, MERSiamC3D, SiameseC3D
@@ -241,7 +241,7 @@ def prior_learning(ctx: FoldContext, siamese: Any, *, pairs_per_epoch: int, augm
     base_epochs = int(kw.pop("epochs"))
     epochs = int(epochs) if epochs else base_epochs
     path = ctx.checkpoint_dir / "prior.safetensors"
-    done = int(load_checkpoint(path)[2].get("epoch", 0)) if path.exists() else 0
+    done = checkpoint_epoch(path)
     sampled = 0 < pairs_per_epoch < len(train_pairs)
     bar = ctx.progress("prior learning", epochs)
     try:
