@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .._validate import check_option
+from ..devices import check_device, cuda_possible
 from ..errors import ParameterError
 from .runner import StageResult, Task, batched
 from .stages import expect_arrays, flow_feature, input_sample, require_arrays, run_store_stage
@@ -54,7 +56,7 @@ def _key_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def _grey(frames: np.ndarray) -> np.ndarray:
     if frames.ndim == 3:
         return frames
-    import cv2
+    import cv2  # start-up: OpenCV, only for colour frames
 
     return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
 
@@ -67,7 +69,7 @@ def _apex(sample: Any, frames: np.ndarray, onset: int, offset: int, how: str) ->
         raise ParameterError(
             f"sample {sample.sample_id!r} has no apex annotation; choose --no-apex middle or "
             "max-diff to estimate one.")
-    from ..temporal.apex import estimate_apex
+    from ..temporal.apex import estimate_apex  # start-up: only for a clip without apex
 
     return estimate_apex(frames, onset, offset, method=how)
 
@@ -99,7 +101,7 @@ def _say_unannotated(sample: Any, onset: int, apex: int | None, opt: Mapping[str
 
 
 def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.ndarray, int]:
-    from ..motion.pairs import make_pairs
+    from ..motion.pairs import make_pairs  # start-up: importing mexkit.motion loads cv2
 
     T = len(frames)
     a = sample.attrs
@@ -118,7 +120,7 @@ def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.
 
 
 def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.ndarray:
-    from ..motion.methods import flow_method
+    from ..motion.methods import flow_method  # start-up: as make_pairs
 
     name, options = flow_options(opt)
     method = flow_method(name)
@@ -135,7 +137,7 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
     inputs: dict[str, Any] = {"landmarks": landmarks, "first_frame": first_frame,
                               "sample_id": sid}
     if opt["strain"] or any("strain" in f.needs for f in features):
-        from ..motion.strain import optical_strain
+        from ..motion.strain import optical_strain  # start-up: as make_pairs
 
         inputs["strain"] = optical_strain(flow).astype(np.float32)
         if opt["strain"]:
@@ -161,7 +163,6 @@ _CPU_PIECE_PAIRS = 16
 
 def _piece_pairs(opt: Mapping[str, Any]) -> int:
     """Pairs per solver call: small pieces on the CPU, larger batches on a GPU."""
-    from ..devices import cuda_possible
 
     device = str(opt.get("device", "auto"))
     if device.startswith("cuda") or (device == "auto" and cuda_possible()):
@@ -233,7 +234,7 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
     store. Each result is yielded as soon as its piece is solved, so an
     interrupted run keeps every finished sample.
     """
-    from ..motion.methods import flow_method
+    from ..motion.methods import flow_method  # start-up: as make_pairs
 
     opt = tasks[0].payload["params"]
     limit = _piece_pairs(opt)
@@ -355,10 +356,10 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     overlap over many pieces; 16 with more, so that every job gets chunks);
     it does not change the result.
     """
-    from .._validate import check_option
-    from ..motion.methods import flow_method
+    from ..motion.methods import flow_method  # start-up: as make_pairs
 
     flow_method(method)  # an unknown name fails here, listing the registered ones
+    device = check_device(device)  # a GPU that is not there fails once, before any sample
     check_option("pairs", pairs, PAIR_MODES)
     check_option("no_apex", no_apex, ("middle", "max-diff", "fail"))
     for f in features:
@@ -388,7 +389,7 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
 
 
 def _compute_strain(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..motion.strain import optical_strain
+    from ..motion.strain import optical_strain  # start-up: as make_pairs
 
     s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     require_arrays(s, ["flow"], stage="strain", producer="mexkit flow")
