@@ -192,3 +192,18 @@ def test_detection_as_face_alignment_gives_it(reference, rng):
         t = np.asarray(t, np.float64).reshape(-1, 5)
         assert t.shape == o.shape
         assert np.allclose(o, t, rtol=0, atol=1e-9)
+
+
+def test_float32_boxes_give_whole_pixel_landmarks_inside_the_crop(rng):
+    """The detector's float32 boxes go through (face-alignment 1.5.0 raises a TypeError on
+    them under torch 2.13); landmarks are whole pixels inside the crop square."""
+    torch.manual_seed(1)
+    net = FAN(stacks=1).eval()
+    img = rng.integers(0, 256, (200, 180, 3), dtype=np.uint8)
+    box = np.array([[40.5, 50.25, 140.0, 160.75, 0.9]], np.float32)
+    pts = fan_landmarks(net, img, box)
+    assert pts.shape == (1, 68, 2) and pts.dtype == np.float32
+    assert np.array_equal(pts, np.trunc(pts))
+    _, centre, scale = crop_face(img, box[0])
+    half = 200 * float(scale) / 2
+    assert np.all(np.abs(pts[0] - centre) <= half + 1)
