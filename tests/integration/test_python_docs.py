@@ -143,3 +143,16 @@ def test_stage_functions_are_the_commands_functions(demo, monkeypatch):
     (n1, a1, k1), (n2, a2, k2) = calls
     assert n1 == "flow" and k1["pairs"] == "onset-apex" and k1["strain"] is True
     assert n2 == "tim" and k2["n_frames"] == 12
+
+
+def test_the_commands_of_the_python_docs_parse():
+    import shlex
+
+    shell = re.findall(r"```\n(.*?)```", DOC.read_text(), re.S)
+    commands = [shlex.split(part) for block in shell for line in block.splitlines()
+                for part in line.split("|") if part.strip().startswith("mexkit")]
+    assert len(commands) == 4
+    for argv in commands:
+        cmd = cli.get_command(None, argv[1])
+        assert cmd is not None, argv
+        cmd.make_context(argv[1], argv[2:])
