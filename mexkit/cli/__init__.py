@@ -76,7 +76,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("mexkit.cli.train", "models_cmd",
                "List the models, their inputs, defaults and parameter counts."),
     "spot-eval": ("mexkit.cli.spot", "spot_eval_cmd", "Score spotted intervals (F1, AP, STRS)."),
-    "spot": ("mexkit.cli.spot", "spot_cmd", "Spot expression intervals with a trained MEAN."),
+    "spot": ("mexkit.cli.spot", "spot_cmd",
+             "Spot expression intervals with a trained MEAN or the authors' networks."),
+    "convert": ("mexkit.cli.convert", "convert_cmd",
+                "Convert MEAN's published Keras network into mexkit weights."),
 }
 
 
@@ -233,7 +236,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
     \b
         mexkit synth data | mexkit crop --annotations - \\
-          | mexkit flow - --pairs onset-apex --strain \\
+          | mexkit flow - --pairs onset-apex --features mean \\
           | mexkit train - --model mean --protocol loso
     """
     ctx.obj = {"verbose": verbose, "quiet": quiet, "debug": debug,

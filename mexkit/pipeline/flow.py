@@ -99,11 +99,12 @@ def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.
 
 
 def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, Any],
-             sid: str) -> dict[str, np.ndarray]:
+             sid: str, first_frame: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Strain and features of one sample's flow."""
     out: dict[str, np.ndarray] = {}
     strain = None
-    if opt["strain"] or "mean" in opt["features"]:
+    paper_mean = "mean" in opt["features"] and opt.get("mean_input") == "paper"
+    if opt["strain"] or paper_mean:
         from ..motion.strain import optical_strain
 
         strain = optical_strain(flow).astype(np.float32)
@@ -118,21 +119,9 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
 
         out["hoof"] = np.asarray(hoof(flow), dtype=np.float32)
     if "mean" in opt["features"]:
-        from ..face.regions import mean_regions, remove_head_motion
+        from .mean_features import mean_features
 
-        if landmarks is None or not np.isfinite(landmarks).all():
-            raise ParameterError(f"sample {sid!r} has no landmarks; MEAN regions need them.")
-        region_flow = flow
-        if opt.get("remove_head_motion"):
-            from ..motion.strain import optical_strain
-
-            region_flow = np.stack([remove_head_motion(f, lm) for f, lm in
-                                    zip(flow, landmarks, strict=True)]).astype(np.float32)
-            strain = optical_strain(region_flow).astype(np.float32)
-        maps = np.concatenate([region_flow, strain[:, None]], axis=1)  # (P, 3, H, W)
-        out["mean_regions"] = np.stack([
-            mean_regions(m, lm, mask_eyes=bool(opt.get("mask_eyes")))
-            for m, lm in zip(maps, landmarks, strict=True)]).astype(np.float32)
+        out.update(mean_features(flow, landmarks, first_frame, opt, sid, strain))
     return out
 
 
@@ -176,10 +165,12 @@ def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
         arrays["landmarks"] = landmarks
     if "frame_numbers" in s:
         arrays["frame_numbers"] = s.read("frame_numbers")
-    arrays.update(_derived(flow, landmarks, opt, t.sample_id))
+    arrays.update(_derived(flow, landmarks, opt, t.sample_id, prep[4][0]))
     if opt["with_apex"]:
         arrays["apex_image"] = frames[apex]
     attrs = {"pair_mode": opt["pairs"], "flow_method": opt["method"]}
+    if "mean" in opt["features"]:
+        attrs["mean_input"] = opt.get("mean_input") or "authors"
     if apex >= 0:
         attrs["apex_used"] = apex
     if opt["pairs"] in _ANNOTATED_PAIRS or opt["with_apex"]:
@@ -278,7 +269,7 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
              pairs: str = "consecutive", k: int | None = None, window: int = 65,
              strain: bool = False, features: Sequence[str] = (), with_apex: bool = False,
              no_apex: str = "middle", device: str = "auto", mask_eyes: bool = False,
-             remove_head_motion: bool = False,
+             remove_head_motion: bool = False, mean_input: str = "authors",
              tvl1: Mapping[str, Any] | None = None, jobs: int = 1, backend: str = "loky",
              group: int | None = None, progress: bool = True,
              method_runtime: Mapping[str, Any] | None = None) -> StageResult:
@@ -300,10 +291,17 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     check_option("no_apex", no_apex, ("middle", "max-diff", "fail"))
     for f in features:
         check_option("features", f, FEATURES)
+    check_option("mean_input", mean_input, ("authors", "paper"))
+    if "mean" in features and mean_input == "authors" and (mask_eyes or remove_head_motion):
+        raise ParameterError(
+            "--mask-eyes and --remove-head-motion (SOFTNet) apply to --mean-input paper; "
+            "the authors' construction (the default) has neither.")
     params = {"method": method, "pairs": pairs, "k": k, "window": window, "strain": strain,
               "features": sorted(set(features)), "with_apex": with_apex, "no_apex": no_apex,
               "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion,
               "tvl1": dict(tvl1 or {})}
+    if "mean" in features:
+        params["mean_input"] = mean_input
     if group is None:
         group = 64 if jobs == 1 else 16
     # the device changes where, not what, is computed: it stays out of the cache key
