@@ -91,3 +91,32 @@ def test_the_first_example_runs_in_a_new_shell_as_written(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     results = Path(r.stdout.strip().splitlines()[-1])
     assert results.name == "results.json" and results.is_file()
+
+
+def _option_pairs(argv: list[str]) -> set[tuple[str, str]]:
+    return {(a, b) for a, b in zip(argv, argv[1:], strict=False) if a.startswith("--")}
+
+
+def _demo_pipeline() -> str:
+    text = (ROOT / "bin" / "demo").read_text()
+    body = text[text.index("results=$(") + len("results=$("):text.index("\n)\n")]
+    return body.replace("\\\n", " ")
+
+
+@pytest.mark.parametrize("where", ["README", "bin/demo"])
+def test_the_flow_step_makes_what_the_trained_model_reads(where):
+    """The flow command of the README's first example and of bin/demo carries the options
+    that the model's inputs need (the input registry's `produced_by`)."""
+    from mexkit.learn.inputs import get_input
+    from mexkit.models.registry import get_spec
+
+    pipeline = first_example() if where == "README" else _demo_pipeline()
+    parts = [shlex.split(p) for p in pipeline.split("|")]
+    flow = next(p for p in parts if p[:2] == ["mexkit", "flow"])
+    train = next(p for p in parts if "train" in p[:3])
+    model = train[train.index("--model") + 1]
+    for name in get_spec(model).input_names:
+        for command in get_input(name).produced_by.split("|"):
+            need = shlex.split(command)
+            if need[:2] == ["mexkit", "flow"]:
+                assert _option_pairs(need) <= _option_pairs(flow), (where, name, need, flow)

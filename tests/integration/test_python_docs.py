@@ -38,8 +38,8 @@ def demo(crop_store, tmp_path_factory):
     """The files docs/python.md starts from: a crop store, its flow store, a MEAN run."""
     work = tmp_path_factory.mktemp("pydoc")
     shutil.copy(crop_store, work / "demo.crop.h5")
-    _run("-q", "flow", work / "demo.crop.h5", "--pairs", "onset-apex", "--strain", "-o",
-         work / "demo.flow.h5")
+    _run("-q", "flow", work / "demo.crop.h5", "--pairs", "onset-apex", "--features", "mean",
+         "-o", work / "demo.flow.h5")
     _run("-q", "train", work / "demo.flow.h5", "--model", "mean", "--epochs", "2", "-o",
          work / "demo.mean-loso")
     return work
