@@ -163,6 +163,16 @@ class MexkitGroup(click.Group):
             click.echo(f"mexkit: error: {_first_line(exc)}", err=True)
             ctx.exit(2 if isinstance(exc, ParameterError) else 1)
         except Exception as exc:  # a bug: say so, in one line unless --debug
+            from ..io.store.write import no_space
+
+            if no_space(exc):  # a full disk is not a bug: say where, in one line
+                if debug():
+                    traceback.print_exc(file=sys.stderr)
+                where = getattr(exc, "filename", None)
+                click.echo(f"mexkit: error: no space left on device"
+                           f"{f' (writing {where})' if where else ''}: {_first_line(exc)}",
+                           err=True)
+                ctx.exit(1)
             if debug():
                 traceback.print_exc(file=sys.stderr)
             else:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from .runner import StageResult, Task, batched
-from .stages import input_sample, require_arrays, run_store_stage
+from .stages import expect_arrays, input_sample, require_arrays, run_store_stage
 
 __all__ = ["FLOW_VERSION", "STRAIN_VERSION", "run_flow", "run_strain", "PAIR_MODES"]
 
@@ -147,7 +147,7 @@ def _piece_pairs(opt: Mapping[str, Any]) -> int:
 
 def _prepare(t: Task, opt: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, int,
                                                          np.ndarray]:
-    s = input_sample(t.payload["input"], t.sample_id)
+    s = input_sample(t.payload["input"], t.sample_id, t.payload.get("identity"))
     require_arrays(s, ["frames"], stage="flow", producer="mexkit crop")
     frames = s.read("frames")
     pairs, apex = _pairs(s, frames, opt)
@@ -265,6 +265,50 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
             yield from results(*previous)
 
 
+def _check_flow(task: Task, arrays: Mapping[str, Any]) -> None:
+    """What the flow stage makes for ``task``: checked on cache and --reuse hits."""
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+    shape = s.shape("frames")
+    T, H, W = shape[:3]
+    opt = task.payload["params"]
+    P = np.asarray(arrays.get("pairs", np.zeros((0, 2)))).shape[0]
+    f32 = np.float32
+    spec = {"flow": (f32, (P, 2, H, W)), "pairs": (np.int64, (P, 2)),
+            "landmarks": ((f32, "nan"), (P, 68, 2)), "frame_numbers": (np.int64, (T,)),
+            "strain": (f32, (P, H, W)), "direction_magnitude": (f32, None),
+            "hoof": (f32, None), "mean_regions": (f32, None),
+            "apex_image": (np.uint8, tuple(shape[1:]))}
+    required = ["flow", "pairs"] + (["strain"] if opt["strain"] else []) + \
+        (["apex_image"] if opt["with_apex"] else [])
+    where = f"sample {task.sample_id!r}"
+    expect_arrays(arrays, spec, required=required, where=where)
+    pairs = np.asarray(arrays["pairs"])
+    if P == 0 or pairs.min() < 0 or pairs.max() >= T:
+        raise ParameterError(f"{where}: {P} pairs, frames {pairs.min(initial=0)}.."
+                             f"{pairs.max(initial=0)} of a clip of {T}")
+    for name in ("direction_magnitude", "hoof", "mean_regions"):
+        if name in arrays and len(arrays[name]) != P:
+            raise ParameterError(f"{where}: {name!r} has {len(arrays[name])} rows for {P} "
+                                 "pairs")
+    if np.abs(arrays["flow"]).max(initial=0) > 2 * max(H, W):
+        raise ParameterError(f"{where}: flow of more than twice the frame size")
+
+
+def _check_strain(task: Task, arrays: Mapping[str, Any]) -> None:
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+    P, _, H, W = s.shape("flow")
+    spec = {name: (s.dtype(name), tuple(s.shape(name))) for name in s.keys()
+            if name not in ("strain", "strain_components")}
+    spec["strain"] = (np.float32, (P, H, W))
+    spec["strain_components"] = (np.float32, (P, 3, H, W))
+    for name in ("landmarks",):
+        if name in spec:
+            spec[name] = ((spec[name][0], "nan"), spec[name][1])
+    required = [*(n for n in spec if n != "strain_components"),
+                *(["strain_components"] if task.payload["params"]["components"] else [])]
+    expect_arrays(arrays, spec, required=required, where=f"sample {task.sample_id!r}")
+
+
 def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1",
              pairs: str = "consecutive", k: int | None = None, window: int = 65,
              strain: bool = False, features: Sequence[str] = (), with_apex: bool = False,
@@ -308,13 +352,14 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     compute_params = {**params, "device": device, "method_runtime": dict(method_runtime or {})}
     return run_store_stage(input_path, output, stage="flow", version=FLOW_VERSION,
                            params=params, compute=_compute_group, jobs=jobs, backend=backend,
-                           progress=progress, group=group, payload_params=compute_params)
+                           progress=progress, group=group, payload_params=compute_params,
+                           check=_check_flow)
 
 
 def _compute_strain(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from ..motion.strain import optical_strain
 
-    s = input_sample(task.payload["input"], task.sample_id)
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     require_arrays(s, ["flow"], stage="strain", producer="mexkit flow")
     flow = s.read("flow")
     arrays = {k: s.read(k) for k in s.keys() if k not in ("strain", "strain_components")}
@@ -332,4 +377,4 @@ def run_strain(input_path: str | Path, output: str | Path, *, components: bool =
     """Optical strain of every flow field of a flow store (flow and pairs are kept)."""
     return run_store_stage(input_path, output, stage="strain", version=STRAIN_VERSION,
                            params={"components": components}, compute=_compute_strain,
-                           jobs=jobs, backend=backend, progress=progress)
+                           jobs=jobs, backend=backend, progress=progress, check=_check_strain)
