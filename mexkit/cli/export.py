@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..pipeline.export import export
 from ._common import out, resolve_input
 
 
@@ -36,8 +37,6 @@ def export_cmd(source: str, fmt: str, output: Path | None) -> int:
     per_class and training (per fold and epoch), or for spotting intervals,
     truth and metrics.  Prints the output folder.
     """
-    from ..pipeline.export import export
-
     path = resolve_input(source, what="store or results folder")
     result = export(path, output, format=fmt)
     out(str(result.folder))

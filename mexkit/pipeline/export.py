@@ -43,6 +43,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, ParameterError, StoreError
+from ..io import tables as _tables
+from ..io.intervals import intervals_to_records, read_intervals
+from ..io.predictions import read_predictions
 from ..io.store import StoreLimits, open_store
 from ..io.tables import FORMATS, TableWriter, normalise_column, table_length
 
@@ -447,8 +450,6 @@ def _metric_scopes(results: Mapping[str, Any]) -> list[tuple[str, str, Mapping[s
 
 def _recognition_tables(results_dir: Path, results: Mapping[str, Any]
                         ) -> dict[str, dict[str, Any]]:
-    from ..io.predictions import read_predictions
-
     tables: dict[str, dict[str, Any]] = {}
     pred = results_dir / "predictions.csv"
     if pred.is_file():
@@ -493,8 +494,6 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 def _spotting_tables(results_dir: Path, results: Mapping[str, Any]
                      ) -> dict[str, dict[str, Any]]:
-    from ..io.intervals import intervals_to_records, read_intervals
-
     tables: dict[str, dict[str, Any]] = {}
     for name in ("intervals", "truth"):
         path = results_dir / f"{name}.csv"
@@ -564,9 +563,7 @@ def _check_format(format: str) -> None:
         raise ParameterError(f"Invalid value for the 'format' parameter. Allowed values are "
                              f"{', '.join(map(repr, FORMATS))}, but got {format!r} instead.")
     if format == "parquet":
-        from ..io.tables import have_parquet
-
-        if not have_parquet():
+        if not _tables.have_parquet():
             raise ParameterError(
                 "Invalid value for the 'format' parameter: 'parquet' needs the pyarrow "
                 "package (pip install 'mexkit[parquet]'); 'csv' needs nothing more.")
