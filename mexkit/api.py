@@ -5,20 +5,35 @@ kept between calls (no current store, no session, no global settings).
 Importing this module loads nothing heavy; each function loads what it needs
 when called.  docs/python.md shows them at work (a test runs its examples).
 
-Stages (the functions the commands call, with the commands' options as keyword
-arguments; each writes one store and returns a
-:class:`~mexkit.pipeline.runner.StageResult` whose ``path`` is that store):
+Commands (the very functions the commands call, with the commands' options as
+keyword arguments; ``help(mexkit.api.flow)`` shows them):
 
-==================  ==================================================
+==================  =========================================================
+:func:`synth`       ``mexkit synth``: a synthetic dataset; returns its root
 :func:`flow`        ``mexkit flow``: optical flow, strain, features
 :func:`strain`      ``mexkit strain``
 :func:`tim`         ``mexkit tim``
 :func:`rpca`        ``mexkit rpca``
 :func:`keyframes`   ``mexkit keyframes``
 :func:`magnify`     ``mexkit magnify``
+:func:`merge`       ``mexkit merge``
+:func:`train`       ``mexkit train``: returns the results file and the report
+:func:`pretrain`    ``mexkit pretrain``
 :func:`predict`     ``mexkit predict`` (returns the predictions CSV's path)
+:func:`evaluate`    ``mexkit evaluate``: the metrics of a results or predictions file
+:func:`spot`        ``mexkit spot``
+:func:`spot_eval`   ``mexkit spot-eval``: the metric table of two interval files
+:func:`inspect`     ``mexkit inspect``: a store's summary (dict)
+:func:`validate`    ``mexkit validate``: the problems of a store (list)
+:func:`show`        ``mexkit show``
 :func:`export`      ``mexkit export`` (returns an ExportResult)
-==================  ==================================================
+==================  =========================================================
+
+The stages (``flow`` ... ``magnify``) write one store and return a
+:class:`~mexkit.pipeline.runner.StageResult` whose ``path`` is that store.
+``mexkit crop`` composes reading the sheet and cropping: from Python,
+:func:`mexkit.pipeline.crop.read_annotations`, :func:`~mexkit.pipeline.crop.clips_from_samples`
+and :func:`~mexkit.pipeline.crop.run_crop`, as the command does.
 
 Data:
 
@@ -44,42 +59,72 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # loaded on first use by __getattr__ below (import mexkit.api stays light)
     from .io.store import open_store
+    from .pipeline.evaluation import evaluate_file as evaluate
     from .pipeline.export import export
     from .pipeline.flow import run_flow as flow
     from .pipeline.flow import run_strain as strain
+    from .pipeline.inspect import summarize as inspect
+    from .pipeline.inspect import validate
+    from .pipeline.merge import merge_stores as merge
+    from .pipeline.pretraining import pretrain_weights as pretrain
+    from .pipeline.show import render as show
+    from .pipeline.spot import spot
+    from .pipeline.spot_eval import score_interval_files as spot_eval
+    from .pipeline.synth import write_synthetic as synth
     from .pipeline.temporal import run_keyframes as keyframes
     from .pipeline.temporal import run_magnify as magnify
     from .pipeline.temporal import run_rpca as rpca
     from .pipeline.temporal import run_tim as tim
     from .pipeline.training import predict_store as predict
+    from .pipeline.training import train_model as train
 
 __all__ = [
     "StoreSample",
+    "evaluate",
     "export",
     "flow",
     "frames_table",
+    "inspect",
     "iter_samples",
     "keyframes",
     "magnify",
+    "merge",
     "open_store",
     "predict",
+    "pretrain",
     "read_predictions",
     "read_results",
     "rpca",
     "samples_table",
+    "show",
+    "spot",
+    "spot_eval",
     "strain",
+    "synth",
     "tim",
+    "train",
+    "validate",
 ]
 
 # name -> (module, attribute): the very function the command calls, loaded on first use
 _FUNCTIONS = {
+    "synth": ("mexkit.pipeline.synth", "write_synthetic"),
     "flow": ("mexkit.pipeline.flow", "run_flow"),
     "strain": ("mexkit.pipeline.flow", "run_strain"),
     "tim": ("mexkit.pipeline.temporal", "run_tim"),
     "rpca": ("mexkit.pipeline.temporal", "run_rpca"),
     "keyframes": ("mexkit.pipeline.temporal", "run_keyframes"),
     "magnify": ("mexkit.pipeline.temporal", "run_magnify"),
+    "merge": ("mexkit.pipeline.merge", "merge_stores"),
+    "train": ("mexkit.pipeline.training", "train_model"),
+    "pretrain": ("mexkit.pipeline.pretraining", "pretrain_weights"),
     "predict": ("mexkit.pipeline.training", "predict_store"),
+    "evaluate": ("mexkit.pipeline.evaluation", "evaluate_file"),
+    "spot": ("mexkit.pipeline.spot", "spot"),
+    "spot_eval": ("mexkit.pipeline.spot_eval", "score_interval_files"),
+    "inspect": ("mexkit.pipeline.inspect", "summarize"),
+    "validate": ("mexkit.pipeline.inspect", "validate"),
+    "show": ("mexkit.pipeline.show", "render"),
     "export": ("mexkit.pipeline.export", "export"),
     "open_store": ("mexkit.io.store", "open_store"),
 }

@@ -91,8 +91,8 @@ class StoreDataset(Dataset):
                  scheme: str | None = None, cache: bool = False) -> None:
         from .io.store import open_store
         from .learn.data import StoreDataset as _Items
-        from .learn.inputs import get_input
-        from .pipeline.training import sample_table
+        from .models.inputs import build_input, get_input
+        from .pipeline.labelled import sample_table
 
         given = [n for n, v in (("input", input), ("inputs", inputs), ("model", model))
                  if v is not None]
@@ -132,7 +132,8 @@ class StoreDataset(Dataset):
         self.classes = list(table.classes)
         self.excluded = dict(table.excluded)
         self.targets = torch.as_tensor(table.y, dtype=torch.int64)
-        self._items = _Items(self.path, self.sample_ids, table.y.tolist(), names, cache=cache)
+        self._items = _Items(self.path, self.sample_ids, table.y.tolist(), names,
+                             build=build_input, cache=cache)
 
     def __len__(self) -> int:
         return len(self.sample_ids)

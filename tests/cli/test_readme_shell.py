@@ -107,7 +107,7 @@ def _demo_pipeline() -> str:
 def test_the_flow_step_makes_what_the_trained_model_reads(where):
     """The flow command of the README's first example and of bin/demo carries the options
     that the model's inputs need (the input registry's `produced_by`)."""
-    from mexkit.learn.inputs import get_input
+    from mexkit.models.inputs import get_input
     from mexkit.models.registry import get_spec
 
     pipeline = first_example() if where == "README" else _demo_pipeline()

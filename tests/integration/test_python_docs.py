@@ -55,16 +55,18 @@ def test_the_python_docs_run_as_written(demo, monkeypatch):
         for block in blocks:
             exec(compile(block, str(DOC), "exec"), namespace)    # noqa: S102
     ns = namespace
+    import json
     # the stage ran from Python and wrote a flow store with strain
     assert Path(ns["done"].path).is_file() and not ns["done"].failures
     with ns["mx"].open_store(ns["done"].path) as s:
         assert s.stage == "flow" and "strain" in s[s.sample_ids[0]]
+    assert Path(ns["run"].results).is_file() and "UF1" in ns["run"].report
+    assert ns["metrics"]["pooled"]["uf1"] == json.loads(Path(ns["run"].results).read_text())[
+        "pooled"]["uf1"]
     # the tables hold the store's samples and the run's metrics
     with ns["mx"].open_store("demo.flow.h5") as s:
         assert ns["samples"]["sample_id"].tolist() == s.sample_ids
         assert len(ns["pairs"]) == sum(s[i].shape("pairs")[0] for i in s.sample_ids)
-    import json
-
     results = json.loads((demo / "demo.mean-loso" / "results.json").read_text())
     assert ns["pooled"].uf1 == results["pooled"]["uf1"]
     assert ns["pooled"].accuracy == results["pooled"]["accuracy"]
@@ -99,7 +101,7 @@ def test_loader_workers_open_the_store_themselves(demo):
     xs, ys = zip(*loader, strict=True)
     assert data._items._store is None          # the main process never opened the file
     x, y = torch.cat(xs), torch.cat(ys)
-    from mexkit.learn.inputs import build_input
+    from mexkit.models.inputs import build_input
 
     with open_store(demo / "demo.flow.h5") as s:   # the same numbers, built in this process
         for i, sid in enumerate(data.sample_ids):
@@ -118,14 +120,50 @@ def test_the_example_trains_a_model_not_in_mexkit(demo):
     assert 0.0 <= float(m.group(2)) <= 1.0 and int(m.group(1)) >= 4
 
 
-def test_stage_functions_are_the_commands_functions(demo, monkeypatch):
-    """mexkit.api.flow is what `mexkit flow` calls, and the command passes its options
-    to it by the same names."""
+def test_train_from_python_after_a_change_of_folder(demo, monkeypatch, tmp_path):
+    """Relative paths name files of the caller's working folder, also when the fold
+    workers of an earlier call (started in another folder) are reused."""
     import mexkit.api as mx
-    import mexkit.pipeline.flow as pflow
-    import mexkit.pipeline.temporal as ptemp
 
-    assert mx.flow is pflow.run_flow and mx.tim is ptemp.run_tim
+    mx.train(demo / "demo.flow.h5", tmp_path / "first", model="mean", epochs=1,
+             fold_jobs=2)                     # starts the worker pool here
+    monkeypatch.chdir(demo)
+    run = mx.train("demo.flow.h5", "relative-run", model="mean", epochs=1, fold_jobs=2)
+    assert Path(run.results) == demo / "relative-run" / "results.json"
+    assert len(list((demo / "relative-run" / "folds").glob("*.json"))) >= 2
+
+
+# api name -> (the command's module, the name it calls)
+COMMAND_FUNCTIONS = {
+    "synth": ("synth", "write_synthetic"), "flow": ("flow", "run_flow"),
+    "strain": ("flow", "run_strain"), "tim": ("temporal", "run_tim"),
+    "rpca": ("temporal", "run_rpca"), "keyframes": ("temporal", "run_keyframes"),
+    "magnify": ("temporal", "run_magnify"), "merge": ("merge", "merge_stores"),
+    "train": ("training", "train_model"), "predict": ("training", "predict_store"),
+    "pretrain": ("pretraining", "pretrain_weights"), "evaluate": ("evaluation", "evaluate_file"),
+    "spot": ("spot", "spot"), "spot_eval": ("spot_eval", "score_interval_files"),
+    "inspect": ("inspect", "summarize"), "validate": ("inspect", "validate"),
+    "show": ("show", "render"), "export": ("export", "export"),
+}
+
+
+def test_api_functions_are_the_commands_functions():
+    import importlib
+
+    import mexkit.api as mx
+
+    assert set(COMMAND_FUNCTIONS) <= set(mx.__all__)
+    for name, (module, attr) in COMMAND_FUNCTIONS.items():
+        cli_module = importlib.import_module(f"mexkit.cli.{module}")
+        assert getattr(mx, name) is getattr(cli_module, attr), name
+
+
+def test_the_commands_pass_their_options_by_the_same_names(demo, monkeypatch):
+    """`mexkit flow --pairs onset-apex --strain` calls mexkit.api.flow(pairs="onset-apex",
+    strain=True); `mexkit tim -n 12` calls mexkit.api.tim(n_frames=12)."""
+    import mexkit.cli.flow as cflow
+    import mexkit.cli.temporal as ctemp
+
     calls = []
 
     def record(name):
@@ -134,8 +172,8 @@ def test_stage_functions_are_the_commands_functions(demo, monkeypatch):
             raise SystemExit(0)
         return fake
 
-    monkeypatch.setattr(pflow, "run_flow", record("flow"))
-    monkeypatch.setattr(ptemp, "run_tim", record("tim"))
+    monkeypatch.setattr(cflow, "run_flow", record("flow"))
+    monkeypatch.setattr(ctemp, "run_tim", record("tim"))
     CliRunner().invoke(cli, ["flow", str(demo / "demo.crop.h5"), "--pairs", "onset-apex",
                              "--strain", "-o", str(demo / "x.h5")])
     CliRunner().invoke(cli, ["tim", str(demo / "demo.crop.h5"), "-n", "12", "-o",
@@ -143,16 +181,3 @@ def test_stage_functions_are_the_commands_functions(demo, monkeypatch):
     (n1, a1, k1), (n2, a2, k2) = calls
     assert n1 == "flow" and k1["pairs"] == "onset-apex" and k1["strain"] is True
     assert n2 == "tim" and k2["n_frames"] == 12
-
-
-def test_the_commands_of_the_python_docs_parse():
-    import shlex
-
-    shell = re.findall(r"```\n(.*?)```", DOC.read_text(), re.S)
-    commands = [shlex.split(part) for block in shell for line in block.splitlines()
-                for part in line.split("|") if part.strip().startswith("mexkit")]
-    assert len(commands) == 4
-    for argv in commands:
-        cmd = cli.get_command(None, argv[1])
-        assert cmd is not None, argv
-        cmd.make_context(argv[1], argv[2:])
