@@ -27,11 +27,13 @@ predictions, each dataset, each fold and the fold mean), ``per_class``
 (precision, recall, F1, support and predicted count per class of each of
 those) and ``training`` (one row per fold and epoch).  A results folder of
 spotting (``mexkit train --model mean`` on a gap-flow store) becomes
-``intervals``, ``truth`` and ``metrics`` (one row per expression type and
-overall).
+``intervals``, ``truth``, ``frame_scores`` (one row per video, expression type
+and frame: the network's score, the smoothed score and the threshold) and
+``metrics`` (one row per expression type and overall).
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -484,6 +486,13 @@ def _recognition_tables(results_dir: Path, results: Mapping[str, Any]
     return tables
 
 
+def _number(text: str | None) -> int | float | None:
+    if text in (None, ""):
+        return None
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+
+
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -501,6 +510,13 @@ def _spotting_tables(results_dir: Path, results: Mapping[str, Any]
             records = intervals_to_records(read_intervals(path, strict=False,
                                                           negative_onsets="keep"))
             tables[name] = _records_table(records, ("subject", "video", "onset", "offset"))
+    path = results_dir / "frame_scores.csv"
+    if path.is_file():
+        with open(path, newline="") as fh:
+            records = [{k: _number(v) if k in ("frame", "score", "smoothed", "threshold")
+                        else v for k, v in r.items()} for r in csv.DictReader(fh)]
+        tables["frame_scores"] = _records_table(records, ("subject", "video", "type",
+                                                          "frame"))
     rows = []
     for row_name, row in ((results.get("metrics") or {}).get("by_type") or {}).items():
         flat: dict[str, Any] = {"type": row_name}

@@ -251,6 +251,15 @@ def test_spotting_results_export(tmp_path):
         "subject,video,onset,offset,type,emotion,confidence,apex\n"
         "s1,v1,-2,8,micro,,0.9,3\ns1,v1,40,60,macro,happy,0.5,50\n")
     (run / "truth.csv").write_text("subject,video,onset,offset\ns1,v1,0,9\n")
+    from mexkit.io.tables import write_table
+    from mexkit.pipeline.spotting import SpotVideo, frame_score_columns
+
+    video = SpotVideo("d/s1/v1", "s1", "v1", 30.0, 6, 2, np.zeros((4, 1)), [])
+    curves = {"micro": {"scores": [0.1, 0.9, 0.2, 0.05], "smoothed": [0.3, 0.4, 0.35, 0.1],
+                        "threshold": 0.33},
+              "macro": {"scores": [0.5, 0.6, 0.7, 0.8], "smoothed": [0.55, 0.6, 0.7, 0.75],
+                        "threshold": 0.6}}
+    write_table(run / "frame_scores.csv", frame_score_columns(video, curves), format="csv")
     report = {"micro": {"spotting": {"tp": 1, "fp": 0, "fn": 0, "f1": 1.0}, "strs": None},
               "overall": {"spotting": {"tp": 1, "fp": 1, "fn": 0, "f1": 2 / 3}, "strs": 0.5}}
     (run / "results.json").write_text(json.dumps(
@@ -263,3 +272,10 @@ def test_spotting_results_export(tmp_path):
     assert m.loc["overall", "spotting_f1"] == 2 / 3 and m.loc["micro", "spotting_tp"] == 1
     assert m.loc["overall", "strs"] == 0.5 and np.isnan(m.loc["micro", "strs"])
     assert pd.read_csv(tmp_path / "o" / "truth.csv")["offset"].tolist() == [9]
+    fs = pd.read_csv(tmp_path / "o" / "frame_scores.csv")
+    micro = fs[fs["type"] == "micro"]
+    assert micro["frame"].tolist() == [0, 1, 2, 3]
+    assert micro["score"].tolist() == [0.1, 0.9, 0.2, 0.05]
+    assert micro["smoothed"].tolist() == [0.3, 0.4, 0.35, 0.1]
+    assert set(micro["threshold"]) == {0.33} and set(fs["video"]) == {"v1"}
+    assert fs[fs["type"] == "macro"]["score"].tolist() == [0.5, 0.6, 0.7, 0.8]
