@@ -26,13 +26,16 @@ run solves many batches), one pool per worker count.
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -114,7 +117,6 @@ _handler_installed = False
 def _watch_sigint() -> None:
     """Wrap the SIGINT handler (main thread only, once) so that it records Ctrl-C."""
     global _handler_installed
-    import signal
 
     if _handler_installed or threading.current_thread() is not threading.main_thread():
         return
@@ -127,8 +129,6 @@ def _watch_sigint() -> None:
             return
 
         def handler(signum: int, frame: Any) -> Any:
-            import time
-
             _interrupted_at[0] = time.monotonic()
             _INTERRUPTED.set()
             return previous(signum, frame)
@@ -214,7 +214,6 @@ class ProcessPool:
         itself. An exception raised by ``func`` stops the map and is raised.
         """
         name = (func.__module__, func.__qualname__)
-        import time
 
         _watch_sigint()
         # a Ctrl-C of more than a second ago was raised (or handled) then; a fresh one
@@ -313,8 +312,6 @@ def shutdown_pools() -> None:
 
 def serve() -> None:
     """Worker main loop: answer requests on stdin until it closes."""
-    import importlib
-    import signal
 
     # Ctrl-C reaches the whole process group: the parent decides what happens
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -323,7 +320,7 @@ def serve() -> None:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
-        import cv2
+        import cv2  # start-up: mexkit.motion imports this module without OpenCV
 
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover - cv2 is a dependency

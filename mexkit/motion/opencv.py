@@ -118,7 +118,7 @@ outer_iterations, scale_step, gamma, median_filtering
     .. [1] J. Sanchez Perez, E. Meinhardt-Llopis, G. Facciolo, "TV-L1 optical
        flow estimation", IPOL 3 (2013), pp. 137-150.
     """
-    import cv2
+    import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
     prm = make_params(tau=tau, lambda_=lambda_, theta=theta, nscales=nscales, warps=warps,
                       epsilon=epsilon, inner_iterations=inner_iterations,
@@ -185,7 +185,7 @@ def farneback(reference: Any, moving: Any, *, pyr_scale: float = 0.5, levels: in
     .. [2] S. Zhao et al., "A two-stage 3D CNN based learning method for
        spontaneous micro-expression recognition" (MERSiamC3D), section 3.1.2.
     """
-    import cv2
+    import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
     check_range("pyr_scale", float(pyr_scale), 0.0, 1.0, low_open=True, high_open=True)
     levels = check_int("levels", levels, 1)

@@ -259,7 +259,7 @@ def _resize(image: np.ndarray, size: tuple[int, int], scale: tuple[float, float]
     h, w = image.shape[-2:]
     nh, nw = size
     if image.dtype == np.float32:
-        import cv2
+        import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
         planes = image.reshape((-1, h, w))
         if scale is None:
@@ -303,7 +303,7 @@ def _warp_data(reference: np.ndarray, stack: np.ndarray, u: np.ndarray, border: 
     frame, and the constant part of the residual
     ``I1(x + u0) - grad I1(x + u0) . u0 - I0(x)``.
     """
-    import cv2
+    import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
     h, w = reference.shape
     map_x = np.arange(w, dtype=np.float32)[None, :] + u[0]
@@ -331,13 +331,13 @@ def _warp_data(reference: np.ndarray, stack: np.ndarray, u: np.ndarray, border: 
 def _median(u: np.ndarray, ksize: int, scratch: np.ndarray) -> None:
     """In-place ksize x ksize median of each (h, w) plane of ``u``, replicated border."""
     if u.dtype == np.float32:
-        import cv2
+        import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
         for plane in u:
             cv2.medianBlur(plane, ksize, dst=scratch)
             plane[...] = scratch
     else:  # OpenCV's 5 x 5 median takes float32 only
-        from scipy import ndimage
+        from scipy import ndimage  # start-up: scipy.ndimage is slow to import; float64 only
 
         for plane in u:
             ndimage.median_filter(plane, size=ksize, mode="nearest", output=scratch)
@@ -660,9 +660,9 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
         flow = _solve_pairs(ref, mov, prm, np_dtype,
                             default_threads() if threads is None else threads)
     else:
-        import torch
+        import torch  # start-up: torch, only for the torch engine
 
-        from .tvl1_torch import solve
+        from .tvl1_torch import solve  # start-up: tvl1_torch imports torch
 
         flow = solve(ref, mov, prm, device=dev, batch_size=batch_size, compile=compile,
                      dtype=torch.float64 if np_dtype == np.float64 else torch.float32)

@@ -334,7 +334,7 @@ def _median_filter_torch(u: list[torch.Tensor], ksize: int) -> list[torch.Tensor
 
 def _median_filter_cv2(u: list[torch.Tensor], ksize: int) -> list[torch.Tensor]:
     """Same as :func:`_median_filter_torch` with OpenCV's medianBlur (CPU, float32)."""
-    import cv2
+    import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
     out = []
     for comp in u:
@@ -348,7 +348,7 @@ def _median_filter_cv2(u: list[torch.Tensor], ksize: int) -> list[torch.Tensor]:
 
 def _median_filter_scipy(u: list[torch.Tensor], ksize: int) -> list[torch.Tensor]:
     """Same as :func:`_median_filter_torch` with scipy (CPU, any float dtype)."""
-    from scipy import ndimage
+    from scipy import ndimage  # start-up: scipy.ndimage is slow to import; float64 only
 
     return [torch.from_numpy(ndimage.median_filter(comp.numpy(), size=(1, ksize, ksize),
                                                    mode="nearest")) for comp in u]
@@ -462,16 +462,16 @@ class _TraceSettings:
     """
 
     def __enter__(self) -> None:
-        import torch._dynamo.config as dynamo_config
-        from torch.fx.experimental import _config as fx_config
+        import torch._dynamo.config as dynamo_config  # start-up: torch._dynamo is slow to import
+        from torch.fx.experimental import _config as fx_config  # start-up: as torch._dynamo
 
         self._saved = (fx_config.use_duck_shape, dynamo_config.recompile_limit)
         fx_config.use_duck_shape = False
         dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
 
     def __exit__(self, *exc: Any) -> None:
-        import torch._dynamo.config as dynamo_config
-        from torch.fx.experimental import _config as fx_config
+        import torch._dynamo.config as dynamo_config  # start-up: torch._dynamo is slow to import
+        from torch.fx.experimental import _config as fx_config  # start-up: as torch._dynamo
 
         fx_config.use_duck_shape, dynamo_config.recompile_limit = self._saved
 

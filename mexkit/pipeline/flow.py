@@ -12,6 +12,10 @@ import numpy as np
 from .._validate import check_option
 from ..devices import check_device, cuda_possible
 from ..errors import ParameterError
+from ..motion.methods import flow_method
+from ..motion.pairs import make_pairs
+from ..motion.strain import optical_strain
+from ..temporal.apex import estimate_apex
 from .runner import StageResult, Task, batched
 from .stages import expect_arrays, flow_feature, input_sample, require_arrays, run_store_stage
 
@@ -69,8 +73,6 @@ def _apex(sample: Any, frames: np.ndarray, onset: int, offset: int, how: str) ->
         raise ParameterError(
             f"sample {sample.sample_id!r} has no apex annotation; choose --no-apex middle or "
             "max-diff to estimate one.")
-    from ..temporal.apex import estimate_apex  # start-up: only for a clip without apex
-
     return estimate_apex(frames, onset, offset, method=how)
 
 
@@ -101,8 +103,6 @@ def _say_unannotated(sample: Any, onset: int, apex: int | None, opt: Mapping[str
 
 
 def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.ndarray, int]:
-    from ..motion.pairs import make_pairs  # start-up: importing mexkit.motion loads cv2
-
     T = len(frames)
     a = sample.attrs
     onset = int(a.get("onset", 0) or 0)
@@ -120,8 +120,6 @@ def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.
 
 
 def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.ndarray:
-    from ..motion.methods import flow_method  # start-up: as make_pairs
-
     name, options = flow_options(opt)
     method = flow_method(name)
     names = {o.name for o in method.options}
@@ -137,8 +135,6 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
     inputs: dict[str, Any] = {"landmarks": landmarks, "first_frame": first_frame,
                               "sample_id": sid}
     if opt["strain"] or any("strain" in f.needs for f in features):
-        from ..motion.strain import optical_strain  # start-up: as make_pairs
-
         inputs["strain"] = optical_strain(flow).astype(np.float32)
         if opt["strain"]:
             out["strain"] = inputs["strain"]
@@ -234,8 +230,6 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
     store. Each result is yielded as soon as its piece is solved, so an
     interrupted run keeps every finished sample.
     """
-    from ..motion.methods import flow_method  # start-up: as make_pairs
-
     opt = tasks[0].payload["params"]
     limit = _piece_pairs(opt)
     start_workers = flow_method(opt["method"]).start_workers
@@ -356,8 +350,6 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     overlap over many pieces; 16 with more, so that every job gets chunks);
     it does not change the result.
     """
-    from ..motion.methods import flow_method  # start-up: as make_pairs
-
     flow_method(method)  # an unknown name fails here, listing the registered ones
     device = check_device(device)  # a GPU that is not there fails once, before any sample
     check_option("pairs", pairs, PAIR_MODES)
@@ -389,8 +381,6 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
 
 
 def _compute_strain(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..motion.strain import optical_strain  # start-up: as make_pairs
-
     s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     require_arrays(s, ["flow"], stage="strain", producer="mexkit flow")
     flow = s.read("flow")

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputChangedError, ModelInputError, ParameterError, StoreError
 from ..io.store import SampleView, Store, open_store
+from ..motion import feature_registry
 from .cache import cache_key
 from .limits import store_limits
 from .runner import StageResult, Task, run_stage
@@ -140,8 +141,6 @@ def flow_feature(name: str) -> Any:
     MEAN's ``mean`` feature is registered by :mod:`mexkit.pipeline.mean_features`
     (it builds on the model's own input code), imported here when asked for.
     """
-    from ..motion import feature_registry  # start-up: importing mexkit.motion loads cv2
-
     if name not in feature_registry.flow_features():
         from . import mean_features  # noqa: F401  start-up: torch, only for "mean"
     return feature_registry.flow_feature(name)

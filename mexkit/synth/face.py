@@ -49,6 +49,7 @@ from importlib import resources
 
 import cv2
 import numpy as np
+from skimage.data import astronaut
 
 from .._validate import check_range
 from ..errors import ConvergenceError, DatasetError, ParameterError
@@ -107,9 +108,8 @@ def base_face_record() -> dict:
 
 @functools.lru_cache(maxsize=1)
 def _astronaut() -> np.ndarray:
-    from skimage import data
 
-    image = data.astronaut()
+    image = astronaut()
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
     if digest != base_face_record()["image_sha256"]:
         logger.warning(

@@ -237,7 +237,7 @@ def build_keyframes(frames: np.ndarray, plan: list[KeyFrame], *,
     check_ndim("frames", frames, (3, 4), "(T, H, W) or (T, H, W, C)")
     frames = np.asarray(frames)
     if interpolator is None:
-        from .interpolate import interpolate_midpoint as interpolator
+        from .interpolate import interpolate_midpoint as interpolator  # start-up: loads OpenCV
     n = frames.shape[0]
     for pos, kf in enumerate(plan):
         if kf.parents is None and not 0 <= kf.index < n:
