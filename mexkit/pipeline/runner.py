@@ -362,6 +362,21 @@ class _Run:
         return False
 
 
+def _take_shard(tasks: Sequence[Task], extra_failures: Mapping[str, str] | None,
+                shard: tuple[int, int], all_samples: Iterable[str] | None, stage: str
+                ) -> tuple[list[Task], dict[str, str], dict[str, Any]]:
+    """The tasks and failures of shard ``(index, count)``, and what the part records of
+    it: which shard of which sample set it holds (merge checks that every shard is there)."""
+    ids = [t.sample_id for t in tasks]
+    record = {"shards": [shard[0]], "count": shard[1],
+              "samples": sorted(set(ids) | set(extra_failures or {}) | set(all_samples or ()))}
+    mine = [t for t in tasks if in_shard(t.sample_id, shard)]
+    failures = {sid: msg for sid, msg in (extra_failures or {}).items() if in_shard(sid, shard)}
+    logger.info("%s: shard %d of %d holds %d of %d sample(s)", stage, shard[0], shard[1],
+                len(mine), len(ids))
+    return mine, failures, record
+
+
 def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
               output: str | Path, stage: str, params: Mapping[str, Any],
               upstream: Iterable[Mapping[str, Any]] = (), jobs: int = 1, backend: str = "loky",
@@ -459,16 +474,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
         raise ParameterError(f"Duplicate sample ids: {', '.join(dup[:5])}.")
     meta: dict[str, Any] = {}
     if shard is not None:
-        # the part says which shard of which sample set it holds: merge checks that
-        # every shard is there
-        meta["shard"] = {"shards": [shard[0]], "count": shard[1],
-                         "samples": sorted(set(ids) | set(extra_failures or {})
-                                           | set(all_samples or ()))}
-        tasks = [t for t in tasks if in_shard(t.sample_id, shard)]
-        extra_failures = {sid: msg for sid, msg in (extra_failures or {}).items()
-                          if in_shard(sid, shard)}
-        logger.info("%s: shard %d of %d holds %d of %d sample(s)", stage, shard[0], shard[1],
-                    len(tasks), len(ids))
+        tasks, extra_failures, meta["shard"] = _take_shard(tasks, extra_failures, shard,
+                                                           all_samples, stage)
         ids = [t.sample_id for t in tasks]
     cache_dir = str(SampleCache(cache).root) if cache else None
     trusted = trusted_keys(cfg.trust)
