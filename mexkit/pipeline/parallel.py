@@ -700,8 +700,9 @@ def _stop_pool(pool: Any, fault: str, waited: float) -> bool:
     the internals used here.
     """
     try:
-        from joblib.externals.loky.backend.utils import kill_process_tree
-        from joblib.externals.loky.process_executor import TerminatedWorkerError
+        # start-up: as in _session, loky is imported by loky maps only
+        from joblib.externals.loky.backend.utils import kill_process_tree  # (above)
+        from joblib.externals.loky.process_executor import TerminatedWorkerError  # (above)
 
         error = TerminatedWorkerError(
             f"the loky worker pool stopped working ({fault}) and had not recovered "
