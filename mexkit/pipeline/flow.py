@@ -104,13 +104,11 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
     """Strain and features of one sample's flow."""
     out: dict[str, np.ndarray] = {}
     strain = None
-    paper_mean = "mean" in opt["features"] and opt.get("mean_input") == "paper"
-    if opt["strain"] or paper_mean:
+    if opt["strain"]:
         from ..motion.strain import optical_strain
 
         strain = optical_strain(flow).astype(np.float32)
-        if opt["strain"]:
-            out["strain"] = strain
+        out["strain"] = strain
     if "dm" in opt["features"]:
         from ..motion.features import direction_magnitude
 
@@ -119,10 +117,14 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
         from ..motion.features import hoof
 
         out["hoof"] = np.asarray(hoof(flow), dtype=np.float32)
-    if "mean" in opt["features"]:
-        from .mean_features import mean_features
+    for name in opt["features"]:
+        if name in ("dm", "hoof"):
+            continue
+        from ..models.registry import flow_feature_hook  # start-up: torch, only for them
 
-        out.update(mean_features(flow, landmarks, first_frame, opt, sid, strain))
+        # a feature a model defines (its registry entry's flow_features: MEAN's "mean")
+        out.update(flow_feature_hook(name).compute(flow, landmarks, first_frame, opt, sid,
+                                                   strain))
     return out
 
 

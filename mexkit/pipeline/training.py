@@ -71,8 +71,8 @@ from ..models.registry import (
 )
 from ..models.registry import model_options as resolve_options
 from .labelled import SampleTable, sample_table
-from .mean_weights import predict_with_weights
 from .parallel import parallel_map
+from .published import predict_with_weights
 from .reports import EpochBars, format_report, jsonable, plot_confusion, plot_training, safe_name
 from .spot_eval import format_spot_report
 from .spotting import is_spotting_store, train_spotting
@@ -587,8 +587,8 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike 
     ``true`` in the predictions is the stored label, or with ``scheme`` (by
     default the scheme the model was trained with) the class the scheme
     gives the sample, so that ``mexkit evaluate`` can score the file. With
-    ``weights`` instead of ``results_dir``, MEAN's published networks predict
-    (:func:`mexkit.pipeline.mean_weights.predict_with_weights`; ``per_subject``,
+    ``weights`` instead of ``results_dir``, a model's published networks predict
+    (:func:`mexkit.pipeline.published.predict_with_weights`; ``per_subject``,
     ``subject_map`` and ``classes`` go with them).
 
     Raises

@@ -51,7 +51,10 @@ def load_mean_weights(model: Any, path: str | os.PathLike, classes: list[str]) -
     loaded = ["shared"]
     take = dict(shared)
     file_classes = list(meta.get("classes") or [])
-    head = {k: v for k, v in state.items() if k.startswith("recog_head.")}
+    # a converted network holds both heads' tensors; its kind says which it really has
+    kind = str(meta.get("kind") or "spot_recog")
+    head = {k: v for k, v in state.items() if k.startswith("recog_head.")
+            and "recog" in kind}
     if head and sorted(file_classes) == sorted(classes) and \
             head["recog_head.5.weight"].shape == own["recog_head.5.weight"].shape:
         # the same classes, perhaps in another order: the output rows follow the names
@@ -64,7 +67,8 @@ def load_mean_weights(model: Any, path: str | os.PathLike, classes: list[str]) -
         logger.info("mean: the weights' recognition head (%s) does not match the classes %s; "
                     "it starts from initialisation", ", ".join(file_classes) or "?",
                     ", ".join(classes))
-    spot = {k: v for k, v in state.items() if k.startswith("spot_head.")}
+    spot = {k: v for k, v in state.items() if k.startswith("spot_head.")
+            and "spot" in kind}
     if spot:
         take.update(spot)
         loaded.append("spotting head")
