@@ -42,9 +42,10 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import numpy as np  # noqa: E402
 
-#: Networks compared: every dataset's first fold in all three kinds.
+#: Networks compared: the first two folds (natural order) of every dataset and kind.
 DATASETS = ("CASME2", "CASME_sq", "SAMMLV", "SMIC_HS", "SMIC_VIS", "SMIC_NIR")
 KINDS = ("spot", "recog", "spot_recog")
+FOLDS_PER_KIND = 2
 
 
 def keras_mean(kind: str, n_classes: int):
@@ -150,7 +151,9 @@ def compare(repo: Path, videos: list[str], crop: str) -> dict[str, float]:
 
     hook = published_model(repo / "MEAN_Weights").published
     predictor = dlib.shape_predictor(str(dlib_predictor_path()))
-    files = [repo / "MEAN_Weights" / d / k / "s1.hdf5" for d in DATASETS for k in KINDS]
+    files = [f for d in DATASETS for k in KINDS
+             for f in sorted((repo / "MEAN_Weights" / d / k).glob("s*.hdf5"),
+                             key=lambda p: int(p.stem[1:]))[:FOLDS_PER_KIND]]
     models = {}
     total = {"input": 0.0, "prob own": 0.0, "spot own": 0.0, "prob same": 0.0,
              "spot same": 0.0, "agree": 0, "n": 0}

@@ -230,13 +230,16 @@ class Spotting:
         beside what :attr:`train` needs; the pipeline adds ``device`` and
         ``deterministic``, and records the dict in results.json.
     train : callable
-        ``train(x, y, rx, ry, *, n_classes, settings, seed, checkpoint) ->
-        {"spotter", "recognizer", "history"}``: the
+        ``train(x, y, rx, ry, *, n_classes, settings, seed, checkpoint,
+        monitor) -> {"spotter", "recognizer", "history"}``: the
         spotting network trained on per-pair features ``x`` with
         pseudo-labels ``y`` (float, subsampled), the recognition network on
-        the features ``rx`` of interval frames with classes ``ry`` (lists of
-        arrays; None when there are none), ``checkpoint(stage)`` the file of
-        the stage ``"spotting"`` or ``"recognition"`` (or None).
+        the onset -> apex features ``rx`` of the training intervals with
+        classes ``ry`` (lists of one-row arrays; empty when there are none),
+        ``checkpoint(stage)`` the file of the stage ``"spotting"`` or
+        ``"recognition"`` (or None), ``monitor`` ``(features, classes)`` of
+        the held-out subject's intervals at their onset (or None), watched
+        only.
     scores : callable
         ``scores(spotter, x, device) -> (P,)`` spotting score per pair.
     classes : callable

@@ -9,9 +9,12 @@ flow --pairs gap``), per LOSO fold:
    carry no type), the model's spotting network is trained on the training
    subjects' pairs with pseudo-labels of that type's intervals (window
    ``k'`` from the type's mean length), non-expression:expression pairs
-   subsampled (8:1 for MEAN), and its recognition network on the pairs
-   ``[onset, offset]`` of the training intervals with an emotion (the
-   model's :attr:`~mexkit.models.registry.Spotting.train` hook);
+   subsampled (8:1 for MEAN), and its recognition network on the onset ->
+   apex input of each training interval with an emotion (stored beside the
+   pairs by ``mexkit flow --pairs gap``: ``interval_<input>``), its loss and
+   accuracy watched on the held-out subject's input of pair ``(onset, onset +
+   k)`` of each interval (MEAN's authors' X2 and X1; the model's
+   :attr:`~mexkit.models.registry.Spotting.train` hook);
 2. on the held-out subject's videos: per-pair scores and classes, smoothing,
    peaks, intervals with confidence and emotion
    (:func:`mexkit.spot.spot_video`).
@@ -34,7 +37,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +59,8 @@ from .reports import jsonable, safe_name, save_figure
 from .spot_eval import format_spot_report
 
 __all__ = ["format_spot_report", "SpotVideo", "load_spot_videos", "parse_type_stores",
-           "train_spotter", "spot_with", "plot_video", "spot_loso", "train_spotting",
+           "recognition_frames", "train_spotter", "spot_with", "plot_video", "spot_loso",
+           "train_spotting",
            "load_spot_model", "spot_store", "is_spotting_store", "spotting_models"]
 
 logger = logging.getLogger("mexkit")
@@ -74,6 +78,8 @@ class SpotVideo:
     gap: int
     features: np.ndarray            # (P, ...) float32, P = n_frames - gap
     truth: list[Interval]
+    #: (onset, offset) -> the input of the interval's onset -> apex pair
+    onset_apex: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
 
 
 # -- which model, which store --------------------------------------------------------------
@@ -222,9 +228,15 @@ def load_spot_videos(store_path: str | os.PathLike, *, feature: str | None = Non
             truth = _store_intervals(a, subject, video, n_frames)
             if label_of:
                 truth = _labelled(truth, label_of, subject, video)
+            onset_apex = {}
+            if f"interval_{feature}" in sample and "interval_pairs" in sample:
+                bounds = sample.read("interval_pairs")
+                rows = sample.read(f"interval_{feature}").astype(np.float32)
+                onset_apex = {(int(b[0]), int(b[2])): r for b, r in zip(bounds, rows,
+                                                                        strict=True)}
             videos.append(SpotVideo(sample.sample_id, subject, video, float(a.get("fps") or 0),
                                     n_frames, gap, sample.read(feature).astype(np.float32),
-                                    truth))
+                                    truth, onset_apex))
     if not videos:
         raise ParameterError(f"{store_path}: the store holds no video.")
     return videos
@@ -315,33 +327,63 @@ def _digest(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:12]
 
 
+def _onset_apex(v: SpotVideo, t: Interval) -> np.ndarray:
+    """The input of interval ``t``'s onset -> apex pair (the store's ``interval_*``)."""
+    hit = v.onset_apex.get((t.onset, t.offset))
+    if hit is None:
+        raise ModelInputError(
+            f"video {v.subject}/{v.video} ({v.sample_id}) has no onset -> apex input "
+            f"for its interval [{t.onset}, {t.offset}], on which recognition trains; make "
+            "the store again with `mexkit flow --pairs gap --features ...` (it stores "
+            "interval_pairs and the intervals' features).")
+    return hit
+
+
+def recognition_frames(videos: Sequence[SpotVideo], kind: str | None,
+                       classes: Sequence[str], *, at_onset: bool = False
+                       ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each interval of ``kind`` whose emotion is one of ``classes``: its input and class.
+
+    The input is its onset -> apex pair's (``at_onset=False``: what recognition
+    trains on, the authors' X2), or its pair ``(onset, onset + k)`` of the
+    gap flow (``at_onset=True``: what they validate on, X1), one row each.
+    """
+    rx: list[np.ndarray] = []
+    ry: list[np.ndarray] = []
+    index = {c: k for k, c in enumerate(classes)}
+    for v in videos:
+        for t in v.truth:
+            if t.type != kind or t.emotion not in index or t.onset >= len(v.features):
+                continue
+            rx.append((v.features[t.onset] if at_onset else _onset_apex(v, t))[None])
+            ry.append(np.array([index[t.emotion]], dtype=np.int64))
+    return rx, ry
+
+
 def _training_frames(videos: Sequence[SpotVideo], kind: str | None, kprime: int,
                      classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list, list]:
     """All pairs with their pseudo-labels of ``kind``'s intervals, and each interval's
-    pairs with its class (for intervals whose emotion is one of ``classes``)."""
-    xs, ys, rx, ry = [], [], [], []
-    index = {c: k for k, c in enumerate(classes)}
+    onset -> apex input with its class (:func:`recognition_frames`)."""
+    xs, ys = [], []
     for v in videos:
         mine = [t for t in v.truth if t.type == kind]
-        p = len(v.features)
         xs.append(v.features)
-        ys.append(pseudo_labels(p, [(t.onset, t.offset) for t in mine], kprime))
-        for t in mine:
-            if t.emotion in index and t.onset < p:
-                sl = slice(t.onset, min(t.offset, p - 1) + 1)
-                rx.append(v.features[sl])
-                ry.append(np.full(sl.stop - sl.start, index[t.emotion], dtype=np.int64))
+        ys.append(pseudo_labels(len(v.features), [(t.onset, t.offset) for t in mine], kprime))
+    rx, ry = recognition_frames(videos, kind, classes)
     return np.concatenate(xs), np.concatenate(ys).astype(np.float32), rx, ry
 
 
 def train_spotter(videos: Sequence[SpotVideo], *, spotting: Any, kind: str | None,
                   kprime: int, classes: Sequence[str], settings: Mapping[str, Any], seed: int,
-                  ckpt_dir: Path | None, tag: str) -> dict[str, Any]:
+                  ckpt_dir: Path | None, tag: str,
+                  held_out: Sequence[SpotVideo] = ()) -> dict[str, Any]:
     """Train one expression type's spotting and recognition networks (the model's hook).
 
     ``spotting`` is the model's :class:`~mexkit.models.registry.Spotting`;
     ``settings`` its :attr:`~mexkit.models.registry.Spotting.settings` plus
-    ``device`` and ``deterministic``. Returns ``{"spotter": model,
+    ``device`` and ``deterministic``; ``held_out`` the fold's test videos,
+    whose intervals' input at the onset the recognition network's loss is
+    watched on each epoch (never chosen on). Returns ``{"spotter": model,
     "recognizer": model or None, "history": {...}, "checkpoints":
     {"spotting": path, "recognition": path or None}}``; the checkpoint names
     carry a digest of the training data, so a folder holding another run's
@@ -365,8 +407,10 @@ def train_spotter(videos: Sequence[SpotVideo], *, spotting: Any, kind: str | Non
             return None
         return ckpt_dir / f"{tag}-{kind or 'all'}-{digest}-{stage}.safetensors"
 
+    mx, my = recognition_frames(held_out, kind, classes, at_onset=True) if rx else ([], [])
+    monitor = (np.concatenate(mx), np.concatenate(my)) if mx else None
     nets = spotting.train(x[keep], y[keep], rx, ry, n_classes=n_classes, settings=settings,
-                          seed=seed, checkpoint=checkpoint)
+                          seed=seed, checkpoint=checkpoint, monitor=monitor)
     logger.info("spot: %s %s: %d spotting frames (%d in intervals), %d recognition frames",
                 tag, kind or "all", int(keep.size), int((y[keep] > 0).sum()),
                 int(sum(len(r) for r in ry)))
@@ -470,13 +514,15 @@ class _Spotting:
     def gaps(self) -> dict[str | None, int]:
         return {k: self.by_type[k][0].gap for k in self.types}
 
-    def train(self, videos_of: Any, *, seed: int, ckpt_dir: Path, tag: str
-              ) -> dict[str | None, dict[str, Any]]:
-        """Every type's networks, trained on ``videos_of(kind)``."""
+    def train(self, videos_of: Any, *, seed: int, ckpt_dir: Path, tag: str,
+              held_out: Any = None) -> dict[str | None, dict[str, Any]]:
+        """Every type's networks, trained on ``videos_of(kind)`` (``held_out(kind)``: the
+        videos whose recognition loss is watched)."""
         return {kind: train_spotter(videos_of(kind), spotting=self.spec.spotting, kind=kind,
                                     kprime=self.kprimes[kind], classes=self.classes,
                                     settings=self.settings, seed=seed, ckpt_dir=ckpt_dir,
-                                    tag=tag)
+                                    tag=tag,
+                                    held_out=held_out(kind) if held_out else ())
                 for kind in self.types}
 
     def spot(self, models: Mapping[str | None, Any], n: int
@@ -595,7 +641,8 @@ def _loso(run: _Spotting, out: Path, *, seed: int, plots: bool
         models = run.train(
             lambda kind, s=subject: [v for v in run.by_type[kind] if v.subject != s],
             seed=seed + 1000 * fold, ckpt_dir=out / "checkpoints",
-            tag=f"fold{fold:02d}-{safe_name(subject)}")
+            tag=f"fold{fold:02d}-{safe_name(subject)}",
+            held_out=lambda kind, s=subject: [v for v in run.by_type[kind] if v.subject == s])
         for kind, m in models.items():
             histories[f"{subject}/{kind or 'all'}"] = m["history"]
         for n, v in enumerate(run.videos):
