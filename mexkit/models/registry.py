@@ -101,6 +101,10 @@ class ModelOption:
     constructor : bool
         Pass the value to the model's constructor as well as to its trainer
         (``False`` for settings that only change training).
+    scope : {"all", "spotting"}
+        ``"spotting"``: a setting of spot-then-recognize on stores of whole
+        videos only (:class:`Spotting`); a clip-classification run neither
+        uses nor records it, and warns when it is given.
     """
 
     name: str
@@ -108,6 +112,7 @@ class ModelOption:
     default: Any
     help: str
     constructor: bool = True
+    scope: str = "all"
 
     @property
     def keyword(self) -> str:
@@ -451,6 +456,13 @@ class ModelSpec:
         training is not one plain :func:`~mexkit.learn.train.fit` call
         (pre-training stages, pairs); None for
         :func:`mexkit.learn.folds.standard`.
+    clip_run : callable or None
+        ``clip_run(options) -> dict``: what a clip-classification run
+        (``mexkit train`` on a store of clips) of the model is, given its
+        options, when that differs from what the paper trains (MEAN: the
+        recognition network alone, from scratch, unless weights are given);
+        recorded in results.json's ``config["run"]``; it may warn, once per
+        run.
     weights_option : str or None
         The model option (keyword) that names a weights file every fold starts
         from (AKMNet's pre-trained backbone, MEAN's converted authors'
@@ -495,6 +507,7 @@ class ModelSpec:
     paper_reported: Mapping[int, int] = field(default_factory=dict)
     options: tuple[ModelOption, ...] = ()
     trainer: Callable[[Any], list[dict[str, Any]]] | None = None
+    clip_run: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     weights_option: str | None = None
     report: Callable[[Any], list[Any]] | None = None
     pretraining: BackbonePretraining | None = None

@@ -46,11 +46,12 @@ import numpy as np
 from .. import __version__
 from .._validate import check_range
 from ..devices import resolve_device
-from ..errors import ModelInputError, ParameterError, StoreError
+from ..errors import LabelError, ModelInputError, ParameterError, StoreError
 from ..io.atomic import write_text
 from ..io.checkpoints import load_checkpoint
 from ..io.intervals import read_intervals, write_intervals, write_intervals_json
 from ..io.store import open_store
+from ..labels import get_scheme
 from ..learn.train import ratio_subsample
 from ..models.registry import ModelSpec, get_spec, list_models
 from ..spot.metrics import Interval, evaluate_intervals
@@ -135,16 +136,28 @@ def is_spotting_store(store_path: str | os.PathLike, feature: str | None = None)
 
 
 # -- reading the videos ----------------------------------------------------------------------
-def _store_intervals(attrs: Mapping[str, Any], subject: str, video: str, n: int
-                     ) -> list[Interval]:
+def _scheme_label(rule: Any, r: Mapping[str, Any], attrs: Mapping[str, Any]) -> str | None:
+    """An interval's class under a label scheme, from its raw emotion (None outside it)."""
+    try:
+        return rule.label(emotion=r.get("emotion"), aus=r.get("aus"),
+                          dataset=attrs.get("dataset"),
+                          objective_class=r.get("objective_class"))
+    except LabelError:
+        return None
+
+
+def _store_intervals(attrs: Mapping[str, Any], subject: str, video: str, n: int,
+                     scheme: str | None = None) -> list[Interval]:
     raw = attrs.get("intervals")
     if raw is None:
         on, off = attrs.get("onset"), attrs.get("offset")
         if on is None or off is None:
             return []
         raw = [{"onset": on, "offset": off, "kind": attrs.get("kind") or "micro",
-                "emotion": attrs.get("label") or attrs.get("emotion"),
+                "label": attrs.get("label"), "emotion": attrs.get("emotion"),
+                "aus": attrs.get("aus"), "objective_class": attrs.get("objective_class"),
                 "apex": attrs.get("apex")}]
+    rule = get_scheme(scheme) if scheme is not None else None
     out = []
     for r in raw:
         on, off = r.get("onset"), r.get("offset")
@@ -152,7 +165,8 @@ def _store_intervals(attrs: Mapping[str, Any], subject: str, video: str, n: int
             logger.warning("%s/%s: interval [%s, %s] skipped (outside the video of %d "
                            "frames or reversed)", subject, video, on, off, n)
             continue
-        emo = r.get("label") or r.get("emotion") or None
+        emo = (_scheme_label(rule, r, attrs) if rule is not None
+               else r.get("label") or r.get("emotion") or None)
         apex = r.get("apex")
         out.append(Interval(subject, video, int(on), min(int(off), n - 1),
                             type=(str(r.get("kind")).lower() if r.get("kind") else None),
@@ -185,7 +199,8 @@ def _gap(store_path: str | os.PathLike, sample: Any) -> tuple[int, int]:
 
 
 def load_spot_videos(store_path: str | os.PathLike, *, feature: str | None = None,
-                     emotions: str | os.PathLike | None = None) -> list[SpotVideo]:
+                     emotions: str | os.PathLike | None = None,
+                     scheme: str | None = None) -> list[SpotVideo]:
     """Read every video of a ``--pairs gap`` flow store.
 
     Parameters
@@ -200,6 +215,9 @@ def load_spot_videos(store_path: str | os.PathLike, *, feature: str | None = Non
         store's intervals, matched by subject, video, onset and offset (for
         sheets without emotions, e.g. SAMM Long Videos or ``mexkit synth
         --long``, whose ``intervals.csv`` has them).
+    scheme : str, optional
+        A label scheme: each interval's emotion becomes its class (None
+        outside the scheme: spotted and scored, not recognised).
 
     Raises
     ------
@@ -225,7 +243,7 @@ def load_spot_videos(store_path: str | os.PathLike, *, feature: str | None = Non
             n_frames = int(a.get("n_frames") or (n_pairs + gap))
             subject = str(a.get("subject"))
             video = str(a.get("video") or a.get("clip") or sample.sample_id)
-            truth = _store_intervals(a, subject, video, n_frames)
+            truth = _store_intervals(a, subject, video, n_frames, scheme)
             if label_of:
                 truth = _labelled(truth, label_of, subject, video)
             onset_apex = {}
@@ -536,10 +554,10 @@ class _Spotting:
 
 def _read_spotting(store_path: str | os.PathLike, spec: ModelSpec, settings: dict[str, Any],
                    *, emotions: Any, kprime: Any, p: float, long: bool | None,
-                   type_stores: Any) -> _Spotting:
+                   type_stores: Any, scheme: str | None = None) -> _Spotting:
     check_range("p", float(p), 0.0, 1.0)
     feature = spec.spotting.input
-    videos = load_spot_videos(store_path, feature=feature, emotions=emotions)
+    videos = load_spot_videos(store_path, feature=feature, emotions=emotions, scheme=scheme)
     types = _types(videos)
     kprimes = _kprimes(videos, types, kprime)
     type_stores = parse_type_stores(type_stores)
@@ -562,7 +580,8 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
               kprime: Mapping[str, int] | int | None = None, p: float | None = None,
               long: bool | None = None, device: str = "cpu", seed: int = 0,
               deterministic: bool = True, final: bool = False, plots: bool = True,
-              type_stores: Mapping[str, str] | str | None = None) -> Path:
+              type_stores: Mapping[str, str] | str | None = None,
+              scheme: str | None = None) -> Path:
     """A model's LOSO spot-then-recognize evaluation of a gap-flow store.
 
     ``model`` is a model with spotting hooks (default: the one whose input
@@ -574,7 +593,10 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     path}`` or ``"macro=PATH"``) gives an expression type's network the
     features of another gap-flow store of the same videos (SOFTNet's
     per-type flow gap, e.g. k = k' for macro-expressions); the intervals
-    always come from ``store_path``.
+    always come from ``store_path``. ``scheme`` maps each interval's emotion
+    to a label scheme's class (e.g. ``casme2-5``: CASME II's five classes, as
+    the authors' code takes them); intervals outside it are spotted but not
+    recognised.
 
     Writes to ``out_dir``: ``intervals.csv`` / ``intervals.json`` (spotted
     intervals of every held-out video, with type, emotion, confidence and
@@ -598,7 +620,8 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         emotions=settings.get("emotions") if emotions is None else emotions,
         kprime=settings.get("kprime") if kprime is None else kprime,
         p=settings["p"] if p is None else p, long=long,
-        type_stores=settings.get("type_stores") if type_stores is None else type_stores)
+        type_stores=settings.get("type_stores") if type_stores is None else type_stores,
+        scheme=scheme)
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     if plots:
@@ -617,7 +640,8 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         "task": "spot-then-recognize", "model": spec.name, "protocol": "loso",
         "store": str(store_path), "mexkit_version": __version__,
         "types": [t or "all" for t in run.types], "kprime": _keyed(run.kprimes), "p": run.p,
-        "long_videos": run.long, "classes": run.classes, "settings": settings,
+        "long_videos": run.long, "classes": run.classes, "scheme": scheme,
+        "settings": settings,
         "seed": seed, "gap": _keyed(run.gaps), "type_stores": run.type_stores,
         "subjects": run.subjects, "seconds": round(time.perf_counter() - t0, 1),
         "metrics": report, "histories": histories,
@@ -661,7 +685,7 @@ def train_spotting(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                    protocol: str | None = None, epochs: int | None = None,
                    batch_size: int | None = None, lr: float | None = None,
                    device: str = "auto", seed: int = 0, deterministic: bool = True,
-                   final: bool = False) -> Path:
+                   final: bool = False, scheme: str | None = None) -> Path:
     """``mexkit train`` on a spotting store: :func:`spot_loso` with the model's settings.
 
     ``options`` are the model's options; ``epochs``, ``batch_size`` and
@@ -674,7 +698,7 @@ def train_spotting(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     device = str(resolve_device(device))  # a GPU that is not there fails before any work
     return spot_loso(store_path, out_dir, model=model, options=options, epochs=epochs,
                      batch_size=batch_size, lr=lr, device=device, seed=seed,
-                     deterministic=deterministic, final=final)
+                     deterministic=deterministic, final=final, scheme=scheme)
 
 
 # -- the final networks: saved, loaded, applied ------------------------------------------------

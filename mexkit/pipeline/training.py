@@ -123,7 +123,7 @@ def train_model(store_path: str | os.PathLike, out_dir: str | os.PathLike | None
         results = train_spotting(path, out, model=model, options=model_options,
                                  protocol=protocol, epochs=epochs, batch_size=batch_size,
                                  lr=lr, device=device, seed=seed, deterministic=deterministic,
-                                 final=final)
+                                 final=final, scheme=kw.get("scheme"))
         report = format_spot_report(json.loads(results.read_text())["metrics"])
         return TrainingRun(results, report)
     out = Path(out_dir) if out_dir is not None else path.with_name(
@@ -211,7 +211,8 @@ def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
     scheme = spec.scheme if scheme is None else scheme
     check_option("protocol", protocol, PROTOCOLS)
     device = str(resolve_device(device))
-    opts = resolve_options(spec, options)
+    opts = _clip_options(spec, resolve_options(spec, options), options)
+    run_entry = spec.clip_run(opts) if spec.clip_run is not None else None
     with open_store(store_path) as store:
         table = sample_table(store, scheme=scheme)
         upstream = upstream_entry(store)
@@ -225,13 +226,27 @@ def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
     config = {"model": model, "protocol": protocol, "scheme": scheme, "n_splits": n_splits,
               "seed": seed, "deterministic": deterministic, "device": device,
               "classes": table.classes, "inputs": inputs, "store": upstream,
-              "model_options": opts, **weights,
+              "model_options": opts, **weights, **({"run": run_entry} if run_entry else {}),
               **{k: v for k, v in kw.items() if k not in ("augment", "collate_fn")},
               "augment": spec.defaults.augmentation}
     folds = list(split(protocol, subjects=table.subjects, datasets=table.datasets,
                        labels=table.labels, n_splits=n_splits, seed=seed))
     return _Run(spec, str(store_path), protocol, scheme, device, seed, deterministic, opts,
                 kw, table, keys, failed_upstream, dataset, config, folds)
+
+
+def _clip_options(spec: ModelSpec, opts: Mapping[str, Any],
+                  given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The model's options a clip-classification run uses: those of spot-then-recognize
+    alone (``scope="spotting"``) are left out (and warned about when given)."""
+    spotting = {o.keyword: o for o in spec.options if o.scope == "spotting"}
+    for key, value in (given or {}).items():
+        o = spotting.get(key.replace("-", "_"))
+        if o is not None and value != o.default:
+            logger.warning("--%s applies to spot-then-recognize on a store of whole videos "
+                           "(`%s`); this store of clips does not use it", o.name,
+                           spec.spotting.produced_by if spec.spotting else "--pairs gap")
+    return {k: v for k, v in opts.items() if k not in spotting}
 
 
 def _code_digest(spec: ModelSpec) -> str:

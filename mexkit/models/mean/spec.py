@@ -80,9 +80,11 @@ register_model(ModelSpec(
     ),
     reference=_REFERENCE,
     paper_reported={3: 7608},
-    options=tuple(ModelOption(name, kind, default, text, constructor=False)
+    options=tuple(ModelOption(name, kind, default, text, constructor=False,
+                              scope="all" if name == "weights" else "spotting")
                   for name, kind, default, text in _TRAINING_OPTIONS),
     trainer=training.fit_fold,
+    clip_run=training.clip_run,
     weights_option="weights",
     spotting=Spotting(input="mean_regions",
                       produced_by="mexkit flow --pairs gap --features mean",
