@@ -218,7 +218,7 @@ def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
         upstream = upstream_entry(store)
         keys = store.cache_keys()
         failed_upstream = dict(store.failures)
-        weights = _weights_entry(spec, opts, store)
+        weights = _weights_entry(spec, opts, store, protocol=protocol)
     inputs = list(spec.input_names)
     dataset = StoreDataset(store_path, table.sample_ids, table.y, inputs, build=build_input)
     dataset.preload()  # a missing input fails here, before any training
@@ -276,12 +276,13 @@ def _code_digest(spec: ModelSpec) -> str:
     return h.hexdigest()[:16]
 
 
-def _weights_entry(spec: ModelSpec, options: Mapping[str, Any], store: Any
-                   ) -> dict[str, Any]:
+def _weights_entry(spec: ModelSpec, options: Mapping[str, Any], store: Any, *,
+                   protocol: str | None = None) -> dict[str, Any]:
     """Check a model's weights option against the store; the file's digest for the key.
 
     For a model with a weights option (:attr:`ModelSpec.weights_option`),
-    weights that ``mexkit pretrain`` made from clips of this store are refused
+    weights that ``mexkit pretrain`` made from clips of this store, or under
+    LOSO (CDE, HDE) from clips of a subject it evaluates, are refused
     (:func:`mexkit.pipeline.weights.check_weights`); the file's SHA-256 enters
     the settings, so that folds trained from other weights under the same
     path are redone.
@@ -289,7 +290,7 @@ def _weights_entry(spec: ModelSpec, options: Mapping[str, Any], store: Any
     path = options.get(spec.weights_option) if spec.weights_option else None
     if not path:
         return {}
-    meta = check_weights(path, store)
+    meta = check_weights(path, store, protocol=protocol)
     entry: dict[str, Any] = {"weights_sha256": weights_digest(path)}
     hooks = spec.pretraining
     if meta.get("mexkit_stage") == "pretrain" and hooks is not None:
