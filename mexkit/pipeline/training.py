@@ -229,10 +229,27 @@ def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
               "model_options": opts, **weights, **({"run": run_entry} if run_entry else {}),
               **{k: v for k, v in kw.items() if k not in ("augment", "collate_fn")},
               "augment": spec.defaults.augmentation}
+    _check_kfold(store_path, protocol, n_splits, table.labels)
     folds = list(split(protocol, subjects=table.subjects, datasets=table.datasets,
                        labels=table.labels, n_splits=n_splits, seed=seed))
     return _Run(spec, str(store_path), protocol, scheme, device, seed, deterministic, opts,
                 kw, table, keys, failed_upstream, dataset, config, folds)
+
+
+def _check_kfold(store_path: str | os.PathLike, protocol: str, n_splits: int,
+                 labels: Sequence[Any]) -> None:
+    """Stratified k-fold needs a class with ``n_splits`` samples: say how to go on."""
+    if protocol != "kfold" or not len(labels):
+        return
+    values, counts = np.unique(np.asarray(labels, dtype=object).astype(str),
+                               return_counts=True)
+    largest = int(counts.max())
+    if largest < n_splits:
+        raise ParameterError(
+            f"{store_path}: --protocol kfold with {n_splits} folds (--folds) needs a class "
+            f"of at least {n_splits} samples for stratified folds, but the largest, "
+            f"{values[counts.argmax()]!r}, has {largest} ({len(labels)} samples in all). "
+            f"Give --folds {largest} or fewer, or --protocol loso.")
 
 
 def _clip_options(spec: ModelSpec, opts: Mapping[str, Any],

@@ -54,6 +54,6 @@ def test_readme_mean_recognition_pipeline_runs_on_synthetic_clips(tmp_path):
     assert results["task"] == "spot-then-recognize" and results["long_videos"] is False
     assert results["settings"]["transfer"] is True and results["scheme"] == "casme2-5"
     assert results["classes"] == ["disgust", "happiness", "surprise"]
-    assert results["metrics"]["n_truth"] == 6
+    assert results["metrics"]["spotting"]["n_truth"] == 6
     # recognition trained on one onset -> apex sample per clip of the other subject
     assert all(len(h["recognition"]) == 2 for h in results["histories"].values())

@@ -259,3 +259,15 @@ def test_a_converted_recognition_network_loads_no_spotting_head(tmp_path, rng):
     st = tmp_path / "r.safetensors"
     _run("convert", root / "s1.hdf5", "-o", st)
     assert load_mean_weights(MEAN(5), st, list(CASME2)) == ["shared", "recognition head"]
+
+
+# -- issue 25, item 8: k-fold on too few clips names the way out ----------------------------
+def test_kfold_on_too_few_clips_names_folds_and_loso(tmp_path):
+    clips = {f"sub{i:02d}": ["happiness", "surprise"] for i in range(1, 4)}
+    store = _store(tmp_path / "few.flow.h5", clips)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", str(store), "--model", "mean", "--protocol", "kfold",
+                                 "--scheme", "casme2-5", "-o", str(out)])
+    # 3 clips per class, 10 folds by default
+    assert r.exit_code == 2 and "--folds 3 or fewer" in r.output
+    assert "--protocol loso" in r.output and not out.exists()
