@@ -47,6 +47,13 @@ def test_hooks_are_functions_not_dotted_strings():
                            ("train", *(("frames", "check_image_size") if group is
                                        spec.pretraining else ("settings", "scores",
                                                               "classes", "build"))))
+        if spec.published is not None:
+            assert all(callable(getattr(spec.published, f)) for f in (
+                "files", "load", "dataset", "true_label", "folds", "gap", "convert",
+                "check_input"))
+        for feature in spec.flow_features:
+            assert callable(feature.compute) and callable(feature.flow_method), spec.name
+        assert spec.clip_run is None or callable(spec.clip_run)
     for path in (ROOT / "models").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
