@@ -16,10 +16,11 @@ this registry: ``mexkit flow --features``, the flow stage
 when a chosen feature needs them) and its check of cached samples.
 
 Adding a feature is one decorated function in a module of
-:data:`BUILTIN_MODULES`, or in a new module added there; features defined in
-other packages register when their module is imported (the flow stage
-imports :mod:`mexkit.pipeline.mean_features`, MEAN's input, which builds on
-the model's own input code)::
+:data:`BUILTIN_MODULES`, or in a new module added there. A feature that a
+model defines (MEAN's ``mean``, its 42 x 42 input) registers in a module of
+the model's package (``mexkit/models/mean/features.py``); the flow stage
+loads the model packages when it is asked for a name it does not know, so
+neither this registry nor the pipeline names a model::
 
     from mexkit.motion.feature_registry import register_flow_feature
 
@@ -68,6 +69,17 @@ class FlowFeature:
         The flow stage's options it reads, passed as keyword arguments.
     extra_arrays : tuple of str
         Other arrays it may store (the function then returns a mapping).
+    records : tuple of str
+        Options of :attr:`options` that the flow store records when the
+        feature is chosen: in its params (and so its cache key) and in each
+        sample's attributes.
+    check : callable or None
+        ``check(options)`` raises :class:`~mexkit.errors.ParameterError` for
+        stage options that do not go with the feature; called before any sample.
+    flow_method : callable or None
+        ``flow_method(method, options) -> str | None``: the flow method the
+        feature needs when ``method`` (``--method``) is None, or ``method``
+        (it may warn about a given one); None keeps the stage's default.
     """
 
     name: str
@@ -77,6 +89,9 @@ class FlowFeature:
     needs: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
     extra_arrays: tuple[str, ...] = ()
+    records: tuple[str, ...] = ()
+    check: Callable[[Mapping[str, Any]], None] | None = None
+    flow_method: Callable[[str | None, Mapping[str, Any]], str | None] | None = None
 
     def __call__(self, flow: Any, *, inputs: Mapping[str, Any] | None = None,
                  options: Mapping[str, Any] | None = None) -> Any:
@@ -94,9 +109,14 @@ _REGISTRY = _FEATURES.entries
 
 def register_flow_feature(name: str, *, array: str, summary: str,
                           needs: Iterable[str] = (), options: Iterable[str] = (),
-                          extra_arrays: Iterable[str] = ()
+                          extra_arrays: Iterable[str] = (), records: Iterable[str] = (),
+                          check: Callable[[Mapping[str, Any]], None] | None = None,
+                          flow_method: Callable[[str | None, Mapping[str, Any]], str | None]
+                          | None = None
                           ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator that records a feature function under ``name``; returns it unchanged.
+
+    The keywords are the attributes of :class:`FlowFeature`.
 
     Raises
     ------
@@ -111,7 +131,9 @@ def register_flow_feature(name: str, *, array: str, summary: str,
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         _FEATURES.add(name, FlowFeature(name=name, array=array, summary=summary, function=fn,
                                         needs=needs, options=tuple(options),
-                                        extra_arrays=tuple(extra_arrays)), fn)
+                                        extra_arrays=tuple(extra_arrays),
+                                        records=tuple(records), check=check,
+                                        flow_method=flow_method), fn)
         return fn
 
     return decorate

@@ -2,8 +2,8 @@
 
 Both are registered in the flow-feature registry
 (:mod:`mexkit.motion.feature_registry`) under the names ``mexkit flow
---features`` takes: ``dm`` and ``hoof`` (MEAN's ``mean`` is registered by
-:mod:`mexkit.pipeline.mean_features`).
+--features`` takes: ``dm`` and ``hoof`` (MEAN's ``mean`` is registered by its model package,
+:mod:`mexkit.models.mean.features`).
 
 Angles are measured in image coordinates: ``atan2(v, u)`` with ``u`` to the
 right and ``v`` downwards, so 0 is motion to the right and pi / 2 motion

@@ -119,6 +119,36 @@ def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.
     return np.asarray(pairs, dtype=np.int64), (-1 if apex is None else int(apex))
 
 
+def _interval_pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> np.ndarray:
+    """``(N, 4)`` onset, apex, offset, row of each annotated interval of a whole video:
+    with ``--pairs gap`` and features, the flow stage also computes each interval's
+    onset -> apex flow and its features (``interval_<array>``), on which MEAN's authors
+    train recognition (``prepare_training.py``'s X2; the paper's k = apex - onset).
+
+    A long video's intervals come from its ``intervals`` attribute, a clip's from its
+    onset, apex and offset; an interval without an apex takes ``--no-apex``'s rule."""
+    if opt["pairs"] != "gap" or not opt["features"]:
+        return np.zeros((0, 4), dtype=np.int64)
+    a = sample.attrs
+    raw = a.get("intervals")
+    if raw is None:
+        raw = ([{"onset": a.get("onset"), "apex": a.get("apex"), "offset": a.get("offset")}]
+               if a.get("onset") is not None and a.get("offset") is not None else [])
+    T = len(frames)
+    rows = []
+    for r in raw:
+        on, off, apex = r.get("onset"), r.get("offset"), r.get("apex")
+        if on is None or off is None or not 0 <= int(on) <= int(off) or int(on) >= T - 1:
+            continue
+        on, off = int(on), min(int(off), T - 1)
+        if apex is None or not on < int(apex) <= off:
+            how = "middle" if opt["no_apex"] == "fail" else opt["no_apex"]
+            apex = max(estimate_apex(frames, on, off, method=how), on + 1) \
+                if off > on else on + 1
+        rows.append((on, min(int(apex), T - 1), off, len(rows)))
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+
+
 def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.ndarray:
     name, options = flow_options(opt)
     method = flow_method(name)
@@ -167,18 +197,25 @@ def _piece_pairs(opt: Mapping[str, Any]) -> int:
 
 
 def _prepare(t: Task, opt: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, int,
-                                                         np.ndarray]:
+                                                         np.ndarray, np.ndarray]:
+    """The sample, its frames, every pair to solve (the stage's pairs, then each
+    interval's onset -> apex pair), the apex, the grey frames, the intervals."""
     s = input_sample(t.payload["input"], t.sample_id, t.payload.get("identity"))
     require_arrays(s, ["frames"], stage="flow", producer="mexkit crop")
     frames = s.read("frames")
     pairs, apex = _pairs(s, frames, opt)
-    return s, frames, pairs, apex, _grey(frames)
+    intervals = _interval_pairs(s, frames, opt)
+    if len(intervals):
+        pairs = np.concatenate([pairs, intervals[:, :2]])
+    return s, frames, pairs, apex, _grey(frames), intervals
 
 
 def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    s, frames, pairs, apex, _ = prep
+    s, frames, pairs, apex, _, intervals = prep
     flow = flow.astype(np.float32)
+    n = len(pairs) - len(intervals)
+    flow, interval_flow, pairs = flow[:n], flow[n:], pairs[:n]
     arrays: dict[str, np.ndarray] = {"flow": flow, "pairs": pairs}
     landmarks = None
     if "landmarks" in s:
@@ -187,11 +224,19 @@ def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
     if "frame_numbers" in s:
         arrays["frame_numbers"] = s.read("frame_numbers")
     arrays.update(_derived(flow, landmarks, opt, t.sample_id, prep[4][0]))
+    if len(intervals):
+        lm = (s.read("landmarks")[intervals[:, 0]].astype(np.float32)
+              if "landmarks" in s else None)
+        arrays["interval_pairs"] = intervals[:, :3]
+        primary = {flow_feature(name).array for name in opt["features"]}
+        arrays.update({f"interval_{k}": v for k, v in _derived(
+            interval_flow, lm, {**opt, "strain": False}, t.sample_id, prep[4][0]).items()
+            if k in primary})
     if opt["with_apex"]:
         arrays["apex_image"] = frames[apex]
     attrs = {"pair_mode": opt["pairs"], "flow_method": opt["method"]}
-    if "mean" in opt["features"]:
-        attrs["mean_input"] = opt.get("mean_input") or "authors"
+    for name in opt["features"]:  # the options a feature records (MEAN's input: mean_input)
+        attrs.update({o: opt.get(o) for o in flow_feature(name).records})
     if apex >= 0:
         attrs["apex_used"] = apex
     if opt["pairs"] in _ANNOTATED_PAIRS or opt["with_apex"]:
@@ -298,7 +343,9 @@ def _check_flow(task: Task, arrays: Mapping[str, Any]) -> None:
     spec = {"flow": (f32, (P, 2, H, W)), "pairs": (np.int64, (P, 2)),
             "landmarks": ((f32, "nan"), (P, 68, 2)), "frame_numbers": (np.int64, (T,)),
             "strain": (f32, (P, H, W)), "apex_image": (np.uint8, tuple(shape[1:])),
-            **{name: (f32, None) for f in features for name in (f.array, *f.extra_arrays)}}
+            "interval_pairs": (np.int64, (None, 3)),
+            **{name: (f32, None) for f in features for name in (f.array, *f.extra_arrays)},
+            **{f"interval_{f.array}": (f32, None) for f in features}}
     required = ["flow", "pairs"] + (["strain"] if opt["strain"] else []) + \
         (["apex_image"] if opt["with_apex"] else [])
     where = f"sample {task.sample_id!r}"
@@ -354,19 +401,25 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     device = check_device(device)  # a GPU that is not there fails once, before any sample
     check_option("pairs", pairs, PAIR_MODES)
     check_option("no_apex", no_apex, ("middle", "max-diff", "fail"))
-    for f in features:
-        flow_feature(f)  # an unknown name fails here, listing the registered ones
-    check_option("mean_input", mean_input, ("authors", "paper"))
-    if "mean" in features and mean_input == "authors" and (mask_eyes or remove_head_motion):
-        raise ParameterError(
-            "--mask-eyes and --remove-head-motion (SOFTNet) apply to --mean-input paper; "
-            "the authors' construction (the default) has neither.")
+    # an unknown name fails here, listing the registered ones
+    chosen = [flow_feature(f) for f in sorted(set(features))]
+    # the stage's options that features read; a feature checks those it reads, and
+    # records those of its records in the params (and so the cache key) and attrs
+    feature_options = {"mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion,
+                       "mean_input": mean_input}
+    for feature in chosen:
+        if feature.check is not None:
+            feature.check(feature_options)
     params = {"method": method, "pairs": pairs, "k": k, "window": window, "strain": strain,
               "features": sorted(set(features)), "with_apex": with_apex, "no_apex": no_apex,
               "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion}
-    if "mean" in features:
-        params["mean_input"] = mean_input
-    if method in params or method in ("device", "method_runtime", "mean_input"):
+    for feature in chosen:
+        params.update({o: feature_options[o] for o in feature.records})
+    if pairs == "gap" and features:
+        # each annotated interval's onset -> apex features too (_interval_pairs); a key
+        # of its own, so that gap stores made before are not taken as having them
+        params["intervals"] = "onset-apex"
+    if method in params or method in ("device", "method_runtime", "intervals", *feature_options):
         raise ParameterError(f"Flow method {method!r} has the name of a parameter of the "
                              "flow stage; its options could not be stored under its name.")
     params[method] = dict(options or {})

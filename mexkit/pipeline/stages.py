@@ -138,11 +138,15 @@ def input_sample(path: str | Path, sample_id: str,
 def flow_feature(name: str) -> Any:
     """The registered flow feature ``name`` (:mod:`mexkit.motion.feature_registry`).
 
-    MEAN's ``mean`` feature is registered by :mod:`mexkit.pipeline.mean_features`
-    (it builds on the model's own input code), imported here when asked for.
+    A name the registry does not know may be a feature that a model defines (MEAN's
+    ``mean``, in ``mexkit/models/mean/features.py``): the model packages are loaded
+    then, and the name looked up again.
     """
     if name not in feature_registry.flow_features():
-        from . import mean_features  # noqa: F401  start-up: torch, only for "mean"
+        # start-up: the model packages load torch; only a model's own feature needs them
+        from ..models.registry import load_model_packages  # start-up, as above
+
+        load_model_packages()
     return feature_registry.flow_feature(name)
 
 

@@ -1,19 +1,23 @@
 """The flow-feature registry: the built-in features, look-up, and MEAN's region feature.
 
-MEAN's ``mean`` feature is registered by :mod:`mexkit.pipeline.mean_features`,
-which the flow stage imports (``mexkit.pipeline.stages.flow_feature``).
+MEAN's ``mean`` feature is registered by its model package
+(``mexkit/models/mean/features.py``), which the flow stage loads when asked for a name
+the registry does not know (``mexkit.pipeline.stages.flow_feature``).
 """
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from test_regions import constructed_landmarks
 
 from mexkit.errors import ParameterError
+from mexkit.models.mean import features  # noqa: F401  (registers "mean")
 from mexkit.motion import direction_magnitude
 from mexkit.motion import feature_registry as registry
 from mexkit.motion.feature_registry import flow_feature, flow_features, register_flow_feature
-from mexkit.pipeline import mean_features  # noqa: F401  (registers "mean")
 
 
 def test_builtin_features_are_registered_with_their_arrays_and_needs():
@@ -25,6 +29,19 @@ def test_builtin_features_are_registered_with_their_arrays_and_needs():
     assert set(flow_feature("mean").options) == {"mean_input", "mask_eyes",
                                                  "remove_head_motion"}
     assert flow_feature("mean").extra_arrays == ("mean_landmarks",)
+
+
+def test_the_stage_finds_a_models_feature_by_loading_the_model_packages():
+    # a fresh interpreter: nothing has loaded the model packages yet
+    code = ("from mexkit.motion.feature_registry import flow_features\n"
+            "assert 'mean' not in flow_features()\n"
+            "from mexkit.pipeline.stages import flow_feature\n"
+            "f = flow_feature('mean')\n"
+            "print(f.function.__module__, f.array, f.records)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["mexkit.models.mean.features", "mean_regions", "('mean_input',)"]
 
 
 def test_unknown_feature_is_refused_naming_the_known_ones():
@@ -93,3 +110,21 @@ def test_mean_regions_of_a_uniform_flow(remove_head_motion):
     np.testing.assert_allclose(out[:, 0], u, atol=1e-6)
     np.testing.assert_allclose(out[:, 1], v, atol=1e-6)
     np.testing.assert_allclose(out[:, 2], 0.0, atol=1e-6)
+
+
+def test_means_check_and_flow_method_are_the_features_own():
+    # the flow stage and `mexkit flow --method` ask the feature; neither names MEAN
+    from mexkit.pipeline.options import flow_method_for
+
+    check = flow_feature("mean").check
+    check({"mean_input": "paper", "mask_eyes": True, "remove_head_motion": True})
+    with pytest.raises(ParameterError, match="apply to --mean-input paper"):
+        check({"mean_input": "authors", "mask_eyes": True})
+    with pytest.raises(ParameterError, match="'authors', 'paper'"):
+        check({"mean_input": "theirs"})
+    assert flow_feature("mean").records == ("mean_input",)
+    # the authors' networks saw OpenCV's DualTVL1 flow; the paper's reading takes the default
+    assert flow_method_for(None, ["mean"], {"mean_input": "authors"}) == "tvl1-opencv"
+    assert flow_method_for(None, ["mean"], {"mean_input": "paper"}) == "tvl1"
+    assert flow_method_for(None, ["dm", "hoof"], {}) == "tvl1"
+    assert flow_method_for("farneback", ["mean"], {"mean_input": "paper"}) == "farneback"

@@ -1,4 +1,7 @@
-"""MEAN's 42x42 input in the flow stage (``mexkit flow --features mean``).
+"""MEAN's 42x42 input, the flow feature ``mean`` (``mexkit flow --features mean``).
+
+It registers in the flow-feature registry (:mod:`mexkit.motion.feature_registry`);
+the flow stage loads the model packages when asked for a feature it does not know.
 
 Two constructions (``mean_input``):
 
@@ -26,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ParameterError
-from ..face.regions import mean_regions, remove_head_motion
-from ..models.mean.authors_input import authors_landmarks, authors_mean_input
-from ..motion.feature_registry import register_flow_feature
-from ..motion.strain import optical_strain
+from ..._validate import check_option
+from ...errors import ParameterError
+from ...face.regions import mean_regions, remove_head_motion
+from ...motion.feature_registry import register_flow_feature
+from ...motion.strain import optical_strain
+from .authors_input import authors_landmarks, authors_mean_input
 
-__all__ = ["mean_features", "MEAN_INPUTS", "AUTHORS_FLOW_METHOD"]
+__all__ = ["mean_features", "MEAN_INPUTS", "AUTHORS_FLOW_METHOD", "flow_method_for"]
 
 MEAN_INPUTS = ("authors", "paper")
 #: The flow method whose output equals the authors' (OpenCV DualTVL1, defaults).
@@ -86,10 +90,36 @@ def mean_features(flow: np.ndarray, landmarks: np.ndarray | None, first_frame: n
         for m, lm in zip(maps, landmarks, strict=True)]).astype(np.float32)}
 
 
+def flow_method_for(method: str | None, options: Mapping[str, Any]) -> str | None:
+    """The flow method of ``mexkit flow --features mean``: ``method``, else OpenCV's
+    TV-L1 for MEAN's input built as the authors build it (the flow their networks saw;
+    another method is warned about), else None (the stage's default)."""
+    authors_mean = (options.get("mean_input") or "authors") == "authors"
+    if method is None:
+        return AUTHORS_FLOW_METHOD if authors_mean else None
+    if authors_mean and method != AUTHORS_FLOW_METHOD:
+        logging.getLogger("mexkit").warning(
+            "flow: MEAN's published networks saw OpenCV DualTVL1 flow (--method %s); "
+            "--method %s changes their class scores (docs/fidelity.md)",
+            AUTHORS_FLOW_METHOD, method)
+    return method
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    """``mean_input`` is a construction; SOFTNet's options go with ``"paper"`` only."""
+    check_option("mean_input", options.get("mean_input") or "authors", MEAN_INPUTS)
+    if (options.get("mean_input") or "authors") == "authors" and (
+            options.get("mask_eyes") or options.get("remove_head_motion")):
+        raise ParameterError(
+            "--mask-eyes and --remove-head-motion (SOFTNet) apply to --mean-input paper; "
+            "the authors' construction (the default) has neither.")
+
+
 @register_flow_feature(
     "mean", array="mean_regions", extra_arrays=("mean_landmarks",),
     needs=("landmarks", "first_frame", "sample_id"),
-    options=("mean_input", "mask_eyes", "remove_head_motion"),
+    options=("mean_input", "mask_eyes", "remove_head_motion"), records=("mean_input",),
+    check=_check_options, flow_method=flow_method_for,
     summary="MEAN's 42 x 42 input: u, v and strain of the eyebrow band and the mouth "
             "(Liong et al., section 3.1), as the authors' code builds it (default) or as "
             "the paper reads (mean_input paper).")
@@ -98,18 +128,3 @@ def _mean_feature(flow: np.ndarray, *, landmarks: np.ndarray | None,
                   ) -> dict[str, np.ndarray]:
     """The ``mean`` flow feature: :func:`mean_features` with the flow stage's options."""
     return mean_features(flow, landmarks, first_frame, options, sample_id)
-
-
-def flow_method_for(method: str | None, features: list[str], mean_input: str) -> str:
-    """The flow method of ``mexkit flow``: ``method``, else tvl1, or OpenCV's TV-L1 for
-    MEAN's input built as the authors build it (the flow their networks saw; another
-    method is warned about)."""
-    authors_mean = "mean" in features and mean_input == "authors"
-    if method is None:
-        return AUTHORS_FLOW_METHOD if authors_mean else "tvl1"
-    if authors_mean and method != AUTHORS_FLOW_METHOD:
-        logging.getLogger("mexkit").warning(
-            "flow: MEAN's published networks saw OpenCV DualTVL1 flow (--method %s); "
-            "--method %s changes their class scores (docs/fidelity.md)",
-            AUTHORS_FLOW_METHOD, method)
-    return method
