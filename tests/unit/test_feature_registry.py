@@ -31,8 +31,27 @@ def test_builtin_features_are_registered_with_their_arrays_and_needs():
     assert flow_feature("mean").extra_arrays == ("mean_landmarks",)
 
 
+def test_the_stage_loads_the_model_packages_for_a_name_it_does_not_know(monkeypatch):
+    import mexkit.models.registry as models
+    from mexkit.pipeline.stages import flow_feature as stage_feature
+
+    mean = flow_feature("mean")
+    assert mean.function.__module__ == "mexkit.models.mean.features"
+    monkeypatch.delitem(registry._REGISTRY, "mean")
+    loaded = []
+
+    def load() -> None:  # what loading MEAN's package does: its features.py registers
+        loaded.append(True)
+        registry._REGISTRY["mean"] = mean
+
+    monkeypatch.setattr(models, "load_model_packages", load)
+    assert stage_feature("dm").array == "direction_magnitude" and loaded == []
+    assert stage_feature("mean") is mean and loaded == [True]
+
+
+@pytest.mark.slow
 def test_the_stage_finds_a_models_feature_by_loading_the_model_packages():
-    # a fresh interpreter: nothing has loaded the model packages yet
+    # a fresh interpreter: nothing has loaded the model packages yet (about 15 s: torch)
     code = ("from mexkit.motion.feature_registry import flow_features\n"
             "assert 'mean' not in flow_features()\n"
             "from mexkit.pipeline.stages import flow_feature\n"
