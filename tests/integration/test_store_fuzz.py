@@ -81,6 +81,10 @@ def _run(paths: list[Path], verify: bool) -> dict[str, int]:
     return counts
 
 
+#: damaged copies of the store per run (bench/chaos.py runs more)
+VARIANTS = 140
+
+
 @pytest.mark.parametrize("verify", [True, pytest.param(False, marks=pytest.mark.slow)],
                          ids=["checksum", "structure-only"])
 def test_fuzzed_stores_only_raise_store_error(tmp_path, rng, verify):
@@ -90,12 +94,12 @@ def test_fuzzed_stores_only_raise_store_error(tmp_path, rng, verify):
     run_stage(tasks, _compute, output=path, stage="fuzz", params={}, progress=False)
     data = path.read_bytes()
     paths = []
-    for i, variant in enumerate(_variants(data, rng, 220)):
+    for i, variant in enumerate(_variants(data, rng, VARIANTS)):
         p = tmp_path / f"v{i:03d}.h5"
         p.write_bytes(variant)
         paths.append(p)
     counts = _run(paths, verify=verify)
     assert counts["crash"] == 0 and counts["hang"] == 0 and counts["other"] == 0, counts
-    assert counts["store_error"] + counts["ok"] == 220
+    assert counts["store_error"] + counts["ok"] == VARIANTS
     if verify:  # the whole-file checksum catches every change outside header padding
-        assert counts["store_error"] >= 200
+        assert counts["store_error"] >= 0.9 * VARIANTS
