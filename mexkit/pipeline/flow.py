@@ -223,8 +223,9 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
     if opt["method"] == "tvl1" and limit == _CPU_PIECE_PAIRS:
         from ..motion.tvl1 import start_cpu_workers
 
-        # the workers import while the first samples are read
-        start_cpu_workers(opt.get("method_runtime", {}).get("threads"))
+        # the native kernel is linked, or the workers import, before the first samples
+        runtime = opt.get("method_runtime", {})
+        start_cpu_workers(runtime.get("threads"), engine=runtime.get("engine") or "auto")
 
     def results(batch: list[tuple[Task, Any]], solved: Future | None) -> Iterator[Any]:
         flows = None
