@@ -675,9 +675,7 @@ _F64P = types.CPointer(types.float64)
 ENTRY_SIGNATURE = types.int64(_F32P, _F32P, _F32P, _F32P, types.int64, _I64P, types.int64, _F64P)
 
 
-@cfunc(ENTRY_SIGNATURE, nopython=True, fastmath=_FASTMATH, error_model="numpy",
-       boundscheck=False)
-def entry(ref, mov, out, work, work_size, ints, n_ints, reals):
+def _entry(ref, mov, out, work, work_size, ints, n_ints, reals):
     """C entry point of :func:`solve_pair` (raw pointers; see there)."""
     i = carray(ints, (n_ints,))
     height = i[0]
@@ -685,3 +683,9 @@ def entry(ref, mov, out, work, work_size, ints, n_ints, reals):
     n = height * width
     return solve_pair(carray(ref, (n,)), carray(mov, (n,)), carray(out, (2 * n,)),
                       carray(work, (work_size,)), i, carray(reals, (len(REAL_FIELDS),)))
+
+
+def entry():
+    """Compile the C entry point (numba ``cfunc``; tens of seconds) and return it."""
+    return cfunc(ENTRY_SIGNATURE, nopython=True, fastmath=_FASTMATH, error_model="numpy",
+                 boundscheck=False)(_entry)

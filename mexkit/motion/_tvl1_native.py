@@ -65,7 +65,8 @@ _FORMAT = 1  # of the description file
 _BUILD_STALE_S = 900.0
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"kernel": None, "tried": False, "error": None, "background": None}
+_state: dict[str, Any] = {"kernel": None, "tried": False, "error": None, "background": None,
+                          "attempted": False}
 
 
 def enabled() -> bool:
@@ -268,7 +269,8 @@ def status() -> dict[str, Any]:
 def _reset() -> None:
     """Forget what :func:`load` found (tests)."""
     with _lock:
-        _state.update({"kernel": None, "tried": False, "error": None, "background": None})
+        _state.update({"kernel": None, "tried": False, "error": None, "background": None,
+                       "attempted": False})
 
 
 def _writable_dir() -> Path:
@@ -300,7 +302,8 @@ def build(folder: str | Path | None = None) -> Path:
     fingerprint = _fingerprint()
     target_dir = Path(folder) if folder is not None else _writable_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
-    ir = kernel.entry.inspect_llvm()
+    compiled = kernel.entry()
+    ir = compiled.inspect_llvm()
     module = llvm.parse_assembly(ir)
     module.verify()
     target = llvm.Target.from_triple(fingerprint["triple"])
@@ -317,7 +320,7 @@ def build(folder: str | Path | None = None) -> Path:
     stubbed = [name for name in undefined if name.startswith(("numba_", "NRT_"))]
     description = {
         "fingerprint": fingerprint,
-        "symbol": kernel.entry.native_name,
+        "symbol": compiled.native_name,
         "int_fields": list(kernel.INT_FIELDS),
         "real_fields": list(kernel.REAL_FIELDS),
         "border_codes": dict(kernel._BORDER_CODES),
@@ -347,13 +350,14 @@ def _numba_available() -> bool:
 def build_in_background() -> bool:
     """Start building the kernel in a detached, low-priority process; True if started.
 
-    Does nothing when the engine is switched off, numba is not installed, a
-    build is already running for this machine (a lock file beside the
-    builds), or no folder is writable. The process outlives this one: the
+    Does nothing when the engine is switched off, numba is not installed, this
+    process already tried, a build is already running for this machine (a
+    lock file beside the builds), or no folder is writable. The process outlives this one: the
     next run finds the build.
     """
-    if not enabled() or not _numba_available():
+    if not enabled() or _state["attempted"] or not _numba_available():
         return False
+    _state["attempted"] = True  # once per process
     try:
         folder = _writable_dir()
         fingerprint = _fingerprint()

@@ -626,8 +626,8 @@ def _native_kernel(prm: TVL1Params, dtype: np.dtype, engine: str) -> Any:
             f"engine='native' computes in float32 without the illumination term, but got "
             f"dtype={dtype.name!r} and gamma={prm.gamma!r}; use engine='numpy' or 'auto'.")
     if not native.enabled():
-        raise ParameterError(f"engine='native' is switched off ({native.NATIVE_ENV}=0 in the "
-                             f"environment); use engine='numpy' or 'auto'.")
+        raise ParameterError(f"engine='native' is switched off ({native.NATIVE_ENV}=0); "
+                             "use engine='numpy' or 'auto'.")
     kernel = native.load()
     if kernel is None:
         try:
@@ -660,7 +660,7 @@ def _numpy_dtype(dtype: Any) -> np.dtype:
 @register_flow_method(
     "tvl1", options=_MEXKIT_OPTIONS,
     summary="mexkit's TV-L1 (Zach et al. 2007; OpenCV DualTVL1's scheme and defaults): "
-            "whole pairs per CPU thread, or batched on a GPU.")
+            "whole pairs per CPU thread in a compiled kernel, or batched on a GPU.")
 def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float = 0.15,
               theta: float = 0.3, nscales: int = 5, warps: int = 5, epsilon: float = 0.01,
               inner_iterations: int = 30, outer_iterations: int = 10,

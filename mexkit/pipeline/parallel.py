@@ -589,8 +589,23 @@ def progress_bar(total: int, desc: str, *, unit: str = "sample", enabled: bool =
     enabled : bool
         False hides it (``--quiet``).
     """
+    show = enabled and total > 0 and sys.stderr.isatty()
+    if not show:  # tqdm's import (about 30 ms) is only paid for a bar that is shown
+        return _NoBar()
     from tqdm import tqdm
 
-    show = enabled and total > 0 and sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not show,
-                dynamic_ncols=True, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                leave=False)
+
+
+class _NoBar:
+    """The progress bar of a run that shows none (quiet, or stderr not a terminal)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

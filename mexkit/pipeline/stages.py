@@ -222,12 +222,23 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
     and leaves an existing output as it was.
     """
     check_output_path(input_path, output)
-    with open_store(input_path, limits=store_limits()) as store:
+    ident = _identity(input_path)
+    store = open_store(input_path, limits=store_limits())
+    try:
         check_stage_input(store, stage, select, params)
         tasks = store_tasks(store, stage=stage, version=version, params=params, select=select,
                             payload_params=payload_params)
         upstream = [upstream_entry(store)]
         upstream_failures = dict(store.failures)
+    except BaseException:
+        store.close()
+        raise
+    # the samples computed in this process are read from this open, checked store
+    # (input_sample reopens it if the file changes); close_inputs closes it
+    held = _OPEN.pop(str(store.path), None)
+    if held is not None:
+        held[1].close()
+    _OPEN[str(store.path)] = (ident, store)
     if not tasks and not upstream_failures:
         logger.warning("%s: the input store %s holds no samples", stage, input_path)
     try:

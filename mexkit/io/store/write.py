@@ -21,7 +21,7 @@ import logging
 import os
 import stat as _stat
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import numpy as np
 
 from ... import __version__
 from ...errors import BusyError, StoreError
-from ..atomic import atomic_path, is_temporary_of
+from ..atomic import atomic_path, create_temporary, is_temporary_of
 from .format import (
     _LIBVER,
     _MAX_ATTRS,
@@ -464,11 +464,15 @@ def staged_name(sample_id: str, cache_key: str) -> str:
 
 def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_key: str,
                         arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any], *,
-                        compression: str = "gzip") -> Path:
+                        compression: str = "gzip",
+                        commit: Callable[[Path, Path], Any] | None = None) -> Path:
     """Write one finished sample into the staging folder, atomically.
 
     Safe to call from worker processes: each sample gets its own file,
-    written under a temporary name, fsynced and renamed into place.
+    written under a temporary name, fsynced and renamed into place. With
+    ``commit``, that last step (fsync and rename, :func:`mexkit.io.atomic.commit`)
+    is handed to ``commit(tmp, final)``, which may run it later in another
+    thread: the sample is staged once it has run.
     """
     import h5py
 
@@ -478,11 +482,25 @@ def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_k
     full_attrs["sample_id"] = sample_id
     full_attrs["cache_key"] = cache_key
     full_attrs["data_hash"] = hash_arrays(arrays)
-    with atomic_path(final) as tmp:
+
+    def fill(tmp: Path) -> None:
         with h5py.File(tmp, "w", libver=_LIBVER) as fh:
             fh.attrs["sample_id"] = sample_id
             fh.attrs["cache_key"] = cache_key
             _write_group(fh.create_group("sample"), arrays, full_attrs, compression)
+
+    if commit is None:
+        with atomic_path(final) as tmp:
+            fill(tmp)
+        return final
+    tmp = create_temporary(final)
+    try:
+        fill(tmp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    commit(tmp, final)
     return final
 
 
