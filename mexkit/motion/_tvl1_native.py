@@ -398,8 +398,17 @@ def build_in_background() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mexkit.motion._tvl1_native [FOLDER]``: build now, print the object's path."""
-    args = sys.argv[1:] if argv is None else argv
+    """``python -m mexkit.motion._tvl1_native [--if-missing] [FOLDER]``: build, print the path.
+
+    ``--if-missing`` builds only when no matching build is found (``bin/setup``).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--if-missing" in args:
+        args.remove("--if-missing")
+        kernel = load()
+        if kernel is not None:
+            print(kernel.path)
+            return 0
     print(build(args[0] if args else None))
     return 0
 
