@@ -280,26 +280,30 @@ def _resize(src, h, w, dst, nh, nw, sy, sx):
 
 @njit(**_JIT)
 def _stack(img, h, w, stack):
-    """``stack[4 (y w + x) + c] = (I, dI/dx, dI/dy, 0)[c]`` of the second frame ``img``.
+    """The second frame ``img`` and its gradient as three planes: ``stack`` (3, h, w).
 
     The gradient is half the central difference, replicated border (as
-    OpenCV). The values of a pixel are adjacent, so that a bicubic tap reads
-    them together.
+    OpenCV).
     """
+    n = h * w
+    gx = stack[n:2 * n]
+    gy = stack[2 * n:3 * n]
+    for i in range(n):
+        stack[i] = img[i]
     for y in range(h):
         row = img[y * w:y * w + w]
         yu = max(y - 1, 0)
         yd = min(y + 1, h - 1)
         up = img[yu * w:yu * w + w]
         down = img[yd * w:yd * w + w]
-        out = stack[4 * y * w:4 * (y + 1) * w]
+        ox = gx[y * w:y * w + w]
+        oy = gy[y * w:y * w + w]
+        ox[0] = (row[min(1, w - 1)] - row[0]) * _HALF
+        for x in range(1, w - 1):
+            ox[x] = (row[x + 1] - row[x - 1]) * _HALF
+        ox[w - 1] = (row[w - 1] - row[max(w - 2, 0)]) * _HALF
         for x in range(w):
-            left = row[max(x - 1, 0)]
-            right = row[min(x + 1, w - 1)]
-            out[4 * x] = row[x]
-            out[4 * x + 1] = (right - left) * _HALF
-            out[4 * x + 2] = (down[x] - up[x]) * _HALF
-            out[4 * x + 3] = _F0
+            oy[x] = (down[x] - up[x]) * _HALF
 
 
 @njit(**_JIT)
@@ -323,7 +327,128 @@ def _tap_weight(weight, index, size, zero_border):
 
 
 @njit(**_JIT)
-def _warp(ref, stack, u0, u1, h, w, border, wgx, wgy, rc, ninv):
+def _warp_pixel(ref, stack, u0, u1, h, w, border, x, y, wgx, wgy, rc, ninv):
+    """:func:`_warp` at one pixel, any position (taps clamped into the frame)."""
+    n = h * w
+    i = y * w + x
+    f0 = u0[i]
+    f1 = u1[i]
+    map_x = np.float32(x) + f0
+    map_y = np.float32(y) + f1
+    mx = min(max(map_x, np.float32(-3.0)), np.float32(w + 2))
+    my = min(max(map_y, np.float32(-3.0)), np.float32(h + 2))
+    x0f = np.floor(mx)
+    y0f = np.floor(my)
+    wx0, wx1, wx2, wx3 = _cubic(mx - x0f)
+    wy0, wy1, wy2, wy3 = _cubic(my - y0f)
+    xi = int(x0f)
+    yi = int(y0f)
+    zero_border = border == 1
+    wx0 = _tap_weight(wx0, xi - 1, w, zero_border)
+    wx1 = _tap_weight(wx1, xi, w, zero_border)
+    wx2 = _tap_weight(wx2, xi + 1, w, zero_border)
+    wx3 = _tap_weight(wx3, xi + 2, w, zero_border)
+    wy0 = _tap_weight(wy0, yi - 1, h, zero_border)
+    wy1 = _tap_weight(wy1, yi, h, zero_border)
+    wy2 = _tap_weight(wy2, yi + 1, h, zero_border)
+    wy3 = _tap_weight(wy3, yi + 2, h, zero_border)
+    c0 = min(max(xi - 1, 0), w - 1)
+    c1 = min(max(xi, 0), w - 1)
+    c2 = min(max(xi + 1, 0), w - 1)
+    c3 = min(max(xi + 2, 0), w - 1)
+    v = _F0
+    vx = _F0
+    vy = _F0
+    for k in range(4):
+        r = w * min(max(yi - 1 + k, 0), h - 1)
+        wy = wy0 if k == 0 else (wy1 if k == 1 else (wy2 if k == 2 else wy3))
+        v += (stack[r + c0] * wx0 + stack[r + c1] * wx1 + stack[r + c2] * wx2
+              + stack[r + c3] * wx3) * wy
+        r += n
+        vx += (stack[r + c0] * wx0 + stack[r + c1] * wx1 + stack[r + c2] * wx2
+               + stack[r + c3] * wx3) * wy
+        r += n
+        vy += (stack[r + c0] * wx0 + stack[r + c1] * wx1 + stack[r + c2] * wx2
+               + stack[r + c3] * wx3) * wy
+    if border == 2 and (map_x < _F0 or map_x > np.float32(w - 1) or map_y < _F0
+                        or map_y > np.float32(h - 1)):
+        vx = _F0
+        vy = _F0
+    wgx[i] = vx
+    wgy[i] = vy
+    rc[i] = v - vx * f0 - vy * f1 - ref[i]
+    ninv[i] = -_F1 / max(vx * vx + vy * vy, _FLT_EPSILON)
+
+
+@njit(**_JIT)
+def _warp_run(ref, stack, u0, u1, h, w, y, start, stop, dx, dy, wgx, wgy, rc, ninv):
+    """:func:`_warp` on pixels ``start:stop`` of row ``y``, whose taps are all inside.
+
+    There ``floor(x + u0) = x + dx`` and ``floor(y + u1) = y + dy`` for every
+    pixel, so tap (k, j) of pixel x reads column ``x + dx - 1 + j`` of row
+    ``y + dy - 1 + k``: each of the 48 taps is a contiguous run of memory
+    along the row, read with vector loads.
+    """
+    n = h * w
+    count = stop - start
+    at = y * w + start
+    f0s = u0[at:at + count]
+    f1s = u1[at:at + count]
+    refs = ref[at:at + count]
+    og = wgx[at:at + count]
+    oh = wgy[at:at + count]
+    orc = rc[at:at + count]
+    oni = ninv[at:at + count]
+    # the tap rows of the three planes, shifted so that index t + j reads column
+    # start + t + dx - 1 + j (never negative: the compiler sees it)
+    c = start + dx - 1
+    r0 = (y + dy - 1) * w + c
+    r1 = r0 + w
+    r2 = r1 + w
+    r3 = r2 + w
+    i0 = stack[r0:r0 + count + 3]
+    i1 = stack[r1:r1 + count + 3]
+    i2 = stack[r2:r2 + count + 3]
+    i3 = stack[r3:r3 + count + 3]
+    x0 = stack[n + r0:n + r0 + count + 3]
+    x1 = stack[n + r1:n + r1 + count + 3]
+    x2 = stack[n + r2:n + r2 + count + 3]
+    x3 = stack[n + r3:n + r3 + count + 3]
+    y0 = stack[2 * n + r0:2 * n + r0 + count + 3]
+    y1 = stack[2 * n + r1:2 * n + r1 + count + 3]
+    y2 = stack[2 * n + r2:2 * n + r2 + count + 3]
+    y3 = stack[2 * n + r3:2 * n + r3 + count + 3]
+    fdx = np.float32(dx)
+    fy = np.float32(y)
+    fy0 = np.float32(y + dy)
+    for t in range(count):
+        f0 = f0s[t]
+        f1 = f1s[t]
+        # the offsets of x + u(x) from its tap x + dx, y + dy, in [0, 1) (as in
+        # _warp_pixel: no clamping is needed inside the frame)
+        xf = np.float32(start + t)
+        wx0, wx1, wx2, wx3 = _cubic((xf + f0) - (xf + fdx))
+        wy0, wy1, wy2, wy3 = _cubic((fy + f1) - fy0)
+        v = ((i0[t] * wx0 + i0[t + 1] * wx1 + i0[t + 2] * wx2 + i0[t + 3] * wx3) * wy0
+             + (i1[t] * wx0 + i1[t + 1] * wx1 + i1[t + 2] * wx2 + i1[t + 3] * wx3) * wy1
+             + (i2[t] * wx0 + i2[t + 1] * wx1 + i2[t + 2] * wx2 + i2[t + 3] * wx3) * wy2
+             + (i3[t] * wx0 + i3[t + 1] * wx1 + i3[t + 2] * wx2 + i3[t + 3] * wx3) * wy3)
+        vx = ((x0[t] * wx0 + x0[t + 1] * wx1 + x0[t + 2] * wx2 + x0[t + 3] * wx3) * wy0
+              + (x1[t] * wx0 + x1[t + 1] * wx1 + x1[t + 2] * wx2 + x1[t + 3] * wx3) * wy1
+              + (x2[t] * wx0 + x2[t + 1] * wx1 + x2[t + 2] * wx2 + x2[t + 3] * wx3) * wy2
+              + (x3[t] * wx0 + x3[t + 1] * wx1 + x3[t + 2] * wx2 + x3[t + 3] * wx3) * wy3)
+        vy = ((y0[t] * wx0 + y0[t + 1] * wx1 + y0[t + 2] * wx2 + y0[t + 3] * wx3) * wy0
+              + (y1[t] * wx0 + y1[t + 1] * wx1 + y1[t + 2] * wx2 + y1[t + 3] * wx3) * wy1
+              + (y2[t] * wx0 + y2[t + 1] * wx1 + y2[t + 2] * wx2 + y2[t + 3] * wx3) * wy2
+              + (y3[t] * wx0 + y3[t + 1] * wx1 + y3[t + 2] * wx2 + y3[t + 3] * wx3) * wy3)
+        og[t] = vx
+        oh[t] = vy
+        orc[t] = v - vx * f0 - vy * f1 - refs[t]
+        oni[t] = -_F1 / max(vx * vx + vy * vy, _FLT_EPSILON)
+
+
+@njit(**_JIT)
+def _warp(ref, stack, u0, u1, h, w, border, wgx, wgy, rc, ninv, shift):
     """Linearise the data term around the flow (u0, u1): one warping.
 
     Resamples the second frame and its gradient (``stack``, see
@@ -334,65 +459,47 @@ def _warp(ref, stack, u0, u1, h, w, border, wgx, wgy, rc, ninv):
     2, "masked", and ``x + u(x)`` leaves the frame), the constant part of the
     residual ``rc = I1(x + u) - grad I1 . u - I0`` and ``ninv = -1 /
     max(|grad I1|^2, FLT_EPSILON)``.
+
+    Along each row, pixels whose position ``x + u(x)`` has the same integer
+    offset from ``x`` (runs, as the flow is smooth) and whose taps are all
+    inside the frame are resampled together (:func:`_warp_run`); the others
+    one by one (:func:`_warp_pixel`). ``shift`` is scratch (2 w).
     """
-    hi_x = np.float32(w + 2)
-    hi_y = np.float32(h + 2)
     lo = np.float32(-3.0)
-    last_x = np.float32(w - 1)
-    last_y = np.float32(h - 1)
-    zero_border = border == 1
+    sx = shift[:w]
+    sy = shift[w:2 * w]
     for y in range(h):
+        ur0 = u0[y * w:y * w + w]
+        ur1 = u1[y * w:y * w + w]
         fy = np.float32(y)
         for x in range(w):
-            i = y * w + x
-            f0 = u0[i]
-            f1 = u1[i]
-            map_x = np.float32(x) + f0
-            map_y = fy + f1
-            mx = min(max(map_x, lo), hi_x)
-            my = min(max(map_y, lo), hi_y)
-            x0f = np.floor(mx)
-            y0f = np.floor(my)
-            wx0, wx1, wx2, wx3 = _cubic(mx - x0f)
-            wy0, wy1, wy2, wy3 = _cubic(my - y0f)
-            xi = int(x0f)
-            yi = int(y0f)
-            wx0 = _tap_weight(wx0, xi - 1, w, zero_border)
-            wx1 = _tap_weight(wx1, xi, w, zero_border)
-            wx2 = _tap_weight(wx2, xi + 1, w, zero_border)
-            wx3 = _tap_weight(wx3, xi + 2, w, zero_border)
-            wy0 = _tap_weight(wy0, yi - 1, h, zero_border)
-            wy1 = _tap_weight(wy1, yi, h, zero_border)
-            wy2 = _tap_weight(wy2, yi + 1, h, zero_border)
-            wy3 = _tap_weight(wy3, yi + 2, h, zero_border)
-            c0 = 4 * min(max(xi - 1, 0), w - 1)
-            c1 = 4 * min(max(xi, 0), w - 1)
-            c2 = 4 * min(max(xi + 1, 0), w - 1)
-            c3 = 4 * min(max(xi + 2, 0), w - 1)
-            v = _F0
-            vx = _F0
-            vy = _F0
-            for k in range(4):
-                r = 4 * w * min(max(yi - 1 + k, 0), h - 1)
-                wy = wy0 if k == 0 else (wy1 if k == 1 else (wy2 if k == 2 else wy3))
-                a0 = r + c0
-                a1 = r + c1
-                a2 = r + c2
-                a3 = r + c3
-                v += (stack[a0] * wx0 + stack[a1] * wx1 + stack[a2] * wx2
-                      + stack[a3] * wx3) * wy
-                vx += (stack[a0 + 1] * wx0 + stack[a1 + 1] * wx1 + stack[a2 + 1] * wx2
-                       + stack[a3 + 1] * wx3) * wy
-                vy += (stack[a0 + 2] * wx0 + stack[a1 + 2] * wx1 + stack[a2 + 2] * wx2
-                       + stack[a3 + 2] * wx3) * wy
-            if border == 2 and (map_x < _F0 or map_x > last_x or map_y < _F0
-                                or map_y > last_y):
-                vx = _F0
-                vy = _F0
-            wgx[i] = vx
-            wgy[i] = vy
-            rc[i] = v - vx * f0 - vy * f1 - ref[i]
-            ninv[i] = -_F1 / max(vx * vx + vy * vy, _FLT_EPSILON)
+            mx = min(max(np.float32(x) + ur0[x], lo), np.float32(w + 2))
+            my = min(max(fy + ur1[x], lo), np.float32(h + 2))
+            sx[x] = np.floor(mx) - np.float32(x)
+            sy[x] = np.floor(my) - fy
+        x = 0
+        while x < w:
+            dx = sx[x]
+            dy = sy[x]
+            end = x + 1
+            while end < w and sx[end] == dx and sy[end] == dy:
+                end += 1
+            ix = int(dx)
+            iy = int(dy)
+            # the pixels of the run whose 4 x 4 taps are all inside the frame
+            first = x
+            last = x
+            if y + iy - 1 >= 0 and y + iy + 2 <= h - 1:
+                first = min(max(x, 1 - ix), end)
+                last = max(min(end, w - 2 - ix), first)
+            for p in range(x, first):
+                _warp_pixel(ref, stack, u0, u1, h, w, border, p, y, wgx, wgy, rc, ninv)
+            if last > first:
+                _warp_run(ref, stack, u0, u1, h, w, y, first, last, ix, iy, wgx, wgy, rc,
+                          ninv)
+            for p in range(last, end):
+                _warp_pixel(ref, stack, u0, u1, h, w, border, p, y, wgx, wgy, rc, ninv)
+            x = end
 
 
 @njit(**_JIT)
@@ -509,12 +616,12 @@ def _iterate(u0, u1, qx0, qy0, qx1, qy1, gx, gy, rc, ninv, zero, h, w, l_t, tau,
 
 
 @njit(**_JIT)
-def _solve_level(ref, img, u0, u1, q, data, stack, med, zero, cols, h, w, warps, outer,
-                 inner, median, border, l_t, tau, taut, tolerance):
+def _solve_level(ref, img, u0, u1, q, data, stack, med, zero, cols, shift, h, w, warps,
+                 outer, inner, median, border, l_t, tau, taut, tolerance):
     """Refine the flow (u0, u1) at one pyramid level, in place; returns iterations run.
 
     ``q`` (4 h w: x and y parts of each component), ``data`` (4 h w),
-    ``stack`` (4 h w) and ``med`` (h w) are scratch space.
+    ``stack`` (3 h w), ``med`` (h w) and ``shift`` (2 w) are scratch space.
     """
     n = h * w
     _stack(img, h, w, stack)
@@ -530,7 +637,7 @@ def _solve_level(ref, img, u0, u1, q, data, stack, med, zero, cols, h, w, warps,
     ninv = data[3 * n:4 * n]
     count = 0
     for _warp_i in range(warps):
-        _warp(ref, stack, u0, u1, h, w, border, gx, gy, rc, ninv)
+        _warp(ref, stack, u0, u1, h, w, border, gx, gy, rc, ninv, shift)
         error = np.inf
         for _outer_i in range(outer):
             if median > 1:
@@ -551,10 +658,10 @@ def workspace_size(height: int, width: int, sizes: list[tuple[int, int]]) -> int
     """float32 values of the workspace :func:`solve_pair` needs for these frames."""
     n = height * width
     pyramid = sum(h * w for h, w in sizes)
-    # frames of every level (2), two flow buffers (2 x 2), q (4), data (4),
-    # frame-and-gradient stack (4), median output (1), sorted columns (5 rows of
-    # width + 4), a zero row
-    return 2 * pyramid + 4 * n + 4 * n + 4 * n + 4 * n + n + 5 * (width + 4) + (width + 4)
+    # frames of every level (2), two flow buffers (2 x 2), q (4), data (4), frame and
+    # gradient planes (3), median output (1); sorted columns (5 rows of width + 4), a
+    # zero row, the warping's integer offsets (2 rows)
+    return 2 * pyramid + 16 * n + 8 * (width + 4)
 
 
 @njit(**_JIT)
@@ -620,13 +727,15 @@ def solve_pair(ref_in, mov_in, out, work, ints, reals):
     q_at = base + 4 * n
     data_at = q_at + 4 * n
     stack_at = data_at + 4 * n
-    med_at = stack_at + 4 * n
+    med_at = stack_at + 3 * n
     cols_at = med_at + n
     zero_at = cols_at + 5 * (width + 4)
+    shift_at = zero_at + width + 4
     zero = work[zero_at:zero_at + width + 4]
     for x in range(width + 4):
         zero[x] = _F0
     cols = work[cols_at:cols_at + 5 * (width + 4)]
+    shift = work[shift_at:shift_at + 2 * (width + 4)]
     total = 0
     cur = flow_a
     other = flow_b
@@ -646,9 +755,9 @@ def solve_pair(ref_in, mov_in, out, work, ints, reals):
                 u0[i] = _F0
                 u1[i] = _F0
         total += _solve_level(ref, img, u0, u1, work[q_at:q_at + 4 * m],
-                              work[data_at:data_at + 4 * m], work[stack_at:stack_at + 4 * m],
-                              work[med_at:med_at + m], zero, cols, h, w, warps, outer, inner,
-                              median, border, l_t, tau, taut, epsilon * epsilon * h * w)
+                              work[data_at:data_at + 4 * m], work[stack_at:stack_at + 3 * m],
+                              work[med_at:med_at + m], zero, cols, shift, h, w, warps, outer,
+                              inner, median, border, l_t, tau, taut, epsilon * epsilon * h * w)
         if s > 0:
             nh = ints[8 + 2 * (s - 1)]
             nw = ints[9 + 2 * (s - 1)]
