@@ -57,9 +57,10 @@ from numba import carray, cfunc, njit, types
 __all__ = ["ENTRY_SIGNATURE", "INT_FIELDS", "REAL_FIELDS", "entry", "median_network",
            "solve_pair", "workspace_size"]
 
-# contraction into FMAs, sums in any order, division by a shared divisor as one
-# reciprocal: float rounding only; no assumption of finite values
-_FASTMATH = {"nsz", "contract", "reassoc", "arcp"}
+# contraction into FMAs, sums in any order, reciprocals, approximate square roots and
+# reciprocals refined to float precision (see _tvl1_native.build), no infinities (the
+# kernel makes none: every divisor is at least FLT_EPSILON or 1): float rounding only
+_FASTMATH = {"nsz", "contract", "reassoc", "arcp", "afn", "ninf"}
 _JIT = {"nogil": True, "fastmath": _FASTMATH, "error_model": "numpy", "boundscheck": False}
 
 _F0 = np.float32(0.0)
@@ -638,7 +639,7 @@ def _solve_level(ref, img, u0, u1, q, data, stack, med, zero, cols, shift, h, w,
     count = 0
     for _warp_i in range(warps):
         _warp(ref, stack, u0, u1, h, w, border, gx, gy, rc, ninv, shift)
-        error = np.inf
+        converged = False
         for _outer_i in range(outer):
             if median > 1:
                 _median(u0, h, w, median, cols, med)
@@ -648,8 +649,9 @@ def _solve_level(ref, img, u0, u1, q, data, stack, med, zero, cols, shift, h, w,
                                  l_t, tau, taut)
                 count += 1
                 if error <= tolerance:
+                    converged = True
                     break
-            if error <= tolerance:
+            if converged:
                 break
     return count
 
