@@ -74,7 +74,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("mexkit.cli.train", "models_cmd",
                "List the models, their inputs, defaults and parameter counts."),
     "spot-eval": ("mexkit.cli.spot", "spot_eval_cmd", "Score spotted intervals (F1, AP, STRS)."),
-    "spot": ("mexkit.cli.spot", "spot_cmd", "Spot expression intervals with a trained MEAN."),
+    "spot": ("mexkit.cli.spot", "spot_cmd",
+             "Spot expression intervals with a trained MEAN or the authors' networks."),
+    "convert": ("mexkit.cli.convert", "convert_cmd",
+                "Convert MEAN's published Keras network into mexkit weights."),
 }
 
 
@@ -158,6 +161,16 @@ class MexkitGroup(click.Group):
             click.echo(f"mexkit: error: {_first_line(exc)}", err=True)
             ctx.exit(2 if isinstance(exc, ParameterError) else 1)
         except Exception as exc:  # a bug: say so, in one line unless --debug
+            from ..io.store.write import no_space
+
+            if no_space(exc):  # a full disk is not a bug: say where, in one line
+                if debug():
+                    traceback.print_exc(file=sys.stderr)
+                where = getattr(exc, "filename", None)
+                click.echo(f"mexkit: error: no space left on device"
+                           f"{f' (writing {where})' if where else ''}: {_first_line(exc)}",
+                           err=True)
+                ctx.exit(1)
             if debug():
                 traceback.print_exc(file=sys.stderr)
             else:
@@ -231,7 +244,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
     \b
         mexkit synth data | mexkit crop --annotations - \\
-          | mexkit flow - --pairs onset-apex --strain \\
+          | mexkit flow - --pairs onset-apex --features mean \\
           | mexkit train - --model mean --protocol loso
     """
     ctx.obj = {"verbose": verbose, "quiet": quiet, "debug": debug,

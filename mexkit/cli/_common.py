@@ -87,7 +87,18 @@ def default_output(source: Path, stage: str, detail: str | int | None = None) ->
     return Path.cwd() / f"{base}.{tag}.h5"
 
 
+def overwrite_option(f: Any) -> Any:
+    """--overwrite: replace an output file that is not a mexkit store."""
+    return click.option(
+        "--overwrite", is_flag=True, default=None, expose_value=False,
+        callback=_run_setting("overwrite"),
+        help="Replace the output even if it is not a mexkit store (mexkit never replaces "
+             "a file it did not write otherwise, and never an input of the run).",
+    )(f)
+
+
 def output_option(f: Any) -> Any:
+    f = overwrite_option(f)
     return click.option(
         "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
         help="Output store (default: the input's name plus the stage and method, e.g. "
@@ -102,7 +113,7 @@ def _run_setting(name: str, convert: Any = None) -> Any:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         from ..pipeline.parallel import configure
 
-        if value is not None:
+        if value is not None and value is not False and value != ():
             ctx.with_resource(configure(**{name: convert(value) if convert else value}))
         return value
 
@@ -116,9 +127,26 @@ def _parse_shard(value: str) -> Any:
 
 
 def run_options(f: Any) -> Any:
-    """--retries, --stall-timeout, --scheduler, --address, --shard, --reuse, --cache (see
-    :func:`jobs_options`)."""
+    """--retries, --stall-timeout, --scheduler, --address, --shard, --reuse, --cache,
+    --trust, --audit (see :func:`jobs_options`)."""
+    from ..io.signing import TRUST_ENV
     from ..pipeline.cache import CACHE_ENV
+
+    f = click.option(
+        "--audit", type=click.FloatRange(0, 1), default=None, metavar="FRACTION",
+        envvar="MEXKIT_AUDIT", expose_value=False, callback=_run_setting("audit"),
+        help="Recompute this share (0-1) of the samples taken from --cache or --reuse and "
+             "compare; any difference refuses the cache or store, naming the entry "
+             "(env MEXKIT_AUDIT; default 0).",
+    )(f)
+    f = click.option(
+        "--trust", "trust", multiple=True, metavar="KEYFILE", expose_value=False,
+        type=click.Path(exists=True, dir_okay=False, path_type=str), envvar=TRUST_ENV,
+        callback=_run_setting("trust", tuple),
+        help="Use cache entries and --reuse stores signed by the ed25519 public key in "
+             "KEYFILE (repeatable; env MEXKIT_TRUST); entries of this run's own key "
+             "(MEXKIT_KEY) are always trusted, any other is ignored (docs/sharing.md).",
+    )(f)
 
     f = click.option(
         "--cache", type=click.Path(file_okay=False, path_type=str), default=None,

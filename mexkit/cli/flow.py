@@ -106,12 +106,13 @@ def _method_names() -> list[str]:
 
 @click.command("flow", epilog="""\b
 Examples:
-  mexkit flow demo.crop.h5 --pairs onset-apex --strain          # MEAN
+  mexkit flow demo.crop.h5 --pairs onset-apex --features mean          # MEAN
   mexkit flow demo.crop.keyframes-adaptive.h5 --pairs keyframes --method farneback
 """)
 @click.argument("store", type=str)
-@click.option("--method", type=click.Choice(_method_names()), default="tvl1",
-              show_default=True, help=_method_help())
+@click.option("--method", type=click.Choice(_method_names()), default=None,
+              help=_method_help() + " Default: tvl1, or tvl1-opencv for --features mean "
+              "with --mean-input authors (the flow the authors' MEAN networks saw).")
 @click.option("--pairs", type=click.Choice(["consecutive", "gap", "onset-apex", "onset-all",
                                             "keyframes", "apex-window"]),
               default="consecutive", show_default=True,
@@ -132,6 +133,13 @@ Examples:
 @click.option("--remove-head-motion", is_flag=True,
               help="--features mean: subtract the mean flow of an 11x11 box at the nose "
                    "(landmark 28) before the regions and their strain are taken.")
+@click.option("--mean-input", type=click.Choice(["authors", "paper"]), default="authors",
+              show_default=True,
+              help="--features mean: build MEAN's input as the authors' code does (u, v "
+                   "through cartToPolar, backward-difference strain, each map min-max "
+                   "normalised, eyebrow band and mouth from dlib's points on the first crop "
+                   "frame, 42x21 each) or as mexkit reads the paper (unnormalised, central "
+                   "differences, two 21x21 eye parts; --mask-eyes, --remove-head-motion).")
 @click.option("--with-apex", is_flag=True,
               help="Also store the apex frame (ATNet's spatial input).")
 @click.option("--no-apex", type=click.Choice(["middle", "max-diff", "fail"]),
@@ -144,8 +152,9 @@ Examples:
                    "(default 64 with one job, 16 with more; the result does not change).")
 @output_option
 @jobs_options
-def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, strain: bool,
-             features: str, mask_eyes: bool, remove_head_motion: bool, with_apex: bool,
+def flow_cmd(store: str, method: str | None, pairs: str, k: int | None, window: int,
+             strain: bool, features: str, mask_eyes: bool, remove_head_motion: bool,
+             mean_input: str, with_apex: bool,
              no_apex: str, group: int | None, output: Path | None, jobs: int, backend: str,
              **method_options: Any):
     """Optical flow between frame pairs of each clip in STORE (or '-').
@@ -158,10 +167,21 @@ def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, st
     (--device, --threads, --compile) are not part of the cache key.
     """
     from ..pipeline.flow import run_flow
+    from ..pipeline.mean_features import AUTHORS_FLOW_METHOD
 
     path = resolve_input(store)
-    output = output or default_output(path, "flow", method)
     feats = [f.strip() for f in features.split(",") if f.strip()]
+    authors_mean = "mean" in feats and mean_input == "authors"
+    if method is None:
+        method = AUTHORS_FLOW_METHOD if authors_mean else "tvl1"
+    elif authors_mean and method != AUTHORS_FLOW_METHOD:
+        import logging
+
+        logging.getLogger("mexkit").warning(
+            "flow: MEAN's published networks saw OpenCV DualTVL1 flow (--method %s); "
+            "--method %s changes their class scores (docs/fidelity.md)",
+            AUTHORS_FLOW_METHOD, method)
+    output = output or default_output(path, "flow", method)
     given = {name: value for name, value in method_options.items() if value is not None}
     device = given.get("device", "auto")
     if device not in ("auto", "cpu"):
@@ -173,7 +193,8 @@ def flow_cmd(store: str, method: str, pairs: str, k: int | None, window: int, st
     result = run_flow(path, output, method=method, pairs=pairs, k=k, window=window,
                       strain=strain, features=feats, with_apex=with_apex, no_apex=no_apex,
                       mask_eyes=mask_eyes, remove_head_motion=remove_head_motion,
-                      device=device, tvl1=result_options, method_runtime=runtime,
+                      mean_input=mean_input, device=device, tvl1=result_options,
+                      method_runtime=runtime,
                       jobs=jobs, backend=backend, group=group,
                       progress=settings().get("progress", True))
     out(str(Path(output).resolve()))

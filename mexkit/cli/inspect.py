@@ -66,6 +66,7 @@ def _format(summary: dict[str, Any]) -> str:
         f"{summary['mexkit_version']}, created {summary['created']})",
         f"id         {summary['store_id']}",
         f"content    sha256:{summary['content_hash']}",
+        f"signed     {'by key ' + summary['signer'] if summary.get('signer') else 'no'}",
         "parameters",
     ]
     params = summary["params"] or {}
@@ -91,6 +92,14 @@ def _format(summary: dict[str, Any]) -> str:
     else:
         lines.append("  (first stage)")
     lines.append(f"samples    {summary['n_samples']} stored, {len(summary['failures'])} failed")
+    shard = summary.get("shard")
+    if shard:
+        shards = ", ".join(str(i) for i in shard.get("shards", []))
+        total = len(shard.get("samples", []))
+        kind = "PARTIAL store" if shard.get("partial") else "one part of a sharded run"
+        lines.append(f"partial    {kind}: shard(s) {shards} of {shard.get('count')}; "
+                     f"{summary['n_samples'] + len(summary['failures'])} of {total} samples "
+                     "of the run (mexkit merge joins the parts)")
     shown = summary["samples"][:10]
     for sid in shown:
         lines.append(f"  {sid}")
@@ -109,7 +118,7 @@ def _format(summary: dict[str, Any]) -> str:
 
 _LIMITS_HELP = ("Store size limits, e.g. 'max_array_bytes=1e10,max_ratio=1000' (default: "
                 "$MEXKIT_STORE_LIMITS, else 4 GiB per array, 200,000 frames, 2^25 values "
-                "per frame, ratio 100 above 256 MiB).")
+                "per frame, ratio 100 beyond 16 MiB).")
 
 
 def _limits(text: str | None) -> StoreLimits:

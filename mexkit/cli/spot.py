@@ -14,6 +14,7 @@ __all__ = ["spot_eval_cmd", "spot_cmd"]
 Examples:
   mexkit spot-eval --truth long-data/intervals.csv --pred spotted.csv
   mexkit spot-eval --truth truth.csv --pred spotted.csv --iou 0.5 --json
+  mexkit spot-eval --truth sheet-with-gaps.csv --pred spotted.csv --lenient
 """)
 @click.option("--truth", "truth", type=click.Path(dir_okay=False), required=True,
               help="Ground-truth interval CSV (subject, video, onset, offset; "
@@ -26,21 +27,29 @@ Examples:
 @click.option("--classes", default=None,
               help="Comma-separated emotion classes (so that absent classes show).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--lenient", is_flag=True,
+              help="Skip invalid truth rows with a warning instead of refusing the file.")
 def spot_eval_cmd(truth: str, pred: str, iou: float, classes: str | None,
-                  as_json: bool) -> int:
+                  as_json: bool, lenient: bool) -> int:
     """Score spotted intervals against ground truth, from mexkit or any other tool.
 
     Frames are 0-based and inclusive. Matching is one-to-one, greedy by
-    confidence, at IoU >= 0.5; the table gives TP, FP, FN, precision, recall
-    and F1 per expression type and overall, AP@[.5:.95] ranked by the
-    confidences, the apex spotting rate (one truth per video), the analysis
-    F1, UF1 and UAR of the true positives' emotions, and STRS. See
-    docs/spotting.md for every convention.
+    confidence, at IoU >= 0.5; the table gives, per expression type (micro,
+    macro) and overall side by side, TP, FP, FN, precision, recall, F1,
+    AP@[.5:.95] ranked by the confidences, analysis F1 and STRS, and marks the
+    row comparable to MEAN's tables (its long-video figures are
+    micro-expression figures); then the apex spotting rate (one truth per
+    video) and the analysis F1, UF1 and UAR of the true positives' emotions.
+    An invalid truth row stops the command (exit 1, naming the rows) unless
+    --lenient; a predicted interval with a negative onset is kept and scored
+    as written, as MEAN's STRS scorer does. See docs/spotting.md for every
+    convention.
     """
     from ..pipeline.spotting import format_spot_report, jsonable, score_interval_files
 
     report = score_interval_files(truth, pred, iou_threshold=iou,
-                                  classes=classes.split(",") if classes else None)
+                                  classes=classes.split(",") if classes else None,
+                                  lenient=lenient)
     if as_json:
         out(json.dumps(jsonable(report), indent=2))
     else:
@@ -52,12 +61,40 @@ def spot_eval_cmd(truth: str, pred: str, iou: float, classes: str | None,
 Examples:
   mexkit spot long.crop.flow-farneback.h5 --results run -o spotted.csv
   mexkit spot - --results run --p 0.6 --no-plots
+  mexkit spot my_video.mp4 --weights MEAN_Weights/CASME_sq -o my_video.intervals.csv
+  mexkit spot casme2.gap20.h5 --weights MEAN_Weights/CASME2/spot_recog --per-subject
 """)
 @click.argument("store", type=str)
 @click.option("--results", "results_dir", type=click.Path(exists=True, file_okay=False),
-              required=True,
+              default=None,
               help="Results folder of `mexkit train STORE --model mean --final` on a "
                    "long-video store (holds spot_model.json).")
+@click.option("--weights", type=click.Path(exists=True), default=None,
+              help="MEAN's published networks instead of --results: a folder of fold files "
+                   "sN.hdf5 (spot_recog, spot) or MEAN_Weights/<dataset>; all folds are "
+                   "averaged. STORE may then be a video file or image folder: it is cropped "
+                   "and given the authors' gap flow first.")
+@click.option("--fold", default=None, metavar="sN",
+              help="--weights: use this one fold network instead of all of them.")
+@click.option("--per-subject", is_flag=True,
+              help="--weights: each video by its own subject's fold network (the authors' "
+                   "LOSO numbering; docs/reproducing.md).")
+@click.option("--subject-map", default=None, metavar="SUBJECT=sN,...|FILE",
+              help="--per-subject: the fold file of each subject.")
+@click.option("--kprime", type=click.IntRange(min=1), default=None,
+              help="--weights: k' (default: the networks' dataset's, MEAN Table 1, scaled to "
+                   "the video's frame rate).")
+@click.option("--peaks", type=click.Choice(["all", "highest"]), default=None,
+              help="--weights: every peak above the threshold (long videos) or the single "
+                   "highest (short clips). Default: the networks' dataset's rule; all for a "
+                   "video.")
+@click.option("--classes", default=None, metavar="A,B,C",
+              help="--weights: class names of the recognition outputs (default: from the "
+                   "dataset folder in the path).")
+@click.option("--gap", type=click.IntRange(min=1), default=None,
+              help="--weights on a video: flow gap k (default: round(0.1 x fps)).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--weights on an image folder: its frame rate.")
 @click.option("--p", "p", type=click.FloatRange(0.0, 1.0), default=None,
               help="Peak threshold fraction of eq. 12 (default: the trained run's, 0.55).")
 @click.option("--emotions", type=click.Path(dir_okay=False), default=None,
@@ -72,7 +109,10 @@ Examples:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Interval CSV to write (default: <store>.intervals.csv); a .json and a "
                    ".plots folder go beside it.")
-def spot_cmd(store: str, results_dir: str, p: float | None, emotions: str | None, device: str,
+def spot_cmd(store: str, results_dir: str | None, weights: str | None, fold: str | None,
+             per_subject: bool, subject_map: str | None, kprime: int | None,
+             peaks: str | None, classes: str | None, gap: int | None, fps: float | None,
+             p: float | None, emotions: str | None, device: str,
              no_plots: bool, type_store: str | None, output: str | None) -> int:
     """Spot expression intervals in every video of STORE (or '-') with a trained MEAN.
 
@@ -84,16 +124,35 @@ def spot_cmd(store: str, results_dir: str, p: float | None, emotions: str | None
     """
     from pathlib import Path
 
+    from ..errors import ParameterError
     from ..pipeline.spotting import format_spot_report, spot_store
     from ._common import err, resolve_input, settings
 
-    path = resolve_input(store)
+    if (results_dir is None) == (weights is None):
+        raise ParameterError("Give either --results or --weights.")
+    mine = (fold, per_subject or None, subject_map, kprime, peaks, classes, gap, fps)
+    if weights is None and any(v is not None for v in mine):
+        raise ParameterError("--fold, --per-subject, --subject-map, --kprime, --peaks, "
+                             "--classes, --gap and --fps go with --weights.")
+    path = resolve_input(store, what="store, video or image folder")
     if output is None:
         output = str(path.with_name(f"{path.name.split('.')[0]}.intervals.csv"))
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if weights is not None:
+        from ..pipeline.mean_spot import spot_with_weights
+
+        csv_path, report = spot_with_weights(
+            path, weights, output, fold=fold, per_subject=per_subject,
+            subject_map=subject_map, kprime=kprime, p=0.55 if p is None else p, peaks=peaks,
+            classes=classes.split(",") if classes else None, gap=gap, fps=fps,
+            device=device, plots=not no_plots, progress=settings().get("progress", True))
+        if report is not None and not settings().get("quiet"):
+            err(format_spot_report(report))
+        out(str(Path(csv_path).resolve()))
+        return 0
     csv_path, report = spot_store(path, results_dir, output, p=p, device=device,
                                   plots=not no_plots, emotions=emotions,
                                   type_stores=type_store)

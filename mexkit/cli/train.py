@@ -279,11 +279,25 @@ def evaluate_cmd(source: str, classes: str | None, as_json: bool) -> int:
 Examples:
   mexkit train demo.crop.flow-tvl1.h5 --model mean --final -o run
   mexkit predict new.crop.flow-tvl1.h5 --results run -o new.csv && mexkit evaluate new.csv
+  mexkit predict casme2.flow.h5 --weights MEAN_Weights/CASME2/recog --per-subject
 """)
 @click.argument("store", type=str)
 @click.option("--results", "results_dir", type=click.Path(exists=True, file_okay=False,
-              path_type=Path), required=True,
+              path_type=Path), default=None,
               help="Results folder of `mexkit train --final`.")
+@click.option("--weights", type=click.Path(exists=True, path_type=Path), default=None,
+              help="MEAN's published Keras network (.hdf5, either layout, spot / recog / "
+                   "spot_recog), or with --per-subject a folder of fold files sN.hdf5. Read "
+                   "with h5py only; nothing in the file is executed.")
+@click.option("--per-subject", is_flag=True,
+              help="--weights FOLDER: score each sample with its own subject's fold network "
+                   "(the authors' LOSO numbering; see docs/reproducing.md).")
+@click.option("--subject-map", default=None, metavar="SUBJECT=sN,...|FILE",
+              help="--per-subject: the fold file of each subject, instead of the authors' "
+                   "numbering rebuilt from the store.")
+@click.option("--classes", default=None, metavar="A,B,C",
+              help="--weights: the recognition outputs' class names in order (default: from "
+                   "the dataset folder in the weights' path, as the authors encode labels).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where the model runs: auto takes a GPU if torch sees one.")
 @click.option("--scheme", default=None,
@@ -291,19 +305,37 @@ Examples:
                    "trained with, else the stored label), so `mexkit evaluate` can score it.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Predictions CSV (default: <store>.predictions.csv).")
-def predict_cmd(store: str, results_dir: Path, device: str, scheme: str | None,
-                output: Path | None) -> int:
-    """Apply the final model of a training run to the samples of STORE.
+def predict_cmd(store: str, results_dir: Path | None, weights: Path | None, per_subject: bool,
+                subject_map: str | None, classes: str | None, device: str,
+                scheme: str | None, output: Path | None) -> int:
+    """Apply a trained model to the samples of STORE: the final model of a
+    training run (--results), or MEAN's published networks (--weights).
 
-    Writes a predictions CSV (true is the stored label when known) and
-    prints its path.
+    Writes a predictions CSV (true is the stored label when known; with
+    --weights the score_<class> columns are the network's softmax outputs and
+    spot_score its spotting output) and prints its path.
     """
-    from ..pipeline.training import predict_store
-
+    if (results_dir is None) == (weights is None):
+        raise ParameterError("Give either --results or --weights.")
+    if weights is None and (per_subject or subject_map or classes):
+        raise ParameterError("--per-subject, --subject-map and --classes go with --weights.")
     path = resolve_input(store)
     if output is None:
         output = path.with_name(f"{path.name.split('.')[0]}.predictions.csv")
-    predict_store(path, results_dir, output, device=device, scheme=scheme)
+    if weights is not None:
+        from ..pipeline.mean_weights import predict_with_weights
+
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        predict_with_weights(path, weights, output, per_subject=per_subject,
+                             classes=classes.split(",") if classes else None, scheme=scheme,
+                             subject_map=subject_map, device=device)
+    else:
+        from ..pipeline.training import predict_store
+
+        predict_store(path, results_dir, output, device=device, scheme=scheme)
     out(str(Path(output).resolve()))
     return 0
 

@@ -80,7 +80,12 @@ from torch.utils.data import (
 from .. import __version__
 from .._validate import check_option, check_range
 from ..errors import ParameterError
-from ..io.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from ..io.checkpoints import (
+    CHECKPOINT_FORMAT,
+    DamagedCheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .distributed import distributed_setup
 from .losses import focal_loss
 
@@ -617,9 +622,12 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
         resumed_from = None
         path = Path(checkpoint_path) if checkpoint_path is not None else None
         if path is not None and resume and path.exists():
-            start_epoch, history = _resume(path, model, opt, config, device)
-            resumed_from = start_epoch
-            logger.info("fit: resuming from %s after epoch %d", path, start_epoch)
+            try:
+                start_epoch, history = _resume(path, model, opt, config, device)
+                resumed_from = start_epoch
+                logger.info("fit: resuming from %s after epoch %d", path, start_epoch)
+            except DamagedCheckpointError as exc:  # as if missing: train from the start
+                logger.warning("%s It is trained again from the first epoch.", exc)
 
         net: nn.Module = model
         if world > 1:

@@ -260,7 +260,12 @@ register_model(ModelSpec(
     # Spot-then-recognize settings: used when `mexkit train --model mean` gets a store of
     # whole videos (`mexkit flow --pairs gap --features mean`); see
     # mexkit.pipeline.spotting.spot_loso.  None of them reaches the constructor.
+    trainer="mexkit.learn.trainers.mean:fit_fold",
     options=(
+        ModelOption("weights", str, "",
+                    "safetensors file of `mexkit convert` (an authors' Keras network): every "
+                    "fold starts from it with its shared layers frozen; empty: from scratch",
+                    constructor=False),
         ModelOption("no-transfer", bool, False,
                     "ablation: train recognition as a separate network from scratch instead "
                     "of on the spotting stage's frozen shared layers (inductive transfer)",

@@ -185,6 +185,35 @@ def _attrs(spec: Mapping[str, Any], clip: Any, start: int, T: int, score: float
     return a
 
 
+def _check_crop(task: Task, arrays: Mapping[str, Any]) -> None:
+    """What the crop stage makes for ``task``: checked on cache and --reuse hits."""
+    from .stages import expect_arrays
+
+    e = task.payload["expect"]
+    T, side = e["frames"], e["side"]
+    frame = (side, side) if side else (None, None)
+    colour = () if task.payload["params"]["grey"] else (3,)
+    spec = {"frames": (np.uint8, (T, *frame, *colour)),
+            "landmarks": ((np.float32, "nan"), (T, 68, 2)),
+            "transforms": (np.float64, (T, 2, 3)), "scores": ((np.float32, "nan"), (T,)),
+            "interpolated": (np.uint8, (T,)), "frame_numbers": (np.int64, (T,))}
+    expect_arrays(arrays, spec, required=list(spec),
+                  where=f"sample {task.sample_id!r}")
+
+
+def _input_attrs(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Who the clip is, from the sheet or the paths: the attributes a cached sample
+    never supplies (:data:`~mexkit.pipeline.cache.INPUT_ATTRS`)."""
+    from .cache import INPUT_ATTRS
+
+    a = {k: spec[k] for k in _CARRY if k in INPUT_ATTRS and spec.get(k) is not None}
+    if spec.get("source"):
+        a["source"] = str(Path(spec["source"]).resolve())
+    if spec.get("intervals"):
+        a["intervals"] = spec["intervals"]
+    return a
+
+
 def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "dlib",
              mode: str = "first", size: int = 128, margin: float = 0.125, grey: bool = True,
              smooth: float = 2.0, max_gap: int = 5, upsample: int | None = None,
@@ -194,13 +223,16 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
     """Detect, align and crop every clip; write the crop store."""
     from ..io.video import open_clip
 
-    if backend == "threading" and jobs > 1 and detector != "none":
+    if backend == "threading" and jobs > 1:
         # the face models are loaded once per process and are not thread-safe: threads
-        # sharing dlib's detector gave different detection scores than one job
+        # sharing dlib's detector gave different detection scores than one job, and
+        # crashed; --detector none runs dlib too (landmarks of the pre-cropped face)
+        what = ("--detector none runs dlib on each clip's first frame for its landmarks"
+                if detector == "none" else f"crop with the {detector!r} detector")
         raise ParameterError(
-            f"Invalid value for the 'backend' parameter: crop with the {detector!r} detector "
-            "cannot use 'threading' (the detector is shared by the threads and results "
-            "would depend on timing); use --backend loky.")
+            f"Invalid value for the 'backend' parameter: {what} and cannot use 'threading' "
+            "(the detector is shared by the threads and results would depend on timing); "
+            "use --backend loky.")
     params = {"detector": detector, "mode": mode, "size": size, "margin": margin,
               "grey": grey, "smooth": smooth if mode == "every" else None,
               "max_gap": max_gap if mode == "every" else None, "upsample": upsample}
@@ -217,6 +249,7 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
         try:
             with open_clip(spec["source"], fps=spec.get("fps")) as clip:
                 content = clip.content_hash()
+                n_frames = clip.n_frames
         except (MediaError, OSError, ValueError) as exc:  # this clip fails alone
             failures[sid] = str(exc) if isinstance(exc, MediaError) else (
                 f"{spec['source']}: {type(exc).__name__}: {exc}")
@@ -225,8 +258,12 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
         annotations = {k: spec.get(k) for k in ("start", "stop", "intervals", *_CARRY)}
         key = cache_key("crop", CROP_VERSION, params, content + repr(sorted(
             (k, repr(v)) for k, v in annotations.items())))
-        tasks.append(Task(sid, key, {}, {"clip": dict(spec),
-                                         "params": {**params, "device": device}}))
+        expect = {"frames": (spec.get("stop") or n_frames) - (spec.get("start") or 0),
+                  "side": size}
+        tasks.append(Task(sid, key, _input_attrs(spec), {
+            "clip": dict(spec), "params": {**params, "device": device}, "expect": expect}))
     return run_stage(tasks, _compute, output=output, stage="crop", params=params,
                      upstream=upstream, jobs=jobs, backend=backend, progress=progress,
-                     extra_failures=failures)
+                     extra_failures=failures, check=_check_crop,
+                     all_samples=[spec["sample_id"] for spec in specs],
+                     inputs=[s["source"] for s in specs if s.get("source")])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -103,6 +104,15 @@ class ParallelConfig:
         finishing before it stops with :class:`ClusterLostError`; 0 never
         stops; None reads ``MEXKIT_STALL_TIMEOUT``, else 300 s
         (:func:`stall_timeout`).
+    overwrite : bool
+        Replace an existing output file that is not a mexkit store
+        (``--overwrite``; an input of the run is never replaced).
+    trust : tuple of str
+        Public key files (``--trust``) whose cache entries and ``--reuse``
+        stores this run uses, besides its own key's.
+    audit : float
+        Share of cache and ``--reuse`` hits recomputed and compared
+        (``--audit``); any difference refuses the cache or store.
     """
 
     retries: int = 2
@@ -112,6 +122,9 @@ class ParallelConfig:
     cache: str | None = None
     reuse: tuple[str, ...] = ()
     stall_timeout: float | None = None
+    overwrite: bool = False
+    trust: tuple[str, ...] = ()
+    audit: float = 0.0
 
 
 _DEFAULT_CONFIG = ParallelConfig()
@@ -245,11 +258,15 @@ def backend_session(backend: str, jobs: int, *, scheduler: str | None = None,
     """Set up joblib's ``backend`` for ``jobs`` workers for a ``with`` block.
 
     ``dask`` connects a client of its own to the scheduler of the Dask
-    client already current in this process, else to ``scheduler``, else
-    starts a local cluster of ``jobs`` single-threaded worker processes
-    (closed at the end).  ``ray`` connects to ``address``, else starts a
-    local Ray instance with ``jobs`` CPUs (shut down at the end) unless Ray
-    is already initialised.
+    client already current in this process, else to ``scheduler`` (with
+    the TLS settings of dask's configuration; a scheduler without TLS is
+    used with a warning), else starts a local cluster of ``jobs``
+    single-threaded worker processes that admits only this run (TLS with
+    certificates made for the run; closed at the end).  ``ray`` connects to
+    ``address``, else starts a local Ray instance with ``jobs`` CPUs (shut
+    down at the end) unless Ray is already initialised; a local instance
+    requires a token made for the run (Ray's token authentication), so other
+    local users cannot use it.
     """
     with _session(backend, jobs, scheduler=scheduler, address=address):
         yield
@@ -284,6 +301,12 @@ def _session(backend: str, jobs: int, *, scheduler: str | None = None,
         yield probe
 
 
+def _watched(func: Callable[[Any], Any], parent_pid: int, chunk: Any) -> Any:
+    """``func(chunk)`` in a worker that ends itself when ``parent_pid`` dies."""
+    watch_parent(parent_pid)
+    return func(chunk)
+
+
 def _dask_probe(client: Any) -> Probe:
     def probe() -> int:
         return sum(client.nthreads().values())
@@ -310,18 +333,52 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
         except ValueError:
             current = None
         if current is None:
-            logger.info("dask: starting a local cluster of %d worker process(es)", jobs)
-            with distributed.LocalCluster(n_workers=jobs, threads_per_worker=1,
-                                          processes=True, dashboard_address=None) as cluster, \
-                    distributed.Client(cluster, set_as_default=False) as client:
+            with _local_dask_cluster(jobs) as client:
                 yield client
             return
         scheduler, security = current.scheduler.address, current.security
+    elif _plain_address(scheduler):
+        logger.warning("dask: the scheduler %s takes any client that can reach it (no TLS): "
+                       "whoever can connect runs code as the workers' user; secure it with "
+                       "TLS certificates (docs/sharing.md)", scheduler)
     try:  # waits for dask's distributed.comm.timeouts.connect
         client = distributed.Client(scheduler, security=security, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise ParameterError(f"Cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
     with client:
+        yield client
+
+
+def _plain_address(address: str) -> bool:
+    """True for a Dask address without TLS (``tcp://``, ``ws://``, no protocol)."""
+    return "://" not in address or address.split("://", 1)[0] in ("tcp", "ws", "inproc")
+
+
+@contextlib.contextmanager
+def _local_dask_cluster(jobs: int) -> Iterator[Any]:
+    """A local Dask cluster that admits only this run.
+
+    Scheduler, nannies and workers listen on 127.0.0.1 with TLS and require a
+    client certificate signed by a certificate authority made for this run
+    (:meth:`distributed.security.Security.temporary`: a new key pair in this
+    process's memory, passed to the worker processes it starts).  Another
+    user of the machine, who can reach the ports but holds no certificate, is
+    refused at the TLS handshake and can submit nothing.
+    """
+    import distributed
+    from distributed.security import Security
+
+    try:
+        security = Security.temporary()
+    except ImportError as exc:  # pragma: no cover - cryptography is a dependency
+        raise ParameterError("A local Dask cluster needs the 'cryptography' package for "
+                             "its TLS certificates (pip install cryptography).") from exc
+    logger.info("dask: starting a local cluster of %d worker process(es) (TLS, this run "
+                "only)", jobs)
+    with distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, host="127.0.0.1", protocol="tls",
+                                  security=security) as cluster, \
+            distributed.Client(cluster, security=security, set_as_default=False) as client:
         yield client
 
 
@@ -341,17 +398,56 @@ def _ray_session(jobs: int, address: str | None) -> Iterator[Probe]:
     if ray.is_initialized():
         yield probe
         return
+    token = _ray_token() if address is None else {}
     try:
         if address is None:
             ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
     except ConnectionError as exc:
+        _restore_env(token)
         raise ParameterError(f"Cannot reach the Ray cluster at {address!r}: {exc}") from exc
     try:
         yield probe
     finally:
         ray.shutdown()
+        _restore_env(token)
+
+
+def _ray_token() -> dict[str, str | None]:
+    """Turn on Ray's token authentication for the local instance this run starts.
+
+    A random token in this process's environment (readable by this user
+    only), inherited by the Ray processes it starts: a client without it,
+    another local user's included, is refused.  Nothing is changed where
+    ``RAY_AUTH_MODE`` is set already (the user's own choice).  Returns the
+    variables to restore afterwards.
+    """
+    import secrets
+
+    if os.environ.get("RAY_AUTH_MODE"):
+        return {}
+    before = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
+                                            "RAY_AUTH_TOKEN_PATH")}
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    try:  # Ray caches its configuration: refresh it (as Ray's own set-up does)
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except Exception as exc:  # an older Ray without token authentication
+        logger.warning("ray: cannot turn on token authentication (%s); the local Ray "
+                       "instance admits any local client", exc)
+    return before
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def stall_timeout(value: float | None = None, *,
@@ -427,6 +523,14 @@ def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, job
             yield func(c)
         return
     import joblib
+
+    if backend != "threading":
+        # whatever this process starts dies with it, even killed with SIGKILL
+        from .reaper import ensure_reaper
+
+        ensure_reaper()
+    if backend == "loky":  # each worker also ends itself within 0.25 s of our death
+        func = functools.partial(_watched, func, os.getpid())
 
     # Ray's joblib backend returns a list only (workers still stage each sample at once)
     order = "list" if backend == "ray" else "generator_unordered"

@@ -89,11 +89,17 @@ def score_intervals(truth: Sequence[Interval], pred: Sequence[Interval], *,
 
 
 def score_interval_files(truth_path: str | os.PathLike, pred_path: str | os.PathLike, *,
-                         iou_threshold: float = 0.5,
-                         classes: Sequence[str] | None = None) -> dict[str, Any]:
-    """Read two interval files and score the predictions against the truth."""
-    truth = read_intervals(truth_path, what="truth file")
-    pred, rows = read_intervals(pred_path, what="prediction file", with_rows=True)
+                         iou_threshold: float = 0.5, classes: Sequence[str] | None = None,
+                         lenient: bool = False) -> dict[str, Any]:
+    """Read two interval files and score the predictions against the truth.
+
+    An invalid truth row is a :class:`~mexkit.errors.DatasetError` naming the
+    rows (with ``lenient``, such rows are skipped with a warning); predicted
+    intervals with a negative onset are kept and scored as written.
+    """
+    truth = read_intervals(truth_path, what="truth file", strict=not lenient)
+    pred, rows = read_intervals(pred_path, what="prediction file", with_rows=True,
+                                negative_onsets="keep")
     report = score_intervals(truth, pred, iou_threshold=iou_threshold, classes=classes,
                              pred_rows=rows, pred_name=Path(pred_path).name)
     report["truth_file"] = str(truth_path)
@@ -101,47 +107,11 @@ def score_interval_files(truth_path: str | os.PathLike, pred_path: str | os.Path
     return report
 
 
-def _f(v: Any, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
 def format_spot_report(report: Mapping[str, Any]) -> str:
-    """The metric table of :func:`score_intervals` (or a results.json's ``spotting``)."""
-    sp = report["spotting"]
-    lines = [f"spotting at IoU >= {sp['iou_threshold']:.2f} (one-to-one, greedy by "
-             f"confidence): {sp['n_truth']} true, {sp['n_pred']} spotted intervals",
-             f"{'type':<10}{'TP':>6}{'FP':>6}{'FN':>6}{'precision':>11}{'recall':>9}{'F1':>9}"]
-    rows = list(sp["per_type"].items())
-    if len(rows) != 1 or rows[0][0] != "untyped":
-        rows = rows + [("overall", sp["overall"])]
-    else:
-        rows = [("overall", sp["overall"])]
-    for name, r in rows:
-        lines.append(f"{name:<10}{_f(r['tp']):>6}{_f(r['fp']):>6}{_f(r['fn']):>6}"
-                     f"{_f(r['precision']):>11}{_f(r['recall']):>9}{_f(r['f1']):>9}")
-    for note in sp.get("notes", []):
-        lines.append(f"note: {note}")
-    ap = report.get("ap")
-    if ap:
-        lines.append(f"AP@[.5:.95] {_f(ap['ap'])} (ranked by {ap['ranked_by']}; "
-                     f"AP@.5 {_f(ap['per_threshold'].get('0.50'))})")
-    asr = report.get("asr")
-    if asr:
-        lines.append(f"ASR {_f(asr['asr'])} ({asr['hits']} of {asr['videos']} videos, apex "
-                     f"from the {asr['apex_from']})")
-    an = report.get("analysis")
-    if an:
-        lines.append(f"analysis on {an['n']} true positives: accuracy {_f(an['accuracy'])}  "
-                     f"precision {_f(an['precision'])}  recall {_f(an['recall'])}  "
-                     f"F1 {_f(an['f1'])}  UF1 {_f(an['uf1'])}  UAR {_f(an['uar'])}")
-        lines.append(f"STRS {_f(report.get('strs'))} (spotting F1 x analysis F1)")
-    else:
-        lines.append("analysis: no true positive with an emotion on both sides; no STRS")
-    return "\n".join(lines)
+    """The metric table of :func:`score_intervals` (or a results.json's ``metrics``)."""
+    from ..spot.report import format_report
+
+    return format_report(report)
 
 
 # -- MEAN's spot-then-recognize evaluation -----------------------------------------
@@ -598,7 +568,9 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                            curves, found)
         logger.info("spot: fold %d/%d (subject %s) done", fold + 1, len(subjects), subject)
     truth = [t for v in videos for t in v.truth]
-    report = evaluate_intervals(truth, spotted, classes=classes or None)
+    # classes from the truth (the default): each type's row takes its own truths' emotions,
+    # as MEAN scores micro-expressions alone
+    report = evaluate_intervals(truth, spotted)
     write_intervals(out / "intervals.csv", spotted)
     write_intervals_json(out / "intervals.json", spotted, kprime=_keyed(kprimes), p=p,
                          long=long, classes=classes)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .runner import StageResult, Task
-from .stages import input_sample, require_arrays, run_store_stage
+from .stages import expect_arrays, input_sample, require_arrays, run_store_stage
 
 __all__ = ["run_tim", "run_rpca", "run_keyframes", "run_magnify", "KEYFRAME_METHODS"]
 
@@ -25,7 +25,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def _frames(task: Task, stage: str) -> tuple[Any, np.ndarray]:
-    s = input_sample(task.payload["input"], task.sample_id)
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     require_arrays(s, ["frames"], stage=stage, producer="mexkit crop")
     return s, s.read("frames")
 
@@ -46,6 +46,43 @@ def _landmarks(s: Any, index: np.ndarray) -> dict[str, np.ndarray]:
         return {}
     lm = s.read("landmarks")
     return {"landmarks": lm[np.clip(np.rint(index).astype(int), 0, len(lm) - 1)]}
+
+
+def _check_frames_stage(task: Task, arrays: Mapping[str, Any], n: int | None,
+                        main: str = "frames", dtypes: Any = np.uint8,
+                        more: Mapping[str, Any] | None = None) -> None:
+    """The temporal stages' outputs: ``main`` of ``n`` frames (None: as many as the
+    input) of the input's frame size, with landmarks and source times to match."""
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+    shape = tuple(s.shape("frames"))
+    n = shape[0] if n is None else n
+    frame = shape[1:3] if main != "frames" else shape[1:]
+    spec = {main: (dtypes, (n, *frame)), "landmarks": ((np.float32, "nan"), (n, 68, 2)),
+            "source_time": (np.float64, (n,)), **(more or {})}
+    expect_arrays(arrays, spec, required=[main], where=f"sample {task.sample_id!r}")
+
+
+def _check_tim(task: Task, arrays: Mapping[str, Any]) -> None:
+    p = task.payload["params"]
+    _check_frames_stage(task, arrays, p["n_frames"],
+                        dtypes=np.float32 if p["float"] else np.uint8)
+
+
+def _check_rpca(task: Task, arrays: Mapping[str, Any]) -> None:
+    p = task.payload["params"]
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+    T, H, W = tuple(s.shape("frames"))[:3]
+    n = p["k"] if p["psn"] else T
+    _check_frames_stage(task, arrays, n, main="sparse", dtypes=np.float32, more={
+        "low_rank": (np.float32, (T, H, W)), "tim_frames": (np.uint8, (n, H, W))})
+
+
+def _check_keyframes(task: Task, arrays: Mapping[str, Any]) -> None:
+    _check_frames_stage(task, arrays, task.payload["params"]["n_frames"])
+
+
+def _check_magnify(task: Task, arrays: Mapping[str, Any]) -> None:
+    _check_frames_stage(task, arrays, None)
 
 
 # -- TIM ---------------------------------------------------------------------
@@ -69,7 +106,7 @@ def run_tim(input_path: str | Path, output: str | Path, *, n_frames: int = 64,
     """Temporal interpolation model of every clip to ``n_frames`` frames."""
     params = {"n_frames": n_frames, "grid": grid, "float": keep_float}
     return run_store_stage(input_path, output, stage="tim", version=1, params=params,
-                           compute=_compute_tim, **kw)
+                           compute=_compute_tim, check=_check_tim, **kw)
 
 
 # -- RPCA --------------------------------------------------------------------
@@ -132,7 +169,7 @@ def run_rpca(input_path: str | Path, output: str | Path, *, lam: float | None = 
         params["tim_frames"] = True  # PSN stores also hold the 16 TIM frames (tim_frames)
     return run_store_stage(input_path, output, stage="rpca", version=1, params=params,
                            compute=_compute_rpca, payload_params={**params, "device": device},
-                           **kw)
+                           check=_check_rpca, **kw)
 
 
 # -- key frames --------------------------------------------------------------
@@ -217,7 +254,7 @@ def run_keyframes(input_path: str | Path, output: str | Path, *, method: str = "
     # bin/demo's clips a mean difference of 0.02 grey levels, 99 % of pixels within 1,
     # at most 16): version-1 samples are recomputed, not mixed in
     return run_store_stage(input_path, output, stage="keyframes", version=2, params=params,
-                           compute=_compute_keyframes, **kw)
+                           compute=_compute_keyframes, check=_check_keyframes, **kw)
 
 
 # -- magnification -----------------------------------------------------------
@@ -268,4 +305,4 @@ def run_magnify(input_path: str | Path, output: str | Path, *, method: str = "ri
     params = {"method": method, "alpha": alpha, "low": low, "high": high,
               "filter": temporal_filter, "fps": fps}
     return run_store_stage(input_path, output, stage="magnify", version=1, params=params,
-                           compute=_compute_magnify, **kw)
+                           compute=_compute_magnify, check=_check_magnify, **kw)

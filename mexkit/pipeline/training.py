@@ -299,8 +299,12 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
                              [keys.get(table.sample_ids[i], "") for i in
                               sorted(set(fold.train) | set(fold.test))])
         if done.exists():
-            saved = json.loads(done.read_text())
-            if saved.get("key") == fold_key:
+            try:
+                saved = json.loads(done.read_text())
+            except (ValueError, UnicodeDecodeError):  # damaged: train the fold again
+                logger.warning("%s is damaged; fold %s is trained again", done, fold.name)
+                saved = {}
+            if isinstance(saved, dict) and saved.get("key") == fold_key:
                 rows.extend(saved["rows"])
                 extras.update(saved.get("extras", {}))
                 histories[fold.name] = saved.get("history", [])
@@ -521,6 +525,8 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
     from ..models.registry import constructor_options, get_model, get_spec
 
     results_dir = Path(results_dir)
+    _check_csv_output(Path(output), [Path(store_path), *results_dir.glob("*"),
+                                     *results_dir.glob("checkpoints/*")])
     meta_path = results_dir / "model.json"
     if not meta_path.exists():
         raise ParameterError(
@@ -564,6 +570,24 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
         rows.append(r)
     write_predictions(Path(output), rows, meta["classes"])
     return Path(output)
+
+
+def _check_csv_output(output: Path, inputs: Sequence[Path]) -> None:
+    """Refuse a predictions file that would replace an input or a mexkit store."""
+    from ..io.store.write import _is_mexkit_store
+
+    if not output.exists():
+        return
+    for p in inputs:
+        try:
+            if os.path.samefile(p, output):
+                raise ParameterError(f"The output {str(output)!r} is an input of this run "
+                                     f"({str(p)!r}); choose another output (-o).")
+        except OSError:
+            continue
+    if _is_mexkit_store(output):
+        raise ParameterError(f"The output {str(output)!r} is a mexkit store; predictions "
+                             "(CSV) never replace one. Choose another output (-o).")
 
 
 def _fold_jobs(fold_jobs: int | str, device: str, dataset: Any) -> int:

@@ -88,6 +88,13 @@ def test_loso_writes_intervals_metrics_plots_and_a_final_model(gap_store, tmp_pa
     assert r["types"] == ["macro", "micro"] and r["classes"] == ["neg", "pos"]
     m = r["metrics"]["spotting"]
     assert m["n_truth"] == 4 and set(m["per_type"]) == {"macro", "micro"}
+    # micro, macro and overall side by side, the micro row named as MEAN's (Tables 4-5)
+    rows = r["metrics"]["by_type"]
+    assert list(rows) == ["macro", "micro", "overall"]
+    for row in rows.values():
+        assert set(row) == {"spotting", "ap", "analysis", "strs"}
+    assert rows["micro"]["spotting"] == m["per_type"]["micro"]
+    assert r["metrics"]["comparable_to_paper"]["row"] == "micro"
     spotted = read_intervals(out / "intervals.csv")
     assert len(spotted) == m["n_pred"]
     assert all(iv.confidence is not None and iv.type in ("micro", "macro") for iv in spotted)
@@ -108,7 +115,10 @@ def test_train_routes_a_gap_store_to_spotting_and_spot_applies_it(gap_store, tmp
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "res" / "results.json").read_text())
     assert res["task"] == "spot-then-recognize" and res["settings"]["transfer"] is False
-    assert "overall" in r.stderr and "STRS" in r.stderr or "analysis" in r.stderr
+    table = [line.split()[0] for line in r.stderr.splitlines()[2:5]]
+    assert table == ["macro", "micro", "overall"], r.stderr
+    assert any(line.startswith("micro *") for line in r.stderr.splitlines()), r.stderr
+    assert "* micro: MEAN's long-video figures" in r.stderr
     r = CliRunner().invoke(cli, ["spot", str(gap_store), "--results", str(tmp_path / "res"),
                                  "--device", "cpu", "-o", str(tmp_path / "p.csv")])
     assert r.exit_code == 0, r.output

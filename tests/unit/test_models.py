@@ -228,7 +228,7 @@ class TestRegistry:
         assert [(i.name, i.shape) for i in mean.inputs] == [("mean_regions", (3, 42, 42))]
         from mexkit.learn.inputs import get_input
 
-        assert "--strain" in get_input(mean.inputs[0].name).produced_by
+        assert "--features mean" in get_input(mean.inputs[0].name).produced_by
         atnet = get_spec("atnet")
         assert [(i.name, i.shape) for i in atnet.inputs] == [
             ("apex_rgb", (3, 224, 224)), ("direction_magnitude", (64, 128))]

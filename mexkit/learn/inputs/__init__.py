@@ -9,7 +9,7 @@ an input is adding one module.
 
 >>> from mexkit.learn.inputs import get_input
 >>> get_input("mean_regions").produced_by      # doctest: +SKIP
-'mexkit flow --pairs onset-apex --strain'
+'mexkit flow --pairs onset-apex --features mean'
 
 The builder of an input takes one stored sample
 (:class:`~mexkit.io.store.SampleView`) and returns a float32 array of the

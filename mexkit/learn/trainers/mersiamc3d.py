@@ -341,7 +341,7 @@ def prior_learning(ctx: Any, siamese: Any, *, pairs_per_epoch: int, augment: Any
     ``holdout_accuracy`` (same/different accuracy on the 10 % held-out
     pairs) and the pair counts.
     """
-    from ...io.checkpoints import load_checkpoint
+    from ...io.checkpoints import checkpoint_epoch
     from ...models.mersiamc3d import INPUT_NAME
     from ..train import fit
 
@@ -352,7 +352,7 @@ def prior_learning(ctx: Any, siamese: Any, *, pairs_per_epoch: int, augment: Any
     base_epochs = int(kw.pop("epochs"))
     epochs = int(epochs) if epochs else base_epochs
     path = ctx.checkpoint_dir / "prior.safetensors"
-    done = int(load_checkpoint(path)[2].get("epoch", 0)) if path.exists() else 0
+    done = checkpoint_epoch(path)
     sampled = 0 < pairs_per_epoch < len(train_pairs)
     bar = ctx.progress("prior learning", epochs)
     try:
