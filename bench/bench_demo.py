@@ -7,8 +7,8 @@ Run from the repository root (after ``bin/setup``):
 
 The stages are ``bin/demo``'s commands, run one after the other as separate
 ``mexkit`` processes (so each figure includes that command's start-up), on a
-fresh synthetic dataset: synth, crop, onset-apex TV-L1 flow with strain, MEAN
-under LOSO, TIM, RPCA, adaptive key frames, Farneback flow between key
+fresh synthetic dataset: synth, crop, onset-apex TV-L1 flow with strain and
+MEAN's region input, MEAN under LOSO, TIM, RPCA, adaptive key frames, Farneback flow between key
 frames, magnification, validation. ``--subjects 28 --clips-per-class 3``
 makes a CASME II-sized run (252 clips with synth's three default classes).
 Printed: a table of wall seconds per stage and its share of the total, the
@@ -63,7 +63,8 @@ def main() -> None:
         ("crop", ["crop", "--annotations", str(out / "data" / "samples.csv"), "-j", j, "-o",
                   str(out / "demo.crop.h5")]),
         ("flow tvl1 + strain", ["flow", str(out / "demo.crop.h5"), "--pairs", "onset-apex",
-                                "--strain", "-o", str(out / "demo.flow.h5")]),
+                                "--strain", "--features", "mean", "-o",
+                                str(out / "demo.flow.h5")]),
         ("train mean loso", ["-q", "train", str(out / "demo.flow.h5"), "--model", "mean",
                              "--protocol", "loso", "--epochs", str(args.epochs), "-o",
                              str(out / "mean-loso")]),
