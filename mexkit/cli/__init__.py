@@ -1,4 +1,16 @@
-"""The ``mexkit`` command line: one module per subcommand.
+"""The ``mexkit`` command line.
+
+Which command lives where, one rule: a command lives in ``mexkit/cli/<m>.py``,
+where ``mexkit.pipeline.<m>`` is the pipeline module that does its work (``train``
+and ``predict`` in ``cli/training.py`` beside ``pipeline/training.py``, ``spot-eval`` in
+``cli/spot_eval.py``, ``convert`` in ``cli/mean_weights.py``, ``samples`` in
+``cli/crop.py`` because ``pipeline/crop.py`` reads sheets for both). A command
+module only parses options and calls that module; it imports nothing of mexkit but
+that module, :mod:`mexkit.pipeline.options` (the registries' names and options,
+environment variables, job counts) and :mod:`mexkit.errors`. What several commands
+share (output helpers, the one ``--device`` option, the run options) is
+``cli/_common.py``. :data:`COMMANDS` lists each command's module; a test checks the
+rule.
 
 Conventions (DESIGN.md): every stage reads a path or ``-`` (a store path on
 stdin), writes one store and prints exactly its path on stdout; logs and
@@ -42,7 +54,7 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("mexkit.cli.synth", "synth_cmd",
               "Write a synthetic ME dataset with ground-truth motion."),
-    "samples": ("mexkit.cli.samples", "samples_cmd",
+    "samples": ("mexkit.cli.crop", "samples_cmd",
                 "Show what mexkit reads from a dataset's annotation sheet."),
     "crop": ("mexkit.cli.crop", "crop_cmd",
              "Detect, align and crop faces (68-point landmarks)."),
@@ -63,20 +75,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Summarise a store: stage, provenance, samples."),
     "validate": ("mexkit.cli.inspect", "validate_cmd",
                  "Check a store; exit 0 if valid, 1 otherwise."),
-    "train": ("mexkit.cli.train", "train_cmd",
+    "train": ("mexkit.cli.training", "train_cmd",
               "Train and evaluate a model under LOSO / k-fold / CDE / HDE."),
-    "pretrain": ("mexkit.cli.train", "pretrain_cmd",
+    "pretrain": ("mexkit.cli.pretraining", "pretrain_cmd",
                  "Pre-train a model's frame backbone on still frames (AKMNet's AffectNet stage)."),
-    "evaluate": ("mexkit.cli.train", "evaluate_cmd",
+    "evaluate": ("mexkit.cli.evaluation", "evaluate_cmd",
                  "Metrics table of a results file or any predictions CSV."),
-    "predict": ("mexkit.cli.train", "predict_cmd",
+    "predict": ("mexkit.cli.training", "predict_cmd",
                 "Apply a trained model to the samples of a store."),
-    "models": ("mexkit.cli.train", "models_cmd",
+    "models": ("mexkit.cli.models", "models_cmd",
                "List the models, their inputs, defaults and parameter counts."),
-    "spot-eval": ("mexkit.cli.spot", "spot_eval_cmd", "Score spotted intervals (F1, AP, STRS)."),
+    "spot-eval": ("mexkit.cli.spot_eval", "spot_eval_cmd",
+                  "Score spotted intervals (F1, AP, STRS)."),
     "spot": ("mexkit.cli.spot", "spot_cmd",
-             "Spot expression intervals with a trained MEAN or the authors' networks."),
-    "convert": ("mexkit.cli.convert", "convert_cmd",
+             "Spot expression intervals with trained networks or the authors' MEAN."),
+    "convert": ("mexkit.cli.mean_weights", "convert_cmd",
                 "Convert MEAN's published Keras network into mexkit weights."),
 }
 
@@ -161,7 +174,7 @@ class MexkitGroup(click.Group):
             click.echo(f"mexkit: error: {_first_line(exc)}", err=True)
             ctx.exit(2 if isinstance(exc, ParameterError) else 1)
         except Exception as exc:  # a bug: say so, in one line unless --debug
-            from ..io.store.write import no_space
+            from ..pipeline.options import no_space  # start-up: only when a command failed
 
             if no_space(exc):  # a full disk is not a bug: say where, in one line
                 if debug():

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from ._common import out, overwrite_option, settings
+from ..pipeline.merge import merge_stores
+from ._common import out, overwrite_option, progress
 
 
 @click.command("merge", epilog="""\b
@@ -32,9 +33,6 @@ def merge_cmd(parts: tuple[Path, ...], output: Path, partial: bool):
     records its shard and the run's samples: a merge that lacks a shard is
     refused, naming it, unless --partial.  Prints the merged store's path.
     """
-    from ..pipeline.merge import merge_stores
-
-    result = merge_stores(parts, output, progress=settings().get("progress", True),
-                          partial=partial)
+    result = merge_stores(parts, output, progress=progress(), partial=partial)
     out(str(Path(output).resolve()))
     return result

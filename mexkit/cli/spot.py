@@ -1,60 +1,14 @@
-"""``mexkit spot-eval`` (score interval files) and ``mexkit spot`` (apply a spotter)."""
+"""``mexkit spot`` (:mod:`mexkit.pipeline.spot`): apply trained spotting networks."""
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import click
 
-from ._common import out
+from ..pipeline.spot import format_spot_report, spot
+from ._common import device_option, err, out, progress, resolve_input, settings
 
-__all__ = ["spot_eval_cmd", "spot_cmd"]
-
-
-@click.command("spot-eval", epilog="""\b
-Examples:
-  mexkit spot-eval --truth long-data/intervals.csv --pred spotted.csv
-  mexkit spot-eval --truth truth.csv --pred spotted.csv --iou 0.5 --json
-  mexkit spot-eval --truth sheet-with-gaps.csv --pred spotted.csv --lenient
-""")
-@click.option("--truth", "truth", type=click.Path(dir_okay=False), required=True,
-              help="Ground-truth interval CSV (subject, video, onset, offset; "
-                   "type, emotion optional).")
-@click.option("--pred", "pred", type=click.Path(dir_okay=False), required=True,
-              help="Predicted interval CSV (subject, video, onset, offset; type, emotion, "
-                   "confidence, apex optional).")
-@click.option("--iou", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5,
-              show_default=True, help="IoU a spotted interval needs to be a true positive.")
-@click.option("--classes", default=None,
-              help="Comma-separated emotion classes (so that absent classes show).")
-@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-@click.option("--lenient", is_flag=True,
-              help="Skip invalid truth rows with a warning instead of refusing the file.")
-def spot_eval_cmd(truth: str, pred: str, iou: float, classes: str | None,
-                  as_json: bool, lenient: bool) -> int:
-    """Score spotted intervals against ground truth, from mexkit or any other tool.
-
-    Frames are 0-based and inclusive. Matching is one-to-one, greedy by
-    confidence, at IoU >= 0.5; the table gives, per expression type (micro,
-    macro) and overall side by side, TP, FP, FN, precision, recall, F1,
-    AP@[.5:.95] ranked by the confidences, analysis F1 and STRS, and marks the
-    row comparable to MEAN's tables (its long-video figures are
-    micro-expression figures); then the apex spotting rate (one truth per
-    video) and the analysis F1, UF1 and UAR of the true positives' emotions.
-    An invalid truth row stops the command (exit 1, naming the rows) unless
-    --lenient; a predicted interval with a negative onset is kept and scored
-    as written, as MEAN's STRS scorer does. See docs/spotting.md for every
-    convention.
-    """
-    from ..pipeline.spotting import format_spot_report, jsonable, score_interval_files
-
-    report = score_interval_files(truth, pred, iou_threshold=iou,
-                                  classes=classes.split(",") if classes else None,
-                                  lenient=lenient)
-    if as_json:
-        out(json.dumps(jsonable(report), indent=2))
-    else:
-        out(format_spot_report(report))
-    return 0
+__all__ = ["spot_cmd"]
 
 
 @click.command("spot", epilog="""\b
@@ -67,7 +21,7 @@ Examples:
 @click.argument("store", type=str)
 @click.option("--results", "results_dir", type=click.Path(exists=True, file_okay=False),
               default=None,
-              help="Results folder of `mexkit train STORE --model mean --final` on a "
+              help="Results folder of `mexkit train STORE --model NAME --final` on a "
                    "long-video store (holds spot_model.json).")
 @click.option("--weights", type=click.Path(exists=True), default=None,
               help="MEAN's published networks instead of --results: a folder of fold files "
@@ -100,8 +54,7 @@ Examples:
 @click.option("--emotions", type=click.Path(dir_okay=False), default=None,
               help="Interval file whose emotion column labels the store's intervals "
                    "(for scoring only).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where the model runs: auto takes a GPU if torch sees one.")
+@device_option("the networks run")
 @click.option("--no-plots", is_flag=True, help="Do not draw a PNG per video.")
 @click.option("--type-store", "type_store", default=None, metavar="TYPE=STORE[,...]",
               help="Gap-flow store of the same videos for a type whose network was trained "
@@ -114,70 +67,26 @@ def spot_cmd(store: str, results_dir: str | None, weights: str | None, fold: str
              peaks: str | None, classes: str | None, gap: int | None, fps: float | None,
              p: float | None, emotions: str | None, device: str,
              no_plots: bool, type_store: str | None, output: str | None) -> int:
-    """Spot expression intervals in every video of STORE (or '-') with a trained MEAN.
+    """Spot expression intervals in every video of STORE (or '-') with trained networks.
 
-    STORE is a `mexkit flow --pairs gap --features mean` store of whole
-    videos. Writes an interval CSV (subject, video, onset, offset, type,
-    emotion, confidence, apex), the same as JSON, and a PNG per video, and
-    prints the CSV's path. When the store's videos are annotated, the metric
-    table goes to stderr.
+    The networks are those of `mexkit train --final` on a store of whole videos
+    (--results; STORE is a store of the same kind, e.g. `mexkit flow --pairs gap
+    --features mean` for MEAN), or MEAN's published networks (--weights; STORE may
+    then be a video file or an image folder). Writes an interval CSV (subject,
+    video, onset, offset, type, emotion, confidence, apex), the same as JSON, and a
+    PNG per video, and prints the CSV's path. When the store's videos are annotated,
+    the metric table goes to stderr.
     """
-    from pathlib import Path
-
-    from ..errors import ParameterError
-    from ..pipeline.spotting import format_spot_report, spot_store
-    from ._common import err, resolve_input, settings
-
-    if (results_dir is None) == (weights is None):
-        raise ParameterError("Give either --results or --weights.")
-    mine = (fold, per_subject or None, subject_map, kprime, peaks, classes, gap, fps)
-    if weights is None and any(v is not None for v in mine):
-        raise ParameterError("--fold, --per-subject, --subject-map, --kprime, --peaks, "
-                             "--classes, --gap and --fps go with --weights.")
     path = resolve_input(store, what="store, video or image folder")
     if output is None:
         output = str(path.with_name(f"{path.name.split('.')[0]}.intervals.csv"))
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if weights is not None:
-        from ..pipeline.mean_spot import spot_with_weights
-
-        csv_path, report = spot_with_weights(
-            path, weights, output, fold=fold, per_subject=per_subject,
-            subject_map=subject_map, kprime=kprime, p=0.55 if p is None else p, peaks=peaks,
-            classes=classes.split(",") if classes else None, gap=gap, fps=fps,
-            device=device, plots=not no_plots, progress=settings().get("progress", True))
-        if report is not None and not settings().get("quiet"):
-            err(format_spot_report(report))
-        out(str(Path(csv_path).resolve()))
-        return 0
-    csv_path, report = spot_store(path, results_dir, output, p=p, device=device,
-                                  plots=not no_plots, emotions=emotions,
-                                  type_stores=type_store)
+    csv_path, report = spot(
+        path, output, results=results_dir, weights=weights, fold=fold,
+        per_subject=per_subject, subject_map=subject_map, kprime=kprime, peaks=peaks,
+        classes=classes.split(",") if classes else None, gap=gap, fps=fps, p=p,
+        emotions=emotions, type_stores=type_store, device=device, plots=not no_plots,
+        progress=progress())
     if report is not None and not settings().get("quiet"):
         err(format_spot_report(report))
     out(str(Path(csv_path).resolve()))
-    return 0
-
-
-def train_spotting_branch(path, out_dir, **kw) -> int:
-    """`mexkit train --model mean` on a store of whole videos (called by cli/train.py).
-
-    Runs MEAN's LOSO spot-then-recognize evaluation, prints the metric table on
-    stderr and the path of results.json on stdout.
-    """
-    import json as _json
-    from pathlib import Path
-
-    from ..pipeline.spotting import format_spot_report, train_spotting
-    from ._common import err, settings
-
-    if out_dir is None:
-        out_dir = Path(path).with_name(f"{Path(path).name.split('.')[0]}.mean-spot-loso")
-    results = train_spotting(path, out_dir, **kw)
-    if not settings().get("quiet"):
-        err(format_spot_report(_json.loads(results.read_text())["metrics"]))
-    out(str(results.resolve()))
     return 0

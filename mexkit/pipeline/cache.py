@@ -9,6 +9,7 @@ parameter or the algorithm version changes exactly the affected samples.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -21,8 +22,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from ..errors import StoreError
-from ..io.store import canonical_json
+from ..io.atomic import atomic_path
+from ..io.signing import trusted_keys
+from ..io.store import canonical_json, hash_arrays, open_store, validate_store, write_staged_sample
+from ..io.store.format import _check_structure, _decode_attrs, _hash_attrs
+from .limits import store_limits
 
 __all__ = ["cache_key", "params_digest", "SampleCache", "CACHE_ENV", "reuse_index",
            "copy_from_store", "INPUT_ATTRS", "merge_attrs", "entry_message"]
@@ -88,7 +95,6 @@ _OWN_ATTRS = ("sample_id", "cache_key", "data_hash")
 
 def entry_message(key: str, group: Any) -> bytes:
     """What a cache entry's signature signs: its key, data hash and every attribute."""
-    from ..io.store.format import _hash_attrs
 
     h = hashlib.sha256()
     _hash_attrs(h, group)
@@ -107,7 +113,6 @@ def merge_attrs(entry: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str
 
 
 def _no_space(exc: BaseException) -> bool:
-    import errno
 
     text = str(exc)
     return (getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text
@@ -171,7 +176,6 @@ class SampleCache:
     @property
     def trusted(self) -> Any:
         if self._trusted is None:
-            from ..io.signing import trusted_keys
 
             self._trusted = trusted_keys()
         return self._trusted
@@ -204,9 +208,7 @@ class SampleCache:
         the cache cannot be written (a full disk turns writing off for the
         rest of this cache object's life; the run goes on).
         """
-        import h5py
 
-        from ..io.atomic import atomic_path
 
         if not self.writable:
             return None
@@ -257,7 +259,6 @@ class SampleCache:
             self.skipped[str(src)] = why
             logger.warning("cache entry %s not used (%s); computing the sample", src, why)
             return None
-        from ..io.store import write_staged_sample
 
         return write_staged_sample(staging, sample_id, key, arrays,
                                    merge_attrs(entry_attrs, attrs or {}),
@@ -272,11 +273,7 @@ class SampleCache:
             The entry is not signed by a trusted key, breaks the store's
             structural checks or size limits, or does not match its data hash.
         """
-        import h5py
 
-        from ..io.store import hash_arrays
-        from ..io.store.format import _check_structure, _decode_attrs
-        from .stages import store_limits
 
         src = self._path(key)
         try:
@@ -359,10 +356,8 @@ def reuse_index(paths: list[str] | tuple[str, ...], trusted: Any = None
     dict
         ``cache_key -> (store path, sample id)``.
     """
-    from ..io.store import open_store, validate_store
 
     if trusted is None:
-        from ..io.signing import trusted_keys
 
         trusted = trusted_keys()
     index: dict[str, tuple[str, str]] = {}
@@ -384,7 +379,6 @@ def reuse_index(paths: list[str] | tuple[str, ...], trusted: Any = None
 def read_from_store(path: str, source_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Arrays and attributes of sample ``source_id`` of a ``--reuse`` store, checked
     against its data hash."""
-    from ..io.store import hash_arrays, open_store
 
     with open_store(path) as s:
         view = s[source_id]
@@ -404,7 +398,6 @@ def copy_from_store(path: str, source_id: str, sample_id: str, key: str,
     :data:`INPUT_ATTRS` replace the store's); ``check(arrays)`` raises for
     arrays the stage cannot have produced (the store is then refused).
     """
-    from ..io.store import write_staged_sample
 
     arrays, stored = read_from_store(path, source_id)
     if check is not None:

@@ -1,6 +1,9 @@
 """The crop stage: clips in, a store of aligned face crops with landmarks out."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -8,13 +11,27 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import check_device
 from ..errors import DatasetError, MediaError, ParameterError
-from .cache import cache_key
+from ..io.datasets import (
+    collect_report,
+    detect_dataset,
+    format_summary,
+    get_adapter,
+    load_dataset,
+    summarize,
+)
+from ..io.datasets.summary import has_source
+from ..io.sheets import csv_encoding, looks_like_sheet
+from ..io.video import open_clip
+from ..labels import apply_scheme
+from .cache import INPUT_ATTRS, cache_key
 from .parallel import current_config, in_shard
 from .runner import StageResult, Task, run_stage
+from .stages import expect_arrays
 
-__all__ = ["CROP_VERSION", "ClipSpec", "load_annotated", "clips_from_samples",
-           "clips_from_paths", "run_crop"]
+__all__ = ["CROP_VERSION", "ClipSpec", "load_annotated", "read_annotations", "default_unit",
+           "is_sheet", "sample_listing", "clips_from_samples", "clips_from_paths", "run_crop"]
 
 logger = logging.getLogger("mexkit")
 
@@ -40,16 +57,77 @@ def load_annotated(sheet: str | Path, *, dataset: str | None = None,
     Returns the samples and the sheet's provenance record (dataset name, path
     and SHA-256), which the first stage stores as its upstream.
     """
-    import hashlib
-
-    from ..io.datasets import detect_dataset, load_dataset
-
     sheet = Path(sheet)
     name = dataset or detect_dataset(sheet)
     samples = load_dataset(name, sheet, root=root, fps=fps, sheets=sheets)
     record = {"stage": f"annotations:{name}", "path": str(sheet.resolve()),
               "content_hash": hashlib.sha256(sheet.read_bytes()).hexdigest(), "store_id": ""}
     return samples, record
+
+
+def read_annotations(sheet: str | Path, *, dataset: str | None = None,
+                     root: str | Path | None = None, fps: float | None = None,
+                     sheets: Mapping[str, str] | None = None, encoding: str | None = None
+                     ) -> tuple[list[Any], dict[str, Any]]:
+    """:func:`load_annotated` with a CSV sheet read in ``encoding`` (default UTF-8)."""
+    with csv_encoding(encoding):
+        return load_annotated(sheet, dataset=dataset, root=root, fps=fps,
+                              sheets=dict(sheets) if sheets else None)
+
+
+def default_unit(record: Mapping[str, Any], samples: Sequence[Any]) -> str:
+    """``"video"`` for long-video datasets (spotting), ``"clip"`` otherwise.
+
+    The generic sheet says so through its rows: a ``video`` that differs from
+    the ``clip`` marks intervals of a longer video.
+    """
+    name = str(record.get("stage", "")).partition(":")[2]
+    if name and name != "generic":
+        return "video" if get_adapter(name).long else "clip"
+    return "video" if any(s.video and s.video != s.clip for s in samples) else "clip"
+
+
+def is_sheet(path: str | Path) -> bool:
+    """Whether ``path`` looks like an annotation sheet (not a video or image folder)."""
+    return looks_like_sheet(Path(path))
+
+
+def sample_listing(sheet: str | Path, *, dataset: str | None = None,
+                   root: str | Path | None = None, fps: float | None = None,
+                   sheets: Mapping[str, str] | None = None, encoding: str | None = None,
+                   scheme: str | None = None, strict: bool = False, as_json: bool = False,
+                   list_all: bool = False) -> tuple[str, int]:
+    """What ``mexkit samples`` prints about a sheet, and its exit status.
+
+    The sheet is parsed as ``mexkit crop`` parses it (without the videos):
+    counts per subject and label, the rows repaired and skipped (each with
+    a warning naming file, sheet and row), the samples outside ``scheme``
+    and, with ``list_all``, one line per sample. The status is 1 when a row
+    was skipped, else 0.
+    """
+    with collect_report(strict=strict) as report:
+        samples, record = read_annotations(sheet, dataset=dataset, root=root, fps=fps,
+                                           sheets=sheets, encoding=encoding)
+    outside: list[tuple[str, str]] = []
+    if scheme is not None:
+        samples, outside = apply_scheme(samples, scheme, on_error="skip")
+    summary = summarize(samples)
+    status = 1 if report.skipped else 0
+    if as_json:
+        doc = {"annotations": record["path"], "summary": summary,
+               "samples": [dataclasses.asdict(s) for s in samples],
+               "outside_scheme": [{"sample_id": s, "reason": r} for s, r in outside],
+               "rows": report.as_dict()}
+        return json.dumps(doc, indent=2, default=str), status
+    lines = [format_summary(summary, report)]
+    lines += [f"outside scheme {scheme}: {sid}: {reason}" for sid, reason in outside]
+    if list_all:
+        for s in samples:
+            apex = "-" if s.apex is None else s.apex
+            where = s.source if has_source(s) else f"{s.source or ''} (not found)".lstrip()
+            lines.append(f"{s.sample_id}\t{s.subject}\t{s.onset}\t{apex}\t{s.offset}\t"
+                         f"{s.emotion or '-'}\t{s.label or '-'}\t{where}")
+    return "\n".join(lines), status
 
 
 def clips_from_samples(samples: Sequence[Any], *, unit: str = "clip") -> list[ClipSpec]:
@@ -120,9 +198,12 @@ def clips_from_paths(paths: Sequence[str | Path], *, fps: float | None = None) -
 
 
 def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..face.align import align_clip, crop_with_landmarks, precropped
-    from ..face.track import track_first_face
-    from ..io.video import open_clip
+    from ..face.align import (  # start-up: the face detectors, only for cropping
+        align_clip,
+        crop_with_landmarks,
+        precropped,
+    )
+    from ..face.track import track_first_face  # start-up: as above
 
     spec, opt = task.payload["clip"], task.payload["params"]
     where = f"clip {spec['sample_id']} ({spec['source']})"
@@ -187,8 +268,6 @@ def _attrs(spec: Mapping[str, Any], clip: Any, start: int, T: int, score: float
 
 def _check_crop(task: Task, arrays: Mapping[str, Any]) -> None:
     """What the crop stage makes for ``task``: checked on cache and --reuse hits."""
-    from .stages import expect_arrays
-
     e = task.payload["expect"]
     T, side = e["frames"], e["side"]
     frame = (side, side) if side else (None, None)
@@ -204,8 +283,6 @@ def _check_crop(task: Task, arrays: Mapping[str, Any]) -> None:
 def _input_attrs(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Who the clip is, from the sheet or the paths: the attributes a cached sample
     never supplies (:data:`~mexkit.pipeline.cache.INPUT_ATTRS`)."""
-    from .cache import INPUT_ATTRS
-
     a = {k: spec[k] for k in _CARRY if k in INPUT_ATTRS and spec.get(k) is not None}
     if spec.get("source"):
         a["source"] = str(Path(spec["source"]).resolve())
@@ -221,7 +298,7 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
              progress: bool = True, upstream: Sequence[Mapping[str, Any]] = ()
              ) -> StageResult:
     """Detect, align and crop every clip; write the crop store."""
-    from ..io.video import open_clip
+    device = check_device(device)  # a GPU that is not there fails once, before any clip
 
     if backend == "threading" and jobs > 1:
         # the face models are loaded once per process and are not thread-safe: threads

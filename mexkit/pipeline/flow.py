@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import check_device
 from ..errors import ParameterError
 from .runner import StageResult, Task, batched
 from .stages import expect_arrays, input_sample, require_arrays, run_store_stage
@@ -332,6 +333,7 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     from ..motion.methods import flow_method
 
     flow_method(method)  # an unknown name fails here, listing the registered ones
+    device = check_device(device)  # a GPU that is not there fails once, before any sample
     check_option("pairs", pairs, PAIR_MODES)
     check_option("no_apex", no_apex, ("middle", "max-diff", "fail"))
     for f in features:

@@ -3,7 +3,7 @@
 Two constructions (``mean_input``):
 
 ``"authors"`` (default)
-    As the authors' public code builds it (:mod:`mexkit.models.mean_input`):
+    As the authors' public code builds it (:mod:`mexkit.models.mean.authors_input`):
     the flow through ``cartToPolar`` and back, backward-difference strain,
     each of u, v, strain min-max normalised over the whole field, the
     eyebrow band and the mouth from dlib's points on the clip's first crop
@@ -20,12 +20,16 @@ Two constructions (``mean_input``):
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ..errors import ParameterError
+from ..face.regions import mean_regions, remove_head_motion
+from ..models.mean.authors_input import authors_landmarks, authors_mean_input
+from ..motion.strain import optical_strain
 
 __all__ = ["mean_features", "MEAN_INPUTS", "AUTHORS_FLOW_METHOD"]
 
@@ -56,7 +60,6 @@ def mean_features(flow: np.ndarray, landmarks: np.ndarray | None, first_frame: n
     """
     kind = opt.get("mean_input") or "authors"
     if kind == "authors":
-        from ..models.mean_input import authors_landmarks, authors_mean_input
 
         if first_frame is None:
             raise ParameterError(f"sample {sid!r}: MEAN's input needs the clip's first frame.")
@@ -66,8 +69,6 @@ def mean_features(flow: np.ndarray, landmarks: np.ndarray | None, first_frame: n
         except ParameterError as exc:
             raise ParameterError(f"sample {sid!r}: {exc}") from None
         return {"mean_regions": regions, "mean_landmarks": lm.astype(np.float32)}
-    from ..face.regions import mean_regions, remove_head_motion
-    from ..motion.strain import optical_strain
 
     if landmarks is None or not np.isfinite(landmarks).all():
         raise ParameterError(f"sample {sid!r} has no landmarks; MEAN regions need them.")
@@ -82,3 +83,18 @@ def mean_features(flow: np.ndarray, landmarks: np.ndarray | None, first_frame: n
     return {"mean_regions": np.stack([
         mean_regions(m, lm, mask_eyes=bool(opt.get("mask_eyes")))
         for m, lm in zip(maps, landmarks, strict=True)]).astype(np.float32)}
+
+
+def flow_method_for(method: str | None, features: list[str], mean_input: str) -> str:
+    """The flow method of ``mexkit flow``: ``method``, else tvl1, or OpenCV's TV-L1 for
+    MEAN's input built as the authors build it (the flow their networks saw; another
+    method is warned about)."""
+    authors_mean = "mean" in features and mean_input == "authors"
+    if method is None:
+        return AUTHORS_FLOW_METHOD if authors_mean else "tvl1"
+    if authors_mean and method != AUTHORS_FLOW_METHOD:
+        logging.getLogger("mexkit").warning(
+            "flow: MEAN's published networks saw OpenCV DualTVL1 flow (--method %s); "
+            "--method %s changes their class scores (docs/fidelity.md)",
+            AUTHORS_FLOW_METHOD, method)
+    return method

@@ -35,8 +35,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from .._validate import check_option, check_range
 from ..errors import ParameterError
+from ..io.intervals import write_intervals, write_intervals_json
+from ..models.mean.keras import dataset_from_path
+from ..spot.metrics import Interval, evaluate_intervals
+from ..spot.postprocess import spot_video
+from . import mean_weights
+from .crop import clips_from_paths, run_crop
+from .flow import run_flow
+from .mean_features import AUTHORS_FLOW_METHOD
+from .reports import safe_name as _safe
+from .spotting import load_spot_videos, plot_video
 
 __all__ = ["spot_with_weights", "prepare_video", "gap_for_fps", "kprime_for"]
 
@@ -67,9 +79,6 @@ def is_video_input(path: Path) -> bool:
 def prepare_video(video: Path, out_base: Path, *, gap: int | None, fps: float | None,
                   progress: bool) -> Path:
     """Crop ``video`` and compute MEAN's gap-flow input as the authors do; the flow store."""
-    from .crop import clips_from_paths, run_crop
-    from .flow import run_flow
-    from .mean_features import AUTHORS_FLOW_METHOD
 
     crop = out_base.with_name(out_base.name + ".crop.h5")
     flow = out_base.with_name(out_base.name + ".crop.flow-tvl1-opencv.h5")
@@ -81,9 +90,8 @@ def prepare_video(video: Path, out_base: Path, *, gap: int | None, fps: float | 
 
 
 def _fold_files(weights: Path, fold: str | None) -> dict[int, Path]:
-    from .mean_weights import weight_files
 
-    files, _ = weight_files(weights, need="spotting")
+    files, _ = mean_weights.weight_files(weights, need="spotting")
     if fold is not None:
         n = int(str(fold).lower().lstrip("s")) if str(fold).lower().lstrip("s").isdigit() \
             else None
@@ -107,15 +115,7 @@ def spot_with_weights(input_path: str | os.PathLike, weights: str | os.PathLike,
     Returns the interval CSV's path and, when the input holds annotated
     intervals, the metric report (:func:`mexkit.spot.evaluate_intervals`).
     """
-    import torch
 
-    from .._validate import check_option, check_range
-    from ..io.intervals import write_intervals, write_intervals_json
-    from ..models.mean_keras import dataset_from_path
-    from ..spot.metrics import Interval, evaluate_intervals
-    from ..spot.postprocess import spot_video
-    from .mean_weights import authors_folds, classes_for, load_keras_mean
-    from .spotting import _safe, load_spot_videos, plot_video
 
     check_range("p", float(p), 0.0, 1.0)
     if peaks is not None:
@@ -132,23 +132,22 @@ def spot_with_weights(input_path: str | os.PathLike, weights: str | os.PathLike,
     elif gap is not None:
         raise ParameterError("--gap applies to a video input; a store keeps its own gap.")
     files = _fold_files(weights, fold)
-    nets = {n: load_keras_mean(f) for n, f in files.items()}
+    nets = {n: mean_weights.load_keras_mean(f) for n, f in files.items()}
     info0 = next(iter(nets.values()))[1]
     if not info0.has_spot:
         raise ParameterError(f"{weights}: these networks have no spotting head; give the "
                              "spot or spot_recog networks.")
     dataset = dataset_from_path(weights.resolve())
-    names = classes_for(weights, info0.n_classes, classes) if info0.has_recog else []
+    names = mean_weights.classes_for(weights, info0.n_classes, classes) if info0.has_recog else []
     videos = load_spot_videos(src)
     long = {"all": True, "highest": False}.get(peaks or "", None)
     if long is None:
         long = True if video_input or dataset is None else dataset.long
     fold_of: dict[str, int] = {}
     if per_subject:
-        from .mean_weights import _read_subject_map
 
-        fold_of = (_read_subject_map(subject_map) if subject_map else
-                   authors_folds([v.subject for v in videos],
+        fold_of = (mean_weights._read_subject_map(subject_map) if subject_map else
+                   mean_weights.authors_folds([v.subject for v in videos],
                                  [bool(v.truth) for v in videos]))
     spotted: list[Interval] = []
     plot_dir = output.with_name(output.stem + ".plots")

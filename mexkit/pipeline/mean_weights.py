@@ -21,6 +21,7 @@ References
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -29,8 +30,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import LabelError, ModelInputError, ParameterError, StoreError
+from ..io.checkpoints import save_checkpoint
+from ..io.keras_h5 import read_keras_weights
+from ..io.predictions import write_predictions
+from ..io.store import open_store
+from ..labels import get_scheme, normalize_emotion
+from ..models.mean.keras import (
+    dataset_from_path,
+    fold_index,
+    keras_state_dict,
+    mean_from_keras_layers,
+)
+from ..models.mean.network import MEAN
 
 __all__ = ["load_keras_mean", "weight_files", "authors_folds", "natural_key",
            "classes_for", "predict_with_weights", "convert_weights", "true_label"]
@@ -49,9 +63,6 @@ def natural_key(name: str) -> list[Any]:
 
 def load_keras_mean(path: str | os.PathLike) -> tuple[Any, Any]:
     """``(MEAN in eval mode, MeanKeras)`` of one Keras HDF5 file (either layout, any kind)."""
-    from ..io.keras_h5 import read_keras_weights
-    from ..models.mean import MEAN
-    from ..models.mean_keras import keras_state_dict, mean_from_keras_layers
 
     kw = read_keras_weights(path)
     info = mean_from_keras_layers(kw.layers, config=kw.model_config, where=str(path))
@@ -70,7 +81,6 @@ def weight_files(path: str | os.PathLike, *, need: str = "recognition"
     ``need`` (recognition, spotting, both) picks the kind subfolder of a
     ``MEAN_Weights/<dataset>`` folder.
     """
-    from ..models.mean_keras import fold_index
 
     p = Path(path)
     if p.is_file():
@@ -91,7 +101,6 @@ def weight_files(path: str | os.PathLike, *, need: str = "recognition"
 def classes_for(weights: str | os.PathLike, n_classes: int,
                 classes: Sequence[str] | None) -> list[str]:
     """The recognition head's class names: ``classes`` if given, else from the dataset folder."""
-    from ..models.mean_keras import dataset_from_path
 
     if classes:
         names = [c.strip() for c in classes if c.strip()]
@@ -124,7 +133,6 @@ def true_label(attrs: Mapping[str, Any], classes: Sequence[str],
     sadness -> negative; happiness -> positive), as the authors' code maps
     SAMM-LV. ``scheme`` names another mexkit label scheme.
     """
-    from ..labels import get_scheme, normalize_emotion
 
     if scheme is None:
         if set(classes) == {"negative", "positive", "surprise"}:
@@ -182,7 +190,6 @@ def _mean_input(store: Any, sample: Any) -> np.ndarray:
 
 def _run(net: Any, x: np.ndarray, info: Any, device: str) -> tuple[np.ndarray | None,
                                                                     np.ndarray | None]:
-    import torch
 
     net = net.to(device)
     with torch.no_grad():
@@ -210,8 +217,6 @@ def predict_with_weights(store_path: str | os.PathLike, weights: str | os.PathLi
     ``subject_map`` ``"SUBJECT=sN,..."`` / a file of such lines); ``fold`` is
     then ``sN``.
     """
-    from ..io.predictions import write_predictions
-    from ..io.store import open_store
 
     files, folder = weight_files(weights)
     if not per_subject and len(files) > 1:
@@ -314,9 +319,7 @@ def convert_weights(source: str | os.PathLike, output: str | os.PathLike, *,
     from, its kind and its classes; ``mexkit train --model mean --weights``
     starts from it with the shared layers frozen.
     """
-    import json
 
-    from ..io.checkpoints import save_checkpoint
 
     net, info = load_keras_mean(source)
     names = classes_for(source, info.n_classes, classes) if info.has_recog else []

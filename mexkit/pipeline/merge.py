@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ParameterError, StoreError
+from ..io.signing import trusted_keys
 from ..io.store import StoreWriter, hash_arrays, open_store, validate_store
+from .parallel import current_config, in_shard
 from .runner import StageResult
 
 __all__ = ["merge_stores"]
@@ -63,8 +65,6 @@ def _check_shards(records: dict[Path, dict[str, Any] | None], partial: bool
     missing = sorted(set(range(count)) - held)
     if not missing:
         return None
-    from .parallel import in_shard
-
     lost = [sid for sid in first["samples"]
             if any(in_shard(sid, (i, count)) for i in missing)]
     what = (f"{len(held)} of {count} shards given: shard(s) "
@@ -79,9 +79,6 @@ def _check_shards(records: dict[Path, dict[str, Any] | None], partial: bool
 
 
 def _signer() -> Any:
-    from ..io.signing import trusted_keys
-    from .parallel import current_config
-
     return trusted_keys(current_config().trust).signer()
 
 
@@ -164,8 +161,6 @@ def merge_stores(parts: Sequence[str | os.PathLike[str]], output: str | os.PathL
     keys = {sid: e[1] for sid, e in owner.items()}
     keys.update({sid: "" for sid in failures})  # failed: no key
     result = StageResult(path=output)
-    from .parallel import current_config
-
     with StoreWriter(output, stage=first["stage"], params=first["params"],
                      upstream=first["upstream_full"], inputs=paths,
                      overwrite=current_config().overwrite, signer=_signer(),

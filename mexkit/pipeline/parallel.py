@@ -24,14 +24,18 @@ import logging
 import math
 import os
 import queue
+import secrets
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from tqdm import tqdm
+
 from .._validate import check_option, check_range
 from ..errors import MexkitError, ParameterError
+from .reaper import ensure_reaper
 
 __all__ = [
     "BACKENDS",
@@ -281,7 +285,7 @@ Probe = Callable[[], int]
 @contextlib.contextmanager
 def _session(backend: str, jobs: int, *, scheduler: str | None = None,
              address: str | None = None) -> Iterator[Probe | None]:
-    import joblib
+    import joblib  # start-up: every command imports this module; only a map of jobs needs it
 
     check_option("backend", backend, BACKENDS)
     if backend != "dask" and scheduler is not None:
@@ -322,7 +326,7 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
     it submitted by closing it, without touching a client the caller holds.
     """
     try:
-        import distributed
+        import distributed  # optional dependency (the dask extra)
     except ImportError as exc:
         raise ParameterError("The 'dask' backend needs dask.distributed "
                              "(pip install 'dask[distributed]').") from exc
@@ -365,8 +369,8 @@ def _local_dask_cluster(jobs: int) -> Iterator[Any]:
     user of the machine, who can reach the ports but holds no certificate, is
     refused at the TLS handshake and can submit nothing.
     """
-    import distributed
-    from distributed.security import Security
+    import distributed  # optional dependency (the dask extra)
+    from distributed.security import Security  # optional dependency, as above
 
     try:
         security = Security.temporary()
@@ -385,8 +389,8 @@ def _local_dask_cluster(jobs: int) -> Iterator[Any]:
 @contextlib.contextmanager
 def _ray_session(jobs: int, address: str | None) -> Iterator[Probe]:
     try:
-        import ray
-        from ray.util.joblib import register_ray
+        import ray  # optional dependency (ray)
+        from ray.util.joblib import register_ray  # optional dependency, as above
     except ImportError as exc:
         raise ParameterError("The 'ray' backend needs ray (pip install 'ray[default]').") from exc
     register_ray()
@@ -423,8 +427,6 @@ def _ray_token() -> dict[str, str | None]:
     ``RAY_AUTH_MODE`` is set already (the user's own choice).  Returns the
     variables to restore afterwards.
     """
-    import secrets
-
     if os.environ.get("RAY_AUTH_MODE"):
         return {}
     before = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
@@ -433,7 +435,7 @@ def _ray_token() -> dict[str, str | None]:
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     try:  # Ray caches its configuration: refresh it (as Ray's own set-up does)
-        from ray._raylet import Config
+        from ray._raylet import Config  # optional dependency (ray)
 
         Config.initialize("")
     except Exception as exc:  # an older Ray without token authentication
@@ -522,12 +524,10 @@ def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, job
         for c in chunks:
             yield func(c)
         return
-    import joblib
+    import joblib  # start-up: as in _session; one job never needs it
 
     if backend != "threading":
         # whatever this process starts dies with it, even killed with SIGKILL
-        from .reaper import ensure_reaper
-
         ensure_reaper()
     if backend == "loky":  # each worker also ends itself within 0.25 s of our death
         func = functools.partial(_watched, func, os.getpid())
@@ -694,22 +694,5 @@ def progress_bar(total: int, desc: str, *, unit: str = "sample", enabled: bool =
         False hides it (``--quiet``).
     """
     show = enabled and total > 0 and sys.stderr.isatty()
-    if not show:  # tqdm's import (about 30 ms) is only paid for a bar that is shown
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                leave=False)
-
-
-class _NoBar:
-    """The progress bar of a run that shows none (quiet, or stderr not a terminal)."""
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not show,
+                dynamic_ncols=True, leave=False)

@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .._validate import check_option, check_range
 from ..errors import DiskFullError, InputChangedError, MexkitError, ParameterError, StoreError
+from ..io.atomic import commit
+from ..io.signing import trusted_keys
 from ..io.store import StoreWriter, staged_name, write_staged_sample
-from .cache import INPUT_ATTRS, SampleCache, copy_from_store, reuse_index
+from .cache import INPUT_ATTRS, SampleCache, copy_from_store, read_from_store, reuse_index
 from .parallel import (
     BACKENDS,
     ClusterLostError,
@@ -112,14 +118,10 @@ class _Committer:
     """
 
     def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mexkit-commit")
         self._pending: dict[str, Any] = {}
 
     def __call__(self, tmp: Path, final: Path) -> None:
-        from ..io.atomic import commit
-
         self._pending[str(final)] = self._pool.submit(commit, tmp, final)
 
     def finish(self, outcomes: list[Outcome]) -> list[Outcome]:
@@ -213,8 +215,6 @@ def _differences(a: Mapping[str, Any], a_attrs: Mapping[str, Any], b: Mapping[st
     1e-4, absolute 1e-5, NaN where NaN); the computed attributes (all but who
     the sample is, :data:`~mexkit.pipeline.cache.INPUT_ATTRS`) equal.
     """
-    import numpy as np
-
     if sorted(a) != sorted(b):
         return f"arrays {sorted(a)} instead of {sorted(b)}"
     for name in sorted(a):
@@ -259,8 +259,6 @@ def _audit(compute: Callable, task: Task, batched_compute: bool, arrays: Mapping
 
 
 def _audited(audit: float) -> bool:
-    import random
-
     return audit > 0 and random.SystemRandom().random() < audit
 
 
@@ -460,8 +458,6 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
                     len(tasks), len(ids))
         ids = [t.sample_id for t in tasks]
     cache_dir = str(SampleCache(cache).root) if cache else None
-    from ..io.signing import trusted_keys
-
     trusted = trusted_keys(cfg.trust)
     signer = trusted.signer()
     start = time.perf_counter()
@@ -567,8 +563,6 @@ def _reuse(todo: list[Task], stores: Sequence[str], staging: str, compression: s
            batched_compute: bool = False) -> list[Task]:
     """Copy the samples whose cache key a validated, trusted ``--reuse`` store holds;
     return the rest.  A share ``audit`` of them is recomputed and compared first."""
-    from .cache import read_from_store
-
     index = reuse_index(tuple(stores), trusted)
     rest = [t for t in todo if t.cache_key not in index]
     hits = [t for t in todo if t.cache_key in index]

@@ -16,9 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelInputError, ParameterError
-from ..io.store import DEFAULT_LIMITS, SampleView, Store, StoreLimits, open_store
+import numpy as np
+
+from ..errors import InputChangedError, ModelInputError, ParameterError, StoreError
+from ..io.store import SampleView, Store, open_store
 from .cache import cache_key
+from .limits import store_limits
 from .runner import StageResult, Task, run_stage
 
 __all__ = [
@@ -56,17 +59,6 @@ STAGE_INPUTS: dict[str, tuple[tuple[str, ...], str]] = {
 
 # Input stores open in this process: path -> (identity of the file, store).
 _OPEN: dict[str, tuple[tuple[int, ...], Store]] = {}
-
-LIMITS_ENV = "MEXKIT_STORE_LIMITS"
-
-
-def store_limits() -> StoreLimits:
-    """The store size limits: :data:`~mexkit.io.store.DEFAULT_LIMITS`, or as set in
-    the environment variable ``MEXKIT_STORE_LIMITS`` (``"max_array_bytes=1e10,
-    max_ratio=1000"``), which worker processes inherit."""
-    text = os.environ.get(LIMITS_ENV, "").strip()
-    return StoreLimits.parse(text) if text else DEFAULT_LIMITS
-
 
 def _identity(path: str | Path) -> tuple[int, ...]:
     """What tells two states of a file apart: device, inode, size, modification time."""
@@ -124,8 +116,6 @@ def input_sample(path: str | Path, sample_id: str,
     store moved over it, a rewrite) raises :class:`StoreError` instead of
     mixing two stores in one output.
     """
-    from ..errors import InputChangedError
-
     key = str(path)
     try:
         ident = _identity(path)
@@ -241,10 +231,6 @@ def expect_arrays(arrays: Mapping[str, Any], spec: Mapping[str, tuple[Any, tuple
     StoreError
         Naming the array and what is wrong with it.
     """
-    import numpy as np
-
-    from ..errors import StoreError
-
     missing = [n for n in required if n not in arrays]
     extra = sorted(set(arrays) - set(spec))
     if missing or extra:
@@ -296,8 +282,6 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
     :class:`~mexkit.errors.ParameterError` or :class:`~mexkit.errors.StoreError`
     and leaves an existing output as it was.
     """
-    from ..errors import StoreError
-
     check_output_path(input_path, output)
     identity = _identity(input_path)
     store = open_store(input_path, limits=store_limits())

@@ -6,12 +6,21 @@ positions carried over to the new time axis.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
+from .._validate import check_option
+from ..devices import check_device
+from ..errors import ConvergenceError
+from ..temporal import keyframes as kf
+from ..temporal.apex import resolve_apex
+from ..temporal.interpolate import interpolate_midpoint
+from ..temporal.tim import tim
 from .runner import StageResult, Task
 from .stages import expect_arrays, input_sample, require_arrays, run_store_stage
 
@@ -87,8 +96,6 @@ def _check_magnify(task: Task, arrays: Mapping[str, Any]) -> None:
 
 # -- TIM ---------------------------------------------------------------------
 def _compute_tim(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..temporal.tim import tim
-
     p = task.payload["params"]
     s, frames = _frames(task, "tim")
     T, n = len(frames), p["n_frames"]
@@ -111,14 +118,15 @@ def run_tim(input_path: str | Path, output: str | Path, *, n_frames: int = 64,
 
 # -- RPCA --------------------------------------------------------------------
 def _compute_rpca(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..errors import ConvergenceError
-    from ..temporal.rpca import psn_chain, psn_sample_indices, rpca_frames
+    from ..temporal.rpca import (  # start-up: torch, which only RPCA needs
+        psn_chain,
+        psn_sample_indices,
+        rpca_frames,
+    )
 
     p = task.payload["params"]
     s, frames = _frames(task, "rpca")
     if frames.ndim == 4:
-        import cv2
-
         frames = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
     data = frames.astype(np.float64) / 255.0
     arrays: dict[str, np.ndarray] = {}
@@ -132,8 +140,6 @@ def _compute_rpca(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays["sparse"] = np.asarray(sparse, dtype=np.float32)
         # PSN's temporal sub-network takes the TIM-normalised frames themselves at the
         # same positions (uint8 grey; TIM is a few milliseconds, recomputed here).
-        from ..temporal.tim import tim
-
         arrays["tim_frames"] = _to_uint8(tim(frames, p["n_tim"])[idx])
         arrays["source_time"] = time.astype(np.float64)
         arrays.update(_landmarks(s, time))
@@ -163,6 +169,7 @@ def run_rpca(input_path: str | Path, output: str | Path, *, lam: float | None = 
              tol: float = 1e-7, max_iter: int = 500, low_rank: bool = False, psn: bool = False,
              n_tim: int = 150, k: int = 16, device: str = "auto", **kw: Any) -> StageResult:
     """Robust PCA (inexact ALM) of every clip; stores the sparse part E."""
+    device = check_device(device)  # a GPU that is not there fails once, before any sample
     params = {"lam": lam, "tol": tol, "max_iter": max_iter, "low_rank": low_rank, "psn": psn,
               "n_tim": n_tim if psn else None, "k": k if psn else None}
     if psn:
@@ -174,9 +181,6 @@ def run_rpca(input_path: str | Path, output: str | Path, *, lam: float | None = 
 
 # -- key frames --------------------------------------------------------------
 def _compute_keyframes(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..temporal import keyframes as kf
-    from ..temporal.interpolate import interpolate_midpoint
-
     p = task.payload["params"]
     s, frames = _frames(task, "keyframes")
     T = len(frames)
@@ -221,10 +225,6 @@ def _keyframe_sources(sample_id: str, frames: np.ndarray, attrs: Any, onset: int
     without any annotation gets the frame most different from its first frame
     (:func:`mexkit.temporal.apex.estimate_apex`), with a warning naming the sample.
     """
-    import logging
-
-    from ..temporal.apex import resolve_apex
-
     out: dict[str, Any] = {
         "onset_source": "annotation" if attrs.get("onset") is not None else "first frame"}
     if method == "uniform":
@@ -244,8 +244,6 @@ def _keyframe_sources(sample_id: str, frames: np.ndarray, attrs: Any, onset: int
 def run_keyframes(input_path: str | Path, output: str | Path, *, method: str = "adaptive",
                   n_frames: int | None = None, **kw: Any) -> StageResult:
     """Key-frame clips (MERSiamC3D adaptive / TAS, ATNet window, uniform)."""
-    from .._validate import check_option
-
     check_option("method", method, KEYFRAME_METHODS)
     if n_frames is None:
         n_frames = 65 if method == "apex-window" else 11
@@ -259,7 +257,7 @@ def run_keyframes(input_path: str | Path, output: str | Path, *, method: str = "
 
 # -- magnification -----------------------------------------------------------
 def _compute_magnify(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..temporal.magnify import magnify
+    from ..temporal.magnify import magnify  # start-up: slow to import, only magnify needs it
 
     p: Mapping[str, Any] = task.payload["params"]
     s, frames = _frames(task, "magnify")
@@ -278,8 +276,6 @@ def _compute_magnify(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]
 def _magnify_check(sample_id: str, diag: Any, p: Mapping[str, Any]) -> dict[str, Any]:
     """Warn, naming the sample, when magnification left its valid range; the frames
     concerned are recorded in the sample's attributes (``magnify_bad_frames``)."""
-    import logging
-
     bad = diag.bad_frames()
     if len(bad):
         lo, hi = diag.valid_range

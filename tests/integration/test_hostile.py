@@ -372,7 +372,7 @@ def test_old_store_as_existing_output_is_reused_into_a_version_2_store(tmp_path)
 
 # -- item 11: inspect opens nothing it was not asked to ---------------------------
 def test_inspect_opens_no_upstream_path_unless_followed(tmp_path, monkeypatch):
-    import mexkit.cli.inspect as inspect_mod
+    import mexkit.pipeline.inspect as inspect_mod
 
     up_dir = tmp_path / "up"
     up_dir.mkdir()
@@ -411,7 +411,7 @@ def test_inspect_opens_no_upstream_path_unless_followed(tmp_path, monkeypatch):
 
 
 def test_inspect_does_not_follow_a_link_out_of_the_named_folder(tmp_path, monkeypatch):
-    import mexkit.cli.inspect as inspect_mod
+    import mexkit.pipeline.inspect as inspect_mod
 
     outside = _store(tmp_path / "outside.crop.h5", "crop", _crop_like)
     inside = tmp_path / "inside"

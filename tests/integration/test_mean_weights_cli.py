@@ -144,7 +144,7 @@ def test_classes_option_and_a_path_without_dataset(tmp_path, rng):
 
 def test_convert_then_train_from_the_authors_network(tmp_path, weights_dir):
     from mexkit.io.checkpoints import load_checkpoint
-    from mexkit.models.mean import MEAN
+    from mexkit.models.mean.network import MEAN
 
     root, weights = weights_dir
     st = tmp_path / "s1.safetensors"
@@ -166,7 +166,7 @@ def test_convert_then_train_from_the_authors_network(tmp_path, weights_dir):
             assert np.array_equal(final[k].numpy(), v.numpy()), k   # frozen
     # the recognition head started from the file's, its rows in the scheme's class order
     from mexkit.labels import get_scheme
-    from mexkit.learn.trainers.mean import load_mean_weights
+    from mexkit.models.mean.training import load_mean_weights
 
     order = list(get_scheme("casme2-5").classes)
     fresh = MEAN(5)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mexkit.errors import ParameterError
-from mexkit.models.mean_input import (
+from mexkit.models.mean.authors_input import (
     authors_boxes,
     authors_mean_input,
     authors_regions,
@@ -116,7 +116,7 @@ def test_equals_the_authors_feature_code_on_real_frames():
     import dlib
 
     from mexkit.face.landmarks import dlib_predictor_path
-    from mexkit.models.mean_input import authors_landmarks, opencv_tvl1_uint8
+    from mexkit.models.mean.authors_input import authors_landmarks, opencv_tvl1_uint8
 
     sys.path.insert(0, repo)
     try:

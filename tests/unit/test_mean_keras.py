@@ -18,7 +18,7 @@ from _keras_mean import numpy_mean, random_weights, write_keras_file
 
 from mexkit.errors import StoreError
 from mexkit.io.keras_h5 import read_keras_weights
-from mexkit.models.mean_keras import (
+from mexkit.models.mean.keras import (
     AUTHORS_DATASETS,
     dataset_from_path,
     fold_index,

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from mexkit.cli import cli
 from mexkit.errors import ModelInputError, ParameterError
 from mexkit.learn.data import collate_for, pad_collate
-from mexkit.learn.inputs import get_input, list_inputs, missing_input
+from mexkit.models.inputs import get_input, list_inputs, missing_input
 from mexkit.models.registry import (
     InputSpec,
     get_spec,
