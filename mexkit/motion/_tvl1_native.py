@@ -30,6 +30,11 @@ A build matches when the kernel source, numba and llvmlite versions, the
 Python version, the target triple, the CPU model and its feature flags are
 the same (all part of the file name's hash and checked again on load).
 ``MEXKIT_TVL1_NATIVE=0`` switches the native engine off.
+
+A build is machine code that runs in the process: its folders deserve the
+trust of the installed code itself (the package folder is the install's; the
+user folder is the user's own; a folder named by ``MEXKIT_TVL1_NATIVE_DIR``
+shared with others is as trusted as they are).
 """
 from __future__ import annotations
 
