@@ -26,6 +26,11 @@ written by :func:`build`):
   CPU model) gets one, built in a background process the first time it is
   missing (:func:`build_in_background`) while that run uses the numpy engine.
 
+A build that fails (in the background or in ``bin/setup``) leaves its
+traceback in ``tvl1-<key>.failed`` beside the builds; runs then warn once,
+use the numpy engine and start no other build, until an explicit build
+(``python -m mexkit.motion._tvl1_native``) succeeds.
+
 A build matches when the kernel source, numba and llvmlite versions, the
 Python version, the target triple, the CPU model and its feature flags are
 the same (all part of the file name's hash and checked again on load).
@@ -55,8 +60,8 @@ import numpy as np
 
 logger = logging.getLogger("mexkit")
 
-__all__ = ["Kernel", "build", "build_in_background", "cache_dirs", "enabled", "load",
-           "main", "status", "NATIVE_ENV", "DIR_ENV"]
+__all__ = ["Kernel", "build", "build_in_background", "build_or_record", "cache_dirs", "enabled",
+           "failed_build", "load", "main", "status", "NATIVE_ENV", "DIR_ENV"]
 
 #: set to 0 to switch the native engine off (the numpy engine runs instead)
 NATIVE_ENV = "MEXKIT_TVL1_NATIVE"
@@ -121,6 +126,53 @@ def _key(fingerprint: dict[str, Any]) -> str:
 
 def _paths(folder: Path, key: str) -> tuple[Path, Path]:
     return folder / f"tvl1-{key}.o", folder / f"tvl1-{key}.json"
+
+
+def _failure_path(folder: Path, key: str) -> Path:
+    """Where a failed build of this kernel for this machine is recorded (its traceback)."""
+    return folder / f"tvl1-{key}.failed"
+
+
+def failed_build() -> Path | None:
+    """The record of a failed build for this machine and kernel source, or None.
+
+    While one exists, :func:`build_in_background` starts no build (each
+    would fail the same way and cost tens of seconds of CPU); an explicit
+    build (``bin/setup``, ``python -m mexkit.motion._tvl1_native``) tries
+    again and removes it when it succeeds.
+    """
+    try:
+        key = _key(_fingerprint())
+    except ImportError:
+        return None
+    for folder in cache_dirs():
+        path = _failure_path(folder, key)
+        if path.is_file():
+            return path
+    return None
+
+
+def _record_failure(folder: Path, exc: BaseException) -> Path | None:
+    """Write the traceback of a failed build beside the builds; returns its path."""
+    import traceback
+
+    try:
+        path = _failure_path(folder, _key(_fingerprint()))
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} the native TV-L1 kernel did "
+                        f"not build:\n" + "".join(traceback.format_exception(exc)))
+        return path
+    except (OSError, ImportError):
+        return None
+
+
+def _first_line(path: Path) -> str:
+    """The error line of a recorded failure (the traceback's last line)."""
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except OSError:
+        return "?"
+    return lines[-1].strip() if lines else "?"
 
 
 class Kernel:
@@ -358,6 +410,11 @@ def build(folder: str | Path | None = None) -> Path:
     tmp_desc.write_text(json.dumps(description, indent=1, sort_keys=True))
     os.replace(tmp_obj, obj_path)  # the object first: a description implies its object
     os.replace(tmp_desc, desc_path)
+    for other in cache_dirs() + [target_dir]:  # an earlier failure no longer holds
+        try:
+            _failure_path(other, key).unlink(missing_ok=True)
+        except OSError:
+            pass
     with _lock:  # a later load() in this process looks again
         _state["tried"] = False
     return obj_path
@@ -380,6 +437,12 @@ def build_in_background() -> bool:
     if not enabled() or _state["attempted"] or not _numba_available():
         return False
     _state["attempted"] = True  # once per process
+    failed = failed_build()
+    if failed is not None:
+        logger.warning("TV-L1: the native kernel failed to build on this machine (%s; see %s); "
+                       "the numpy engine runs instead. `python -m mexkit.motion._tvl1_native` "
+                       "tries again", _first_line(failed), failed)
+        return False
     try:
         folder = _writable_dir()
         fingerprint = _fingerprint()
@@ -402,8 +465,8 @@ def build_in_background() -> bool:
     os.close(fd)
     root = Path(__file__).resolve().parents[2]
     code = (f"import sys; sys.path.insert(0, {str(root)!r}); import os; os.nice(10)\n"
-            f"from mexkit.motion._tvl1_native import build\n"
-            f"try:\n    build({str(folder)!r})\nfinally:\n"
+            f"from mexkit.motion._tvl1_native import build_or_record\n"
+            f"try:\n    build_or_record({str(folder)!r})\nfinally:\n"
             f"    os.unlink({str(lock)!r})\n")
     env = dict(os.environ, PYTHONSAFEPATH="1")
     try:
@@ -414,24 +477,66 @@ def build_in_background() -> bool:
         lock.unlink(missing_ok=True)
         return False
     _state["background"] = str(folder)
-    logger.info("TV-L1: compiling the native kernel for this machine in the background "
-                "(once, into %s); this run uses the numpy engine", folder)
+    logger.warning("TV-L1: no native kernel is built for this machine yet: compiling it in "
+                   "the background (once, about a minute of CPU, into %s); this run uses the "
+                   "slower numpy engine. `bin/setup` builds it at install time", folder)
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mexkit.motion._tvl1_native [--if-missing] [FOLDER]``: build, print the path.
+def build_or_record(folder: str | Path | None = None) -> Path:
+    """:func:`build`, recording a failure (its traceback) beside the builds, then raising.
 
-    ``--if-missing`` builds only when no matching build is found (``bin/setup``).
+    What the background build and ``python -m mexkit.motion._tvl1_native``
+    run: a recorded failure stops later runs from starting the same failing
+    build again (see :func:`failed_build`).
+    """
+    try:
+        return build(folder)
+    except Exception as exc:
+        try:
+            where: Path | None = Path(folder) if folder is not None else _writable_dir()
+        except OSError:
+            where = None
+        if where is not None:
+            _record_failure(where, exc)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mexkit.motion._tvl1_native [--if-missing | --check] [FOLDER]``.
+
+    Builds the kernel and prints the path of its object file. ``--if-missing``
+    builds only when no matching build is found (``bin/setup``); ``--check``
+    builds nothing and exits 1 unless a matching build loads (CI). A failed
+    build prints why, is recorded (see :func:`build_or_record`) and exits 1.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--check" in args:
+        kernel = load()
+        if kernel is None:
+            why = status()["error"] or ("switched off" if not enabled() else
+                                        "no build for this machine in " +
+                                        ", ".join(str(d) for d in cache_dirs()))
+            print(f"mexkit: the native TV-L1 kernel is not available: {why}", file=sys.stderr)
+            return 1
+        print(kernel.path)
+        return 0
     if "--if-missing" in args:
         args.remove("--if-missing")
         kernel = load()
         if kernel is not None:
             print(kernel.path)
             return 0
-    print(build(args[0] if args else None))
+    try:
+        path = build_or_record(args[0] if args else None)
+    except Exception as exc:
+        failed = failed_build()
+        print(f"mexkit: the native TV-L1 kernel did not build ({type(exc).__name__}: {exc})"
+              + (f"; traceback in {failed}" if failed else "") +
+              ". mexkit runs TV-L1 with its numpy engine instead (several times slower).",
+              file=sys.stderr)
+        return 1
+    print(path)
     return 0
 
 

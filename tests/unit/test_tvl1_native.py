@@ -293,10 +293,61 @@ def test_no_build_runs_numpy_and_starts_one_in_the_background(pairs, tmp_path, m
         np.testing.assert_array_equal(flow, tvl1_flow(ref[:1], mov[:1], threads=1,
                                                       engine="numpy"))
         assert native.status()["loaded_from"] is None
-        assert len(started) == 1 and "build(" in started[0][-1]
+        assert len(started) == 1 and "build_or_record(" in started[0][-1]
         # one build at a time per machine: a second process finds the lock
         assert native.build_in_background() is False
         assert len(list((tmp_path / "empty").glob("*.building"))) == 1
+    finally:
+        native._reset()
+
+
+def test_a_failed_build_is_recorded_and_not_started_again(pairs, tmp_path, monkeypatch,
+                                                          capsys, caplog):
+    """A build that fails says why and where, and later runs warn, use the numpy engine and
+    start no build of their own (each would fail alike, tens of seconds of CPU each)."""
+    ref, mov, _ = pairs
+    folder = tmp_path / "builds"
+    monkeypatch.setenv(native.DIR_ENV, str(folder))
+    native._reset()
+
+    def failing_build(folder=None):
+        raise RuntimeError("LLVM ERROR: no target for this CPU")
+
+    started = []
+    monkeypatch.setattr(native, "build", failing_build)
+    monkeypatch.setattr(native.subprocess, "Popen", lambda *a, **k: started.append(a))
+    try:
+        assert native.main(["--if-missing"]) == 1
+        err = capsys.readouterr().err
+        assert "did not build" in err and "no target for this CPU" in err
+        assert "numpy engine" in err
+        record = native.failed_build()
+        assert record is not None and record.parent == folder
+        assert str(record) in err and "no target for this CPU" in record.read_text()
+        native._reset()
+        with caplog.at_level("WARNING", logger="mexkit"):
+            flow = tvl1_flow(ref[:1], mov[:1], threads=1)
+        np.testing.assert_array_equal(flow, tvl1_flow(ref[:1], mov[:1], threads=1,
+                                                      engine="numpy"))
+        assert started == []
+        assert native.status()["background_build"] is None
+        assert "failed to build" in caplog.text and str(record) in caplog.text
+    finally:
+        native._reset()
+
+
+def test_check_says_whether_a_build_loads(native_build, tmp_path, monkeypatch, capsys):
+    """``--check`` (CI, after bin/setup) compiles nothing and fails without a build."""
+    monkeypatch.setenv(native.DIR_ENV, str(tmp_path / "empty"))
+    monkeypatch.setattr(native, "build", lambda folder=None: pytest.fail("compiled"))
+    native._reset()
+    try:
+        assert native.main(["--check"]) == 1
+        assert "not available: no build for this machine" in capsys.readouterr().err
+        monkeypatch.setenv(native.DIR_ENV, str(native_build))
+        native._reset()
+        assert native.main(["--check"]) == 0
+        assert capsys.readouterr().out.strip().startswith(str(native_build))
     finally:
         native._reset()
 
