@@ -63,7 +63,7 @@ def main() -> None:
         ("crop", ["crop", "--annotations", str(out / "data" / "samples.csv"), "-j", j, "-o",
                   str(out / "demo.crop.h5")]),
         ("flow tvl1 + strain", ["flow", str(out / "demo.crop.h5"), "--pairs", "onset-apex",
-                                "--strain", "--features", "mean", "-o",
+                                "--method", "tvl1", "--strain", "--features", "mean", "-o",
                                 str(out / "demo.flow.h5")]),
         ("train mean loso", ["-q", "train", str(out / "demo.flow.h5"), "--model", "mean",
                              "--protocol", "loso", "--epochs", str(args.epochs), "-o",
