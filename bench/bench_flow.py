@@ -28,8 +28,9 @@ jobs do to each method. ``--cold`` times ``mexkit flow`` on a store of one
 pair in a fresh process (interpreter start and imports included; HOME and
 caches empty, so nothing but the installed package is found), wall and CPU
 seconds (the CPU of a single-threaded start is what it takes on an idle
-machine), with no ``--engine`` (the default choice) and with each engine. ``--e2e`` writes the pairs as two-frame clips of 8-bit PNG files, makes
-a crop store of them (``mexkit crop --detector none``, built once into
+machine), with no ``--engine`` (the default choice) and with each engine.
+``--e2e`` writes the pairs as two-frame clips of 8-bit PNG files, makes a crop
+store of them (``mexkit crop --detector none``, built once into
 ``--workdir``), and times ``mexkit flow --pairs onset-apex`` through the
 command line, wall time including start-up, for ``--method tvl1`` (native and
 numpy engines) against ``--method tvl1-opencv``, with each one's mean endpoint
