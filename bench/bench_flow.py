@@ -237,7 +237,7 @@ def cold_start(store: Path, repeats: int, threads: int
                    TORCHINDUCTOR_CACHE_DIR=str(Path(tmp) / "inductor"))
         env.pop("MEXKIT_TVL1_NATIVE_DIR", None)
         for r in range(repeats):
-            for engine in _ENGINES:
+            for engine in runs:
                 out = Path(tmp) / f"cold-{engine}-{r}.h5"
                 cmd = _flow_cmd(store, out, engine if engine != "auto" else "native", threads)
                 if engine == "auto":  # as a user types it: no --engine
