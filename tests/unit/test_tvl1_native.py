@@ -147,6 +147,8 @@ def test_zero_border_stays_within_the_engines_spread(pairs, use_build):
             < 2e-3)
 
 
+@pytest.mark.slow  # numba compiles the median in this process (several s); the default
+# suite checks it through the whole flow (test_same_flow_and_iterations_as_the_numpy_engine)
 def test_median_filter_equals_opencv(rng):
     import cv2
 
