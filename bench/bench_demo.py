@@ -7,18 +7,21 @@ Run from the repository root (after ``bin/setup``):
 
 The stages are ``bin/demo``'s commands, run one after the other as separate
 ``mexkit`` processes (so each figure includes that command's start-up), on a
-fresh synthetic dataset: synth, crop, onset-apex TV-L1 flow with strain, MEAN
-under LOSO, TIM, RPCA, adaptive key frames, Farneback flow between key
+fresh synthetic dataset: synth, crop, onset-apex TV-L1 flow with strain and
+MEAN's region input, MEAN under LOSO, TIM, RPCA, adaptive key frames, Farneback flow between key
 frames, magnification, validation. ``--subjects 28 --clips-per-class 3``
 makes a CASME II-sized run (252 clips with synth's three default classes).
-Printed: a table of wall seconds per stage
-and its share of the total, and the load average of the machine before and
-after each stage (other jobs on a shared machine move these figures).
+Printed: a table of wall seconds per stage and its share of the total, the
+CPU seconds the stage's processes used (user + system, the command and every
+process it started), and the load average of the machine before and after
+each stage (other jobs on a shared machine move the wall figures; the CPU
+figures move less).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -60,7 +63,8 @@ def main() -> None:
         ("crop", ["crop", "--annotations", str(out / "data" / "samples.csv"), "-j", j, "-o",
                   str(out / "demo.crop.h5")]),
         ("flow tvl1 + strain", ["flow", str(out / "demo.crop.h5"), "--pairs", "onset-apex",
-                                "--strain", "-o", str(out / "demo.flow.h5")]),
+                                "--method", "tvl1", "--strain", "--features", "mean", "-o",
+                                str(out / "demo.flow.h5")]),
         ("train mean loso", ["-q", "train", str(out / "demo.flow.h5"), "--model", "mean",
                              "--protocol", "loso", "--epochs", str(args.epochs), "-o",
                              str(out / "mean-loso")]),
@@ -83,20 +87,27 @@ def main() -> None:
     rows = []
     for name, cmd in stages:
         before = loadavg()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         result = subprocess.run([exe, *cmd], env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
+        after_usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after_usage.ru_utime - usage.ru_utime) + (after_usage.ru_stime - usage.ru_stime)
         if result.returncode != 0:
             print(f"{name} failed ({result.returncode}): {result.stderr.strip()[-400:]}")
-        rows.append((name, wall, before, loadavg()))
-        print(f"  {name}: {wall:.1f} s (load average {before} -> {rows[-1][3]})", flush=True)
+        rows.append((name, wall, cpu, before, loadavg()))
+        print(f"  {name}: {wall:.1f} s, CPU {cpu:.1f} s (load average {before} -> "
+              f"{rows[-1][4]})", flush=True)
     total = sum(r[1] for r in rows)
-    header = f"{'stage':22s} {'wall s':>8s} {'share':>7s}  load average before -> after"
+    total_cpu = sum(r[2] for r in rows)
+    header = (f"{'stage':22s} {'wall s':>8s} {'share':>7s} {'CPU s':>7s}  load average "
+              f"before -> after")
     print(header)
     print("-" * len(header))
-    for name, wall, before, after in sorted(rows, key=lambda r: -r[1]):
-        print(f"{name:22s} {wall:8.1f} {100 * wall / total:6.1f}%  {before} -> {after}")
-    print(f"{'total':22s} {total:8.1f}")
+    for name, wall, cpu, before, after in sorted(rows, key=lambda r: -r[1]):
+        print(f"{name:22s} {wall:8.1f} {100 * wall / total:6.1f}% {cpu:7.1f}  {before} -> "
+              f"{after}")
+    print(f"{'total':22s} {total:8.1f} {'':7s} {total_cpu:7.1f}")
 
 
 if __name__ == "__main__":

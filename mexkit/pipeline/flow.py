@@ -279,8 +279,11 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
     limit = _piece_pairs(opt)
     start_workers = flow_method(opt["method"]).start_workers
     if start_workers is not None and limit == _CPU_PIECE_PAIRS:
-        # the workers import while the first samples are read
-        start_workers(opt.get("method_runtime", {}).get("threads"))
+        # the native kernel is linked, or the workers import, while the first samples are
+        # read; a method with an engine option starts that engine's workers
+        runtime = opt.get("method_runtime", {})
+        engine = {"engine": runtime["engine"]} if runtime.get("engine") else {}
+        start_workers(runtime.get("threads"), **engine)
 
     def results(batch: list[tuple[Task, Any]], solved: Future | None) -> Iterator[Any]:
         flows = None

@@ -15,6 +15,7 @@ import random
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 
 from .._validate import check_option, check_range
 from ..errors import DiskFullError, InputChangedError, MexkitError, ParameterError, StoreError
+from ..io.atomic import commit
 from ..io.signing import trusted_keys
 from ..io.store import StoreWriter, staged_name, write_staged_sample
 from .cache import INPUT_ATTRS, SampleCache, copy_from_store, read_from_store, reuse_index
@@ -102,9 +104,47 @@ def batched(compute: Callable) -> Callable:
     return compute
 
 
+class _Committer:
+    """Finishes staged files (fsync, rename) in background threads.
+
+    Writing a staged sample is CPU work under h5py's lock; its fsync is a
+    wait for the disk (several milliseconds on a virtual disk), which the
+    next samples need not wait for. Staged files are committed by a few
+    threads, several fsyncs sharing the file system's journal commits; a
+    chunk's outcomes are returned only once all its files are committed
+    (:meth:`finish`), so a sample counts as staged exactly when it is on
+    disk under its final name, as before. A run killed meanwhile leaves
+    temporaries, removed by the next run, whose samples are computed again.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mexkit-commit")
+        self._pending: dict[str, Any] = {}
+
+    def __call__(self, tmp: Path, final: Path) -> None:
+        self._pending[str(final)] = self._pool.submit(commit, tmp, final)
+
+    def finish(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Wait for every commit; a sample whose commit failed becomes a failure."""
+        self._pool.shutdown(wait=True)
+        done = []
+        for out in outcomes:
+            future = self._pending.get(out[2]) if out[0] == "ok" else None
+            exc = future.exception() if future is not None else None
+            if exc is not None:
+                detail = traceback.format_exception(type(exc), exc, exc.__traceback__)
+                out = ("failed", out[1], _one_line(exc), "".join(detail))
+            done.append(out)
+        return done
+
+
 def _stage_one(task: Task, res: Any, staging: str, compression: str,
-               cache: SampleCache | None) -> Outcome:
-    """Stage one computed result (or record its exception).  Never raises."""
+               cache: SampleCache | None, commit: _Committer | None = None) -> Outcome:
+    """Stage one computed result (or record its exception).  Never raises.
+
+    With ``commit`` (and no cache, which needs the file at once), the staged
+    file's fsync and rename are left to it.
+    """
     if isinstance(res, _FATAL):
         raise res
     if isinstance(res, BaseException):
@@ -116,7 +156,8 @@ def _stage_one(task: Task, res: Any, staging: str, compression: str,
         attrs = dict(task.attrs)
         attrs.update(extra)
         p = write_staged_sample(staging, task.sample_id, task.cache_key, arrays, attrs,
-                                compression=compression)
+                                compression=compression,
+                                commit=commit if cache is None else None)
     except _FATAL:
         raise
     except Exception as exc:
@@ -298,7 +339,14 @@ def _compute_and_stage(compute: Callable, tasks: list[Task], staging: str, compr
         pairs: Iterable[tuple[Task, Any]] = _iter_batch(compute, tasks)
     else:
         pairs = ((t, _compute_one(compute, t)) for t in tasks)
-    return [_stage_one(t, res, staging, compression, cache) for t, res in pairs]
+    committer = _Committer()
+    outcomes: list[Outcome] = []
+    try:
+        for t, res in pairs:
+            outcomes.append(_stage_one(t, res, staging, compression, cache, committer))
+    finally:
+        outcomes = committer.finish(outcomes)
+    return outcomes
 
 
 def _say_uncomputable(stage: str, extra: Mapping[str, str]) -> None:

@@ -11,9 +11,11 @@ Writes, in the output folder:
 ``confusion.png``
     The pooled confusion matrix.
 ``folds/<fold>.json`` and ``checkpoints/<fold>-<key>/``
-    Finished folds and per-epoch checkpoints: a killed run resumes at the
-    fold and epoch where it stopped; the folder's name carries the fold's
-    key, so a fold whose samples, settings or code changed trains afresh.
+    Finished folds and checkpoints of the fold in training (one every 5 s
+    of training and after its last epoch, ``mexkit.learn.folds``): a killed
+    run resumes at the fold and the epoch of its last checkpoint; the
+    folder's name carries the fold's key, so a fold whose samples, settings
+    or code changed trains afresh.
 
 What a model needs beyond the generic loop comes from its registry entry
 (:class:`~mexkit.models.registry.ModelSpec`): its fold trainer, its report,

@@ -202,6 +202,51 @@ def test_checkpoint_is_plain_safetensors(rng, tmp_path):
     assert again["resumed_from"] == 2 and len(again["epochs"]) == 2
 
 
+def test_checkpoint_seconds_spaces_the_checkpoints_in_time(rng, tmp_path, monkeypatch):
+    """A checkpoint is synced to disk (tens of ms) while a small network's epoch takes a few:
+    with checkpoint_seconds one is written only once that long has passed since the last,
+    and always after the last epoch; resuming from it still gives the uninterrupted run."""
+    import mexkit.learn.train as train_module
+
+    ds = _separable(rng, n=8)
+    epochs_saved = []
+    real_save = train_module.save_checkpoint
+
+    def counting_save(path, model, opt, meta):
+        epochs_saved.append(meta["epoch"])
+        real_save(path, model, opt, meta)
+
+    ticks = iter(range(0, 1000, 2))  # a clock that moves 2 s at every reading
+    monkeypatch.setattr(train_module, "save_checkpoint", counting_save)
+    monkeypatch.setattr(train_module, "_clock", lambda: float(next(ticks)))
+    ckpt = tmp_path / "spaced.safetensors"
+    seed_everything(0)
+    init = MEAN(3)
+    state0 = {k: v.clone() for k, v in init.state_dict().items()}
+    fit(init, ds, epochs=6, batch_size=4, seed=1, checkpoint_path=ckpt, checkpoint_seconds=5)
+    # readings: start 0; epochs 1..6 at 2, 4, 6 (6 - 0 >= 5: saved), 8, 10, 12 (the last)
+    assert epochs_saved == [3, 6]
+    epochs_saved.clear()
+    fit(MEAN(3), ds, epochs=3, batch_size=4, seed=1, checkpoint_path=tmp_path / "every.sft",
+        checkpoint_seconds=0)
+    assert epochs_saved == [1, 2, 3]
+    # a run killed after epoch 4 resumes from epoch 3 and ends where the straight run did
+    straight = MEAN(3)
+    straight.load_state_dict(state0)
+    fit(straight, ds, epochs=6, batch_size=4, seed=1)
+    ckpt3 = tmp_path / "three.safetensors"
+    first = MEAN(3)
+    first.load_state_dict(state0)
+    fit(first, ds, epochs=3, batch_size=4, seed=1, checkpoint_path=ckpt3)
+    resumed_model = MEAN(3)
+    resumed = fit(resumed_model, ds, epochs=6, batch_size=4, seed=1, checkpoint_path=ckpt3,
+                  checkpoint_seconds=5)
+    assert resumed["resumed_from"] == 3
+    assert _states_equal(straight.state_dict(), resumed_model.state_dict())
+    with pytest.raises(ParameterError, match="checkpoint_seconds"):
+        fit(MEAN(3), ds, epochs=1, batch_size=4, checkpoint_seconds=-1)
+
+
 def test_checkpoint_with_other_settings_is_refused(rng, tmp_path):
     ds = _separable(rng, n=8)
     ckpt = tmp_path / "ckpt.safetensors"

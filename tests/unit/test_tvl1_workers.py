@@ -1,4 +1,4 @@
-"""The CPU TV-L1 engine's worker processes: same numbers, nothing lost, nothing left behind."""
+"""The numpy TV-L1 engine's worker processes: same numbers, nothing lost, nothing left behind."""
 from __future__ import annotations
 
 import math
@@ -42,14 +42,15 @@ def _alive(pid: int) -> bool:
 
 def test_processes_give_the_numbers_of_one_thread(frames, monkeypatch):
     ref, mov = frames
-    one = tvl1_flow(ref, mov, threads=1, warps=2, device="cpu")
-    two = tvl1_flow(ref, mov, threads=2, warps=2, device="cpu")
+    one = tvl1_flow(ref, mov, threads=1, warps=2, device="cpu", engine="numpy")
+    two = tvl1_flow(ref, mov, threads=2, warps=2, device="cpu", engine="numpy")
     np.testing.assert_array_equal(two, one)
     pool = get_pool(2)
     assert len(pool._workers) == 2 and all(w.proc.poll() is None for w in pool._workers)
     # and the threads of this process, when processes are switched off
     monkeypatch.setenv("MEXKIT_TVL1_PROCESSES", "0")
-    np.testing.assert_array_equal(tvl1_flow(ref, mov, threads=2, warps=2, device="cpu"), one)
+    np.testing.assert_array_equal(
+        tvl1_flow(ref, mov, threads=2, warps=2, device="cpu", engine="numpy"), one)
 
 
 def test_an_error_in_a_worker_is_raised_here():
@@ -94,11 +95,11 @@ def test_a_killed_worker_loses_only_its_item():
 
 def test_flow_is_complete_when_a_worker_is_killed(frames, monkeypatch):
     ref, mov = frames
-    one = tvl1_flow(ref, mov, threads=1, warps=2, device="cpu")
+    one = tvl1_flow(ref, mov, threads=1, warps=2, device="cpu", engine="numpy")
     pool = _KillingPool(2)
     monkeypatch.setattr(tvl1_module, "get_pool", lambda n: pool)
     try:
-        flow = tvl1_flow(ref, mov, threads=2, warps=2, device="cpu")
+        flow = tvl1_flow(ref, mov, threads=2, warps=2, device="cpu", engine="numpy")
     finally:
         pool.close()
     np.testing.assert_array_equal(flow, one)
@@ -111,7 +112,8 @@ def test_an_unguarded_script_runs_its_top_level_once(tmp_path):
         from mexkit.motion import tvl1_flow
         print("TOP-LEVEL", flush=True)
         a = np.random.default_rng(0).uniform(0, 1, (4, 32, 32)).astype(np.float32)
-        f = tvl1_flow(a, np.roll(a, 1, axis=2), threads=2, device="cpu", warps=1)
+        f = tvl1_flow(a, np.roll(a, 1, axis=2), threads=2, device="cpu", warps=1,
+                      engine="numpy")
         print(f.shape, flush=True)
     """))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
@@ -126,7 +128,8 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
         from mexkit.motion import tvl1_flow
         from mexkit.motion._tvl1_workers import get_pool
         a = np.random.default_rng(0).uniform(0, 1, (4, 32, 32)).astype(np.float32)
-        tvl1_flow(a, np.roll(a, 1, axis=2), threads=2, device="cpu", warps=1)
+        tvl1_flow(a, np.roll(a, 1, axis=2), threads=2, device="cpu", warps=1,
+                  engine="numpy")
         print(*[w.proc.pid for w in get_pool(2)._workers], flush=True)
         time.sleep(60)
     """)
@@ -150,12 +153,12 @@ def test_workers_can_be_started_ahead_and_not_when_switched_off(monkeypatch):
 
     shutdown_pools()
     monkeypatch.setenv("MEXKIT_TVL1_PROCESSES", "0")
-    start_cpu_workers(2)
+    start_cpu_workers(2, engine="numpy")
     assert get_pool(2)._workers == []
     monkeypatch.delenv("MEXKIT_TVL1_PROCESSES")
-    start_cpu_workers(1)  # one worker: solved in this process, nothing to start
+    start_cpu_workers(1, engine="numpy")  # one worker: solved in this process
     assert get_pool(1)._workers == []
-    start_cpu_workers(2)
+    start_cpu_workers(2, engine="numpy")
     assert [w.proc.poll() for w in get_pool(2)._workers] == [None, None]
 
 
@@ -171,7 +174,8 @@ def test_workers_never_import_a_mexkit_folder_of_the_working_directory(tmp_path)
         import numpy as np
         from mexkit.motion import tvl1_flow
         a = np.random.default_rng(0).uniform(0, 1, (4, 32, 32)).astype(np.float32)
-        f = tvl1_flow(a, np.roll(a, 1, axis=2), threads=2, device="cpu", warps=1)
+        f = tvl1_flow(a, np.roll(a, 1, axis=2), threads=2, device="cpu", warps=1,
+                      engine="numpy")
         print(f.shape, flush=True)
     """))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,

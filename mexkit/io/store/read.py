@@ -116,6 +116,8 @@ class Store:
     path: Path
     _file: Any = field(repr=False)
     meta: dict[str, Any] = field(default_factory=dict)
+    # sample views made so far: their attributes are decoded once per open store
+    _views: dict[str, SampleView] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def schema(self) -> int:
@@ -180,9 +182,14 @@ class Store:
 
     @_guard
     def __getitem__(self, sample_id: str) -> SampleView:
+        view = self._views.get(sample_id)
+        if view is not None:
+            return view
         if sample_id not in self:
             raise StoreError(f"{self.path}: no sample {sample_id!r} in this store.")
-        return SampleView(self, self._file["samples"][quote_id(sample_id)])
+        view = self._views[sample_id] = SampleView(
+            self, self._file["samples"][quote_id(sample_id)])
+        return view
 
     def __iter__(self) -> Iterator[SampleView]:
         for sid in self.sample_ids:
@@ -193,6 +200,7 @@ class Store:
         return {s.sample_id: str(s.attrs.get("cache_key", "")) for s in self}
 
     def close(self) -> None:
+        self._views.clear()
         with contextlib.suppress(Exception):
             self._file.close()
 

@@ -22,7 +22,7 @@ import logging
 import os
 import stat as _stat
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import numpy as np
 
 from ... import __version__
 from ...errors import BusyError, DiskFullError, ParameterError, StoreError
-from ..atomic import atomic_path, is_temporary_of, temporary_name
+from ..atomic import atomic_path, create_temporary, is_temporary_of, temporary_name
 from .format import (
     _LIBVER,
     _MAGIC,
@@ -641,11 +641,15 @@ def staged_name(sample_id: str, cache_key: str) -> str:
 
 def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_key: str,
                         arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any], *,
-                        compression: str = "gzip") -> Path:
+                        compression: str = "gzip",
+                        commit: Callable[[Path, Path], Any] | None = None) -> Path:
     """Write one finished sample into the staging folder, atomically.
 
     Safe to call from worker processes: each sample gets its own file,
-    written under a temporary name, fsynced and renamed into place.
+    written under a temporary name, fsynced and renamed into place. With
+    ``commit``, that last step (fsync and rename, :func:`mexkit.io.atomic.commit`)
+    is handed to ``commit(tmp, final)``, which may run it later in another
+    thread: the sample is staged once it has run.
     """
     import h5py  # start-up: h5py, only when a store is opened
 
@@ -666,9 +670,20 @@ def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_k
         image = fh.id.get_file_image()
     ensure_room(staging, len(image), what=f"staging sample {sample_id!r}")
     try:
-        with atomic_path(final) as tmp:
-            with open(tmp, "wb") as out:
-                out.write(image)
+        if commit is None:
+            with atomic_path(final) as tmp:
+                with open(tmp, "wb") as out:
+                    out.write(image)
+        else:
+            tmp = create_temporary(final)
+            try:
+                with open(tmp, "wb") as out:
+                    out.write(image)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
+            commit(tmp, final)
     except OSError as exc:
         if no_space(exc):
             raise disk_full(staging, len(image), f"staging sample {sample_id!r}") from exc
