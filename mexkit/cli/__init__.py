@@ -241,6 +241,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    # FFmpeg's own decoder messages ("moov atom not found", "overread 8") would come
+    # before mexkit's one line naming the file and what was wrong; set the variable
+    # to see them
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         cli.main(args=argv, prog_name="mexkit")
     except BrokenPipeError:

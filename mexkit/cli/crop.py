@@ -60,20 +60,6 @@ def load_samples(dataset: str | None, annotations: str, root: Path | None,
                               sheets=extra or None)
 
 
-def default_unit(record: dict, samples) -> str:
-    """``"video"`` for long-video datasets (spotting), ``"clip"`` otherwise.
-
-    The generic sheet says so through its rows: a ``video`` that differs from
-    the ``clip`` marks intervals of a longer video.
-    """
-    from ..io.datasets import get_adapter
-
-    name = str(record.get("stage", "")).partition(":")[2]
-    if name and name != "generic":
-        return "video" if get_adapter(name).long else "clip"
-    return "video" if any(s.video and s.video != s.clip for s in samples) else "clip"
-
-
 def _first_name(path: Path) -> str:
     return path.resolve().name.split(".")[0] or "clips"
 
@@ -122,8 +108,11 @@ Examples:
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Frame rate of image folders given as INPUTS.")
 @click.option("--unit", type=click.Choice(["clip", "video"]), default=None,
-              help="Crop whole videos (default for long-video datasets, for spotting) or "
-                   "each annotated interval (default for clip datasets).")
+              help="clip: one sample per annotated row, with its onset, apex, offset and "
+                   "label (the default, whatever the path is: a video file or a folder); "
+                   "video: whole videos holding their rows as intervals, for spotting (the "
+                   "default for long-video datasets and for generic sheets with a 'video' "
+                   "column).")
 @click.option("--smooth", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="--mode every: temporal smoothing of the crop (Gaussian sigma, frames).")
 @click.option("--max-gap", type=click.IntRange(min=0), default=5, show_default=True,
@@ -140,7 +129,8 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
              grey: bool, fps: float | None, unit: str | None, smooth: float, max_gap: int,
              upsample: int | None, device: str | None, output: Path | None, jobs: int,
              backend: str):
-    """Crop aligned faces from a dataset, or from video files / image folders (INPUTS).
+    """Crop aligned faces from a dataset, or from video files, images or image folders
+    (INPUTS).
 
     Writes a store with, per clip, the crops (`frames`), landmarks in crop
     coordinates, the frame-to-crop transforms, detection scores, flags for
@@ -155,16 +145,21 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
     when it lies in the current folder; one video or image folder gives
     NAME.crop.h5, several give clips.crop.h5.
     """
-    from ..io.sheets import looks_like_sheet
-    from ..pipeline.crop import clips_from_paths, clips_from_samples, run_crop
+    from ..pipeline.crop import (
+        clips_from_paths,
+        clips_from_samples,
+        default_unit,
+        run_crop,
+        split_inputs,
+    )
 
-    sheets_given = [p for p in inputs if looks_like_sheet(p)]
-    if sheets_given:
-        if len(inputs) > 1 or annotations is not None:
+    sheet_given, media = split_inputs(inputs, dataset=dataset)
+    if sheet_given is not None:
+        if annotations is not None:
             raise ParameterError(
-                f"{str(sheets_given[0])!r} is an annotation sheet, not a video or image "
+                f"{str(sheet_given)!r} is an annotation sheet, not a video or image "
                 "folder: give it alone, as --annotations SHEET.")
-        annotations, inputs = str(sheets_given[0]), ()
+        annotations, inputs = str(sheet_given), ()
     if size is None and detector != "none":
         size = 128
     upstream = []

@@ -13,8 +13,8 @@ from .cache import cache_key
 from .parallel import current_config, in_shard
 from .runner import StageResult, Task, run_stage
 
-__all__ = ["CROP_VERSION", "ClipSpec", "load_annotated", "clips_from_samples",
-           "clips_from_paths", "run_crop"]
+__all__ = ["CROP_VERSION", "ClipSpec", "load_annotated", "default_unit", "clips_from_samples",
+           "split_inputs", "clips_from_paths", "run_crop"]
 
 logger = logging.getLogger("mexkit")
 
@@ -50,6 +50,28 @@ def load_annotated(sheet: str | Path, *, dataset: str | None = None,
     record = {"stage": f"annotations:{name}", "path": str(sheet.resolve()),
               "content_hash": hashlib.sha256(sheet.read_bytes()).hexdigest(), "store_id": ""}
     return samples, record
+
+
+def default_unit(record: Mapping[str, Any], samples: Sequence[Any]) -> str:
+    """``"video"`` for long-video datasets (spotting), ``"clip"`` otherwise.
+
+    ``record`` is the sheet's provenance record (:func:`load_annotated`).  A
+    dataset adapter says whether its rows are intervals of long videos; the
+    generic sheet says so only through an explicit ``video`` column that
+    differs from ``clip`` (never through the file a row points to: a row of
+    a video file with onset, apex and offset is a clip).
+    """
+    from ..io.datasets import get_adapter
+
+    name = str(record.get("stage", "")).partition(":")[2]
+    if name and name != "generic":
+        return "video" if get_adapter(name).long else "clip"
+
+    def get(s: Any, k: str) -> Any:
+        return s.get(k) if isinstance(s, Mapping) else getattr(s, k, None)
+
+    return "video" if any(get(s, "video") and get(s, "video") != get(s, "clip")
+                          for s in samples) else "clip"
 
 
 def clips_from_samples(samples: Sequence[Any], *, unit: str = "clip") -> list[ClipSpec]:
@@ -104,7 +126,69 @@ def clips_from_samples(samples: Sequence[Any], *, unit: str = "clip") -> list[Cl
     if kept != len(samples):
         raise DatasetError(f"{len(samples)} samples became {kept} clips and intervals; "
                            "none may be lost or merged")
+    whole = [spec for spec in specs if "intervals" in spec]
+    if whole:  # say where the annotations went: no sample attribute holds them now
+        logger.info("crop: %d annotated interval(s) kept as the 'intervals' of %d whole "
+                    "video(s) (--unit video, for spotting); --unit clip makes one sample "
+                    "per interval, with its onset, apex, offset and label",
+                    sum(len(spec["intervals"]) for spec in whole), len(whole))
     return specs
+
+
+def split_inputs(paths: Sequence[str | Path], *, dataset: str | None = None
+                 ) -> tuple[Path | None, list[Path]]:
+    """Sort the INPUTS of ``mexkit crop``: ``(annotation sheet or None, media paths)``.
+
+    A folder, a file with a video or image extension, or any other file that
+    OpenCV opens as a video is media; a file with a sheet's extension or
+    content is a sheet when its dataset can be told (or ``dataset`` names
+    it).  Anything else raises one :class:`~mexkit.errors.MediaError` that
+    names the file and says what it is not, before any work: a text file is
+    never taken for a sheet of an unknown dataset, nor a file named ``.mp4``
+    that holds no video for a broken video.
+    """
+    from ..io.sheets import looks_like_sheet
+    from ..io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_clip
+
+    sheets: list[Path] = []
+    media: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            media.append(p)
+            continue
+        suffix = p.suffix.lower()
+        if suffix not in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS and looks_like_sheet(p):
+            if dataset is None:
+                from ..io.datasets import detect_dataset
+
+                try:
+                    detect_dataset(p)
+                except DatasetError as exc:
+                    raise MediaError(
+                        f"{str(p)!r} is neither a video, an image, an image folder nor an "
+                        f"annotation sheet mexkit recognises ({_first_clause(exc)}); if it "
+                        "is a sheet, give it as --annotations with --dataset NAME") from None
+            sheets.append(p)
+            continue
+        try:
+            with open_clip(p):
+                pass
+        except MediaError as exc:
+            if suffix in IMAGE_EXTENSIONS:
+                raise
+            raise MediaError(f"{str(p)!r} is neither a video, an image, an image folder nor "
+                             f"an annotation sheet that mexkit can read ({exc})") from None
+        media.append(p)
+    if sheets and (len(sheets) > 1 or media):
+        raise ParameterError(
+            f"{str(sheets[0])!r} is an annotation sheet, not a video or image folder: give it "
+            "alone, as --annotations SHEET.")
+    return (sheets[0] if sheets else None), media
+
+
+def _first_clause(exc: BaseException) -> str:
+    return str(exc).split(";")[0].strip()
 
 
 def clips_from_paths(paths: Sequence[str | Path], *, fps: float | None = None) -> list[ClipSpec]:
