@@ -149,8 +149,7 @@ class MexkitGroup(click.Group):
             _silence_stdout()
             ctx.exit(0)
         except KeyboardInterrupt:
-            click.echo("mexkit: interrupted; finished samples are kept, re-run to resume.",
-                       err=True)
+            click.echo(_INTERRUPTED, err=True)
             ctx.exit(130)
         except MexkitError as exc:
             if debug():
@@ -175,6 +174,7 @@ class MexkitGroup(click.Group):
         return rv
 
 
+_INTERRUPTED = "mexkit: interrupted; finished samples are kept, re-run to resume."
 _VERBOSE_HELP = "More log output on stderr (-vv for debug)."
 _QUIET_HELP = "Only errors on stderr; no progress bars."
 _DEBUG_HELP = "Show tracebacks for errors."
@@ -239,17 +239,45 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     _setup_logging(verbose, quiet, debug)
 
 
+def _end_interrupted() -> None:
+    """After Ctrl-C: end the process now, with status 130.
+
+    The stage has already kept its finished samples (each is written as it
+    finishes; the store's files are safe against a kill at any moment), its
+    ``with`` blocks have run and its threads were asked to stop.  What is left
+    of a normal exit can only delay it: a thread still inside native code
+    (OpenCV, torch) makes the interpreter wait for it or abort, a cluster's
+    shutdown takes seconds, and tearing down torch's modules under load takes
+    a second more.  Worker processes end by themselves when this process
+    does (TV-L1 workers at the end of their input, loky workers watch their
+    parent, a local Ray's processes were killed).  Issue 28: within 2 s.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     # FFmpeg's own decoder messages ("moov atom not found", "overread 8") would come
     # before mexkit's one line naming the file and what was wrong; set the variable
     # to see them
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    from ..pipeline.parallel import exit_on_interrupt
+
+    exit_on_interrupt(grace=1.5, message=_INTERRUPTED)
     try:
         cli.main(args=argv, prog_name="mexkit")
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(0)
+    except SystemExit as exc:
+        if exc.code == 130:
+            _end_interrupted()
+        raise
     finally:
         try:
             sys.stdout.flush()

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ParameterError
+from .parallel import check_interrupt, wait_for
 from .runner import StageResult, Task, batched
 from .stages import input_sample, require_arrays, run_store_stage
 
@@ -144,6 +147,10 @@ _MAX_BATCH_PAIRS = 64
 # engines' workers would otherwise wait for that I/O), at a small cost at the
 # end of each piece, where the first worker done waits for the last.
 _CPU_PIECE_PAIRS = 16
+# A sample with more pairs than this (a long video) is solved and staged in
+# pieces of this many pairs: a killed or interrupted run keeps every finished
+# piece, and the next run computes only the others (issue 28).
+_STAGE_PIECE_PAIRS = 256
 
 
 def _piece_pairs(opt: Mapping[str, Any]) -> int:
@@ -188,7 +195,50 @@ def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
     return arrays, attrs
 
 
-def _solve(batch: list[tuple[Task, tuple]], opt: Mapping[str, Any]) -> list[np.ndarray]:
+class _Stopped(Exception):
+    """The group was abandoned (interrupted): the background solve stops early."""
+
+
+# Pairs per solver call when the solver runs in this thread (OpenCV's methods, the
+# TV-L1 CPU engine with one worker): Ctrl-C is honoured between two calls.
+_INLINE_SLICE = 4
+
+
+def _solves_here(opt: Mapping[str, Any]) -> bool:
+    """Whether the solver computes in the calling thread (native code in this process).
+
+    OpenCV's methods do, and mexkit's TV-L1 on the CPU with one worker (or
+    with worker processes switched off); its worker processes and its GPU
+    engine leave the calling thread waiting in Python.
+    """
+    if opt["method"] != "tvl1":
+        return True
+    if _piece_pairs(opt) != _CPU_PIECE_PAIRS:  # the GPU engine
+        return False
+    from ..motion._tvl1_workers import processes_allowed
+    from ..motion.tvl1 import default_threads
+
+    threads = opt.get("method_runtime", {}).get("threads") or default_threads()
+    return int(threads) <= 1 or not processes_allowed()
+
+
+def _solve_pairs(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any],
+                 stop: threading.Event | None = None) -> np.ndarray:
+    """Flow of ``ref[i] -> mov[i]`` in solver calls of at most ``_MAX_BATCH_PAIRS``
+    (``_INLINE_SLICE`` where the solver runs in this thread), stopping between
+    two calls at ``stop`` or Ctrl-C."""
+    step = _INLINE_SLICE if _solves_here(opt) else _MAX_BATCH_PAIRS
+    out = []
+    for a in range(0, len(ref), step):
+        if stop is not None and stop.is_set():
+            raise _Stopped
+        check_interrupt()
+        out.append(_flow_batch(ref[a:a + step], mov[a:a + step], opt))
+    return np.concatenate(out)
+
+
+def _solve(batch: list[tuple[Task, tuple]], opt: Mapping[str, Any],
+           stop: threading.Event | None = None) -> list[np.ndarray]:
     """Flow of every sample in ``batch``: one solver call per frame size, long ones in pieces."""
     out: list[np.ndarray | None] = [None] * len(batch)
     by_shape: dict[tuple[int, ...], list[int]] = {}
@@ -197,14 +247,113 @@ def _solve(batch: list[tuple[Task, tuple]], opt: Mapping[str, Any]) -> list[np.n
     for members in by_shape.values():
         refs = [batch[i][1][4][batch[i][1][2][:, 0]] for i in members]
         movs = [batch[i][1][4][batch[i][1][2][:, 1]] for i in members]
-        ref, mov = np.concatenate(refs), np.concatenate(movs)
-        flows = np.concatenate([_flow_batch(ref[a:a + _MAX_BATCH_PAIRS],
-                                            mov[a:a + _MAX_BATCH_PAIRS], opt)
-                                for a in range(0, len(ref), _MAX_BATCH_PAIRS)])
+        flows = _solve_pairs(np.concatenate(refs), np.concatenate(movs), opt, stop)
         parts = np.split(flows, np.cumsum([len(r) for r in refs])[:-1])
         for i, f in zip(members, parts, strict=True):
             out[i] = f
     return out  # type: ignore[return-value]
+
+
+class _Background:
+    """Runs the solver calls of one group, in order, in one daemon thread.
+
+    Not a ThreadPoolExecutor: Python joins those at exit, so Ctrl-C waited
+    for the piece being solved (a whole long video: 33 s in issue 28).  A
+    set ``stop`` ends the thread's work at its next solver call and
+    :meth:`close` waits for that a short while; a thread still waiting then
+    (on the TV-L1 worker processes: Python code, safe to leave) is left
+    behind at exit.  With ``inline`` (solvers that compute in the calling
+    thread, :func:`_solves_here`: C++ code that a thread must not be in when
+    the interpreter exits, or the process aborts) calls run in the caller's
+    thread, in short slices with a check for Ctrl-C between them.
+    """
+
+    def __init__(self, *, inline: bool = False) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._inline = inline
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        fut: Future = Future()
+        if self._inline:
+            fut.set_running_or_notify_cancel()
+            try:
+                fut.set_result(fn(*args))
+            except Exception as exc:  # KeyboardInterrupt goes up at once
+                fut.set_exception(exc)
+            return fut
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="mexkit-flow", daemon=True)
+            self._thread.start()
+        self._queue.put((fut, fn, args))
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fut, fn, args = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # handed to the thread waiting on the result
+                fut.set_exception(exc)
+
+    def close(self, *, wait: float = 1.0) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=wait)
+
+
+def _long_sample(t: Task, prep: tuple, opt: Mapping[str, Any], bg: _Background,
+                 stop: threading.Event) -> Any:
+    """A long sample's flow in staged pieces of ``_STAGE_PIECE_PAIRS`` pairs.
+
+    Pieces finished by an earlier run are read back; each new piece is staged
+    as soon as it is solved (while the next one is being solved).  The result
+    equals one solver pass over all pairs: every pair is solved alone.
+    """
+    from .runner import staged_pieces
+
+    pairs, grey = prep[2], prep[4]
+    n = _STAGE_PIECE_PAIRS
+    bounds = [(a, min(len(pairs), a + n)) for a in range(0, len(pairs), n)]
+    store = staged_pieces(t, f"flow-{n}")
+    flows: list[np.ndarray | None] = [None] * len(bounds)
+    todo = []
+    for i, (a, b) in enumerate(bounds):
+        got = store.get(a, b) if store is not None else None
+        if got is not None and got.get("flow") is not None and \
+                got["flow"].shape == (b - a, 2, *grey.shape[1:3]):
+            flows[i] = got["flow"]
+        else:
+            todo.append(i)
+    if store is not None and len(todo) < len(bounds):
+        logger.info("flow: sample %s: %d of %d pieces of %d pairs kept from an earlier run; "
+                    "computing %d", t.sample_id, len(bounds) - len(todo), len(bounds), n,
+                    len(todo))
+
+    def keep(i: int, fut: Future) -> None:
+        flows[i] = np.asarray(wait_for(fut), dtype=np.float32)
+        if store is not None:
+            store.put(*bounds[i], {"flow": flows[i]})
+
+    waiting: tuple[int, Future] | None = None
+    for i in todo:
+        a, b = bounds[i]
+        fut = bg.submit(_solve_pairs, grey[pairs[a:b, 0]], grey[pairs[a:b, 1]], opt, stop)
+        if waiting is not None:  # staged while the next piece is solved
+            keep(*waiting)
+            waiting = None
+        if fut.done():  # solved in this thread: staged at once
+            keep(i, fut)
+        else:
+            waiting = (i, fut)
+    if waiting is not None:
+        keep(*waiting)
+    return _finish(t, prep, np.concatenate(flows), opt)  # type: ignore[arg-type]
 
 
 @batched
@@ -216,7 +365,9 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
     while the next samples are read and the results of the previous piece are
     yielded (and so staged), so the solver's workers do not wait for the
     store. Each result is yielded as soon as its piece is solved, so an
-    interrupted run keeps every finished sample.
+    interrupted run keeps every finished sample.  A sample of more than
+    ``_STAGE_PIECE_PAIRS`` pairs (a long video) is solved and staged in pieces
+    of its own (:func:`_long_sample`).
     """
     opt = tasks[0].payload["params"]
     limit = _piece_pairs(opt)
@@ -225,12 +376,16 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
 
         # the workers import while the first samples are read
         start_cpu_workers(opt.get("method_runtime", {}).get("threads"))
+    stop = threading.Event()
+    # a thread must never be left inside native code when the interpreter exits (the
+    # process aborts): solvers computing in this thread run inline, between checks
+    bg = _Background(inline=_solves_here(opt))
 
     def results(batch: list[tuple[Task, Any]], solved: Future | None) -> Iterator[Any]:
         flows = None
         if solved is not None:
             try:
-                flows = iter(solved.result())
+                flows = iter(wait_for(solved))
             except Exception as exc:  # the batched call failed: each sample alone
                 n_ready = sum(not isinstance(p, Exception) for _, p in batch)
                 flows = None if n_ready > 1 else iter([exc])
@@ -239,16 +394,16 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
                 yield prep
                 continue
             try:
-                flow = next(flows) if flows is not None else _solve([(t, prep)], opt)[0]
+                flow = next(flows) if flows is not None else _solve([(t, prep)], opt, stop)[0]
                 yield flow if isinstance(flow, Exception) else _finish(t, prep, flow, opt)
             except Exception as exc:
                 yield exc
 
-    def submit(pool: ThreadPoolExecutor, batch: list[tuple[Task, Any]]) -> Future | None:
+    def submit(batch: list[tuple[Task, Any]]) -> Future | None:
         ready = [(t, p) for t, p in batch if not isinstance(p, Exception)]
-        return pool.submit(_solve, ready, opt) if ready else None
+        return bg.submit(_solve, ready, opt, stop) if ready else None
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mexkit-flow") as pool:
+    try:
         previous: tuple[list, Future | None] | None = None
         batch: list[tuple[Task, Any]] = []
         n_pairs = 0
@@ -258,20 +413,39 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
                 size = len(prep[2])
             except Exception as exc:
                 prep, size = exc, 0
+            if size > _STAGE_PIECE_PAIRS:
+                if batch:  # the samples before it go first, in order
+                    queued = (batch, submit(batch))
+                    if previous is not None:
+                        yield from results(*previous)
+                    previous, batch, n_pairs = queued, [], 0
+                if previous is not None:
+                    yield from results(*previous)
+                    previous = None
+                try:
+                    yield _long_sample(t, prep, opt, bg, stop)
+                except Exception as exc:
+                    yield exc
+                continue
             if batch and n_pairs + size > limit:
-                queued = (batch, submit(pool, batch))
+                queued = (batch, submit(batch))
                 if previous is not None:  # its results are staged while `queued` solves
                     yield from results(*previous)
                 previous, batch, n_pairs = queued, [], 0
             batch.append((t, prep))
             n_pairs += size
         if batch:
-            queued = (batch, submit(pool, batch))
+            queued = (batch, submit(batch))
             if previous is not None:
                 yield from results(*previous)
             previous = queued
         if previous is not None:
             yield from results(*previous)
+    finally:  # interrupted or done: the background thread stops at its next solver call
+        stop.set()
+        from . import parallel
+
+        bg.close(wait=0.0 if parallel._EXIT_ON_INTERRUPT else 0.5)
 
 
 def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1",
