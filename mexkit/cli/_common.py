@@ -116,10 +116,17 @@ def _parse_shard(value: str) -> Any:
 
 
 def run_options(f: Any) -> Any:
-    """--retries, --stall-timeout, --scheduler, --address, --shard, --reuse, --cache (see
-    :func:`jobs_options`)."""
+    """--retries, --stall-timeout, --scheduler, --address, --shard, --reuse, --cache,
+    --overwrite (see :func:`jobs_options`)."""
     from ..pipeline.cache import CACHE_ENV
 
+    f = click.option(
+        "--overwrite", is_flag=True, default=None, expose_value=False,
+        callback=_run_setting("overwrite"),
+        help="Replace an output store made with other parameters (or by another stage). "
+             "Without it such a store is kept and the command stops, naming the "
+             "parameters that differ; the same parameters resume the store.",
+    )(f)
     f = click.option(
         "--cache", type=click.Path(file_okay=False, path_type=str), default=None,
         envvar=CACHE_ENV, expose_value=False, callback=_run_setting("cache"),

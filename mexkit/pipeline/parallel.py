@@ -107,6 +107,9 @@ class ParallelConfig:
         finishing before it stops with :class:`ClusterLostError`; 0 never
         stops; None reads ``MEXKIT_STALL_TIMEOUT``, else 300 s
         (:func:`stall_timeout`).
+    overwrite : bool
+        Replace an output store made with other parameters (or by another
+        stage); without it the stage refuses, naming what differs.
     """
 
     retries: int = 2
@@ -116,6 +119,7 @@ class ParallelConfig:
     cache: str | None = None
     reuse: tuple[str, ...] = ()
     stall_timeout: float | None = None
+    overwrite: bool = False
 
 
 _DEFAULT_CONFIG = ParallelConfig()

@@ -42,7 +42,7 @@ from .parallel import (
 )
 
 __all__ = ["Task", "StageResult", "run_stage", "batched", "staged_pieces", "StagedPieces",
-           "BACKENDS"]
+           "refuse_other_parameters", "parameter_differences", "BACKENDS"]
 
 # status, sample id, staged path or one-line reason, traceback
 Outcome = tuple[str, str, str, str]
@@ -405,6 +405,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     cache_dir = str(SampleCache(cache).root) if cache else None
     start = time.perf_counter()
     output = Path(output)
+    if not cfg.overwrite:
+        refuse_other_parameters(output, stage, params)
     result = StageResult(path=output)
     keys = {t.sample_id: t.cache_key for t in tasks}
     extra = {sid: msg for sid, msg in (extra_failures or {}).items() if sid not in keys}
@@ -524,6 +526,59 @@ def _stop_threads_on_interrupt(before: set[threading.Thread], backend: str, *,
                 continue
             t.join(timeout=max(0.0, end - time.monotonic()))
         raise
+
+
+def parameter_differences(meta: Mapping[str, Any], stage: str, params: Mapping[str, Any]
+                          ) -> list[str]:
+    """What differs between an existing store (its root ``meta``) and a run of ``stage``
+    with ``params``: ``["stage 'crop' -> 'flow'"]`` or ``["pairs: 'gap' ->
+    'onset-apex'", ...]``, compared as stored (canonical JSON); empty if nothing."""
+    import json
+
+    from ..io.store import canonical_json
+
+    if str(meta.get("stage", "")) != stage:
+        return [f"stage {meta.get('stage', '?')!r} -> {stage!r}"]
+    before = meta.get("params") or {}
+    if not isinstance(before, dict):
+        return ["parameters unreadable"]
+    now = json.loads(canonical_json(dict(params)))
+    return [f"{k}: {json.dumps(before.get(k))} -> {json.dumps(now.get(k))}"
+            for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+
+
+def refuse_other_parameters(output: str | os.PathLike[str], stage: str,
+                            params: Mapping[str, Any]) -> None:
+    """Refuse to replace a store that ``stage`` would write with other parameters.
+
+    Re-running a stage with the same parameters resumes it (finished samples
+    are kept); with others it would replace the store, which may be another
+    chain's result of the same default name (``--size 112`` after ``--size
+    128``).  That takes ``--overwrite`` (issue 28): the error names each
+    parameter that differs and its two values.  A file that is not a
+    readable store is left to the writer.
+
+    Raises
+    ------
+    ParameterError
+        The store exists and was made by another stage or with other parameters.
+    """
+    from ..errors import StoreError
+    from ..io.store import open_store
+
+    output = Path(output)
+    if not output.is_file():
+        return
+    try:
+        with open_store(output) as old:
+            diff = parameter_differences(old.meta, stage, params)
+    except StoreError:
+        return
+    if diff:
+        raise ParameterError(
+            f"{output} was made with other parameters ({'; '.join(diff)}); running "
+            f"{stage} again would replace it. Give --overwrite to replace it, or -o to "
+            "write another store.")
 
 
 def _reuse(todo: list[Task], stores: Sequence[str], staging: str, compression: str,
