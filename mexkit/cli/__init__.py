@@ -143,6 +143,9 @@ class MexkitGroup(click.Group):
 
         try:
             rv = super().invoke(ctx)
+        except click.MissingParameter as exc:
+            _hint_dash(exc)
+            raise
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except BrokenPipeError:
@@ -209,6 +212,23 @@ def _with_global_options(cmd: click.Command) -> click.Command:
                                            callback=_late_global, help=text, **kw))
     cmd._mexkit_globals = True  # type: ignore[attr-defined]
     return cmd
+
+
+def _hint_dash(exc: click.MissingParameter) -> None:
+    """A missing STORE while a pipe feeds stdin: the '-' was forgotten; say so."""
+    param = exc.param
+    if not isinstance(param, click.Argument) or param.name not in ("store", "inputs"):
+        return
+    import stat
+
+    try:
+        piped = sys.stdin is not None and stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode)
+    except (ValueError, OSError, AttributeError):  # closed, or not a real file (CliRunner)
+        piped = False
+    if piped:
+        exc.message = ((exc.message + ". " if exc.message else "")
+                       + "Standard input is a pipe: give '-' to read the store path the "
+                         "previous command printed (e.g. mexkit crop ... | mexkit flow -).")
 
 
 def _first_line(exc: BaseException) -> str:

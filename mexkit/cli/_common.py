@@ -87,12 +87,17 @@ def default_output(source: Path, stage: str, detail: str | int | None = None) ->
     return Path.cwd() / f"{base}.{tag}.h5"
 
 
-def output_option(f: Any) -> Any:
-    return click.option(
-        "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-        help="Output store (default: the input's name plus the stage and method, e.g. "
-             "x.crop.h5 -> x.crop.flow-tvl1.h5).",
-    )(f)
+_OUTPUT_HELP = ("Output store (default: the input's name plus the stage and method, e.g. "
+                "x.crop.h5 -> x.crop.flow-tvl1.h5).")
+
+
+def output_option(f: Any = None, *, help: str = _OUTPUT_HELP) -> Any:
+    """The -o/--output option; ``@output_option`` or ``@output_option(help=...)``."""
+    def add(g: Any) -> Any:
+        return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                            default=None, help=help)(g)
+
+    return add if f is None else add(f)
 
 
 def _run_setting(name: str, convert: Any = None) -> Any:

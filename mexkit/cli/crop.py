@@ -120,7 +120,9 @@ Examples:
 @click.option("--upsample", type=click.IntRange(min=0), default=None,
               help="dlib detector upsampling (default: 0, then 1 if no face is found).")
 @click.option("--device", default=None, help="Torch device for --detector fan.")
-@output_option
+@output_option(help="Output store (default, in the current folder: the dataset's name, "
+                    "--root's folder or the folder holding the sheet, as DATA.crop.h5; one "
+                    "video or image folder NAME gives NAME.crop.h5, several clips.crop.h5).")
 @jobs_options
 def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None,
              annotations: str | None,

@@ -69,8 +69,10 @@ def _format(summary: dict[str, Any]) -> str:
         "parameters",
     ]
     params = summary["params"] or {}
+    notes = summary.get("param_notes") or {}
     for k in sorted(params):
-        lines.append(f"  {k} = {json.dumps(params[k])}")
+        note = f"  ({notes[k]})" if k in notes else ""
+        lines.append(f"  {k} = {json.dumps(params[k])}{note}")
     if not params:
         lines.append("  (none)")
 
@@ -119,7 +121,7 @@ def _limits(text: str | None) -> StoreLimits:
 @click.command("inspect", epilog="""\b
 Examples:
   mexkit inspect demo.crop.flow-tvl1.h5
-  mexkit inspect demo.crop.flow-tvl1.h5 --json --follow
+  mexkit inspect demo.crop.flow-tvl1.h5 --json --follow .
 """)
 @click.argument("store", type=str)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of text.")
@@ -137,9 +139,12 @@ def inspect_cmd(store: str, as_json: bool, follow: tuple[Path, ...], limits: str
     anything is read.  The upstream paths recorded in STORE are shown, never
     opened, unless they lie inside a folder named with --follow.
     """
+    from ..pipeline.flow import param_notes
+
     path = resolve_input(store)
     with open_store(path, limits=_limits(limits)) as s:
         summary = s.summary()
+        summary["param_notes"] = param_notes(s)
     roots = [f.resolve() for f in follow]
     summary["provenance"] = _provenance(summary["upstream"], roots)
     if as_json:

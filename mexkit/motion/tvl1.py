@@ -150,8 +150,9 @@ _MEXKIT_OPTIONS = TVL1_OPTIONS + (
                "'auto', which takes CUDA when torch sees a GPU (and the NVIDIA driver is "
                "present), else the CPU.", affects_result=False),
     FlowOption("threads", int, None, "CPU workers, each solving whole pairs on its own "
-               "(worker processes when more than one; default: the CPU cores this process "
-               "may use).", minimum=1, affects_result=False),
+               "(worker processes when more than one). Default: the CPU cores this process "
+               "may use, shared out between the --jobs workers.", minimum=1,
+               affects_result=False),
     FlowOption("compile", bool, True, "CUDA engine: run torch.compile'd kernels (off: the "
                "same code uncompiled).", affects_result=False),
 )

@@ -34,17 +34,22 @@ def _grey(frames: np.ndarray) -> np.ndarray:
     return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
 
 
+def _annotated(sample: Any) -> bool:
+    return sample.attrs.get("onset") is not None
+
+
 def _apex(sample: Any, frames: np.ndarray, onset: int, offset: int, how: str) -> int:
     apex = sample.attrs.get("apex")
     if apex is not None and apex >= 0:
         return int(apex)
     if how == "fail":
         raise ParameterError(
-            f"sample {sample.sample_id!r} has no apex annotation; choose --no-apex middle or "
-            "max-diff to estimate one.")
-    from ..temporal.apex import estimate_apex
+            f"sample {sample.sample_id!r} has no apex annotation; choose --no-apex auto, "
+            "middle or max-diff to estimate one.")
+    from ..temporal.apex import resolve_apex
 
-    return estimate_apex(frames, onset, offset, method=how)
+    return resolve_apex(frames, onset, offset, None, method=how,
+                        annotated=_annotated(sample))[0]
 
 
 # -- what an unannotated clip was given (issue 20): said on stderr and in the store ---
@@ -53,24 +58,27 @@ _ANNOTATED_PAIRS = ("onset-apex", "onset-all", "apex-window")
 
 def _annotation_sources(sample: Any, opt: Mapping[str, Any]) -> dict[str, str]:
     """``onset_source``/``apex_source`` attributes: "annotation", or what stood in."""
+    from ..temporal.apex import apex_method
+
     a = sample.attrs
     apex = a.get("apex")
+    how = "fail" if opt["no_apex"] == "fail" else apex_method(_annotated(sample), opt["no_apex"])
     return {"onset_source": "annotation" if a.get("onset") is not None else "first frame",
-            "apex_source": "annotation" if apex is not None and apex >= 0 else opt["no_apex"]}
+            "apex_source": "annotation" if apex is not None and apex >= 0 else how}
 
 
 def _say_unannotated(sample: Any, onset: int, apex: int | None, opt: Mapping[str, Any]
                      ) -> None:
     src = _annotation_sources(sample, opt)
+    what = {"middle": "the middle frame", "max-diff": "the frame most different from the "
+            "onset"}.get(src["apex_source"], src["apex_source"])
     if src["onset_source"] != "annotation":
         logger.warning("flow: sample %s has no onset/apex annotation: onset taken as frame "
-                       "%d, apex %s (--no-apex %s)%s", sample.sample_id, onset,
-                       "-" if apex is None else apex, opt["no_apex"],
-                       "; --no-apex max-diff estimates it from the frames"
-                       if opt["no_apex"] == "middle" else "")
+                       "%d, apex %s (%s; --no-apex %s)", sample.sample_id, onset,
+                       "-" if apex is None else apex, what, opt["no_apex"])
     elif src["apex_source"] != "annotation" and apex is not None:
-        logger.info("flow: sample %s has no apex annotation: apex %d (--no-apex %s)",
-                    sample.sample_id, apex, opt["no_apex"])
+        logger.info("flow: sample %s has no apex annotation: apex %d (%s; --no-apex %s)",
+                    sample.sample_id, apex, what, opt["no_apex"])
 
 
 def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.ndarray, int]:
@@ -92,12 +100,62 @@ def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.
     return np.asarray(pairs, dtype=np.int64), (-1 if apex is None else int(apex))
 
 
+def method_options_of(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The flow method's options of a flow store's parameters.
+
+    Stores are written with ``method_options``; stores made before issue 28
+    filed every method's options under ``tvl1``, whatever the method (both
+    are read).
+    """
+    got = params.get("method_options")
+    if got is None:
+        got = params.get("tvl1")
+    return dict(got or {})
+
+
+def param_notes(store: Any) -> dict[str, str]:
+    """What a flow store's parameters do not say by themselves (``mexkit inspect``).
+
+    ``k``: null means each video's own gap, 0.1 x its frame rate rounded half
+    up (MEAN); the gaps the samples got are counted.  Options filed under
+    ``tvl1`` by older stores belong to the store's method.
+    """
+    from collections import Counter
+
+    notes: dict[str, str] = {}
+    if store.stage != "flow":
+        return notes
+    params = store.params or {}
+    if params.get("pairs") == "gap":
+        gaps: Counter[int] = Counter()
+        for sid in store.sample_ids:
+            sample = store[sid]
+            gap = sample.attrs.get("gap")
+            if gap is None and "pairs" in sample:
+                pairs = sample.read("pairs")
+                gap = int(pairs[0, 1] - pairs[0, 0]) if len(pairs) else None
+            if gap is not None:
+                gaps[int(gap)] += 1
+        seen = ", ".join(f"{g} in {n} sample(s)" for g, n in sorted(gaps.items()))
+        if params.get("k") is None:
+            notes["k"] = ("each video's own gap: 0.1 x its frame rate, rounded half up "
+                          f"(3 at 25 fps, 20 at 200 fps); here {seen or 'no sample'}")
+        elif seen:
+            notes["k"] = f"gap {seen}"
+    if "tvl1" in params and "method_options" not in params \
+            and params.get("method") not in (None, "tvl1"):
+        notes["tvl1"] = (f"the options of {params.get('method')!r} (stores made before "
+                         "'method_options' filed every method's options under 'tvl1')")
+    return notes
+
+
 def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.ndarray:
     from ..motion.methods import flow_method
 
     method = flow_method(opt["method"])
     names = {o.name for o in method.options}
-    given = {"device": opt["device"], **opt.get("method_runtime", {}), **opt["tvl1"]}
+    given = {"device": opt["device"], **opt.get("method_runtime", {}),
+             **method_options_of(opt)}
     return method(ref, mov, **{k: v for k, v in given.items() if k in names})
 
 
@@ -187,6 +245,8 @@ def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
     if opt["with_apex"]:
         arrays["apex_image"] = frames[apex]
     attrs = {"pair_mode": opt["pairs"], "flow_method": opt["method"]}
+    if opt["pairs"] == "gap" and len(pairs):
+        attrs["gap"] = int(pairs[0, 1] - pairs[0, 0])  # k as resolved for this video
     if apex >= 0:
         attrs["apex_used"] = apex
     if opt["pairs"] in _ANNOTATED_PAIRS or opt["with_apex"]:
@@ -451,17 +511,21 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
 def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1",
              pairs: str = "consecutive", k: int | None = None, window: int = 65,
              strain: bool = False, features: Sequence[str] = (), with_apex: bool = False,
-             no_apex: str = "middle", device: str = "auto", mask_eyes: bool = False,
+             no_apex: str = "auto", device: str = "auto", mask_eyes: bool = False,
              remove_head_motion: bool = False,
-             tvl1: Mapping[str, Any] | None = None, jobs: int = 1, backend: str = "loky",
-             group: int | None = None, progress: bool = True,
-             method_runtime: Mapping[str, Any] | None = None) -> StageResult:
+             method_options: Mapping[str, Any] | None = None, jobs: int = 1,
+             backend: str = "loky", group: int | None = None, progress: bool = True,
+             method_runtime: Mapping[str, Any] | None = None,
+             tvl1: Mapping[str, Any] | None = None) -> StageResult:
     """Optical flow between frame pairs of every clip of a crop (or key-frame) store.
 
-    ``method`` is a name of :mod:`mexkit.motion.methods`' registry; ``tvl1``
-    holds that method's options that change the flow (stored in the params
-    under this name for every method), ``method_runtime`` those that do not
-    (threads, compile), kept out of the cache key with ``device``. ``group``
+    ``method`` is a name of :mod:`mexkit.motion.methods`' registry;
+    ``method_options`` holds that method's options that change the flow
+    (stored in the params as ``method_options``; ``tvl1`` is its older name,
+    still taken), ``method_runtime`` those that do not (threads, compile),
+    kept out of the cache key with ``device``. ``no_apex`` is what a clip
+    without apex gets (``"auto"``: the rule every stage shares,
+    :func:`mexkit.temporal.apex.apex_method`). ``group``
     is the number of samples per chunk of work (default 64 with one job, so
     that reading, solving and writing overlap over many pieces; 16 with more,
     so that every job gets chunks); it does not change the result.
@@ -471,13 +535,13 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
 
     flow_method(method)  # an unknown name fails here, listing the registered ones
     check_option("pairs", pairs, PAIR_MODES)
-    check_option("no_apex", no_apex, ("middle", "max-diff", "fail"))
+    check_option("no_apex", no_apex, ("auto", "middle", "max-diff", "fail"))
     for f in features:
         check_option("features", f, FEATURES)
     params = {"method": method, "pairs": pairs, "k": k, "window": window, "strain": strain,
               "features": sorted(set(features)), "with_apex": with_apex, "no_apex": no_apex,
               "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion,
-              "tvl1": dict(tvl1 or {})}
+              "method_options": dict(method_options or tvl1 or {})}
     if group is None:
         group = 64 if jobs == 1 else 16
     # the device changes where, not what, is computed: it stays out of the cache key

@@ -29,8 +29,9 @@ def test_threads_change_nothing_but_the_speed(crop_store, tmp_path):
     for sid in f1:
         np.testing.assert_array_equal(f1[sid], f2[sid])
     # every option that changes the flow is recorded; threads and device are not
-    assert p1["tvl1"]["lambda_"] == 0.15 and p1["tvl1"]["border"] == "masked"
-    assert "threads" not in p1["tvl1"] and "device" not in p1["tvl1"]
+    opts = p1["method_options"]
+    assert opts["lambda_"] == 0.15 and opts["border"] == "masked"
+    assert "threads" not in opts and "device" not in opts
 
 
 def test_method_options_reach_the_method_and_stray_ones_are_refused(crop_store, tmp_path):
@@ -44,7 +45,8 @@ def test_method_options_reach_the_method_and_stray_ones_are_refused(crop_store, 
     assert plain.exit_code == 0 and wide.exit_code == 0, (plain.output, wide.output)
     pp, fp = _flows(tmp_path / "plain.h5")
     pw, fw = _flows(tmp_path / "wide.h5")
-    assert pp["tvl1"]["winsize"] == 15 and pw["tvl1"]["winsize"] == 31
+    assert pp["method_options"]["winsize"] == 15 and pw["method_options"]["winsize"] == 31
+    assert "tvl1" not in pp   # Farneback's options are not filed under 'tvl1' (issue 28)
     assert any(not np.allclose(fp[sid], fw[sid]) for sid in fp)
 
 
