@@ -113,8 +113,12 @@ Examples:
                    "video: whole videos holding their rows as intervals, for spotting (the "
                    "default for long-video datasets and for generic sheets with a 'video' "
                    "column).")
-@click.option("--smooth", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="--mode every: temporal smoothing of the crop (Gaussian sigma, frames).")
+@click.option("--smooth", type=click.FloatRange(min=0), default=8.0, show_default=True,
+              help="--mode every: time scale in frames of the smoothing of the head pose "
+                   "(a Whittaker-Henderson smoother, lambda = SMOOTH^4, on the similarity "
+                   "fitted to the nose and eye corners): head motion slower than about "
+                   "6 x SMOOTH frames is followed, landmark jitter is not; 0: each "
+                   "frame's own pose.")
 @click.option("--max-gap", type=click.IntRange(min=0), default=5, show_default=True,
               help="--mode every: longest run of frames without a face that is interpolated.")
 @click.option("--upsample", type=click.IntRange(min=0), default=None,

@@ -69,11 +69,15 @@ Examples:
 @click.option("--type-store", "type_store", default=None, metavar="TYPE=STORE[,...]",
               help="Gap-flow store of the same videos for a type whose network was trained "
                    "on another flow gap (`mexkit train --type-store`).")
+@click.option("--force", is_flag=True,
+              help="Spot even when STORE's features were made otherwise than the model's "
+                   "(flow gap, flow method or its options, --mask-eyes, "
+                   "--remove-head-motion), with a warning naming both; refused otherwise.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Interval CSV to write (default: <store>.intervals.csv); a .json and a "
                    ".plots folder go beside it.")
 def spot_cmd(store: str, results_dir: str, p: float | None, emotions: str | None, device: str,
-             no_plots: bool, type_store: str | None, output: str | None) -> int:
+             no_plots: bool, type_store: str | None, force: bool, output: str | None) -> int:
     """Spot expression intervals in every video of STORE (or '-') with a trained MEAN.
 
     STORE is a `mexkit flow --pairs gap --features mean` store of whole
@@ -96,7 +100,7 @@ def spot_cmd(store: str, results_dir: str, p: float | None, emotions: str | None
         device = "cuda" if torch.cuda.is_available() else "cpu"
     csv_path, report = spot_store(path, results_dir, output, p=p, device=device,
                                   plots=not no_plots, emotions=emotions,
-                                  type_stores=type_store)
+                                  type_stores=type_store, force=force)
     if report is not None and not settings().get("quiet"):
         err(format_spot_report(report))
     out(str(Path(csv_path).resolve()))

@@ -271,7 +271,7 @@ def _attrs(spec: Mapping[str, Any], clip: Any, start: int, T: int, score: float
 
 def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "dlib",
              mode: str = "first", size: int = 128, margin: float = 0.125, grey: bool = True,
-             smooth: float = 2.0, max_gap: int = 5, upsample: int | None = None,
+             smooth: float = 8.0, max_gap: int = 5, upsample: int | None = None,
              device: str | None = None, jobs: int = 1, backend: str = "loky",
              progress: bool = True, upstream: Sequence[Mapping[str, Any]] = ()
              ) -> StageResult:
@@ -288,6 +288,10 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
     params = {"detector": detector, "mode": mode, "size": size, "margin": margin,
               "grey": grey, "smooth": smooth if mode == "every" else None,
               "max_gap": max_gap if mode == "every" else None, "upsample": upsample}
+    if mode == "every":
+        # issue 28: the head pose of the rigid landmarks, Whittaker-smoothed (before: a
+        # Gaussian on the box of all 68); stores made the other way are not mixed in
+        params["smoother"] = "rigid-whittaker"
     tasks: list[Task] = []
     failures: dict[str, str] = {}
     shard = current_config().shard

@@ -801,10 +801,21 @@ def interrupt_guard() -> Iterator[None]:
         return
     _INTERRUPTED.clear()
     signal.signal(signal.SIGINT, _on_sigint)
+    hook = sys.unraisablehook
+
+    def quiet(unraisable: Any) -> None:
+        # the KeyboardInterrupt a finaliser swallowed: check_interrupt raises it again,
+        # so Python's "Exception ignored in ..." traceback would only be noise
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _INTERRUPTED.is_set():
+            return
+        hook(unraisable)
+
+    sys.unraisablehook = quiet
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.unraisablehook = hook
 
 
 def check_interrupt() -> None:

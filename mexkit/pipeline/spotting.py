@@ -246,6 +246,48 @@ def load_spot_videos(store_path: str | os.PathLike, *,
     return videos
 
 
+#: What a spotting network's input depends on besides the gap (a flow store's
+#: parameters): compared by `mexkit spot` against the model's (issue 28).
+PREPROCESSING = ("flow_method", "method_options", "mask_eyes", "remove_head_motion")
+
+
+def store_preprocessing(store_path: str | os.PathLike) -> dict[str, Any]:
+    """How a gap-flow store's features were made: flow method and its options, SOFTNet's
+    eye mask and head-motion removal (None where the store does not say)."""
+    from ..io.store import open_store
+    from .flow import method_options_of
+
+    with open_store(store_path) as store:
+        params = dict(store.params or {})
+    has_options = "method_options" in params or "tvl1" in params
+    return {"flow_method": params.get("method"),
+            "method_options": method_options_of(params) if has_options else None,
+            "mask_eyes": params.get("mask_eyes"),
+            "remove_head_motion": params.get("remove_head_motion")}
+
+
+def _preprocessing_differences(model: Mapping[str, Any], store: Mapping[str, Any]
+                               ) -> list[str]:
+    """``["flow method 'tvl1' (model) / 'farneback' (store)", ...]``; keys either side
+    does not record are not compared."""
+    import json
+
+    out = []
+    for key in PREPROCESSING:
+        a, b = model.get(key), store.get(key)
+        if a is None or b is None or a == b:
+            continue
+        if key == "method_options":
+            keys = sorted(set(a) | set(b))
+            diff = ", ".join(f"{k} {json.dumps(a.get(k))} / {json.dumps(b.get(k))}"
+                             for k in keys if a.get(k) != b.get(k))
+            out.append(f"flow options {diff}")
+        else:
+            name = {"flow_method": "flow method"}.get(key, key.replace("_", " "))
+            out.append(f"{name} {json.dumps(a)} / {json.dumps(b)}")
+    return out
+
+
 def parse_type_stores(text: str | Mapping[str, Any] | None) -> dict[str, str]:
     """``"macro=PATH[,micro=PATH]"`` (the ``--type-store`` option) as ``{type: path}``."""
     if not text:
@@ -620,8 +662,9 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
             models[kind] = train_spotter(by_type[kind], kind=kind, kprime=kprimes[kind],
                                          classes=classes, settings=settings, seed=seed,
                                          ckpt_dir=out / "final", tag="final")
-        results["final"] = _save_final(out, models, kprimes, classes, p, long,
-                                       {k: by_type[k][0].gap for k in types})
+        results["final"] = _save_final(
+            out, models, kprimes, classes, p, long, {k: by_type[k][0].gap for k in types},
+            {k: store_preprocessing(type_stores.get(k or "", store_path)) for k in types})
     path = out / "results.json"
     _write_atomic(path, json.dumps(jsonable(results), indent=1) + "\n")
     return path
@@ -643,7 +686,9 @@ def _relative(path: Path | None, root: Path) -> str | None:
 
 def _save_final(out: Path, models: Mapping[str | None, Mapping[str, Any]],
                 kprimes: Mapping[str | None, int], classes: Sequence[str], p: float,
-                long: bool, gaps: Mapping[str | None, int]) -> dict[str, Any]:
+                long: bool, gaps: Mapping[str | None, int],
+                preprocessing: Mapping[str | None, Mapping[str, Any]] | None = None
+                ) -> dict[str, Any]:
     import json
 
     entry = {"format": "mexkit-spot-model", "version": 1, "model": "mean",
@@ -652,6 +697,7 @@ def _save_final(out: Path, models: Mapping[str | None, Mapping[str, Any]],
         name = kind or "all"
         entry["types"][name] = {
             "kind": kind, "kprime": int(kprimes[kind]), "gap": int(gaps[kind]),
+            "preprocessing": dict((preprocessing or {}).get(kind) or {}),
             "spotter": _relative(m["checkpoints"]["spotting"], out),
             "recognizer": _relative(m["checkpoints"]["recognition"], out),
         }
@@ -696,7 +742,7 @@ def load_spot_model(results_dir: str | os.PathLike, *, device: str = "cpu"
 def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
                output: str | os.PathLike, *, p: float | None = None, device: str = "cpu",
                plots: bool = True, emotions: str | os.PathLike | None = None,
-               type_stores: Mapping[str, str] | str | None = None
+               type_stores: Mapping[str, str] | str | None = None, force: bool = False
                ) -> tuple[Path, dict[str, Any] | None]:
     """Apply trained spotting models to every video of a gap-flow store.
 
@@ -709,8 +755,9 @@ def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
     Raises
     ------
     ParameterError
-        A type's store has another flow gap than the one its network was
-        trained on.
+        A type's store has another flow gap, flow method (or options), eye mask
+        or head-motion removal than its network was trained on (with
+        ``force``, a warning instead).
     """
     from ..io.intervals import write_intervals, write_intervals_json
 
@@ -720,14 +767,28 @@ def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
     check_range("p", p, 0.0, 1.0)
     videos = load_spot_videos(store_path, emotions=emotions)
     types = [e["kind"] for e in meta["types"].values()]
-    by_type = _type_videos(videos, types, parse_type_stores(type_stores), emotions)
+    stores = parse_type_stores(type_stores)
+    by_type = _type_videos(videos, types, stores, emotions)
     for e in meta["types"].values():
-        gap = by_type[e["kind"]][0].gap
-        if e.get("gap") is not None and int(e["gap"]) != gap:
-            raise ParameterError(
-                f"{results_dir}: the {e['kind'] or 'all'} network was trained on flow of gap "
-                f"{e['gap']}, but its store has gap {gap}; give a store of gap {e['gap']} "
-                f"(--type-store {e['kind'] or 'all'}=STORE for one type).")
+        name = e["kind"] or "all"
+        where = stores.get(e["kind"] or "", str(store_path))
+        gaps = sorted({v.gap for v in by_type[e["kind"]]})
+        diff = []
+        if e.get("gap") is not None and gaps != [int(e["gap"])]:
+            diff.append(f"gap {e['gap']} / {', '.join(map(str, gaps))}")
+        diff += _preprocessing_differences(e.get("preprocessing") or {},
+                                           store_preprocessing(where))
+        if not diff:
+            continue
+        text = (f"{results_dir}: the {name} network was trained on features made otherwise "
+                f"than those of {where} ({'; '.join(diff)}: the model's first, the "
+                "store's second)")
+        if force:
+            logger.warning("%s; spotting anyway (--force)", text)
+            continue
+        raise ParameterError(
+            f"{text}; give a store made like the training one (--type-store "
+            f"{name}=STORE for one type), or --force to spot anyway.")
     output = Path(output)
     plot_dir = output.with_name(output.stem + ".plots")
     if plots:

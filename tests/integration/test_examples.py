@@ -115,7 +115,7 @@ NOT_RUN = {
 SETUP = """
 set -euo pipefail
 export MPLBACKEND=Agg
-mexkit synth demo-data --subjects 3 --clips-per-class 1 --size 160 --format png -q >/dev/null
+mexkit synth demo-data -q >/dev/null     # as the examples run it: they reuse it
 ln -s demo-data/CASME2-coding.xlsx CASME2-coding.xlsx
 ln -s demo-data CASME2_RAW
 mexkit crop --annotations demo-data/samples.csv -o demo.crop.h5 -q >/dev/null
@@ -147,9 +147,11 @@ def _runnable(line: str) -> str:
     line = _shell_words(line)
     line = EPOCHS.sub(r"--\1 1", line)
     # training examples run one epoch (they check the commands, not the figures)
-    line = re.sub(r"(mexkit train (?:(?!\|).)*?)(?=$|\|)",
+    line = re.sub(r"(mexkit (?:train|pretrain) (?:(?!\|).)*?)(?=$|\|)",
                   lambda m: m.group(1) if "--epochs" in m.group(1)
                   else m.group(1).rstrip() + " --epochs 1 ", line)
+    # pre-training's synthetic "other subjects": 3, not 16 (the command, not the figure)
+    line = line.replace("--subjects 16", "--subjects 3")
     line = line.replace("--sample ID", "--sample {sid}")
     line = line.replace("data/samples.csv", "demo-data/samples.csv")
     return line
@@ -161,7 +163,7 @@ def test_every_help_example_runs(tmp_path):
     for name, line in help_examples():
         if _shell_words(line) in NOT_RUN:
             continue
-        lines.append(f"echo '>>> {name}: {line}' >&2\n{_runnable(line)}")
+        lines.append(f"echo {shlex.quote(f'>>> {name}: {line}')} >&2\n{_runnable(line)}")
     # a spotting store's id for `show --sample ID`: the demo's first crop sample
     script = SETUP + "\n".join(lines).replace(
         "{sid}", "$(mexkit inspect demo.crop.h5 --json | python -c 'import json,sys; "
