@@ -163,9 +163,12 @@ def test_every_help_example_runs(tmp_path):
     for name, line in help_examples():
         if _shell_words(line) in NOT_RUN:
             continue
-        lines.append(f"echo {shlex.quote(f'>>> {name}: {line}')} >&2\n{_runnable(line)}")
+        said = shlex.quote(f">>> {name}: {line}")
+        failed = shlex.quote(f"EXAMPLE FAILED: {line}")
+        lines.append(f"echo {said} >&2\n( set -euo pipefail; {_runnable(line)} ) "
+                     f"|| echo {failed} >&2")
     # a spotting store's id for `show --sample ID`: the demo's first crop sample
-    script = SETUP + "\n".join(lines).replace(
+    script = SETUP + "set +e\n" + "\n".join(lines).replace(
         "{sid}", "$(mexkit inspect demo.crop.h5 --json | python -c 'import json,sys; "
                  "print(json.load(sys.stdin)[\"samples\"][0])')") + "\n"
     (tmp_path / "examples.sh").write_text(script)
@@ -174,6 +177,8 @@ def test_every_help_example_runs(tmp_path):
     run = subprocess.run(["bash", "examples.sh"], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=3000)
     assert run.returncode == 0, run.stderr[-5000:]
+    failed = [ln for ln in run.stderr.splitlines() if ln.startswith("EXAMPLE FAILED")]
+    assert not failed, "\n".join(failed) + "\n" + run.stderr[-5000:]
     assert (tmp_path / "models.md").stat().st_size > 0
     assert (tmp_path / "backbone.safetensors").stat().st_size > 0
 
