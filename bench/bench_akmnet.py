@@ -31,7 +31,7 @@ def _sync(device: torch.device) -> None:
 
 def bench(size: int, frames: int, batch: int, steps: int, device: torch.device
           ) -> tuple[float, float]:
-    from mexkit.models.akmnet import AKMNet
+    from mexkit.models.akmnet.network import AKMNet
 
     torch.manual_seed(0)
     model = AKMNet(4, image_size=size).to(device)

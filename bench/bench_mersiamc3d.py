@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from _timing import best_seconds
 
 from mexkit.learn.losses import focal_loss
-from mexkit.models.mersiamc3d import INPUT_SHAPE, MERSiamC3D, SiameseC3D
+from mexkit.models.mersiamc3d.network import INPUT_SHAPE, MERSiamC3D, SiameseC3D
 
 
 def bench(device: torch.device, batch: int, repeat: int, resolution: int | None

@@ -28,7 +28,8 @@ import mexkit  # noqa: F401
 import torch
 from _timing import best_seconds
 
-from mexkit.models import MEAN, ATNet
+from mexkit.models.atnet.network import ATNet
+from mexkit.models.mean.network import MEAN
 
 
 def bench_mean(device: torch.device, batch: int, n_batches: int, repeat: int) -> float:

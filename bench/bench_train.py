@@ -40,13 +40,15 @@ def main() -> None:
     from mexkit.io.store import open_store
     from mexkit.learn.data import StoreDataset
     from mexkit.learn.protocols import loso
-    from mexkit.learn.train import fit, paper_defaults, seed_everything
+    from mexkit.learn.train import fit, seed_everything
+    from mexkit.models import paper_defaults
+    from mexkit.models.inputs import build_input
     from mexkit.models.registry import get_model
     from mexkit.pipeline.crop import clips_from_samples, run_crop
     from mexkit.pipeline.flow import run_flow
+    from mexkit.pipeline.labelled import sample_table
     from mexkit.pipeline.synth import write_casme2_like
     from mexkit.pipeline.temporal import run_tim
-    from mexkit.pipeline.training import sample_table
 
     work = args.work or Path(tempfile.mkdtemp(prefix="mexkit-bench-train-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -73,7 +75,8 @@ def main() -> None:
             table = sample_table(s, scheme=None)
         from mexkit.models.registry import get_spec
 
-        ds = StoreDataset(store, table.sample_ids, table.y, get_spec(model).input_names)
+        ds = StoreDataset(store, table.sample_ids, table.y, get_spec(model).input_names,
+                          build=build_input)
         ds.preload()
         fold = next(iter(loso(table.subjects, datasets=table.datasets)))
         train = torch.utils.data.Subset(ds, fold.train)

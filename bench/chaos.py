@@ -3,9 +3,9 @@
 Run from the repository root:
 
     python bench/chaos.py [--seed 12] [--kills 20] [--fuzz 160] [--interrupts 9]
-                          [--only crash,fuzz,hostile,interrupt]
+                          [--only crash,fuzz,hostile,attacks,interrupt]
 
-Three kinds of trial, all repeatable for a given ``--seed``, each ending in
+Four kinds of trial, all repeatable for a given ``--seed``, each ending in
 counts printed as one table:
 
 crash
@@ -43,6 +43,18 @@ interrupt
     finished piece must be on disk and reused by the next run (the -v log
     says how many it kept), none computed twice; the finished store must
     equal an uninterrupted run's, array for array.
+
+attacks
+    The surfaces of issue 30, each attacked as a user or another lab would:
+    forged cache entries (a label and zeroed arrays with the data hash
+    recomputed; re-signed by an untrusted key; the wrong shape signed by a
+    trusted key; wrong arrays signed by a trusted key against ``--audit
+    1``), oversized cache entries (40 GiB and 3 GiB declared, in a child
+    limited to 2 GiB), an input store replaced while a stage reads it (at a
+    random moment), a merge of 2 of 3 shards, a full disk on a small tmpfs
+    (where one can be mounted: root), SIGKILL of ``mexkit train`` with its
+    fold workers counted afterwards, and a second local user (where one can
+    be made: root and useradd) against a Dask cluster mexkit started.
 
 Exit status 0 when every trial held, 1 otherwise.  The default run takes
 about 1-3 minutes on 2 busy cores.
@@ -85,12 +97,13 @@ def _compute(task):
     return _arrays(task.payload), {"index": task.payload, "label": f"class{task.payload % 3}"}
 
 
-def _tasks(n: int):
+def _tasks(n: int, salt: str = ""):
     from mexkit.pipeline.cache import cache_key
     from mexkit.pipeline.runner import Task
 
-    return [Task(f"chaos/s{i % 4}/c{i:03d}", cache_key("chaos", 1, {}, str(i)),
-                 {"subject": f"s{i % 4}", "clip": f"c{i:03d}"}, i) for i in range(n)]
+    return [Task(f"chaos/s{i % 4}/c{i:03d}", cache_key("chaos", 1, {}, str(i) + salt),
+                 {"subject": f"s{i % 4}", "clip": f"c{i:03d}", "label": f"class{i % 3}"}, i)
+            for i in range(n)]
 
 
 def _writer_main(out: str, n: int) -> None:
@@ -106,6 +119,23 @@ def _writer_main(out: str, n: int) -> None:
     store.StoreWriter.register = register
     run_stage(_tasks(n), _compute, output=out, stage="chaos", params={}, progress=False)
     print("finished", flush=True)
+
+
+def _writer_cli(out: str, params: str) -> int:
+    """The toy stage with other parameters, errors reported as the CLI reports them."""
+    import click
+
+    from mexkit.cli import MexkitGroup  # noqa: F401
+    from mexkit.errors import MexkitError
+    from mexkit.pipeline.runner import run_stage
+
+    try:
+        run_stage(_tasks(N_SAMPLES, params), _compute, output=out, stage="chaos",
+                  params={"p": params}, progress=False)
+    except MexkitError as exc:
+        click.echo(f"mexkit: error: {exc}", err=True)
+        return 1
+    return 0
 
 
 def _start(out: Path) -> subprocess.Popen:
@@ -611,6 +641,430 @@ def hostile_trials(work: Path) -> tuple[Counter, dict[str, str]]:
 
 
 # --------------------------------------------------------------------------
+# attacks on the surfaces of issue 30
+# --------------------------------------------------------------------------
+def _toy_compute(task):
+    time.sleep(0.03)
+    return _arrays(task.payload), {"index": task.payload, "label": f"class{task.payload % 3}"}
+
+
+def _toy_check(task, arrays):
+    from mexkit.pipeline.stages import expect_arrays
+
+    expect_arrays(arrays, {"frames": (np.uint8, (6, 24, 24)),
+                           "flow": (np.float32, (5, 2, 24, 24))},
+                  required=["frames", "flow"], where=f"sample {task.sample_id!r}")
+
+
+def _toy_run(out: Path, **cfg):
+    from mexkit.pipeline.parallel import configure
+    from mexkit.pipeline.runner import run_stage
+
+    with configure(**cfg):
+        return run_stage(_tasks(N_SAMPLES), _toy_compute, output=out, stage="chaos",
+                         params={}, progress=False, check=_toy_check)
+
+
+def _labels_ok(out: Path) -> bool:
+    from mexkit.io.store import open_store
+
+    with open_store(out) as s:
+        return all(s[sid].attrs.get("label") == f"class{int(s[sid].attrs['index']) % 3}"
+                   and np.array_equal(s[sid].read("flow"),
+                                      _arrays(int(s[sid].attrs["index"]))["flow"])
+                   for sid in s.sample_ids)
+
+
+def _forged_entry_trials(work: Path) -> dict[str, str]:
+    import h5py
+
+    from mexkit.errors import StoreError
+    from mexkit.io.signing import load_signer
+    from mexkit.io.store import hash_arrays
+    from mexkit.pipeline.cache import entry_message
+
+    out: dict[str, str] = {}
+    own = load_signer()
+    other = load_signer(work / "other-lab.pem")
+
+    def seeded(name):
+        cache = work / f"cache-{name}"
+        _toy_run(work / f"seed-{name}.h5", cache=str(cache))
+        return cache, sorted(p for p in cache.rglob("*.h5") if not p.name.startswith("."))
+
+    def forge(entry, signer=None, shape=False):
+        with h5py.File(entry, "r+") as fh:
+            g = fh["sample"]
+            g.attrs["label"] = "forged"
+            if shape:
+                del g["flow"]
+                g["flow"] = np.zeros((1, 2, 3, 3), np.float64)
+            else:
+                g["flow"][...] = 0
+            g.attrs["data_hash"] = hash_arrays({n: g[n][()] for n in g})
+            if signer is not None:
+                fh.attrs["signer"] = signer.key_id
+                fh.attrs["signature"] = signer.sign(entry_message(str(fh.attrs["cache_key"]),
+                                                                  g))
+
+    for name, how in (("label + zeroed flow, data hash recomputed", {}),
+                      ("re-signed by an untrusted key", {"signer": other}),
+                      ("wrong shape and dtype, signed by a trusted key",
+                       {"signer": own, "shape": True})):
+        cache, entries = seeded(str(len(out)))
+        for e in entries[:8]:
+            forge(e, **how)
+        r = _toy_run(work / f"forged{len(out)}.h5", cache=str(cache))
+        used = r.from_cache - (N_SAMPLES - 8)
+        good = used == 0 and r.computed == 8 and _labels_ok(work / f"forged{len(out)}.h5")
+        out[f"forged cache entries: {name} (8 of {N_SAMPLES})"] = (
+            "8 refused, output correct" if good else f"FAILED: {used} used")
+    cache, entries = seeded("audit")
+    for e in entries:
+        forge(e, signer=own)
+    try:
+        _toy_run(work / "audited.h5", cache=str(cache), audit=1.0)
+        out[f"wrong entries signed by a trusted key, --audit 1 ({N_SAMPLES})"] = \
+            "FAILED: used"
+    except StoreError as exc:
+        ok = "differs from its recomputation" in str(exc) and not (work / "audited.h5").exists()
+        out[f"wrong entries signed by a trusted key, --audit 1 ({N_SAMPLES})"] = (
+            "cache refused, entry named, nothing written" if ok else f"FAILED: {exc}")
+    return out
+
+
+def _oversized_child(cache: str, out: str) -> None:
+    try:
+        r = _toy_run(Path(out), cache=cache)
+        os._exit(_OK if r.computed == 2 and not r.failures else _OTHER)
+    except MemoryError:
+        os._exit(_OTHER)
+    except BaseException:
+        os._exit(_OTHER)
+
+
+def _oversized_trials(work: Path) -> dict[str, str]:
+    import h5py
+
+    from mexkit.io.signing import load_signer
+    from mexkit.pipeline.cache import entry_message
+
+    cache = work / "cache-big"
+    _toy_run(work / "seed-big.h5", cache=str(cache))
+    entries = sorted(p for p in cache.rglob("*.h5") if not p.name.startswith("."))
+    own = load_signer()
+    for e, gib in zip(entries[:2], (40, 3), strict=True):
+        with h5py.File(e, "r+") as fh:
+            fh["sample"].create_dataset("huge", shape=(gib << 10, 1 << 20), dtype=np.uint8,
+                                        chunks=(1, 1 << 20))
+            fh.attrs["signature"] = own.sign(entry_message(str(fh.attrs["cache_key"]),
+                                                           fh["sample"]))
+    outcome = _child(_oversized_child, (str(cache), str(work / "big.h5")), 120, 2 << 30)
+    return {"oversized cache entries (40 GiB and 3 GiB declared, 2 GiB limit)":
+            "skipped with a warning, run complete" if outcome == "ok" else
+            f"FAILED: {outcome}"}
+
+
+def _replaced_main(src: str, out: str) -> None:
+    from mexkit.pipeline.stages import input_sample, run_store_stage
+
+    def compute(task):
+        time.sleep(0.04)
+        s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+        return {"flow": s.read("flow") * 2}, {}
+
+    run_store_stage(src, out, stage="strain", version=1, params={}, compute=compute,
+                    progress=False)
+    print("finished", flush=True)
+
+
+def _replaced_trials(work: Path, rng: np.random.Generator, n: int = 6) -> dict[str, str]:
+    from mexkit.io.store import open_store
+
+    old, new = work / "old.h5", work / "new.h5"
+    _toy_run(old)
+    from mexkit.pipeline.cache import cache_key
+    from mexkit.pipeline.runner import Task, run_stage
+
+    run_stage([Task(t.sample_id, cache_key("chaos", 2, {}, t.sample_id), t.attrs, t.payload)
+               for t in _tasks(N_SAMPLES)],
+              lambda t: ({"flow": np.full((5, 2, 24, 24), 7, np.float32)}, {}),
+              output=new, stage="chaos", params={"v": 2}, progress=False)
+    stopped = mixed = finished = other = 0
+    for i in range(n):
+        src, out = work / f"r{i}.h5", work / f"r{i}.out.h5"
+        shutil.copyfile(old, src)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen([sys.executable, __file__, "--replaced", str(src), str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+        time.sleep(float(rng.uniform(0.5, 2.0)))
+        tmp = work / f".r{i}.swap"
+        shutil.copyfile(new, tmp)
+        os.replace(tmp, src)                     # `mv new.h5 r.h5` while it runs
+        stdout, err = proc.communicate(timeout=300)
+        if out.exists():
+            with open_store(out) as s:
+                values = {float(s[sid].read("flow").flat[0] / 2) for sid in s.sample_ids}
+            mixed += 7.0 in values and len(values) > 1
+            finished += 7.0 not in values
+        elif proc.returncode != 0 and "replaced or changed during the run" in err:
+            stopped += 1
+        else:
+            other += 1
+    held = mixed == 0 and other == 0
+    return {f"input replaced during the run ({n} runs)":
+            f"{stopped} stopped cleanly, {finished} finished before the swap, {mixed} mixed"
+            + ("" if held else f", {other} other: FAILED")}
+
+
+def _merge_trials(work: Path) -> dict[str, str]:
+    from mexkit.errors import StoreError
+    from mexkit.pipeline.merge import merge_stores
+    from mexkit.pipeline.parallel import configure
+
+    parts = []
+    for i in range(3):
+        with configure(shard=(i, 3)):
+            _toy_run(work / f"part{i}.h5")
+        parts.append(work / f"part{i}.h5")
+    try:
+        merge_stores(parts[:2], work / "merged.h5")
+        return {"merge of 2 of 3 shards": "FAILED: written"}
+    except StoreError as exc:
+        if "missing" not in str(exc) or (work / "merged.h5").exists():
+            return {"merge of 2 of 3 shards": f"FAILED: {exc}"}
+    r = merge_stores(parts[:2], work / "partial.h5", partial=True)
+    from mexkit.io.store import open_store
+
+    with open_store(work / "partial.h5") as s:
+        ok = s.shard is not None and s.shard.get("partial") and len(s) == r.computed
+    return {"merge of 2 of 3 shards": "refused (missing shard named); --partial store "
+            "says so" if ok else "FAILED: partial store unmarked"}
+
+
+def _disk_full_trials(work: Path, runs: int = 3) -> dict[str, str]:
+    from mexkit.io.store import validate_store
+
+    where = work / "small"
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1000k", "tmpfs", str(where)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return {"disk full on a small file system": "not run (cannot mount: not root?)"}
+    counts = Counter()
+    earlier = work / "earlier.h5"
+    _toy_run(earlier)                           # an earlier output (24 samples, ~650 kB)
+    try:
+        for _ in range(runs):
+            for p in where.iterdir():
+                subprocess.run(["rm", "-rf", str(p)])
+            out = where / "o.h5"
+            shutil.copyfile(earlier, out)
+            # a new run with other parameters fills the disk while staging
+            before = out.read_bytes()
+            proc = subprocess.run([sys.executable, __file__, "--writer", str(out),
+                                   "--writer-params", "1"], capture_output=True, text=True,
+                                  timeout=300)
+            last = (proc.stderr.strip().splitlines() or [""])[-1]
+            counts["runs"] += 1
+            counts["crashes (signal)"] += proc.returncode < 0
+            counts["one-line 'no space left on device'"] += (
+                proc.returncode == 1 and "no space left on device" in last
+                and "Traceback" not in proc.stderr)
+            counts["earlier output untouched"] += out.read_bytes() == before
+            staged = [p for p in (where / "o.h5.staging").glob("*.h5")
+                      if not p.name.startswith(".")]
+            counts["staged samples kept"] += len(staged)
+            counts["staged samples unreadable"] += sum(bool(_unreadable(p)) for p in staged)
+            counts["earlier output valid"] += validate_store(out) == []
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+    ok = (counts["crashes (signal)"] == 0 and counts["staged samples unreadable"] == 0
+          and counts["one-line 'no space left on device'"] == runs
+          and counts["earlier output untouched"] == runs)
+    return {f"disk full while staging, 1000 kB tmpfs ({runs} runs)":
+            ", ".join(f"{v} {k}" for k, v in counts.items() if k != "runs")
+            + ("" if ok else ": FAILED")}
+
+
+def _unreadable(path: Path) -> str:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as fh:
+            for n in fh["sample"]:
+                fh["sample"][n][()]
+    except Exception as exc:
+        return str(exc)
+    return ""
+
+
+def _descendants(pid: int) -> set[int]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            kids.setdefault(int(data[data.rindex(b")") + 2:].split()[1]), []).append(int(d))
+    out, todo = set(), [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2:].split()[0] != b"Z"
+
+
+def _train_kill_trials(work: Path, kills: int = 2) -> dict[str, str]:
+    mexkit = [sys.executable, "-m", "mexkit", "-q"]
+    data = work / "synth"
+    subprocess.run([*mexkit, "synth", str(data), "--subjects", "4", "--clips-per-class", "1"],
+                   check=True, capture_output=True, timeout=600)
+    crop = work / "t.crop.h5"
+    subprocess.run([*mexkit, "crop", "--annotations", str(data / "samples.csv"), "-o",
+                    str(crop)], check=True, capture_output=True, timeout=600)
+    flow = work / "t.flow.h5"
+    subprocess.run([*mexkit, "flow", str(crop), "--pairs", "onset-apex", "--strain", "-o",
+                    str(flow)], check=True, capture_output=True, timeout=600)
+    counts = Counter()
+    for i in range(kills):
+        proc = subprocess.Popen([*mexkit, "train", str(flow), "--model", "mean", "--epochs",
+                                 "5000", "--fold-jobs", "2", "-o", str(work / f"run{i}")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        workers: set[int] = set()
+        while time.monotonic() < deadline and len(workers) < 2:
+            time.sleep(1.0)
+            workers = {p for p in _descendants(proc.pid) if _is_loky(p)}
+        time.sleep(2.0)
+        started = _descendants(proc.pid)
+        proc.kill()
+        proc.wait()
+        counts["kills"] += 1
+        counts["fold workers seen"] += len(workers)
+        counts["processes the command had started"] += len(started)
+        for wait, name in ((1, "alive 1 s after SIGKILL"), (5, "alive 5 s after"),
+                           (15, "alive 15 s after")):
+            time.sleep(wait - (0 if wait == 1 else {5: 1, 15: 5}[wait]))
+            counts[name] += sum(_alive(p) for p in started)
+        for p in started:
+            if _alive(p):
+                with __import__("contextlib").suppress(OSError):
+                    os.kill(p, signal.SIGKILL)
+    ok = counts["alive 5 s after"] == 0 and counts["fold workers seen"] >= 2 * kills
+    return {f"SIGKILL of mexkit train --fold-jobs 2 ({kills} kills)":
+            ", ".join(f"{v} {k}" for k, v in counts.items() if k != "kills")
+            + ("" if ok else ": FAILED")}
+
+
+def _is_loky(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"loky" in f.read()
+    except OSError:
+        return False
+
+
+def _dask_second_user_trial() -> dict[str, str]:
+    import grp
+    import pwd
+
+    name = "second local user against a mexkit-started Dask cluster"
+    if os.geteuid() != 0 or not shutil.which("useradd"):
+        return {name: "not run (needs root and useradd)"}
+    try:
+        import distributed  # noqa: F401 - imported before the fork
+    except ImportError:
+        return {name: "not run (no dask.distributed)"}
+    subprocess.run(["groupadd", "mexkit-chaos"], capture_output=True)
+    subprocess.run(["useradd", "-M", "-N", "-g", "mexkit-chaos", "-s", "/bin/false",
+                    "mexkit-chaos"], capture_output=True)
+    try:
+        user = pwd.getpwnam("mexkit-chaos")
+        gid = grp.getgrnam("mexkit-chaos").gr_gid
+    except KeyError:
+        return {name: "not run (useradd failed)"}
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the other user, forked before any thread exists
+        msg = "child error"
+        try:
+            os.close(w)
+            os.close(r2)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(user.pw_uid)
+            address = os.read(r, 200).decode()
+            results = []
+            for a in (address, address.replace("tls://", "tcp://")):
+                import dask
+                import distributed
+
+                try:
+                    with dask.config.set({"distributed.comm.timeouts.connect": "3s"}):
+                        c = distributed.Client(a, set_as_default=False, timeout=3)
+                        results.append(f"ran as uid {c.submit(os.getuid).result(10)}")
+                except Exception:
+                    results.append("refused")
+            msg = ";".join(results)
+        except BaseException as exc:
+            msg = f"child error {exc!r}"
+        finally:
+            try:
+                os.write(w2, msg.encode())
+            finally:
+                os._exit(0)
+    os.close(r)
+    os.close(w2)
+    from mexkit.pipeline.parallel import _dask_client
+
+    try:
+        with _dask_client(2, None) as client:
+            os.write(w, client.scheduler.address.encode())
+            os.close(w)
+            w = -1
+            with os.fdopen(r2, "rb") as fh:
+                said = fh.read().decode()
+    finally:
+        if w >= 0:
+            os.close(w)
+        os.waitpid(pid, 0)
+    ran = said.count("ran as")
+    return {name: f"{said.count('refused')} of 2 connections (tls, tcp) refused, {ran} "
+            f"submissions ran" + ("" if ran == 0 and "refused;refused" == said
+                                  else f": FAILED ({said})")}
+
+
+def attack_trials(work: Path, rng: np.random.Generator, train_kills: int = 2
+                  ) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for fn in (lambda: _forged_entry_trials(work), lambda: _oversized_trials(work),
+               lambda: _replaced_trials(work, rng), lambda: _merge_trials(work),
+               lambda: _disk_full_trials(work), lambda: _train_kill_trials(work, train_kills),
+               _dask_second_user_trial):
+        t = time.perf_counter()
+        got = fn()
+        for k, v in got.items():
+            out[k] = v
+            print(f"  {k:<66} {v}  ({time.perf_counter() - t:.0f} s)", flush=True)
+    return out
+
+
+# --------------------------------------------------------------------------
 def _load() -> str:
     try:
         one, five, _ = os.getloadavg()
@@ -624,13 +1078,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--kills", type=int, default=20, help="SIGKILLs in the crash trials")
     ap.add_argument("--fuzz", type=int, default=160, help="fuzzed stores")
+    ap.add_argument("--only", default="crash,fuzz,hostile,attacks,interrupt")
     ap.add_argument("--interrupts", type=int, default=9,
                     help="stops (SIGINT, group SIGINT, SIGKILL in turn) of the interrupt trials")
-    ap.add_argument("--only", default="crash,fuzz,hostile,interrupt")
+    ap.add_argument("--train-kills", type=int, default=2,
+                    help="SIGKILLs of mexkit train in the attack trials")
+    ap.add_argument("--writer-params", help=argparse.SUPPRESS)
+    ap.add_argument("--replaced", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="also print the counts as JSON")
     ap.add_argument("--writer", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.replaced:
+        _replaced_main(*args.replaced)
+        return 0
     if args.writer:
+        from mexkit.cli import main as cli_main  # noqa: F401 - the CLI's error messages
+
+        if args.writer_params:
+            return _writer_cli(args.writer, args.writer_params)
         _writer_main(args.writer, N_SAMPLES)
         return 0
     import logging
@@ -673,6 +1138,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nfuzzed stores ({time.perf_counter() - t:.0f} s): {args.fuzz} variants")
             for k in ("refused", "ok", "other", "crash", "hang"):
                 print(f"  {k:<46} {c[k]}")
+        if "attacks" in parts:
+            t = time.perf_counter()
+            print("\nattacks (issue 30)", flush=True)
+            outcomes = attack_trials(work, rng, args.train_kills)
+            results["attacks"] = outcomes
+            ok &= not any("FAILED" in v for v in outcomes.values())
+            print(f"  ({time.perf_counter() - t:.0f} s)")
         if "hostile" in parts:
             t = time.perf_counter()
             c, outcomes = hostile_trials(work)

@@ -74,7 +74,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mexkit.learn.trainers.akmnet import write_key_frame_plots
+from mexkit.models.akmnet.report import write_key_frame_plots
 from mexkit.temporal.magnify import temporal_bandpass
 
 w = Path(sys.argv[1])

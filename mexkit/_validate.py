@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from .errors import ParameterError
 
 
@@ -46,8 +48,6 @@ def check_range(name: str, value: float, low: float | None = None,
 
 def check_int(name: str, value: Any, low: int | None = None) -> int:
     """Return ``value`` as an int if it is an integer ``>= low``, else raise ParameterError."""
-    import numpy as np
-
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ParameterError(
             f"Invalid value for the {name!r} parameter. It must be an integer, "

@@ -17,6 +17,8 @@ __all__ = [
     "ConvergenceError",
     "ModelInputError",
     "BusyError",
+    "InputChangedError",
+    "DiskFullError",
 ]
 
 
@@ -58,3 +60,11 @@ class ModelInputError(MexkitError):
 
 class BusyError(StoreError):
     """Another writer holds the output store."""
+
+
+class InputChangedError(StoreError):
+    """An input store was replaced or rewritten while a stage read it: the stage stops."""
+
+
+class DiskFullError(StoreError):
+    """No space is left on the device an output is written to: the stage stops."""

@@ -1,4 +1,16 @@
-"""The ``mexkit`` command line: one module per subcommand.
+"""The ``mexkit`` command line.
+
+Which command lives where, one rule: a command lives in ``mexkit/cli/<m>.py``,
+where ``mexkit.pipeline.<m>`` is the pipeline module that does its work (``train``
+and ``predict`` in ``cli/training.py`` beside ``pipeline/training.py``, ``spot-eval`` in
+``cli/spot_eval.py``, ``convert`` in ``cli/mean_weights.py``, ``samples`` in
+``cli/crop.py`` because ``pipeline/crop.py`` reads sheets for both). A command
+module only parses options and calls that module; it imports nothing of mexkit but
+that module, :mod:`mexkit.pipeline.options` (the registries' names and options,
+environment variables, job counts) and :mod:`mexkit.errors`. What several commands
+share (output helpers, the one ``--device`` option, the run options) is
+``cli/_common.py``. :data:`COMMANDS` lists each command's module; a test checks the
+rule.
 
 Conventions (DESIGN.md): every stage reads a path or ``-`` (a store path on
 stdin), writes one store and prints exactly its path on stdout; logs and
@@ -26,6 +38,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import stat
 import sys
 import traceback
 from typing import Any
@@ -42,7 +55,7 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("mexkit.cli.synth", "synth_cmd",
               "Write a synthetic ME dataset with ground-truth motion."),
-    "samples": ("mexkit.cli.samples", "samples_cmd",
+    "samples": ("mexkit.cli.crop", "samples_cmd",
                 "Show what mexkit reads from a dataset's annotation sheet."),
     "crop": ("mexkit.cli.crop", "crop_cmd",
              "Detect, align and crop faces (68-point landmarks)."),
@@ -63,18 +76,22 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Summarise a store: stage, provenance, samples."),
     "validate": ("mexkit.cli.inspect", "validate_cmd",
                  "Check a store; exit 0 if valid, 1 otherwise."),
-    "train": ("mexkit.cli.train", "train_cmd",
+    "train": ("mexkit.cli.training", "train_cmd",
               "Train and evaluate a model under LOSO / k-fold / CDE / HDE."),
-    "pretrain": ("mexkit.cli.train", "pretrain_cmd",
+    "pretrain": ("mexkit.cli.pretraining", "pretrain_cmd",
                  "Pre-train a model's frame backbone on still frames (AKMNet's AffectNet stage)."),
-    "evaluate": ("mexkit.cli.train", "evaluate_cmd",
+    "evaluate": ("mexkit.cli.evaluation", "evaluate_cmd",
                  "Metrics table of a results file or any predictions CSV."),
-    "predict": ("mexkit.cli.train", "predict_cmd",
+    "predict": ("mexkit.cli.training", "predict_cmd",
                 "Apply a trained model to the samples of a store."),
-    "models": ("mexkit.cli.train", "models_cmd",
+    "models": ("mexkit.cli.models", "models_cmd",
                "List the models, their inputs, defaults and parameter counts."),
-    "spot-eval": ("mexkit.cli.spot", "spot_eval_cmd", "Score spotted intervals (F1, AP, STRS)."),
-    "spot": ("mexkit.cli.spot", "spot_cmd", "Spot expression intervals with a trained MEAN."),
+    "spot-eval": ("mexkit.cli.spot_eval", "spot_eval_cmd",
+                  "Score spotted intervals (F1, AP, STRS)."),
+    "spot": ("mexkit.cli.spot", "spot_cmd",
+             "Spot expression intervals with trained networks or the authors' MEAN."),
+    "convert": ("mexkit.cli.mean_weights", "convert_cmd",
+                "Convert MEAN's published Keras network into mexkit weights."),
 }
 
 
@@ -160,6 +177,16 @@ class MexkitGroup(click.Group):
             click.echo(f"mexkit: error: {_first_line(exc)}", err=True)
             ctx.exit(2 if isinstance(exc, ParameterError) else 1)
         except Exception as exc:  # a bug: say so, in one line unless --debug
+            from ..pipeline.options import no_space  # start-up: only when a command failed
+
+            if no_space(exc):  # a full disk is not a bug: say where, in one line
+                if debug():
+                    traceback.print_exc(file=sys.stderr)
+                where = getattr(exc, "filename", None)
+                click.echo(f"mexkit: error: no space left on device"
+                           f"{f' (writing {where})' if where else ''}: {_first_line(exc)}",
+                           err=True)
+                ctx.exit(1)
             if debug():
                 traceback.print_exc(file=sys.stderr)
             else:
@@ -219,8 +246,6 @@ def _hint_dash(exc: click.MissingParameter) -> None:
     param = exc.param
     if not isinstance(param, click.Argument) or param.name not in ("store", "inputs"):
         return
-    import stat
-
     try:
         piped = sys.stdin is not None and stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode)
     except (ValueError, OSError, AttributeError):  # closed, or not a real file (CliRunner)
@@ -251,7 +276,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
     \b
         mexkit synth data | mexkit crop --annotations - \\
-          | mexkit flow - --pairs onset-apex --strain \\
+          | mexkit flow - --pairs onset-apex --features mean \\
           | mexkit train - --model mean --protocol loso
     """
     ctx.obj = {"verbose": verbose, "quiet": quiet, "debug": debug,
@@ -286,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     # before mexkit's one line naming the file and what was wrong; set the variable
     # to see them
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    from ..pipeline.parallel import exit_on_interrupt
+    from ..pipeline.parallel import exit_on_interrupt  # the entry point only: light
 
     exit_on_interrupt(grace=1.5, message=_INTERRUPTED)
     try:

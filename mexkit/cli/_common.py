@@ -1,7 +1,10 @@
-"""Shared pieces of the subcommands: output helpers, options, input resolution."""
+"""Shared pieces of the subcommands: output helpers, options, input resolution.
+
+Like every command module, this one imports nothing of mexkit below the CLI but the
+pipeline (:mod:`mexkit.pipeline.options`) and :mod:`mexkit.errors`.
+"""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,6 +12,7 @@ from typing import Any
 import click
 
 from ..errors import ParameterError
+from ..pipeline import options as pipeline_options
 
 __all__ = [
     "out",
@@ -18,7 +22,11 @@ __all__ = [
     "jobs_options",
     "run_options",
     "output_option",
+    "overwrite_option",
+    "device_option",
     "settings",
+    "progress",
+    "run_stage_command",
 ]
 
 
@@ -38,6 +46,11 @@ def settings() -> dict[str, Any]:
     while ctx is not None and ctx.parent is not None:
         ctx = ctx.parent
     return dict(ctx.obj or {}) if ctx is not None else {}
+
+
+def progress() -> bool:
+    """Whether the running command shows progress bars (not with ``-q``)."""
+    return bool(settings().get("progress", True))
 
 
 def resolve_input(value: str, *, what: str = "input store") -> Path:
@@ -87,67 +100,108 @@ def default_output(source: Path, stage: str, detail: str | int | None = None) ->
     return Path.cwd() / f"{base}.{tag}.h5"
 
 
+def run_stage_command(store: str, output: Path | None, stage: str, run: Any, *,
+                      detail: str | int | None = None, **kw: Any) -> Any:
+    """A stage command's work: read STORE (or '-'), name the output if ``-o`` is not
+    given (:func:`default_output`), call ``run(path, output, progress=..., **kw)`` (a
+    pipeline function) and print the output store's path."""
+    path = resolve_input(store)
+    output = output or default_output(path, stage, detail)
+    result = run(path, output, progress=progress(), **kw)
+    out(str(Path(output).resolve()))
+    return result
+
+
+def overwrite_option(f: Any) -> Any:
+    """--overwrite: replace an output that is not a mexkit store, or a store made by
+    another stage or with other parameters."""
+    return click.option(
+        "--overwrite", is_flag=True, default=None, expose_value=False,
+        callback=_run_setting("overwrite"),
+        help="Replace the output even if it was made with other parameters or by another "
+             "stage (the command otherwise stops, naming each parameter that differs; the "
+             "same parameters resume it), or is not a mexkit store (mexkit never replaces a "
+             "file it did not write otherwise, and never an input of the run).",
+    )(f)
+
+
 _OUTPUT_HELP = ("Output store (default: the input's name plus the stage and method, e.g. "
                 "x.crop.h5 -> x.crop.flow-tvl1.h5).")
 
 
 def output_option(f: Any = None, *, help: str = _OUTPUT_HELP) -> Any:
-    """The -o/--output option; ``@output_option`` or ``@output_option(help=...)``."""
+    """-o/--output and --overwrite; ``@output_option`` or ``@output_option(help=...)``."""
     def add(g: Any) -> Any:
+        g = overwrite_option(g)
         return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
                             default=None, help=help)(g)
 
     return add if f is None else add(f)
 
 
+def device_option(what: str) -> Any:
+    """The one ``--device`` option of every command that runs torch code.
+
+    The value is passed on as given; the pipeline checks it once, before any
+    work (:func:`mexkit.devices.check_device`), so that a misspelt device or
+    a GPU that is not there fails with exit status 2, naming it.
+    """
+    return click.option(
+        "--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+        help=f"Where {what}: auto (a GPU when torch sees one, else the CPU), cpu, cuda or "
+             "cuda:N (GPU N).")
+
+
 def _run_setting(name: str, convert: Any = None) -> Any:
     """A click callback that holds one run setting (retries, shard, ...) while the
-    command runs (:func:`mexkit.pipeline.parallel.configure`)."""
+    command runs (:func:`mexkit.pipeline.options.run_setting`)."""
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        from ..pipeline.parallel import configure
-
-        if value is not None:
-            ctx.with_resource(configure(**{name: convert(value) if convert else value}))
+        held = pipeline_options.run_setting(
+            name, convert(value) if convert and value is not None else value)
+        if held is not None:
+            ctx.with_resource(held)
         return value
 
     return callback
 
 
-def _parse_shard(value: str) -> Any:
-    from ..pipeline.parallel import parse_shard
-
-    return parse_shard(value)
+def _files_option(name: str, metavar: str, text: str) -> Any:
+    """A repeatable run option naming existing files (``--trust``, ``--reuse``)."""
+    return click.option(f"--{name}", name, multiple=True, metavar=metavar,
+                        expose_value=False, callback=_run_setting(name, tuple), help=text,
+                        type=click.Path(exists=True, dir_okay=False, path_type=str))
 
 
 def run_options(f: Any) -> Any:
     """--retries, --stall-timeout, --scheduler, --address, --shard, --reuse, --cache,
-    --overwrite (see :func:`jobs_options`)."""
-    from ..pipeline.cache import CACHE_ENV
-
+    --trust, --audit (see :func:`jobs_options`)."""
     f = click.option(
-        "--overwrite", is_flag=True, default=None, expose_value=False,
-        callback=_run_setting("overwrite"),
-        help="Replace an output store made with other parameters (or by another stage). "
-             "Without it such a store is kept and the command stops, naming the "
-             "parameters that differ; the same parameters resume the store.",
+        "--audit", type=click.FloatRange(0, 1), default=None, metavar="FRACTION",
+        expose_value=False, callback=_run_setting("audit"),
+        help="Recompute this share (0-1) of the samples taken from --cache or --reuse and "
+             f"compare; any difference refuses the cache or store, naming the entry "
+             f"(env {pipeline_options.AUDIT_ENV}; default 0).",
     )(f)
+    f = _files_option(
+        "trust", "KEYFILE",
+        "Use cache entries and --reuse stores signed by the ed25519 public key in KEYFILE "
+        f"(repeatable; env {pipeline_options.TRUST_ENV}); entries of this run's own key "
+        "(MEXKIT_KEY) are always trusted, any other is ignored (docs/sharing.md).")(f)
+    cache_env = pipeline_options.CACHE_ENV
     f = click.option(
         "--cache", type=click.Path(file_okay=False, path_type=str), default=None,
-        envvar=CACHE_ENV, expose_value=False, callback=_run_setting("cache"),
-        help=f"Shared folder of finished samples keyed by cache key (env {CACHE_ENV}): "
+        expose_value=False, callback=_run_setting("cache"),
+        help=f"Shared folder of finished samples keyed by cache key (env {cache_env}): "
              "samples found there are copied, not computed; safe for many jobs at once.",
     )(f)
-    f = click.option(
-        "--reuse", "reuse", multiple=True, metavar="STORE", expose_value=False,
-        type=click.Path(exists=True, dir_okay=False, path_type=str),
-        callback=_run_setting("reuse", tuple),
-        help="A store received from elsewhere (repeatable): once it passes `mexkit "
-             "validate`, its samples with the same cache key are copied, not computed.",
-    )(f)
+    f = _files_option(
+        "reuse", "STORE",
+        "A store received from elsewhere (repeatable): once it passes `mexkit validate`, "
+        "its samples with the same cache key are copied, not computed.")(f)
     f = click.option(
         "--shard", default=None, metavar="I/N|auto", expose_value=False,
-        callback=_run_setting("shard", _parse_shard),
+        callback=_run_setting("shard", pipeline_options.parse_shard),
         help="Compute only shard I of N (0-based, by sample id) into a partial store; "
              "'auto' reads a Slurm/SGE/PBS array task id. Join parts with `mexkit merge`.",
     )(f)
@@ -164,11 +218,11 @@ def run_options(f: Any) -> Any:
     )(f)
     f = click.option(
         "--stall-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-        envvar="MEXKIT_STALL_TIMEOUT", expose_value=False,
-        callback=_run_setting("stall_timeout"),
+        expose_value=False, callback=_run_setting("stall_timeout"),
         help="--backend dask/ray: stop when the cluster has had no live worker and no "
              "sample finished for this long, keeping the finished samples and recording "
-             "the rest as failed (env MEXKIT_STALL_TIMEOUT; default 300; 0: wait for ever).",
+             f"the rest as failed (env {pipeline_options.STALL_ENV}; default 300; 0: wait "
+             "for ever).",
     )(f)
     f = click.option(
         "--retries", type=click.IntRange(min=0), default=2, show_default=True,
@@ -179,12 +233,13 @@ def run_options(f: Any) -> Any:
     return f
 
 
-def _refuse_zero_jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
+def _jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """``--jobs``: 0 is refused, -1 becomes one per CPU core (resolved by the pipeline)."""
     # 0 meant "all cores" without saying so; -1 is the one documented spelling
     if value == 0:
         raise click.BadParameter("0 workers cannot run anything; give 1 or more, or -1 for "
                                  "one per CPU core.", ctx=ctx, param=param)
-    return value
+    return pipeline_options.n_jobs(value)
 
 
 def jobs_options(f: Any) -> Any:
@@ -195,11 +250,7 @@ def jobs_options(f: Any) -> Any:
     )(f)
     f = click.option(
         "-j", "--jobs", type=click.IntRange(min=-1), default=1, show_default=True,
-        callback=_refuse_zero_jobs,
+        callback=_jobs,
         help="Parallel workers, 1 or more (-1: one per CPU core; 0 is refused).",
     )(f)
     return f
-
-
-def n_jobs(jobs: int) -> int:
-    return os.cpu_count() or 1 if jobs == -1 else jobs

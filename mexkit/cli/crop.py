@@ -1,4 +1,5 @@
-"""``mexkit crop``: detection, 68-point landmarks, alignment and crop."""
+"""``mexkit crop`` (detection, 68-point landmarks, alignment and crop) and ``mexkit
+samples`` (what ``crop`` reads from a dataset's annotation sheet)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,19 +7,20 @@ from pathlib import Path
 import click
 
 from ..errors import ParameterError
-from ._common import (
-    jobs_options,
-    n_jobs,
-    out,
-    output_option,
-    resolve_input,
-    settings,
+from ..pipeline.crop import (
+    clips_from_paths,
+    clips_from_samples,
+    default_unit,
+    read_annotations,
+    run_crop,
+    sample_listing,
+    split_inputs,
 )
+from ..pipeline.options import dataset_names
+from ._common import device_option, jobs_options, out, output_option, progress, resolve_input
 
 
 def dataset_options(f):
-    from ..io.datasets import dataset_names
-
     f = click.option("--sheet", "sheets", multiple=True, metavar="KEY=FILE",
                      help="Another sheet the dataset takes (repeatable): megc2019's parts, "
                           "for their frame numbers (--sheet casme2=CASME2-coding.xlsx); "
@@ -41,23 +43,15 @@ def dataset_options(f):
     return f
 
 
-def load_samples(dataset: str | None, annotations: str, root: Path | None,
-                 fps: float | None = None, sheets: tuple[str, ...] = (),
-                 encoding: str | None = None):
-    """Parse the dataset options; returns (samples, provenance record of the sheet)."""
-    from ..io.sheets import csv_encoding
-    from ..pipeline.crop import load_annotated
-
-    sheet = resolve_input(annotations, what="annotation sheet")
+def _annotations(annotations: str, sheets: tuple[str, ...]) -> tuple:
+    """``--annotations`` (a path or '-') and ``--sheet KEY=FILE`` items, parsed."""
     extra = {}
     for item in sheets:
         if "=" not in item:
             raise ParameterError(f"--sheet takes KEY=FILE, but got {item!r}.")
         key, value = item.split("=", 1)
         extra[key.strip()] = value.strip()
-    with csv_encoding(encoding):
-        return load_annotated(sheet, dataset=dataset, root=root, fps=fps,
-                              sheets=extra or None)
+    return resolve_input(annotations, what="annotation sheet"), extra
 
 
 def _first_name(path: Path) -> str:
@@ -123,7 +117,7 @@ Examples:
               help="--mode every: longest run of frames without a face that is interpolated.")
 @click.option("--upsample", type=click.IntRange(min=0), default=None,
               help="dlib detector upsampling (default: 0, then 1 if no face is found).")
-@click.option("--device", default=None, help="Torch device for --detector fan.")
+@device_option("the FAN landmark detector runs (--detector fan)")
 @output_option(help="Output store (default, in the current folder: the dataset's name, "
                     "--root's folder or the folder holding the sheet, as DATA.crop.h5; one "
                     "video or image folder NAME gives NAME.crop.h5, several clips.crop.h5).")
@@ -133,7 +127,7 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
              root: Path | None, dataset_fps: float | None, sheets: tuple[str, ...],
              detector: str, mode: str, size: int | None, margin: float,
              grey: bool, fps: float | None, unit: str | None, smooth: float, max_gap: int,
-             upsample: int | None, device: str | None, output: Path | None, jobs: int,
+             upsample: int | None, device: str, output: Path | None, jobs: int,
              backend: str):
     """Crop aligned faces from a dataset, or from video files, images or image folders
     (INPUTS).
@@ -151,15 +145,7 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
     when it lies in the current folder; one video or image folder gives
     NAME.crop.h5, several give clips.crop.h5.
     """
-    from ..pipeline.crop import (
-        clips_from_paths,
-        clips_from_samples,
-        default_unit,
-        run_crop,
-        split_inputs,
-    )
-
-    sheet_given, media = split_inputs(inputs, dataset=dataset)
+    sheet_given, _ = split_inputs(inputs, dataset=dataset)
     if sheet_given is not None:
         if annotations is not None:
             raise ParameterError(
@@ -172,8 +158,9 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
     if annotations is not None:
         if inputs:
             raise ParameterError("Give either INPUTS or --annotations, not both.")
-        samples, record = load_samples(dataset, annotations, root, dataset_fps, sheets,
-                                       encoding)
+        sheet, extra = _annotations(annotations, sheets)
+        samples, record = read_annotations(sheet, dataset=dataset, root=root, fps=dataset_fps,
+                                           sheets=extra, encoding=encoding)
         upstream.append(record)
         specs = clips_from_samples(samples, unit=unit or default_unit(record, samples))
         base = default_crop_name(Path(record["path"]), root)
@@ -189,7 +176,45 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
         output = Path.cwd() / f"{base}.crop.h5"
     result = run_crop(specs, output, detector=detector, mode=mode, size=size, margin=margin,
                       grey=grey, smooth=smooth, max_gap=max_gap, upsample=upsample,
-                      device=device, jobs=n_jobs(jobs), backend=backend,
-                      progress=settings().get("progress", True), upstream=upstream)
+                      device=device, jobs=jobs, backend=backend,
+                      progress=progress(), upstream=upstream)
     out(str(Path(output).resolve()))
     return result
+
+
+@click.command("samples", epilog="""\b
+Examples:
+  mexkit samples --annotations CASME2-coding.xlsx --root CASME2_RAW
+  mexkit samples --annotations SAMM_LongVideos_V2_Release.xlsx --strict --list
+""")
+@dataset_options
+@click.option("--scheme", default=None,
+              help="Also apply a label scheme and report the samples outside it.")
+@click.option("--list", "list_all", is_flag=True, help="List every sample, one per line.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (summary and samples).")
+@click.option("--strict", is_flag=True,
+              help="Make every repaired or skipped sheet row an error (default: warn, "
+                   "repair what is unambiguous, skip the rest).")
+def samples_cmd(encoding: str | None, dataset: str | None, annotations: str | None,
+                root: Path | None,
+                dataset_fps: float | None, sheets: tuple[str, ...], scheme: str | None,
+                list_all: bool, as_json: bool, strict: bool) -> int:
+    """Print the parsed sample list with counts per subject and label.
+
+    Works on the sheet alone (without the videos), so that what mexkit
+    understood can be checked before a long job.  Clips are looked for under
+    --root, or beside the sheet; those not found are counted as "no source".
+
+    Rows that cannot be used as written are repaired where the repair is
+    unambiguous or skipped, each with a warning naming file, sheet and row;
+    the report ends with the rows read, repaired and skipped.  Exit status 0
+    when no row was skipped, 1 otherwise.
+    """
+    if annotations is None:
+        raise click.UsageError("Missing option '--annotations'.")
+    sheet, extra = _annotations(annotations, sheets)
+    text, status = sample_listing(sheet, dataset=dataset, root=root, fps=dataset_fps,
+                                  sheets=extra, encoding=encoding, scheme=scheme,
+                                  strict=strict, as_json=as_json, list_all=list_all)
+    out(text)
+    return status

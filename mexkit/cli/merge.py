@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from ._common import out, settings
+from ..pipeline.merge import merge_stores
+from ._common import out, overwrite_option, progress
 
 
 @click.command("merge", epilog="""\b
@@ -19,16 +20,19 @@ Examples:
 @click.option("-o", "--output", required=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="The merged store.")
-def merge_cmd(parts: tuple[Path, ...], output: Path):
+@click.option("--partial", is_flag=True,
+              help="Write the store even if shards of the run are missing; it records the "
+                   "shards it holds (mexkit inspect shows it).")
+@overwrite_option
+def merge_cmd(parts: tuple[Path, ...], output: Path, partial: bool):
     """Join PARTS (stores written with --shard I/N) into one store.
 
     Every part is validated (checksums, data and content hashes) and must
     come from the same stage, parameters and input stores; otherwise the
-    command names the part that differs and writes nothing.  Prints the
-    merged store's path.
+    command names the part that differs and writes nothing.  Each part
+    records its shard and the run's samples: a merge that lacks a shard is
+    refused, naming it, unless --partial.  Prints the merged store's path.
     """
-    from ..pipeline.merge import merge_stores
-
-    result = merge_stores(parts, output, progress=settings().get("progress", True))
+    result = merge_stores(parts, output, progress=progress(), partial=partial)
     out(str(Path(output).resolve()))
     return result

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ..errors import ParameterError
+from ..pipeline.show import render
 from ._common import out, resolve_input
 
 
@@ -31,8 +32,7 @@ Examples:
 @click.option("--frames", default=None, metavar="I,J,...",
               help="Frame or flow-field indices (default: onset, apex, offset where known).")
 @click.option("--against", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Another store whose same sample is drawn first (e.g. the crop before "
-                   "magnify or tim).")
+              help="Another store whose same sample is drawn first (e.g. before magnify).")
 @click.option("--max-samples", type=click.IntRange(min=1), default=36, show_default=True,
               help="Most samples on a sheet.")
 @click.option("--fps", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
@@ -47,8 +47,6 @@ def show_cmd(store: str, sample: str | None, frames: str | None, against: str | 
 
     Prints the path of the picture.
     """
-    from ..pipeline.show import render
-
     path = resolve_input(store)
     if output is None:
         output = path.with_name(path.name[: -len(path.suffix)] + ".png")

@@ -1,70 +1,60 @@
-"""``mexkit spot-eval`` (score interval files) and ``mexkit spot`` (apply a spotter)."""
+"""``mexkit spot`` (:mod:`mexkit.pipeline.spot`): apply trained spotting networks."""
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import click
 
-from ._common import out
+from ..pipeline.spot import format_spot_report, spot
+from ._common import device_option, err, out, progress, resolve_input, settings
 
-__all__ = ["spot_eval_cmd", "spot_cmd"]
-
-
-@click.command("spot-eval", epilog="""\b
-Examples:
-  mexkit spot-eval --truth long-data/intervals.csv --pred spotted.csv
-  mexkit spot-eval --truth truth.csv --pred spotted.csv --iou 0.5 --json
-""")
-@click.option("--truth", "truth", type=click.Path(dir_okay=False), required=True,
-              help="Ground-truth interval CSV (subject, video, onset, offset; "
-                   "type, emotion optional).")
-@click.option("--pred", "pred", type=click.Path(dir_okay=False), required=True,
-              help="Predicted interval CSV (subject, video, onset, offset; type, emotion, "
-                   "confidence, apex optional).")
-@click.option("--iou", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5,
-              show_default=True, help="IoU a spotted interval needs to be a true positive.")
-@click.option("--classes", default=None,
-              help="Comma-separated emotion classes (so that absent classes show).")
-@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-def spot_eval_cmd(truth: str, pred: str, iou: float, classes: str | None,
-                  as_json: bool) -> int:
-    """Score spotted intervals against ground truth, from mexkit or any other tool.
-
-    Frames are 0-based and inclusive. Matching is one-to-one, greedy by
-    confidence, at IoU >= 0.5; the table gives TP, FP, FN, precision, recall
-    and F1 per expression type and overall, AP@[.5:.95] ranked by the
-    confidences, the apex spotting rate (one truth per video), the analysis
-    F1, UF1 and UAR of the true positives' emotions, and STRS. See
-    docs/spotting.md for every convention.
-    """
-    from ..pipeline.spotting import format_spot_report, jsonable, score_interval_files
-
-    report = score_interval_files(truth, pred, iou_threshold=iou,
-                                  classes=classes.split(",") if classes else None)
-    if as_json:
-        out(json.dumps(jsonable(report), indent=2))
-    else:
-        out(format_spot_report(report))
-    return 0
+__all__ = ["spot_cmd"]
 
 
 @click.command("spot", epilog="""\b
 Examples:
   mexkit spot long.crop.flow-farneback.h5 --results run -o spotted.csv
   mexkit spot - --results run --p 0.6 --no-plots
+  mexkit spot my_video.mp4 --weights MEAN_Weights/CASME_sq -o my_video.intervals.csv
+  mexkit spot casme2.gap20.h5 --weights MEAN_Weights/CASME2/spot_recog --per-subject
 """)
 @click.argument("store", type=str)
 @click.option("--results", "results_dir", type=click.Path(exists=True, file_okay=False),
-              required=True,
-              help="Results folder of `mexkit train STORE --model mean --final` on a "
+              default=None,
+              help="Results folder of `mexkit train STORE --model NAME --final` on a "
                    "long-video store (holds spot_model.json).")
+@click.option("--weights", type=click.Path(exists=True), default=None,
+              help="MEAN's published networks instead of --results: a folder of fold files "
+                   "sN.hdf5 (spot_recog, spot) or MEAN_Weights/<dataset>; all folds are "
+                   "averaged. STORE may then be a video file or image folder: it is cropped "
+                   "and given the authors' gap flow first.")
+@click.option("--fold", default=None, metavar="sN",
+              help="--weights: use this one fold network instead of all of them.")
+@click.option("--per-subject", is_flag=True,
+              help="--weights: each video by its own subject's fold network (the authors' "
+                   "LOSO numbering; docs/reproducing.md).")
+@click.option("--subject-map", default=None, metavar="SUBJECT=sN,...|FILE",
+              help="--per-subject: the fold file of each subject.")
+@click.option("--kprime", type=click.IntRange(min=1), default=None,
+              help="--weights: k' (default: the networks' dataset's, MEAN Table 1, scaled to "
+                   "the video's frame rate).")
+@click.option("--peaks", type=click.Choice(["all", "highest"]), default=None,
+              help="--weights: every peak above the threshold (long videos) or the single "
+                   "highest (short clips). Default: the networks' dataset's rule; all for a "
+                   "video.")
+@click.option("--classes", default=None, metavar="A,B,C",
+              help="--weights: class names of the recognition outputs (default: from the "
+                   "dataset folder in the path).")
+@click.option("--gap", type=click.IntRange(min=1), default=None,
+              help="--weights on a video: flow gap k (default: 0.1 x fps, rounded half up).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--weights on an image folder: its frame rate.")
 @click.option("--p", "p", type=click.FloatRange(0.0, 1.0), default=None,
               help="Peak threshold fraction of eq. 12 (default: the trained run's, 0.55).")
 @click.option("--emotions", type=click.Path(dir_okay=False), default=None,
               help="Interval file whose emotion column labels the store's intervals "
                    "(for scoring only).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where the model runs: auto takes a GPU if torch sees one.")
+@device_option("the networks run")
 @click.option("--no-plots", is_flag=True, help="Do not draw a PNG per video.")
 @click.option("--type-store", "type_store", default=None, metavar="TYPE=STORE[,...]",
               help="Gap-flow store of the same videos for a type whose network was trained "
@@ -76,53 +66,32 @@ Examples:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Interval CSV to write (default: <store>.intervals.csv); a .json and a "
                    ".plots folder go beside it.")
-def spot_cmd(store: str, results_dir: str, p: float | None, emotions: str | None, device: str,
+def spot_cmd(store: str, results_dir: str | None, weights: str | None, fold: str | None,
+             per_subject: bool, subject_map: str | None, kprime: int | None,
+             peaks: str | None, classes: str | None, gap: int | None, fps: float | None,
+             p: float | None, emotions: str | None, device: str,
              no_plots: bool, type_store: str | None, force: bool, output: str | None) -> int:
-    """Spot expression intervals in every video of STORE (or '-') with a trained MEAN.
+    """Spot expression intervals in every video of STORE (or '-') with trained networks.
 
-    STORE is a `mexkit flow --pairs gap --features mean` store of whole
-    videos. Writes an interval CSV (subject, video, onset, offset, type,
-    emotion, confidence, apex), the same as JSON, and a PNG per video, and
-    prints the CSV's path. When the store's videos are annotated, the metric
-    table goes to stderr.
+    The networks are those of `mexkit train --final` on a store of whole videos
+    (--results; STORE is a store of the same kind, e.g. `mexkit flow --pairs gap
+    --features mean` for MEAN), or MEAN's published networks (--weights; STORE may
+    then be a video file or an image folder). Writes an interval CSV (subject,
+    video, onset, offset, type, emotion, confidence, apex), the same as JSON, and a
+    PNG per video, and prints the CSV's path. When the store's videos are annotated,
+    the metric table goes to stderr.
     """
-    from pathlib import Path
-
-    from ..pipeline.spotting import format_spot_report, spot_store
-    from ._common import err, resolve_input, settings
-
-    path = resolve_input(store)
+    path = resolve_input(store, what="store, video or image folder")
     if output is None:
         output = str(path.with_name(f"{path.name.split('.')[0]}.intervals.csv"))
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    csv_path, report = spot_store(path, results_dir, output, p=p, device=device,
-                                  plots=not no_plots, emotions=emotions,
-                                  type_stores=type_store, force=force)
+    csv_path, report = spot(
+        path, output, results=results_dir, weights=weights, fold=fold,
+        per_subject=per_subject, subject_map=subject_map, kprime=kprime, peaks=peaks,
+        classes=classes.split(",") if classes else None, gap=gap, fps=fps, p=p,
+        emotions=emotions, type_stores=type_store, device=device, plots=not no_plots,
+        force=force,
+        progress=progress())
     if report is not None and not settings().get("quiet"):
         err(format_spot_report(report))
     out(str(Path(csv_path).resolve()))
-    return 0
-
-
-def train_spotting_branch(path, out_dir, **kw) -> int:
-    """`mexkit train --model mean` on a store of whole videos (called by cli/train.py).
-
-    Runs MEAN's LOSO spot-then-recognize evaluation, prints the metric table on
-    stderr and the path of results.json on stdout.
-    """
-    import json as _json
-    from pathlib import Path
-
-    from ..pipeline.spotting import format_spot_report, train_spotting
-    from ._common import err, settings
-
-    if out_dir is None:
-        out_dir = Path(path).with_name(f"{Path(path).name.split('.')[0]}.mean-spot-loso")
-    results = train_spotting(path, out_dir, **kw)
-    if not settings().get("quiet"):
-        err(format_spot_report(_json.loads(results.read_text())["metrics"]))
-    out(str(results.resolve()))
     return 0

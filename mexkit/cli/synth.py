@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..pipeline.synth import write_synthetic
 from ._common import out
 
 
@@ -33,8 +34,7 @@ Examples:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of every random choice: the same seed writes the same dataset.")
 @click.option("--long", "long_videos", is_flag=True,
-              help="SAMM-LV-like long videos with several MEs, macro-expressions, blinks "
-                   "and head motion, instead of short clips.")
+              help="SAMM-LV-like long videos (MEs, macro-expressions, blinks, head motion).")
 @click.option("--videos-per-subject", type=click.IntRange(min=1), default=1, show_default=True,
               help="--long: videos of each subject.")
 @click.option("--seconds", type=click.FloatRange(min=1), default=12.0, show_default=True,
@@ -65,66 +65,14 @@ def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
     synth` can be run again to resume; a dataset written otherwise is
     replaced only with --overwrite.
     """
-    import json
-    import logging
-
-    from .. import __version__
-    from ..errors import DatasetError
-    from ..io.atomic import write_json
-    from ..pipeline.synth import write_casme2_like, write_samm_lv_like
-
     try:
         lo, hi = (float(v) for v in intensity.split(","))
     except ValueError:
         raise click.BadParameter(f"takes two numbers LO,HI in pixels, but got {intensity!r}.",
                                  param_hint="'--intensity'") from None
-
-    sheet = Path(root) / ("SAMM_LongVideos_V2_Release.xlsx" if long_videos else "samples.csv")
-    settings = {"version": __version__, "subjects": subjects,
-                "clips_per_class": None if long_videos else clips_per_class,
-                "classes": None if long_videos else classes, "fps": fps, "size": size,
-                "format": image_format, "noise": noise,
-                "intensity": [lo, hi], "seed": seed,
-                "long": long_videos,
-                "videos_per_subject": videos_per_subject if long_videos else None,
-                "seconds": seconds if long_videos else None}
-    record = Path(root) / _RECORD
-    if not overwrite and sheet.exists() and record.exists():
-        try:
-            same = json.loads(record.read_text()) == settings
-        except (OSError, ValueError):
-            same = False
-        if same:  # the same command again: the dataset is there, as a resumed run
-            logging.getLogger("mexkit").info(
-                "synth: %s already holds this synthetic dataset (same options); kept", root)
-            out(str(sheet))
-            return 0
-    if overwrite:  # a run that stops half-way leaves no record of the old dataset
-        record.unlink(missing_ok=True)
-    try:
-        if long_videos:
-            sheet = write_samm_lv_like(root, n_subjects=subjects,
-                                       videos_per_subject=videos_per_subject,
-                                       fps=fps or 50.0, seconds=seconds, seed=seed, size=size,
-                                       image_format=image_format, noise_sigma=noise,
-                                       micro_intensity=(lo, hi), overwrite=overwrite)
-        else:
-            write_casme2_like(root, n_subjects=subjects, clips_per_class=clips_per_class,
-                              classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
-                              fps=fps or 100.0, seed=seed, size=size,
-                              image_format=image_format, noise_sigma=noise,
-                              intensity=(lo, hi), overwrite=overwrite, jobs=jobs)
-    except DatasetError as exc:
-        if "already exists" not in str(exc):
-            raise
-        raise DatasetError(
-            f"{root} already holds a dataset that these options did not write "
-            f"({str(exc).split(';')[0]}); give --overwrite to replace it, or another ROOT."
-        ) from exc
-    write_json(record, settings)
-    out(str(sheet))
+    out(str(write_synthetic(
+        root, subjects=subjects, clips_per_class=clips_per_class, classes=classes, fps=fps,
+        size=size, image_format=image_format, noise=noise, intensity=(lo, hi), seed=seed,
+        long_videos=long_videos, videos_per_subject=videos_per_subject, seconds=seconds,
+        overwrite=overwrite, jobs=jobs)))
     return 0
-
-
-# what the last successful run wrote into ROOT: the same command again is a no-op
-_RECORD = ".mexkit-synth.json"

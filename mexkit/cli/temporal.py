@@ -5,25 +5,8 @@ from pathlib import Path
 
 import click
 
-from ._common import (
-    default_output,
-    jobs_options,
-    n_jobs,
-    out,
-    output_option,
-    resolve_input,
-    settings,
-)
-
-
-def _run(store: str, stage: str, output: Path | None, jobs: int, backend: str, fn,
-         detail: str | int | None = None, **kw):
-    path = resolve_input(store)
-    output = output or default_output(path, stage, detail)
-    result = fn(path, output, jobs=n_jobs(jobs), backend=backend,
-                progress=settings().get("progress", True), **kw)
-    out(str(Path(output).resolve()))
-    return result
+from ..pipeline.temporal import KEYFRAME_METHODS, run_keyframes, run_magnify, run_rpca, run_tim
+from ._common import device_option, jobs_options, output_option, run_stage_command
 
 
 @click.command("tim", epilog="""\b
@@ -49,10 +32,9 @@ def tim_cmd(store: str, n_frames: int, grid: str, keep_float: bool, output: Path
     Clips whose frames are not linearly independent (repeated frames) use the
     limit of TIM on a vanishing perturbation, with a warning.
     """
-    from ..pipeline.temporal import run_tim
-
-    return _run(store, "tim", output, jobs, backend, run_tim, detail=n_frames,
-                n_frames=n_frames, grid=grid, keep_float=keep_float)
+    return run_stage_command(store, output, "tim", run_tim, detail=n_frames, jobs=jobs,
+                             backend=backend, n_frames=n_frames, grid=grid,
+                             keep_float=keep_float)
 
 
 @click.command("rpca", epilog="""\b
@@ -74,8 +56,7 @@ Examples:
               help="--psn: TIM length before RPCA (150 in PSN).")
 @click.option("--keep", type=click.IntRange(min=2), default=16, show_default=True,
               help="--psn: frames kept.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where RPCA runs: auto takes a GPU when torch sees one.")
+@device_option("RPCA runs")
 @output_option
 @jobs_options
 def rpca_cmd(store: str, lam: float | None, tol: float, max_iter: int, low_rank: bool,
@@ -87,12 +68,10 @@ def rpca_cmd(store: str, lam: float | None, tol: float, max_iter: int, low_rank:
     PSN keeps, is stored as `sparse`.  A clip that does not converge fails
     with its residual and iteration count.
     """
-    from ..pipeline.temporal import run_rpca
-
-    return _run(store, "rpca", output, jobs, backend, run_rpca, detail="psn" if psn else None,
-                lam=lam, tol=tol,
-                max_iter=max_iter, low_rank=low_rank, psn=psn, n_tim=tim_frames, k=keep,
-                device=device)
+    return run_stage_command(store, output, "rpca", run_rpca, detail="psn" if psn else None,
+                             jobs=jobs, backend=backend, lam=lam, tol=tol, max_iter=max_iter,
+                             low_rank=low_rank, psn=psn, n_tim=tim_frames, k=keep,
+                             device=device)
 
 
 @click.command("keyframes", epilog="""\b
@@ -101,7 +80,7 @@ Examples:
   mexkit keyframes demo.crop.h5 --method apex-window -n 65
 """)
 @click.argument("store", type=str)
-@click.option("--method", type=click.Choice(["adaptive", "tas", "apex-window", "uniform"]),
+@click.option("--method", type=click.Choice(KEYFRAME_METHODS),
               default="adaptive", show_default=True,
               help="MERSiamC3D's adaptive key frames (Algorithm 1, flow-based midpoint "
                    "synthesis), TAS (original frames at the same times), ATNet's apex "
@@ -113,10 +92,8 @@ Examples:
 def keyframes_cmd(store: str, method: str, n_frames: int | None, output: Path | None,
                   jobs: int, backend: str):
     """Key-frame clips; `mexkit flow --pairs keyframes` takes their adjacent pairs."""
-    from ..pipeline.temporal import run_keyframes
-
-    return _run(store, "keyframes", output, jobs, backend, run_keyframes, detail=method,
-                method=method, n_frames=n_frames)
+    return run_stage_command(store, output, "keyframes", run_keyframes, detail=method,
+                             jobs=jobs, backend=backend, method=method, n_frames=n_frames)
 
 
 @click.command("magnify", epilog="""\b
@@ -143,7 +120,6 @@ Examples:
 def magnify_cmd(store: str, method: str, alpha: float, low: float, high: float,
                 temporal_filter: str, output: Path | None, jobs: int, backend: str):
     """Magnify the small motions of every clip in STORE (or '-')."""
-    from ..pipeline.temporal import run_magnify
-
-    return _run(store, "magnify", output, jobs, backend, run_magnify, detail=method,
-                method=method, alpha=alpha, low=low, high=high, temporal_filter=temporal_filter)
+    return run_stage_command(store, output, "magnify", run_magnify, detail=method, jobs=jobs,
+                             backend=backend, method=method, alpha=alpha, low=low, high=high,
+                             temporal_filter=temporal_filter)

@@ -21,7 +21,16 @@ from torch import nn
 from ..errors import StoreError
 from .atomic import atomic_path
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint",
+           "DamagedCheckpointError", "checkpoint_epoch"]
+
+
+class DamagedCheckpointError(StoreError):
+    """A checkpoint file that cannot be read (truncated, overwritten, not safetensors).
+
+    A resumed training treats it as missing (the fold is trained again); any
+    other reader reports it, naming the file.
+    """
 
 CHECKPOINT_FORMAT = "mexkit-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -90,17 +99,42 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
             tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises several kinds
-        raise StoreError(f"Cannot read the checkpoint {str(path)!r}: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise StoreError(f"The checkpoint {str(path)!r} does not exist.") from exc
+    except Exception as exc:  # SafetensorError, OSError, ValueError, RuntimeError ...
+        raise DamagedCheckpointError(
+            f"The checkpoint {str(path)!r} is damaged and cannot be read "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
+        ) from exc
     if metadata.get("format") != CHECKPOINT_FORMAT:
-        raise StoreError(f"{str(path)!r} is not a mexkit checkpoint (no 'format' metadata).")
-    version = int(metadata.get("version", "0"))
+        raise DamagedCheckpointError(
+            f"{str(path)!r} is not a mexkit checkpoint (no 'format' metadata).")
+    try:
+        version = int(metadata.get("version", "0"))
+        meta = json.loads(metadata["meta"])
+        if not isinstance(meta, dict):
+            raise ValueError("its 'meta' is not a JSON object")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DamagedCheckpointError(
+            f"The checkpoint {str(path)!r} is damaged: its metadata cannot be read ({exc})."
+        ) from exc
     if version > CHECKPOINT_VERSION:
         raise StoreError(
             f"The checkpoint {str(path)!r} was written by a newer version of mexkit "
             f"(checkpoint version {version}, this one reads up to {CHECKPOINT_VERSION})."
         )
-    meta = json.loads(metadata["meta"])
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
     return model_state, optim, meta
+
+
+def checkpoint_epoch(path: str | os.PathLike) -> int:
+    """Completed epochs recorded in the checkpoint at ``path``; 0 if it is missing or
+    damaged (a damaged checkpoint is trained again, not resumed)."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    try:
+        return int(load_checkpoint(path)[2].get("epoch", 0))
+    except DamagedCheckpointError:
+        return 0

@@ -7,11 +7,17 @@ optional columns: ``type`` (``micro`` / ``macro``, for per-type scores) and
 ``apex`` (the spotted peak, for the apex spotting rate).  Ground truth and
 predictions use the same file, so the output of any tool can be scored.
 
-Reading is forgiving row by row and strict about the file: a row with a
-missing, negative, reversed or non-numeric frame (or a non-numeric
-confidence) is skipped with a warning that names the file and row; a file
-without one of the required columns is a :class:`~mexkit.errors.DatasetError`
-naming the missing columns.  Fractional frames (SAMM Long Videos has some) are
+A file without one of the required columns is a
+:class:`~mexkit.errors.DatasetError` naming the missing columns.  A row with a
+missing, negative, reversed or non-numeric frame, an empty subject or video,
+or a non-numeric confidence is invalid: with ``strict=True`` (ground truth,
+unless the user asks for leniency) the file is refused with one
+:class:`~mexkit.errors.DatasetError` that names every invalid row; otherwise
+each such row is skipped with a warning that names the file and row.  With
+``negative_onsets="keep"`` (predictions) a negative onset is not invalid: MEAN's
+spotter writes ``peak - k'`` for a peak near the start of a video and MEAN's
+STRS scorer scores such intervals as written, so they are kept, with one
+warning naming the rows.  Fractional frames (SAMM Long Videos has some) are
 rounded to the nearest frame with a warning.
 """
 from __future__ import annotations
@@ -40,27 +46,35 @@ COLUMNS = ("subject", "video", "onset", "offset", "type", "emotion", "confidence
 REQUIRED = ("subject", "video", "onset", "offset")
 
 
-def _frame(text: str, name: str, where: str) -> tuple[int | None, str | None]:
+def _frame(text: str, name: str, where: str, *, negative: bool = False
+           ) -> tuple[int | None, str | None]:
     if text == "":
-        return None, f"{where}: empty {name}; row skipped"
+        return None, f"{where}: empty {name}"
     try:
         value = float(text)
     except ValueError:
-        return None, f"{where}: {name} {text!r} is not a frame number; row skipped"
+        return None, f"{where}: {name} {text!r} is not a frame number"
     if not math.isfinite(value):
-        return None, f"{where}: {name} {text!r} is not a frame number; row skipped"
+        return None, f"{where}: {name} {text!r} is not a frame number"
     if not value.is_integer():
         logger.warning("%s: fractional %s %s rounded to frame %d", where, name, text,
                        round(value))
     frame = int(round(value))
-    if frame < 0:
-        return None, f"{where}: negative {name} {frame}; row skipped"
+    if frame < 0 and not negative:
+        return None, f"{where}: negative {name} {frame}"
     return frame, None
 
 
+def _rows_text(numbers: Sequence[int], limit: int = 20) -> str:
+    shown = ", ".join(str(n) for n in numbers[:limit])
+    more = f" and {len(numbers) - limit} more" if len(numbers) > limit else ""
+    return f"row{'s' if len(numbers) > 1 else ''} {shown}{more}"
+
+
 def read_intervals(path: str | os.PathLike[str], *, what: str = "interval file",
-                   with_rows: bool = False) -> Any:
-    """Read an interval CSV; bad rows are skipped with a warning naming the row.
+                   with_rows: bool = False, strict: bool = False,
+                   negative_onsets: str = "invalid") -> Any:
+    """Read an interval CSV.
 
     Parameters
     ----------
@@ -70,6 +84,13 @@ def read_intervals(path: str | os.PathLike[str], *, what: str = "interval file",
         What the file is ("truth file", "prediction file"), for messages.
     with_rows : bool
         Also return each interval's 1-based row number in the file.
+    strict : bool
+        Refuse a file with an invalid row (one error naming every such row)
+        instead of skipping those rows with a warning.
+    negative_onsets : {"invalid", "keep"}
+        ``"keep"``: a row whose onset (or onset and offset) is negative is
+        kept as written, with one warning naming the rows (predictions:
+        MEAN's STRS scorer scores them as written).
 
     Returns
     -------
@@ -79,8 +100,12 @@ def read_intervals(path: str | os.PathLike[str], *, what: str = "interval file",
     Raises
     ------
     DatasetError
-        The file does not exist, cannot be read, or lacks a required column.
+        The file does not exist, cannot be read, or lacks a required column;
+        with ``strict``, a row is invalid.
     """
+    if negative_onsets not in ("invalid", "keep"):
+        raise ValueError(f"negative_onsets must be 'invalid' or 'keep', not {negative_onsets!r}")
+    keep_negative = negative_onsets == "keep"
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"The {what} {str(path)!r} does not exist or is not a file.")
@@ -96,21 +121,32 @@ def read_intervals(path: str | os.PathLike[str], *, what: str = "interval file",
     out: list[Interval] = []
     numbers: list[int] = []
     seen: dict[tuple[Any, ...], int] = {}
+    invalid: list[str] = []
+    negative: list[tuple[int, int]] = []
+
+    def bad(problem: str) -> None:
+        if strict:
+            invalid.append(problem)
+        else:
+            logger.warning("%s; row skipped", problem)
+
     for number, rec in table.rows:
         where = table.where(number)
         subject = cell_text(rec.get("subject"))
         video = cell_text(rec.get("video"))
         if not subject or not video:
-            logger.warning("%s: empty subject or video; row skipped", where)
+            bad(f"{where}: empty subject or video")
             continue
-        onset, problem = _frame(cell_text(rec.get("onset")), "onset", where)
+        onset, problem = _frame(cell_text(rec.get("onset")), "onset", where,
+                                negative=keep_negative)
         if problem is None:
-            offset, problem = _frame(cell_text(rec.get("offset")), "offset", where)
+            offset, problem = _frame(cell_text(rec.get("offset")), "offset", where,
+                                     negative=keep_negative)
         if problem is not None:
-            logger.warning("%s", problem)
+            bad(problem)
             continue
         if offset < onset:
-            logger.warning("%s: offset %d is before onset %d; row skipped", where, offset, onset)
+            bad(f"{where}: offset {offset} is before onset {onset}")
             continue
         conf_text = cell_text(rec.get("confidence"))
         confidence = None
@@ -120,9 +156,10 @@ def read_intervals(path: str | os.PathLike[str], *, what: str = "interval file",
             except ValueError:
                 confidence = math.nan
             if not math.isfinite(confidence):
-                logger.warning("%s: confidence %r is not a finite number; row skipped",
-                               where, conf_text)
+                bad(f"{where}: confidence {conf_text!r} is not a finite number")
                 continue
+        if onset < 0:
+            negative.append((number, onset))
         apex_text = cell_text(rec.get("apex"))
         apex = None
         if apex_text and apex_text != "-1":   # SAMM-LV writes -1 for "no apex"
@@ -141,6 +178,20 @@ def read_intervals(path: str | os.PathLike[str], *, what: str = "interval file",
             seen[dup] = number
         out.append(iv)
         numbers.append(number)
+    if invalid:
+        shown = "; ".join(invalid[:20])
+        more = f"; and {len(invalid) - 20} more" if len(invalid) > 20 else ""
+        raise DatasetError(
+            f"The {what} {str(path)!r} has {len(invalid)} invalid row"
+            f"{'s' if len(invalid) > 1 else ''}: {shown}{more}.")
+    if negative:
+        logger.warning(
+            "%s: %s %s a negative onset (%s): kept as written and scored as MEAN's STRS "
+            "scorer scores them (the frames before the video's first frame count in the "
+            "IoU's union; the apex is the interval's middle)", path.name,
+            _rows_text([n for n, _ in negative]), "has" if len(negative) == 1 else "have",
+            ", ".join(str(v) for _, v in negative[:20]) + (" ..." if len(negative) > 20
+                                                           else ""))
     return (out, numbers) if with_rows else out
 
 

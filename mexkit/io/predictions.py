@@ -23,12 +23,15 @@ __all__ = ["PREDICTION_COLUMNS", "write_predictions", "read_predictions"]
 PREDICTION_COLUMNS = ("sample_id", "subject", "dataset", "fold", "true", "pred")
 
 
-def write_predictions(path: Path, rows: Sequence[Mapping[str, Any]], classes: Sequence[str]
-                      ) -> None:
-    """Write prediction rows as DESIGN.md's predictions CSV (atomically)."""
+def write_predictions(path: Path, rows: Sequence[Mapping[str, Any]], classes: Sequence[str],
+                      *, extra: Sequence[str] = ()) -> None:
+    """Write prediction rows as DESIGN.md's predictions CSV (atomically).
+
+    ``extra`` columns (e.g. ``spot_score``) follow the per-class scores.
+    """
     buf = io.StringIO()
     cols = list(PREDICTION_COLUMNS) + [
-        f"score_{c}" for c in classes]
+        f"score_{c}" for c in classes] + list(extra)
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:

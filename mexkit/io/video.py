@@ -42,9 +42,10 @@ import hashlib
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -134,11 +135,41 @@ def _check_complete(path: Path, data: bytes) -> None:
             raise MediaError(f"truncated or corrupt PNG {str(path)!r}: no IEND chunk")
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISDIR, "a folder"))
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file (after links).
+
+    A FIFO, a device (a link to ``/dev/zero``), a socket or a folder would
+    block or never end; it is refused with :class:`MediaError` without a
+    byte read.  The file is opened without blocking and checked on the open
+    descriptor, so it cannot be swapped between the check and the read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise MediaError(f"cannot open {str(path)!r}: {exc.strerror or exc}") from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise MediaError(f"{str(path)!r} is {what}, not a regular file; mexkit reads only "
+                         "regular files as frames and videos")
+    return os.fdopen(fd, "rb")
+
+
 def _decode_image(path: Path, index: int, grey: bool) -> np.ndarray:
     import cv2
 
     try:
-        data = path.read_bytes()
+        with open_regular(path) as fh:
+            data = fh.read()
+    except MediaError as exc:
+        raise MediaError(f"frame {index} of {str(path.parent)!r}: {exc}") from None
     except OSError as exc:
         raise MediaError(f"cannot read frame {index} of {str(path.parent)!r} "
                          f"({path.name!r}): {exc}") from exc
@@ -427,9 +458,11 @@ class Clip:
                 if self.kind == "folder":
                     h.update(f.name.encode("utf-8", "surrogateescape") + b"\0")
                     h.update(str(size).encode() + b"\0")
-                with open(f, "rb") as fh:
+                with open_regular(f) as fh:
                     while chunk := fh.read(_CHUNK):
                         h.update(chunk)
+            except MediaError:
+                raise
             except OSError as exc:
                 raise MediaError(f"cannot read {str(f)!r} to hash it: {exc}") from exc
         self._hash = h.hexdigest()

@@ -1,9 +1,12 @@
-"""Learning: evaluation protocols, metrics, augmentation, training and prediction.
+"""Learning, generic: nothing here names a model.
 
 - :mod:`mexkit.learn.protocols`: LOSO, stratified k-fold, CDE and HDE splits;
 - :mod:`mexkit.learn.metrics`: accuracy, UF1, UAR, pooled and per fold;
-- :mod:`mexkit.learn.augment`: batched, seeded augmentation;
-- :mod:`mexkit.learn.train`: ``fit`` and ``predict`` (CPU, GPU, torchrun DDP).
+- :mod:`mexkit.learn.augment`: batched, seeded augmentation and its registry;
+- :mod:`mexkit.learn.train`: ``fit`` and ``predict`` (CPU, GPU, torchrun DDP);
+- :mod:`mexkit.learn.folds`: the fold context model trainers receive;
+- :mod:`mexkit.learn.data`: torch datasets over feature stores;
+- :mod:`mexkit.learn.losses`: focal and other losses.
 
 Submodules load on first use, so that ``mexkit.learn.metrics`` does not
 import torch.
@@ -17,7 +20,6 @@ __all__ = [
     "fit",
     "predict",
     "seed_everything",
-    "paper_defaults",
     "classification_report",
     "pooled_and_per_fold",
     "split",
@@ -28,7 +30,6 @@ _WHERE = {
     "fit": "train",
     "predict": "train",
     "seed_everything": "train",
-    "paper_defaults": "train",
     "classification_report": "metrics",
     "pooled_and_per_fold": "metrics",
     "split": "protocols",

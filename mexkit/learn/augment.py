@@ -7,30 +7,15 @@ tensor, or a dict of tensors keyed by input name); ``generator`` is a CPU
 ``torch.Generator`` that ``fit`` seeds from (seed, epoch), so that the same
 seed gives the same augmented batches, on CPU and GPU alike.
 
-- ATNet ([1]_, Sec. IV-A): rotation up to 5 degrees and shift up to 10
-  pixels, each applied with probability 0.5, to the apex frame
-  (:class:`ATNetAugment`).
-- MEAN ([2]_) trains without augmentation: its inputs are flow and strain
-  of fixed facial regions, and neither the paper nor its code augments them.
-  The registry therefore names no augmentation for MEAN.
-
-The paper's "pixel shift (with a maximum value of 10)" is read here as a
-spatial translation. The authors' Caffe data layer names the corresponding
-option ``colorshift`` (an intensity offset); ``shift="intensity"`` gives that
-reading. Their layer also mirrors images, which the paper does not mention
-(``mirror=True``).
-
-References
-----------
-.. [1] M. Peng et al., "A Novel Apex-Time Network for Cross-Dataset
-   Micro-Expression Recognition", ACII 2019.
-.. [2] G.-B. Liong, J. See, C.-S. Chan, "Spot-then-Recognize: A
-   Micro-Expression Analysis Network for Seamless Evaluation of Long
-   Videos", Signal Process. Image Commun. 110 (2023).
+A model's augmentation lives in its package (``mexkit/models/<name>/``)
+and is registered there under a name with :func:`register_augmentation`; its
+:class:`~mexkit.models.registry.TrainDefaults` name it. This module holds
+what they share: the registry, :func:`random_affine` and
+:func:`apply_to_inputs`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -38,7 +23,7 @@ import torch.nn.functional as F
 
 from .._validate import check_ndim, check_option, check_range
 
-__all__ = ["random_affine", "ATNetAugment", "get_augmentation", "register_augmentation",
+__all__ = ["random_affine", "apply_to_inputs", "get_augmentation", "register_augmentation",
            "AUGMENTATIONS"]
 
 AUGMENTATIONS: dict[str, Callable[..., Any]] = {}
@@ -50,6 +35,18 @@ def register_augmentation(name: str) -> Callable[[Callable[..., Any]], Callable[
         AUGMENTATIONS[name] = factory
         return factory
     return decorate
+
+
+def apply_to_inputs(inputs: Any, keys: Sequence[str],
+                    transform: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """Apply ``transform`` to the inputs ``keys`` of a batch.
+
+    ``inputs`` is a dict of tensors (the others pass through unchanged, in
+    their order) or one tensor (transformed).
+    """
+    if isinstance(inputs, Mapping):
+        return {k: (transform(v) if k in keys else v) for k, v in inputs.items()}
+    return transform(inputs)
 
 
 def random_affine(images: torch.Tensor, *, generator: torch.Generator,
@@ -121,80 +118,15 @@ def random_affine(images: torch.Tensor, *, generator: torch.Generator,
     return out
 
 
-class ATNetAugment:
-    """ATNet's augmentation of the apex frame.
-
-    Parameters
-    ----------
-    key : str
-        Input the transform applies to when the batch is a dict
-        (``"apex_rgb"``); other inputs pass through unchanged.
-    max_rotation : float
-        Degrees (5).
-    max_shift : int
-        Pixels for ``shift="spatial"``, intensity units for
-        ``shift="intensity"`` (10).
-    p : float
-        Probability of each transform (0.5).
-    shift : {"spatial", "intensity"}
-        Translation of the image, or an offset added to all its values.
-    mirror : bool
-        Also flip left-right with probability ``p`` (the authors' code).
-    """
-
-    def __init__(self, *, key: str = "apex_rgb", max_rotation: float = 5.0,
-                 max_shift: int = 10, p: float = 0.5, shift: str = "spatial",
-                 mirror: bool = False) -> None:
-        self.key = key
-        self.max_rotation = float(check_range("max_rotation", max_rotation, 0.0, 180.0))
-        self.max_shift = int(check_range("max_shift", max_shift, 0))
-        self.p = float(check_range("p", p, 0.0, 1.0))
-        self.shift = check_option("shift", shift, ("spatial", "intensity"))
-        self.mirror = bool(mirror)
-
-    def _images(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        spatial_shift = self.max_shift if self.shift == "spatial" else 0
-        x = random_affine(x, generator=generator, max_rotation=self.max_rotation,
-                          max_shift=spatial_shift, p=self.p)
-        b = x.shape[0]
-        if self.shift == "intensity":
-            on = torch.rand(b, generator=generator) < self.p
-            offset = torch.randint(-self.max_shift, self.max_shift + 1, (b,),
-                                   generator=generator) * on
-            x = x + offset.to(device=x.device, dtype=x.dtype).view(b, 1, 1, 1)
-        if self.mirror:
-            flip = (torch.rand(b, generator=generator) < self.p).to(x.device)
-            x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
-        return x
-
-    def __call__(self, inputs: Any, *, generator: torch.Generator) -> Any:
-        if isinstance(inputs, Mapping):
-            out = dict(inputs)
-            out[self.key] = self._images(inputs[self.key], generator)
-            return out
-        return self._images(inputs, generator)
-
-    def __repr__(self) -> str:
-        return (f"ATNetAugment(key={self.key!r}, max_rotation={self.max_rotation}, "
-                f"max_shift={self.max_shift}, p={self.p}, shift={self.shift!r}, "
-                f"mirror={self.mirror})")
-
-
-register_augmentation("atnet")(ATNetAugment)
 
 
 def get_augmentation(name: str | None, **kw: Any) -> Callable[..., Any] | None:
-    """Return the augmentation a model's registry entry names (``None`` for none).
+    """The augmentation registered as ``name``, built with ``kw`` (``None`` for none).
 
-    ``name`` is a name given to :func:`register_augmentation` in this
-    module, or ``"module:attribute"`` of an augmentation class defined
-    beside a model's own code (imported on demand).
+    Names are registered by the models' packages, which the model registry
+    imports (:func:`mexkit.models.registry.get_spec`).
     """
     if name is None:
         return None
-    if ":" in name:
-        from ..models.registry import load_reference
-
-        return load_reference(name, "The augmentation")(**kw)
     check_option("augmentation", name, sorted(AUGMENTATIONS))
     return AUGMENTATIONS[name](**kw)

@@ -2,15 +2,17 @@
 
 A :class:`StoreDataset` is lazy: it keeps the store path and sample ids and
 opens the file in whichever process first reads an item (so each DataLoader
-worker has its own HDF5 handle). Each model input is built by its entry in
-the input registry (:mod:`mexkit.learn.inputs`), which records what it is
-made from and which command produces it. Inputs whose length varies between
-samples (AKMNet's clips) are padded per batch by :func:`pad_collate`.
+worker has its own HDF5 handle). Each model input is built by the function
+the caller gives (the pipeline gives the input registry's,
+:func:`mexkit.models.inputs.build_input`, which records what each input is
+made from and which command produces it). Inputs whose length varies
+between samples (AKMNet's clips) are padded per batch by
+:func:`pad_collate`.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,7 +20,6 @@ from torch.utils.data import Dataset, default_collate
 
 from ..errors import ModelInputError, ParameterError
 from ..io.store import open_store
-from .inputs import build_input
 
 __all__ = ["StoreDataset", "pad_collate", "collate_for"]
 
@@ -96,19 +97,25 @@ class StoreDataset(Dataset):
     labels : sequence of int
         Class index of each sample.
     inputs : sequence of str
-        Model input names (see :mod:`mexkit.learn.inputs`).
+        Model input names.
+    build : callable
+        ``build(name, sample) -> numpy.ndarray``: the input ``name`` of one
+        stored sample (:class:`~mexkit.io.store.SampleView`); picklable, so
+        that worker processes can build items.
     cache : bool
         Keep built inputs in memory after the first read (they are small).
     """
 
     def __init__(self, path: str | os.PathLike, sample_ids: Sequence[str],
-                 labels: Sequence[int], inputs: Sequence[str], *, cache: bool = True) -> None:
+                 labels: Sequence[int], inputs: Sequence[str], *,
+                 build: Callable[[str, Any], Any], cache: bool = True) -> None:
         if len(sample_ids) != len(labels):
             raise ParameterError("sample_ids and labels differ in length.")
         self.path = str(path)
         self.sample_ids = list(sample_ids)
         self.labels = [int(v) for v in labels]
         self.inputs = list(inputs)
+        self.build = build
         self.cache = cache
         self._store: Any = None
         self._pid: int | None = None
@@ -133,7 +140,7 @@ class StoreDataset(Dataset):
         if index in self._memo:
             return self._memo[index]
         sample = self._open()[self.sample_ids[index]]
-        item = {name: torch.from_numpy(build_input(name, sample)) for name in self.inputs}
+        item = {name: torch.from_numpy(self.build(name, sample)) for name in self.inputs}
         if self.cache:
             self._memo[index] = item
         return item

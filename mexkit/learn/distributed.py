@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
+import torch.distributed as dist
+
 __all__ = ["world_size", "rank", "distributed_setup", "destroy"]
 
 
@@ -37,9 +40,6 @@ def distributed_setup(device: Any) -> tuple[int, int, Any, bool]:
     created : bool
         Whether this call created the process group (and should destroy it).
     """
-    import torch
-    import torch.distributed as dist
-
     device = torch.device(device)
     world = world_size()
     if world <= 1:
@@ -59,7 +59,5 @@ def distributed_setup(device: Any) -> tuple[int, int, Any, bool]:
 
 def destroy(created: bool) -> None:
     """Destroy the process group if ``created`` (as returned by :func:`distributed_setup`)."""
-    import torch.distributed as dist
-
     if created and dist.is_initialized():
         dist.destroy_process_group()

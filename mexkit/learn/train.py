@@ -80,7 +80,12 @@ from torch.utils.data import (
 from .. import __version__
 from .._validate import check_option, check_range
 from ..errors import ParameterError
-from ..io.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from ..io.checkpoints import (
+    CHECKPOINT_FORMAT,
+    DamagedCheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .distributed import distributed_setup
 from .losses import focal_loss
 
@@ -89,7 +94,6 @@ __all__ = [
     "move_to_device",
     "predict",
     "seed_everything",
-    "paper_defaults",
     "parse_schedule",
     "ratio_subsample",
     "load_checkpoint",
@@ -140,46 +144,6 @@ def _determinism(enabled: bool, device: torch.device):
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.cudnn.deterministic = previous[2]
         torch.backends.cudnn.benchmark = previous[3]
-
-
-# -- registry defaults ----------------------------------------------------------
-def paper_defaults(model_or_name: nn.Module | str, *, stage: str = "recognition"
-                   ) -> dict[str, Any]:
-    """Keyword arguments of :func:`fit` with the paper's settings.
-
-    Parameters
-    ----------
-    model_or_name : torch.nn.Module or str
-        A registered model (its ``registry_name``) or a registry name.
-    stage : {"recognition", "pretrain"}
-        ``"pretrain"`` gives the first stage the paper trains (MEAN's
-        spotting stage).
-
-    Returns
-    -------
-    dict
-        ``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``momentum``,
-        ``weight_decay``, ``schedule``, ``loss``, ``class_balance`` and
-        ``augment`` (a callable or None).
-    """
-    from ..models.registry import get_spec
-    from .augment import get_augmentation
-
-    name = model_or_name if isinstance(model_or_name, str) else getattr(
-        model_or_name, "registry_name", None)
-    if name is None:
-        raise ParameterError(
-            f"{type(model_or_name).__name__} is not a registered model; pass the training "
-            "settings to fit() explicitly."
-        )
-    spec = get_spec(name)
-    check_option("stage", stage, ("recognition", "pretrain"))
-    defaults = spec.defaults if stage == "recognition" else spec.pretrain
-    if defaults is None:
-        raise ParameterError(f"Model {name!r} has no 'pretrain' stage.")
-    kw = defaults.as_fit_kwargs()
-    kw["augment"] = get_augmentation(defaults.augmentation)
-    return kw
 
 
 def ratio_subsample(labels: Sequence[int], *, ratio: float = 8.0, seed: int = 0,
@@ -553,59 +517,105 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
             dist.destroy_process_group()
 
 
+def _class_weights(config: Mapping[str, Any], dataset: Dataset, model: nn.Module,
+                   device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(per-class loss weights, per-sample draw weights) of ``class_balance``."""
+    if config["class_balance"] is None:
+        return None, None
+    labels = _labels_of(dataset)
+    n_classes = int(getattr(model, "n_classes", labels.max() + 1))
+    present = np.unique(labels)
+    balanced = compute_class_weight("balanced", classes=present, y=labels)
+    weights = np.ones(n_classes)
+    weights[present] = balanced
+    if config["class_balance"] == "weights":
+        return torch.as_tensor(weights, dtype=torch.float32, device=device), None
+    counts = np.bincount(labels, minlength=n_classes)
+    return None, torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
+
+
+def _focal_alpha(config: Mapping[str, Any], dataset: Dataset, model: nn.Module,
+                 device: torch.device) -> torch.Tensor | None:
+    """The focal loss's per-class alpha (``focal_alpha``), or None."""
+    if config["focal_alpha"] is None or config["loss"] != "focal":
+        return None
+    labels = _labels_of(dataset)
+    n_classes = int(getattr(model, "n_classes", labels.max() + 1))
+    if config["focal_alpha"] == "balanced":
+        counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+        values = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0)
+    else:
+        values = np.asarray(config["focal_alpha"], dtype=np.float64)
+        if values.size != n_classes:
+            raise ParameterError(
+                f"Invalid value for the 'focal_alpha' parameter: {values.size} weight(s) "
+                f"given for {n_classes} classes.")
+    return torch.as_tensor(values, dtype=torch.float32, device=device)
+
+
+def _freeze_unused(model: nn.Module, dataset: Dataset, batch: int,
+                   collate_fn: Callable[..., Any] | None, device: torch.device
+                   ) -> list[nn.Parameter]:
+    """Freeze the parameters the loss does not reach (one probe batch); return them."""
+    probe = DataLoader(dataset, batch_size=min(batch, len(dataset)), shuffle=False,
+                       collate_fn=collate_fn)
+    unused = _unused_parameters(model, next(iter(probe))[0], device)
+    frozen = [p for name, p in model.named_parameters() if name in unused]
+    for p in frozen:
+        p.requires_grad_(False)
+    if unused:
+        logger.debug("fit: parameters not reached by the loss, left untouched: %s", unused)
+    return frozen
+
+
+def _train_epoch(net: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer, *,
+                 config: Mapping[str, Any], device: torch.device,
+                 augment: Callable[..., Any] | None, aug_gen: torch.Generator,
+                 weights: torch.Tensor | None, regularize: Callable[[], torch.Tensor] | None,
+                 world: int) -> torch.Tensor:
+    """One pass over ``loader``; returns (loss sum, correct, count) over every process."""
+    classify = config["loss"] != "mse"
+    net.train()
+    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+    for inputs, target in loader:
+        inputs = move_to_device(inputs, device)
+        target = target.to(device)
+        target = target.long() if classify else target.float()
+        if augment is not None:
+            inputs = augment(inputs, generator=aug_gen)
+        out = _call(net, inputs)
+        value = _loss(config["loss"], out, target, weights, config["focal_gamma"])
+        if regularize is not None:
+            value = value + regularize()
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        b = target.shape[0]
+        totals[0] += float(value.detach()) * b
+        totals[2] += b
+        if classify:
+            totals[1] += float((out.detach().argmax(1) == target).sum())
+    if world > 1:
+        reduced = totals.to(device)
+        dist.all_reduce(reduced)
+        totals = reduced.cpu()
+    return totals
+
+
 def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: torch.device,
          rank: int, world: int, augment: Callable[..., Any] | None,
          checkpoint_path: str | os.PathLike | None, resume: bool, checkpoint_every: int,
          progress: Callable[[dict[str, Any]], None] | None, num_workers: int,
          collate_fn: Callable[..., Any] | None = None,
          monitor: Dataset | None = None) -> dict[str, Any]:
-    seed = config["seed"]
-    epochs = config["epochs"]
-    loss_kind = config["loss"]
-    classify = loss_kind != "mse"
+    seed, epochs = config["seed"], config["epochs"]
     seed_everything(_derive(seed, 0, 0, rank))
     model.to(device)
-    n = len(dataset)
-
-    class_weights = sample_weights = None
-    if config["class_balance"] is not None:
-        labels = _labels_of(dataset)
-        n_classes = int(getattr(model, "n_classes", labels.max() + 1))
-        present = np.unique(labels)
-        balanced = compute_class_weight("balanced", classes=present, y=labels)
-        weights = np.ones(n_classes)
-        weights[present] = balanced
-        if config["class_balance"] == "weights":
-            class_weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
-        else:
-            counts = np.bincount(labels, minlength=n_classes)
-            sample_weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
-
-    alpha = None
-    if config["focal_alpha"] is not None and loss_kind == "focal":
-        labels = _labels_of(dataset)
-        n_classes = int(getattr(model, "n_classes", labels.max() + 1))
-        if config["focal_alpha"] == "balanced":
-            counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-            values = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0)
-        else:
-            values = np.asarray(config["focal_alpha"], dtype=np.float64)
-            if values.size != n_classes:
-                raise ParameterError(
-                    f"Invalid value for the 'focal_alpha' parameter: {values.size} weight(s) "
-                    f"given for {n_classes} classes.")
-        alpha = torch.as_tensor(values, dtype=torch.float32, device=device)
-
+    class_weights, sample_weights = _class_weights(config, dataset, model, device)
+    alpha = _focal_alpha(config, dataset, model, device)
+    weights = alpha if alpha is not None else class_weights
     local_batch = config["batch_size"] // world
-    probe_loader = DataLoader(dataset, batch_size=min(local_batch, n), shuffle=False,
-                              collate_fn=collate_fn)
-    unused = _unused_parameters(model, next(iter(probe_loader))[0], device)
-    frozen_here = [p for name, p in model.named_parameters() if name in unused]
-    for p in frozen_here:
-        p.requires_grad_(False)
-    if unused:
-        logger.debug("fit: parameters not reached by the loss, left untouched: %s", unused)
-
+    frozen = _freeze_unused(model, dataset, local_batch, collate_fn, device)
     try:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -617,16 +627,17 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
         resumed_from = None
         path = Path(checkpoint_path) if checkpoint_path is not None else None
         if path is not None and resume and path.exists():
-            start_epoch, history = _resume(path, model, opt, config, device)
-            resumed_from = start_epoch
-            logger.info("fit: resuming from %s after epoch %d", path, start_epoch)
-
+            try:
+                start_epoch, history = _resume(path, model, opt, config, device)
+                resumed_from = start_epoch
+                logger.info("fit: resuming from %s after epoch %d", path, start_epoch)
+            except DamagedCheckpointError as exc:  # as if missing: train from the start
+                logger.warning("%s It is trained again from the first epoch.", exc)
         net: nn.Module = model
         if world > 1:
             net = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         regularize = getattr(model, "regularization_loss", None)
-
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             lr_e = _lr_at(config["lr"], config["schedule"], epoch, epochs)
@@ -634,65 +645,45 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
                 group["lr"] = lr_e
             torch.manual_seed(_derive(seed, epoch, 2, rank))
             aug_gen = torch.Generator().manual_seed(_derive(seed, epoch, 3, rank))
-            order = _epoch_order(n, sample_weights, seed, epoch, rank, world)
+            order = _epoch_order(len(dataset), sample_weights, seed, epoch, rank, world)
             loader = DataLoader(dataset, batch_size=local_batch, sampler=order,
                                 num_workers=num_workers, pin_memory=device.type == "cuda",
                                 collate_fn=collate_fn)
-            net.train()
-            totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
-            for inputs, target in loader:
-                inputs = move_to_device(inputs, device)
-                target = target.to(device)
-                target = target.long() if classify else target.float()
-                if augment is not None:
-                    inputs = augment(inputs, generator=aug_gen)
-                out = _call(net, inputs)
-                value = _loss(loss_kind, out, target,
-                              alpha if alpha is not None else class_weights,
-                              config["focal_gamma"])
-                if regularize is not None:
-                    value = value + regularize()
-                opt.zero_grad(set_to_none=True)
-                value.backward()
-                opt.step()
-                b = target.shape[0]
-                totals[0] += float(value.detach()) * b
-                totals[2] += b
-                if classify:
-                    totals[1] += float((out.detach().argmax(1) == target).sum())
-            if world > 1:
-                reduced = totals.to(device)
-                dist.all_reduce(reduced)
-                totals = reduced.cpu()
-            record = {
-                "epoch": epoch + 1,
-                "loss": float(totals[0] / totals[2]),
-                "lr": lr_e,
-                "seconds": round(time.perf_counter() - t0, 4),
-            }
-            if classify:
+            totals = _train_epoch(net, loader, opt, config=config, device=device,
+                                  augment=augment, aug_gen=aug_gen, weights=weights,
+                                  regularize=regularize, world=world)
+            record = {"epoch": epoch + 1, "loss": float(totals[0] / totals[2]), "lr": lr_e,
+                      "seconds": round(time.perf_counter() - t0, 4)}
+            if config["loss"] != "mse":
                 record["accuracy"] = float(totals[1] / totals[2])
             if monitor is not None and len(monitor) and rank == 0:
-                record.update(_monitor(model, monitor, loss_kind, device, collate_fn))
+                record.update(_monitor(model, monitor, config["loss"], device, collate_fn))
             history.append(record)
             logger.debug("fit: %s", record)
             if rank == 0:
-                if progress is not None:
-                    progress(record)
-                last = epoch + 1 == epochs
-                if path is not None and ((epoch + 1) % checkpoint_every == 0 or last):
-                    save_checkpoint(path, model, opt, {
-                        "epoch": epoch + 1, "seed": seed, "config": config,
-                        "history": history, "model_class": type(model).__name__,
-                        "mexkit_version": __version__,
-                    })
+                _after_epoch(record, progress, path, model, opt, config, history,
+                             every=checkpoint_every)
         if world > 1:
             dist.barrier()
     finally:
-        for p in frozen_here:
+        for p in frozen:
             p.requires_grad_(True)
     return {"config": config, "epochs": history, "resumed_from": resumed_from,
             "world_size": world}
+
+
+def _after_epoch(record: dict[str, Any], progress: Callable[[dict[str, Any]], None] | None,
+                 path: Path | None, model: nn.Module, opt: torch.optim.Optimizer,
+                 config: dict[str, Any], history: list[dict[str, Any]], *, every: int) -> None:
+    """Report the epoch and, every ``every`` epochs and after the last, save a checkpoint."""
+    if progress is not None:
+        progress(record)
+    epoch = record["epoch"]
+    if path is not None and (epoch % every == 0 or epoch == config["epochs"]):
+        save_checkpoint(path, model, opt, {
+            "epoch": epoch, "seed": config["seed"], "config": config, "history": history,
+            "model_class": type(model).__name__, "mexkit_version": __version__,
+        })
 
 
 def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer,

@@ -1,18 +1,25 @@
-"""A registry of the recognition models mexkit can train.
+"""A registry of the recognition models mexkit can train, and their hooks.
 
-Each model is described by a :class:`ModelSpec`: how to build it, which
-inputs it needs (declaratively, so that the pipeline can tell a user which
-``mexkit`` commands produce them), the training defaults its paper uses and
-how the paper counts its parameters.
+Each model is one package, ``mexkit/models/<name>/``: the pure network
+(``network.py``, torch only), and beside it its inputs (``inputs.py``), its
+augmentation, trainer hooks and pre-training, and ``spec.py``, which
+describes the model with a :class:`ModelSpec` and registers it with one
+:func:`register_model` call (in the manner of timm's ``register_model``).
+:func:`get_model`, :func:`get_spec` and :func:`list_models` import every
+module of every package of :mod:`mexkit.models` on first use, so
+adding a model is adding one package: nothing is listed by hand, and
+nothing outside a model's package names it.
 
-Every module of the :mod:`mexkit.models` package registers its models
-when it is imported (one :func:`register_model` call beside the model's
-definition, in the manner of timm's ``register_model``); :func:`get_model`,
-:func:`get_spec` and :func:`list_models` import the package's modules on
-first use, so adding a model is adding one module: nothing is listed by
-hand. What a model's inputs are made from, and by which command, is recorded
-once, in the input registry (:mod:`mexkit.learn.inputs`); a model names its
-inputs and their shapes only.
+What a model needs beyond one plain :func:`mexkit.learn.train.fit` call is a
+hook in its entry, a function of its own package: a fold trainer
+(:attr:`ModelSpec.trainer`), a report on a finished run
+(:attr:`ModelSpec.report`), per-sample extra outputs (the network's
+``predict_extras`` method), the pre-training of a frame backbone
+(:class:`BackbonePretraining`) and spot-then-recognize on stores of whole
+videos (:class:`Spotting`). What a model's inputs are made from, and by
+which command, is recorded once, in the input registry
+(:mod:`mexkit.models.inputs`); a model names its inputs and their shapes
+only.
 """
 from __future__ import annotations
 
@@ -22,30 +29,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
 from .._validate import check_option
-from ..errors import ModelInputError, ParameterError
+from ..errors import ParameterError
+from ..learn.augment import get_augmentation
+from ._nn import count_parameters
 
-__all__ = [
-    "InputSpec",
-    "ModelOption",
-    "TrainDefaults",
-    "ModelSpec",
-    "register_model",
-    "load_reference",
-    "get_model",
-    "get_spec",
-    "list_models",
-    "count_parameters",
-    "check_input",
-    "model_options",
-    "constructor_options",
-]
-
-_REGISTRY: dict[str, ModelSpec] = {}
-_NOT_MODEL_MODULES = frozenset({"registry"})
+__all__ = ["InputSpec", "ModelOption", "TrainDefaults", "BackbonePretraining", "Spotting",
+           "ModelSpec", "register_model", "get_model", "get_spec", "list_models",
+           "paper_defaults", "count_parameters", "model_options", "constructor_options"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +63,7 @@ class InputSpec:
     Notes
     -----
     Which arrays an input is built from and which command produces them is
-    recorded once, in :mod:`mexkit.learn.inputs`.
+    recorded once, in :mod:`mexkit.models.inputs`.
     """
 
     name: str
@@ -137,7 +130,9 @@ class TrainDefaults:
     loss : {"ce", "focal", "mse"}
     class_balance : {"resample", "weights"} or None
     augmentation : str or None
-        Name of an augmentation in :mod:`mexkit.learn.augment`, or None.
+        Name of an augmentation registered with
+        :func:`mexkit.learn.augment.register_augmentation` (by the model's
+        package), or None.
     notes : str
         Where each value comes from, and what the paper leaves open.
     """
@@ -170,6 +165,93 @@ class TrainDefaults:
 
 
 @dataclass(frozen=True)
+class BackbonePretraining:
+    """How ``mexkit pretrain`` pre-trains a model's per-frame backbone.
+
+    The stand-in for a pre-training on labelled still images that cannot be
+    downloaded (AKMNet's AffectNet stage): frames of a labelled store of
+    other subjects learn their clip's class, and the model's
+    ``weights_option`` then loads the backbone for ``mexkit train``.
+
+    Attributes
+    ----------
+    frames : callable
+        ``frames(n_frames, onset, apex, offset) -> (expression, neutral)``:
+        0-based positions of the clip's frames that show its expression and
+        of those that show a face at rest (empty lists to skip the clip).
+    train : callable
+        ``train(frames, targets, n_classes, *, image_size, epochs, lr,
+        batch_size, seed, device, progress) -> (state, history)``: frames
+        ``(N, 3, S, S)`` float in [0, 1], targets ``(N,)`` int64; returns the
+        backbone's ``state_dict`` (CPU tensors) and one record per epoch with
+        ``loss`` and ``accuracy``.
+    check_image_size : callable
+        ``check_image_size(side) -> side``; raises ParameterError for a side
+        the backbone cannot take.
+    image_size_option : str
+        The model option (keyword) of the frame side the network sees; a
+        file pre-trained at another side is warned about.
+    """
+
+    frames: Callable[..., tuple[list[int], list[int]]]
+    train: Callable[..., tuple[dict[str, Any], list[dict[str, float]]]]
+    check_image_size: Callable[[Any], int]
+    image_size_option: str = "image_size"
+
+
+@dataclass(frozen=True)
+class Spotting:
+    """Spot-then-recognize on stores of whole videos (MEAN's evaluation).
+
+    ``mexkit train --model NAME`` on a store whose samples are whole videos
+    with ``(j, j + k)`` flow pairs holding :attr:`input` runs a LOSO interval
+    spotting evaluation (:mod:`mexkit.pipeline.spotting`) instead of clip
+    classification; ``--final`` saves networks that ``mexkit spot`` applies.
+    The pipeline reads the videos, makes the pseudo-labels and the frames
+    of each training interval, scores and plots; the hooks are the
+    network's part.
+
+    Attributes
+    ----------
+    input : str
+        The per-pair input such a store holds (e.g. ``"mean_regions"``).
+    produced_by : str
+        A ``mexkit`` command line that makes such a store from a crop store
+        of whole videos.
+    settings : callable
+        ``settings(options, *, epochs, batch_size, lr) -> dict``: the
+        training settings from the model's options and ``mexkit train``'s
+        overrides (None: the paper's). The dict holds ``p``, ``kprime``,
+        ``emotions``, ``type_stores`` and ``ratio`` (read by the pipeline)
+        beside what :attr:`train` needs; the pipeline adds ``device`` and
+        ``deterministic``, and records the dict in results.json.
+    train : callable
+        ``train(x, y, rx, ry, *, n_classes, settings, seed, checkpoint) ->
+        {"spotter", "recognizer", "history"}``: the
+        spotting network trained on per-pair features ``x`` with
+        pseudo-labels ``y`` (float, subsampled), the recognition network on
+        the features ``rx`` of interval frames with classes ``ry`` (lists of
+        arrays; None when there are none), ``checkpoint(stage)`` the file of
+        the stage ``"spotting"`` or ``"recognition"`` (or None).
+    scores : callable
+        ``scores(spotter, x, device) -> (P,)`` spotting score per pair.
+    classes : callable
+        ``classes(recognizer, x, device) -> (P,)`` class index per pair.
+    build : callable
+        ``build(role, n_classes) -> nn.Module``: an untrained network of the
+        role ``"spotter"`` or ``"recognizer"``, to load saved weights into.
+    """
+
+    input: str
+    produced_by: str
+    settings: Callable[..., dict[str, Any]]
+    train: Callable[..., dict[str, Any]]
+    scores: Callable[..., Any]
+    classes: Callable[..., Any]
+    build: Callable[[str, int], nn.Module]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything mexkit knows about one registered model.
 
@@ -183,10 +265,12 @@ class ModelSpec:
         The inputs ``forward`` takes, by keyword.
     defaults : TrainDefaults
         The paper's recognition training settings.
-    paper_parameter_count : callable
-        ``f(model) -> int``: the parameter count as the paper counts it.
     reference : str
         The paper.
+    paper_parameter_count : callable
+        ``f(model) -> int``: the parameter count as the paper counts it;
+        Keras' way by default (:func:`~mexkit.models._nn.count_parameters`),
+        :func:`~mexkit.models._nn.torch_parameter_count` for PyTorch's.
     pretrain : TrainDefaults or None
         A first training stage the paper uses (MEAN's spotting stage).
     paper_reported : Mapping[int, int]
@@ -194,73 +278,74 @@ class ModelSpec:
     options : tuple of ModelOption
         Model-specific settings (ablations, training variants), offered by
         ``mexkit train`` as options.
-    trainer : str or None
-        ``"module:function"`` of a fold trainer (see
-        :mod:`mexkit.learn.trainers`) for models whose training is not one
-        plain :func:`~mexkit.learn.train.fit` call (pre-training stages,
-        pairs); None for the standard trainer. A dotted path rather than a
-        function keeps this layer free of the training code.
-    report : str or None
-        ``"module:function"`` called as ``function(results_dir)`` after a
-        training run has written its results (model-specific pictures, such
-        as AKMNet's key frames per clip); None for none.
-    backbone_pretrainer : str or None
-        ``"module:function"`` that pre-trains the model's per-frame backbone
-        on labelled still frames (``mexkit pretrain``; the stand-in for
-        AKMNet's AffectNet stage), with the signature of
-        :func:`mexkit.learn.trainers.akmnet.pretrain_backbone`; None for a
-        model without one.
+    trainer : callable or None
+        Fold trainer hook, ``trainer(ctx) -> list of epoch records`` with
+        ``ctx`` a :class:`mexkit.learn.folds.FoldContext`, for models whose
+        training is not one plain :func:`~mexkit.learn.train.fit` call
+        (pre-training stages, pairs); None for
+        :func:`mexkit.learn.folds.standard`.
+    weights_option : str or None
+        The model option (keyword) that names a weights file every fold starts
+        from (AKMNet's pre-trained backbone, MEAN's converted authors'
+        network): ``mexkit train`` refuses a file ``mexkit pretrain`` made
+        from clips of the store trained on, and each fold's key carries the
+        file's SHA-256, so that folds trained from other weights are redone.
+    report : callable or None
+        Report hook, ``report(results_dir) -> list of paths``, called after
+        a training run has written its results (model-specific pictures,
+        such as AKMNet's key frames per clip); a
+        :class:`~mexkit.errors.MexkitError` there is logged, not raised.
+    pretraining : BackbonePretraining or None
+        ``mexkit pretrain``'s hooks, for a model with a frame backbone.
+    spotting : Spotting or None
+        Spot-then-recognize hooks, for a model that spots intervals in
+        whole videos.
     protocol : str
         The evaluation protocol of the paper (``mexkit train``'s default).
     scheme : str or None
         The label scheme of the paper (``mexkit train``'s default; None: the
         label stored with each sample).
+
+    Notes
+    -----
+    A spec pickles as its name (it is looked up again in the registry), so
+    that fold contexts holding it reach worker processes.
     """
 
     name: str
     constructor: Callable[..., nn.Module]
     inputs: tuple[InputSpec, ...]
     defaults: TrainDefaults
-    paper_parameter_count: Callable[[nn.Module], int]
     reference: str
+    paper_parameter_count: Callable[[nn.Module], int] = count_parameters
     pretrain: TrainDefaults | None = None
     paper_reported: Mapping[int, int] = field(default_factory=dict)
     options: tuple[ModelOption, ...] = ()
-    trainer: str | None = None
-    report: str | None = None
-    backbone_pretrainer: str | None = None
+    trainer: Callable[[Any], list[dict[str, Any]]] | None = None
+    weights_option: str | None = None
+    report: Callable[[Any], list[Any]] | None = None
+    pretraining: BackbonePretraining | None = None
+    spotting: Spotting | None = None
     protocol: str = "loso"
     scheme: str | None = None
 
     @property
     def module(self) -> str:
-        """The module that defines the model."""
+        """The module that defines the model's network."""
         return getattr(self.constructor, "__module__", "") or ""
+
+    @property
+    def package(self) -> str:
+        """The model's package (``mexkit.models.<name>``): the network's module's parent."""
+        return self.module.rpartition(".")[0]
 
     @property
     def input_names(self) -> tuple[str, ...]:
         """Names of the inputs, in ``forward`` order."""
         return tuple(i.name for i in self.inputs)
 
-
-def load_reference(reference: str, what: str) -> Any:
-    """The object a ``"module:attribute"`` reference names, imported on demand.
-
-    Registry entries name their trainers, reports, pre-trainers and
-    augmentations this way, so that the model layer does not import the
-    training code.
-
-    Raises
-    ------
-    ParameterError
-        If the module cannot be imported or lacks the attribute; the
-        message starts with ``what``.
-    """
-    module, _, name = str(reference).partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ParameterError(f"{what} {reference!r} cannot be loaded: {exc}") from exc
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return get_spec, (self.name,)
 
 
 def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
@@ -281,12 +366,28 @@ def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
     return spec
 
 
+_REGISTRY: dict[str, ModelSpec] = {}
+_scanned: list[Any] = []
+
+
 def _load_builtins() -> None:
+    """Import every module of every model package of :mod:`mexkit.models`.
+
+    ``spec`` registers the model; ``inputs`` and ``augment`` register its
+    inputs and augmentation. The folders are listed again only when the
+    package's path changed.
+    """
     package = importlib.import_module("mexkit.models")
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name.startswith("_") or info.name in _NOT_MODEL_MODULES:
+    path = list(package.__path__)
+    if _scanned == path:
+        return
+    for info in pkgutil.iter_modules(path):
+        if not info.ispkg or info.name.startswith("_"):
             continue
-        importlib.import_module(f"mexkit.models.{info.name}")
+        model = importlib.import_module(f"mexkit.models.{info.name}")
+        for sub in pkgutil.iter_modules(model.__path__):
+            importlib.import_module(f"{model.__name__}.{sub.name}")
+    _scanned[:] = path
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -324,92 +425,40 @@ def list_models() -> list[ModelSpec]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
-def count_parameters(model: nn.Module, *, keras_style: bool = True,
-                     trainable_only: bool = False) -> int:
-    """Count a model's parameters.
+def paper_defaults(model_or_name: nn.Module | str, *, stage: str = "recognition"
+                   ) -> dict[str, Any]:
+    """Keyword arguments of :func:`mexkit.learn.train.fit` with the paper's settings.
 
     Parameters
     ----------
-    model : torch.nn.Module
-    keras_style : bool
-        Count as Keras' ``model.summary()`` does: batch-norm moving mean and
-        moving variance count as (non-trainable) parameters, the
-        ``num_batches_tracked`` counter does not, and an LSTM has one bias
-        vector per layer (PyTorch keeps two, ``bias_ih`` and ``bias_hh``,
-        whose sum is the single bias of the textbook LSTM; Caffe also keeps
-        one). With ``keras_style=False``, the plain PyTorch count
-        ``sum(p.numel() for p in model.parameters())``.
-    trainable_only : bool
-        Count only parameters with ``requires_grad`` (moving statistics are
-        then excluded, as they are not trainable).
+    model_or_name : torch.nn.Module or str
+        A registered model (its ``registry_name``) or a registry name.
+    stage : {"recognition", "pretrain"}
+        ``"pretrain"`` gives the first stage the paper trains (MEAN's
+        spotting stage).
 
     Returns
     -------
-    int
+    dict
+        ``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``momentum``,
+        ``weight_decay``, ``schedule``, ``loss``, ``class_balance`` and
+        ``augment`` (a callable or None).
     """
-    total = sum(p.numel() for p in model.parameters()
-                if p.requires_grad or not trainable_only)
-    if not keras_style:
-        return total
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not trainable_only:
-            if module.running_mean is not None:
-                total += module.running_mean.numel() + module.running_var.numel()
-        if isinstance(module, nn.LSTM) and module.bias:
-            for name, p in module.named_parameters(recurse=False):
-                if name.startswith("bias_hh") and (p.requires_grad or not trainable_only):
-                    total -= p.numel()
-    return total
-
-
-def check_input(model_name: str, input_name: str, x: Any,
-                shape: tuple[int, ...]) -> torch.Tensor:
-    """Check one batched model input and return it as a floating tensor.
-
-    Parameters
-    ----------
-    model_name, input_name : str
-        Named in the error message.
-    x : torch.Tensor
-        Batched input, expected shape ``(B, *shape)``.
-    shape : tuple of int
-        Per-sample shape.
-
-    Returns
-    -------
-    torch.Tensor
-        ``x`` itself (float16/32/64 are accepted; the caller casts).
-
-    Raises
-    ------
-    ModelInputError
-        If ``x`` is missing, not a floating tensor, or of another shape; the
-        message names the model, the input and the expected shape.
-    """
-    expected = "(B, " + ", ".join("T" if s is None else str(s) for s in shape) + ")"
-    if x is None:
-        raise ModelInputError(
-            f"Model {model_name!r} needs the input {input_name!r} of shape {expected}, "
-            "but it was not given."
+    name = model_or_name if isinstance(model_or_name, str) else getattr(
+        model_or_name, "registry_name", None)
+    if name is None:
+        raise ParameterError(
+            f"{type(model_or_name).__name__} is not a registered model; pass the training "
+            "settings to fit() explicitly."
         )
-    if not isinstance(x, torch.Tensor):
-        raise ModelInputError(
-            f"Model {model_name!r}: input {input_name!r} must be a torch.Tensor of shape "
-            f"{expected}, but got {type(x).__name__}."
-        )
-    if not torch.is_floating_point(x):
-        raise ModelInputError(
-            f"Model {model_name!r}: input {input_name!r} must be floating point "
-            f"(float32 or float64), but got dtype {x.dtype}."
-        )
-    fits = x.ndim == len(shape) + 1 and all(
-        want is None or got == want for got, want in zip(x.shape[1:], shape, strict=False))
-    if not fits or x.shape[0] == 0:
-        raise ModelInputError(
-            f"Model {model_name!r}: input {input_name!r} must have shape {expected} with "
-            f"B >= 1, but got shape {tuple(x.shape)}."
-        )
-    return x
+    spec = get_spec(name)
+    check_option("stage", stage, ("recognition", "pretrain"))
+    defaults = spec.defaults if stage == "recognition" else spec.pretrain
+    if defaults is None:
+        raise ParameterError(f"Model {name!r} has no 'pretrain' stage.")
+    kw = defaults.as_fit_kwargs()
+    kw["augment"] = get_augmentation(defaults.augmentation)
+    return kw
 
 
 def model_options(spec: ModelSpec, given: Mapping[str, Any] | None = None

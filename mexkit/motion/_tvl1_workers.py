@@ -99,6 +99,43 @@ def _receive(stream: BinaryIO) -> Any:
     return pickle.loads(body)
 
 
+# -- Ctrl-C that Python swallowed -------------------------------------------------
+# Python raises KeyboardInterrupt in whatever the main thread runs when SIGINT
+# arrives; inside a weakref callback or a __del__ it is printed ("Exception ignored
+# in ...") and lost, and the run went on to exit 0.  The handler below also records
+# the interrupt, so that the map running at that moment stops and raises it again.
+_INTERRUPTED = threading.Event()
+_interrupted_at = [0.0]   # time.monotonic() of the last Ctrl-C
+_HANDLER_LOCK = threading.Lock()
+_handler_installed = False
+
+
+def _watch_sigint() -> None:
+    """Wrap the SIGINT handler (main thread only, once) so that it records Ctrl-C."""
+    global _handler_installed
+    import signal
+
+    if _handler_installed or threading.current_thread() is not threading.main_thread():
+        return
+    with _HANDLER_LOCK:
+        if _handler_installed:
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if not callable(previous):  # SIG_IGN or SIG_DFL: the user's choice, kept
+            _handler_installed = True
+            return
+
+        def handler(signum: int, frame: Any) -> Any:
+            import time
+
+            _interrupted_at[0] = time.monotonic()
+            _INTERRUPTED.set()
+            return previous(signum, frame)
+
+        signal.signal(signal.SIGINT, handler)
+        _handler_installed = True
+
+
 class WorkerLost(RuntimeError):
     """A worker process ended (killed, out of memory) before answering."""
 
@@ -161,6 +198,7 @@ class ProcessPool:
 
     def start(self) -> None:
         """Start the workers that are not running (they import while the caller goes on)."""
+        _watch_sigint()
         with self._lock:
             self._ensure()
 
@@ -175,6 +213,13 @@ class ProcessPool:
         itself. An exception raised by ``func`` stops the map and is raised.
         """
         name = (func.__module__, func.__qualname__)
+        import time
+
+        _watch_sigint()
+        # a Ctrl-C of more than a second ago was raised (or handled) then; a fresh one
+        # may have been lost between two maps of one run: this map raises it
+        if time.monotonic() - _interrupted_at[0] > 1.0:
+            _INTERRUPTED.clear()
         with self._lock:
             self._ensure()
             lock = threading.Lock()
@@ -184,7 +229,7 @@ class ProcessPool:
             lost: list[int] = []
 
             def drive(worker: _Worker) -> None:
-                while not stop.is_set():
+                while not stop.is_set() and not _INTERRUPTED.is_set():
                     with lock:
                         i = next(order, None)
                     if i is None:
@@ -209,6 +254,9 @@ class ProcessPool:
                 t.start()
             for t in threads:
                 t.join()
+            if _INTERRUPTED.is_set():  # Ctrl-C during the map, even if Python lost it
+                _INTERRUPTED.clear()
+                raise KeyboardInterrupt
             if errors:
                 raise errors[0]
             # items never handed out because every worker was lost, plus the lost ones

@@ -79,7 +79,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -89,7 +88,7 @@ from typing import Any
 import numpy as np
 
 from .._validate import check_int, check_option, check_range
-from ..devices import cuda_possible, usable_cores
+from ..devices import check_device_name, cuda_possible, resolve_device, usable_cores
 from ..errors import ParameterError
 from ._flowarray import as_frame_pair
 from ._tvl1_workers import WorkerLost, get_pool, processes_allowed
@@ -656,15 +655,10 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
         threads = check_int("threads", threads, 1)
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, 1)
-    if isinstance(device, str) and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise ParameterError(f"Invalid value for the 'device' parameter: {device!r}. Choose "
-                             f"'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    device = check_device_name(device)
     dev = None
-    on_cpu = isinstance(device, str) and (device == "cpu" or (device == "auto"
-                                                             and not _cuda_possible()))
+    on_cpu = device == "cpu" or (device == "auto" and not _cuda_possible())
     if not on_cpu or engine == "torch":
-        from .tvl1_torch import resolve_device
-
         dev = resolve_device(device)
         on_cpu = dev.type == "cpu"
     ref, mov, single = as_frame_pair(reference, moving, dtype=None)

@@ -41,11 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validate import check_option
-from ..errors import ParameterError
 from .pyramid import pyramid_sizes
 
-__all__ = ["solve", "remap", "resolve_device", "median_select", "median_filter"]
+__all__ = ["solve", "remap", "median_select", "median_filter"]
 
 logger = logging.getLogger("mexkit")
 
@@ -579,30 +577,6 @@ def _solve_batch(reference: torch.Tensor, moving: torch.Tensor, prm: Any,
             flow = [_resize(comp, sizes[level - 1], None) / (prm.scale_step if c < 2 else 1.0)
                     for c, comp in enumerate(flow)]
     return torch.stack(flow[:2], dim=1)
-
-
-def resolve_device(device: Any) -> torch.device:
-    """The torch device that ``device`` ("auto", "cpu", "cuda", "cuda:N") names."""
-    if isinstance(device, torch.device):
-        resolved = device
-    elif isinstance(device, str) and device.startswith("cuda:"):
-        resolved = torch.device(device)
-    else:
-        check_option("device", device, ("auto", "cpu", "cuda"))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(
-            f"Invalid value for the 'device' parameter: {device!r} was asked for, but "
-            "torch sees no CUDA device."
-        )
-    if resolved.type not in ("cpu", "cuda"):
-        raise ParameterError(
-            f"Invalid value for the 'device' parameter. Allowed values are 'auto', 'cpu', "
-            f"'cuda', but got {device!r} instead."
-        )
-    return resolved
 
 
 def _default_batch_size(device: torch.device, height: int, width: int) -> int:

@@ -9,6 +9,7 @@ parameter or the algorithm version changes exactly the affected samples.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -16,15 +17,22 @@ import logging
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from ..errors import StoreError
-from ..io.store import canonical_json
+from ..io.atomic import atomic_path
+from ..io.signing import trusted_keys
+from ..io.store import canonical_json, hash_arrays, open_store, validate_store, write_staged_sample
+from ..io.store.format import _check_structure, _decode_attrs, _hash_attrs
+from .limits import store_limits
 
 __all__ = ["cache_key", "params_digest", "SampleCache", "CACHE_ENV", "reuse_index",
-           "copy_from_store"]
+           "copy_from_store", "INPUT_ATTRS", "merge_attrs", "entry_message"]
 
 logger = logging.getLogger("mexkit")
 
@@ -76,6 +84,41 @@ class _Claim:
             self._fh = None
 
 
+#: Sample attributes that always come from the run's own input, never from a cache
+#: entry or a reused store: who the sample is and what it is labelled.
+INPUT_ATTRS = ("dataset", "subject", "clip", "video", "label", "emotion", "aus",
+               "objective_class", "kind", "source", "intervals", "onset_frame",
+               "apex_frame", "offset_frame")
+# attributes every staged sample carries about itself
+_OWN_ATTRS = ("sample_id", "cache_key", "data_hash")
+
+
+def entry_message(key: str, group: Any) -> bytes:
+    """What a cache entry's signature signs: its key, data hash and every attribute."""
+
+    h = hashlib.sha256()
+    _hash_attrs(h, group)
+    data_hash = group.attrs.get("data_hash", "")
+    if isinstance(data_hash, bytes):
+        data_hash = data_hash.decode("utf-8", "replace")
+    return f"mexkit-cache-entry-v1\0{key}\0{data_hash}\0{h.hexdigest()}".encode()
+
+
+def merge_attrs(entry: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """A reused sample's attributes: what the stage computed (from the entry) and who the
+    sample is (:data:`INPUT_ATTRS`, from the run's own input only)."""
+    out = {k: v for k, v in entry.items() if k not in INPUT_ATTRS and k not in _OWN_ATTRS}
+    out.update({k: v for k, v in inputs.items() if k in INPUT_ATTRS})
+    return out
+
+
+def _no_space(exc: BaseException) -> bool:
+
+    text = str(exc)
+    return (getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text
+            or "errno = 28" in text)
+
+
 class SampleCache:
     """A content-addressed folder of finished samples, shared by many jobs.
 
@@ -90,16 +133,33 @@ class SampleCache:
     name and renamed into place (a reader sees the whole file or none), and
     a job takes an exclusive lock on ``<key>.lock`` before it computes a
     sample, so that two jobs on overlapping samples compute each sample once:
-    the second waits for the first and then copies its result.  Entries are
-    checked against their data hash when they are copied out.
+    the second waits for the first and then copies its result.
+
+    Shared by users: prefix folders take the cache folder's permissions
+    (a group-owned folder with the setgid bit, mode 2775, gives the group's
+    users one cache), and a lock needs only read access to its file.
+
+    Trusted only as far as its signatures go (docs/sharing.md): an entry is
+    used only if it is signed by a key of ``trusted``, passes the store's
+    structural checks and size limits, matches its data hash and passes the
+    stage's ``check`` of its arrays; its sample attributes of
+    :data:`INPUT_ATTRS` are replaced by the run's own.  A bad entry is
+    skipped with a warning and the sample computed, never fatal.  A full
+    disk under the cache stops writing to it, not the run.
 
     Parameters
     ----------
     root : path-like
         The cache folder (created if missing).
+    trusted : TrustedKeys, optional
+        The keys whose entries are used, and the key new entries are signed
+        with (None: own key and nothing else, from the default key file).
+    limits : StoreLimits, optional
+        Size limits of an entry's arrays (default: the store limits in force).
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, trusted: Any = None,
+                 limits: Any = None) -> None:
         self.root = Path(root).expanduser()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -107,6 +167,18 @@ class SampleCache:
             raise StoreError(f"cannot create the cache folder {self.root}: {exc}") from exc
         if not self.root.is_dir():
             raise StoreError(f"the cache {self.root} is not a folder.")
+        self._trusted = trusted
+        self._limits = limits
+        self._signer: Any = False  # not loaded yet
+        self.writable = True
+        self.skipped: dict[str, str] = {}  # entry path -> why it was not used
+
+    @property
+    def trusted(self) -> Any:
+        if self._trusted is None:
+
+            self._trusted = trusted_keys()
+        return self._trusted
 
     def _path(self, key: str, suffix: str = ".h5") -> Path:
         if not _KEY.match(key):
@@ -116,56 +188,131 @@ class SampleCache:
     def __contains__(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def put(self, key: str, staged: str | os.PathLike[str]) -> Path:
-        """Publish a staged sample under ``key`` (temporary name, then rename)."""
-        from ..io.atomic import atomic_path
+    def _prefix(self, key: str) -> Path:
+        """The prefix folder of ``key``, made with the cache folder's permissions."""
+        folder = self._path(key).parent
+        if not folder.is_dir():
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                pass
+            else:  # umask would take the group's write bit: copy the root's mode
+                with contextlib.suppress(OSError):
+                    os.chmod(folder, stat.S_IMODE(os.stat(self.root).st_mode))
+        return folder
 
+    def put(self, key: str, staged: str | os.PathLike[str]) -> Path | None:
+        """Publish a staged sample under ``key``, signed (temporary name, then rename).
+
+        Returns None, and writes nothing, when this run has no signing key or
+        the cache cannot be written (a full disk turns writing off for the
+        rest of this cache object's life; the run goes on).
+        """
+
+
+        if not self.writable:
+            return None
+        if self._signer is False:
+            self._signer = self.trusted.signer()
+        if self._signer is None:
+            return None
         final = self._path(key)
-        final.parent.mkdir(exist_ok=True)
-        with atomic_path(final) as tmp:
-            shutil.copyfile(staged, tmp)
+        try:
+            self._prefix(key)
+            with atomic_path(final) as tmp:
+                shutil.copyfile(staged, tmp)
+                with h5py.File(tmp, "r+", locking=False) as fh:
+                    fh.attrs["signer"] = self._signer.key_id
+                    fh.attrs["signature"] = self._signer.sign(entry_message(key, fh["sample"]))
+                with contextlib.suppress(OSError):
+                    os.chmod(tmp, 0o644)  # readable by the cache's other users
+        except Exception as exc:
+            if _no_space(exc):
+                self.writable = False
+                logger.warning("the cache %s is full (no space left on its device); nothing "
+                               "more is written to it in this run", self.root)
+            else:
+                logger.warning("cannot write cache entry %s (%s); the run goes on", final,
+                               _short(exc))
+            return None
         return final
 
     def fetch(self, key: str, sample_id: str, staging: str | os.PathLike[str],
-              compression: str = "gzip") -> Path | None:
+              compression: str = "gzip", *, attrs: Mapping[str, Any] | None = None,
+              check: Any = None) -> Path | None:
         """Copy the entry for ``key`` into ``staging`` as ``sample_id``; None if absent.
 
-        The arrays are checked against the entry's data hash; a damaged
-        entry is reported, left alone and treated as absent.
+        ``attrs`` are the sample's attributes from the run's own input (those of
+        :data:`INPUT_ATTRS` replace the entry's); ``check(arrays)`` raises for
+        arrays the stage cannot have produced.  An entry that fails any check
+        is reported, left alone and treated as absent.
         """
-        import h5py
-
-        from ..io.store import hash_arrays, write_staged_sample
-
         src = self._path(key)
         if not src.is_file():
             return None
         try:
+            arrays, entry_attrs = self.read(key)
+            if check is not None:
+                check(arrays)
+        except Exception as exc:  # never fatal: the sample is computed instead
+            why = _short(exc)
+            self.skipped[str(src)] = why
+            logger.warning("cache entry %s not used (%s); computing the sample", src, why)
+            return None
+
+        return write_staged_sample(staging, sample_id, key, arrays,
+                                   merge_attrs(entry_attrs, attrs or {}),
+                                   compression=compression)
+
+    def read(self, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The arrays and attributes of the entry for ``key``, after every check.
+
+        Raises
+        ------
+        StoreError
+            The entry is not signed by a trusted key, breaks the store's
+            structural checks or size limits, or does not match its data hash.
+        """
+
+
+        src = self._path(key)
+        try:
             with h5py.File(src, "r", locking=False) as fh:
+                _check_structure(src, fh, self._limits or store_limits())
                 if str(fh.attrs.get("cache_key", "")) != key or "sample" not in fh:
                     raise StoreError("its cache key does not match its name")
                 grp = fh["sample"]
-                if any(not isinstance(grp[n], h5py.Dataset) for n in grp):
-                    raise StoreError("it holds a group where an array belongs")
+                if not isinstance(grp, h5py.Group):
+                    raise StoreError("it holds no sample group")
+                why = self.trusted.check(str(fh.attrs.get("signer", "")),
+                                         entry_message(key, grp),
+                                         str(fh.attrs.get("signature", "")))
+                if why:
+                    raise StoreError(why)
                 arrays = {n: grp[n][()] for n in grp}
-                attrs = {k: grp.attrs[k] for k in grp.attrs
-                         if k not in ("sample_id", "cache_key", "data_hash")}
-                expected = str(grp.attrs.get("data_hash", ""))
-        except (OSError, KeyError, StoreError) as exc:
-            logger.warning("cache entry %s is unreadable (%s); computing the sample", src, exc)
-            return None
-        if hash_arrays(arrays) != expected:
-            logger.warning("cache entry %s does not match its data hash; computing the "
-                           "sample", src)
-            return None
-        return write_staged_sample(staging, sample_id, key, arrays, attrs,
-                                   compression=compression)
+                attrs = _decode_attrs(grp, f"{src}: sample")
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"unreadable ({_short(exc)})") from exc
+        if hash_arrays(arrays) != str(attrs.get("data_hash", "")):
+            raise StoreError("it does not match its data hash")
+        return arrays, attrs
 
     def _lock_file(self, key: str) -> Any:
         path = self._path(key, ".lock")
-        path.parent.mkdir(exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
-        return os.fdopen(fd, "r+b")
+        self._prefix(key)
+        # read access is enough for flock: a lock file made by another user of the
+        # group (mode 0644 under the usual umask) still serves everyone
+        flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, os.O_RDONLY | flags, 0o666)
+        except PermissionError as exc:
+            raise StoreError(
+                f"{path}: cannot open the cache's lock file ({exc.strerror}); a cache shared "
+                "by several users needs a group-owned folder with the setgid bit (chmod "
+                "2775), see docs/sharing.md.") from exc
+        return os.fdopen(fd, "rb")
 
     def claim(self, key: str) -> _Claim | None:
         """Take the key for this job without waiting; None if another job holds it."""
@@ -189,36 +336,49 @@ class SampleCache:
             claim.release()
 
 
-def reuse_index(paths: list[str] | tuple[str, ...]) -> dict[str, tuple[str, str]]:
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, StoreError) and text else \
+        f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def reuse_index(paths: list[str] | tuple[str, ...], trusted: Any = None
+                ) -> dict[str, tuple[str, str]]:
     """Index stores received from elsewhere by the cache keys of their samples.
 
     Each store must pass every check of ``mexkit validate`` first
     (:func:`mexkit.io.store.validate_store`: checksums, structure, data and
-    content hashes); otherwise :class:`StoreError` names it.
+    content hashes) and be signed by a key of ``trusted`` (default: this
+    run's own key only); otherwise :class:`StoreError` names it.
 
     Returns
     -------
     dict
         ``cache_key -> (store path, sample id)``.
     """
-    from ..io.store import open_store, validate_store
 
+    if trusted is None:
+
+        trusted = trusted_keys()
     index: dict[str, tuple[str, str]] = {}
     for p in paths:
         problems = validate_store(p)
         if problems:
             raise StoreError(f"--reuse {p}: the store does not pass validation: {problems[0]}")
         with open_store(p) as s:
+            why = s.signed_by(trusted)
+            if why:
+                raise StoreError(f"--reuse {p}: the store is refused: {why} (trust its "
+                                 "maker's public key with --trust KEYFILE; docs/sharing.md).")
             for sid, key in s.cache_keys().items():
                 if key:
                     index.setdefault(key, (str(p), sid))
     return index
 
 
-def copy_from_store(path: str, source_id: str, sample_id: str, key: str,
-                    staging: str | os.PathLike[str], compression: str = "gzip") -> Path:
-    """Stage sample ``source_id`` of the store at ``path`` as ``sample_id`` (same key)."""
-    from ..io.store import hash_arrays, open_store, write_staged_sample
+def read_from_store(path: str, source_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Arrays and attributes of sample ``source_id`` of a ``--reuse`` store, checked
+    against its data hash."""
 
     with open_store(path) as s:
         view = s[source_id]
@@ -226,6 +386,25 @@ def copy_from_store(path: str, source_id: str, sample_id: str, key: str,
         if hash_arrays(arrays) != str(view.attrs.get("data_hash", "")):
             raise StoreError(f"--reuse {path}: sample {source_id!r} does not match its data "
                              "hash.")
-        attrs = {k: v for k, v in view.attrs.items()
-                 if k not in ("sample_id", "cache_key", "data_hash")}
-    return write_staged_sample(staging, sample_id, key, arrays, attrs, compression=compression)
+        return arrays, dict(view.attrs)
+
+
+def copy_from_store(path: str, source_id: str, sample_id: str, key: str,
+                    staging: str | os.PathLike[str], compression: str = "gzip", *,
+                    attrs: Mapping[str, Any] | None = None, check: Any = None) -> Path:
+    """Stage sample ``source_id`` of the store at ``path`` as ``sample_id`` (same key).
+
+    ``attrs`` are the sample's attributes from the run's own input (those of
+    :data:`INPUT_ATTRS` replace the store's); ``check(arrays)`` raises for
+    arrays the stage cannot have produced (the store is then refused).
+    """
+
+    arrays, stored = read_from_store(path, source_id)
+    if check is not None:
+        try:
+            check(arrays)
+        except Exception as exc:
+            raise StoreError(f"--reuse {path}: sample {source_id!r} is refused: "
+                             f"{_short(exc)}") from exc
+    return write_staged_sample(staging, sample_id, key, arrays,
+                               merge_attrs(stored, attrs or {}), compression=compression)

@@ -1,6 +1,9 @@
 """The crop stage: clips in, a store of aligned face crops with landmarks out."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -8,13 +11,28 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import check_device
 from ..errors import DatasetError, MediaError, ParameterError
-from .cache import cache_key
+from ..io.datasets import (
+    collect_report,
+    detect_dataset,
+    format_summary,
+    get_adapter,
+    load_dataset,
+    summarize,
+)
+from ..io.datasets.summary import has_source
+from ..io.sheets import csv_encoding, looks_like_sheet
+from ..io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_clip
+from ..labels import apply_scheme
+from .cache import INPUT_ATTRS, cache_key
 from .parallel import current_config, in_shard
 from .runner import StageResult, Task, run_stage
+from .stages import expect_arrays
 
-__all__ = ["CROP_VERSION", "ClipSpec", "load_annotated", "default_unit", "clips_from_samples",
-           "split_inputs", "clips_from_paths", "run_crop"]
+__all__ = ["CROP_VERSION", "ClipSpec", "load_annotated", "read_annotations", "default_unit",
+           "is_sheet", "sample_listing", "clips_from_samples", "split_inputs",
+           "clips_from_paths", "run_crop"]
 
 logger = logging.getLogger("mexkit")
 
@@ -40,16 +58,22 @@ def load_annotated(sheet: str | Path, *, dataset: str | None = None,
     Returns the samples and the sheet's provenance record (dataset name, path
     and SHA-256), which the first stage stores as its upstream.
     """
-    import hashlib
-
-    from ..io.datasets import detect_dataset, load_dataset
-
     sheet = Path(sheet)
     name = dataset or detect_dataset(sheet)
     samples = load_dataset(name, sheet, root=root, fps=fps, sheets=sheets)
     record = {"stage": f"annotations:{name}", "path": str(sheet.resolve()),
               "content_hash": hashlib.sha256(sheet.read_bytes()).hexdigest(), "store_id": ""}
     return samples, record
+
+
+def read_annotations(sheet: str | Path, *, dataset: str | None = None,
+                     root: str | Path | None = None, fps: float | None = None,
+                     sheets: Mapping[str, str] | None = None, encoding: str | None = None
+                     ) -> tuple[list[Any], dict[str, Any]]:
+    """:func:`load_annotated` with a CSV sheet read in ``encoding`` (default UTF-8)."""
+    with csv_encoding(encoding):
+        return load_annotated(sheet, dataset=dataset, root=root, fps=fps,
+                              sheets=dict(sheets) if sheets else None)
 
 
 def default_unit(record: Mapping[str, Any], samples: Sequence[Any]) -> str:
@@ -61,8 +85,6 @@ def default_unit(record: Mapping[str, Any], samples: Sequence[Any]) -> str:
     differs from ``clip`` (never through the file a row points to: a row of
     a video file with onset, apex and offset is a clip).
     """
-    from ..io.datasets import get_adapter
-
     name = str(record.get("stage", "")).partition(":")[2]
     if name and name != "generic":
         return "video" if get_adapter(name).long else "clip"
@@ -72,6 +94,51 @@ def default_unit(record: Mapping[str, Any], samples: Sequence[Any]) -> str:
 
     return "video" if any(get(s, "video") and get(s, "video") != get(s, "clip")
                           for s in samples) else "clip"
+
+
+def is_sheet(path: str | Path) -> bool:
+    """Whether ``path`` looks like an annotation sheet (not a video or image folder)."""
+    return looks_like_sheet(Path(path))
+
+
+def sample_listing(sheet: str | Path, *, dataset: str | None = None,
+                   root: str | Path | None = None, fps: float | None = None,
+                   sheets: Mapping[str, str] | None = None, encoding: str | None = None,
+                   scheme: str | None = None, strict: bool = False, as_json: bool = False,
+                   list_all: bool = False) -> tuple[str, int]:
+    """What ``mexkit samples`` prints about a sheet, and its exit status.
+
+    The sheet is parsed as ``mexkit crop`` parses it (without the videos):
+    counts per subject and label, the rows repaired and skipped (each with
+    a warning naming file, sheet and row), the samples outside ``scheme``
+    and, with ``list_all``, one line per sample. The status is 1 when a row
+    was skipped, else 0.
+    """
+    with collect_report(strict=strict) as report:
+        samples, record = read_annotations(sheet, dataset=dataset, root=root, fps=fps,
+                                           sheets=sheets, encoding=encoding)
+    outside: list[tuple[str, str]] = []
+    if scheme is not None:
+        samples, outside = apply_scheme(samples, scheme, on_error="skip")
+    summary = summarize(samples)
+    status = 1 if report.skipped else 0
+    if as_json:
+        doc = {"annotations": record["path"], "summary": summary,
+               "samples": [dataclasses.asdict(s) for s in samples],
+               "outside_scheme": [{"sample_id": s, "reason": r} for s, r in outside],
+               "rows": report.as_dict()}
+        return json.dumps(doc, indent=2, default=str), status
+    lines = [format_summary(summary, report)]
+    lines += [f"outside scheme {scheme}: {sid}: {reason}" for sid, reason in outside]
+    if list_all:
+        for s in samples:
+            apex = "-" if s.apex is None else s.apex
+            where = s.source if has_source(s) else f"{s.source or ''} (not found)".lstrip()
+            onset = "-" if s.onset is None else s.onset
+            offset = "-" if s.offset is None else s.offset
+            lines.append(f"{s.sample_id}\t{s.subject}\t{onset}\t{apex}\t{offset}\t"
+                         f"{s.emotion or '-'}\t{s.label or '-'}\t{where}")
+    return "\n".join(lines), status
 
 
 def clips_from_samples(samples: Sequence[Any], *, unit: str = "clip") -> list[ClipSpec]:
@@ -147,9 +214,6 @@ def split_inputs(paths: Sequence[str | Path], *, dataset: str | None = None
     never taken for a sheet of an unknown dataset, nor a file named ``.mp4``
     that holds no video for a broken video.
     """
-    from ..io.sheets import looks_like_sheet
-    from ..io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_clip
-
     sheets: list[Path] = []
     media: list[Path] = []
     for raw in paths:
@@ -160,8 +224,6 @@ def split_inputs(paths: Sequence[str | Path], *, dataset: str | None = None
         suffix = p.suffix.lower()
         if suffix not in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS and looks_like_sheet(p):
             if dataset is None:
-                from ..io.datasets import detect_dataset
-
                 try:
                     detect_dataset(p)
                 except DatasetError as exc:
@@ -204,9 +266,12 @@ def clips_from_paths(paths: Sequence[str | Path], *, fps: float | None = None) -
 
 
 def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..face.align import align_clip, crop_with_landmarks, precropped
-    from ..face.track import track_first_face
-    from ..io.video import open_clip
+    from ..face.align import (  # start-up: the face detectors, only for cropping
+        align_clip,
+        crop_with_landmarks,
+        precropped,
+    )
+    from ..face.track import track_first_face  # start-up: as above
 
     spec, opt = task.payload["clip"], task.payload["params"]
     where = f"clip {spec['sample_id']} ({spec['source']})"
@@ -269,6 +334,31 @@ def _attrs(spec: Mapping[str, Any], clip: Any, start: int, T: int, score: float
     return a
 
 
+def _check_crop(task: Task, arrays: Mapping[str, Any]) -> None:
+    """What the crop stage makes for ``task``: checked on cache and --reuse hits."""
+    e = task.payload["expect"]
+    T, side = e["frames"], e["side"]
+    frame = (side, side) if side else (None, None)
+    colour = () if task.payload["params"]["grey"] else (3,)
+    spec = {"frames": (np.uint8, (T, *frame, *colour)),
+            "landmarks": ((np.float32, "nan"), (T, 68, 2)),
+            "transforms": (np.float64, (T, 2, 3)), "scores": ((np.float32, "nan"), (T,)),
+            "interpolated": (np.uint8, (T,)), "frame_numbers": (np.int64, (T,))}
+    expect_arrays(arrays, spec, required=list(spec),
+                  where=f"sample {task.sample_id!r}")
+
+
+def _input_attrs(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Who the clip is, from the sheet or the paths: the attributes a cached sample
+    never supplies (:data:`~mexkit.pipeline.cache.INPUT_ATTRS`)."""
+    a = {k: spec[k] for k in _CARRY if k in INPUT_ATTRS and spec.get(k) is not None}
+    if spec.get("source"):
+        a["source"] = str(Path(spec["source"]).resolve())
+    if spec.get("intervals"):
+        a["intervals"] = spec["intervals"]
+    return a
+
+
 def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "dlib",
              mode: str = "first", size: int = 128, margin: float = 0.125, grey: bool = True,
              smooth: float = 8.0, max_gap: int = 5, upsample: int | None = None,
@@ -276,15 +366,18 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
              progress: bool = True, upstream: Sequence[Mapping[str, Any]] = ()
              ) -> StageResult:
     """Detect, align and crop every clip; write the crop store."""
-    from ..io.video import open_clip
+    device = check_device(device)  # a GPU that is not there fails once, before any clip
 
-    if backend == "threading" and jobs > 1 and detector != "none":
+    if backend == "threading" and jobs > 1:
         # the face models are loaded once per process and are not thread-safe: threads
-        # sharing dlib's detector gave different detection scores than one job
+        # sharing dlib's detector gave different detection scores than one job, and
+        # crashed; --detector none runs dlib too (landmarks of the pre-cropped face)
+        what = ("--detector none runs dlib on each clip's first frame for its landmarks"
+                if detector == "none" else f"crop with the {detector!r} detector")
         raise ParameterError(
-            f"Invalid value for the 'backend' parameter: crop with the {detector!r} detector "
-            "cannot use 'threading' (the detector is shared by the threads and results "
-            "would depend on timing); use --backend loky.")
+            f"Invalid value for the 'backend' parameter: {what} and cannot use 'threading' "
+            "(the detector is shared by the threads and results would depend on timing); "
+            "use --backend loky.")
     params = {"detector": detector, "mode": mode, "size": size, "margin": margin,
               "grey": grey, "smooth": smooth if mode == "every" else None,
               "max_gap": max_gap if mode == "every" else None, "upsample": upsample}
@@ -305,6 +398,7 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
         try:
             with open_clip(spec["source"], fps=spec.get("fps")) as clip:
                 content = clip.content_hash()
+                n_frames = clip.n_frames
         except (MediaError, OSError, ValueError) as exc:  # this clip fails alone
             failures[sid] = str(exc) if isinstance(exc, MediaError) else (
                 f"{spec['source']}: {type(exc).__name__}: {exc}")
@@ -313,8 +407,12 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
         annotations = {k: spec.get(k) for k in ("start", "stop", "intervals", *_CARRY)}
         key = cache_key("crop", CROP_VERSION, params, content + repr(sorted(
             (k, repr(v)) for k, v in annotations.items())))
-        tasks.append(Task(sid, key, {}, {"clip": dict(spec),
-                                         "params": {**params, "device": device}}))
+        expect = {"frames": (spec.get("stop") or n_frames) - (spec.get("start") or 0),
+                  "side": size}
+        tasks.append(Task(sid, key, _input_attrs(spec), {
+            "clip": dict(spec), "params": {**params, "device": device}, "expect": expect}))
     return run_stage(tasks, _compute, output=output, stage="crop", params=params,
                      upstream=upstream, jobs=jobs, backend=backend, progress=progress,
-                     extra_failures=failures)
+                     extra_failures=failures, check=_check_crop,
+                     all_samples=[spec["sample_id"] for spec in specs],
+                     inputs=[s["source"] for s in specs if s.get("source")])

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import check_device
 from ..errors import ParameterError
 from .parallel import check_interrupt, wait_for
 from .runner import StageResult, Task, batched
-from .stages import input_sample, require_arrays, run_store_stage
+from .stages import expect_arrays, input_sample, require_arrays, run_store_stage
 
 __all__ = ["FLOW_VERSION", "STRAIN_VERSION", "run_flow", "run_strain", "PAIR_MODES"]
 
@@ -160,11 +161,12 @@ def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.
 
 
 def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, Any],
-             sid: str) -> dict[str, np.ndarray]:
+             sid: str, first_frame: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Strain and features of one sample's flow."""
     out: dict[str, np.ndarray] = {}
     strain = None
-    if opt["strain"] or "mean" in opt["features"]:
+    paper_mean = "mean" in opt["features"] and opt.get("mean_input") == "paper"
+    if opt["strain"] or paper_mean:
         from ..motion.strain import optical_strain
 
         strain = optical_strain(flow).astype(np.float32)
@@ -179,21 +181,9 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
 
         out["hoof"] = np.asarray(hoof(flow), dtype=np.float32)
     if "mean" in opt["features"]:
-        from ..face.regions import mean_regions, remove_head_motion
+        from .mean_features import mean_features
 
-        if landmarks is None or not np.isfinite(landmarks).all():
-            raise ParameterError(f"sample {sid!r} has no landmarks; MEAN regions need them.")
-        region_flow = flow
-        if opt.get("remove_head_motion"):
-            from ..motion.strain import optical_strain
-
-            region_flow = np.stack([remove_head_motion(f, lm) for f, lm in
-                                    zip(flow, landmarks, strict=True)]).astype(np.float32)
-            strain = optical_strain(region_flow).astype(np.float32)
-        maps = np.concatenate([region_flow, strain[:, None]], axis=1)  # (P, 3, H, W)
-        out["mean_regions"] = np.stack([
-            mean_regions(m, lm, mask_eyes=bool(opt.get("mask_eyes")))
-            for m, lm in zip(maps, landmarks, strict=True)]).astype(np.float32)
+        out.update(mean_features(flow, landmarks, first_frame, opt, sid, strain))
     return out
 
 
@@ -223,7 +213,7 @@ def _piece_pairs(opt: Mapping[str, Any]) -> int:
 
 def _prepare(t: Task, opt: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, int,
                                                          np.ndarray]:
-    s = input_sample(t.payload["input"], t.sample_id)
+    s = input_sample(t.payload["input"], t.sample_id, t.payload.get("identity"))
     require_arrays(s, ["frames"], stage="flow", producer="mexkit crop")
     frames = s.read("frames")
     pairs, apex = _pairs(s, frames, opt)
@@ -241,12 +231,14 @@ def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
         arrays["landmarks"] = landmarks
     if "frame_numbers" in s:
         arrays["frame_numbers"] = s.read("frame_numbers")
-    arrays.update(_derived(flow, landmarks, opt, t.sample_id))
+    arrays.update(_derived(flow, landmarks, opt, t.sample_id, prep[4][0]))
     if opt["with_apex"]:
         arrays["apex_image"] = frames[apex]
     attrs = {"pair_mode": opt["pairs"], "flow_method": opt["method"]}
     if opt["pairs"] == "gap" and len(pairs):
         attrs["gap"] = int(pairs[0, 1] - pairs[0, 0])  # k as resolved for this video
+    if "mean" in opt["features"]:
+        attrs["mean_input"] = opt.get("mean_input") or "authors"
     if apex >= 0:
         attrs["apex_used"] = apex
     if opt["pairs"] in _ANNOTATED_PAIRS or opt["with_apex"]:
@@ -508,11 +500,55 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
         bg.close(wait=0.0 if parallel._EXIT_ON_INTERRUPT else 0.5)
 
 
+def _check_flow(task: Task, arrays: Mapping[str, Any]) -> None:
+    """What the flow stage makes for ``task``: checked on cache and --reuse hits."""
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+    shape = s.shape("frames")
+    T, H, W = shape[:3]
+    opt = task.payload["params"]
+    P = np.asarray(arrays.get("pairs", np.zeros((0, 2)))).shape[0]
+    f32 = np.float32
+    spec = {"flow": (f32, (P, 2, H, W)), "pairs": (np.int64, (P, 2)),
+            "landmarks": ((f32, "nan"), (P, 68, 2)), "frame_numbers": (np.int64, (T,)),
+            "strain": (f32, (P, H, W)), "direction_magnitude": (f32, None),
+            "hoof": (f32, None), "mean_regions": (f32, None),
+            "apex_image": (np.uint8, tuple(shape[1:]))}
+    required = ["flow", "pairs"] + (["strain"] if opt["strain"] else []) + \
+        (["apex_image"] if opt["with_apex"] else [])
+    where = f"sample {task.sample_id!r}"
+    expect_arrays(arrays, spec, required=required, where=where)
+    pairs = np.asarray(arrays["pairs"])
+    if P == 0 or pairs.min() < 0 or pairs.max() >= T:
+        raise ParameterError(f"{where}: {P} pairs, frames {pairs.min(initial=0)}.."
+                             f"{pairs.max(initial=0)} of a clip of {T}")
+    for name in ("direction_magnitude", "hoof", "mean_regions"):
+        if name in arrays and len(arrays[name]) != P:
+            raise ParameterError(f"{where}: {name!r} has {len(arrays[name])} rows for {P} "
+                                 "pairs")
+    if np.abs(arrays["flow"]).max(initial=0) > 2 * max(H, W):
+        raise ParameterError(f"{where}: flow of more than twice the frame size")
+
+
+def _check_strain(task: Task, arrays: Mapping[str, Any]) -> None:
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+    P, _, H, W = s.shape("flow")
+    spec = {name: (s.dtype(name), tuple(s.shape(name))) for name in s.keys()
+            if name not in ("strain", "strain_components")}
+    spec["strain"] = (np.float32, (P, H, W))
+    spec["strain_components"] = (np.float32, (P, 3, H, W))
+    for name in ("landmarks",):
+        if name in spec:
+            spec[name] = ((spec[name][0], "nan"), spec[name][1])
+    required = [*(n for n in spec if n != "strain_components"),
+                *(["strain_components"] if task.payload["params"]["components"] else [])]
+    expect_arrays(arrays, spec, required=required, where=f"sample {task.sample_id!r}")
+
+
 def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1",
              pairs: str = "consecutive", k: int | None = None, window: int = 65,
              strain: bool = False, features: Sequence[str] = (), with_apex: bool = False,
              no_apex: str = "auto", device: str = "auto", mask_eyes: bool = False,
-             remove_head_motion: bool = False,
+             remove_head_motion: bool = False, mean_input: str = "authors",
              method_options: Mapping[str, Any] | None = None, jobs: int = 1,
              backend: str = "loky", group: int | None = None, progress: bool = True,
              method_runtime: Mapping[str, Any] | None = None,
@@ -534,27 +570,36 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     from ..motion.methods import flow_method
 
     flow_method(method)  # an unknown name fails here, listing the registered ones
+    device = check_device(device)  # a GPU that is not there fails once, before any sample
     check_option("pairs", pairs, PAIR_MODES)
     check_option("no_apex", no_apex, ("auto", "middle", "max-diff", "fail"))
     for f in features:
         check_option("features", f, FEATURES)
+    check_option("mean_input", mean_input, ("authors", "paper"))
+    if "mean" in features and mean_input == "authors" and (mask_eyes or remove_head_motion):
+        raise ParameterError(
+            "--mask-eyes and --remove-head-motion (SOFTNet) apply to --mean-input paper; "
+            "the authors' construction (the default) has neither.")
     params = {"method": method, "pairs": pairs, "k": k, "window": window, "strain": strain,
               "features": sorted(set(features)), "with_apex": with_apex, "no_apex": no_apex,
               "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion,
               "method_options": dict(method_options or tvl1 or {})}
+    if "mean" in features:
+        params["mean_input"] = mean_input
     if group is None:
         group = 64 if jobs == 1 else 16
     # the device changes where, not what, is computed: it stays out of the cache key
     compute_params = {**params, "device": device, "method_runtime": dict(method_runtime or {})}
     return run_store_stage(input_path, output, stage="flow", version=FLOW_VERSION,
                            params=params, compute=_compute_group, jobs=jobs, backend=backend,
-                           progress=progress, group=group, payload_params=compute_params)
+                           progress=progress, group=group, payload_params=compute_params,
+                           check=_check_flow)
 
 
 def _compute_strain(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from ..motion.strain import optical_strain
 
-    s = input_sample(task.payload["input"], task.sample_id)
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     require_arrays(s, ["flow"], stage="strain", producer="mexkit flow")
     flow = s.read("flow")
     arrays = {k: s.read(k) for k in s.keys() if k not in ("strain", "strain_components")}
@@ -572,4 +617,4 @@ def run_strain(input_path: str | Path, output: str | Path, *, components: bool =
     """Optical strain of every flow field of a flow store (flow and pairs are kept)."""
     return run_store_stage(input_path, output, stage="strain", version=STRAIN_VERSION,
                            params={"components": components}, compute=_compute_strain,
-                           jobs=jobs, backend=backend, progress=progress)
+                           jobs=jobs, backend=backend, progress=progress, check=_check_strain)

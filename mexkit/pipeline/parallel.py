@@ -15,22 +15,29 @@ every stage gets them without each command passing them by hand.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
 import os
 import queue
+import secrets
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from tqdm import tqdm
+
 from .._validate import check_option, check_range
 from ..errors import MexkitError, ParameterError
+from .reaper import ensure_reaper
 
 __all__ = [
     "BACKENDS",
@@ -108,8 +115,15 @@ class ParallelConfig:
         stops; None reads ``MEXKIT_STALL_TIMEOUT``, else 300 s
         (:func:`stall_timeout`).
     overwrite : bool
-        Replace an output store made with other parameters (or by another
-        stage); without it the stage refuses, naming what differs.
+        Replace an existing output file that is not a mexkit store, or a
+        store made by another stage or with other parameters (``--overwrite``;
+        an input of the run is never replaced).
+    trust : tuple of str
+        Public key files (``--trust``) whose cache entries and ``--reuse``
+        stores this run uses, besides its own key's.
+    audit : float
+        Share of cache and ``--reuse`` hits recomputed and compared
+        (``--audit``); any difference refuses the cache or store.
     """
 
     retries: int = 2
@@ -120,6 +134,8 @@ class ParallelConfig:
     reuse: tuple[str, ...] = ()
     stall_timeout: float | None = None
     overwrite: bool = False
+    trust: tuple[str, ...] = ()
+    audit: float = 0.0
 
 
 _DEFAULT_CONFIG = ParallelConfig()
@@ -253,11 +269,15 @@ def backend_session(backend: str, jobs: int, *, scheduler: str | None = None,
     """Set up joblib's ``backend`` for ``jobs`` workers for a ``with`` block.
 
     ``dask`` connects a client of its own to the scheduler of the Dask
-    client already current in this process, else to ``scheduler``, else
-    starts a local cluster of ``jobs`` single-threaded worker processes
-    (closed at the end).  ``ray`` connects to ``address``, else starts a
-    local Ray instance with ``jobs`` CPUs (shut down at the end) unless Ray
-    is already initialised.
+    client already current in this process, else to ``scheduler`` (with
+    the TLS settings of dask's configuration; a scheduler without TLS is
+    used with a warning), else starts a local cluster of ``jobs``
+    single-threaded worker processes that admits only this run (TLS with
+    certificates made for the run; closed at the end).  ``ray`` connects to
+    ``address``, else starts a local Ray instance with ``jobs`` CPUs (shut
+    down at the end) unless Ray is already initialised; a local instance
+    requires a token made for the run (Ray's token authentication), so other
+    local users cannot use it.
     """
     with _session(backend, jobs, scheduler=scheduler, address=address):
         yield
@@ -272,7 +292,7 @@ Probe = Callable[[], int]
 @contextlib.contextmanager
 def _session(backend: str, jobs: int, *, scheduler: str | None = None,
              address: str | None = None) -> Iterator[Probe | None]:
-    import joblib
+    import joblib  # start-up: every command imports this module; only a map of jobs needs it
 
     check_option("backend", backend, BACKENDS)
     if backend != "dask" and scheduler is not None:
@@ -292,6 +312,12 @@ def _session(backend: str, jobs: int, *, scheduler: str | None = None,
         yield probe
 
 
+def _watched(func: Callable[[Any], Any], parent_pid: int, chunk: Any) -> Any:
+    """``func(chunk)`` in a worker that ends itself when ``parent_pid`` dies."""
+    watch_parent(parent_pid)
+    return func(chunk)
+
+
 def _dask_probe(client: Any) -> Probe:
     def probe() -> int:
         return sum(client.nthreads().values())
@@ -307,7 +333,7 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
     it submitted by closing it, without touching a client the caller holds.
     """
     try:
-        import distributed
+        import distributed  # optional dependency (the dask extra)
     except ImportError as exc:
         raise ParameterError("The 'dask' backend needs dask.distributed "
                              "(pip install 'dask[distributed]').") from exc
@@ -318,18 +344,14 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
         except ValueError:
             current = None
         if current is None:
-            logger.info("dask: starting a local cluster of %d worker process(es)", jobs)
-            with distributed.LocalCluster(n_workers=jobs, threads_per_worker=1,
-                                          processes=True, dashboard_address=None) as cluster, \
-                    distributed.Client(cluster, set_as_default=False) as client:
-                try:
-                    yield client
-                except KeyboardInterrupt:
-                    # the nannies would give each busy worker 4 s to finish its task
-                    _kill_local_workers(cluster)
-                    raise
+            with _local_dask_cluster(jobs) as client:
+                yield client
             return
         scheduler, security = current.scheduler.address, current.security
+    elif _plain_address(scheduler):
+        logger.warning("dask: the scheduler %s takes any client that can reach it (no TLS): "
+                       "whoever can connect runs code as the workers' user; secure it with "
+                       "TLS certificates (docs/sharing.md)", scheduler)
     try:  # waits for dask's distributed.comm.timeouts.connect
         client = distributed.Client(scheduler, security=security, set_as_default=False)
     except (OSError, TimeoutError) as exc:
@@ -341,8 +363,6 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
 def _kill_local_workers(cluster: Any) -> None:
     """SIGKILL the worker processes of a local Dask cluster this run started (Ctrl-C):
     their samples are staged or lost with them, as with a killed loky worker."""
-    import signal
-
     for name in ("distributed", "tornado", "asyncio"):  # the nannies' complaints about it
         logging.getLogger(name).setLevel(logging.CRITICAL)
     for nanny in list(getattr(cluster, "workers", {}).values()):
@@ -352,11 +372,49 @@ def _kill_local_workers(cluster: Any) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def _plain_address(address: str) -> bool:
+    """True for a Dask address without TLS (``tcp://``, ``ws://``, no protocol)."""
+    return "://" not in address or address.split("://", 1)[0] in ("tcp", "ws", "inproc")
+
+
+@contextlib.contextmanager
+def _local_dask_cluster(jobs: int) -> Iterator[Any]:
+    """A local Dask cluster that admits only this run.
+
+    Scheduler, nannies and workers listen on 127.0.0.1 with TLS and require a
+    client certificate signed by a certificate authority made for this run
+    (:meth:`distributed.security.Security.temporary`: a new key pair in this
+    process's memory, passed to the worker processes it starts).  Another
+    user of the machine, who can reach the ports but holds no certificate, is
+    refused at the TLS handshake and can submit nothing.
+    """
+    import distributed  # optional dependency (the dask extra)
+    from distributed.security import Security  # optional dependency, as above
+
+    try:
+        security = Security.temporary()
+    except ImportError as exc:  # pragma: no cover - cryptography is a dependency
+        raise ParameterError("A local Dask cluster needs the 'cryptography' package for "
+                             "its TLS certificates (pip install cryptography).") from exc
+    logger.info("dask: starting a local cluster of %d worker process(es) (TLS, this run "
+                "only)", jobs)
+    with distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, host="127.0.0.1", protocol="tls",
+                                  security=security) as cluster, \
+            distributed.Client(cluster, security=security, set_as_default=False) as client:
+        try:
+            yield client
+        except KeyboardInterrupt:
+            # the nannies would give each busy worker 4 s to finish its task
+            _kill_local_workers(cluster)
+            raise
+
+
 @contextlib.contextmanager
 def _ray_session(jobs: int, address: str | None) -> Iterator[Probe]:
     try:
-        import ray
-        from ray.util.joblib import register_ray
+        import ray  # optional dependency (ray)
+        from ray.util.joblib import register_ray  # optional dependency, as above
     except ImportError as exc:
         raise ParameterError("The 'ray' backend needs ray (pip install 'ray[default]').") from exc
     register_ray()
@@ -369,6 +427,7 @@ def _ray_session(jobs: int, address: str | None) -> Iterator[Probe]:
         yield probe
         return
     before = _descendants(os.getpid())
+    token = _ray_token() if address is None else {}
     try:
         # in a thread of its own: Ray's start waits in native code that Ctrl-C does not
         # reach for seconds; this thread waits where it does
@@ -377,10 +436,12 @@ def _ray_session(jobs: int, address: str | None) -> Iterator[Probe]:
             if address is None else {"address": address, "log_to_driver": False})
         _call_interruptibly(ray.init, **kwargs)
     except ConnectionError as exc:
+        _restore_env(token)
         raise ParameterError(f"Cannot reach the Ray cluster at {address!r}: {exc}") from exc
     except KeyboardInterrupt:  # Ctrl-C while Ray starts: what it started goes
         if address is None:
             _kill(_local_ray_processes(before))
+        _restore_env(token)
         raise
     started = _descendants(os.getpid()) - before
     _STARTED.update(started)
@@ -399,13 +460,12 @@ def _ray_session(jobs: int, address: str | None) -> Iterator[Probe]:
         ray.shutdown()
     finally:
         _STARTED.difference_update(started)
+        _restore_env(token)
 
 
 def _call_interruptibly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)`` in a daemon thread; this thread waits for it, honouring
     Ctrl-C within a fraction of a second (the call is then left to run out)."""
-    import concurrent.futures
-
     fut: concurrent.futures.Future = concurrent.futures.Future()
 
     def run() -> None:
@@ -477,11 +537,43 @@ def _local_ray_processes(before: set[int]) -> set[int]:
 
 
 def _kill(pids: Iterable[int]) -> None:
-    import signal
-
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _ray_token() -> dict[str, str | None]:
+    """Turn on Ray's token authentication for the local instance this run starts.
+
+    A random token in this process's environment (readable by this user
+    only), inherited by the Ray processes it starts: a client without it,
+    another local user's included, is refused.  Nothing is changed where
+    ``RAY_AUTH_MODE`` is set already (the user's own choice).  Returns the
+    variables to restore afterwards.
+    """
+    if os.environ.get("RAY_AUTH_MODE"):
+        return {}
+    before = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
+                                            "RAY_AUTH_TOKEN_PATH")}
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    try:  # Ray caches its configuration: refresh it (as Ray's own set-up does)
+        from ray._raylet import Config  # optional dependency (ray)
+
+        Config.initialize("")
+    except Exception as exc:  # an older Ray without token authentication
+        logger.warning("ray: cannot turn on token authentication (%s); the local Ray "
+                       "instance admits any local client", exc)
+    return before
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def stall_timeout(value: float | None = None, *,
@@ -556,7 +648,13 @@ def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, job
         for c in chunks:
             yield func(c)
         return
-    import joblib
+    import joblib  # start-up: as in _session; one job never needs it
+
+    if backend != "threading":
+        # whatever this process starts dies with it, even killed with SIGKILL
+        ensure_reaper()
+    if backend == "loky":  # each worker also ends itself within 0.25 s of our death
+        func = functools.partial(_watched, func, os.getpid())
 
     # Ray's joblib backend returns a list only (workers still stage each sample at once)
     order = "list" if backend == "ray" else "generator_unordered"
@@ -737,8 +835,6 @@ def exit_on_interrupt(*, grace: float = 1.5, message: str = "") -> None:
     sample or piece is already on disk, and the store's files are safe against a
     kill at any moment.
     """
-    import signal
-
     global _EXIT_ON_INTERRUPT
     _EXIT_ON_INTERRUPT = True
     if threading.current_thread() is not threading.main_thread():
@@ -793,8 +889,6 @@ def interrupt_guard() -> Iterator[None]:
     never lost.  Installed only in the main thread, and only over Python's
     default handler (a handler of the caller's own is left alone).
     """
-    import signal
-
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
@@ -832,8 +926,6 @@ def check_interrupt() -> None:
 
 def wait_for(future: Any, *, tick: float = 0.2) -> Any:
     """``future.result()``, waking every ``tick`` seconds to honour Ctrl-C."""
-    import concurrent.futures
-
     while True:
         check_interrupt()
         try:
@@ -859,8 +951,6 @@ def progress_bar(total: int, desc: str, *, unit: str = "sample", enabled: bool =
     enabled : bool
         False hides it (``--quiet``).
     """
-    from tqdm import tqdm
-
     show = enabled and total > 0 and sys.stderr.isatty()
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not show,
                 dynamic_ncols=True, leave=False)

@@ -1,21 +1,32 @@
-"""Reports of a training run: the metrics table, the confusion matrix and
-the training curves (PNG, written atomically)."""
+"""Reports of a training run: the metrics table, the confusion matrix, the
+training curves (PNG, written atomically), the results as JSON, and the
+progress bar over epochs."""
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from ..io.atomic import atomic_path
 
-__all__ = ["plot_confusion", "plot_training", "format_report", "save_figure"]
+__all__ = ["plot_confusion", "plot_training", "format_report", "save_figure", "jsonable",
+           "safe_name", "EpochBar", "EpochBars"]
+
+
+def safe_name(name: str) -> str:
+    """``name`` (a sample id, a fold, a subject) as a file name: other characters than
+    letters, digits, ``-``, ``_`` and ``.`` become ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
 
 
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> None:
     """Write ``fig`` as a PNG under a temporary name, then rename it into place."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up: `mexkit evaluate` reports without plots
 
     fig.tight_layout()
     try:
@@ -27,10 +38,10 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> None:
 
 def plot_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str], title: str) -> None:
     """Save a labelled confusion-matrix image (rows: true, columns: predicted)."""
-    import matplotlib
+    import matplotlib  # start-up: `mexkit evaluate` reports without plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up, as above; after the backend is chosen
 
     m = np.asarray(matrix, dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(classes), 1.0 + 0.8 * len(classes)))
@@ -61,10 +72,10 @@ def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]
     Models trained in stages (records with a ``stage``) are drawn stage
     after stage, with the stage boundaries marked.
     """
-    import matplotlib
+    import matplotlib  # start-up: `mexkit evaluate` reports without plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up, as above; after the backend is chosen
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
     monitored = False
@@ -148,3 +159,54 @@ def _f(v: Any) -> str:
     except (TypeError, ValueError):
         return "-"
     return "-" if not np.isfinite(v) else f"{v:.4f}"
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` in plain JSON types: numpy values made Python's, NaN and inf None."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+class EpochBar:
+    """tqdm bar over epochs fed by fit's progress callback."""
+
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        self.bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr,
+                        disable=not (enabled and sys.stderr.isatty()), leave=False)
+
+    def callback(self, info: Mapping[str, Any]) -> None:
+        self.bar.update(1)
+        loss = info.get("loss")
+        if loss is not None:
+            self.bar.set_postfix(loss=f"{float(loss):.4f}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class EpochBars:
+    """``bars(stage, epochs) -> EpochBar`` for one fold (picklable, for fold workers).
+
+    Parameters
+    ----------
+    desc : str
+        What the fold is, e.g. ``"fold 2/5 sub01"``; each bar adds its stage.
+    enabled : bool
+        Show the bars (on a terminal).
+    """
+
+    def __init__(self, desc: str, enabled: bool) -> None:
+        self.desc = desc
+        self.enabled = enabled
+
+    def __call__(self, stage: str, epochs: int) -> EpochBar:
+        return EpochBar(epochs, f"{self.desc}: {stage}", self.enabled)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import json
 import logging
 import os
+import random
 import threading
 import time
 import traceback
@@ -23,10 +25,22 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import h5py
+import numpy as np
+
 from .._validate import check_option, check_range
-from ..errors import MexkitError, ParameterError
-from ..io.store import StoreWriter, staged_name, write_staged_sample
-from .cache import SampleCache, copy_from_store, reuse_index
+from ..errors import DiskFullError, InputChangedError, MexkitError, ParameterError, StoreError
+from ..io.signing import trusted_keys
+from ..io.store import (
+    StoreWriter,
+    canonical_json,
+    hash_arrays,
+    open_store,
+    staged_name,
+    write_staged_sample,
+)
+from . import parallel as _parallel
+from .cache import INPUT_ATTRS, SampleCache, copy_from_store, read_from_store, reuse_index
 from .parallel import (
     BACKENDS,
     ClusterLostError,
@@ -48,6 +62,9 @@ __all__ = ["Task", "StageResult", "run_stage", "batched", "staged_pieces", "Stag
 Outcome = tuple[str, str, str, str]
 
 logger = logging.getLogger("mexkit")
+
+# errors that stop the whole stage instead of failing one sample
+_FATAL = (InputChangedError, DiskFullError)
 
 
 @dataclass
@@ -133,16 +150,10 @@ class StagedPieces:
 
     def path(self, start: int, stop: int) -> Path:
         """The file of piece ``[start, stop)``."""
-        from ..io.store import staged_name
-
         return Path(self.staging) / staged_name(*self._id_key(start, stop))
 
     def get(self, start: int, stop: int) -> dict[str, Any] | None:
         """The arrays of piece ``[start, stop)`` if a run finished it, else None."""
-        import h5py
-
-        from ..io.store import hash_arrays
-
         p = self.path(start, stop)
         if not p.is_file() or p.is_symlink():
             return None
@@ -164,8 +175,6 @@ class StagedPieces:
 
     def put(self, start: int, stop: int, arrays: Mapping[str, Any]) -> Path:
         """Stage the finished piece ``[start, stop)``."""
-        from ..io.store import write_staged_sample
-
         pid, key = self._id_key(start, stop)
         return write_staged_sample(self.staging, pid, key, arrays, {"piece": [start, stop]},
                                    compression=self.compression)
@@ -202,6 +211,8 @@ def batched(compute: Callable) -> Callable:
 def _stage_one(task: Task, res: Any, staging: str, compression: str,
                cache: SampleCache | None) -> Outcome:
     """Stage one computed result (or record its exception).  Never raises."""
+    if isinstance(res, _FATAL):
+        raise res
     if isinstance(res, BaseException):
         detail = "" if isinstance(res, MexkitError) else "".join(
             traceback.format_exception(type(res), res, res.__traceback__))
@@ -212,6 +223,8 @@ def _stage_one(task: Task, res: Any, staging: str, compression: str,
         attrs.update(extra)
         p = write_staged_sample(staging, task.sample_id, task.cache_key, arrays, attrs,
                                 compression=compression)
+    except _FATAL:
+        raise
     except Exception as exc:
         detail = traceback.format_exc() if not isinstance(exc, MexkitError) else ""
         return ("failed", task.sample_id, _one_line(exc), detail)
@@ -223,6 +236,8 @@ def _stage_one(task: Task, res: Any, staging: str, compression: str,
 def _compute_one(compute: Callable, task: Task) -> Any:
     try:
         return compute(task)
+    except _FATAL:
+        raise
     except Exception as exc:  # one sample's failure must not cancel the others
         return exc
 
@@ -242,6 +257,8 @@ def _iter_batch(compute: Callable, tasks: list[Task]) -> Iterator[tuple[Task, An
             done += 1
         if done != len(tasks):
             raise RuntimeError(f"compute returned {done} results for {len(tasks)} tasks")
+    except _FATAL:
+        raise
     except Exception as exc:
         rest = tasks[done:]
         if len(rest) == 1 and len(tasks) == 1:
@@ -251,38 +268,120 @@ def _iter_batch(compute: Callable, tasks: list[Task]) -> Iterator[tuple[Task, An
             yield from _iter_batch(compute, [t])
 
 
+class CacheRefused(StoreError):
+    """An audited cache entry or ``--reuse`` sample differs from its recomputation."""
+
+
+def _differences(a: Mapping[str, Any], a_attrs: Mapping[str, Any], b: Mapping[str, Any],
+                 b_attrs: Mapping[str, Any]) -> str:
+    """'' if two results of one sample agree, else the first difference (one phrase).
+
+    Integer arrays must be equal; float arrays equal to rounding (relative
+    1e-4, absolute 1e-5, NaN where NaN); the computed attributes (all but who
+    the sample is, :data:`~mexkit.pipeline.cache.INPUT_ATTRS`) equal.
+    """
+    if sorted(a) != sorted(b):
+        return f"arrays {sorted(a)} instead of {sorted(b)}"
+    for name in sorted(a):
+        x, y = np.asarray(a[name]), np.asarray(b[name])
+        if x.dtype != y.dtype or x.shape != y.shape:
+            return f"{name!r} is {x.dtype} {x.shape} instead of {y.dtype} {y.shape}"
+        if x.dtype.kind == "f":
+            same = np.allclose(x, y, rtol=1e-4, atol=1e-5, equal_nan=True)
+        else:
+            same = np.array_equal(x, y)
+        if not same:
+            diff = np.abs(x.astype(np.float64) - y.astype(np.float64))
+            return f"{name!r} differs by up to {float(np.nanmax(diff)):.4g}"
+    skip = set(INPUT_ATTRS) | {"sample_id", "cache_key", "data_hash"}
+    for k in sorted((set(a_attrs) | set(b_attrs)) - skip):
+        u, v = a_attrs.get(k), b_attrs.get(k)
+        if isinstance(u, float) and isinstance(v, float):
+            if np.isclose(u, v, rtol=1e-4, atol=1e-6, equal_nan=True):
+                continue
+        if u != v:
+            return f"attribute {k!r} is {u!r} instead of {v!r}"
+    return ""
+
+
+def _audit(compute: Callable, task: Task, batched_compute: bool, arrays: Mapping[str, Any],
+           attrs: Mapping[str, Any], where: str) -> None:
+    """Recompute ``task`` and raise :class:`CacheRefused` if it differs from what
+    ``where`` (a cache entry or a reused store) holds."""
+    res = next(_iter_batch(compute, [task]))[1] if batched_compute else \
+        _compute_one(compute, task)
+    if isinstance(res, BaseException):
+        logger.warning("audit of sample %s: recomputing it failed (%s); not compared",
+                       task.sample_id, _one_line(res))
+        return
+    fresh, extra = res
+    fresh_attrs = {**task.attrs, **extra}
+    why = _differences(arrays, attrs, fresh, fresh_attrs)
+    if why:
+        raise CacheRefused(f"{where} (sample {task.sample_id!r}) differs from its "
+                           f"recomputation: {why}; it is refused (--audit)")
+    logger.info("audit: sample %s from %s equals its recomputation", task.sample_id, where)
+
+
+def _audited(audit: float) -> bool:
+    return audit > 0 and random.SystemRandom().random() < audit
+
+
 def _run_chunk(compute: Callable, tasks: list[Task], staging: str, compression: str,
-               batched_compute: bool, parent_pid: int, cache_dir: str | None
+               batched_compute: bool, parent_pid: int, cache_dir: str | None,
+               trusted: Any = None, audit: float = 0.0, check: Callable | None = None
                ) -> list[Outcome]:
     """Compute and stage a chunk of samples, each staged as soon as it is done.
 
     Runs in a worker (or in the main process with one job); never raises for
-    a sample's failure.  With a cache, samples found there are copied in
-    instead of computed, and samples another job is computing are waited
-    for (see :class:`~mexkit.pipeline.cache.SampleCache`).
+    a sample's failure.  With a cache, samples found there (signed by a key
+    of ``trusted``, passing ``check(task, arrays)``) are copied in instead of
+    computed, a share ``audit`` of them recomputed and compared, and samples
+    another job is computing are waited for (see
+    :class:`~mexkit.pipeline.cache.SampleCache`).  An audited entry that
+    differs raises :class:`CacheRefused` after removing what this chunk took
+    from the cache.
     """
     watch_parent(parent_pid)
-    cache = SampleCache(cache_dir) if cache_dir else None
+    cache = SampleCache(cache_dir, trusted=trusted) if cache_dir else None
     out: list[Outcome] = []
     claims: list[Any] = []
     todo: list[Task] = []
     waiting: list[Task] = []
+
+    def fetch(t: Task) -> bool:
+        assert cache is not None
+        p = cache.fetch(t.cache_key, t.sample_id, staging, compression, attrs=t.attrs,
+                        check=None if check is None else partial(check, t))
+        if p is None:
+            return False
+        out.append(("cached", t.sample_id, str(p), ""))
+        if _audited(audit):
+            arrays, attrs = cache.read(t.cache_key)
+            try:
+                _audit(compute, t, batched_compute, arrays, attrs,
+                       f"cache entry {cache._path(t.cache_key)}")
+            except CacheRefused:
+                for status, _, path, _ in out:
+                    if status == "cached":
+                        Path(path).unlink(missing_ok=True)
+                raise
+        return True
+
     try:
         for t in tasks:
             if cache is None:
                 todo.append(t)
                 continue
-            if cache.fetch(t.cache_key, t.sample_id, staging, compression) is not None:
-                out.append(_cached_outcome(t, staging))
+            if fetch(t):
                 continue
             claim = cache.claim(t.cache_key)
             if claim is None:  # another job is computing it
                 waiting.append(t)
                 continue
             claims.append(claim)
-            if cache.fetch(t.cache_key, t.sample_id, staging, compression) is not None:
-                out.append(_cached_outcome(t, staging))  # finished while we looked
-                continue
+            if fetch(t):
+                continue  # finished while we looked
             todo.append(t)
         out.extend(_compute_and_stage(compute, todo, staging, compression, batched_compute,
                                       cache))
@@ -291,18 +390,10 @@ def _run_chunk(compute: Callable, tasks: list[Task], staging: str, compression: 
             c.release()
     for t in waiting:  # holding no claim now, so no two jobs wait on each other
         with cache.wait(t.cache_key):  # type: ignore[union-attr]
-            if cache.fetch(t.cache_key, t.sample_id, staging,  # type: ignore[union-attr]
-                           compression) is not None:
-                out.append(_cached_outcome(t, staging))
-            else:  # the other job failed on it: compute here
+            if not fetch(t):  # the other job failed on it: compute here
                 out.extend(_compute_and_stage(compute, [t], staging, compression,
                                               batched_compute, cache))
     return out
-
-
-def _cached_outcome(task: Task, staging: str) -> Outcome:
-    p = Path(staging) / staged_name(task.sample_id, task.cache_key)
-    return ("cached", task.sample_id, str(p), "")
 
 
 def _compute_and_stage(compute: Callable, tasks: list[Task], staging: str, compression: str,
@@ -328,7 +419,11 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
               extra_failures: Mapping[str, str] | None = None, group: int = 1,
               batched_compute: bool | None = None, retries: int | None = None,
               shard: tuple[int, int] | None = None, cache: str | Path | None = None,
-              scheduler: str | None = None, address: str | None = None) -> StageResult:
+              scheduler: str | None = None, address: str | None = None,
+              inputs: Iterable[str | Path] = (),
+              check: Callable[[Task, Mapping[str, Any]], None] | None = None,
+              before_finalize: Callable[[], None] | None = None,
+              all_samples: Iterable[str] | None = None) -> StageResult:
     """Run ``compute`` over ``tasks`` and write the output store.
 
     Parameters
@@ -365,6 +460,23 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     batched_compute : bool, optional
         Whether ``compute`` takes a list of tasks (default: whether it was
         marked with :func:`batched`).
+    inputs : iterable of path
+        Files and folders the stage reads besides its upstream stores (videos,
+        image folders): the output never replaces one of them.
+    check : callable, optional
+        ``check(task, arrays)`` raises (a :class:`~mexkit.errors.MexkitError`)
+        when ``arrays`` cannot be what ``compute`` makes for ``task`` (names,
+        shapes, dtypes, value ranges); a picklable module-level function.
+        Applied to every sample taken from the cache or a ``--reuse`` store
+        before it is used (docs/sharing.md).
+    all_samples : iterable of str, optional
+        With a shard: the ids of the whole run's samples, where the caller
+        left the other shards' samples out of ``tasks`` already (recorded in
+        the part, so that merge can tell when a shard is missing).
+    before_finalize : callable, optional
+        Called once every sample is done, before the store is assembled; it
+        raises to stop the run without writing the output (the staged samples
+        are kept), e.g. when the input store changed during the run.
     retries, shard, cache, scheduler, address
         Default to the settings in force (:func:`mexkit.pipeline.parallel.configure`):
         how many more times samples lost with a worker are tried before they
@@ -395,7 +507,13 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     if len(set(ids)) != len(ids):
         dup = sorted({s for s in ids if ids.count(s) > 1})
         raise ParameterError(f"Duplicate sample ids: {', '.join(dup[:5])}.")
+    meta: dict[str, Any] = {}
     if shard is not None:
+        # the part says which shard of which sample set it holds: merge checks that
+        # every shard is there
+        meta["shard"] = {"shards": [shard[0]], "count": shard[1],
+                         "samples": sorted(set(ids) | set(extra_failures or {})
+                                           | set(all_samples or ()))}
         tasks = [t for t in tasks if in_shard(t.sample_id, shard)]
         extra_failures = {sid: msg for sid, msg in (extra_failures or {}).items()
                           if in_shard(sid, shard)}
@@ -403,6 +521,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
                     len(tasks), len(ids))
         ids = [t.sample_id for t in tasks]
     cache_dir = str(SampleCache(cache).root) if cache else None
+    trusted = trusted_keys(cfg.trust)
+    signer = trusted.signer()
     start = time.perf_counter()
     output = Path(output)
     if not cfg.overwrite:
@@ -421,7 +541,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     threads_before = set(threading.enumerate())
     with interrupt_guard(), _stop_threads_on_interrupt(threads_before, backend), \
             StoreWriter(output, stage=stage, params=params, upstream=upstream,
-                        compression=compression) as writer:
+                        compression=compression, inputs=[*inputs, *reuse, *cfg.trust],
+                        overwrite=cfg.overwrite, signer=signer, meta=meta) as writer:
         todo = [t for t in tasks if not writer.finished(t.sample_id, t.cache_key)]
         result.skipped = len(tasks) - len(todo)
         if result.skipped:
@@ -431,25 +552,35 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
             logger.info("%s: computing %d sample(s)", stage, len(todo))
         staging = str(writer.staging)
         if reuse and todo:
-            todo = _reuse(todo, reuse, staging, compression, writer, result)
+            todo = _reuse(todo, reuse, staging, compression, writer, result, trusted,
+                          cfg.audit, check, compute, batched_compute)
         bar = progress_bar(len(todo), stage, enabled=progress)
         pending = {t.sample_id: t for t in todo}
+        cached_here: list[str] = []
         try:
             for attempt in range(retries + 1):
                 if not pending:
                     break
                 work = partial(_run_chunk, compute, staging=staging, compression=compression,
                                batched_compute=batched_compute, parent_pid=os.getpid(),
-                               cache_dir=cache_dir)
+                               cache_dir=cache_dir, trusted=trusted, audit=cfg.audit,
+                               check=check)
                 try:
                     for outcomes in parallel_map(work, chunked(list(pending.values()), group),
                                                  jobs=jobs, backend=backend,
                                                  scheduler=scheduler, address=address):
                         for status, sid, info, detail in outcomes:
                             pending.pop(sid, None)
+                            if status == "cached":
+                                cached_here.append(sid)
                             _record(result, writer, keys, status, sid, info, detail)
                             bar.update(1)
                         check_interrupt()
+                except CacheRefused:
+                    # nothing taken from a refused cache is kept for a resume
+                    for sid in cached_here:
+                        (Path(staging) / staged_name(sid, keys[sid])).unlink(missing_ok=True)
+                    raise
                 except Exception as exc:
                     if not (is_lost_worker(exc) or isinstance(exc, ClusterLostError)):
                         raise
@@ -485,6 +616,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
         finally:
             bar.close()
         result.failures.update(extra)
+        if before_finalize is not None:
+            before_finalize()
         writer.finalize(ids, keys, result.failures)
     result.seconds = time.perf_counter() - start
     logger.debug("%s: %d computed, %d skipped (cached), %d failed in %.1f s -> %s", stage,
@@ -509,10 +642,8 @@ def _stop_threads_on_interrupt(before: set[threading.Thread], backend: str, *,
     try:
         yield
     except KeyboardInterrupt:
-        from . import parallel
-
-        parallel._INTERRUPTED.set()  # every thread of this process stops at its next check
-        if parallel._EXIT_ON_INTERRUPT:  # the mexkit command: the process ends at once
+        _parallel._INTERRUPTED.set()  # every thread of this process stops at its next check
+        if _parallel._EXIT_ON_INTERRUPT:  # the mexkit command: the process ends at once
             raise
         end = time.monotonic() + budget
         for t in threading.enumerate():
@@ -533,10 +664,6 @@ def parameter_differences(meta: Mapping[str, Any], stage: str, params: Mapping[s
     """What differs between an existing store (its root ``meta``) and a run of ``stage``
     with ``params``: ``["stage 'crop' -> 'flow'"]`` or ``["pairs: 'gap' ->
     'onset-apex'", ...]``, compared as stored (canonical JSON); empty if nothing."""
-    import json
-
-    from ..io.store import canonical_json
-
     if str(meta.get("stage", "")) != stage:
         return [f"stage {meta.get('stage', '?')!r} -> {stage!r}"]
     before = meta.get("params") or {}
@@ -563,9 +690,6 @@ def refuse_other_parameters(output: str | os.PathLike[str], stage: str,
     ParameterError
         The store exists and was made by another stage or with other parameters.
     """
-    from ..errors import StoreError
-    from ..io.store import open_store
-
     output = Path(output)
     if not output.is_file():
         return
@@ -582,16 +706,25 @@ def refuse_other_parameters(output: str | os.PathLike[str], stage: str,
 
 
 def _reuse(todo: list[Task], stores: Sequence[str], staging: str, compression: str,
-           writer: StoreWriter, result: StageResult) -> list[Task]:
-    """Copy the samples whose cache key a validated ``--reuse`` store holds; return the rest."""
-    index = reuse_index(tuple(stores))
-    rest = []
-    for t in todo:
-        hit = index.get(t.cache_key)
-        if hit is None:
-            rest.append(t)
-            continue
-        p = copy_from_store(hit[0], hit[1], t.sample_id, t.cache_key, staging, compression)
+           writer: StoreWriter, result: StageResult, trusted: Any = None,
+           audit: float = 0.0, check: Callable | None = None, compute: Callable | None = None,
+           batched_compute: bool = False) -> list[Task]:
+    """Copy the samples whose cache key a validated, trusted ``--reuse`` store holds;
+    return the rest.  A share ``audit`` of them is recomputed and compared first."""
+    index = reuse_index(tuple(stores), trusted)
+    rest = [t for t in todo if t.cache_key not in index]
+    hits = [t for t in todo if t.cache_key in index]
+    if compute is not None:  # audited before anything is copied
+        for t in hits:
+            if _audited(audit):
+                hit = index[t.cache_key]
+                arrays, attrs = read_from_store(hit[0], hit[1])
+                _audit(compute, t, batched_compute, arrays, attrs,
+                       f"--reuse {hit[0]}, sample {hit[1]!r},")
+    for t in hits:
+        hit = index[t.cache_key]
+        p = copy_from_store(hit[0], hit[1], t.sample_id, t.cache_key, staging, compression,
+                            attrs=t.attrs, check=None if check is None else partial(check, t))
         writer.register(t.sample_id, t.cache_key, str(p))
         result.skipped += 1
         result.reused += 1

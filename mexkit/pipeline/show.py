@@ -32,12 +32,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Rectangle
+from PIL import Image
 
 from .._validate import check_option
 from ..errors import ParameterError
+from ..face.regions import mean_region_boxes
 from ..io.atomic import atomic_path
 from ..io.store import open_store
+from ..motion.colour import arrow_grid, flow_to_colour
+from .reports import save_figure
 
 __all__ = ["render", "FORMATS"]
 
@@ -104,8 +112,6 @@ def _draw_frame(ax: Any, sample: Any, index: int, *, regions: bool, title: str) 
         if np.isfinite(lm).all():
             ax.scatter(lm[:, 0], lm[:, 1], s=3, c="#00e5ff", linewidths=0)
             if regions:
-                from ..face.regions import mean_region_boxes
-
                 h, w = frame.shape[:2]
                 boxes = mean_region_boxes(lm, shape=(h, w))
                 for name in ("left_eye", "right_eye", "mouth"):
@@ -116,8 +122,6 @@ def _draw_frame(ax: Any, sample: Any, index: int, *, regions: bool, title: str) 
 
 
 def _rect(x: float, y: float, w: float, h: float) -> Any:
-    from matplotlib.patches import Rectangle
-
     return Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="#ffcc00", lw=1)
 
 
@@ -148,8 +152,6 @@ def _draw_flow(axes: Sequence[Any], sample: Any, index: int, top: float, arrow: 
     drawn as one arrow cell; ``strain_top``: the strain of the top of the
     colour bar.  Returns the strain image (for the figure's one colour bar).
     """
-    from ..motion.colour import arrow_grid, flow_to_colour
-
     flow = sample.read("flow", index)
     pair = ""
     if "pairs" in sample and sample.shape("pairs")[0] > index:
@@ -202,8 +204,6 @@ def _sample_figure(sample: Any, other: Any | None, frames: Sequence[int] | None,
                    label: str) -> Any:
     """One sample's chosen frames (or flow fields, sparse frames) in a grid at most
     :data:`MAX_WIDTH_PX` wide, every panel on one colour scale stated once."""
-    import matplotlib.pyplot as plt
-
     kind = _kind(sample)
     attrs = sample.attrs
     n = sample.shape({"flow": "flow", "sparse": "sparse", "frames": "frames"}[kind])[0]
@@ -256,8 +256,6 @@ def _tile(sample: Any) -> np.ndarray:
     """One picture standing for a sample in a store sheet."""
     kind = _kind(sample)
     if kind == "flow":
-        from ..motion.colour import flow_to_colour
-
         n = sample.shape("flow")[0]
         energy = [float(np.nanmean(np.hypot(*sample.read("flow", i)))) for i in range(n)]
         return flow_to_colour(sample.read("flow", int(np.argmax(energy))))
@@ -274,8 +272,6 @@ def _tile(sample: Any) -> np.ndarray:
 
 
 def _sheet_figure(store: Any, ids: Sequence[str], title: str) -> Any:
-    import matplotlib.pyplot as plt
-
     cols = min(6, max(1, len(ids)))
     rows = math.ceil(len(ids) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.0 * rows), squeeze=False)
@@ -293,8 +289,6 @@ def _sheet_figure(store: Any, ids: Sequence[str], title: str) -> Any:
 def _movie_frames(sample: Any, other: Any | None) -> list[np.ndarray]:
     kind = _kind(sample)
     if kind == "flow":
-        from ..motion.colour import flow_to_colour
-
         n = sample.shape("flow")[0]
         top = max(float(np.nanmax(np.hypot(*sample.read("flow", i)))) for i in range(n))
         images = [flow_to_colour(sample.read("flow", i), max_magnitude=top or None)
@@ -314,8 +308,6 @@ def _movie_frames(sample: Any, other: Any | None) -> list[np.ndarray]:
             a = first[min(int(i * len(first) / n), len(first) - 1)]
             b = images[min(int(i * len(images) / n), len(images) - 1)]
             if a.shape != b.shape:
-                import cv2
-
                 a = cv2.resize(a, (b.shape[1], b.shape[0]), interpolation=cv2.INTER_AREA)
             out.append(np.concatenate([a, b], axis=1))
         images = out
@@ -326,15 +318,11 @@ def _write_movie(images: Sequence[np.ndarray], path: Path, fps: float) -> None:
     if not images:
         raise ParameterError(f"nothing to animate for {path}.")
     if path.suffix == ".gif":
-        from PIL import Image
-
         frames = [Image.fromarray(img) for img in images]
         with atomic_path(path, suffix=".gif") as tmp:
             frames[0].save(tmp, save_all=True, append_images=frames[1:],
                            duration=max(20, int(1000 / fps)), loop=0)
         return
-    import cv2
-
     h, w = images[0].shape[:2]
     with atomic_path(path, suffix=".mp4") as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
@@ -379,13 +367,9 @@ def render(store_path: str | os.PathLike, output: str | os.PathLike, *,
     pathlib.Path
         ``output``.
     """
-    import matplotlib
-
     matplotlib.use("Agg")
     output = Path(output)
     check_option("output format", output.suffix.lower(), FORMATS)
-    from .reports import save_figure
-
     with open_store(store_path) as store:
         ids = list(store.sample_ids)
         if not ids:

@@ -1,24 +1,24 @@
-"""Spot-then-recognize: scoring interval files, and MEAN's spotting evaluation.
+"""Spot-then-recognize on stores of whole videos: LOSO evaluation and applying the networks.
 
-This layer joins the pure pieces (:mod:`mexkit.spot`) with the interval file
-(:mod:`mexkit.io.intervals`), feature stores, training and plots.
+A model with spotting hooks (:class:`~mexkit.models.registry.Spotting`,
+MEAN's) is evaluated on a store of whole videos whose samples hold its
+per-pair input for the pairs ``(j, j + k)`` of every frame ``j`` (``mexkit
+flow --pairs gap``), per LOSO fold:
 
-MEAN's evaluation on a store of whole videos (``mexkit flow --pairs gap
---features mean`` over ``mexkit crop`` of a long-video sheet), per LOSO fold:
+1. for each expression type (micro, macro; one network when the intervals
+   carry no type), the model's spotting network is trained on the training
+   subjects' pairs with pseudo-labels of that type's intervals (window
+   ``k'`` from the type's mean length), non-expression:expression pairs
+   subsampled (8:1 for MEAN), and its recognition network on the pairs
+   ``[onset, offset]`` of the training intervals with an emotion (the
+   model's :attr:`~mexkit.models.registry.Spotting.train` hook);
+2. on the held-out subject's videos: per-pair scores and classes, smoothing,
+   peaks, intervals with confidence and emotion
+   (:func:`mexkit.spot.spot_video`).
 
-1. for each expression type (micro, macro; one model when the intervals
-   carry no type), a MEAN spotting network is trained on the training
-   subjects' frames with pseudo-labels of that type's intervals (window
-   ``k'`` from the type's mean length), non-ME:ME frames subsampled 8:1,
-   MSE loss (Adam 5e-4);
-2. its recognition head is trained on the frames ``[onset, offset]`` of the
-   training intervals with an emotion, with the shared layers frozen
-   (inductive transfer; ``transfer=False`` trains a separate MEAN from
-   scratch instead, the paper's ablation);
-3. on the held-out subject's videos: per-frame scores and classes, smoothing,
-   peaks, intervals with confidence and emotion (:func:`mexkit.spot.spot_video`).
-
-All folds' intervals are scored together (:func:`mexkit.spot.evaluate_intervals`).
+All folds' intervals are scored together (:func:`mexkit.spot.evaluate_intervals`);
+``final`` also trains networks on every subject, which :func:`spot_store`
+(``mexkit spot``) applies to new videos.
 
 References
 ----------
@@ -28,126 +28,44 @@ References
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-import math
 import os
-from collections import defaultdict
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from .._validate import check_range
-from ..errors import ParameterError
-from ..io.intervals import read_intervals
+from ..devices import resolve_device
+from ..errors import ModelInputError, ParameterError, StoreError
+from ..io.atomic import write_text
+from ..io.checkpoints import load_checkpoint
+from ..io.intervals import read_intervals, write_intervals, write_intervals_json
+from ..io.store import open_store
+from ..learn.train import ratio_subsample
+from ..models.registry import ModelSpec, get_spec, list_models
 from ..spot.metrics import Interval, evaluate_intervals
+from ..spot.postprocess import kprime_from_length, pseudo_labels, spot_video
+from .flow import method_options_of
+from .reports import jsonable, safe_name, save_figure
+from .spot_eval import format_spot_report
 
-__all__ = ["score_interval_files", "score_intervals", "format_spot_report", "jsonable",
-           "SpotVideo", "load_spot_videos", "train_spotter", "spot_with", "plot_video",
-           "spot_loso", "load_spot_model", "spot_store", "is_spotting_store",
-           "train_spotting", "parse_type_stores"]
+__all__ = ["format_spot_report", "SpotVideo", "load_spot_videos", "parse_type_stores",
+           "train_spotter", "spot_with", "plot_video", "spot_loso", "train_spotting",
+           "load_spot_model", "spot_store", "is_spotting_store", "spotting_models"]
 
 logger = logging.getLogger("mexkit")
 
 
-def jsonable(obj: Any) -> Any:
-    """Plain JSON types; NaN and inf become None (JSON has no NaN)."""
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def score_intervals(truth: Sequence[Interval], pred: Sequence[Interval], *,
-                    iou_threshold: float = 0.5, classes: Sequence[str] | None = None,
-                    pred_rows: Sequence[int] | None = None, pred_name: str = "predictions"
-                    ) -> dict[str, Any]:
-    """:func:`mexkit.spot.evaluate_intervals` plus warnings about unknown videos.
-
-    A prediction for a video that has no ground-truth interval is kept (it is
-    a false positive) and one warning per such video names its first row.
-    """
-    known = {t.key for t in truth}
-    unknown: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for k, p in enumerate(pred):
-        if p.key not in known:
-            unknown[p.key].append(pred_rows[k] if pred_rows is not None else k + 1)
-    for (subject, video), rows in unknown.items():
-        logger.warning("%s, row %d: video %s/%s has no ground-truth interval; its %d "
-                       "interval(s) count as false positives", pred_name, rows[0], subject,
-                       video, len(rows))
-    report = evaluate_intervals(truth, pred, iou_threshold=iou_threshold, classes=classes)
-    report["unknown_videos"] = sorted(f"{s}/{v}" for s, v in unknown)
-    return report
-
-
-def score_interval_files(truth_path: str | os.PathLike, pred_path: str | os.PathLike, *,
-                         iou_threshold: float = 0.5,
-                         classes: Sequence[str] | None = None) -> dict[str, Any]:
-    """Read two interval files and score the predictions against the truth."""
-    truth = read_intervals(truth_path, what="truth file")
-    pred, rows = read_intervals(pred_path, what="prediction file", with_rows=True)
-    report = score_intervals(truth, pred, iou_threshold=iou_threshold, classes=classes,
-                             pred_rows=rows, pred_name=Path(pred_path).name)
-    report["truth_file"] = str(truth_path)
-    report["pred_file"] = str(pred_path)
-    return report
-
-
-def _f(v: Any, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def format_spot_report(report: Mapping[str, Any]) -> str:
-    """The metric table of :func:`score_intervals` (or a results.json's ``spotting``)."""
-    sp = report["spotting"]
-    lines = [f"spotting at IoU >= {sp['iou_threshold']:.2f} (one-to-one, greedy by "
-             f"confidence): {sp['n_truth']} true, {sp['n_pred']} spotted intervals",
-             f"{'type':<10}{'TP':>6}{'FP':>6}{'FN':>6}{'precision':>11}{'recall':>9}{'F1':>9}"]
-    rows = list(sp["per_type"].items())
-    if len(rows) != 1 or rows[0][0] != "untyped":
-        rows = rows + [("overall", sp["overall"])]
-    else:
-        rows = [("overall", sp["overall"])]
-    for name, r in rows:
-        lines.append(f"{name:<10}{_f(r['tp']):>6}{_f(r['fp']):>6}{_f(r['fn']):>6}"
-                     f"{_f(r['precision']):>11}{_f(r['recall']):>9}{_f(r['f1']):>9}")
-    for note in sp.get("notes", []):
-        lines.append(f"note: {note}")
-    ap = report.get("ap")
-    if ap:
-        lines.append(f"AP@[.5:.95] {_f(ap['ap'])} (ranked by {ap['ranked_by']}; "
-                     f"AP@.5 {_f(ap['per_threshold'].get('0.50'))})")
-    asr = report.get("asr")
-    if asr:
-        lines.append(f"ASR {_f(asr['asr'])} ({asr['hits']} of {asr['videos']} videos, apex "
-                     f"from the {asr['apex_from']})")
-    an = report.get("analysis")
-    if an:
-        lines.append(f"analysis on {an['n']} true positives: accuracy {_f(an['accuracy'])}  "
-                     f"precision {_f(an['precision'])}  recall {_f(an['recall'])}  "
-                     f"F1 {_f(an['f1'])}  UF1 {_f(an['uf1'])}  UAR {_f(an['uar'])}")
-        lines.append(f"STRS {_f(report.get('strs'))} (spotting F1 x analysis F1)")
-    else:
-        lines.append("analysis: no true positive with an emotion on both sides; no STRS")
-    return "\n".join(lines)
-
-
-# -- MEAN's spot-then-recognize evaluation -----------------------------------------
 @dataclass
 class SpotVideo:
-    """One video of a gap-flow store: its MEAN features and its true intervals."""
+    """One video of a gap-flow store: its per-pair features and its true intervals."""
 
     sample_id: str
     subject: str
@@ -155,10 +73,63 @@ class SpotVideo:
     fps: float
     n_frames: int
     gap: int
-    features: np.ndarray            # (P, 3, 42, 42) float32, P = n_frames - gap
+    features: np.ndarray            # (P, ...) float32, P = n_frames - gap
     truth: list[Interval]
 
 
+# -- which model, which store --------------------------------------------------------------
+def spotting_models() -> list[ModelSpec]:
+    """The registered models with spotting hooks."""
+    return [s for s in list_models() if s.spotting is not None]
+
+
+def _first_sample(store_path: str | os.PathLike) -> Any:
+    with open_store(store_path) as store:
+        for sample in store:
+            return {"attrs": dict(sample.attrs), "keys": set(sample.keys())}
+    return None
+
+
+def _spotter_of(store_path: str | os.PathLike, model: str | None) -> ModelSpec:
+    """The model whose spotting hooks fit the store (``model``, or the one whose input
+    the store holds)."""
+    if model is not None:
+        spec = get_spec(model)
+        if spec.spotting is None:
+            able = ", ".join(s.name for s in spotting_models()) or "none"
+            raise ParameterError(f"Model {model!r} does not spot intervals; models that "
+                                 f"do: {able}.")
+        return spec
+    first = _first_sample(store_path)
+    keys = first["keys"] if first else set()
+    for spec in spotting_models():
+        if spec.spotting.input in keys:
+            return spec
+    wanted = ", ".join(f"{s.spotting.input!r} ({s.name}: `{s.spotting.produced_by}`)"
+                       for s in spotting_models())
+    raise ModelInputError(f"{store_path}: the store holds no spotting input; one of "
+                          f"{wanted or 'none registered'}.")
+
+
+def _producer(feature: str) -> str:
+    """The command that makes a spotting store holding ``feature``."""
+    for spec in spotting_models():
+        if spec.spotting.input == feature:
+            return spec.spotting.produced_by
+    return "mexkit flow --pairs gap"
+
+
+def is_spotting_store(store_path: str | os.PathLike, feature: str | None = None) -> bool:
+    """True when the store holds ``feature`` (default: any spotting model's input) of
+    ``(j, j + k)`` pairs of whole videos."""
+    first = _first_sample(store_path)
+    if first is None or first["attrs"].get("pair_mode") != "gap":
+        return False
+    features = [feature] if feature else [s.spotting.input for s in spotting_models()]
+    return any(f in first["keys"] for f in features)
+
+
+# -- reading the videos ----------------------------------------------------------------------
 def _store_intervals(attrs: Mapping[str, Any], subject: str, video: str, n: int
                      ) -> list[Interval]:
     raw = attrs.get("intervals")
@@ -185,14 +156,40 @@ def _store_intervals(attrs: Mapping[str, Any], subject: str, video: str, n: int
     return out
 
 
-def load_spot_videos(store_path: str | os.PathLike, *,
+def _labelled(truth: list[Interval], label_of: Mapping[tuple, Interval], subject: str,
+              video: str) -> list[Interval]:
+    """``truth`` with the emotion (and type) of the same interval in an emotion file."""
+    out = []
+    for t in truth:
+        hit = label_of.get((subject, video, t.onset, t.offset))
+        out.append(t if hit is None else Interval(
+            subject, video, t.onset, t.offset, type=hit.type or t.type,
+            emotion=hit.emotion or t.emotion, apex=t.apex))
+    return out
+
+
+def _gap(store_path: str | os.PathLike, sample: Any) -> tuple[int, int]:
+    """The flow gap ``k`` of a sample's pairs ``(j, j + k)``, and the number of pairs."""
+    pairs = sample.read("pairs")
+    gaps = np.unique(pairs[:, 1] - pairs[:, 0])
+    if gaps.size != 1 or not np.array_equal(pairs[:, 0], np.arange(len(pairs))):
+        raise ModelInputError(
+            f"{store_path}: sample {sample.sample_id}: spotting needs the pairs "
+            "(j, j + k) of every frame j (`mexkit flow --pairs gap`).")
+    return int(gaps[0]), len(pairs)
+
+
+def load_spot_videos(store_path: str | os.PathLike, *, feature: str | None = None,
                      emotions: str | os.PathLike | None = None) -> list[SpotVideo]:
-    """Read every video of a ``--pairs gap --features mean`` flow store.
+    """Read every video of a ``--pairs gap`` flow store.
 
     Parameters
     ----------
     store_path : path
         The flow store.
+    feature : str, optional
+        The per-pair input to read (default: the input of the spotting model
+        whose input the store holds, e.g. MEAN's ``mean_regions``).
     emotions : path, optional
         An interval file whose ``emotion`` (and ``type``) columns label the
         store's intervals, matched by subject, video, onset and offset (for
@@ -202,11 +199,11 @@ def load_spot_videos(store_path: str | os.PathLike, *,
     Raises
     ------
     ModelInputError
-        The store has no ``mean_regions`` or its pairs are not ``(j, j + k)``.
+        The store lacks the feature or ``pairs``, or its pairs are not
+        ``(j, j + k)``.
     """
-    from ..errors import ModelInputError
-    from ..io.store import open_store
-
+    if feature is None:
+        feature = _spotter_of(store_path, None).spotting.input
     label_of: dict[tuple[str, str, int, int], Interval] = {}
     if emotions is not None:
         for iv in read_intervals(emotions, what="emotion file"):
@@ -215,32 +212,20 @@ def load_spot_videos(store_path: str | os.PathLike, *,
     with open_store(store_path) as store:
         for sample in store:
             a = sample.attrs
-            if "mean_regions" not in sample or "pairs" not in sample:
+            if feature not in sample or "pairs" not in sample:
                 raise ModelInputError(
-                    f"{store_path}: sample {sample.sample_id} has no 'mean_regions' and "
-                    "'pairs'; make the store with `mexkit flow --pairs gap --features mean`.")
-            pairs = sample.read("pairs")
-            gaps = np.unique(pairs[:, 1] - pairs[:, 0])
-            if gaps.size != 1 or not np.array_equal(pairs[:, 0], np.arange(len(pairs))):
-                raise ModelInputError(
-                    f"{store_path}: sample {sample.sample_id}: spotting needs the pairs "
-                    "(j, j + k) of every frame j (`mexkit flow --pairs gap`).")
-            gap = int(gaps[0])
-            n_frames = int(a.get("n_frames") or (len(pairs) + gap))
+                    f"{store_path}: sample {sample.sample_id} has no {feature!r} and "
+                    f"'pairs'; make the store with `{_producer(feature)}`.")
+            gap, n_pairs = _gap(store_path, sample)
+            n_frames = int(a.get("n_frames") or (n_pairs + gap))
             subject = str(a.get("subject"))
             video = str(a.get("video") or a.get("clip") or sample.sample_id)
             truth = _store_intervals(a, subject, video, n_frames)
             if label_of:
-                labelled = []
-                for t in truth:
-                    hit = label_of.get((subject, video, t.onset, t.offset))
-                    labelled.append(t if hit is None else Interval(
-                        subject, video, t.onset, t.offset, type=hit.type or t.type,
-                        emotion=hit.emotion or t.emotion, apex=t.apex))
-                truth = labelled
+                truth = _labelled(truth, label_of, subject, video)
             videos.append(SpotVideo(sample.sample_id, subject, video, float(a.get("fps") or 0),
-                                    n_frames, gap, sample.read("mean_regions")
-                                    .astype(np.float32), truth))
+                                    n_frames, gap, sample.read(feature).astype(np.float32),
+                                    truth))
     if not videos:
         raise ParameterError(f"{store_path}: the store holds no video.")
     return videos
@@ -248,30 +233,27 @@ def load_spot_videos(store_path: str | os.PathLike, *,
 
 #: What a spotting network's input depends on besides the gap (a flow store's
 #: parameters): compared by `mexkit spot` against the model's (issue 28).
-PREPROCESSING = ("flow_method", "method_options", "mask_eyes", "remove_head_motion")
+PREPROCESSING = ("flow_method", "method_options", "mask_eyes", "remove_head_motion",
+                 "mean_input")
 
 
 def store_preprocessing(store_path: str | os.PathLike) -> dict[str, Any]:
     """How a gap-flow store's features were made: flow method and its options, SOFTNet's
     eye mask and head-motion removal (None where the store does not say)."""
-    from ..io.store import open_store
-    from .flow import method_options_of
-
     with open_store(store_path) as store:
         params = dict(store.params or {})
     has_options = "method_options" in params or "tvl1" in params
     return {"flow_method": params.get("method"),
             "method_options": method_options_of(params) if has_options else None,
             "mask_eyes": params.get("mask_eyes"),
-            "remove_head_motion": params.get("remove_head_motion")}
+            "remove_head_motion": params.get("remove_head_motion"),
+            "mean_input": params.get("mean_input")}
 
 
 def _preprocessing_differences(model: Mapping[str, Any], store: Mapping[str, Any]
                                ) -> list[str]:
     """``["flow method 'tvl1' (model) / 'farneback' (store)", ...]``; keys either side
     does not record are not compared."""
-    import json
-
     out = []
     for key in PREPROCESSING:
         a, b = model.get(key), store.get(key)
@@ -306,15 +288,13 @@ def parse_type_stores(text: str | Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def _type_videos(videos: Sequence[SpotVideo], types: Sequence[str | None],
-                 type_stores: Mapping[str, str], emotions: str | os.PathLike | None
-                 ) -> dict[str | None, list[SpotVideo]]:
+                 type_stores: Mapping[str, str], emotions: str | os.PathLike | None,
+                 feature: str) -> dict[str | None, list[SpotVideo]]:
     """Each type's copy of ``videos``: features from its own store when one is given.
 
     The truth always comes from the main store; a type store must hold every
     video of the main store, with the same number of frames.
     """
-    from dataclasses import replace
-
     unknown = sorted(set(type_stores) - {t for t in types if t})
     if unknown:
         raise ParameterError(
@@ -326,7 +306,8 @@ def _type_videos(videos: Sequence[SpotVideo], types: Sequence[str | None],
             out[kind] = list(videos)
             continue
         path = type_stores[kind]
-        other = {(v.subject, v.video): v for v in load_spot_videos(path, emotions=emotions)}
+        other = {(v.subject, v.video): v for v in load_spot_videos(
+            path, feature=feature, emotions=emotions)}
         mine = []
         for v in videos:
             w = other.get((v.subject, v.video))
@@ -348,8 +329,6 @@ def _types(videos: Sequence[SpotVideo]) -> list[str | None]:
 
 def _kprimes(videos: Sequence[SpotVideo], types: Sequence[str | None],
              given: Mapping[str, int] | int | None) -> dict[str | None, int]:
-    from ..spot.postprocess import kprime_from_length
-
     out: dict[str | None, int] = {}
     for ty in types:
         if isinstance(given, int):
@@ -365,49 +344,9 @@ def _kprimes(videos: Sequence[SpotVideo], types: Sequence[str | None],
     return out
 
 
-def _fit_quiet(model: Any, x: np.ndarray, y: np.ndarray, *, loss: str, epochs: int,
-               settings: Mapping[str, Any], seed: int, ckpt: Path | None) -> dict[str, Any]:
-    import torch
-    from torch.utils.data import TensorDataset
-
-    from ..learn.train import fit
-
-    ds = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    return fit(model, ds, epochs=int(epochs), optimizer="adam", lr=float(settings["lr"]),
-               batch_size=int(settings["batch_size"]), device=settings["device"], seed=seed,
-               deterministic=bool(settings["deterministic"]), loss=loss,
-               checkpoint_path=ckpt)
-
-
-def _predict_head(model: Any, x: np.ndarray, head: str, device: str) -> np.ndarray:
-    import torch
-    from torch.utils.data import TensorDataset
-
-    from ..learn.train import predict
-
-    model.head = head
-    ds = TensorDataset(torch.from_numpy(x), torch.zeros(len(x)))
-    scores, preds = predict(model, ds, batch_size=1024, device=device)
-    return scores if head == "spotting" else preds
-
-
-def _seeded(build: Any, seed: int) -> Any:
-    """``build()`` with torch's generator seeded, leaving the global generator as it was.
-
-    The initial weights then depend on the seed only, not on what the process
-    trained before (the other expression type, earlier folds, a resumed run).
-    """
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        return build()
-
-
+# -- training and applying one type's networks -----------------------------------------------
 def _digest(*arrays: np.ndarray) -> str:
     """First 12 hex digits of the SHA-1 of the arrays' shapes, dtypes and bytes."""
-    import hashlib
-
     h = hashlib.sha1()
     for a in arrays:
         a = np.ascontiguousarray(a)
@@ -416,22 +355,11 @@ def _digest(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:12]
 
 
-def train_spotter(videos: Sequence[SpotVideo], *, kind: str | None, kprime: int,
-                  classes: Sequence[str], settings: Mapping[str, Any], seed: int,
-                  ckpt_dir: Path | None, tag: str) -> dict[str, Any]:
-    """Train MEAN's spotting network, then its recognition head (inductive transfer).
-
-    Returns ``{"spotter": model, "recognizer": model or None, "history": {...},
-    "checkpoints": {"spotting": path, "recognition": path or None}}``; the
-    checkpoint names carry a digest of the training data, so a folder holding
-    another run's checkpoints is never resumed from.
-    """
-    from ..learn.train import ratio_subsample
-    from ..models.mean import MEAN
-    from ..spot.postprocess import pseudo_labels
-
-    xs, ys = [], []
-    rx, ry = [], []
+def _training_frames(videos: Sequence[SpotVideo], kind: str | None, kprime: int,
+                     classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list, list]:
+    """All pairs with their pseudo-labels of ``kind``'s intervals, and each interval's
+    pairs with its class (for intervals whose emotion is one of ``classes``)."""
+    xs, ys, rx, ry = [], [], [], []
     index = {c: k for k, c in enumerate(classes)}
     for v in videos:
         mine = [t for t in v.truth if t.type == kind]
@@ -443,65 +371,70 @@ def train_spotter(videos: Sequence[SpotVideo], *, kind: str | None, kprime: int,
                 sl = slice(t.onset, min(t.offset, p - 1) + 1)
                 rx.append(v.features[sl])
                 ry.append(np.full(sl.stop - sl.start, index[t.emotion], dtype=np.int64))
-    x = np.concatenate(xs)
-    y = np.concatenate(ys).astype(np.float32)
+    return np.concatenate(xs), np.concatenate(ys).astype(np.float32), rx, ry
+
+
+def train_spotter(videos: Sequence[SpotVideo], *, spotting: Any, kind: str | None,
+                  kprime: int, classes: Sequence[str], settings: Mapping[str, Any], seed: int,
+                  ckpt_dir: Path | None, tag: str) -> dict[str, Any]:
+    """Train one expression type's spotting and recognition networks (the model's hook).
+
+    ``spotting`` is the model's :class:`~mexkit.models.registry.Spotting`;
+    ``settings`` its :attr:`~mexkit.models.registry.Spotting.settings` plus
+    ``device`` and ``deterministic``. Returns ``{"spotter": model,
+    "recognizer": model or None, "history": {...}, "checkpoints":
+    {"spotting": path, "recognition": path or None}}``; the checkpoint names
+    carry a digest of the training data, so a folder holding another run's
+    checkpoints is never resumed from.
+    """
+    x, y, rx, ry = _training_frames(videos, kind, kprime, classes)
     if not (y > 0).any():
         raise ParameterError(f"No training frame of type {kind!r} is inside an interval.")
     keep = ratio_subsample(y.astype(np.int64), ratio=float(settings["ratio"]), seed=seed)
     n_classes = max(1, len(classes))
-    spotter = _seeded(lambda: MEAN(n_classes, head="spotting"), seed)
     # the checkpoint names carry a digest of the training data, so that a run in a folder
     # that holds another run's checkpoints (other store, k', type store or emotions)
     # trains afresh instead of resuming the other run's networks
     digest = _digest(x[keep], y[keep], *rx, *ry, np.array([kprime, n_classes]),
                      np.frombuffer("\n".join(classes).encode(), dtype=np.uint8))
-    ck = (lambda name: None) if ckpt_dir is None else (
-        lambda name: ckpt_dir / f"{tag}-{kind or 'all'}-{digest}-{name}.safetensors")
-    hist = {"spotting": _fit_quiet(spotter, x[keep], y[keep], loss="mse",
-                                   epochs=settings["spot_epochs"], settings=settings,
-                                   seed=seed, ckpt=ck("spotting"))["epochs"]}
-    recognizer = None
-    if rx and len(classes) > 1:
-        if settings["transfer"]:
-            recognizer = spotter
-            recognizer.freeze_shared(True)
-        else:
-            recognizer = _seeded(lambda: MEAN(n_classes), seed + 1)
-        recognizer.head = "recognition"
-        hist["recognition"] = _fit_quiet(
-            recognizer, np.concatenate(rx), np.concatenate(ry), loss="ce",
-            epochs=settings["recog_epochs"], settings=settings, seed=seed + 1,
-            ckpt=ck("recognition"))["epochs"]
+    if len(classes) < 2:  # one class or none: nothing to recognize
+        rx, ry = [], []
+
+    def checkpoint(stage: str) -> Path | None:
+        if ckpt_dir is None:
+            return None
+        return ckpt_dir / f"{tag}-{kind or 'all'}-{digest}-{stage}.safetensors"
+
+    nets = spotting.train(x[keep], y[keep], rx, ry, n_classes=n_classes, settings=settings,
+                          seed=seed, checkpoint=checkpoint)
     logger.info("spot: %s %s: %d spotting frames (%d in intervals), %d recognition frames",
                 tag, kind or "all", int(keep.size), int((y[keep] > 0).sum()),
                 int(sum(len(r) for r in ry)))
-    return {"spotter": spotter, "recognizer": recognizer, "history": hist,
-            "checkpoints": {"spotting": ck("spotting"),
-                            "recognition": ck("recognition") if recognizer is not None
-                            else None}}
+    return {**nets, "checkpoints": {
+        "spotting": checkpoint("spotting"),
+        "recognition": checkpoint("recognition") if nets["recognizer"] is not None
+        else None}}
 
 
 def spot_with(models: Mapping[str | None, Mapping[str, Any]], video: SpotVideo, *,
-              kprimes: Mapping[str | None, int], classes: Sequence[str], p: float,
-              long: bool, device: str,
+              spotting: Any, kprimes: Mapping[str | None, int], classes: Sequence[str],
+              p: float, long: bool, device: str,
               per_type: Mapping[str | None, SpotVideo] | None = None
               ) -> tuple[list[Interval], dict[str, Any]]:
-    """Spotted intervals of one video with every type's model, and the curves to plot.
+    """Spotted intervals of one video with every type's networks, and the curves to plot.
 
     ``per_type`` gives a type's own copy of the video (features of its own
     flow gap, ``--type-store``); other types use ``video``.
     """
-    from ..spot.postprocess import spot_video
-
     found: list[Interval] = []
     curves: dict[str, Any] = {}
     for kind, m in models.items():
         kp = kprimes[kind]
-        feats = (per_type or {}).get(kind, video).features
-        scores = _predict_head(m["spotter"], feats, "spotting", device)
+        own = (per_type or {}).get(kind, video)
+        scores = spotting.scores(m["spotter"], own.features, device)
         frame_cls = None
         if m.get("recognizer") is not None:
-            frame_cls = _predict_head(m["recognizer"], feats, "recognition", device)
+            frame_cls = spotting.classes(m["recognizer"], own.features, device)
         spots, smooth, thr = spot_video(scores, kp, n_frames=video.n_frames, p=p, long=long,
                                         frame_classes=frame_cls)
         for s in spots:
@@ -510,8 +443,7 @@ def spot_with(models: Mapping[str | None, Mapping[str, Any]], video: SpotVideo, 
                                            and classes else None),
                                   confidence=s.confidence, apex=s.peak))
         curves[kind or "all"] = {"scores": scores, "smoothed": smooth, "threshold": thr,
-                                 "kprime": kp,
-                                 "gap": (per_type or {}).get(kind, video).gap}
+                                 "kprime": kp, "gap": own.gap}
     found.sort(key=lambda iv: (iv.onset, iv.offset))
     return found, curves
 
@@ -519,10 +451,10 @@ def spot_with(models: Mapping[str | None, Mapping[str, Any]], video: SpotVideo, 
 def plot_video(path: Path, video: SpotVideo, curves: Mapping[str, Any],
                spotted: Sequence[Interval]) -> None:
     """PNG: smoothed score per type, threshold, spotted (top) and true (bottom) intervals."""
-    import matplotlib
+    import matplotlib  # only for the plots: matplotlib is slow to import
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend is chosen
 
     colours = {"micro": "tab:red", "macro": "tab:blue", "all": "tab:purple"}
     fig, ax = plt.subplots(figsize=(10, 3.2))
@@ -550,57 +482,62 @@ def plot_video(path: Path, video: SpotVideo, curves: Mapping[str, Any],
     ax.set_title(f"{video.subject}/{video.video}: spotted (top bars), true (bottom bars), "
                  "thresholds dashed", fontsize=9)
     ax.legend(fontsize=7, loc="center right")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
 
 
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+def _plot_name(video: SpotVideo) -> str:
+    return f"{safe_name(video.subject)}_{safe_name(video.video)}.png"
 
 
-def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-              emotions: str | os.PathLike | None = None,
-              kprime: Mapping[str, int] | int | None = None, p: float = 0.55,
-              long: bool | None = None, spot_epochs: int = 200, recog_epochs: int = 800,
-              batch_size: int = 32, lr: float = 5e-4, ratio: float = 8.0,
-              transfer: bool = True, device: str = "cpu", seed: int = 0,
-              deterministic: bool = True, final: bool = False, plots: bool = True,
-              type_stores: Mapping[str, str] | str | None = None) -> Path:
-    """MEAN's LOSO spot-then-recognize evaluation of a gap-flow store.
+# -- the LOSO evaluation ------------------------------------------------------------------------
+@dataclass
+class _Spotting:
+    """One spot-then-recognize run: the store's videos, types and settings."""
 
-    ``type_stores`` (``{type: path}`` or ``"macro=PATH"``) gives an expression
-    type's network the features of another gap-flow store of the same videos
-    (SOFTNet's per-type flow gap, e.g. k = k' for macro-expressions); the
-    intervals always come from ``store_path``.
+    spec: ModelSpec
+    videos: list[SpotVideo]
+    types: list[str | None]
+    kprimes: dict[str | None, int]
+    by_type: dict[str | None, list[SpotVideo]]
+    type_stores: dict[str, str]
+    classes: list[str]
+    subjects: list[str]
+    p: float
+    long: bool
+    settings: dict[str, Any]
 
-    Writes to ``out_dir``: ``intervals.csv`` / ``intervals.json`` (spotted
-    intervals of every held-out video, with type, emotion, confidence and
-    apex), ``truth.csv`` (the intervals scored against), ``results.json`` (the
-    metric table of :func:`mexkit.spot.evaluate_intervals`, settings, k' per
-    type, per-fold histories), ``plots/<subject>_<video>.png``, fold
-    checkpoints under ``checkpoints/``, and with ``final`` the models trained
-    on every subject (``final/``, ``spot_model.json``) for ``mexkit spot``.
+    @property
+    def gaps(self) -> dict[str | None, int]:
+        return {k: self.by_type[k][0].gap for k in self.types}
 
-    Returns
-    -------
-    Path
-        ``out_dir / "results.json"``.
-    """
-    import json
-    import time
+    def train(self, videos_of: Any, *, seed: int, ckpt_dir: Path, tag: str
+              ) -> dict[str | None, dict[str, Any]]:
+        """Every type's networks, trained on ``videos_of(kind)``."""
+        return {kind: train_spotter(videos_of(kind), spotting=self.spec.spotting, kind=kind,
+                                    kprime=self.kprimes[kind], classes=self.classes,
+                                    settings=self.settings, seed=seed, ckpt_dir=ckpt_dir,
+                                    tag=tag)
+                for kind in self.types}
 
-    from .. import __version__
-    from ..io.intervals import write_intervals, write_intervals_json
+    def spot(self, models: Mapping[str | None, Any], n: int
+             ) -> tuple[list[Interval], dict[str, Any]]:
+        """The intervals spotted in video ``n`` by ``models``, and the curves to plot."""
+        return spot_with(models, self.videos[n], spotting=self.spec.spotting,
+                         kprimes=self.kprimes, classes=self.classes, p=self.p,
+                         long=self.long, device=self.settings["device"],
+                         per_type={kind: self.by_type[kind][n] for kind in self.types})
 
+
+def _read_spotting(store_path: str | os.PathLike, spec: ModelSpec, settings: dict[str, Any],
+                   *, emotions: Any, kprime: Any, p: float, long: bool | None,
+                   type_stores: Any) -> _Spotting:
     check_range("p", float(p), 0.0, 1.0)
-    videos = load_spot_videos(store_path, emotions=emotions)
+    feature = spec.spotting.input
+    videos = load_spot_videos(store_path, feature=feature, emotions=emotions)
     types = _types(videos)
     kprimes = _kprimes(videos, types, kprime)
     type_stores = parse_type_stores(type_stores)
-    by_type = _type_videos(videos, types, type_stores, emotions)
+    by_type = _type_videos(videos, types, type_stores, emotions, feature)
     if long is None:
         long = any(len(v.truth) > 1 for v in videos)
     classes = sorted({t.emotion for v in videos for t in v.truth if t.emotion})
@@ -608,130 +545,180 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     if len(subjects) < 2:
         raise ParameterError(f"LOSO needs at least two subjects; {store_path} has "
                              f"{len(subjects)}.")
+    return _Spotting(spec, videos, types, kprimes, by_type, type_stores, classes, subjects,
+                     float(p), bool(long), settings)
+
+
+def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
+              model: str | None = None, options: Mapping[str, Any] | None = None,
+              epochs: int | None = None, batch_size: int | None = None,
+              lr: float | None = None, emotions: str | os.PathLike | None = None,
+              kprime: Mapping[str, int] | int | None = None, p: float | None = None,
+              long: bool | None = None, device: str = "cpu", seed: int = 0,
+              deterministic: bool = True, final: bool = False, plots: bool = True,
+              type_stores: Mapping[str, str] | str | None = None) -> Path:
+    """A model's LOSO spot-then-recognize evaluation of a gap-flow store.
+
+    ``model`` is a model with spotting hooks (default: the one whose input
+    the store holds); ``options`` its model options and ``epochs``,
+    ``batch_size``, ``lr`` ``mexkit train``'s overrides, turned into the
+    training settings by its :attr:`~mexkit.models.registry.Spotting.settings`
+    hook. ``emotions``, ``kprime``, ``p`` and ``type_stores`` (None: the
+    settings') are the spotting parameters; ``type_stores`` (``{type:
+    path}`` or ``"macro=PATH"``) gives an expression type's network the
+    features of another gap-flow store of the same videos (SOFTNet's
+    per-type flow gap, e.g. k = k' for macro-expressions); the intervals
+    always come from ``store_path``.
+
+    Writes to ``out_dir``: ``intervals.csv`` / ``intervals.json`` (spotted
+    intervals of every held-out video, with type, emotion, confidence and
+    apex), ``truth.csv`` (the intervals scored against), ``results.json`` (the
+    metric table of :func:`mexkit.spot.evaluate_intervals`, settings, k' per
+    type, per-fold histories), ``plots/<subject>_<video>.png``, fold
+    checkpoints under ``checkpoints/``, and with ``final`` the networks
+    trained on every subject (``final/``, ``spot_model.json``) for ``mexkit
+    spot``.
+
+    Returns
+    -------
+    Path
+        ``out_dir / "results.json"``.
+    """
+    spec = _spotter_of(store_path, model)
+    settings = spec.spotting.settings(options, epochs=epochs, batch_size=batch_size, lr=lr)
+    settings.update(device=device, deterministic=bool(deterministic))
+    run = _read_spotting(
+        store_path, spec, settings,
+        emotions=settings.get("emotions") if emotions is None else emotions,
+        kprime=settings.get("kprime") if kprime is None else kprime,
+        p=settings["p"] if p is None else p, long=long,
+        type_stores=settings.get("type_stores") if type_stores is None else type_stores)
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     if plots:
         (out / "plots").mkdir(exist_ok=True)
-    settings = {"spot_epochs": int(spot_epochs), "recog_epochs": int(recog_epochs),
-                "batch_size": int(batch_size), "lr": float(lr), "ratio": float(ratio),
-                "transfer": bool(transfer), "device": device,
-                "deterministic": bool(deterministic)}
     t0 = time.perf_counter()
-    spotted: list[Interval] = []
-    histories: dict[str, Any] = {}
-    for fold, subject in enumerate(subjects):
-        test = [n for n, v in enumerate(videos) if v.subject == subject]
-        models = {}
-        for kind in types:
-            train = [v for v in by_type[kind] if v.subject != subject]
-            m = train_spotter(train, kind=kind, kprime=kprimes[kind], classes=classes,
-                              settings=settings, seed=seed + 1000 * fold,
-                              ckpt_dir=out / "checkpoints", tag=f"fold{fold:02d}-{_safe(subject)}")
-            models[kind] = m
-            histories[f"{subject}/{kind or 'all'}"] = m["history"]
-        for n in test:
-            v = videos[n]
-            own = {kind: by_type[kind][n] for kind in types}
-            found, curves = spot_with(models, v, kprimes=kprimes, classes=classes, p=p,
-                                      long=long, device=device, per_type=own)
-            spotted.extend(found)
-            if plots:
-                plot_video(out / "plots" / f"{_safe(v.subject)}_{_safe(v.video)}.png", v,
-                           curves, found)
-        logger.info("spot: fold %d/%d (subject %s) done", fold + 1, len(subjects), subject)
-    truth = [t for v in videos for t in v.truth]
-    report = evaluate_intervals(truth, spotted, classes=classes or None)
+    spotted, histories = _loso(run, out, seed=seed, plots=plots)
+    truth = [t for v in run.videos for t in v.truth]
+    # classes from the truth (the default): each type's row takes its own truths' emotions,
+    # as MEAN scores micro-expressions alone
+    report = evaluate_intervals(truth, spotted)
     write_intervals(out / "intervals.csv", spotted)
-    write_intervals_json(out / "intervals.json", spotted, kprime=_keyed(kprimes), p=p,
-                         long=long, classes=classes)
+    write_intervals_json(out / "intervals.json", spotted, kprime=_keyed(run.kprimes), p=run.p,
+                         long=run.long, classes=run.classes)
     write_intervals(out / "truth.csv", truth)
     results = {
-        "task": "spot-then-recognize", "model": "mean", "protocol": "loso",
+        "task": "spot-then-recognize", "model": spec.name, "protocol": "loso",
         "store": str(store_path), "mexkit_version": __version__,
-        "types": [t or "all" for t in types], "kprime": _keyed(kprimes), "p": p,
-        "long_videos": long, "classes": classes, "settings": settings, "seed": seed,
-        "gap": {(k or "all"): by_type[k][0].gap for k in types},
-        "type_stores": type_stores,
-        "subjects": subjects, "seconds": round(time.perf_counter() - t0, 1),
+        "types": [t or "all" for t in run.types], "kprime": _keyed(run.kprimes), "p": run.p,
+        "long_videos": run.long, "classes": run.classes, "settings": settings,
+        "seed": seed, "gap": _keyed(run.gaps), "type_stores": run.type_stores,
+        "subjects": run.subjects, "seconds": round(time.perf_counter() - t0, 1),
         "metrics": report, "histories": histories,
     }
     if final:
-        models = {}
         (out / "final").mkdir(exist_ok=True)
-        for kind in types:
-            models[kind] = train_spotter(by_type[kind], kind=kind, kprime=kprimes[kind],
-                                         classes=classes, settings=settings, seed=seed,
-                                         ckpt_dir=out / "final", tag="final")
+        models = run.train(lambda kind: run.by_type[kind], seed=seed, ckpt_dir=out / "final",
+                           tag="final")
         results["final"] = _save_final(
-            out, models, kprimes, classes, p, long, {k: by_type[k][0].gap for k in types},
-            {k: store_preprocessing(type_stores.get(k or "", store_path)) for k in types})
+            out, run, models, {k: store_preprocessing(run.type_stores.get(k or "", store_path))
+                               for k in run.types})
     path = out / "results.json"
-    _write_atomic(path, json.dumps(jsonable(results), indent=1) + "\n")
+    write_text(path, json.dumps(jsonable(results), indent=1) + "\n")
     return path
 
 
+def _loso(run: _Spotting, out: Path, *, seed: int, plots: bool
+          ) -> tuple[list[Interval], dict[str, Any]]:
+    """Every fold: train on the other subjects, spot the held-out subject's videos."""
+    spotted: list[Interval] = []
+    histories: dict[str, Any] = {}
+    for fold, subject in enumerate(run.subjects):
+        models = run.train(
+            lambda kind, s=subject: [v for v in run.by_type[kind] if v.subject != s],
+            seed=seed + 1000 * fold, ckpt_dir=out / "checkpoints",
+            tag=f"fold{fold:02d}-{safe_name(subject)}")
+        for kind, m in models.items():
+            histories[f"{subject}/{kind or 'all'}"] = m["history"]
+        for n, v in enumerate(run.videos):
+            if v.subject != subject:
+                continue
+            found, curves = run.spot(models, n)
+            spotted.extend(found)
+            if plots:
+                plot_video(out / "plots" / _plot_name(v), v, curves, found)
+        logger.info("spot: fold %d/%d (subject %s) done", fold + 1, len(run.subjects), subject)
+    return spotted, histories
+
+
+def train_spotting(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
+                   model: str | None = None, options: Mapping[str, Any] | None = None,
+                   protocol: str | None = None, epochs: int | None = None,
+                   batch_size: int | None = None, lr: float | None = None,
+                   device: str = "auto", seed: int = 0, deterministic: bool = True,
+                   final: bool = False) -> Path:
+    """``mexkit train`` on a spotting store: :func:`spot_loso` with the model's settings.
+
+    ``options`` are the model's options; ``epochs``, ``batch_size`` and
+    ``lr`` override the paper's (see the model's ``settings`` hook).
+    """
+    if protocol not in (None, "loso"):
+        raise ParameterError(
+            f"Invalid value for the 'protocol' parameter: the spot-then-recognize "
+            f"evaluation on a store of whole videos is LOSO, but got {protocol!r}.")
+    device = str(resolve_device(device))  # a GPU that is not there fails before any work
+    return spot_loso(store_path, out_dir, model=model, options=options, epochs=epochs,
+                     batch_size=batch_size, lr=lr, device=device, seed=seed,
+                     deterministic=deterministic, final=final)
+
+
+# -- the final networks: saved, loaded, applied ------------------------------------------------
 def _keyed(d: Mapping[str | None, Any]) -> dict[str, Any]:
     return {(k or "all"): v for k, v in d.items()}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _relative(path: Path | None, root: Path) -> str | None:
     return None if path is None else Path(path).relative_to(root).as_posix()
 
 
-def _save_final(out: Path, models: Mapping[str | None, Mapping[str, Any]],
-                kprimes: Mapping[str | None, int], classes: Sequence[str], p: float,
-                long: bool, gaps: Mapping[str | None, int],
+def _save_final(out: Path, run: _Spotting, models: Mapping[str | None, Mapping[str, Any]],
                 preprocessing: Mapping[str | None, Mapping[str, Any]] | None = None
                 ) -> dict[str, Any]:
-    import json
-
-    entry = {"format": "mexkit-spot-model", "version": 1, "model": "mean",
-             "classes": list(classes), "p": p, "long_videos": long, "types": {}}
+    entry = {"format": "mexkit-spot-model", "version": 1, "model": run.spec.name,
+             "classes": list(run.classes), "p": run.p, "long_videos": run.long, "types": {}}
     for kind, m in models.items():
-        name = kind or "all"
-        entry["types"][name] = {
-            "kind": kind, "kprime": int(kprimes[kind]), "gap": int(gaps[kind]),
+        entry["types"][kind or "all"] = {
+            "kind": kind, "kprime": int(run.kprimes[kind]), "gap": int(run.gaps[kind]),
             "preprocessing": dict((preprocessing or {}).get(kind) or {}),
             "spotter": _relative(m["checkpoints"]["spotting"], out),
             "recognizer": _relative(m["checkpoints"]["recognition"], out),
         }
-    _write_atomic(out / "spot_model.json", json.dumps(entry, indent=1) + "\n")
+    write_text(out / "spot_model.json", json.dumps(entry, indent=1) + "\n")
     return entry
 
 
 def load_spot_model(results_dir: str | os.PathLike, *, device: str = "cpu"
                     ) -> tuple[dict[str | None, dict[str, Any]], dict[str, Any]]:
-    """The final spotting models of a training run (``spot_model.json``)."""
-    import json
-
-    from ..errors import StoreError
-    from ..learn.train import load_checkpoint
-    from ..models.mean import MEAN
-
+    """The final spotting networks of a training run (``spot_model.json``), and its entry."""
     root = Path(results_dir)
     meta_path = root / "spot_model.json"
     if not meta_path.is_file():
         raise StoreError(f"{root}: no spot_model.json; train with `mexkit train STORE "
-                         "--model mean --final` on a long-video store first.")
+                         "--final` on a long-video store first.")
     try:
         meta = json.loads(meta_path.read_text())
     except ValueError as exc:
         raise StoreError(f"{meta_path}: not readable JSON ({exc}).") from exc
     if meta.get("format") != "mexkit-spot-model":
         raise StoreError(f"{meta_path}: not a mexkit spotting model description.")
+    spotting = _spotter_of(root, meta["model"]).spotting
     n_classes = max(1, len(meta["classes"]))
     models: dict[str | None, dict[str, Any]] = {}
     for entry in meta["types"].values():
         m: dict[str, Any] = {}
         for role in ("spotter", "recognizer"):
             if entry.get(role):
-                net = MEAN(n_classes)
+                net = spotting.build(role, n_classes)
                 net.load_state_dict(load_checkpoint(root / entry[role])[0])
                 m[role] = net
         models[entry["kind"]] = m
@@ -744,7 +731,7 @@ def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
                plots: bool = True, emotions: str | os.PathLike | None = None,
                type_stores: Mapping[str, str] | str | None = None, force: bool = False
                ) -> tuple[Path, dict[str, Any] | None]:
-    """Apply trained spotting models to every video of a gap-flow store.
+    """Apply trained spotting networks to every video of a gap-flow store.
 
     Writes the interval CSV ``output`` (and ``.json`` beside it) and, with
     ``plots``, ``<output stem>.plots/<subject>_<video>.png``.  When the store
@@ -759,20 +746,22 @@ def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
         or head-motion removal than its network was trained on (with
         ``force``, a warning instead).
     """
-    from ..io.intervals import write_intervals, write_intervals_json
-
+    device = str(resolve_device(device))  # a GPU that is not there fails before any work
     models, meta = load_spot_model(results_dir, device=device)
-    kprimes = {e["kind"]: int(e["kprime"]) for e in meta["types"].values()}
-    p = float(meta["p"] if p is None else p)
-    check_range("p", p, 0.0, 1.0)
-    videos = load_spot_videos(store_path, emotions=emotions)
+    spec = get_spec(meta["model"])
     types = [e["kind"] for e in meta["types"].values()]
+    videos = load_spot_videos(store_path, feature=spec.spotting.input, emotions=emotions)
     stores = parse_type_stores(type_stores)
-    by_type = _type_videos(videos, types, stores, emotions)
+    run = _Spotting(spec, videos, types, {e["kind"]: int(e["kprime"])
+                                          for e in meta["types"].values()},
+                    _type_videos(videos, types, stores, emotions, spec.spotting.input),
+                    {}, meta["classes"], [], float(meta["p"] if p is None else p),
+                    bool(meta["long_videos"]), {"device": device})
+    check_range("p", run.p, 0.0, 1.0)
     for e in meta["types"].values():
         name = e["kind"] or "all"
         where = stores.get(e["kind"] or "", str(store_path))
-        gaps = sorted({v.gap for v in by_type[e["kind"]]})
+        gaps = sorted({v.gap for v in run.by_type[e["kind"]]})
         diff = []
         if e.get("gap") is not None and gaps != [int(e["gap"])]:
             diff.append(f"gap {e['gap']} / {', '.join(map(str, gaps))}")
@@ -795,60 +784,14 @@ def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
         plot_dir.mkdir(parents=True, exist_ok=True)
     spotted: list[Interval] = []
     for n, v in enumerate(videos):
-        found, curves = spot_with(models, v, kprimes=kprimes, classes=meta["classes"], p=p,
-                                  long=bool(meta["long_videos"]), device=device,
-                                  per_type={k: by_type[k][n] for k in types})
+        found, curves = run.spot(models, n)
         spotted.extend(found)
         if plots:
-            plot_video(plot_dir / f"{_safe(v.subject)}_{_safe(v.video)}.png", v, curves, found)
+            plot_video(plot_dir / _plot_name(v), v, curves, found)
     write_intervals(output, spotted)
-    write_intervals_json(output.with_suffix(".json"), spotted, kprime=_keyed(kprimes), p=p,
-                         classes=meta["classes"], model=str(results_dir))
+    write_intervals_json(output.with_suffix(".json"), spotted, kprime=_keyed(run.kprimes),
+                         p=run.p, classes=meta["classes"], model=str(results_dir))
     truth = [t for v in videos for t in v.truth]
     report = (evaluate_intervals(truth, spotted, classes=meta["classes"] or None)
               if truth else None)
     return output, report
-
-
-def is_spotting_store(store_path: str | os.PathLike) -> bool:
-    """True when the store holds MEAN features of ``(j, j + k)`` pairs of whole videos."""
-    from ..io.store import open_store
-
-    with open_store(store_path) as store:
-        for sample in store:
-            return sample.attrs.get("pair_mode") == "gap" and "mean_regions" in sample
-    return False
-
-
-def train_spotting(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                   options: Mapping[str, Any], protocol: str | None = None,
-                   epochs: int | None = None, batch_size: int | None = None,
-                   lr: float | None = None, device: str = "auto", seed: int = 0,
-                   deterministic: bool = True, final: bool = False) -> Path:
-    """`mexkit train --model mean` on a spotting store: :func:`spot_loso` with MEAN's defaults.
-
-    ``options`` are MEAN's model options (``no_transfer``, ``spot_epochs``,
-    ``p``, ``kprime``, ``emotions``, ``type_store``); ``epochs``, ``batch_size`` and ``lr``
-    override the paper's recognition / both stages' settings.
-    """
-    from ..models.registry import get_spec, model_options
-
-    if protocol not in (None, "loso"):
-        raise ParameterError(
-            f"Invalid value for the 'protocol' parameter: MEAN's spot-then-recognize "
-            f"evaluation on a store of whole videos is LOSO, but got {protocol!r}.")
-    spec = get_spec("mean")
-    opts = model_options(spec, options)
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    rec, pre = spec.defaults, spec.pretrain
-    return spot_loso(
-        store_path, out_dir, emotions=opts["emotions"] or None,
-        type_stores=opts.get("type_store") or None,
-        kprime=int(opts["kprime"]) or None, p=float(opts["p"]),
-        spot_epochs=int(opts["spot_epochs"] or pre.epochs),
-        recog_epochs=int(epochs or rec.epochs), batch_size=int(batch_size or pre.batch_size),
-        lr=float(lr or pre.lr), transfer=not opts["no_transfer"], device=device, seed=seed,
-        deterministic=deterministic, final=final)

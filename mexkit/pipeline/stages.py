@@ -16,9 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelInputError, ParameterError
-from ..io.store import DEFAULT_LIMITS, SampleView, Store, StoreLimits, open_store
+import numpy as np
+
+from ..errors import InputChangedError, ModelInputError, ParameterError, StoreError
+from ..io.store import SampleView, Store, open_store
 from .cache import cache_key
+from .limits import store_limits
 from .runner import StageResult, Task, run_stage
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "check_output_path",
     "check_stage_input",
     "close_inputs",
+    "expect_arrays",
 ]
 
 logger = logging.getLogger("mexkit")
@@ -56,20 +60,17 @@ STAGE_INPUTS: dict[str, tuple[tuple[str, ...], str]] = {
 # Input stores open in this process: path -> (identity of the file, store).
 _OPEN: dict[str, tuple[tuple[int, ...], Store]] = {}
 
-LIMITS_ENV = "MEXKIT_STORE_LIMITS"
-
-
-def store_limits() -> StoreLimits:
-    """The store size limits: :data:`~mexkit.io.store.DEFAULT_LIMITS`, or as set in
-    the environment variable ``MEXKIT_STORE_LIMITS`` (``"max_array_bytes=1e10,
-    max_ratio=1000"``), which worker processes inherit."""
-    text = os.environ.get(LIMITS_ENV, "").strip()
-    return StoreLimits.parse(text) if text else DEFAULT_LIMITS
-
-
 def _identity(path: str | Path) -> tuple[int, ...]:
+    """What tells two states of a file apart: device, inode, size, modification time."""
     st = os.stat(path)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _replaced(path: str | Path, now: Any, expected: Sequence[int]) -> str:
+    return (f"{path}: the input store was replaced or changed during the run (it was "
+            f"{tuple(expected)}, it is {now} as device, inode, size and modification "
+            "time); the samples read from it would mix two stores. Run again once it "
+            "stays the same")
 
 
 def close_inputs() -> None:
@@ -100,7 +101,8 @@ def upstream_entry(store: Store) -> dict[str, Any]:
             "content_hash": store.content_hash, "path": str(Path(store.path).resolve())}
 
 
-def input_sample(path: str | Path, sample_id: str) -> SampleView:
+def input_sample(path: str | Path, sample_id: str,
+                 identity: Sequence[int] | None = None) -> SampleView:
     """Return one sample of an input store, opening the store if needed.
 
     A store stays open for the samples of one run; it is reopened when the
@@ -108,6 +110,11 @@ def input_sample(path: str | Path, sample_id: str) -> SampleView:
     and :func:`close_inputs` closes all at the end of a run.  The checksum was
     verified by the process that built the tasks, so workers skip it; the
     structural checks and size limits run again.
+
+    ``identity`` is the file's identity when the run began (see
+    :func:`run_store_stage`): a file that is no longer that one (another
+    store moved over it, a rewrite) raises :class:`StoreError` instead of
+    mixing two stores in one output.
     """
     key = str(path)
     try:
@@ -115,6 +122,8 @@ def input_sample(path: str | Path, sample_id: str) -> SampleView:
     except OSError as exc:
         raise ModelInputError(f"{key}: the input store is gone ({exc.strerror or exc}).") \
             from exc
+    if identity is not None and tuple(identity) != ident:
+        raise InputChangedError(_replaced(path, ident, identity))
     held = _OPEN.get(key)
     if held is not None and held[0] != ident:
         _OPEN.pop(key)[1].close()
@@ -198,13 +207,65 @@ def store_tasks(store: Store, *, stage: str, version: int | str, params: Mapping
     return tasks
 
 
+def expect_arrays(arrays: Mapping[str, Any], spec: Mapping[str, tuple[Any, tuple]], *,
+                  required: Sequence[str], where: str) -> None:
+    """Check arrays a stage is said to have produced (a cache entry, a reused sample).
+
+    Parameters
+    ----------
+    arrays : mapping
+        Name -> array.
+    spec : mapping
+        Every name the stage may produce -> ``(dtypes, shape)``: ``dtypes``
+        a dtype or a tuple of them; ``shape`` a tuple whose items are ints or
+        None (any length), or None for any shape.  Float arrays must hold
+        finite values, except those whose dtype entry is marked ``"nan"``
+        (``(np.float32, "nan")``: landmarks of a frame without a face).
+    required : sequence of str
+        Names that must be there.
+    where : str
+        What is checked, for the message.
+
+    Raises
+    ------
+    StoreError
+        Naming the array and what is wrong with it.
+    """
+    missing = [n for n in required if n not in arrays]
+    extra = sorted(set(arrays) - set(spec))
+    if missing or extra:
+        raise StoreError(f"{where}: arrays {sorted(arrays)}; the stage makes "
+                         f"{sorted(spec)} ({', '.join(required)} always)")
+    for name, a in arrays.items():
+        kinds, shape = spec[name]
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        nan_ok = "nan" in kinds
+        dtypes = [np.dtype(k) for k in kinds if k != "nan"]
+        a = np.asarray(a)
+        if a.dtype not in dtypes:
+            raise StoreError(f"{where}: array {name!r} is {a.dtype}, not "
+                             f"{' or '.join(str(d) for d in dtypes)}")
+        if shape is not None and (len(shape) != a.ndim or any(
+                want is not None and want != got
+                for want, got in zip(shape, a.shape, strict=False))):
+            raise StoreError(f"{where}: array {name!r} has shape {a.shape}, not "
+                             f"{tuple('*' if d is None else d for d in shape)}")
+        if a.dtype.kind == "f" and a.size:
+            bad = ~np.isfinite(a) & ~(np.isnan(a) if nan_ok else False)
+            if bad.any():
+                raise StoreError(f"{where}: array {name!r} holds {int(bad.sum())} "
+                                 "non-finite value(s)")
+
+
 def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
                     version: int | str, params: Mapping[str, Any],
                     compute: Callable[[Task], tuple[Mapping, Mapping]], jobs: int = 1,
                     backend: str = "loky", progress: bool = True,
                     select: Callable[[SampleView], bool] | None = None,
                     group: int = 1,
-                    payload_params: Mapping[str, Any] | None = None) -> StageResult:
+                    payload_params: Mapping[str, Any] | None = None,
+                    check: Callable[[Task, Mapping[str, Any]], None] | None = None
+                    ) -> StageResult:
     """Apply ``compute`` to every sample of the input store; write ``output``.
 
     ``payload_params`` (default: ``params``) are what ``compute`` receives;
@@ -222,20 +283,43 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
     and leaves an existing output as it was.
     """
     check_output_path(input_path, output)
-    with open_store(input_path, limits=store_limits()) as store:
+    identity = _identity(input_path)
+    store = open_store(input_path, limits=store_limits())
+    # held open for the whole run: the samples read in this process come from this file
+    _OPEN[str(input_path)] = (identity, store)
+    try:
         check_stage_input(store, stage, select, params)
         tasks = store_tasks(store, stage=stage, version=version, params=params, select=select,
                             payload_params=payload_params)
         upstream = [upstream_entry(store)]
         upstream_failures = dict(store.failures)
+    except BaseException:
+        close_inputs()
+        raise
+    if identity != _identity(input_path):  # changed while it was checked
+        close_inputs()
+        raise StoreError(_replaced(input_path, _identity(input_path), identity))
+    for t in tasks:
+        t.payload["identity"] = identity
     if not tasks and not upstream_failures:
         logger.warning("%s: the input store %s holds no samples", stage, input_path)
+
+    def unchanged() -> None:
+        try:
+            now = _identity(input_path)
+        except OSError as exc:
+            raise StoreError(f"{input_path}: the input store went away during the run "
+                             f"({exc.strerror or exc}); the output is not written.") from exc
+        if now != identity:
+            raise StoreError(_replaced(input_path, now, identity) + "; the output is not "
+                             "written, the samples finished before are kept")
+
     try:
         result = run_stage(tasks, compute, output=output, stage=stage, params=params,
                            upstream=upstream, jobs=jobs, backend=backend, progress=progress,
                            extra_failures={sid: f"failed upstream: {msg}"
                                            for sid, msg in upstream_failures.items()},
-                           group=group)
+                           group=group, check=check, before_finalize=unchanged)
     finally:
         close_inputs()
     return result

@@ -56,6 +56,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import json
 import logging
 import os
 import re
@@ -67,13 +68,16 @@ from typing import Any
 
 import cv2
 import numpy as np
+import openpyxl
 
 from .. import __version__
 from .._validate import check_option, check_range
 from ..errors import DatasetError, MediaError, ParameterError
 from ..io.atomic import atomic_open, atomic_path, write_json
+from ..io.datasets.generic import write_generic_rows
 from ..synth.face import make_subject
 from ..synth.generate import CLASSES, MICRO_INTENSITY, MICRO_SECONDS, make_clip, make_long_video
+from .parallel import parallel_map
 
 __all__ = [
     "CASME2_COLUMNS",
@@ -81,6 +85,7 @@ __all__ = [
     "SAMM_LV_COLUMNS",
     "write_casme2_like",
     "write_samm_lv_like",
+    "write_synthetic",
 ]
 
 logger = logging.getLogger("mexkit")
@@ -345,8 +350,6 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
     ----------
     .. [1] W.-J. Yan et al., "CASME II", PLoS ONE 9(1), e86041, 2014.
     """
-    import openpyxl
-
     check_range("n_subjects", n_subjects, 1)
     check_range("clips_per_class", clips_per_class, 1)
     check_range("jobs", jobs, 1)
@@ -359,8 +362,6 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
     sec = _check_pair("seconds", seconds, 0.0)
     amp = _check_pair("intensity", intensity, 0.0)
     root, sheet, csv_path = _prepare_root(root, ("CASME2-coding.xlsx", "samples.csv"), overwrite)
-
-    from .parallel import parallel_map
 
     common = {"root": root, "classes": classes, "clips_per_class": clips_per_class,
               "fps": fps, "seed": seed, "size": size, "image_format": image_format,
@@ -386,8 +387,6 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
     for row in sheet_rows:
         ws.append(list(row))
     _save_xlsx(wb, sheet)
-    from ..io.datasets.generic import write_generic_rows  # the sheet's one writer
-
     write_generic_rows(csv_path, csv_rows)
     _save_json(root / "synth-casme2.json", {
         "generator": "mexkit.pipeline.synth.write_casme2_like", "mexkit_version": __version__,
@@ -454,8 +453,6 @@ def write_samm_lv_like(root: str | os.PathLike, *, n_subjects: int = 2,
     ----------
     .. [1] C. H. Yap et al., "SAMM Long Videos", IEEE FG 2020.
     """
-    import openpyxl
-
     check_range("n_subjects", n_subjects, 1)
     check_range("videos_per_subject", videos_per_subject, 1)
     check_range("seconds", seconds, 0.0, low_open=True)
@@ -555,4 +552,74 @@ def write_samm_lv_like(root: str | os.PathLike, *, n_subjects: int = 2,
         "dense_flow": bool(dense_flow), "sheet_header_row": SAMM_HEADER_ROW,
         "frame_positions": "0-based in intervals.csv and truth; sheet holds frame numbers",
     })
+    return sheet
+
+
+# what the last successful run wrote into ROOT: the same command again is a no-op
+_RECORD = ".mexkit-synth.json"
+
+
+def write_synthetic(root: str | os.PathLike, *, subjects: int = 4, clips_per_class: int = 2,
+                    classes: str = "negative,positive,surprise", fps: float | None = None,
+                    size: int = 240, image_format: str = "jpg", noise: float = 1.0,
+                    intensity: tuple[float, float] = (0.3, 2.0), seed: int = 0,
+                    long_videos: bool = False, videos_per_subject: int = 1,
+                    seconds: float = 12.0, overwrite: bool = False, jobs: int = 1) -> Path:
+    """``mexkit synth``: a CASME II-like dataset, or SAMM-LV-like long videos; its sheet.
+
+    The same options again keep the dataset the last run wrote into ``root``
+    (recorded in ``root/.mexkit-synth.json``), so that a pipeline starting
+    with ``mexkit synth`` resumes; a dataset written otherwise is replaced
+    only with ``overwrite``.
+
+    Raises
+    ------
+    DatasetError
+        ``root`` holds a dataset these options did not write, and
+        ``overwrite`` is False.
+    """
+    root = Path(root)
+    sheet = root / ("SAMM_LongVideos_V2_Release.xlsx" if long_videos else "samples.csv")
+    lo, hi = (float(v) for v in intensity)
+    settings = {"version": __version__, "subjects": subjects,
+                "clips_per_class": None if long_videos else clips_per_class,
+                "classes": None if long_videos else classes, "fps": fps, "size": size,
+                "format": image_format, "noise": noise,
+                "intensity": [lo, hi], "seed": seed,
+                "long": long_videos,
+                "videos_per_subject": videos_per_subject if long_videos else None,
+                "seconds": seconds if long_videos else None}
+    record = root / _RECORD
+    if not overwrite and sheet.exists() and record.exists():
+        try:
+            same = json.loads(record.read_text()) == settings
+        except (OSError, ValueError):
+            same = False
+        if same:  # the same command again: the dataset is there, as a resumed run
+            logger.info("synth: %s already holds this synthetic dataset (same options); kept",
+                        root)
+            return sheet
+    if overwrite:  # a run that stops half-way leaves no record of the old dataset
+        record.unlink(missing_ok=True)
+    try:
+        if long_videos:
+            sheet = write_samm_lv_like(root, n_subjects=subjects,
+                                       videos_per_subject=videos_per_subject,
+                                       fps=fps or 50.0, seconds=seconds, seed=seed, size=size,
+                                       image_format=image_format, noise_sigma=noise,
+                                       micro_intensity=(lo, hi), overwrite=overwrite)
+        else:
+            write_casme2_like(root, n_subjects=subjects, clips_per_class=clips_per_class,
+                              classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
+                              fps=fps or 100.0, seed=seed, size=size,
+                              image_format=image_format, noise_sigma=noise,
+                              intensity=(lo, hi), overwrite=overwrite, jobs=jobs)
+    except DatasetError as exc:
+        if "already exists" not in str(exc):
+            raise
+        raise DatasetError(
+            f"{root} already holds a dataset that these options did not write "
+            f"({str(exc).split(';')[0]}); give --overwrite to replace it, or another ROOT."
+        ) from exc
+    write_json(record, settings)
     return sheet

@@ -6,14 +6,23 @@ positions carried over to the new time axis.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
+from .._validate import check_option
+from ..devices import check_device
+from ..errors import ConvergenceError
+from ..temporal import keyframes as kf
+from ..temporal.apex import resolve_apex
+from ..temporal.interpolate import interpolate_midpoint
+from ..temporal.tim import tim
 from .runner import StageResult, Task
-from .stages import input_sample, require_arrays, run_store_stage
+from .stages import expect_arrays, input_sample, require_arrays, run_store_stage
 
 __all__ = ["run_tim", "run_rpca", "run_keyframes", "run_magnify", "KEYFRAME_METHODS"]
 
@@ -25,7 +34,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def _frames(task: Task, stage: str) -> tuple[Any, np.ndarray]:
-    s = input_sample(task.payload["input"], task.sample_id)
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     require_arrays(s, ["frames"], stage=stage, producer="mexkit crop")
     return s, s.read("frames")
 
@@ -48,10 +57,45 @@ def _landmarks(s: Any, index: np.ndarray) -> dict[str, np.ndarray]:
     return {"landmarks": lm[np.clip(np.rint(index).astype(int), 0, len(lm) - 1)]}
 
 
+def _check_frames_stage(task: Task, arrays: Mapping[str, Any], n: int | None,
+                        main: str = "frames", dtypes: Any = np.uint8,
+                        more: Mapping[str, Any] | None = None) -> None:
+    """The temporal stages' outputs: ``main`` of ``n`` frames (None: as many as the
+    input) of the input's frame size, with landmarks and source times to match."""
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+    shape = tuple(s.shape("frames"))
+    n = shape[0] if n is None else n
+    frame = shape[1:3] if main != "frames" else shape[1:]
+    spec = {main: (dtypes, (n, *frame)), "landmarks": ((np.float32, "nan"), (n, 68, 2)),
+            "source_time": (np.float64, (n,)), **(more or {})}
+    expect_arrays(arrays, spec, required=[main], where=f"sample {task.sample_id!r}")
+
+
+def _check_tim(task: Task, arrays: Mapping[str, Any]) -> None:
+    p = task.payload["params"]
+    _check_frames_stage(task, arrays, p["n_frames"],
+                        dtypes=np.float32 if p["float"] else np.uint8)
+
+
+def _check_rpca(task: Task, arrays: Mapping[str, Any]) -> None:
+    p = task.payload["params"]
+    s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
+    T, H, W = tuple(s.shape("frames"))[:3]
+    n = p["k"] if p["psn"] else T
+    _check_frames_stage(task, arrays, n, main="sparse", dtypes=np.float32, more={
+        "low_rank": (np.float32, (T, H, W)), "tim_frames": (np.uint8, (n, H, W))})
+
+
+def _check_keyframes(task: Task, arrays: Mapping[str, Any]) -> None:
+    _check_frames_stage(task, arrays, task.payload["params"]["n_frames"])
+
+
+def _check_magnify(task: Task, arrays: Mapping[str, Any]) -> None:
+    _check_frames_stage(task, arrays, None)
+
+
 # -- TIM ---------------------------------------------------------------------
 def _compute_tim(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..temporal.tim import tim
-
     p = task.payload["params"]
     s, frames = _frames(task, "tim")
     T, n = len(frames), p["n_frames"]
@@ -69,19 +113,20 @@ def run_tim(input_path: str | Path, output: str | Path, *, n_frames: int = 64,
     """Temporal interpolation model of every clip to ``n_frames`` frames."""
     params = {"n_frames": n_frames, "grid": grid, "float": keep_float}
     return run_store_stage(input_path, output, stage="tim", version=1, params=params,
-                           compute=_compute_tim, **kw)
+                           compute=_compute_tim, check=_check_tim, **kw)
 
 
 # -- RPCA --------------------------------------------------------------------
 def _compute_rpca(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..errors import ConvergenceError
-    from ..temporal.rpca import psn_chain, psn_sample_indices, rpca_frames
+    from ..temporal.rpca import (  # start-up: torch, which only RPCA needs
+        psn_chain,
+        psn_sample_indices,
+        rpca_frames,
+    )
 
     p = task.payload["params"]
     s, frames = _frames(task, "rpca")
     if frames.ndim == 4:
-        import cv2
-
         frames = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
     data = frames.astype(np.float64) / 255.0
     arrays: dict[str, np.ndarray] = {}
@@ -95,8 +140,6 @@ def _compute_rpca(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays["sparse"] = np.asarray(sparse, dtype=np.float32)
         # PSN's temporal sub-network takes the TIM-normalised frames themselves at the
         # same positions (uint8 grey; TIM is a few milliseconds, recomputed here).
-        from ..temporal.tim import tim
-
         arrays["tim_frames"] = _to_uint8(tim(frames, p["n_tim"])[idx])
         arrays["source_time"] = time.astype(np.float64)
         arrays.update(_landmarks(s, time))
@@ -126,20 +169,18 @@ def run_rpca(input_path: str | Path, output: str | Path, *, lam: float | None = 
              tol: float = 1e-7, max_iter: int = 500, low_rank: bool = False, psn: bool = False,
              n_tim: int = 150, k: int = 16, device: str = "auto", **kw: Any) -> StageResult:
     """Robust PCA (inexact ALM) of every clip; stores the sparse part E."""
+    device = check_device(device)  # a GPU that is not there fails once, before any sample
     params = {"lam": lam, "tol": tol, "max_iter": max_iter, "low_rank": low_rank, "psn": psn,
               "n_tim": n_tim if psn else None, "k": k if psn else None}
     if psn:
         params["tim_frames"] = True  # PSN stores also hold the 16 TIM frames (tim_frames)
     return run_store_stage(input_path, output, stage="rpca", version=1, params=params,
                            compute=_compute_rpca, payload_params={**params, "device": device},
-                           **kw)
+                           check=_check_rpca, **kw)
 
 
 # -- key frames --------------------------------------------------------------
 def _compute_keyframes(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..temporal import keyframes as kf
-    from ..temporal.interpolate import interpolate_midpoint
-
     p = task.payload["params"]
     s, frames = _frames(task, "keyframes")
     T = len(frames)
@@ -187,10 +228,6 @@ def _keyframe_sources(sample_id: str, frames: np.ndarray, attrs: Any, onset: int
     without any annotation gets the frame most different from its first frame,
     with a warning naming the sample.
     """
-    import logging
-
-    from ..temporal.apex import resolve_apex
-
     out: dict[str, Any] = {
         "onset_source": "annotation" if attrs.get("onset") is not None else "first frame"}
     if method == "uniform":
@@ -209,8 +246,6 @@ def _keyframe_sources(sample_id: str, frames: np.ndarray, attrs: Any, onset: int
 def run_keyframes(input_path: str | Path, output: str | Path, *, method: str = "adaptive",
                   n_frames: int | None = None, **kw: Any) -> StageResult:
     """Key-frame clips (MERSiamC3D adaptive / TAS, ATNet window, uniform)."""
-    from .._validate import check_option
-
     check_option("method", method, KEYFRAME_METHODS)
     if n_frames is None:
         n_frames = 65 if method == "apex-window" else 11
@@ -219,12 +254,12 @@ def run_keyframes(input_path: str | Path, output: str | Path, *, method: str = "
     # bin/demo's clips a mean difference of 0.02 grey levels, 99 % of pixels within 1,
     # at most 16): version-1 samples are recomputed, not mixed in
     return run_store_stage(input_path, output, stage="keyframes", version=2, params=params,
-                           compute=_compute_keyframes, **kw)
+                           compute=_compute_keyframes, check=_check_keyframes, **kw)
 
 
 # -- magnification -----------------------------------------------------------
 def _compute_magnify(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..temporal.magnify import magnify
+    from ..temporal.magnify import magnify  # start-up: slow to import, only magnify needs it
 
     p: Mapping[str, Any] = task.payload["params"]
     s, frames = _frames(task, "magnify")
@@ -243,8 +278,6 @@ def _compute_magnify(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]
 def _magnify_check(sample_id: str, diag: Any, p: Mapping[str, Any]) -> dict[str, Any]:
     """Warn, naming the sample, when magnification left its valid range; the frames
     concerned are recorded in the sample's attributes (``magnify_bad_frames``)."""
-    import logging
-
     bad = diag.bad_frames()
     if len(bad):
         lo, hi = diag.valid_range
@@ -270,4 +303,4 @@ def run_magnify(input_path: str | Path, output: str | Path, *, method: str = "ri
     params = {"method": method, "alpha": alpha, "low": low, "high": high,
               "filter": temporal_filter, "fps": fps}
     return run_store_stage(input_path, output, stage="magnify", version=1, params=params,
-                           compute=_compute_magnify, **kw)
+                           compute=_compute_magnify, check=_check_magnify, **kw)

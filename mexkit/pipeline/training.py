@@ -14,14 +14,23 @@ Writes, in the output folder:
     Finished folds and per-epoch checkpoints: a killed run resumes at the
     fold and epoch where it stopped; the folder's name carries the fold's
     key, so a fold whose samples, settings or code changed trains afresh.
+
+What a model needs beyond the generic loop comes from its registry entry
+(:class:`~mexkit.models.registry.ModelSpec`): its fold trainer, its report,
+its pre-trained weights option, and, for a store of whole videos, its
+spot-then-recognize evaluation (:mod:`mexkit.pipeline.spotting`). Nothing
+here names a model.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
+import inspect
 import json
 import logging
 import os
+import pkgutil
 import platform
 import re
 import sys
@@ -32,92 +41,100 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
 
 from .. import __version__
 from .._validate import check_option
 from ..devices import resolve_device, usable_cores
 from ..errors import LabelError, MexkitError, ParameterError
 from ..io.atomic import write_text
-from ..io.predictions import read_predictions, write_predictions
+from ..io.checkpoints import load_checkpoint, save_checkpoint
+from ..io.predictions import write_predictions
 from ..io.store import open_store
-from ..learn.distributed import rank, world_size
-from .reports import format_report, plot_confusion, plot_training
+from ..io.store.write import _is_mexkit_store
+from ..labels import get_scheme
+from ..learn.data import StoreDataset, collate_for
+from ..learn.distributed import destroy, distributed_setup, rank, world_size
+from ..learn.folds import FoldContext, standard
+from ..learn.metrics import pooled_and_per_fold
+from ..learn.protocols import split
+from ..learn.train import move_to_device, parse_schedule, predict, seed_everything
+from ..models.inputs import build_input
+from ..models.registry import (
+    ModelSpec,
+    constructor_options,
+    count_parameters,
+    get_model,
+    get_spec,
+    paper_defaults,
+)
+from ..models.registry import model_options as resolve_options
+from .labelled import SampleTable, sample_table
+from .mean_weights import predict_with_weights
+from .parallel import parallel_map
+from .reports import EpochBars, format_report, jsonable, plot_confusion, plot_training, safe_name
+from .spot_eval import format_spot_report
+from .spotting import is_spotting_store, train_spotting
 from .stages import upstream_entry
+from .weights import check_weights, weights_digest
 
-__all__ = ["SampleTable", "sample_table", "train_evaluate", "predict_store",
-           "write_predictions", "read_predictions", "plot_confusion", "plot_training",
-           "format_report", "jsonable", "EpochBar"]
+__all__ = ["TrainingRun", "train_model", "train_evaluate", "predict_store"]
 
 logger = logging.getLogger("mexkit")
 
-
-@dataclass
-class SampleTable:
-    """The labelled samples of a store that a protocol splits."""
-
-    sample_ids: list[str]
-    subjects: list[str]
-    datasets: list[str]
-    labels: list[str]
-    classes: list[str]
-    excluded: dict[str, str]
-
-    @property
-    def y(self) -> np.ndarray:
-        index = {c: i for i, c in enumerate(self.classes)}
-        return np.array([index[v] for v in self.labels], dtype=np.int64)
+PROTOCOLS = ("loso", "kfold", "cde", "hde")
 
 
-def sample_table(store: Any, *, scheme: str | None) -> SampleTable:
-    """Collect subject, dataset and class of every sample of ``store``.
+@dataclass(frozen=True)
+class TrainingRun:
+    """What ``mexkit train`` reports: the results file and its metric table.
 
-    With ``scheme`` the class comes from the label scheme applied to the
-    sample's emotion, action units and dataset; samples outside the scheme
-    are excluded and reported.  Without it, the stored ``label`` is used.
+    ``report`` is None in the processes of a torchrun job other than rank 0
+    (only rank 0 reports).
     """
-    sids, subjects, datasets, labels = [], [], [], []
-    excluded: dict[str, str] = {}
-    classes: list[str] | None = None
-    get = None
-    if scheme is not None:
-        from ..labels import get_scheme
 
-        sch = get_scheme(scheme)
-        classes = list(sch.classes)
-        get = sch.label
-    for sid in store.sample_ids:
-        a = store[sid].attrs
-        if get is not None:
-            try:
-                label = get(emotion=a.get("emotion"), aus=a.get("aus"),
-                            dataset=a.get("dataset"), objective_class=a.get("objective_class"))
-            except LabelError as exc:
-                excluded[sid] = str(exc)
-                continue
-        else:
-            label = a.get("label")
-            if label in (None, "") and a.get("intervals"):
-                excluded[sid] = (f"a whole video holding {len(a['intervals'])} annotated "
-                                 "interval(s) (mexkit crop --unit video); crop with --unit "
-                                 "clip for one labelled sample per interval")
-                continue
-            if label in (None, ""):
-                excluded[sid] = "no label (give --scheme to derive one from the emotion)"
-                continue
-        sids.append(sid)
-        subjects.append(str(a.get("subject", "")))
-        datasets.append(str(a.get("dataset", "")))
-        labels.append(str(label))
-    if classes is None:
-        classes = sorted(set(labels))
-    for sid, why in excluded.items():
-        logger.warning("sample %s excluded: %s", sid, why)
-    if len(set(labels)) < 2:  # the store's content, not the command line: exit status 1
-        raise LabelError(
-            f"{store.path}: {len(sids)} labelled sample(s) in {len(set(labels))} class(es); "
-            "training needs at least two classes."
-        )
-    return SampleTable(sids, subjects, datasets, labels, classes, excluded)
+    results: Path
+    report: str | None
+
+
+def train_model(store_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+                model: str, protocol: str | None = None, epochs: int | None = None,
+                batch_size: int | None = None, lr: float | None = None,
+                model_options: Mapping[str, Any] | None = None, device: str = "auto",
+                seed: int = 0, deterministic: bool = True, final: bool = False,
+                **kw: Any) -> TrainingRun:
+    """``mexkit train``: cross-validate ``model`` on a store, or spot-then-recognize.
+
+    A store of whole videos that holds the per-pair input of a model with
+    spotting hooks (:attr:`~mexkit.models.registry.ModelSpec.spotting`) runs
+    the model's LOSO spotting evaluation
+    (:func:`mexkit.pipeline.spotting.train_spotting`; default folder
+    ``<store>.<model>-spot-loso``); any other store runs
+    :func:`train_evaluate` (default folder ``<store>.<model>-<protocol>``).
+    ``kw`` are :func:`train_evaluate`'s other settings (ignored by spotting).
+    """
+    spec = get_spec(model)
+    path = Path(store_path)
+    stem = path.name.split(".")[0]
+    if spec.spotting is not None and is_spotting_store(path, spec.spotting.input):
+        out = Path(out_dir) if out_dir is not None else path.with_name(
+            f"{stem}.{model}-spot-loso")
+        results = train_spotting(path, out, model=model, options=model_options,
+                                 protocol=protocol, epochs=epochs, batch_size=batch_size,
+                                 lr=lr, device=device, seed=seed, deterministic=deterministic,
+                                 final=final)
+        report = format_spot_report(json.loads(results.read_text())["metrics"])
+        return TrainingRun(results, report)
+    out = Path(out_dir) if out_dir is not None else path.with_name(
+        f"{stem}.{model}-{protocol or spec.protocol}")
+    results = train_evaluate(path, out, model=model, protocol=protocol, epochs=epochs,
+                             batch_size=batch_size, lr=lr, model_options=model_options,
+                             device=device, seed=seed, deterministic=deterministic,
+                             final=final, **kw)
+    if rank() != 0:
+        return TrainingRun(results, None)
+    return TrainingRun(results, format_report(json.loads(results.read_text())))
 
 
 def train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, **kw: Any
@@ -127,8 +144,6 @@ def train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, **
     Under torchrun (``WORLD_SIZE`` > 1) the process group is created once here
     for every fold, rather than by each fold's ``fit`` call.
     """
-    from ..learn.distributed import destroy, distributed_setup, world_size
-
     created = False
     if world_size() > 1:
         _, _, _, created = distributed_setup(resolve_device(kw.get("device", "auto")))
@@ -138,22 +153,104 @@ def train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, **
         destroy(created)
 
 
-def _code_digest(spec: Any) -> str:
+# -- what a run is: its settings, checked, and its samples -------------------------------
+@dataclass
+class _Run:
+    """One cross-validation run: the settings checked, the samples read."""
+
+    spec: ModelSpec
+    store_path: str
+    protocol: str
+    scheme: str | None
+    device: str
+    seed: int
+    deterministic: bool
+    options: dict[str, Any]
+    fit_kwargs: dict[str, Any]
+    table: SampleTable
+    keys: dict[str, str]
+    failed_upstream: dict[str, str]
+    dataset: StoreDataset
+    config: dict[str, Any]
+    folds: list[Any]
+
+    def key_config(self) -> dict[str, Any]:
+        """What a fold's key covers: the settings and the code, not the store's path or
+        id nor the device (a fold trained by other code is redone)."""
+        out = {k: v for k, v in self.config.items() if k not in ("store", "device")}
+        out["code"] = _code_digest(self.spec)
+        return out
+
+    def sample_keys(self, indices: Sequence[int]) -> list[str]:
+        return [self.keys.get(self.table.sample_ids[i], "") for i in indices]
+
+
+def _fit_kwargs(spec: ModelSpec, *, epochs: int | None, batch_size: int | None,
+                lr: float | None, schedule: str | None, loss: str | None,
+                focal_alpha: Sequence[float] | str | None, focal_gamma: float | None,
+                class_balance: str | None) -> dict[str, Any]:
+    """The paper's training settings with the user's overrides (None: the paper's)."""
+    kw = paper_defaults(spec.name)
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "loss": loss,
+                 "focal_gamma": focal_gamma, "focal_alpha": focal_alpha}
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    if schedule is not None:
+        kw["schedule"] = parse_schedule(schedule)
+    if class_balance != "default":
+        kw["class_balance"] = class_balance
+    kw["collate_fn"] = collate_for(spec.inputs)
+    return kw
+
+
+def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
+             scheme: str | None, n_splits: int, device: str, seed: int, deterministic: bool,
+             options: Mapping[str, Any] | None, fit_kwargs: Mapping[str, Any]) -> _Run:
+    """Check every setting and read the samples (a missing input fails here)."""
+    spec = get_spec(model)
+    protocol = spec.protocol if protocol is None else protocol
+    scheme = spec.scheme if scheme is None else scheme
+    check_option("protocol", protocol, PROTOCOLS)
+    device = str(resolve_device(device))
+    opts = resolve_options(spec, options)
+    with open_store(store_path) as store:
+        table = sample_table(store, scheme=scheme)
+        upstream = upstream_entry(store)
+        keys = store.cache_keys()
+        failed_upstream = dict(store.failures)
+        weights = _weights_entry(spec, opts, store)
+    inputs = list(spec.input_names)
+    dataset = StoreDataset(store_path, table.sample_ids, table.y, inputs, build=build_input)
+    dataset.preload()  # a missing input fails here, before any training
+    kw = dict(fit_kwargs)
+    config = {"model": model, "protocol": protocol, "scheme": scheme, "n_splits": n_splits,
+              "seed": seed, "deterministic": deterministic, "device": device,
+              "classes": table.classes, "inputs": inputs, "store": upstream,
+              "model_options": opts, **weights,
+              **{k: v for k, v in kw.items() if k not in ("augment", "collate_fn")},
+              "augment": spec.defaults.augmentation}
+    folds = list(split(protocol, subjects=table.subjects, datasets=table.datasets,
+                       labels=table.labels, n_splits=n_splits, seed=seed))
+    return _Run(spec, str(store_path), protocol, scheme, device, seed, deterministic, opts,
+                kw, table, keys, failed_upstream, dataset, config, folds)
+
+
+def _code_digest(spec: ModelSpec) -> str:
     """Digest of the source of the code that trains ``spec``'s model, and mexkit's version.
 
-    The model's module, its fold trainer's (if it has one), the generic
+    Every module of the model's package (network, inputs, hooks), the generic
     training loop and this module: a results folder's finished folds are
     kept only when the code that would train them again is the same.
     """
-    import importlib
-    import inspect
-
     # this module too: how a fold is trained and resumed lives here (a fold result written
     # while a redone fold resumed an earlier run's network must not be kept)
-    modules = {spec.constructor.__module__, "mexkit.learn.train", "mexkit.learn.data",
+    modules = {spec.module, "mexkit.learn.train", "mexkit.learn.data", "mexkit.learn.folds",
                __name__}
-    if spec.trainer:
-        modules.add(str(spec.trainer).split(":")[0])
+    package = sys.modules.get(spec.package)
+    if package is not None and hasattr(package, "__path__"):
+        modules.update(f"{spec.package}.{m.name}" for m in pkgutil.iter_modules(
+            package.__path__))
+    if spec.trainer is not None:
+        modules.add(spec.trainer.__module__)
     h = hashlib.sha256(__version__.encode())
     for name in sorted(modules):
         try:
@@ -164,27 +261,29 @@ def _code_digest(spec: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def _weights_entry(options: Mapping[str, Any], store: Any) -> dict[str, Any]:
-    """Check a ``weights`` model option against the store; its digest for the fold key.
+def _weights_entry(spec: ModelSpec, options: Mapping[str, Any], store: Any
+                   ) -> dict[str, Any]:
+    """Check a model's weights option against the store; the file's digest for the key.
 
-    Weights that ``mexkit pretrain`` made from clips of this store are
-    refused (:func:`mexkit.pipeline.pretraining.check_weights`); the file's
-    SHA-256 enters the settings, so that folds trained from other weights
-    under the same path are redone.
+    For a model with a weights option (:attr:`ModelSpec.weights_option`),
+    weights that ``mexkit pretrain`` made from clips of this store are refused
+    (:func:`mexkit.pipeline.weights.check_weights`); the file's SHA-256 enters
+    the settings, so that folds trained from other weights under the same
+    path are redone.
     """
-    path = options.get("weights") if isinstance(options, Mapping) else None
+    path = options.get(spec.weights_option) if spec.weights_option else None
     if not path:
         return {}
-    from .pretraining import check_weights, weights_digest
-
     meta = check_weights(path, store)
     entry: dict[str, Any] = {"weights_sha256": weights_digest(path)}
-    if meta.get("mexkit_stage") == "pretrain":
+    hooks = spec.pretraining
+    if meta.get("mexkit_stage") == "pretrain" and hooks is not None:
         made = json.loads(meta.get("settings", "{}")).get("image_size")
-        wanted = options.get("image_size")
+        wanted = options.get(hooks.image_size_option)
         if made and wanted and int(made) != int(wanted):
+            flag = "--" + hooks.image_size_option.replace("_", "-")
             logger.warning("the weights %s were pre-trained on %dx%d frames, but the model "
-                           "sees %dx%d (--image-size)", path, made, made, wanted, wanted)
+                           "sees %dx%d (%s)", path, made, made, wanted, wanted, flag)
     return entry
 
 
@@ -198,6 +297,175 @@ def _fold_key(config: Mapping[str, Any], fold_name: str, cache_keys: Sequence[st
     return h.hexdigest()
 
 
+# -- folds -------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _FoldJob:
+    """What a fold needs, picklable, so folds can run in other processes.
+
+    ``base`` is the run's fold context without a model or a fold (the
+    dataset preloaded); :meth:`context` fills in one fold.
+    """
+
+    base: FoldContext
+    table: SampleTable
+    net_options: dict[str, Any]
+    out: Path
+    progress: bool
+    n_folds: int
+    threads: int
+
+    def context(self, net: Any, train_idx: np.ndarray, ckpt: Path, k: int,
+                monitor_idx: Any, desc: str) -> FoldContext:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        return dataclasses.replace(
+            self.base, model=net, train=np.asarray(train_idx, dtype=np.int64),
+            seed=self.base.seed + k, checkpoint_dir=ckpt,
+            fit_kwargs=dict(self.base.fit_kwargs), options=dict(self.base.options),
+            progress=EpochBars(desc, self.progress),
+            monitor=None if monitor_idx is None else np.asarray(monitor_idx, dtype=np.int64))
+
+    def build(self, k: int) -> Any:
+        """The model of fold ``k``, initialised from the fold's seed."""
+        seed_everything(self.base.seed + k)
+        return get_model(self.base.spec.name, len(self.table.classes), **self.net_options)
+
+
+def _fold_job(run: _Run, out: Path, progress: bool) -> _FoldJob:
+    base = FoldContext(
+        model=None, spec=run.spec, dataset=run.dataset, train=np.zeros(0, np.int64),
+        labels=run.table.y, classes=list(run.table.classes),
+        subjects=list(run.table.subjects), fit_kwargs=run.fit_kwargs, options=run.options,
+        device=run.device, seed=run.seed, deterministic=run.deterministic,
+        checkpoint_dir=out / "checkpoints", progress=EpochBars("", progress),
+        sample_ids=list(run.table.sample_ids))
+    return _FoldJob(base=base, table=run.table,
+                    net_options=constructor_options(run.spec, run.options), out=out,
+                    progress=progress, n_folds=len(run.folds), threads=0)
+
+
+def _split_done(run: _Run, out: Path, key_config: Mapping[str, Any]
+                ) -> tuple[dict[str, dict[str, Any]], list[tuple[Any, ...]]]:
+    """The folds finished with the same key (their saved results), and the others."""
+    done: dict[str, dict[str, Any]] = {}
+    pending = []
+    for k, fold in enumerate(run.folds):
+        path = out / "folds" / f"{safe_name(fold.name)}.json"
+        fold_key = _fold_key(key_config, fold.name,
+                             run.sample_keys(sorted(set(fold.train) | set(fold.test))))
+        if path.exists():
+            try:
+                saved = json.loads(path.read_text())
+            except (ValueError, UnicodeDecodeError):  # damaged: train the fold again
+                logger.warning("%s is damaged; fold %s is trained again", path, fold.name)
+                saved = {}
+            if isinstance(saved, dict) and saved.get("key") == fold_key:
+                done[fold.name] = saved
+                logger.info("fold %s already done; kept", fold.name)
+                continue
+        pending.append((k, fold.name, np.asarray(fold.train), np.asarray(fold.test), fold_key))
+    return done, pending
+
+
+def _train_folds(job: _FoldJob, pending: list[tuple[Any, ...]], fold_jobs: int | str,
+                 dataset: Any) -> dict[str, dict[str, Any]]:
+    """Train and test the pending folds, ``fold_jobs`` at once; their results by name."""
+    jobs = max(1, min(_fold_jobs(fold_jobs, job.base.device, dataset), len(pending)))
+    if jobs > 1 and world_size() > 1:
+        raise ParameterError("--fold-jobs cannot be combined with torchrun (DDP already "
+                             "spreads each fold over the processes).")
+    if jobs > 1:
+        job = dataclasses.replace(job, threads=max(1, usable_cores() // jobs),
+                                  progress=False)
+    trained = {}
+    for result in parallel_map(_run_folds, ([(job, item)] for item in pending), jobs=jobs,
+                               backend="loky"):
+        rows = result["rows"]
+        acc = np.mean([r["true"] == r["pred"] for r in rows]) if rows else float("nan")
+        logger.info("fold %s: %d test sample(s), accuracy %.3f", result["name"], len(rows),
+                    acc)
+        trained[result["name"]] = result
+    return trained
+
+
+def _run_folds(items: list[tuple[_FoldJob, tuple[Any, ...]]]) -> dict[str, Any]:
+    """Train and test one fold (in this process or a worker); write its result file."""
+    ((job, (k, name, train, test, fold_key)),) = items
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    table = job.table
+    if len(set(table.y[train])) < 2:
+        logger.warning("fold %s: training data has one class only", name)
+    net = job.build(k)
+    n_params = count_parameters(net)
+    desc = f"fold {k + 1}/{job.n_folds} {name}"
+    ctx = job.context(net, train, _checkpoint_dir(job.out, name, fold_key), k, test, desc)
+    history = (job.base.spec.trainer or standard)(ctx)
+    test_ds = Subset(job.base.dataset, [int(i) for i in test])
+    collate = job.base.fit_kwargs.get("collate_fn")
+    scores, preds = predict(net, test_ds, device=job.base.device, collate_fn=collate)
+    result = {"name": name, "key": fold_key, "history": history, "parameters": n_params,
+              "rows": _prediction_rows(table, test, name, scores, preds),
+              "extras": _predict_extras(net, test_ds, job.base.device, collate,
+                                        [table.sample_ids[i] for i in test])}
+    if rank() == 0:
+        saved = {k: v for k, v in result.items() if k != "name"}
+        write_text(job.out / "folds" / f"{safe_name(name)}.json", json.dumps(jsonable(saved)))
+    return result
+
+
+def _prediction_rows(table: SampleTable, test: Sequence[int], fold: str, scores: np.ndarray,
+                     preds: np.ndarray) -> list[dict[str, Any]]:
+    rows = []
+    for j, idx in enumerate(test):
+        r = {"sample_id": table.sample_ids[idx], "subject": table.subjects[idx],
+             "dataset": table.datasets[idx], "fold": fold,
+             "true": table.labels[idx], "pred": table.classes[int(preds[j])]}
+        for c, sc in zip(table.classes, scores[j], strict=False):
+            r[f"score_{c}"] = float(sc)
+        rows.append(r)
+    return rows
+
+
+def _predict_extras(net: Any, dataset: Any, device: str, collate_fn: Any,
+                    sample_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per-sample extras of a network with ``predict_extras`` (e.g. AKMNet's key frames)."""
+    method = getattr(net, "predict_extras", None)
+    if method is None or len(dataset) == 0:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    loader = DataLoader(dataset, batch_size=32, shuffle=False, collate_fn=collate_fn)
+    position = 0
+    net.eval()
+    with torch.inference_mode():
+        for inputs, _ in loader:
+            values = method(**move_to_device(inputs, torch.device(device)))
+            n = len(next(iter(values.values()))) if values else 0
+            for j in range(n):
+                out[sample_ids[position + j]] = {k: v[j] for k, v in values.items()}
+            position += n
+    return out
+
+
+def _train_final(run: _Run, job: _FoldJob, out: Path, key_config: Mapping[str, Any]) -> None:
+    """``--final``: one model on every sample, for ``mexkit predict``."""
+    net = job.build(0)
+    final_key = _fold_key(key_config, "final", run.sample_keys(range(len(run.table.y))))
+    ctx = job.context(net, np.arange(len(run.table.sample_ids)),
+                      _checkpoint_dir(out, "final", final_key), 0, None,
+                      "final model (all samples)")
+    (run.spec.trainer or standard)(ctx)
+    if rank() != 0:
+        return
+    model = run.spec.name
+    save_checkpoint(out / "checkpoints" / "final.safetensors", net, None, {
+        "model_class": type(net).__name__, "model": model, "model_options": run.options})
+    write_text(out / "model.json", json.dumps({
+        "model": model, "classes": run.table.classes, "scheme": run.scheme,
+        "inputs": list(run.spec.input_names), "model_options": run.options,
+        "checkpoint": "checkpoints/final.safetensors"}, indent=2))
+
+
+# -- the run -----------------------------------------------------------------------------
 def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *, model: str,
                     protocol: str | None = None, scheme: str | None = None,
                     n_splits: int = 10, epochs: int | None = None,
@@ -228,167 +496,79 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     load the machine; one fold spread over every core in torch's threads does
     not (its threads wait for each other at every operation).
     """
-    import torch
-
-    from ..learn.data import StoreDataset, collate_for
-    from ..learn.metrics import pooled_and_per_fold
-    from ..learn.protocols import split
-    from ..learn.train import paper_defaults, parse_schedule, seed_everything
-    from ..learn.trainers import resolve_trainer
-    from ..models.registry import (
-        constructor_options,
-        get_model,
-        get_spec,
-    )
-    from ..models.registry import (
-        model_options as resolve_options,
-    )
-
     spec = get_spec(model)
-    protocol = spec.protocol if protocol is None else protocol
-    scheme = spec.scheme if scheme is None else scheme
-    check_option("protocol", protocol, ("loso", "kfold", "cde", "hde"))
-    device = str(resolve_device(device))
-    options = resolve_options(spec, model_options)
-    net_options = constructor_options(spec, options)
-    kw = paper_defaults(model)
-    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "loss": loss,
-                 "focal_gamma": focal_gamma, "focal_alpha": focal_alpha}
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    if schedule is not None:
-        kw["schedule"] = parse_schedule(schedule)
-    if class_balance != "default":
-        kw["class_balance"] = class_balance
-    kw["collate_fn"] = collate_for(spec.inputs)
-    resolve_trainer(spec)  # a model naming a missing trainer fails before any output
-    with open_store(store_path) as store:
-        table = sample_table(store, scheme=scheme)
-        upstream = upstream_entry(store)
-        keys = store.cache_keys()
-        failed_upstream = dict(store.failures)
-        weights = _weights_entry(options, store)
-    inputs = list(spec.input_names)
-    full = StoreDataset(store_path, table.sample_ids, table.y, inputs)
-    full.preload()  # a missing input fails here, before any training
-    config = {"model": model, "protocol": protocol, "scheme": scheme, "n_splits": n_splits,
-              "seed": seed, "deterministic": deterministic, "device": device,
-              "classes": table.classes, "inputs": inputs, "store": upstream,
-              "model_options": options, **weights,
-              **{k: v for k, v in kw.items() if k not in ("augment", "collate_fn")},
-              "augment": spec.defaults.augmentation}
-    folds = list(split(protocol, subjects=table.subjects, datasets=table.datasets,
-                       labels=table.labels, n_splits=n_splits, seed=seed))
+    fit_kwargs = _fit_kwargs(spec, epochs=epochs, batch_size=batch_size, lr=lr,
+                             schedule=schedule, loss=loss, focal_alpha=focal_alpha,
+                             focal_gamma=focal_gamma, class_balance=class_balance)
+    run = _prepare(store_path, model=model, protocol=protocol, scheme=scheme,
+                   n_splits=n_splits, device=device, seed=seed, deterministic=deterministic,
+                   options=model_options, fit_kwargs=fit_kwargs)
     # every setting is checked: only now does the results folder appear
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "folds").mkdir(exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
-    # the fold key covers the settings and the samples, not the store's path or id
-    key_config = {k: v for k, v in config.items() if k not in ("store", "device")}
-    # a fold trained by other code (a new initialisation, a fixed trainer) is redone
-    key_config["code"] = _code_digest(spec)
-    rows: list[dict[str, Any]] = []
-    extras: dict[str, dict[str, Any]] = {}
-    histories: dict[str, list[dict[str, Any]]] = {}
-    n_params = None
+    for folder in (out, out / "folds", out / "checkpoints"):
+        folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-
-    job = _FoldJob(store_path=str(store_path), model=model, table=table, options=options,
-                   net_options=net_options, fit_kwargs=kw, device=device, seed=seed,
-                   deterministic=deterministic, out=out, progress=progress,
-                   n_folds=len(folds), threads=0, _dataset=full)
-    pending = []
-    for k, fold in enumerate(folds):
-        done = out / "folds" / f"{_safe(fold.name)}.json"
-        fold_key = _fold_key(key_config, fold.name,
-                             [keys.get(table.sample_ids[i], "") for i in
-                              sorted(set(fold.train) | set(fold.test))])
-        if done.exists():
-            saved = json.loads(done.read_text())
-            if saved.get("key") == fold_key:
-                rows.extend(saved["rows"])
-                extras.update(saved.get("extras", {}))
-                histories[fold.name] = saved.get("history", [])
-                n_params = saved.get("parameters", n_params)
-                logger.info("fold %s already done; kept", fold.name)
-                continue
-        pending.append((k, fold.name, np.asarray(fold.train), np.asarray(fold.test), fold_key))
-    jobs = max(1, min(_fold_jobs(fold_jobs, device, full), len(pending)))
-    if jobs > 1 and world_size() > 1:
-        raise ParameterError("--fold-jobs cannot be combined with torchrun (DDP already "
-                             "spreads each fold over the processes).")
-    if jobs > 1:
-        job = dataclasses.replace(job, threads=max(1, usable_cores() // jobs),
-                                  progress=False)
-    from .parallel import parallel_map
-
-    for result in parallel_map(_run_folds, ([(job, item)] for item in pending), jobs=jobs,
-                               backend="loky"):
-        name, fold_rows, history, fold_extras, n_params = result
-        histories[name] = history
-        rows.extend(fold_rows)
-        extras.update(fold_extras)
-        acc = np.mean([r["true"] == r["pred"] for r in fold_rows]) if fold_rows else float("nan")
-        logger.info("fold %s: %d test sample(s), accuracy %.3f", name, len(fold_rows), acc)
-    order = {f.name: i for i, f in enumerate(folds)}
-    rows.sort(key=lambda r: (order.get(r["fold"], 0)))
-    histories = {f.name: histories[f.name] for f in folds if f.name in histories}
+    key_config = run.key_config()
+    job = _fold_job(run, out, progress)
+    done, pending = _split_done(run, out, key_config)
+    done.update(_train_folds(job, pending, fold_jobs, run.dataset))
     if final:
-        from ..io.checkpoints import save_checkpoint
-        from ..learn.train import seed_everything
+        _train_final(run, job, out, key_config)
+    return _write_results(run, out, done, time.perf_counter() - start)
 
-        seed_everything(seed)
-        net = get_model(model, len(table.classes), **net_options)
-        final_key = _fold_key(key_config, "final",
-                              [keys.get(sid, "") for sid in table.sample_ids])
-        ctx = job.context(net, np.arange(len(table.sample_ids)),
-                          _checkpoint_dir(out, "final", final_key), 0, None,
-                          "final model (all samples)")
-        resolve_trainer(spec)(ctx)
-        if rank() == 0:
-            save_checkpoint(out / "checkpoints" / "final.safetensors", net, None, {
-                "model_class": type(net).__name__, "model": model,
-                "model_options": options})
-            write_text(out / "model.json", json.dumps({
-                "model": model, "classes": table.classes, "scheme": scheme,
-                "inputs": inputs, "model_options": options,
-                "checkpoint": "checkpoints/final.safetensors"}, indent=2))
-    metrics = pooled_and_per_fold(rows, classes=table.classes)
+
+def _write_results(run: _Run, out: Path, folds: Mapping[str, Mapping[str, Any]],
+                   seconds: float) -> Path:
+    """Pool the folds' results (in fold order) and write the run's files; rank 0 only."""
+    rows: list[dict[str, Any]] = []
+    extras: dict[str, Any] = {}
+    histories: dict[str, Any] = {}
+    n_params = None
+    for fold in run.folds:  # fold order, whichever finished first
+        if fold.name not in folds:
+            continue
+        result = folds[fold.name]
+        rows.extend(result["rows"])
+        extras.update(result.get("extras", {}))
+        histories[fold.name] = result.get("history", [])
+        n_params = result.get("parameters", n_params)
+    classes = run.table.classes
+    metrics = pooled_and_per_fold(rows, classes=classes)
     results = {
-        "config": config,
-        "n_samples": len(table.sample_ids),
-        "excluded": table.excluded,
-        "failed_upstream": failed_upstream,
+        "config": run.config,
+        "n_samples": len(run.table.sample_ids),
+        "excluded": run.table.excluded,
+        "failed_upstream": run.failed_upstream,
         "parameters_as_paper_counts": n_params,
         "versions": {"mexkit": __version__, "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
         "command": " ".join(sys.argv),
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
         "training": histories,
         **metrics,
     }
     path = out / "results.json"
-    if rank() == 0:
-        write_predictions(out / "predictions.csv", rows, table.classes)
-        if extras:
-            write_text(out / "predictions.json", json.dumps(jsonable(extras), indent=1,
-                                                            sort_keys=True))
-        plot_confusion(out / "confusion.png", np.asarray(metrics["pooled"]["confusion_matrix"]),
-                       table.classes, f"{model} {protocol}: pooled over {len(folds)} folds")
-        plot_training(out / "training.png", histories,
-                      f"{model} {protocol}: training loss and accuracy per fold")
-        write_text(path, json.dumps(jsonable(results), indent=2, sort_keys=True))
-        if spec.report:
-            _run_report(spec, out)
+    if rank() != 0:
+        return path
+    model, protocol = run.spec.name, run.protocol
+    write_predictions(out / "predictions.csv", rows, classes)
+    if extras:
+        write_text(out / "predictions.json", json.dumps(jsonable(extras), indent=1,
+                                                        sort_keys=True))
+    plot_confusion(out / "confusion.png", np.asarray(metrics["pooled"]["confusion_matrix"]),
+                   classes, f"{model} {protocol}: pooled over {len(run.folds)} folds")
+    plot_training(out / "training.png", histories,
+                  f"{model} {protocol}: training loss and accuracy per fold")
+    write_text(path, json.dumps(jsonable(results), indent=2, sort_keys=True))
+    if run.spec.report is not None:
+        _run_report(run.spec, out)
     return path
 
 
-def _run_report(spec: Any, out: Path) -> None:
+def _run_report(spec: ModelSpec, out: Path) -> None:
     """The model's own report (``ModelSpec.report``); a failure there is logged only."""
-    from ..models.registry import load_reference
-
     try:
-        written = load_reference(spec.report, f"Model {spec.name!r}: the report")(out)
+        written = spec.report(out)
     except MexkitError as exc:
         logger.warning("%s report: %s", spec.name, exc)
         return
@@ -396,136 +576,41 @@ def _run_report(spec: Any, out: Path) -> None:
         logger.info("%s report: %d file(s) in %s", spec.name, len(written), out)
 
 
-@dataclasses.dataclass
-class _FoldJob:
-    """What a fold needs, picklable, so folds can run in other processes."""
-
-    store_path: str
-    model: str
-    table: SampleTable
-    options: dict[str, Any]
-    net_options: dict[str, Any]
-    fit_kwargs: dict[str, Any]
-    device: str
-    seed: int
-    deterministic: bool
-    out: Path
-    progress: bool
-    n_folds: int
-    threads: int
-    _dataset: Any = None
-
-    @property
-    def dataset(self) -> Any:
-        if self._dataset is None:
-            from ..learn.data import StoreDataset
-
-            self._dataset = StoreDataset(self.store_path, self.table.sample_ids, self.table.y,
-                                         list(_spec(self.model).input_names))
-        return self._dataset
-
-    def context(self, net: Any, train_idx: np.ndarray, ckpt: Path, k: int,
-                monitor_idx: Any, desc: str) -> Any:
-        from ..learn.trainers import FoldContext
-
-        ckpt.mkdir(parents=True, exist_ok=True)
-        return FoldContext(
-            model=net, spec=_spec(self.model), dataset=self.dataset,
-            train=np.asarray(train_idx, dtype=np.int64), labels=self.table.y,
-            classes=list(self.table.classes), subjects=list(self.table.subjects),
-            fit_kwargs=dict(self.fit_kwargs), options=dict(self.options), device=self.device,
-            seed=self.seed + k, deterministic=self.deterministic, checkpoint_dir=ckpt,
-            progress=lambda stage, n: EpochBar(n, f"{desc}: {stage}", self.progress),
-            sample_ids=list(self.table.sample_ids),
-            monitor=None if monitor_idx is None else np.asarray(monitor_idx, dtype=np.int64))
-
-
-def _spec(name: str) -> Any:
-    from ..models.registry import get_spec
-
-    return get_spec(name)
-
-
-def _run_folds(items: list[tuple[_FoldJob, tuple[Any, ...]]]) -> tuple[Any, ...]:
-    """Train and test one fold (in this process or a worker); write its result file."""
-    import torch
-
-    from ..learn.train import predict, seed_everything
-    from ..learn.trainers import resolve_trainer
-    from ..models.registry import count_parameters, get_model
-
-    ((job, (k, name, train, test, fold_key)),) = items
-    if job.threads:
-        torch.set_num_threads(job.threads)
-    table = job.table
-    if len(set(table.y[train])) < 2:
-        logger.warning("fold %s: training data has one class only", name)
-    seed_everything(job.seed + k)
-    net = get_model(job.model, len(table.classes), **job.net_options)
-    n_params = count_parameters(net)
-    desc = f"fold {k + 1}/{job.n_folds} {name}"
-    ctx = job.context(net, train, _checkpoint_dir(job.out, name, fold_key), k, test, desc)
-    history = resolve_trainer(_spec(job.model))(ctx)
-    test_ds = torch.utils.data.Subset(job.dataset, [int(i) for i in test])
-    collate = job.fit_kwargs.get("collate_fn")
-    scores, preds = predict(net, test_ds, device=job.device, collate_fn=collate)
-    fold_extras = _predict_extras(net, test_ds, job.device, collate,
-                                  [table.sample_ids[i] for i in test])
-    fold_rows = []
-    for j, idx in enumerate(test):
-        r = {"sample_id": table.sample_ids[idx], "subject": table.subjects[idx],
-             "dataset": table.datasets[idx], "fold": name,
-             "true": table.labels[idx], "pred": table.classes[int(preds[j])]}
-        for c, sc in zip(table.classes, scores[j], strict=False):
-            r[f"score_{c}"] = float(sc)
-        fold_rows.append(r)
-    if rank() == 0:
-        write_text(job.out / "folds" / f"{_safe(name)}.json", json.dumps(jsonable({
-            "key": fold_key, "rows": fold_rows, "history": history, "extras": fold_extras,
-            "parameters": n_params})))
-    return name, fold_rows, history, fold_extras, n_params
-
-
-def _predict_extras(net: Any, dataset: Any, device: str, collate_fn: Any,
-                    sample_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per-sample extras of a model with ``predict_extras`` (e.g. AKMNet's key frames)."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from ..learn.train import move_to_device
-
-    method = getattr(net, "predict_extras", None)
-    if method is None or len(dataset) == 0:
-        return {}
-    out: dict[str, dict[str, Any]] = {}
-    loader = DataLoader(dataset, batch_size=32, shuffle=False, collate_fn=collate_fn)
-    position = 0
-    net.eval()
-    with torch.inference_mode():
-        for inputs, _ in loader:
-            values = method(**move_to_device(inputs, torch.device(device)))
-            n = len(next(iter(values.values()))) if values else 0
-            for j in range(n):
-                out[sample_ids[position + j]] = {k: v[j] for k, v in values.items()}
-            position += n
-    return out
-
-
-def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
+# -- predict ----------------------------------------------------------------------------
+def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike | None,
                   output: str | os.PathLike, *, device: str = "auto",
-                  scheme: str | None = None) -> Path:
+                  scheme: str | None = None, weights: str | os.PathLike | None = None,
+                  per_subject: bool = False, subject_map: str | None = None,
+                  classes: Sequence[str] | None = None) -> Path:
     """Apply the final model of ``mexkit train --final`` to every sample of a store.
 
     ``true`` in the predictions is the stored label, or with ``scheme`` (by
     default the scheme the model was trained with) the class the scheme
-    gives the sample, so that ``mexkit evaluate`` can score the file.
-    """
-    from ..io.checkpoints import load_checkpoint
-    from ..learn.data import StoreDataset, collate_for
-    from ..learn.train import predict
-    from ..models.registry import constructor_options, get_model, get_spec
+    gives the sample, so that ``mexkit evaluate`` can score the file. With
+    ``weights`` instead of ``results_dir``, MEAN's published networks predict
+    (:func:`mexkit.pipeline.mean_weights.predict_with_weights`; ``per_subject``,
+    ``subject_map`` and ``classes`` go with them).
 
+    Raises
+    ------
+    ParameterError
+        Unless exactly one of ``results_dir`` and ``weights`` is given, or for
+        the options of ``weights`` without it.
+    """
+    if (results_dir is None) == (weights is None):
+        raise ParameterError("Give either --results or --weights.")
+    if weights is None and (per_subject or subject_map or classes):
+        raise ParameterError("--per-subject, --subject-map and --classes go with --weights.")
+    device = str(resolve_device(device))  # a GPU that is not there fails before any work
+    _check_csv_output(Path(output), [Path(store_path)] + ([] if results_dir is None else [
+        *Path(results_dir).glob("*"), *Path(results_dir).glob("checkpoints/*")]))
+    if weights is not None:
+        return Path(predict_with_weights(store_path, weights, output, per_subject=per_subject,
+                                         classes=classes, scheme=scheme,
+                                         subject_map=subject_map, device=device))
     results_dir = Path(results_dir)
+    _check_csv_output(Path(output), [Path(store_path), *results_dir.glob("*"),
+                                     *results_dir.glob("checkpoints/*")])
     meta_path = results_dir / "model.json"
     if not meta_path.exists():
         raise ParameterError(
@@ -539,17 +624,12 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
                     if options else {})
     net.load_state_dict(state)
     scheme = meta.get("scheme") if scheme is None else scheme
-    get_label = None
-    if scheme:
-        from ..labels import get_scheme
-
-        get_label = get_scheme(scheme).label
+    get_label = get_scheme(scheme).label if scheme else None
     with open_store(store_path) as store:
         ids = list(store.sample_ids)
         attrs = [store[s].attrs for s in ids]
-    ds = StoreDataset(store_path, ids, [0] * len(ids), meta["inputs"])
-    scores, preds = predict(net, ds, device=str(resolve_device(device)),
-                            collate_fn=collate_for(spec.inputs))
+    ds = StoreDataset(store_path, ids, [0] * len(ids), meta["inputs"], build=build_input)
+    scores, preds = predict(net, ds, device=device, collate_fn=collate_for(spec.inputs))
     rows = []
     for i, sid in enumerate(ids):
         a = attrs[i]
@@ -571,8 +651,24 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
     return Path(output)
 
 
+def _check_csv_output(output: Path, inputs: Sequence[Path]) -> None:
+    """Refuse a predictions file that would replace an input or a mexkit store."""
+    if not output.exists():
+        return
+    for p in inputs:
+        try:
+            if os.path.samefile(p, output):
+                raise ParameterError(f"The output {str(output)!r} is an input of this run "
+                                     f"({str(p)!r}); choose another output (-o).")
+        except OSError:
+            continue
+    if _is_mexkit_store(output):
+        raise ParameterError(f"The output {str(output)!r} is a mexkit store; predictions "
+                             "(CSV) never replace one. Choose another output (-o).")
+
+
 def _fold_jobs(fold_jobs: int | str, device: str, dataset: Any) -> int:
-    """``--fold-jobs``: a number, or "auto" (see :func:`run_training`)."""
+    """``--fold-jobs``: a number, or "auto" (see :func:`_train_evaluate`)."""
     if fold_jobs != "auto":
         try:
             n = int(fold_jobs)
@@ -613,7 +709,7 @@ def _checkpoint_dir(out: Path, name: str, key: str) -> Path:
     the earlier run. The checkpoint files of the same fold under other keys
     (this results folder's own ``*.safetensors``) are removed.
     """
-    base = _safe(name)
+    base = safe_name(name)
     root = Path(out) / "checkpoints"
     folder = root / f"{base}-{key[:12]}"
     stale = re.compile(re.escape(base) + r"-[0-9a-f]{12}")
@@ -629,41 +725,3 @@ def _checkpoint_dir(out: Path, name: str, key: str) -> Path:
         except OSError:  # something else is in there: left alone
             pass
     return folder
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
-
-
-def jsonable(obj: Any) -> Any:
-    """``obj`` with numpy values and non-finite floats made JSON-able."""
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-class EpochBar:
-    """tqdm bar over epochs fed by fit's progress callback."""
-
-    def __init__(self, total: int, desc: str, enabled: bool) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr,
-                        disable=not (enabled and sys.stderr.isatty()), leave=False)
-
-    def callback(self, info: Mapping[str, Any]) -> None:
-        self.bar.update(1)
-        loss = info.get("loss")
-        if loss is not None:
-            self.bar.set_postfix(loss=f"{float(loss):.4f}")
-
-    def close(self) -> None:
-        self.bar.close()

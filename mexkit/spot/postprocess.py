@@ -39,7 +39,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import find_peaks
 
 from .._validate import check_int, check_ndim, check_range
 from ..errors import ParameterError
@@ -261,6 +260,8 @@ def spot_peaks(smoothed: np.ndarray, kprime: int, *, p: float = 0.55, long: bool
     if inner.size == 0:
         return np.zeros(0, dtype=np.int64), None
     t = threshold(inner, p)
+    from scipy.signal import find_peaks  # 1-2 s to import: only when spotting
+
     peaks, _ = find_peaks(inner, height=t, distance=kprime)
     return (peaks + sl.start).astype(np.int64), t
 

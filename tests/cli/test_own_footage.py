@@ -110,7 +110,7 @@ def test_a_video_column_still_makes_whole_videos_for_spotting(tmp_path):
 
 def test_training_on_whole_videos_says_how_to_get_labelled_clips(tmp_path):
     from mexkit.errors import LabelError
-    from mexkit.pipeline.training import sample_table
+    from mexkit.pipeline.labelled import sample_table
 
     write_video(tmp_path / "long.mp4", 20)
     sheet = write_csv(tmp_path / "lv.csv", [

@@ -41,7 +41,7 @@ def magnified(crop_store, tmp_path_factory):
 def test_train_writes_key_frames(magnified, tmp_path):
     from safetensors.torch import save_file
 
-    from mexkit.models.akmnet import AKMResNet18
+    from mexkit.models.akmnet.network import AKMResNet18
 
     torch.manual_seed(0)
     weights = tmp_path / "resnet18.safetensors"
@@ -65,7 +65,7 @@ def test_train_writes_key_frames(magnified, tmp_path):
     # mexkit train drew the key-frame pictures itself (the model's registry report)
     drawn = sorted((Path(res) / "key_frames").glob("*.png"))
     assert drawn and all(p.stat().st_size > 0 for p in drawn)
-    from mexkit.learn.trainers.akmnet import write_key_frame_plots
+    from mexkit.models.akmnet.report import write_key_frame_plots
 
     written = write_key_frame_plots(res, per_class=1)
     assert len(written) == 3 and all(p.stat().st_size > 0 for p in written)
@@ -94,7 +94,7 @@ def _digest(path):
 
 
 def test_pretrain_writes_weights_with_their_provenance(magnified, tmp_path):
-    from mexkit.models.akmnet import AKMNet
+    from mexkit.models.akmnet.network import AKMNet
     from mexkit.pipeline.pretraining import read_weights_metadata
 
     out = tmp_path / "backbone.safetensors"
@@ -168,6 +168,7 @@ def test_weights_file_enters_the_fold_key(tmp_path):
     """Folds trained from other weights under the same file name are not kept."""
     from safetensors.torch import save_file
 
+    from mexkit.models import get_spec
     from mexkit.pipeline.training import _weights_entry
 
     class _NoSamples:
@@ -176,8 +177,8 @@ def test_weights_file_enters_the_fold_key(tmp_path):
 
     w = tmp_path / "w.safetensors"
     save_file({"conv1.weight": torch.zeros(64, 3, 5, 5)}, str(w))
-    first = _weights_entry({"weights": str(w)}, _NoSamples())
+    first = _weights_entry(get_spec("akmnet"), {"weights": str(w)}, _NoSamples())
     save_file({"conv1.weight": torch.ones(64, 3, 5, 5)}, str(w))
-    second = _weights_entry({"weights": str(w)}, _NoSamples())
+    second = _weights_entry(get_spec("akmnet"), {"weights": str(w)}, _NoSamples())
     assert first["weights_sha256"] != second["weights_sha256"]
-    assert _weights_entry({"weights": ""}, _NoSamples()) == {}
+    assert _weights_entry(get_spec("akmnet"), {"weights": ""}, _NoSamples()) == {}

@@ -94,16 +94,38 @@ def test_staging_folder_of_another_user_is_refused(tmp_path):
         _store(out, "crop", _crop_like)
 
 
-def test_old_staging_folder_without_marker_still_resumes(tmp_path):
-    """A staging folder left by a killed run of an earlier version is adopted."""
+def test_staging_folder_without_marker_is_never_touched(tmp_path):
+    """Issue 30 item 2: a folder of the user's own .h5 files under the staging name is
+    neither emptied nor used, even when it looks like an older version's staging folder."""
+    from mexkit.io.store import write_staged_sample
+
     out = tmp_path / "out.crop.h5"
-    _store(out, "crop", _crop_like)
-    with StoreWriter(out, stage="crop", params={}) as w:   # stage one sample by hand
-        w.write_sample("set/s9/c9", "k" * 64, {"frames": np.zeros((2, 4, 4), np.uint8)}, {})
     staging = tmp_path / "out.crop.h5.staging"
-    (staging / "MEXKIT-STAGING").unlink()
-    with StoreWriter(out, stage="crop", params={}) as w:
-        assert w.finished("set/s9/c9", "k" * 64)
+    staging.mkdir()
+    (staging / "mine.h5").write_bytes(b"my own HDF5 file, not a staged sample")
+    write_staged_sample(staging, "set/s9/c9", "k" * 64,
+                        {"frames": np.zeros((2, 4, 4), np.uint8)}, {})
+    before = {p.name: p.read_bytes() for p in staging.iterdir()}
+    with pytest.raises(StoreError, match="not made by mexkit"):
+        _store(out, "crop", _crop_like)
+    assert {p.name: p.read_bytes() for p in staging.iterdir()} == before
+    assert not out.exists()
+
+
+def test_staging_folder_killed_while_removed_is_cleaned(tmp_path):
+    """A run killed while emptying its staging folder leaves it under a temporary name,
+    with its marker; the next run removes it, and nothing marker-less."""
+    out = tmp_path / "out.crop.h5"
+    doomed = tmp_path / ".out.crop.h5.staging.tmp-1-abc"
+    doomed.mkdir(mode=0o700)
+    (doomed / "MEXKIT-STAGING").write_text("x")
+    (doomed / "lock").write_text("")
+    foreign = tmp_path / ".out.crop.h5.staging.tmp-2-def"
+    foreign.mkdir()
+    (foreign / "x.h5").write_bytes(b"someone's")
+    _store(out, "crop", _crop_like)
+    assert not doomed.exists()
+    assert (foreign / "x.h5").read_bytes() == b"someone's"
 
 
 def test_refused_run_leaves_no_staging_folder_or_lock(tmp_path):
@@ -262,7 +284,9 @@ def test_gzip_bomb_of_the_issue_is_refused_and_flow_never_reads_it(tmp_path):
 def test_compression_ratio_limit_and_override(tmp_path):
     path = _store(tmp_path / "zeros.crop.h5", "crop", _crop_like)
     _add_dataset(path, lambda g: _gzip_zero_bomb(g, 64, 1024))   # 64 MiB of zeros
-    open_store(path).close()                                       # below the floor
+    with pytest.raises(StoreError, match="ratio above 100"):       # issue 30 item 10
+        open_store(path)
+    open_store(path, limits=StoreLimits(ratio_floor=256 << 20)).close()  # a higher floor
     tight = StoreLimits(ratio_floor=1 << 20)
     with pytest.raises(StoreError, match="ratio above 100"):
         open_store(path, limits=tight)
@@ -348,7 +372,7 @@ def test_old_store_as_existing_output_is_reused_into_a_version_2_store(tmp_path)
 
 # -- item 11: inspect opens nothing it was not asked to ---------------------------
 def test_inspect_opens_no_upstream_path_unless_followed(tmp_path, monkeypatch):
-    import mexkit.cli.inspect as inspect_mod
+    import mexkit.pipeline.inspect as inspect_mod
 
     up_dir = tmp_path / "up"
     up_dir.mkdir()
@@ -387,7 +411,7 @@ def test_inspect_opens_no_upstream_path_unless_followed(tmp_path, monkeypatch):
 
 
 def test_inspect_does_not_follow_a_link_out_of_the_named_folder(tmp_path, monkeypatch):
-    import mexkit.cli.inspect as inspect_mod
+    import mexkit.pipeline.inspect as inspect_mod
 
     outside = _store(tmp_path / "outside.crop.h5", "crop", _crop_like)
     inside = tmp_path / "inside"

@@ -43,7 +43,7 @@ _FAST = ("--resolution", 16, "--epochs", 2, "--batch-size", 2, "--pairs-per-epoc
 
 
 def test_input_built_from_the_store(keyframe_flow_store):
-    from mexkit.learn.inputs import build_input
+    from mexkit.models.inputs import build_input
 
     flow, _ = keyframe_flow_store
     with open_store(flow) as s:

@@ -37,7 +37,8 @@ def _truth_in_crop(truth_flow: np.ndarray, M: np.ndarray, size: int) -> np.ndarr
 @pytest.fixture(scope="module")
 def flow_stores(crop_store, tmp_path_factory):
     d = tmp_path_factory.mktemp("flow")
-    ours = _run("flow", crop_store, "--pairs", "onset-apex", "--strain", "-o", d / "ours.h5")
+    ours = _run("flow", crop_store, "--pairs", "onset-apex", "--strain", "--features", "mean",
+                "--method", "tvl1", "-o", d / "ours.h5")
     ref = _run("flow", crop_store, "--pairs", "onset-apex", "--method", "tvl1-opencv",
                "-o", d / "opencv.h5")
     return ours, ref
@@ -130,7 +131,7 @@ def test_missing_model_input_names_the_producing_command(crop_store, tmp_path):
     r = CliRunner().invoke(cli, ["train", str(crop_store), "--model", "mean", "--epochs", "1",
                                  "-o", str(tmp_path / "x")])
     assert r.exit_code == 1
-    assert "mexkit flow --pairs onset-apex --strain" in r.stderr
+    assert "mexkit flow --pairs onset-apex --features mean" in r.stderr
 
 
 def test_shell_pipeline(synth_dataset, tmp_path):
@@ -138,7 +139,7 @@ def test_shell_pipeline(synth_dataset, tmp_path):
     py = f"{sys.executable} -m mexkit"
     cmd = (f"set -o pipefail; cd {tmp_path} && "
            f"{py} -q crop --annotations {synth_dataset / 'samples.csv'} -o c.h5 "
-           f"| {py} -q flow - --pairs onset-apex --strain --method farneback "
+           f"| {py} -q flow - --pairs onset-apex --features mean --method farneback "
            f"| {py} -q train - --model mean --epochs 2 -o run")
     p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env,
                        timeout=600)
@@ -170,9 +171,10 @@ def test_final_model_predicts_new_clips(flow_stores, tmp_path):
 
 def test_mean_region_options_from_the_cli(crop_store, tmp_path):
     plain = _run("flow", crop_store, "--pairs", "onset-apex", "--method", "farneback",
-                 "--features", "mean", "-o", tmp_path / "plain.h5")
+                 "--features", "mean", "--mean-input", "paper", "-o", tmp_path / "plain.h5")
     soft = _run("flow", crop_store, "--pairs", "onset-apex", "--method", "farneback",
-                "--features", "mean", "--mask-eyes", "--remove-head-motion",
+                "--features", "mean", "--mean-input", "paper", "--mask-eyes",
+                "--remove-head-motion",
                 "-o", tmp_path / "soft.h5")
     with open_store(plain) as a, open_store(soft) as b:
         assert b.params["mask_eyes"] and b.params["remove_head_motion"]
@@ -318,7 +320,7 @@ def test_a_fold_redone_on_other_data_trains_afresh(flow_stores, crop_store, tmp_
     earlier run in the same folder: its network, trained on the old data, was scored on
     the new samples (seen with `examples/akmnet_loso.sh` run again with other data)."""
     ours, _ = flow_stores
-    other = _run("flow", crop_store, "--pairs", "onset-apex", "--strain", "--method",
+    other = _run("flow", crop_store, "--pairs", "onset-apex", "--features", "mean", "--method",
                  "farneback", "-o", tmp_path / "farneback.h5")
 
     def train(store, folder):

@@ -69,7 +69,7 @@ def test_rpca_failure_is_a_failed_sample(failing_psn_store, crop112):
 
 
 def test_inputs_built_from_the_store(failing_psn_store):
-    from mexkit.learn.inputs import build_input, get_input
+    from mexkit.models.inputs import build_input, get_input
 
     _, out = failing_psn_store
     with open_store(out) as s:
@@ -84,7 +84,7 @@ def test_inputs_built_from_the_store(failing_psn_store):
 
 
 def test_missing_tim_frames_names_the_command(crop112):
-    from mexkit.learn.inputs import build_input
+    from mexkit.models.inputs import build_input
 
     with open_store(crop112) as s:
         with pytest.raises(ModelInputError, match=r"mexkit rpca - --psn"):

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from mexkit.cli import cli
 from mexkit.errors import ParameterError
 from mexkit.io.intervals import read_intervals
+from mexkit.models import get_spec
 from mexkit.pipeline.cache import cache_key
 from mexkit.pipeline.runner import Task, run_stage
 from mexkit.pipeline.spotting import (
@@ -24,6 +25,7 @@ from mexkit.pipeline.spotting import (
 )
 from mexkit.spot.metrics import Interval
 
+MEAN_SPOTTING = get_spec("mean").spotting
 N_FRAMES, GAP = 70, 2
 # (onset, offset, kind, emotion) per video; the features carry a pattern inside them
 EVENTS = {
@@ -81,13 +83,20 @@ def test_store_is_read_with_its_intervals(gap_store):
 @pytest.mark.slow
 def test_loso_writes_intervals_metrics_plots_and_a_final_model(gap_store, tmp_path):
     out = tmp_path / "res"
-    results = spot_loso(gap_store, out, spot_epochs=2, recog_epochs=2, batch_size=64,
+    results = spot_loso(gap_store, out, options={"spot_epochs": 2}, epochs=2, batch_size=64,
                         final=True)
     r = json.loads(results.read_text())
     assert r["kprime"] == {"macro": 10, "micro": 3}       # (20 + 1) // 2, (6 + 1) // 2
     assert r["types"] == ["macro", "micro"] and r["classes"] == ["neg", "pos"]
     m = r["metrics"]["spotting"]
     assert m["n_truth"] == 4 and set(m["per_type"]) == {"macro", "micro"}
+    # micro, macro and overall side by side, the micro row named as MEAN's (Tables 4-5)
+    rows = r["metrics"]["by_type"]
+    assert list(rows) == ["macro", "micro", "overall"]
+    for row in rows.values():
+        assert set(row) == {"spotting", "ap", "analysis", "strs"}
+    assert rows["micro"]["spotting"] == m["per_type"]["micro"]
+    assert r["metrics"]["comparable_to_paper"]["row"] == "micro"
     spotted = read_intervals(out / "intervals.csv")
     assert len(spotted) == m["n_pred"]
     assert all(iv.confidence is not None and iv.type in ("micro", "macro") for iv in spotted)
@@ -108,7 +117,10 @@ def test_train_routes_a_gap_store_to_spotting_and_spot_applies_it(gap_store, tmp
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "res" / "results.json").read_text())
     assert res["task"] == "spot-then-recognize" and res["settings"]["transfer"] is False
-    assert "overall" in r.stderr and "STRS" in r.stderr or "analysis" in r.stderr
+    table = [line.split()[0] for line in r.stderr.splitlines()[2:5]]
+    assert table == ["macro", "micro", "overall"], r.stderr
+    assert any(line.startswith("micro *") for line in r.stderr.splitlines()), r.stderr
+    assert "* micro: MEAN's long-video figures" in r.stderr
     r = CliRunner().invoke(cli, ["spot", str(gap_store), "--results", str(tmp_path / "res"),
                                  "--device", "cpu", "-o", str(tmp_path / "p.csv")])
     assert r.exit_code == 0, r.output
@@ -176,7 +188,8 @@ def test_a_folder_with_another_runs_checkpoints_trains_afresh(tmp_path):
     # the fold checkpoints were named by fold and type only: a second run in the same
     # results folder on other data (another store, flow method or intensity) resumed the
     # first run's finished networks and scored them on the new videos
-    kw = {"kind": "micro", "kprime": 3, "classes": [], "settings": _SETTINGS, "seed": 0,
+    kw = {"spotting": MEAN_SPOTTING, "kind": "micro", "kprime": 3, "classes": [],
+          "settings": _SETTINGS, "seed": 0,
           "ckpt_dir": tmp_path, "tag": "fold00-s1"}
     first = train_spotter([_video(0)], **kw)["spotter"].state_dict()
     other = train_spotter([_video(12)], **kw)["spotter"].state_dict()
@@ -196,7 +209,7 @@ def test_type_store_option_is_parsed():
 @pytest.mark.slow
 def test_a_type_trains_and_spots_on_its_own_flow_gap(gap_store, wide_gap_store, tmp_path):
     out = tmp_path / "res"
-    results = spot_loso(gap_store, out, spot_epochs=1, recog_epochs=1, batch_size=64,
+    results = spot_loso(gap_store, out, options={"spot_epochs": 1}, epochs=1, batch_size=64,
                         type_stores={"macro": str(wide_gap_store)}, final=True, plots=False)
     r = json.loads(results.read_text())
     assert r["gap"] == {"macro": 5, "micro": 2}
@@ -224,7 +237,8 @@ def test_initial_weights_depend_on_the_seed_only(tmp_path):
     # MEAN was built from torch's global generator: a type's network started from whatever
     # the previous type's or fold's training had left there, so the same seed and data gave
     # other results after another type's data changed, or after a resumed run
-    kw = {"kind": "micro", "kprime": 3, "classes": [], "settings": _SETTINGS, "seed": 3,
+    kw = {"spotting": MEAN_SPOTTING, "kind": "micro", "kprime": 3, "classes": [],
+          "settings": _SETTINGS, "seed": 3,
           "ckpt_dir": None, "tag": "t"}
     torch.manual_seed(1)
     first = train_spotter([_video(0)], **kw)["spotter"].state_dict()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mexkit.errors import ModelInputError, ParameterError
-from mexkit.models.akmnet import (
+from mexkit.models.akmnet.network import (
     LAMBDA_GS,
     LAMBDA_MMM,
     MARGIN_C,
@@ -260,7 +260,7 @@ def test_straight_through_gradient_reaches_beta(rng):
     feats = model.frame_features(clip, mask)
     mining = model.mine(feats, mask)
     mining.beta.retain_grad()
-    from mexkit.models.akmnet import _gather_key_frames
+    from mexkit.models.akmnet.network import _gather_key_frames
 
     keys, lengths = _gather_key_frames(feats, mining)
     out = model.classifier(model.temporal(keys, lengths).flatten(1))
@@ -350,7 +350,7 @@ class _Sample:
 
 
 def test_input_builder(rng):
-    from mexkit.learn.inputs.akmnet import magnified_clip
+    from mexkit.models.akmnet.inputs import magnified_clip
 
     grey = rng.integers(0, 256, size=(5, 128, 128), dtype=np.uint8)
     x = magnified_clip(_Sample({"frames": grey}))
@@ -365,7 +365,7 @@ def test_input_builder(rng):
 
 
 def test_augmentation_crops_each_clip_at_one_position():
-    from mexkit.learn.inputs.akmnet import AKMNetAugment
+    from mexkit.models.akmnet.augment import AKMNetAugment
 
     aug = AKMNetAugment()
     x = torch.rand(3, 4, 3, 128, 128)
@@ -384,7 +384,7 @@ def test_augmentation_crops_each_clip_at_one_position():
 
 
 def test_train_resize_option_sets_the_augmentation():
-    from mexkit.learn.trainers.akmnet import augmentation_for
+    from mexkit.models.akmnet.augment import augmentation_for
 
     assert repr(augmentation_for(None)) == repr(augmentation_for(144))
     assert augmentation_for(144).resize == 144 and augmentation_for(160).resize == 160
@@ -397,7 +397,7 @@ def test_load_weights_file(tmp_path):
     from safetensors.torch import save_file
 
     from mexkit.errors import StoreError
-    from mexkit.learn.trainers.akmnet import load_weights
+    from mexkit.models.akmnet.training import load_weights
 
     model = _fresh_model()
     state = {k: v.clone() + 0.5 for k, v in AKMResNet18().state_dict().items()
@@ -414,7 +414,7 @@ def test_load_weights_file(tmp_path):
 def test_key_frame_plots(tmp_path):
     import json
 
-    from mexkit.learn.trainers.akmnet import write_key_frame_plots
+    from mexkit.models.akmnet.report import write_key_frame_plots
 
     rows = ["sample_id,subject,dataset,fold,true,pred,score_a,score_b"]
     extras = {}

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from mexkit.errors import ParameterError
-from mexkit.learn.trainers.akmnet import expression_frames, pretrain_backbone
-from mexkit.models.akmnet import AKMNet, AKMResNet18
+from mexkit.models.akmnet.network import AKMNet, AKMResNet18
+from mexkit.models.akmnet.pretraining import expression_frames, pretrain_backbone
 
 torch.set_num_threads(2)
 

@@ -108,7 +108,7 @@ def test_dispatch_matches_the_function(rng):
 
 
 def test_tvl1_module_reads_no_environment_variable():
-    # configuration comes in as arguments; the CLI reads MEXKIT_TVL1_COMPILE
+    # configuration comes in as arguments; mexkit.pipeline.options reads MEXKIT_TVL1_COMPILE
     assert "environ" not in inspect.getsource(tvl1_module)
     assert "getenv" not in inspect.getsource(tvl1_module)
 
@@ -128,22 +128,24 @@ def test_cli_options_come_from_the_registry(scratch_method):
         assert name in text
 
 
-def test_cli_splits_options_and_reads_the_compile_variable(monkeypatch):
-    from mexkit.cli import flow as flow_cli
+def test_flow_options_are_split_and_the_compile_variable_read(monkeypatch):
+    # the command line's flow options are resolved in the pipeline (mexkit.pipeline.options)
+    from mexkit.errors import ParameterError
+    from mexkit.pipeline.options import resolve_flow_options
 
     monkeypatch.setenv("MEXKIT_TVL1_COMPILE", "0")
-    keyed, runtime = flow_cli._split_method_options("tvl1", {"tau": 0.2, "threads": 2}, 1)
+    keyed, runtime = resolve_flow_options("tvl1", {"tau": 0.2, "threads": 2}, 1)
     assert keyed["tau"] == 0.2 and "threads" not in keyed
     assert runtime == {"threads": 2, "compile": False}
     monkeypatch.delenv("MEXKIT_TVL1_COMPILE")
-    _, runtime = flow_cli._split_method_options("tvl1", {}, 2)
+    _, runtime = resolve_flow_options("tvl1", {}, 2)
     # --jobs share out the cores between their workers
     assert runtime["threads"] == max(1, tvl1_module.default_threads() // 2)
-    import click
-
-    with pytest.raises(click.UsageError, match="--winsize"):
-        flow_cli._split_method_options("tvl1", {"winsize": 5}, 1)
-    keyed, runtime = flow_cli._split_method_options("farneback", {"winsize": 9}, 1)
+    with pytest.raises(ParameterError, match="--winsize"):
+        resolve_flow_options("tvl1", {"winsize": 5}, 1)
+    with pytest.raises(ParameterError, match="--device"):
+        resolve_flow_options("farneback", {"device": "cuda"}, 1)
+    keyed, runtime = resolve_flow_options("farneback", {"winsize": 9, "device": "auto"}, 1)
     assert keyed["winsize"] == 9 and runtime == {}
 
 

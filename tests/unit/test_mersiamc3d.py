@@ -13,15 +13,15 @@ import torch.nn.functional as F
 from mexkit.errors import ModelInputError, ParameterError
 from mexkit.learn.losses import alpha_from_counts, focal_loss
 from mexkit.learn.protocols import loso
-from mexkit.learn.trainers.mersiamc3d import (
-    KeyframeFlowAugment,
+from mexkit.models.mersiamc3d.augment import KeyframeFlowAugment
+from mexkit.models.mersiamc3d.network import INPUT_SHAPE, MERSiamC3D, SiameseC3D, SinC3D
+from mexkit.models.mersiamc3d.training import (
     PairDataset,
     clip_pairs,
     count_pairs,
     epoch_pairs,
     split_pairs,
 )
-from mexkit.models.mersiamc3d import INPUT_SHAPE, MERSiamC3D, SiameseC3D, SinC3D
 
 torch.set_num_threads(2)
 
@@ -186,7 +186,7 @@ class TestGradients:
 
 
 def SiameseHead_double():
-    from mexkit.models.mersiamc3d import SiameseHead
+    from mexkit.models.mersiamc3d.network import SiameseHead
 
     return SiameseHead(5).double()
 
@@ -366,9 +366,8 @@ class TestAugment:
 # -- registry entry and input ------------------------------------------------------------
 class TestRegistry:
     def test_paper_defaults_and_options(self):
-        from mexkit.learn.trainers import resolve_trainer
-        from mexkit.learn.trainers.mersiamc3d import fit_fold
         from mexkit.models import get_model, get_spec
+        from mexkit.models.mersiamc3d.training import fit_fold
 
         spec = get_spec("mersiamc3d")
         d = spec.defaults
@@ -378,12 +377,12 @@ class TestRegistry:
         assert spec.input_names == ("keyframe_flow",)
         assert {o.name for o in spec.options} >= {"no-prior", "freeze", "pairs-per-epoch",
                                                   "prior-epochs", "resolution"}
-        assert resolve_trainer(spec) is fit_fold
+        assert spec.trainer is fit_fold
         model = get_model("mersiamc3d", 3, freeze=3, resolution=16)
         assert model.freeze == 3 and model.resolution == 16
 
     def test_keyframe_flow_array(self, rng):
-        from mexkit.learn.inputs.mersiamc3d import keyframe_flow_array
+        from mexkit.models.mersiamc3d.inputs import keyframe_flow_array
 
         flow = rng.normal(size=(10, 2, 112, 112)).astype(np.float32)
         x = keyframe_flow_array(flow)

@@ -9,8 +9,6 @@ import torch
 
 from mexkit.errors import ModelInputError, ParameterError
 from mexkit.models import (
-    MEAN,
-    ATNet,
     ModelSpec,
     count_parameters,
     get_model,
@@ -18,7 +16,9 @@ from mexkit.models import (
     list_models,
     register_model,
 )
-from mexkit.models.atnet import BasicBlock, ResNet10
+from mexkit.models._nn import BasicBlock
+from mexkit.models.atnet.network import ATNet, ResNet10
+from mexkit.models.mean.network import MEAN
 
 torch.set_num_threads(2)
 
@@ -226,9 +226,9 @@ class TestRegistry:
         assert {"mean", "atnet", "atnet-spatial", "atnet-temporal"} <= set(names)
         mean = get_spec("mean")
         assert [(i.name, i.shape) for i in mean.inputs] == [("mean_regions", (3, 42, 42))]
-        from mexkit.learn.inputs import get_input
+        from mexkit.models.inputs import get_input
 
-        assert "--strain" in get_input(mean.inputs[0].name).produced_by
+        assert "--features mean" in get_input(mean.inputs[0].name).produced_by
         atnet = get_spec("atnet")
         assert [(i.name, i.shape) for i in atnet.inputs] == [
             ("apex_rgb", (3, 224, 224)), ("direction_magnitude", (64, 128))]
@@ -257,7 +257,8 @@ class TestRegistry:
         # The paper settings of every registered model must run as they are: one epoch on
         # four random samples of the declared input shapes (a temporal-only ATNet once got
         # the spatial stream's image augmentation and failed on its missing image).
-        from mexkit.learn.train import fit, paper_defaults
+        from mexkit.learn.train import fit
+        from mexkit.models import paper_defaults
 
         spec = get_spec(name)
         g = torch.Generator().manual_seed(0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mexkit.errors import ModelInputError, ParameterError
-from mexkit.models.psn import (
+from mexkit.models.psn.network import (
     PSN,
     PSNSpatial,
     TemporalPerceptionUnit,

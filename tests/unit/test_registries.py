@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from mexkit.cli import cli
 from mexkit.errors import ModelInputError, ParameterError
 from mexkit.learn.data import collate_for, pad_collate
-from mexkit.learn.inputs import get_input, list_inputs, missing_input
+from mexkit.models.inputs import get_input, list_inputs, missing_input
 from mexkit.models.registry import (
     InputSpec,
     get_spec,
@@ -112,7 +112,7 @@ def test_missing_input_names_the_command(tmp_path):
 
     err = missing_input(Sample(), "mean_regions", ("flow",))
     assert isinstance(err, ModelInputError)
-    assert "mexkit flow --pairs onset-apex --strain" in str(err)
+    assert "mexkit flow --pairs onset-apex --features mean" in str(err)
     with pytest.raises(ModelInputError, match="mexkit flow"):
         get_input("mean_regions").build(Sample())
 

@@ -30,11 +30,24 @@ def test_iou_counts_frames_inclusively():
     assert interval_iou((3, 3), (3, 3)) == 1.0          # one frame: length 1, not 0
 
 
-def test_interval_rejects_reversed_and_negative_frames():
+def test_interval_rejects_reversed_frames_and_keeps_a_negative_onset():
     with pytest.raises(ParameterError, match="s1/v1"):
         iv(5, 4)
-    with pytest.raises(ParameterError):
-        iv(-1, 4)
+    # MEAN's spotter writes [peak - k', peak + k'] for a peak near frame 0: kept as written
+    assert iv(-3, 65).length == 69
+
+
+def test_negative_onset_counts_its_frames_in_the_union_as_the_authors_scorer():
+    # MEAN's STRS scorer: |arange(-3, 66) n arange(30, 56)| / |... u ...| = 26 / 69;
+    # clipping to frame 0 would give 26 / 66
+    assert interval_iou((-3, 65), (30, 55)) == pytest.approx(26 / 69)
+    # subject 14, EP09_03 of the scorer's CASME II files: [-19, 49] against [5, 40]
+    assert interval_iou((-19, 49), (5, 40)) == pytest.approx(36 / 69)
+    assert match_intervals([iv(30, 55)], [iv(-3, 65)]) == []
+    # where clipping would decide otherwise: [-10, 19] against [0, 13] is 14/30 < 0.5
+    # as written (no match), 14/20 clipped to [0, 19]
+    assert match_intervals([iv(0, 13)], [iv(-10, 19)]) == []
+    assert match_intervals([iv(0, 14)], [iv(-10, 19)])[0][2] == pytest.approx(15 / 30)
 
 
 def test_one_prediction_over_two_truths_matches_only_one():
@@ -142,29 +155,45 @@ def test_apex_spotting_rate():
     got = apex_spotting_rate(truth, pred)
     assert (got["hits"], got["videos"]) == (1, 3)
     assert got["asr"] == pytest.approx(1 / 3)
-    # apex on the truth's onset counts (inclusive)
-    assert apex_spotting_rate([iv(10, 20)], [iv(0, 30, apex=10)])["asr"] == 1.0
+    # eq. 13's open interval: an apex on the truth's onset or offset is a miss
+    assert apex_spotting_rate([iv(10, 20)], [iv(0, 30, apex=10)])["asr"] == 0.0
+    assert apex_spotting_rate([iv(10, 20)], [iv(0, 30, apex=20)])["asr"] == 0.0
+    assert apex_spotting_rate([iv(10, 20)], [iv(0, 30, apex=11)])["asr"] == 1.0
+    # without an apex, the middle of the interval as written: [-3, 25] -> 11 (not 12)
+    got = apex_spotting_rate([iv(11, 20)], [iv(-3, 25)])
+    assert got["asr"] == 0.0 and got["apex_from"] == "middle"
+    assert apex_spotting_rate([iv(10, 20)], [iv(-3, 25)])["asr"] == 1.0
 
 
 def test_analysis_metrics_of_eqs_19_to_23():
     got = analysis_report(["a", "a", "b", "c"], ["a", "b", "b", "b"])
-    # precision: a 1, b 1/3, c undefined -> macro 2/3; recall: a 1/2, b 1, c 0 -> 1/2
-    assert got["precision"] == pytest.approx(2 / 3)
+    # precision: a 1/1, b 1/3, c never predicted (0/0 counts 0) -> (1 + 1/3 + 0) / 3 = 4/9
+    # recall: a 1/2, b 1/1, c 0/1 -> 1/2 (eqs. 19-20 divide by C = 3)
+    assert got["precision"] == pytest.approx(4 / 9)
     assert got["recall"] == pytest.approx(0.5)
-    assert got["f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+    assert got["f1"] == pytest.approx(2 * (4 / 9) * 0.5 / (4 / 9 + 0.5))
+    # F1 per class 2TP / (2TP + FP + FN): a 2/3, b 2/4, c 0/1
     assert got["uf1"] == pytest.approx((2 / 3 + 0.5 + 0.0) / 3)
     assert got["uar"] == pytest.approx(0.5)
     assert got["accuracy"] == pytest.approx(0.5)
+    assert (got["tp"], got["fp"], got["fn"]) == (2, 2, 2)
     assert got["confusion"] == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
-    # UAR is the mean recall, not the mean precision
+    # UAR is the mean recall (eq. 23), not the mean precision of the authors' scorer
     assert got["uar"] != pytest.approx(got["precision"])
 
 
 def test_analysis_with_a_class_list_and_unknown_labels():
+    # eqs. 19-20 divide by C = 2: x is 1/1, y has no sample and no prediction (0)
     got = analysis_report(["x"], ["x"], classes=["x", "y"])
-    assert got["f1"] == 1.0 and got["per_class"]["y"]["support"] == 0
+    assert got["precision"] == got["recall"] == 0.5
+    assert got["f1"] == 0.5 and got["per_class"]["y"]["support"] == 0
     with pytest.raises(ParameterError, match="'z'"):
         analysis_report(["z"], ["x"], classes=["x", "y"])
+    # a prediction outside the classes (or none) is wrong: a miss of x, no class's FP
+    got = analysis_report(["x", "x"], ["z", None], classes=["x", "y"])
+    assert got["accuracy"] == 0.0 and got["unlisted_predictions"] == 2
+    assert (got["tp"], got["fp"], got["fn"]) == (0, 0, 2)
+    assert got["per_class"]["x"]["recall"] == 0.0 and got["f1"] == 0.0
 
 
 def test_evaluate_gives_strs_from_true_positives_only():
@@ -177,9 +206,11 @@ def test_evaluate_gives_strs_from_true_positives_only():
     assert o["f1"] == pytest.approx(2 / 3)
     a = rep["analysis"]
     assert a["n"] == 2 and a["accuracy"] == 0.5
-    # precision: pos 1/2, neg undefined -> 1/2; recall: pos 1, neg 0 -> 1/2
-    assert a["f1"] == pytest.approx(0.5)
-    assert rep["strs"] == pytest.approx(strs(2 / 3, 0.5)) == pytest.approx(1 / 3)
+    # classes: the truth's emotions {neg, pos}; pairs (pos, pos), (neg, pos)
+    # precision: pos 1/2, neg never predicted 0 -> 1/4; recall: pos 1, neg 0 -> 1/2
+    assert a["precision"] == pytest.approx(0.25) and a["recall"] == pytest.approx(0.5)
+    assert a["f1"] == pytest.approx(1 / 3)
+    assert rep["strs"] == pytest.approx(strs(2 / 3, 1 / 3)) == pytest.approx(2 / 9)
     assert rep["asr"] is None                        # several truths in a video: no ASR
     rep = evaluate_intervals([iv(0, 9)], [iv(0, 9)])
     assert rep["analysis"] is None and rep["strs"] is None

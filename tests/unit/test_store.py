@@ -133,7 +133,8 @@ def test_second_writer_is_refused_and_first_untouched(tmp_path):
 def test_leftover_temporaries_are_removed(tmp_path):
     path = tmp_path / "a.h5"
     staging = tmp_path / "a.h5.staging"
-    staging.mkdir()
+    staging.mkdir(mode=0o700)
+    (staging / "MEXKIT-STAGING").write_text("made by mexkit")
     (staging / ".tmp-123-abc.h5").write_bytes(b"half a sample")
     (tmp_path / ".a.h5.tmp-99-ff").write_bytes(b"half a store")
     (staging / "garbage-0000.h5").write_bytes(b"not hdf5")

@@ -16,17 +16,18 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from mexkit.errors import ParameterError, StoreError
-from mexkit.learn.augment import ATNetAugment, random_affine
+from mexkit.learn.augment import random_affine
 from mexkit.learn.train import (
     fit,
     load_checkpoint,
-    paper_defaults,
     parse_schedule,
     predict,
     ratio_subsample,
     seed_everything,
 )
-from mexkit.models import MEAN
+from mexkit.models import paper_defaults
+from mexkit.models.atnet.augment import ATNetAugment
+from mexkit.models.mean.network import MEAN
 
 torch.set_num_threads(2)
 

@@ -69,6 +69,7 @@ from .format import (
 from .read import SampleView, Store, open_store, validate_store
 from .write import (
     StoreWriter,
+    check_output,
     prepare_staging,
     remove_store,
     staged_name,
@@ -90,6 +91,7 @@ __all__ = [
     "canonical_json",
     "quote_id",
     "unquote_id",
+    "check_output",
     "prepare_staging",
     "remove_store",
     "staged_name",

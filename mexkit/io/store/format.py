@@ -72,19 +72,23 @@ class StoreLimits:
         Elements per frame, the product of the other axes (default 2**25:
         a 4096 x 4096 two-channel flow field).
     max_ratio : float
-        Declared over stored bytes, for arrays declaring more than
-        ``ratio_floor`` bytes (default 100; real frames and flow compress by
-        1-10, zeros by ~1000, unwritten chunks infinitely).
+        Declared over stored bytes (default 100; real frames and flow
+        compress by 1-10, zeros by ~1000, unwritten chunks infinitely).
     ratio_floor : int
-        Arrays declaring at most this many bytes skip the ratio test
-        (default 256 MiB).
+        Bytes an array may declare beyond ``max_ratio`` times what it stores
+        (default 16 MiB): an array may declare at most ``ratio_floor +
+        max_ratio * stored`` bytes, at every size, and the arrays of one
+        sample together the same bound over their stored bytes (and at most
+        ``max_array_bytes``).  So what a stage allocates for a sample is
+        bounded by what the file really holds: a 38 kB store cannot declare
+        16,000 frames of zeros.
     """
 
     max_array_bytes: int = 4 << 30
     max_frames: int = 200_000
     max_frame_elements: int = 1 << 25
     max_ratio: float = 100.0
-    ratio_floor: int = 256 << 20
+    ratio_floor: int = 16 << 20
 
     @classmethod
     def parse(cls, text: str) -> StoreLimits:
@@ -266,8 +270,17 @@ def _attrs_hash(root: Any) -> str:
 # --------------------------------------------------------------------------
 # user block: length and checksum of the file
 # --------------------------------------------------------------------------
-def _seal(path: Path) -> str:
-    """Write the checksum header into the user block of a closed file."""
+def seal_message(digest: str, length: int) -> bytes:
+    """What a store's signature signs: its whole-file SHA-256 and length."""
+    return f"mexkit-store-v1\0{digest}\0{length}".encode()
+
+
+def _seal(path: Path, signer: Any = None) -> str:
+    """Write the checksum header into the user block of a closed file.
+
+    With ``signer`` (a :class:`mexkit.io.signing.Signer`), the header also
+    holds its key id and its signature of :func:`seal_message`.
+    """
     h = hashlib.sha256()
     with open(path, "r+b") as fh:
         fh.seek(USERBLOCK_SIZE)
@@ -279,11 +292,28 @@ def _seal(path: Path) -> str:
         length = fh.tell()
         digest = h.hexdigest()
         header = _MAGIC + _HEADER_FMT.format(length=length, digest=digest).encode()
+        if signer is not None:
+            header += (f"signer={signer.key_id}\n"
+                       f"signature={signer.sign(seal_message(digest, length))}\n").encode()
         fh.seek(0)
         fh.write(header.ljust(USERBLOCK_SIZE, b"\0"))
         fh.flush()
         os.fsync(fh.fileno())
     return digest
+
+
+def read_seal(path: Path) -> dict[str, str]:
+    """The fields of a store's header (``length``, ``sha256``, ``signer``, ``signature``),
+    unchecked; empty for a file without a mexkit header."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(USERBLOCK_SIZE)
+    except OSError:
+        return {}
+    if not head.startswith(_MAGIC):
+        return {}
+    text = head[len(_MAGIC):].split(b"\0", 1)[0].decode("ascii", "replace")
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 def _check_seal(path: Path) -> str:
@@ -347,8 +377,11 @@ def _check_attrs(path: Path, obj: Any, where: str) -> None:
         )
 
 
-def _check_size(path: Path, ds: Any, where: str, limits: StoreLimits) -> None:
-    """Refuse a dataset whose declared size is implausible, before reading it."""
+def _check_size(path: Path, ds: Any, where: str, limits: StoreLimits) -> tuple[int, int]:
+    """Refuse a dataset whose declared size is implausible, before reading it.
+
+    Returns its declared and stored bytes.
+    """
     shape = tuple(int(d) for d in ds.shape or ())
     declared = int(np.prod(shape, dtype=np.float64)) * ds.dtype.itemsize
     hint = ("; if the store is genuine, raise the limit (MEXKIT_STORE_LIMITS or "
@@ -363,17 +396,31 @@ def _check_size(path: Path, ds: Any, where: str, limits: StoreLimits) -> None:
     if per_frame > limits.max_frame_elements:
         raise StoreError(f"{path}: {where} declares {per_frame:,} values per frame {shape}, "
                          f"more than the limit of {limits.max_frame_elements:,}{hint}.")
-    if declared > limits.ratio_floor:
-        stored = int(ds.id.get_storage_size())
-        if declared > limits.max_ratio * stored:
-            raise StoreError(
-                f"{path}: {where} declares {declared:,} bytes {shape} but stores only "
-                f"{stored:,} (ratio above {limits.max_ratio:g}): a decompression or "
-                f"fill-value bomb{hint}.")
+    stored = int(ds.id.get_storage_size()) if declared > limits.ratio_floor else 0
+    if declared > limits.ratio_floor + limits.max_ratio * stored:
+        raise StoreError(
+            f"{path}: {where} declares {declared:,} bytes {shape} but stores only "
+            f"{stored:,} (ratio above {limits.max_ratio:g} beyond the first "
+            f"{limits.ratio_floor:,} bytes): a decompression or fill-value bomb{hint}.")
+    return declared, int(ds.id.get_storage_size())
+
+
+def _check_group_size(path: Path, where: str, declared: int, stored: int,
+                      limits: StoreLimits) -> None:
+    """The arrays of one sample together: the bounds of one array over their sums."""
+    hint = "; if the store is genuine, raise the limit (MEXKIT_STORE_LIMITS or --limits)"
+    if declared > limits.max_array_bytes:
+        raise StoreError(f"{path}: the arrays of {where} declare {declared:,} bytes together, "
+                         f"more than the limit of {limits.max_array_bytes:,}{hint}.")
+    if declared > limits.ratio_floor + limits.max_ratio * stored:
+        raise StoreError(
+            f"{path}: the arrays of {where} declare {declared:,} bytes together but store "
+            f"only {stored:,} (ratio above {limits.max_ratio:g}): a decompression or "
+            f"fill-value bomb{hint}.")
 
 
 def _check_dataset(path: Path, ds: Any, where: str,
-                   limits: StoreLimits | None = None) -> None:
+                   limits: StoreLimits | None = None) -> tuple[int, int]:
     import h5py
 
     dcpl = ds.id.get_create_plist()
@@ -393,7 +440,8 @@ def _check_dataset(path: Path, ds: Any, where: str,
             f"{path}: {where} has data type {ds.dtype}; only numeric datasets are allowed."
         )
     if limits is not None:
-        _check_size(path, ds, where, limits)
+        return _check_size(path, ds, where, limits)
+    return 0, 0
 
 
 def _check_structure(path: Path, root: Any, limits: StoreLimits | None = DEFAULT_LIMITS
@@ -419,6 +467,7 @@ def _check_structure(path: Path, root: Any, limits: StoreLimits | None = DEFAULT
             raise StoreError(f"{path}: group {prefix or '/'} is linked twice (a cycle).")
         seen.add(key)
         _check_attrs(path, group, prefix or "/")
+        declared = stored = 0
         for name in group:
             where = f"{prefix}/{name}"
             link = group.get(name, getlink=True)
@@ -437,9 +486,12 @@ def _check_structure(path: Path, root: Any, limits: StoreLimits | None = DEFAULT
                     raise StoreError(f"{path}: {where} is an array where a sample group "
                                      "belongs.")
                 _check_attrs(path, obj, where)
-                _check_dataset(path, obj, where, limits)
+                d, st = _check_dataset(path, obj, where, limits)
+                declared, stored = declared + d, stored + st
             else:
                 raise StoreError(f"{path}: {where} is a {type(obj).__name__}, which is refused.")
+        if limits is not None and declared:
+            _check_group_size(path, prefix or "/", declared, stored, limits)
 
     walk(root, "")
 

@@ -143,6 +143,27 @@ class Store:
     def content_hash(self) -> str:
         return str(self.meta.get("content_hash", ""))
 
+    def signed_by(self, trusted: Any) -> str:
+        """'' if the file is signed by a key of ``trusted`` (a
+        :class:`mexkit.io.signing.TrustedKeys`) and its signature matches its
+        checksum, else why not.  The checksum itself is checked by
+        :func:`open_store` (``verify=True``) and :func:`validate_store`."""
+        from .format import read_seal, seal_message
+
+        seal = read_seal(self.path)
+        try:
+            message = seal_message(seal.get("sha256", ""), int(seal.get("length", "-1")))
+        except ValueError:
+            return "its header is corrupt"
+        return trusted.check(seal.get("signer", ""), message, seal.get("signature", ""))
+
+    @property
+    def signer(self) -> str:
+        """Key id of the key that signed the store ('' if unsigned)."""
+        from .format import read_seal
+
+        return read_seal(self.path).get("signer", "")
+
     @property
     @_guard
     def sample_ids(self) -> list[str]:
@@ -206,7 +227,17 @@ class Store:
             "samples": samples,
             "arrays": arrays,
             "failures": self.failures,
+            "signer": self.signer,
+            "shard": self.shard,
         }
+
+    @property
+    def shard(self) -> dict[str, Any] | None:
+        """For a partial store (a ``--shard`` part, or ``merge --partial``): ``shards``
+        (the indices it holds), ``count`` and ``samples`` (the whole run's sample ids);
+        None for a complete store."""
+        value = self.meta.get("shard")
+        return value if isinstance(value, dict) else None
 
 
 def open_store(path: str | os.PathLike[str], *, verify: bool = True,

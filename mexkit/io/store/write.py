@@ -135,47 +135,78 @@ def _refuse_foreign_dir(staging: Path, st: os.stat_result) -> None:
 def prepare_staging(staging: str | os.PathLike[str]) -> Path:
     """Create (or check) a staging folder that mexkit made and owns.
 
-    A new folder is created with mode 0700 and a marker file.  An existing
-    one is used only if it is a real folder (not a symbolic link), owned by
-    this user, not writable by everyone, and either carries the marker or
-    holds nothing but names mexkit writes (a staging folder of an older
-    version).  Anything else raises :class:`StoreError` and nothing in it is
-    touched.
+    A new folder is made under a temporary name (mode 0700), given its
+    marker file and only then renamed into place, so that a staging folder
+    without the marker was never made by mexkit.  An existing one is used
+    only if it is a real folder (not a symbolic link), owned by this user,
+    not writable by everyone, and carries the marker (a regular file).
+    Anything else, a folder holding only ``.h5`` files included, raises
+    :class:`StoreError` and nothing in it is touched.
     """
     staging = Path(staging)
-    for _ in range(3):
+    for _ in range(5):
         try:
             st = os.lstat(staging)
         except FileNotFoundError:
-            try:
-                os.mkdir(staging, 0o700)
-            except FileExistsError:
-                continue
-            st = os.lstat(staging)
-            _refuse_foreign_dir(staging, st)
-            _write_marker(staging)
-            return staging
+            if _make_staging(staging):
+                return staging
+            continue
         _refuse_foreign_dir(staging, st)
         marker = staging / _STAGING_MARKER
-        if not marker.is_symlink() and marker.is_file():
+        try:
+            mst = os.lstat(marker)
+        except FileNotFoundError:
+            mst = None
+        if mst is not None and _stat.S_ISREG(mst.st_mode):
             return staging
-        foreign = sorted(p.name for p in staging.iterdir() if not _ours(p.name))
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise StoreError(
-                f"{staging}: this folder was not made by mexkit (no {_STAGING_MARKER} file) "
-                f"and holds {len(foreign)} other file(s) ({shown}); mexkit will neither use "
-                "nor empty it. Move it away or choose another output.")
-        _write_marker(staging)
-        return staging
+        names = sorted(p.name for p in staging.iterdir())
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise StoreError(
+            f"{staging}: this folder was not made by mexkit (no {_STAGING_MARKER} file)"
+            + (f" and holds {len(names)} file(s) ({shown})" if names else "")
+            + "; mexkit will neither use nor empty it. Move it away or choose another "
+            "output.")
     raise StoreError(f"{staging}: the staging folder keeps appearing and disappearing.")
 
 
-def _write_marker(staging: Path) -> None:
-    from ..atomic import write_text
+def _make_staging(staging: Path) -> bool:
+    """Make ``staging`` with its marker, atomically; False if the name got taken meanwhile."""
+    from ..atomic import temporary_name
 
-    write_text(staging / _STAGING_MARKER,
-               "Staging folder of a mexkit store being written; mexkit removes it.\n")
+    tmp = temporary_name(staging)
+    os.mkdir(tmp, 0o700)
+    try:
+        _write_marker(tmp)
+        if os.path.lexists(staging):
+            return False
+        os.rename(tmp, staging)
+    except OSError:
+        if not os.path.lexists(staging):
+            raise
+        return False
+    finally:
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            _remove_own(tmp / _STAGING_MARKER)
+            with contextlib.suppress(OSError):
+                os.rmdir(tmp)
+    return True
+
+
+def _write_marker(staging: Path) -> None:
+    fd = os.open(staging / _STAGING_MARKER,
+                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("Staging folder of a mexkit store being written; mexkit removes it.\n")
+
+
+def _empty_staging(folder: Path) -> None:
+    """Remove mexkit's files from a marked staging folder (marker last), then the folder."""
+    for p in folder.iterdir():
+        if _ours(p.name) and p.name != _STAGING_MARKER:
+            _remove_own(p)
+    _remove_own(folder / _STAGING_MARKER)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def _remove_own(path: Path) -> bool:
@@ -227,6 +258,93 @@ def _open_lock(staging: Path) -> Any:
     raise StoreError(f"{path}: cannot take the lock (the file keeps being replaced).")
 
 
+def _is_mexkit_store(path: Path) -> bool:
+    """True if the regular file at ``path`` starts with a mexkit store's header."""
+    from .format import _MAGIC
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        if not _stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return os.read(fd, len(_MAGIC)) == _MAGIC
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def check_output(path: str | os.PathLike[str], *,
+                 inputs: Iterable[str | os.PathLike[str]] = (),
+                 overwrite: bool = False) -> None:
+    """Refuse an output that would replace an input of the run or a file mexkit did not write.
+
+    Parameters
+    ----------
+    path : path-like
+        The output store.
+    inputs : iterable of path-like
+        Every file or folder the run reads (input stores, sheets, videos,
+        image folders, ``--reuse`` stores, parts).  An output that is one of
+        them (the same file, whatever its name), or an existing non-store
+        file inside an input folder, is always refused.
+    overwrite : bool
+        Replace an existing file that is not a mexkit store (``--overwrite``).
+        Without it, only a missing file, an empty one or a mexkit store is
+        replaced.
+
+    Raises
+    ------
+    ParameterError
+        Naming the output and why it is not replaced; nothing is touched.
+    """
+    from ...errors import ParameterError
+
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise ParameterError(f"The output {str(path)!r} cannot be checked: {exc}") from exc
+    if _stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{path}: the output is a folder.")
+    for inp in inputs:
+        try:
+            ist = os.stat(inp)
+        except OSError:
+            continue
+        if (ist.st_dev, ist.st_ino) == (st.st_dev, st.st_ino):
+            raise ParameterError(
+                f"The output {str(path)!r} is an input of this run ({str(inp)!r}); it is "
+                "never replaced. Choose another output (-o).")
+    if not _stat.S_ISREG(st.st_mode):
+        raise ParameterError(f"The output {str(path)!r} exists and is not a regular file; "
+                             "mexkit does not replace it. Choose another output (-o).")
+    if st.st_size == 0 or _is_mexkit_store(path):
+        return
+    parent = os.stat(path.parent)
+    for inp in inputs:
+        try:
+            ist = os.stat(inp)
+        except OSError:
+            continue
+        if _stat.S_ISDIR(ist.st_mode) and (ist.st_dev, ist.st_ino) == (parent.st_dev,
+                                                                         parent.st_ino):
+            raise ParameterError(
+                f"The output {str(path)!r} is a file of the input folder {str(inp)!r}; it "
+                "is never replaced. Choose another output (-o).")
+    if overwrite:
+        logger.warning("%s: replacing a file that is not a mexkit store (--overwrite)", path)
+        return
+    raise ParameterError(
+        f"The output {str(path)!r} exists and is not a mexkit store (mexkit did not write "
+        "it); it is not replaced. Choose another output (-o), or give --overwrite to "
+        "replace it.")
+
+
 def _params_differ(old: Mapping[str, Any], stage: str, params: Mapping[str, Any]) -> str:
     """'' when the existing store was made by ``stage`` with ``params``; else a description."""
     if str(old.get("stage", "")) != stage:
@@ -256,6 +374,18 @@ class StoreWriter:
         ``{"store_id", "content_hash", "stage", "path"}`` of each input store.
     compression : {"gzip", "lzf"}
         Dataset compression; gzip is readable everywhere.
+    inputs : iterable of path-like
+        Files and folders the run reads besides the upstream stores (whose
+        ``path`` is taken from ``upstream``): the output is never one of them
+        (:func:`check_output`).
+    overwrite : bool
+        Replace an existing output that is not a mexkit store.
+    signer : mexkit.io.signing.Signer, optional
+        Signs the finished store (its header records the key id and the
+        signature of its checksum): see docs/sharing.md.
+    meta : mapping, optional
+        More root attributes (JSON), e.g. ``shard``: which shards of which
+        sample set a partial store holds.
 
     Notes
     -----
@@ -272,7 +402,9 @@ class StoreWriter:
 
     def __init__(self, path: str | os.PathLike[str], *, stage: str,
                  params: Mapping[str, Any], upstream: Iterable[Mapping[str, Any]] = (),
-                 compression: str = "gzip") -> None:
+                 compression: str = "gzip", inputs: Iterable[str | os.PathLike[str]] = (),
+                 overwrite: bool = False, signer: Any = None,
+                 meta: Mapping[str, Any] | None = None) -> None:
         if compression not in ("gzip", "lzf"):
             raise StoreError(f"unknown compression {compression!r}; use 'gzip' or 'lzf'.")
         self.path = Path(path)
@@ -280,6 +412,11 @@ class StoreWriter:
         self.params = dict(params)
         self.upstream = [dict(u) for u in upstream]
         self.compression = compression
+        self.inputs = [str(p) for p in inputs]
+        self.inputs += [str(u["path"]) for u in self.upstream if u.get("path")]
+        self.overwrite = overwrite
+        self.signer = signer
+        self.meta = dict(meta or {})
         self.staging = self.path.with_name(self.path.name + ".staging")
         self._lock_fh: Any = None
         self._staged: dict[str, _Finished] = {}
@@ -291,6 +428,7 @@ class StoreWriter:
             raise StoreError(f"{self.path}: the output is a folder.")
         if not self.path.parent.exists():
             raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist.")
+        check_output(self.path, inputs=self.inputs, overwrite=self.overwrite)
         prepare_staging(self.staging)
         lock = _open_lock(self.staging)
         if lock is None:
@@ -328,6 +466,18 @@ class StoreWriter:
         for p in self.path.parent.glob(f".{self.path.name}.tmp-*"):
             if is_temporary_of(p, self.path):
                 n += _remove_own(p)
+        for p in self.path.parent.glob(f".{self.staging.name}.tmp-*"):
+            # a staging folder being made or removed when a run was killed; only one
+            # that carries the marker (and is this user's, not a link) is emptied
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            if (is_temporary_of(p, self.staging) and _stat.S_ISDIR(st.st_mode)
+                    and st.st_uid == os.getuid() and (p / _STAGING_MARKER).is_file()
+                    and not (p / _STAGING_MARKER).is_symlink()):
+                _empty_staging(p)
+                n += 1
         if n:
             logger.info("removed %d temporary file(s) left by an interrupted run", n)
 
@@ -395,9 +545,19 @@ class StoreWriter:
         """
         import h5py
 
+        # the output may have been replaced while the run went on
+        check_output(self.path, inputs=self.inputs, overwrite=self.overwrite)
         failures = dict(failures or {})
         sample_ids = list(sample_ids)
         old = None
+        need = sum(st.path.stat().st_size for sid, st in self._staged.items()
+                   if sid in cache_keys and st.cache_key == cache_keys[sid]
+                   and st.path.exists())
+        if self.path.exists() and any(self._existing.get(s) == cache_keys.get(s)
+                                      for s in sample_ids):
+            need += self.path.stat().st_size
+        ensure_room(self.path.parent, need + need // 8,
+                    what=f"assembling the store {self.path.name}")
         try:
             if any(self._existing.get(s) == cache_keys.get(s) for s in sample_ids):
                 old = open_store(self.path)
@@ -429,10 +589,17 @@ class StoreWriter:
                     out.attrs["created"] = _now()
                     out.attrs["store_id"] = uuid.uuid4().hex
                     out.attrs["failures"] = _canonical_json(failures)
+                    for name, value in sorted(self.meta.items()):
+                        out.attrs[name] = _clean_attr(value)
                     digest.update(b"failures\0" + _attr_bytes(out.attrs["failures"]))
                     out.attrs["content_hash"] = digest.hexdigest()
                     out.attrs["attrs_hash"] = _attrs_hash(out)
-                _seal(tmp)
+                _seal(tmp, self.signer)
+        except Exception as exc:
+            if no_space(exc):
+                raise disk_full(self.path.parent, need, "assembling the store "
+                                f"{self.path.name}") from exc
+            raise
         finally:
             if old is not None:
                 old.close()
@@ -440,21 +607,32 @@ class StoreWriter:
         return self.path
 
     def _remove_staging(self) -> None:
-        """Remove mexkit's own files from the staging folder, then the folder if empty."""
+        """Remove the staging folder: mexkit's own files, the marker last, then the folder.
+
+        The folder is first renamed to a temporary name (one atomic step), so a
+        run killed while emptying it never leaves a folder without its marker
+        under the staging name; the next run removes the temporary one.  A
+        folder that holds files mexkit did not write keeps them, and its name.
+        """
         if self.staging.is_symlink() or not self.staging.is_dir():
             return
-        for p in self.staging.iterdir():
-            if _ours(p.name) and p.name not in ("lock", _STAGING_MARKER):
-                _remove_own(p)
-        # The marker and the lock file go last; the lock itself is released in __exit__.
-        _remove_own(self.staging / _STAGING_MARKER)
-        _remove_own(self.staging / "lock")
-        try:
-            self.staging.rmdir()
-        except OSError:
-            left = sorted(p.name for p in self.staging.iterdir())
+        names = [p.name for p in self.staging.iterdir()]
+        foreign = sorted(n for n in names if not _ours(n))
+        if foreign:
+            for n in names:
+                if _ours(n) and n not in ("lock", _STAGING_MARKER):
+                    _remove_own(self.staging / n)
             logger.warning("%s: left in place; it holds files mexkit did not write (%s)",
-                           self.staging, ", ".join(left[:3]))
+                           self.staging, ", ".join(foreign[:3]))
+            return
+        from ..atomic import temporary_name
+
+        doomed = temporary_name(self.staging)
+        try:
+            os.rename(self.staging, doomed)
+        except OSError:
+            return
+        _empty_staging(doomed)
 
 
 def staged_name(sample_id: str, cache_key: str) -> str:
@@ -478,12 +656,81 @@ def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_k
     full_attrs["sample_id"] = sample_id
     full_attrs["cache_key"] = cache_key
     full_attrs["data_hash"] = hash_arrays(arrays)
-    with atomic_path(final) as tmp:
-        with h5py.File(tmp, "w", libver=_LIBVER) as fh:
-            fh.attrs["sample_id"] = sample_id
-            fh.attrs["cache_key"] = cache_key
-            _write_group(fh.create_group("sample"), arrays, full_attrs, compression)
+    # built in memory, written by Python: a full disk is one clean OSError here, never
+    # a failed write inside HDF5 (which crashed the process while closing the file)
+    with h5py.File(f"mexkit-staged-{uuid.uuid4().hex}", "w", driver="core",
+                   backing_store=False, libver=_LIBVER) as fh:
+        fh.attrs["sample_id"] = sample_id
+        fh.attrs["cache_key"] = cache_key
+        _write_group(fh.create_group("sample"), arrays, full_attrs, compression)
+        fh.flush()
+        image = fh.id.get_file_image()
+    ensure_room(staging, len(image), what=f"staging sample {sample_id!r}")
+    try:
+        with atomic_path(final) as tmp:
+            with open(tmp, "wb") as out:
+                out.write(image)
+    except OSError as exc:
+        if no_space(exc):
+            raise disk_full(staging, len(image), f"staging sample {sample_id!r}") from exc
+        raise
     return final
+
+
+# --------------------------------------------------------------------------
+# a full disk: one clear error, before HDF5 meets it
+# --------------------------------------------------------------------------
+_ROOM_MARGIN = 64 << 10  # bytes kept free beyond what a write needs (metadata, fsync)
+
+
+def no_space(exc: BaseException) -> bool:
+    """True if ``exc`` (an OSError, or HDF5's error text) says the device is full."""
+    import errno
+
+    text = str(exc)
+    return (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+            or "No space left on device" in text or "errno = 28" in text
+            or "Disk quota exceeded" in text)
+
+
+def free_bytes(folder: str | os.PathLike[str]) -> int:
+    """Bytes free for this user on the file system of ``folder``."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def disk_full(folder: str | os.PathLike[str], need: int | None, what: str) -> StoreError:
+    """The :class:`~mexkit.errors.DiskFullError` for ``folder``'s device (not raised)."""
+    from ...errors import DiskFullError
+
+    folder = Path(folder)
+    try:
+        free = f", {free_bytes(folder):,} bytes free"
+    except OSError:
+        free = ""
+    needed = f", about {need:,} needed" if need else ""
+    return DiskFullError(
+        f"no space left on device {_mount_point(folder)} ({what} in {folder}{free}"
+        f"{needed}); finished samples are kept and the earlier output is untouched: free "
+        "some space or choose another output (-o), then run again")
+
+
+def ensure_room(folder: str | os.PathLike[str], need: int, *, what: str) -> None:
+    """Raise :class:`~mexkit.errors.DiskFullError` unless ``need`` bytes (plus a margin)
+    are free on ``folder``'s file system."""
+    try:
+        free = free_bytes(folder)
+    except OSError:
+        return
+    if free < need + _ROOM_MARGIN:
+        raise disk_full(folder, need + _ROOM_MARGIN, what)
 
 
 def _read_staged_header(path: Path) -> tuple[str, str]:
@@ -505,15 +752,15 @@ def _read_staged_header(path: Path) -> tuple[str, str]:
 def remove_store(path: str | os.PathLike[str]) -> None:
     """Delete a store and mexkit's files in its staging folder (used by tests and --force).
 
-    A staging folder that is a link or another user's is left alone.
+    A staging folder that is a link, another user's or without mexkit's
+    marker is left alone.
     """
     path = Path(path)
     path.unlink(missing_ok=True)
     staging = path.with_name(path.name + ".staging")
     if staging.is_symlink() or not staging.is_dir():
         return
-    for p in staging.iterdir():
-        if _ours(p.name):
-            _remove_own(p)
-    with contextlib.suppress(OSError):
-        staging.rmdir()
+    marker = staging / _STAGING_MARKER
+    if marker.is_symlink() or not marker.is_file() or os.lstat(staging).st_uid != os.getuid():
+        return
+    _empty_staging(staging)

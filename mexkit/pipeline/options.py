@@ -1,0 +1,219 @@
+"""What the command line offers, and how its raw values become settings.
+
+The command modules (:mod:`mexkit.cli`) import the pipeline only; this module
+gives them what they list and how the values they parse are resolved:
+
+- the names and options of the registries (models, flow methods, dataset
+  adapters, label schemes), for click's choices and generated options;
+- the environment variables the commands read (``MEXKIT_CACHE``,
+  ``MEXKIT_TVL1_COMPILE``; ``MEXKIT_STALL_TIMEOUT`` and
+  ``MEXKIT_STORE_LIMITS`` are read where they are used, in
+  :mod:`mexkit.pipeline.parallel` and :mod:`mexkit.pipeline.stages`);
+- job and thread counts (``--jobs -1``, the cores shared among jobs);
+- run settings held while a command runs (:func:`run_setting`).
+
+Loading is lazy where it costs: the model registry (torch) is imported only
+by the functions that list models, so that ``mexkit inspect`` starts
+without torch.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..devices import usable_cores
+from ..errors import ParameterError
+from ..io.signing import TRUST_ENV
+from ..io.store.write import no_space
+from .cache import CACHE_ENV
+from .parallel import STALL_ENV, configure, parse_shard
+
+__all__ = ["CACHE_ENV", "STALL_ENV", "COMPILE_ENV", "AUDIT_ENV", "TRUST_ENV", "n_jobs",
+           "run_setting", "parse_shard", "no_space",
+           "model_names", "pretrainable_models", "model_option_specs", "flow_method_names",
+           "flow_method_summaries", "flow_option_specs", "flow_method_for",
+           "resolve_flow_options",
+           "dataset_names", "scheme_names"]
+
+#: The share of reused samples recomputed and compared (``--audit``) when the command line
+#: does not say.
+AUDIT_ENV = "MEXKIT_AUDIT"
+#: "0" (or false/no/off) switches the CUDA TV-L1 engine's torch.compile off when the
+#: command line does not say (--compile/--no-compile).
+COMPILE_ENV = "MEXKIT_TVL1_COMPILE"
+
+
+# -- jobs and run settings ----------------------------------------------------------------
+def n_jobs(jobs: int) -> int:
+    """``--jobs``: -1 is one worker per CPU of the machine, any other value itself."""
+    return os.cpu_count() or 1 if jobs == -1 else jobs
+
+
+def run_setting(name: str, value: Any) -> contextlib.AbstractContextManager | None:
+    """The context that holds one run setting (retries, shard, cache, ...) while a command
+    runs (:func:`mexkit.pipeline.parallel.configure`); None when it is not set.
+
+    Not given on the command line, ``cache`` is read from ``MEXKIT_CACHE``, ``trust``
+    from ``MEXKIT_TRUST`` (key files separated by the path separator) and ``audit``
+    from ``MEXKIT_AUDIT``.
+    """
+    if name == "cache" and value is None:
+        value = os.environ.get(CACHE_ENV) or None
+    if name == "trust" and not value:
+        value = tuple(p for p in os.environ.get(TRUST_ENV, "").split(os.pathsep) if p)
+    if name == "audit" and value is None:
+        text = os.environ.get(AUDIT_ENV, "").strip()
+        if text:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ParameterError(f"Invalid value for {AUDIT_ENV}: {text!r}; give a share "
+                                     "between 0 and 1.") from None
+            if not 0 <= value <= 1:
+                raise ParameterError(f"Invalid value for {AUDIT_ENV}: {text!r}; give a share "
+                                     "between 0 and 1.")
+    if value is None or value is False or value == ():
+        return None
+    return configure(**{name: value})
+
+
+# -- models ---------------------------------------------------------------------------------
+def model_names() -> list[str]:
+    """The registered models (``mexkit train --model``)."""
+    from ..models.registry import list_models  # torch: only the model commands need it
+
+    return [s.name for s in list_models()]
+
+
+def pretrainable_models() -> list[str]:
+    """The models with a backbone to pre-train (``mexkit pretrain --model``)."""
+    from .pretraining import pretrainable_models as able  # torch: only pretrain needs it
+
+    return able()
+
+
+def model_option_specs() -> list[tuple[str, Any, str, list[str]]]:
+    """``(name, type, help, models)`` for every model option of the registry, one entry
+    per option name (models that declare the same name share it).
+
+    Raises
+    ------
+    ParameterError
+        If two models declare an option of one name with different types.
+    """
+    from ..models.registry import list_models  # torch: only the model commands need it
+
+    seen: dict[str, tuple[Any, list[str], str]] = {}
+    for spec in list_models():
+        for opt in spec.options:
+            kind, owners, text = seen.get(opt.name, (opt.type, [], opt.help))
+            if kind != opt.type:
+                raise ParameterError(
+                    f"Models declare the option --{opt.name} with different types "
+                    f"({kind!r} and {opt.type!r}).")
+            owners.append(spec.name)
+            seen[opt.name] = (kind, owners, text)
+    return [(name, kind, text, owners) for name, (kind, owners, text) in sorted(seen.items())]
+
+
+# -- flow methods ---------------------------------------------------------------------------
+def flow_method_names() -> list[str]:
+    """The registered flow methods (``mexkit flow --method``)."""
+    from ..motion.methods import flow_methods  # keeps `mexkit inspect`'s start-up light
+
+    return flow_methods()
+
+
+def flow_method_summaries() -> dict[str, str]:
+    """Each flow method's one-line summary."""
+    from ..motion.methods import flow_method, flow_methods  # start-up: as above
+
+    return {name: flow_method(name).summary for name in flow_methods()}
+
+
+def flow_option_specs() -> list[tuple[Any, list[str]]]:
+    """Every flow method's options, one entry per option name, with the methods using it.
+
+    ``device`` is left out: it is every command's one ``--device`` option.
+    """
+    from ..motion.methods import flow_method, flow_methods  # start-up: as above
+
+    specs: dict[str, tuple[Any, list[str]]] = {}
+    for name in flow_methods():
+        for opt in flow_method(name).options:
+            if opt.name == "device":
+                continue
+            held = specs.get(opt.name)
+            if held is None:
+                specs[opt.name] = (opt, [name])
+            elif held[0] == opt:
+                held[1].append(name)
+            else:
+                raise RuntimeError(  # a programming error in a method's registration
+                    f"flow methods {held[1]} and {name!r} declare different options "
+                    f"named {opt.name!r}")
+    return list(specs.values())
+
+
+def flow_method_for(method: str | None, features: list[str], mean_input: str) -> str:
+    """``mexkit flow --method``: the given method, else the default for the features
+    (:func:`mexkit.pipeline.mean_features.flow_method_for`)."""
+    from .mean_features import flow_method_for as choose  # start-up: as the flow methods
+
+    return choose(method, features, mean_input)
+
+
+def resolve_flow_options(method: str, given: Mapping[str, Any], jobs: int
+                         ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(options that change the flow, options that do not) of ``method``, checked.
+
+    ``given`` holds the options given on the command line, ``device``
+    included. Options of other methods are refused, ``compile`` not given
+    comes from ``MEXKIT_TVL1_COMPILE``, and ``threads`` not given shares the
+    usable cores among ``jobs`` workers.
+
+    Raises
+    ------
+    ParameterError
+        For options that do not apply to ``method``, naming them.
+    """
+    from ..motion.methods import flow_method  # start-up: as above
+
+    given = dict(given)
+    spec = flow_method(method)
+    names = {o.name for o in spec.options}
+    stray = [o.cli_flag for o, _ in flow_option_specs() if o.name in given and
+             o.name not in names]
+    if "device" not in names and given.pop("device", "auto") != "auto":
+        stray.append("--device")
+    if stray:
+        raise ParameterError(f"{', '.join(stray)} do(es) not apply to --method {method}.")
+    if "compile" in names and given.get("compile") is None:
+        env = os.environ.get(COMPILE_ENV, "").strip().lower()
+        if env in ("0", "false", "no", "off"):
+            given["compile"] = False
+    if "threads" in names and given.get("threads") is None and jobs > 1:
+        # the cores are shared out between the --jobs workers
+        given["threads"] = max(1, usable_cores() // jobs)
+    values = spec.resolve(given)
+    result = {o.name: values[o.name] for o in spec.options if o.affects_result}
+    runtime = {o.name: values[o.name] for o in spec.options
+               if not o.affects_result and o.name in given and o.name != "device"}
+    return result, runtime
+
+
+# -- datasets and label schemes -----------------------------------------------------------
+def dataset_names() -> list[str]:
+    """The registered dataset adapters (``--dataset``)."""
+    from ..io.datasets import dataset_names as names  # start-up: the adapters' modules
+
+    return names()
+
+
+def scheme_names() -> list[str]:
+    """The label schemes (``--scheme``)."""
+    from ..labels import scheme_names as names  # start-up: only the commands that list them
+
+    return names()

@@ -1,0 +1,111 @@
+"""Imports (issue 29, item 6): no import cycles, and an import inside a function only
+where it keeps start-up fast or an optional dependency optional, saying so on its line."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import mexkit
+
+ROOT = Path(mexkit.__file__).parent
+#: The layers whose function-level imports carry their reason (the others follow).
+COMMENTED = ("cli", "pipeline", "models", "learn")
+#: Modules not yet gone over: the flow stage's dispatch (being restructured on another
+#: branch).
+NOT_YET = {"pipeline/flow.py"}
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module(p): p for p in ROOT.rglob("*.py")}
+
+
+def _targets(node: ast.AST, module: str, is_package: bool) -> list[str]:
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    else:
+        base = module.split(".") if is_package else module.split(".")[:-1]
+        if node.level:
+            base = base[:len(base) - node.level + 1]
+            prefix = ".".join(base + ([node.module] if node.module else []))
+        else:
+            prefix = node.module or ""
+        names = [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+    return [n for n in names if n in MODULES]
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for target in _targets(node, module, path.name == "__init__.py"):
+                    if target != module and not module.startswith(target + "."):
+                        graph[module].add(target)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycles():
+    # function-level imports count: a cycle they hold together is still a cycle
+    assert _cycles(_graph()) == []
+
+
+def test_function_level_imports_say_why():
+    missing = []
+    for module, path in MODULES.items():
+        rel = path.relative_to(ROOT).as_posix()
+        if (module.split(".") + [""])[1] not in COMMENTED or rel in NOT_YET:
+            continue
+        lines = path.read_text().splitlines()
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    text = " ".join(lines[node.lineno - 1:node.end_lineno])
+                    if "#" not in text:
+                        missing.append(f"{rel}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert missing == []
