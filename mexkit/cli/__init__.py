@@ -307,13 +307,9 @@ def _end_interrupted() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    # FFmpeg's own decoder messages ("moov atom not found", "overread 8") would come
-    # before mexkit's one line naming the file and what was wrong; set the variable
-    # to see them
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    from ..pipeline.parallel import exit_on_interrupt  # the entry point only: light
+    from ..pipeline.options import command_started  # the entry point only: light
 
-    exit_on_interrupt(grace=1.5, message=_INTERRUPTED)
+    command_started(interrupted_message=_INTERRUPTED)
     try:
         cli.main(args=argv, prog_name="mexkit")
     except BrokenPipeError:

@@ -871,11 +871,6 @@ def exit_on_interrupt(*, grace: float = 1.5, message: str = "") -> None:
     threading.Thread(target=watch, name="mexkit-interrupt-watch", daemon=True).start()
 
 
-def _on_sigint(signum: int, frame: Any) -> None:
-    _INTERRUPTED.set()
-    raise KeyboardInterrupt
-
-
 @contextlib.contextmanager
 def interrupt_guard() -> Iterator[None]:
     """Remember Ctrl-C (SIGINT) for the duration of a stage run.
@@ -886,15 +881,26 @@ def interrupt_guard() -> Iterator[None]:
     Inside this block SIGINT also sets a flag that :func:`check_interrupt`
     turns into KeyboardInterrupt again at the runner's next check (after each
     finished sample, and while waiting for a solver), so an interrupt is
-    never lost.  Installed only in the main thread, and only over Python's
-    default handler (a handler of the caller's own is left alone).
+    never lost.  Installed in the main thread only, in front of the Python
+    handler in force (Python's default, or one that wraps it, such as the
+    TV-L1 worker pool's), which it then calls; a SIGINT that is ignored or
+    left to the operating system is left so.  The flag is cleared on entry
+    and on exit, so one run's Ctrl-C never reaches the next.
     """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
     _INTERRUPTED.clear()
-    signal.signal(signal.SIGINT, _on_sigint)
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        try:
+            yield
+        finally:
+            _INTERRUPTED.clear()
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        _INTERRUPTED.set()
+        previous(signum, frame)  # Python's default raises KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
     hook = sys.unraisablehook
 
     def quiet(unraisable: Any) -> None:
@@ -908,8 +914,10 @@ def interrupt_guard() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if signal.getsignal(signal.SIGINT) is on_sigint:
+            signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = hook
+        _INTERRUPTED.clear()
 
 
 def check_interrupt() -> None:
