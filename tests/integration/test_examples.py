@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 import pytest
-from test_tutorial import EPOCHS, blocks, command_lines, mexkit_commands, parse
+from test_tutorial import EPOCHS, command_lines, mexkit_commands, parse
 
 from mexkit.cli import COMMANDS, cli
 
@@ -50,11 +50,21 @@ def commands_of(line: str) -> list[list[str]]:
     return out
 
 
+SHELL_FENCE = re.compile(r"```([a-z]*)\n(.*?)```", re.S)
+# a usage synopsis (`mexkit export STORE [--format csv|parquet]`) shows the options, it is
+# not a command to type
+SYNOPSIS = re.compile(r"\s\[-")
+
+
 def doc_commands(path: Path) -> list[list[str]]:
+    """The `mexkit` commands of a document's shell blocks (not Python's, not synopses)."""
     cmds = []
-    for _, body in blocks(path.read_text()):
-        for line in command_lines(body):
-            cmds.extend(commands_of(line))
+    for m in SHELL_FENCE.finditer(path.read_text()):
+        if m.group(1) not in ("", "sh", "bash", "shell", "console"):
+            continue
+        for line in command_lines(m.group(2)):
+            if not SYNOPSIS.search(line):
+                cmds.extend(commands_of(line))
     return cmds
 
 

@@ -31,7 +31,11 @@ def _compute(task):
         x[on:off + 1, 0] += 1.0
         x[on:off + 1, 2] += 1.0 if emo == "pos" else -1.0
     pairs = np.stack([np.arange(N - gap), np.arange(gap, N)], axis=1).astype(np.int64)
-    return {"mean_regions": x, "pairs": pairs}, {"gap": gap}
+    # each interval's onset -> apex input (recognition trains on it), as flow stores it
+    bounds = np.array([(on, (on + off) // 2, off) for on, off, _, _ in EVENTS[subject]],
+                      dtype=np.int64)
+    return {"mean_regions": x, "pairs": pairs, "interval_pairs": bounds,
+            "interval_mean_regions": x[bounds[:, 1]]}, {"gap": gap}
 
 
 def store(path, *, gap=3, method="tvl1", options=TVL1, mask_eyes=False, gaps=None):
