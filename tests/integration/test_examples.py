@@ -124,7 +124,8 @@ mexkit synth demo-data -q >/dev/null     # as the examples run it: they reuse it
 ln -s demo-data/CASME2-coding.xlsx CASME2-coding.xlsx
 ln -s demo-data CASME2_RAW
 mexkit crop --annotations demo-data/samples.csv -o demo.crop.h5 -q >/dev/null
-mexkit flow demo.crop.h5 --pairs onset-apex --strain -o demo.crop.flow-tvl1.h5 -q >/dev/null
+mexkit flow demo.crop.h5 --pairs onset-apex --strain --features mean -o demo.crop.flow-tvl1.h5 \\
+  -q >/dev/null
 cp demo.crop.flow-tvl1.h5 demo.flow.h5
 cp demo.crop.flow-tvl1.h5 new.crop.flow-tvl1.h5
 mexkit keyframes demo.crop.h5 -o demo.crop.keyframes-adaptive.h5 -q >/dev/null
