@@ -12,6 +12,7 @@ ROOT = Path(__file__).parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2000)   # the run's own limit is 1,800 s
 def test_short_chaos_run_holds_and_prints_counts():
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "chaos.py"), "--kills", "3",
                         "--fuzz", "12", "--train-kills", "1", "--interrupts", "3",

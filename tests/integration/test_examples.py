@@ -164,6 +164,7 @@ def _runnable(line: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)   # every example on synthetic data: over the default 10 minutes
 def test_every_help_example_runs(tmp_path):
     lines = []
     for name, line in help_examples():
