@@ -1,9 +1,9 @@
-"""Chaos harness for the feature store: crash-kill, fuzzed-store and hostile-store trials.
+"""Chaos harness: crash-kill, fuzzed-store, hostile-store and interrupted-long-video trials.
 
 Run from the repository root:
 
-    python bench/chaos.py [--seed 12] [--kills 20] [--fuzz 160]
-                          [--only crash,fuzz,hostile,attacks]
+    python bench/chaos.py [--seed 12] [--kills 20] [--fuzz 160] [--interrupts 9]
+                          [--only crash,fuzz,hostile,attacks,interrupt]
 
 Four kinds of trial, all repeatable for a given ``--seed``, each ending in
 counts printed as one table:
@@ -34,6 +34,15 @@ hostile
     Each runs in a child limited to 3 GiB of address space and 30 s; it must
     be refused with a mexkit error (and, for the writer trials, leave the
     victim files and the existing output byte for byte as they were).
+interrupt
+    ``mexkit flow`` of long videos (a crop store of 2 whole videos of 700
+    frames, so that each is solved and staged in pieces of 256 pairs) is
+    stopped at a random moment, again and again: by SIGINT to the process, by
+    SIGINT to its whole process group (as a terminal's Ctrl-C), or by SIGKILL.
+    After SIGINT the command must exit with status 130 within 2 s; every
+    finished piece must be on disk and reused by the next run (the -v log
+    says how many it kept), none computed twice; the finished store must
+    equal an uninterrupted run's, array for array.
 
 attacks
     The surfaces of issue 30, each attacked as a user or another lab would:
@@ -236,6 +245,132 @@ def crash_trials(work: Path, rng: np.random.Generator, kills: int) -> Counter:
             out.with_name(out.name + ".staging").exists()
     c["seconds per full run"] = round(full, 2)
     return c
+
+
+# --------------------------------------------------------------------------
+# interrupted long videos (issue 28)
+# --------------------------------------------------------------------------
+LONG_FRAMES, LONG_VIDEOS, PIECE = 700, 2, 256
+
+
+def _long_crop(path: Path) -> Path:
+    import cv2
+
+    from mexkit.pipeline.cache import cache_key
+    from mexkit.pipeline.runner import Task, run_stage
+
+    def compute(task):
+        r = np.random.default_rng(task.payload)
+        base = cv2.GaussianBlur(r.uniform(0, 255, (64, 64)), (0, 0), 2.0)
+        frames = [cv2.warpAffine(base, np.float64([[1, 0, -8 + 0.5 * np.sin(t / 9)],
+                                                   [0, 1, -8 + 0.3 * np.cos(t / 7)]]),
+                                 (48, 48)) for t in range(LONG_FRAMES)]
+        return ({"frames": np.clip(np.stack(frames), 0, 255).astype(np.uint8)},
+                {"subject": f"s{task.payload}", "fps": 25.0})
+
+    run_stage([Task(f"long/s{i}/v{i}", cache_key("crop", 1, {}, f"long{i}"), {}, i)
+               for i in range(LONG_VIDEOS)], compute, output=path, stage="crop",
+              params={"size": 48}, progress=False)
+    return path
+
+
+def _pieces_on_disk(out: Path) -> set[str]:
+    import h5py
+
+    staging = out.with_name(out.name + ".staging")
+    ids: set[str] = set()
+    for p in staging.glob("*.h5") if staging.is_dir() else []:
+        if p.name.startswith("."):
+            continue
+        try:
+            with h5py.File(p, "r") as fh:
+                sid = str(fh.attrs["sample_id"])
+        except OSError:
+            continue
+        if "#piece:" in sid:
+            ids.add(sid)
+    return ids
+
+
+def _flow(crop: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mexkit", "-v", "flow", str(crop),
+                             "--pairs", "consecutive", "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def interrupt_trials(work: Path, rng: np.random.Generator, n: int) -> tuple[Counter, list]:
+    import re
+
+    c: Counter = Counter()
+    crop = _long_crop(work / "long.crop.h5")
+    reference = work / "long.ref.h5"
+    t0 = time.perf_counter()
+    proc = _flow(crop, reference)
+    _, err = proc.communicate(timeout=1800)
+    full = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"the reference flow run failed:\n{err}")
+    want = _content(reference)
+    out = work / "long.flow.h5"
+    latencies: list[float] = []
+    kept_re = re.compile(r"sample (\S+): (\d+) of (\d+) pieces of \d+ pairs kept")
+    how = ("SIGINT to the process", "SIGINT to the process group", "SIGKILL")
+    trial = 0
+    while trial < n:
+        before = _pieces_on_disk(out)
+        proc = _flow(crop, out)
+        # a resumed run has less left to do: stop within the first 60 % of a full run
+        time.sleep(float(rng.uniform(1.0, max(1.5, full * 0.6))))
+        kind = how[trial % 3]
+        t = time.monotonic()
+        if kind == "SIGKILL":
+            os.killpg(proc.pid, signal.SIGKILL)
+        elif kind.endswith("group"):
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, err = proc.communicate()
+            c["runs still alive 60 s after SIGINT"] += 1
+        seconds = time.monotonic() - t
+        trial += 1
+        if proc.returncode == 0:
+            c["runs that finished first"] += 1
+            if os.environ.get("MEXKIT_CHAOS_DEBUG"):
+                print(f"finished first: stopped {seconds:.1f} s before exit ({kind})\n{err}")
+            out.unlink(missing_ok=True)
+            continue
+        c[kind] += 1
+        if kind != "SIGKILL":
+            latencies.append(seconds)
+            c["SIGINT: exit status 130"] += proc.returncode == 130
+            c["SIGINT: another exit status"] += proc.returncode != 130
+            c["SIGINT: exit later than 2 s"] += seconds > 2.0
+        # every piece on disk before the run was reused, none was lost
+        kept = {m.group(1): int(m.group(2)) for m in kept_re.finditer(err)}
+        for sid in {p.split("#piece:")[0] for p in before}:
+            had = sum(p.startswith(sid + "#piece:") for p in before)
+            if sid in kept and kept[sid] < had:
+                c["finished pieces computed again"] += had - kept[sid]
+        after = _pieces_on_disk(out)
+        c["finished pieces lost"] += len(before - after)
+        c["pieces on disk after the stop"] += len(after)
+    proc = _flow(crop, out)
+    _, err = proc.communicate(timeout=1800)
+    if proc.returncode != 0:
+        c["final resume failed"] += 1
+    else:
+        same = _same(_content(out), want)
+        c["final store equal to the uninterrupted run"] += same
+        c["final store differs"] += not same
+        c["staging folders left after a finished run"] += \
+            out.with_name(out.name + ".staging").exists()
+    c["seconds per full run"] = round(full, 1)
+    return c, latencies
 
 
 # --------------------------------------------------------------------------
@@ -943,7 +1078,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--kills", type=int, default=20, help="SIGKILLs in the crash trials")
     ap.add_argument("--fuzz", type=int, default=160, help="fuzzed stores")
-    ap.add_argument("--only", default="crash,fuzz,hostile,attacks")
+    ap.add_argument("--only", default="crash,fuzz,hostile,attacks,interrupt")
+    ap.add_argument("--interrupts", type=int, default=9,
+                    help="stops (SIGINT, group SIGINT, SIGKILL in turn) of the interrupt trials")
     ap.add_argument("--train-kills", type=int, default=2,
                     help="SIGKILLs of mexkit train in the attack trials")
     ap.add_argument("--writer-params", help=argparse.SUPPRESS)
@@ -1017,6 +1154,31 @@ def main(argv: list[str] | None = None) -> int:
                   f"{len(outcomes)} trials, {c['refused']} refused cleanly")
             for name, outcome in outcomes.items():
                 print(f"  {name:<46} {outcome}")
+        if "interrupt" in parts:
+            t = time.perf_counter()
+            c, lat = interrupt_trials(work, rng, args.interrupts)
+            results["interrupt"] = {**dict(c), "sigint_exit_seconds": [round(x, 2)
+                                                                      for x in lat]}
+            bad = sum(c[k] for k in ("runs still alive 60 s after SIGINT",
+                                     "SIGINT: another exit status", "SIGINT: exit later than 2 s",
+                                     "finished pieces computed again", "finished pieces lost",
+                                     "final resume failed", "final store differs",
+                                     "staging folders left after a finished run"))
+            ok &= bad == 0
+            print(f"\ninterrupted long videos ({time.perf_counter() - t:.0f} s): "
+                  f"{LONG_VIDEOS} videos of {LONG_FRAMES} frames, pieces of {PIECE} pairs")
+            for k in ("SIGINT to the process", "SIGINT to the process group", "SIGKILL",
+                      "runs that finished first", "SIGINT: exit status 130",
+                      "SIGINT: another exit status", "SIGINT: exit later than 2 s",
+                      "runs still alive 60 s after SIGINT", "pieces on disk after the stop",
+                      "finished pieces lost", "finished pieces computed again",
+                      "final store equal to the uninterrupted run", "final store differs",
+                      "final resume failed", "staging folders left after a finished run",
+                      "seconds per full run"):
+                print(f"  {k:<46} {c[k]}")
+            if lat:
+                print(f"  {'SIGINT to exit, seconds (median, max)':<46} "
+                      f"{float(np.median(lat)):.2f}, {max(lat):.2f}")
     print(f"\n{'all trials held' if ok else 'SOME TRIALS FAILED'} in "
           f"{time.perf_counter() - t_all:.0f} s; {_load()} at the end")
     if args.json:

@@ -113,22 +113,30 @@ def run_stage_command(store: str, output: Path | None, stage: str, run: Any, *,
 
 
 def overwrite_option(f: Any) -> Any:
-    """--overwrite: replace an output file that is not a mexkit store."""
+    """--overwrite: replace an output that is not a mexkit store, or a store made by
+    another stage or with other parameters."""
     return click.option(
         "--overwrite", is_flag=True, default=None, expose_value=False,
         callback=_run_setting("overwrite"),
-        help="Replace the output even if it is not a mexkit store (mexkit never replaces "
-             "a file it did not write otherwise, and never an input of the run).",
+        help="Replace the output even if it was made with other parameters or by another "
+             "stage (the command otherwise stops, naming each parameter that differs; the "
+             "same parameters resume it), or is not a mexkit store (mexkit never replaces a "
+             "file it did not write otherwise, and never an input of the run).",
     )(f)
 
 
-def output_option(f: Any) -> Any:
-    f = overwrite_option(f)
-    return click.option(
-        "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-        help="Output store (default: the input's name plus the stage and method, e.g. "
-             "x.crop.h5 -> x.crop.flow-tvl1.h5).",
-    )(f)
+_OUTPUT_HELP = ("Output store (default: the input's name plus the stage and method, e.g. "
+                "x.crop.h5 -> x.crop.flow-tvl1.h5).")
+
+
+def output_option(f: Any = None, *, help: str = _OUTPUT_HELP) -> Any:
+    """-o/--output and --overwrite; ``@output_option`` or ``@output_option(help=...)``."""
+    def add(g: Any) -> Any:
+        g = overwrite_option(g)
+        return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                            default=None, help=help)(g)
+
+    return add if f is None else add(f)
 
 
 def device_option(what: str) -> Any:

@@ -13,10 +13,10 @@ from ..pipeline.crop import (
     clips_from_samples,
     crop_preset,
     default_unit,
-    is_sheet,
     read_annotations,
     run_crop,
     sample_listing,
+    split_inputs,
 )
 from ..pipeline.options import dataset_names
 from ._common import device_option, jobs_options, out, output_option, progress, resolve_input
@@ -106,10 +106,17 @@ Examples:
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Frame rate of image folders given as INPUTS.")
 @click.option("--unit", type=click.Choice(["clip", "video"]), default=None,
-              help="Crop whole videos (default for long-video datasets, for spotting) or "
-                   "each annotated interval (default for clip datasets).")
-@click.option("--smooth", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="--mode every: temporal smoothing of the crop (Gaussian sigma, frames).")
+              help="clip: one sample per annotated row, with its onset, apex, offset and "
+                   "label (the default, whatever the path is: a video file or a folder); "
+                   "video: whole videos holding their rows as intervals, for spotting (the "
+                   "default for long-video datasets and for generic sheets with a 'video' "
+                   "column).")
+@click.option("--smooth", type=click.FloatRange(min=0), default=8.0, show_default=True,
+              help="--mode every: time scale in frames of the smoothing of the head pose "
+                   "(a Whittaker-Henderson smoother, lambda = SMOOTH^4, on the similarity "
+                   "fitted to the nose and eye corners): head motion slower than about "
+                   "6 x SMOOTH frames is followed, landmark jitter is not; 0: each "
+                   "frame's own pose.")
 @click.option("--max-gap", type=click.IntRange(min=0), default=5, show_default=True,
               help="--mode every: longest run of frames without a face that is interpolated.")
 @click.option("--upsample", type=click.IntRange(min=0), default=None,
@@ -127,7 +134,9 @@ Examples:
                    "128 --grey --jpeg 95 --upsample 1, the authors' face_crop.py); options "
                    "given as well must agree with it.")
 @device_option("the FAN landmark detector runs (--detector fan)")
-@output_option
+@output_option(help="Output store (default, in the current folder: the dataset's name, "
+                    "--root's folder or the folder holding the sheet, as DATA.crop.h5; one "
+                    "video or image folder NAME gives NAME.crop.h5, several clips.crop.h5).")
 @jobs_options
 def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None,
              annotations: str | None,
@@ -136,7 +145,8 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
              grey: bool, fps: float | None, unit: str | None, smooth: float, max_gap: int,
              upsample: int | None, box: str | None, jpeg: int | None, preset: str | None,
              device: str, output: Path | None, jobs: int, backend: str):
-    """Crop aligned faces from a dataset, or from video files / image folders (INPUTS).
+    """Crop aligned faces from a dataset, or from video files, images or image folders
+    (INPUTS).
 
     Writes a store with, per clip, the crops (`frames`), landmarks in crop
     coordinates, the frame-to-crop transforms, detection scores, flags for
@@ -151,13 +161,13 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
     when it lies in the current folder; one video or image folder gives
     NAME.crop.h5, several give clips.crop.h5.
     """
-    sheets_given = [p for p in inputs if is_sheet(p)]
-    if sheets_given:
-        if len(inputs) > 1 or annotations is not None:
+    sheet_given, _ = split_inputs(inputs, dataset=dataset)
+    if sheet_given is not None:
+        if annotations is not None:
             raise ParameterError(
-                f"{str(sheets_given[0])!r} is an annotation sheet, not a video or image "
+                f"{str(sheet_given)!r} is an annotation sheet, not a video or image "
                 "folder: give it alone, as --annotations SHEET.")
-        annotations, inputs = str(sheets_given[0]), ()
+        annotations, inputs = str(sheet_given), ()
     if preset is not None:  # the preset's settings; options given as well must agree
         chosen = {"box": box, "jpeg": jpeg, "size": size, "upsample": upsample,
                   "grey": grey, "detector": detector}

@@ -14,9 +14,10 @@ from ._common import device_option, jobs_options, output_option, run_stage_comma
 def _method_options(f: Any) -> Any:
     """Add one click option per flow-method option (generated from the registry)."""
     for opt, methods in reversed(options.flow_option_specs()):
-        default = "none" if opt.default is None else opt.default
         where = ", ".join(methods)
-        help_text = f"[{where}] {opt.help} Default: {default}."
+        help_text = f"[{where}] {opt.help}"
+        if opt.default is not None:  # an option without one says in its help what it does
+            help_text += f" Default: {opt.default}."
         if opt.choices is not None and opt.type is not str:
             help_text += f" One of {', '.join(str(c) for c in opt.choices)}."
         if opt.type is bool:
@@ -53,7 +54,9 @@ Examples:
                    "recognition); onset,every frame; adjacent key frames (MERSiamC3D); 65 "
                    "frames around the apex (ATNet).")
 @click.option("-k", "--gap", "k", type=click.IntRange(min=1), default=None,
-              help="--pairs gap: the gap in frames (default: round(0.1 x fps)).")
+              help="--pairs gap: the gap in frames (default: each video's 0.1 x fps, "
+                   "rounded half up as MEAN does: 3 at 25 fps, 2 at 23.976 fps, 20 at 200 "
+                   "fps; each sample records its gap).")
 @click.option("--window", type=click.IntRange(min=2), default=65, show_default=True,
               help="--pairs apex-window: frames in the window.")
 @click.option("--strain", is_flag=True, help="Also store the optical strain magnitude.")
@@ -75,10 +78,13 @@ Examples:
                    "differences, two 21x21 eye parts; --mask-eyes, --remove-head-motion).")
 @click.option("--with-apex", is_flag=True,
               help="Also store the apex frame (ATNet's spatial input).")
-@click.option("--no-apex", type=click.Choice(["middle", "max-diff", "fail"]),
-              default="middle", show_default=True,
-              help="When a clip has no apex annotation (SMIC): middle frame, frame most "
-                   "different from onset, or fail the sample.")
+@click.option("--no-apex", type=click.Choice(["auto", "middle", "max-diff", "fail"]),
+              default="auto", show_default=True,
+              help="When a clip has no apex annotation: auto, the rule every stage "
+                   "shares (the middle frame of an annotated clip, as SMIC's in ATNet; the "
+                   "frame most different from the first of a clip without annotation), "
+                   "or always the middle frame, always the most different one, or fail "
+                   "the sample. Each sample records which it got (apex_source).")
 @_method_options
 @device_option("the flow is computed (methods with a device option)")
 @click.option("--group", type=click.IntRange(min=1), default=None,

@@ -17,7 +17,7 @@ _LIMITS_HELP = ("Store size limits, e.g. 'max_array_bytes=1e10,max_ratio=1000' (
 @click.command("inspect", epilog="""\b
 Examples:
   mexkit inspect demo.crop.flow-tvl1.h5
-  mexkit inspect demo.crop.flow-tvl1.h5 --json --follow
+  mexkit inspect demo.crop.flow-tvl1.h5 --json --follow .
 """)
 @click.argument("store", type=str)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of text.")

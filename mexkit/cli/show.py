@@ -24,7 +24,7 @@ def _frames(text: str | None) -> list[int] | None:
 @click.command("show", epilog="""\b
 Examples:
   mexkit show demo.crop.h5 -o crops.png                  # a sheet of every sample
-  mexkit show demo.flow.h5 --sample synth-casme2/sub01/EP01_01 -o flow.png
+  mexkit show demo.flow.h5 --sample synth-casme2/sub01/EP01_05 -o flow.png
   mexkit show demo.magnify.h5 --against demo.crop.h5 --sample ID -o magnified.gif
 """)
 @click.argument("store", type=str)

@@ -52,7 +52,7 @@ Examples:
               help="--weights: class names of the recognition outputs (default: from the "
                    "dataset folder in the path).")
 @click.option("--gap", type=click.IntRange(min=1), default=None,
-              help="--weights on a video: flow gap k (default: round(0.1 x fps)).")
+              help="--weights on a video: flow gap k (default: 0.1 x fps, rounded half up).")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="--weights on an image folder: its frame rate.")
 @click.option("--p", "p", type=click.FloatRange(0.0, 1.0), default=None,
@@ -65,6 +65,10 @@ Examples:
 @click.option("--type-store", "type_store", default=None, metavar="TYPE=STORE[,...]",
               help="Gap-flow store of the same videos for a type whose network was trained "
                    "on another flow gap (`mexkit train --type-store`).")
+@click.option("--force", is_flag=True,
+              help="Spot even when STORE's features were made otherwise than the model's "
+                   "(flow gap, flow method or its options, --mask-eyes, "
+                   "--remove-head-motion), with a warning naming both; refused otherwise.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Interval CSV to write (default: <store>.intervals.csv); a .json and a "
                    ".plots folder go beside it.")
@@ -73,7 +77,7 @@ def spot_cmd(store: str, results_dir: str | None, weights: str | None, crop: str
              per_subject: bool, subject_map: str | None, kprime: int | None,
              peaks: str | None, classes: str | None, gap: int | None, fps: float | None,
              p: float | None, emotions: str | None, device: str,
-             no_plots: bool, type_store: str | None, output: str | None) -> int:
+             no_plots: bool, type_store: str | None, force: bool, output: str | None) -> int:
     """Spot expression intervals in every video of STORE (or '-') with trained networks.
 
     The networks are those of `mexkit train --final` on a store of whole videos
@@ -92,6 +96,7 @@ def spot_cmd(store: str, results_dir: str | None, weights: str | None, crop: str
         per_subject=per_subject, subject_map=subject_map, kprime=kprime, peaks=peaks,
         classes=classes.split(",") if classes else None, gap=gap, fps=fps, p=p,
         emotions=emotions, type_stores=type_store, device=device, plots=not no_plots,
+        force=force,
         progress=progress(), crop=crop)
     if report is not None and not settings().get("quiet"):
         err(format_spot_report(report))

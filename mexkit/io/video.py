@@ -24,9 +24,17 @@ the file (and the frame index).  A truncated JPEG is recognised by its
 missing end-of-image marker (libjpeg would otherwise return a half-grey
 image with a warning only), a truncated PNG by its missing ``IEND`` chunk.
 
-The frame count of a video is the container's; a container that claims more
-frames than it holds raises :class:`~mexkit.errors.MediaError` when the first
-missing frame is read (:meth:`Clip.verify` decodes everything up front).
+- a **single image** (any of the image extensions above): a clip of one
+  frame, numbered 0 (frame rate ``fps``, else 1).
+
+The frame count of a video comes from decoding, not from its container: the
+frame the container calls its last is decoded (one seek), and when that
+fails, or the container gives no count, the frames are counted by decoding
+the stream from its start.  A stream that ends before the container says is
+read to its end, with a warning naming the file and both counts (phone
+recordings and cut files often claim a few frames more than they hold).
+Counts are kept per file (path, size, modification time) for the life of the
+process, so a video is counted once however often it is opened.
 """
 from __future__ import annotations
 
@@ -196,16 +204,17 @@ class Clip:
     ----------
     path : pathlib.Path
         The video file or folder.
-    kind : {'video', 'folder'}
+    kind : {'video', 'folder', 'image'}
     n_frames : int
         Number of frames T.
     fps : float
         Frames per second.
     frame_numbers : numpy.ndarray of int64, shape (T,)
         The dataset's frame number of each position (from the image names for
-        folders, ``0 .. T - 1`` for videos).
+        folders, ``0 .. T - 1`` for videos, ``[0]`` for a single image).
     files : list of pathlib.Path
-        The image files in order (empty for videos).
+        The image files in order (empty for videos; the image itself for a
+        single image).
     """
 
     def __init__(self, path: Path, kind: str, n_frames: int, fps: float,
@@ -344,7 +353,7 @@ class Clip:
         return cv2.cvtColor(frame, code)
 
     def _read(self, index: int, grey: bool) -> np.ndarray:
-        if self.kind == "folder":
+        if self.kind in ("folder", "image"):
             image = _decode_image(self.files[index], index, grey)
         else:
             image = self._read_video(index, grey)
@@ -442,7 +451,7 @@ class Clip:
         if self._hash is not None:
             return self._hash
         h = hashlib.sha256()
-        files = self.files if self.kind == "folder" else [self.path]
+        files = self.files if self.kind == "folder" else [self.path]  # video or image: bytes
         for f in files:
             try:
                 size = f.stat().st_size
@@ -462,7 +471,7 @@ class Clip:
     def frame_path(self, index: int) -> Path:
         """The image file at position ``index`` (folders only)."""
         index = self._check_index(index)
-        if self.kind != "folder":
+        if self.kind == "video":
             raise ParameterError(f"{str(self.path)!r} is a video file, not an image folder")
         return self.files[index]
 
@@ -498,17 +507,69 @@ def _folder_numbers(folder: Path, files: list[Path]) -> np.ndarray:
     return arr
 
 
+# (resolved path, size, mtime_ns, inode) -> frames that decode
+_COUNTS: dict[tuple[str, int, int, int], int] = {}
+
+
+def _decoded_count(path: Path, claimed: int) -> int:
+    """The number of frames of a video that decode (see the module notes).
+
+    The container's count is taken when its last frame decodes at the end of
+    the stream (one seek); otherwise the stream is decoded from its start.
+    A shorter stream is logged as a warning with both counts.
+    """
+    import cv2  # start-up: OpenCV, only when frames are decoded
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key in _COUNTS:
+        return _COUNTS[key]
+    count = None
+    if 0 < claimed <= max(1, st.st_size // _MIN_BYTES_PER_FRAME):
+        cap = cv2.VideoCapture(str(path))
+        try:
+            landed = claimed == 1 or (
+                cap.set(cv2.CAP_PROP_POS_FRAMES, claimed - 1)
+                and int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) == claimed - 1)
+            if landed and cap.grab() and int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) == claimed:
+                extra = 0
+                while cap.grab():  # a container that under-reports: harmless, counted
+                    extra += 1
+                if extra:
+                    logger.debug("video %s holds %d frames more than its container claims "
+                                 "(%d)", path, extra, claimed)
+                count = claimed + extra
+        finally:
+            cap.release()
+    if count is None:
+        # no count, an implausible one, or a last frame that does not decode: count by
+        # decoding forward (memory does not grow: frames are grabbed, not kept)
+        cap = cv2.VideoCapture(str(path))
+        try:
+            count = 0
+            while cap.grab():
+                count += 1
+        finally:
+            cap.release()
+        if claimed > 0 and count != claimed:
+            logger.warning("video %s: the container claims %d frames but holds %d; using "
+                           "the %d that decode", path, claimed, count, count)
+    _COUNTS[key] = count
+    return count
+
+
 def open_clip(path: str | os.PathLike[str], *, fps: float | None = None) -> Clip:
     """Open a video file or an image-sequence folder for lazy reading.
 
     Parameters
     ----------
     path : str or path-like
-        A video file or a folder of images.
+        A video file, a folder of images or a single image.
     fps : float, optional
         Frame rate.  For a video, used only when the container has none (the
         container's rate wins; a disagreement above 1 % is logged).  For a
-        folder, required: folders carry no rate.
+        folder, required: folders carry no rate.  For a single image, stored
+        as its rate (default 1).
 
     Returns
     -------
@@ -548,6 +609,12 @@ def open_clip(path: str | os.PathLike[str], *, fps: float | None = None) -> Clip
         raise MediaError(f"{str(p)!r} is neither a video file nor an image folder")
     if p.stat().st_size == 0:
         raise MediaError(f"video file {str(p)!r} is empty")
+    if p.suffix.lower() in IMAGE_EXTENSIONS:  # a still image: a clip of one frame
+        first = _decode_image(p, 0, grey=False)
+        clip = Clip(p, "image", 1, float(fps) if fps is not None else 1.0,
+                    np.zeros(1, dtype=np.int64), [p])
+        clip._frame_shape = (int(first.shape[0]), int(first.shape[1]))
+        return clip
     import cv2  # start-up: OpenCV, only when frames are decoded
 
     cap = cv2.VideoCapture(str(p))
@@ -555,24 +622,15 @@ def open_clip(path: str | os.PathLike[str], *, fps: float | None = None) -> Clip
         if not cap.isOpened():
             raise MediaError(f"cannot open video {str(p)!r}: not a video OpenCV can read, "
                              "or truncated/corrupt")
-        count = int(round(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+        claimed = int(round(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
         rate = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         ok, frame = cap.read()
         if not ok or frame is None:
             raise MediaError(f"video {str(p)!r} opens but yields no frame (empty, "
                              "truncated or corrupt)")
-        claimed = count
-        if count <= 0 or count > max(1, p.stat().st_size // _MIN_BYTES_PER_FRAME):
-            # No count in the container, or one the file is too small to hold:
-            # count by decoding forward (bounded by what the file holds).
-            count = 1
-            while cap.grab():
-                count += 1
-            if claimed > 0:
-                logger.warning("video %s: the container claims %d frames but holds %d; "
-                               "using %d", p, claimed, count, count)
     finally:
         cap.release()
+    count = _decoded_count(p, claimed)
     if not (np.isfinite(rate) and rate > 0):
         if fps is None:
             raise MediaError(f"video {str(p)!r} has no frame rate in its container: pass fps")

@@ -164,8 +164,9 @@ _MEXKIT_OPTIONS = TVL1_OPTIONS + (
                "'auto', which takes CUDA when torch sees a GPU (and the NVIDIA driver is "
                "present), else the CPU.", affects_result=False),
     FlowOption("threads", int, None, "CPU workers, each solving whole pairs on its own "
-               "(worker processes when more than one; default: the CPU cores this process "
-               "may use).", minimum=1, affects_result=False),
+               "(worker processes when more than one). Default: the CPU cores this process "
+               "may use, shared out between the --jobs workers.", minimum=1,
+               affects_result=False),
     FlowOption("compile", bool, True, "CUDA engine: run torch.compile'd kernels (off: the "
                "same code uncompiled).", affects_result=False),
     FlowOption("engine", str, "auto", "Solver: 'native' (the compiled CPU kernel, built once "
@@ -518,7 +519,7 @@ def start_cpu_workers(threads: int | None = None, *, engine: str = "auto") -> No
     check_option("engine", engine, _ENGINES)
     n = default_threads() if threads is None else check_int("threads", threads, 1)
     if engine in ("auto", "native"):
-        from . import _tvl1_native as native
+        from . import _tvl1_native as native  # start-up: the native engine, only when chosen
 
         if native.load() is not None:
             return
@@ -605,7 +606,7 @@ def _native_kernel(prm: TVL1Params, dtype: np.dtype, engine: str) -> Any:
     """
     if engine == "numpy":
         return None
-    from . import _tvl1_native as native
+    from . import _tvl1_native as native  # start-up: the native engine, only when chosen
 
     supported = dtype == np.float32 and prm.gamma == 0
     if engine == "auto":

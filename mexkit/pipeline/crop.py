@@ -24,7 +24,7 @@ from ..io.datasets import (
 )
 from ..io.datasets.summary import has_source
 from ..io.sheets import csv_encoding, looks_like_sheet
-from ..io.video import open_clip
+from ..io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_clip
 from ..labels import apply_scheme
 from .cache import INPUT_ATTRS, cache_key
 from .parallel import current_config, in_shard
@@ -32,8 +32,8 @@ from .runner import StageResult, Task, run_stage
 from .stages import expect_arrays
 
 __all__ = ["CROP_VERSION", "BOXES", "crop_preset", "ClipSpec", "load_annotated",
-           "read_annotations", "default_unit",
-           "is_sheet", "sample_listing", "clips_from_samples", "clips_from_paths", "run_crop"]
+           "read_annotations", "default_unit", "is_sheet", "sample_listing",
+           "clips_from_samples", "split_inputs", "clips_from_paths", "run_crop"]
 
 logger = logging.getLogger("mexkit")
 
@@ -92,13 +92,21 @@ def read_annotations(sheet: str | Path, *, dataset: str | None = None,
 def default_unit(record: Mapping[str, Any], samples: Sequence[Any]) -> str:
     """``"video"`` for long-video datasets (spotting), ``"clip"`` otherwise.
 
-    The generic sheet says so through its rows: a ``video`` that differs from
-    the ``clip`` marks intervals of a longer video.
+    ``record`` is the sheet's provenance record (:func:`load_annotated`).  A
+    dataset adapter says whether its rows are intervals of long videos; the
+    generic sheet says so only through an explicit ``video`` column that
+    differs from ``clip`` (never through the file a row points to: a row of
+    a video file with onset, apex and offset is a clip).
     """
     name = str(record.get("stage", "")).partition(":")[2]
     if name and name != "generic":
         return "video" if get_adapter(name).long else "clip"
-    return "video" if any(s.video and s.video != s.clip for s in samples) else "clip"
+
+    def get(s: Any, k: str) -> Any:
+        return s.get(k) if isinstance(s, Mapping) else getattr(s, k, None)
+
+    return "video" if any(get(s, "video") and get(s, "video") != get(s, "clip")
+                          for s in samples) else "clip"
 
 
 def is_sheet(path: str | Path) -> bool:
@@ -139,7 +147,9 @@ def sample_listing(sheet: str | Path, *, dataset: str | None = None,
         for s in samples:
             apex = "-" if s.apex is None else s.apex
             where = s.source if has_source(s) else f"{s.source or ''} (not found)".lstrip()
-            lines.append(f"{s.sample_id}\t{s.subject}\t{s.onset}\t{apex}\t{s.offset}\t"
+            onset = "-" if s.onset is None else s.onset
+            offset = "-" if s.offset is None else s.offset
+            lines.append(f"{s.sample_id}\t{s.subject}\t{onset}\t{apex}\t{offset}\t"
                          f"{s.emotion or '-'}\t{s.label or '-'}\t{where}")
     return "\n".join(lines), status
 
@@ -196,7 +206,64 @@ def clips_from_samples(samples: Sequence[Any], *, unit: str = "clip") -> list[Cl
     if kept != len(samples):
         raise DatasetError(f"{len(samples)} samples became {kept} clips and intervals; "
                            "none may be lost or merged")
+    whole = [spec for spec in specs if "intervals" in spec]
+    if whole:  # say where the annotations went: no sample attribute holds them now
+        logger.info("crop: %d annotated interval(s) kept as the 'intervals' of %d whole "
+                    "video(s) (--unit video, for spotting); --unit clip makes one sample "
+                    "per interval, with its onset, apex, offset and label",
+                    sum(len(spec["intervals"]) for spec in whole), len(whole))
     return specs
+
+
+def split_inputs(paths: Sequence[str | Path], *, dataset: str | None = None
+                 ) -> tuple[Path | None, list[Path]]:
+    """Sort the INPUTS of ``mexkit crop``: ``(annotation sheet or None, media paths)``.
+
+    A folder, a file with a video or image extension, or any other file that
+    OpenCV opens as a video is media; a file with a sheet's extension or
+    content is a sheet when its dataset can be told (or ``dataset`` names
+    it).  Anything else raises one :class:`~mexkit.errors.MediaError` that
+    names the file and says what it is not, before any work: a text file is
+    never taken for a sheet of an unknown dataset, nor a file named ``.mp4``
+    that holds no video for a broken video.
+    """
+    sheets: list[Path] = []
+    media: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            media.append(p)
+            continue
+        suffix = p.suffix.lower()
+        if suffix not in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS and looks_like_sheet(p):
+            if dataset is None:
+                try:
+                    detect_dataset(p)
+                except DatasetError as exc:
+                    raise MediaError(
+                        f"{str(p)!r} is neither a video, an image, an image folder nor an "
+                        f"annotation sheet mexkit recognises ({_first_clause(exc)}); if it "
+                        "is a sheet, give it as --annotations with --dataset NAME") from None
+            sheets.append(p)
+            continue
+        try:
+            with open_clip(p):
+                pass
+        except MediaError as exc:
+            if suffix in IMAGE_EXTENSIONS:
+                raise
+            raise MediaError(f"{str(p)!r} is neither a video, an image, an image folder nor "
+                             f"an annotation sheet that mexkit can read ({exc})") from None
+        media.append(p)
+    if sheets and (len(sheets) > 1 or media):
+        raise ParameterError(
+            f"{str(sheets[0])!r} is an annotation sheet, not a video or image folder: give it "
+            "alone, as --annotations SHEET.")
+    return (sheets[0] if sheets else None), media
+
+
+def _first_clause(exc: BaseException) -> str:
+    return str(exc).split(";")[0].strip()
 
 
 def clips_from_paths(paths: Sequence[str | Path], *, fps: float | None = None) -> list[ClipSpec]:
@@ -336,7 +403,7 @@ def _input_attrs(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "dlib",
              mode: str = "first", size: int = 128, margin: float = 0.125, grey: bool = True,
-             smooth: float = 2.0, max_gap: int = 5, upsample: int | None = None,
+             smooth: float = 8.0, max_gap: int = 5, upsample: int | None = None,
              device: str | None = None, jobs: int = 1, backend: str = "loky",
              progress: bool = True, upstream: Sequence[Mapping[str, Any]] = (),
              box: str = "landmarks", jpeg: int = 0) -> StageResult:
@@ -368,6 +435,10 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
     params = {"detector": detector, "mode": mode, "size": size, "margin": margin,
               "grey": grey, "smooth": smooth if mode == "every" else None,
               "max_gap": max_gap if mode == "every" else None, "upsample": upsample}
+    if mode == "every" and box == "landmarks":
+        # issue 28: the head pose of the rigid landmarks, Whittaker-smoothed (before: a
+        # Gaussian on the box of all 68); stores made the other way are not mixed in
+        params["smoother"] = "rigid-whittaker"
     # the earlier parameters alone when these are at their defaults: earlier stores and
     # cache entries keep their keys
     if box != "landmarks":

@@ -29,8 +29,11 @@ def limits(text: str | None) -> StoreLimits:
 def summarize(path: str | Path, *, limits_text: str | None = None,
               follow: Sequence[Path] = ()) -> dict[str, Any]:
     """The store's summary, with its provenance chain (followed only inside ``follow``)."""
+    from .flow import param_notes  # flow imports the runner: not at module level here
+
     with open_store(path, limits=limits(limits_text)) as s:
         summary = s.summary()
+        summary["param_notes"] = param_notes(s)
     summary["provenance"] = _provenance(summary["upstream"], [Path(f).resolve()
                                                               for f in follow])
     return summary
@@ -105,8 +108,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         "parameters",
     ]
     params = summary["params"] or {}
+    notes = summary.get("param_notes") or {}
     for k in sorted(params):
-        lines.append(f"  {k} = {json.dumps(params[k])}")
+        note = f"  ({notes[k]})" if k in notes else ""
+        lines.append(f"  {k} = {json.dumps(params[k])}{note}")
     if not params:
         lines.append("  (none)")
 

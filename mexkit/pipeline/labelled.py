@@ -63,6 +63,11 @@ def sample_table(store: Any, *, scheme: str | None) -> SampleTable:
                 continue
         else:
             label = a.get("label")
+            if label in (None, "") and a.get("intervals"):
+                excluded[sid] = (f"a whole video holding {len(a['intervals'])} annotated "
+                                 "interval(s) (mexkit crop --unit video); crop with --unit "
+                                 "clip for one labelled sample per interval")
+                continue
             if label in (None, ""):
                 excluded[sid] = "no label (give --scheme to derive one from the emotion)"
                 continue

@@ -28,7 +28,7 @@ from ..errors import ParameterError
 from ..io.signing import TRUST_ENV
 from ..io.store.write import no_space
 from .cache import CACHE_ENV
-from .parallel import STALL_ENV, configure, parse_shard
+from .parallel import STALL_ENV, configure, exit_on_interrupt, parse_shard
 from .stages import flow_feature
 
 __all__ = ["CACHE_ENV", "STALL_ENV", "COMPILE_ENV", "AUDIT_ENV", "TRUST_ENV", "n_jobs",
@@ -36,7 +36,7 @@ __all__ = ["CACHE_ENV", "STALL_ENV", "COMPILE_ENV", "AUDIT_ENV", "TRUST_ENV", "n
            "model_names", "pretrainable_models", "model_option_specs", "flow_method_names",
            "flow_method_summaries", "flow_option_specs", "flow_method_for",
            "resolve_flow_options",
-           "dataset_names", "scheme_names"]
+           "dataset_names", "scheme_names", "FFMPEG_LOG_ENV", "command_started"]
 
 #: The share of reused samples recomputed and compared (``--audit``) when the command line
 #: does not say.
@@ -222,3 +222,18 @@ def scheme_names() -> list[str]:
     from ..labels import scheme_names as names  # start-up: only the commands that list them
 
     return names()
+
+
+#: OpenCV's variable for FFmpeg's own log level; the command sets it to quiet unless
+#: the user set it: FFmpeg's decoder messages ("moov atom not found") would come before
+#: mexkit's one line naming the file and what is wrong with it (issue 28).
+FFMPEG_LOG_ENV = "OPENCV_FFMPEG_LOGLEVEL"
+
+
+def command_started(*, interrupted_message: str) -> None:
+    """What the ``mexkit`` command sets up for its process before any work: FFmpeg's
+    messages off (:data:`FFMPEG_LOG_ENV`, set it to see them) and the Ctrl-C watchdog
+    (:func:`mexkit.pipeline.parallel.exit_on_interrupt`: the process ends with status
+    130 within 1.5 s of SIGINT even when its main thread is stuck in native code)."""
+    os.environ.setdefault(FFMPEG_LOG_ENV, "-8")
+    exit_on_interrupt(grace=1.5, message=interrupted_message)

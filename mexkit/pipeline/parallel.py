@@ -15,6 +15,7 @@ every stage gets them without each command passing them by hand.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import contextvars
 import dataclasses
@@ -25,6 +26,7 @@ import math
 import os
 import queue
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -56,6 +58,10 @@ __all__ = [
     "progress_bar",
     "parse_shard",
     "in_shard",
+    "interrupt_guard",
+    "check_interrupt",
+    "exit_on_interrupt",
+    "wait_for",
 ]
 
 logger = logging.getLogger("mexkit")
@@ -114,8 +120,9 @@ class ParallelConfig:
         stops; None reads ``MEXKIT_STALL_TIMEOUT``, else 300 s
         (:func:`stall_timeout`).
     overwrite : bool
-        Replace an existing output file that is not a mexkit store
-        (``--overwrite``; an input of the run is never replaced).
+        Replace an existing output file that is not a mexkit store, or a
+        store made by another stage or with other parameters (``--overwrite``;
+        an input of the run is never replaced).
     trust : tuple of str
         Public key files (``--trust``) whose cache entries and ``--reuse``
         stores this run uses, besides its own key's.
@@ -358,6 +365,18 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
         yield client
 
 
+def _kill_local_workers(cluster: Any) -> None:
+    """SIGKILL the worker processes of a local Dask cluster this run started (Ctrl-C):
+    their samples are staged or lost with them, as with a killed loky worker."""
+    for name in ("distributed", "tornado", "asyncio"):  # the nannies' complaints about it
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        pid = getattr(getattr(getattr(nanny, "process", None), "process", None), "pid", None)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _plain_address(address: str) -> bool:
     """True for a Dask address without TLS (``tcp://``, ``ws://``, no protocol)."""
     return "://" not in address or address.split("://", 1)[0] in ("tcp", "ws", "inproc")
@@ -393,7 +412,12 @@ def _local_dask_cluster(jobs: int) -> Iterator[Any]:
                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}
                                   ) as cluster, \
             distributed.Client(cluster, security=security, set_as_default=False) as client:
-        yield client
+        try:
+            yield client
+        except KeyboardInterrupt:
+            # the nannies would give each busy worker 4 s to finish its task
+            _kill_local_workers(cluster)
+            raise
 
 
 @contextlib.contextmanager
@@ -412,20 +436,120 @@ def _ray_session(jobs: int, address: str | None) -> Iterator[Probe]:
     if ray.is_initialized():
         yield probe
         return
+    before = _descendants(os.getpid())
     token = _ray_token() if address is None else {}
     try:
-        if address is None:
-            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
+        # in a thread of its own: Ray's start waits in native code that Ctrl-C does not
+        # reach for seconds; this thread waits where it does
+        kwargs: dict[str, Any] = (
+            {"num_cpus": jobs, "include_dashboard": False, "log_to_driver": False}
+            if address is None else {"address": address, "log_to_driver": False})
+        _call_interruptibly(ray.init, **kwargs)
     except ConnectionError as exc:
         _restore_env(token)
         raise ParameterError(f"Cannot reach the Ray cluster at {address!r}: {exc}") from exc
+    except KeyboardInterrupt:  # Ctrl-C while Ray starts: what it started goes
+        if address is None:
+            _kill(_local_ray_processes(before))
+        _restore_env(token)
+        raise
+    started = _descendants(os.getpid()) - before
+    _STARTED.update(started)
     try:
         yield probe
-    finally:
+    except KeyboardInterrupt:
+        if address is None and _EXIT_ON_INTERRUPT:
+            # the mexkit command ends right after (status 130); ray.shutdown() would take
+            # seconds: the local Ray processes this run started are killed instead (also
+            # those that Ctrl-C's end of Ray's raylet has already orphaned)
+            _kill(started | _local_ray_processes(before))
+            raise
         ray.shutdown()
+        raise
+    else:
+        ray.shutdown()
+    finally:
+        _STARTED.difference_update(started)
         _restore_env(token)
+
+
+def _call_interruptibly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a daemon thread; this thread waits for it, honouring
+    Ctrl-C within a fraction of a second (the call is then left to run out)."""
+    fut: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    threading.Thread(target=run, name="mexkit-start", daemon=True).start()
+    while True:
+        check_interrupt()
+        try:
+            return fut.result(timeout=0.2)
+        except concurrent.futures.TimeoutError:
+            continue
+
+
+def _descendants(pid: int) -> set[int]:
+    """Process ids below ``pid`` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return set()
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read().rsplit(b")", 1)[1].split()
+            children.setdefault(int(stat[1]), []).append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def _local_ray_processes(before: set[int]) -> set[int]:
+    """The processes of the local Ray instance this process started: its descendants
+    that were not there ``before``, and Ray's processes of this process group that
+    lost their parent (Ray's agents outlive a raylet that Ctrl-C ended)."""
+    me = os.getpid()
+    out = _descendants(me) - before
+    try:
+        pgrp, names = os.getpgrp(), os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit() or int(name) in out or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                head, _, tail = fh.read().rpartition(b")")
+            comm, stat = head.partition(b"(")[2], tail.split()
+            # orphaned, in our process group, and named by Ray (its processes set
+            # their titles: ray::DashboardAgent, ray::IDLE, raylet, gcs_server)
+            if int(stat[1]) == 1 and int(stat[2]) == pgrp and (
+                    comm.startswith(b"ray::") or comm in (b"raylet", b"gcs_server")):
+                out.add(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _kill(pids: Iterable[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _ray_token() -> dict[str, str | None]:
@@ -550,7 +674,7 @@ def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, job
         # exits in reverse: the session closes (releasing the cluster's tasks),
         # then the thread that waited on them is joined
         waiter = _Waiter()
-        stack.callback(waiter.join)
+        stack.push(waiter.exit)
         probe = stack.enter_context(_session(backend, jobs, scheduler=scheduler,
                                              address=address))
         par = joblib.Parallel(return_as=order)
@@ -609,6 +733,7 @@ class _Waiter:
         last_done = time.monotonic()
         try:
             while True:
+                check_interrupt()
                 try:
                     ok, item = results.get(timeout=tick)
                 except queue.Empty:
@@ -628,9 +753,15 @@ class _Waiter:
         finally:
             self._stop.set()
 
-    def join(self) -> None:
+    def exit(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        """Context-exit hook: join the map's thread, not waiting after Ctrl-C (it waits
+        in Python on a cluster being torn down: safe to leave behind)."""
+        self.join(timeout=0.0 if exc_type is KeyboardInterrupt else 10.0)
+        return False
+
+    def join(self, timeout: float = 10.0) -> None:
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=timeout)
             if self._thread.is_alive():
                 logger.debug("the cluster map's thread is still waiting on its cluster")
 
@@ -833,6 +964,141 @@ def watch_parent(parent_pid: int, *, interval: float = 0.25) -> bool:
 
     threading.Thread(target=watch, name="mexkit-parent-watch", daemon=True).start()
     return True
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C: never lost, honoured at once
+# ---------------------------------------------------------------------------
+_INTERRUPTED = threading.Event()
+# set by the mexkit command: after Ctrl-C the process ends at once (status 130), so
+# clusters this run started are killed rather than shut down gracefully
+_EXIT_ON_INTERRUPT = False
+
+
+# processes of local clusters this process started (killed if it ends on Ctrl-C)
+_STARTED: set[int] = set()
+
+
+def exit_on_interrupt(*, grace: float = 1.5, message: str = "") -> None:
+    """Make sure the process ends within ``grace`` seconds of Ctrl-C (the ``mexkit``
+    command calls this once, in its main thread).
+
+    Normally KeyboardInterrupt unwinds the stage (finished samples are kept) and the
+    command exits with status 130.  But Python runs its SIGINT handler only when the
+    main thread is back in Python code: a main thread blocked in native code (a
+    cluster client waiting for a scheduler that the same Ctrl-C killed: Ray's does
+    for 60 s) would not notice.  A watchdog thread learns of the signal at once
+    (:func:`signal.set_wakeup_fd`) and, if the process is still there ``grace``
+    seconds later, prints ``message``, kills the local cluster processes this run
+    started and ends the process with status 130.  Nothing is lost: every finished
+    sample or piece is already on disk, and the store's files are safe against a
+    kill at any moment.
+    """
+    global _EXIT_ON_INTERRUPT
+    _EXIT_ON_INTERRUPT = True
+    if threading.current_thread() is not threading.main_thread():
+        return
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except (ValueError, OSError):  # pragma: no cover - not the main thread / no fds
+        os.close(r)
+        os.close(w)
+        return
+
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(r, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            if signal.SIGINT in data:
+                time.sleep(grace)
+                if message:
+                    with contextlib.suppress(OSError, ValueError):
+                        sys.stderr.write(message + "\n")
+                        sys.stderr.flush()
+                if _STARTED:
+                    _kill(_STARTED | _local_ray_processes(set(_STARTED)))
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stdout.flush()
+                os._exit(130)
+
+    threading.Thread(target=watch, name="mexkit-interrupt-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def interrupt_guard() -> Iterator[None]:
+    """Remember Ctrl-C (SIGINT) for the duration of a stage run.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be;
+    raised inside a finaliser or a weak-reference callback it is printed as
+    "Exception ignored" and lost, and the run went on to its end (issue 28).
+    Inside this block SIGINT also sets a flag that :func:`check_interrupt`
+    turns into KeyboardInterrupt again at the runner's next check (after each
+    finished sample, and while waiting for a solver), so an interrupt is
+    never lost.  Installed in the main thread only, in front of the Python
+    handler in force (Python's default, or one that wraps it, such as the
+    TV-L1 worker pool's), which it then calls; a SIGINT that is ignored or
+    left to the operating system is left so.  The flag is cleared on entry
+    and on exit, so one run's Ctrl-C never reaches the next.
+    """
+    _INTERRUPTED.clear()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        try:
+            yield
+        finally:
+            _INTERRUPTED.clear()
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        _INTERRUPTED.set()
+        previous(signum, frame)  # Python's default raises KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    hook = sys.unraisablehook
+
+    def quiet(unraisable: Any) -> None:
+        # the KeyboardInterrupt a finaliser swallowed: check_interrupt raises it again,
+        # so Python's "Exception ignored in ..." traceback would only be noise
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _INTERRUPTED.is_set():
+            return
+        hook(unraisable)
+
+    sys.unraisablehook = quiet
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is on_sigint:
+            signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = hook
+        _INTERRUPTED.clear()
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C came during this stage run (see
+    :func:`interrupt_guard`), even if the first one was lost.
+
+    Called in any thread of this process: the worker threads of the
+    ``threading`` backend (which no signal reaches) stop at their next check
+    too, so the main thread is not left waiting for their chunks.
+    """
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+
+
+def wait_for(future: Any, *, tick: float = 0.2) -> Any:
+    """``future.result()``, waking every ``tick`` seconds to honour Ctrl-C."""
+    while True:
+        check_interrupt()
+        try:
+            return future.result(timeout=tick)
+        except concurrent.futures.TimeoutError:
+            continue
 
 
 # ---------------------------------------------------------------------------

@@ -9,9 +9,14 @@ end.  One sample's failure is recorded and never cancels the others.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
+import json
 import logging
 import os
 import random
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,27 +26,39 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from .._validate import check_option, check_range
 from ..errors import DiskFullError, InputChangedError, MexkitError, ParameterError, StoreError
 from ..io.atomic import commit
 from ..io.signing import trusted_keys
-from ..io.store import StoreWriter, staged_name, write_staged_sample
+from ..io.store import (
+    StoreWriter,
+    canonical_json,
+    hash_arrays,
+    open_store,
+    staged_name,
+    write_staged_sample,
+)
+from . import parallel as _parallel
 from .cache import INPUT_ATTRS, SampleCache, copy_from_store, read_from_store, reuse_index
 from .parallel import (
     BACKENDS,
     ClusterLostError,
+    check_interrupt,
     chunked,
     current_config,
     in_shard,
+    interrupt_guard,
     is_lost_worker,
     parallel_map,
     progress_bar,
     watch_parent,
 )
 
-__all__ = ["Task", "StageResult", "run_stage", "batched", "BACKENDS"]
+__all__ = ["Task", "StageResult", "run_stage", "batched", "staged_pieces", "StagedPieces",
+           "refuse_other_parameters", "parameter_differences", "BACKENDS"]
 
 # status, sample id, staged path or one-line reason, traceback
 Outcome = tuple[str, str, str, str]
@@ -96,6 +113,95 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, MexkitError):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- pieces of one long sample -------------------------------------------------------
+# (staging folder, compression) of the stage a worker is running a chunk of
+_STAGING: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "mexkit_staging", default=None)
+_PIECE = "#piece:"
+
+
+class StagedPieces:
+    """The finished pieces of one long sample, kept in the stage's staging folder.
+
+    A long video is one sample; its work (e.g. 1,500 flow pairs) is done in
+    pieces, and each finished piece is written at once, like a finished
+    sample (its own file, temporary name, fsync, rename), under an id and a
+    cache key derived from the sample's: a killed or interrupted run keeps
+    every finished piece and the next run reads them instead of computing
+    them again.  A piece is found only with the same sample cache key (same
+    input, parameters and version) and the same bounds; its arrays are
+    checked against the hash written with them.  Pieces go with the staging
+    folder when the store is assembled.
+
+    Made by :func:`staged_pieces` inside a stage's ``compute``.
+    """
+
+    def __init__(self, staging: str, compression: str, task: Task, what: str) -> None:
+        self.staging = staging
+        self.compression = compression
+        self.sample_id = task.sample_id
+        self.cache_key = task.cache_key
+        self.what = what
+
+    def _id_key(self, start: int, stop: int) -> tuple[str, str]:
+        pid = f"{self.sample_id}{_PIECE}{self.what}:{int(start)}-{int(stop)}"
+        key = hashlib.sha256(f"{self.cache_key}\0{pid}".encode()).hexdigest()
+        return pid, key
+
+    def path(self, start: int, stop: int) -> Path:
+        """The file of piece ``[start, stop)``."""
+        return Path(self.staging) / staged_name(*self._id_key(start, stop))
+
+    def get(self, start: int, stop: int) -> dict[str, Any] | None:
+        """The arrays of piece ``[start, stop)`` if a run finished it, else None."""
+        p = self.path(start, stop)
+        if not p.is_file() or p.is_symlink():
+            return None
+        pid, key = self._id_key(start, stop)
+        try:
+            with h5py.File(p, "r", locking=False) as fh:
+                g = fh["sample"]
+                if (str(_attr(g.attrs.get("sample_id"))) != pid
+                        or str(_attr(g.attrs.get("cache_key"))) != key):
+                    return None
+                arrays = {name: g[name][()] for name in g}
+                if hash_arrays(arrays) != str(_attr(g.attrs.get("data_hash"))):
+                    raise ValueError("its arrays do not match their hash")
+        except Exception as exc:  # a damaged piece is computed again
+            logger.warning("sample %s: staged piece %d-%d not usable (%s); computing it again",
+                           self.sample_id, start, stop, exc)
+            return None
+        return arrays
+
+    def put(self, start: int, stop: int, arrays: Mapping[str, Any]) -> Path:
+        """Stage the finished piece ``[start, stop)``."""
+        pid, key = self._id_key(start, stop)
+        return write_staged_sample(self.staging, pid, key, arrays, {"piece": [start, stop]},
+                                   compression=self.compression)
+
+
+def _attr(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def staged_pieces(task: Task, what: str) -> StagedPieces | None:
+    """Staged pieces of ``task``'s sample (``what`` names the kind of piece, e.g.
+    ``"flow-256"``), or None outside a stage run (``compute`` called directly)."""
+    where = _STAGING.get()
+    if where is None:
+        return None
+    return StagedPieces(where[0], "lzf", task, what)
+
+
+@contextlib.contextmanager
+def _staging_context(staging: str, compression: str):
+    token = _STAGING.set((staging, compression))
+    try:
+        yield
+    finally:
+        _STAGING.reset(token)
 
 
 def batched(compute: Callable) -> Callable:
@@ -335,18 +441,20 @@ def _compute_and_stage(compute: Callable, tasks: list[Task], staging: str, compr
                        batched_compute: bool, cache: SampleCache | None) -> list[Outcome]:
     if not tasks:
         return []
-    if batched_compute:
-        pairs: Iterable[tuple[Task, Any]] = _iter_batch(compute, tasks)
-    else:
-        pairs = ((t, _compute_one(compute, t)) for t in tasks)
-    committer = _Committer()
-    outcomes: list[Outcome] = []
-    try:
-        for t, res in pairs:
-            outcomes.append(_stage_one(t, res, staging, compression, cache, committer))
-    finally:
-        outcomes = committer.finish(outcomes)
-    return outcomes
+    with _staging_context(staging, compression):
+        if batched_compute:
+            pairs: Iterable[tuple[Task, Any]] = _iter_batch(compute, tasks)
+        else:
+            pairs = ((t, _compute_one(compute, t)) for t in tasks)
+        committer = _Committer()
+        outcomes: list[Outcome] = []
+        try:
+            for t, res in pairs:
+                outcomes.append(_stage_one(t, res, staging, compression, cache, committer))
+                check_interrupt()  # a Ctrl-C lost inside a callback is honoured here
+        finally:
+            outcomes = committer.finish(outcomes)
+        return outcomes
 
 
 def _say_uncomputable(stage: str, extra: Mapping[str, str]) -> None:
@@ -436,7 +544,9 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
               inputs: Iterable[str | Path] = (),
               check: Callable[[Task, Mapping[str, Any]], None] | None = None,
               before_finalize: Callable[[], None] | None = None,
-              all_samples: Iterable[str] | None = None) -> StageResult:
+              all_samples: Iterable[str] | None = None,
+              compare_params: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+              ) -> StageResult:
     """Run ``compute`` over ``tasks`` and write the output store.
 
     Parameters
@@ -530,14 +640,18 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     signer = trusted.signer()
     start = time.perf_counter()
     output = Path(output)
+    if not cfg.overwrite:
+        refuse_other_parameters(output, stage, params, compare_params)
     result = StageResult(path=output)
     keys = {t.sample_id: t.cache_key for t in tasks}
     extra = {sid: msg for sid, msg in (extra_failures or {}).items() if sid not in keys}
     if extra:
         _say_uncomputable(stage, extra)
-    with StoreWriter(output, stage=stage, params=params, upstream=upstream,
-                     compression=compression, inputs=[*inputs, *reuse, *cfg.trust],
-                     overwrite=cfg.overwrite, signer=signer, meta=meta) as writer:
+    threads_before = set(threading.enumerate())
+    with interrupt_guard(), _stop_threads_on_interrupt(threads_before, backend), \
+            StoreWriter(output, stage=stage, params=params, upstream=upstream,
+                        compression=compression, inputs=[*inputs, *reuse, *cfg.trust],
+                        overwrite=cfg.overwrite, signer=signer, meta=meta) as writer:
         todo = [t for t in tasks if not writer.finished(t.sample_id, t.cache_key)]
         result.skipped = len(tasks) - len(todo)
         if result.skipped:
@@ -569,6 +683,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
                             if status == "cached":
                                 cached_here.append(sid)
                             run.record(status, sid, info, detail)
+                        check_interrupt()
                 except CacheRefused:
                     # nothing taken from a refused cache is kept for a resume
                     for sid in cached_here:
@@ -590,6 +705,93 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     logger.debug("%s: %d computed, %d skipped (cached), %d failed in %.1f s -> %s", stage,
                  result.computed, result.skipped, len(result.failures), result.seconds, output)
     return result
+
+
+_COMPUTING_THREADS = ("mexkit-flow",)
+
+
+@contextlib.contextmanager
+def _stop_threads_on_interrupt(before: set[threading.Thread], backend: str, *,
+                               budget: float = 1.0) -> Iterator[None]:
+    """On Ctrl-C, give the threads this stage started that compute (the
+    ``threading`` backend's workers, a solver's threads) up to ``budget``
+    seconds to stop at their next check.
+
+    A thread left inside native code (OpenCV, HDF5) when the interpreter exits makes
+    the process abort instead of exiting with status 130.  The ``mexkit`` command
+    does not wait: it ends the process at once (:func:`mexkit.cli._end_interrupted`).
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        _parallel._INTERRUPTED.set()  # every thread of this process stops at its next check
+        if _parallel._EXIT_ON_INTERRUPT:  # the mexkit command: the process ends at once
+            raise
+        end = time.monotonic() + budget
+        for t in threading.enumerate():
+            if t in before or t is threading.current_thread() or not t.is_alive():
+                continue
+            # the threads that compute (in native code): the threading backend's workers,
+            # a flow solver's thread; not those that wait in Python on a cluster or on
+            # worker processes (mexkit-map, mexkit-start, the TV-L1 pool's drivers)
+            if not (t.name.startswith(_COMPUTING_THREADS) or backend == "threading") \
+                    or type(t).__name__ == "TMonitor":  # tqdm's: sleeps, never in native code
+                continue
+            t.join(timeout=max(0.0, end - time.monotonic()))
+        raise
+
+
+def parameter_differences(meta: Mapping[str, Any], stage: str, params: Mapping[str, Any],
+                          compare_params: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+                          | None = None) -> list[str]:
+    """What differs between an existing store (its root ``meta``) and a run of ``stage``
+    with ``params``: ``["stage 'crop' -> 'flow'"]`` or ``["pairs: 'gap' ->
+    'onset-apex'", ...]``, compared as stored (canonical JSON), both sides first mapped
+    by ``compare_params`` where given (one layout for stores of several); empty if
+    nothing."""
+    if str(meta.get("stage", "")) != stage:
+        return [f"stage {meta.get('stage', '?')!r} -> {stage!r}"]
+    before = meta.get("params") or {}
+    if not isinstance(before, dict):
+        return ["parameters unreadable"]
+    now = json.loads(canonical_json(dict(params)))
+    if compare_params is not None:
+        before, now = dict(compare_params(before)), dict(compare_params(now))
+    return [f"{k}: {json.dumps(before.get(k))} -> {json.dumps(now.get(k))}"
+            for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+
+
+def refuse_other_parameters(output: str | os.PathLike[str], stage: str,
+                            params: Mapping[str, Any],
+                            compare_params: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+                            | None = None) -> None:
+    """Refuse to replace a store that ``stage`` would write with other parameters.
+
+    Re-running a stage with the same parameters resumes it (finished samples
+    are kept); with others it would replace the store, which may be another
+    chain's result of the same default name (``--size 112`` after ``--size
+    128``).  That takes ``--overwrite`` (issue 28): the error names each
+    parameter that differs and its two values.  A file that is not a
+    readable store is left to the writer.
+
+    Raises
+    ------
+    ParameterError
+        The store exists and was made by another stage or with other parameters.
+    """
+    output = Path(output)
+    if not output.is_file():
+        return
+    try:
+        with open_store(output) as old:
+            diff = parameter_differences(old.meta, stage, params, compare_params)
+    except StoreError:
+        return
+    if diff:
+        raise ParameterError(
+            f"{output} was made with other parameters ({'; '.join(diff)}); running "
+            f"{stage} again would replace it. Give --overwrite to replace it, or -o to "
+            "write another store.")
 
 
 def _reuse(todo: list[Task], stores: Sequence[str], staging: str, compression: str,

@@ -136,80 +136,119 @@ def _frame_title(sample: Any, index: int) -> str:
     return title
 
 
-def _draw_flow(axes: Sequence[Any], sample: Any, index: int, top: float) -> None:
+#: The widest picture of one sample, in pixels (at :func:`save_figure`'s 120 dpi):
+#: multi-frame stores are laid out in a grid of rows no wider than this.
+MAX_WIDTH_PX = 1600
+_DPI = 120
+_PANEL_IN = 1.9     # one panel's width, inches
+_BAR_IN = 0.35      # the colour bar's column
+
+
+def _draw_flow(axes: Sequence[Any], sample: Any, index: int, top: float, arrow: float,
+               strain_top: float) -> Any:
+    """One flow field's panels (colour, arrows, strain), on the figure's common scales.
+
+    ``top``: the flow magnitude of full saturation; ``arrow``: the magnitude
+    drawn as one arrow cell; ``strain_top``: the strain of the top of the
+    colour bar.  Returns the strain image (for the figure's one colour bar).
+    """
     flow = sample.read("flow", index)
     pair = ""
     if "pairs" in sample and sample.shape("pairs")[0] > index:
         a, b = (int(v) for v in sample.read("pairs", index))
-        pair = f" {a}->{b}"
+        pair = f": {a}->{b}"
     axes[0].imshow(flow_to_colour(flow, max_magnitude=top))
-    axes[0].set_title(f"flow {index}{pair} (max {top:.2f} px)", fontsize=7)
+    axes[0].set_title(f"flow {index}{pair}", fontsize=7)
     axes[0].axis("off")
     step = max(4, min(flow.shape[1:]) // 16)
     x, y, u, v = arrow_grid(flow, step=step)
     axes[1].imshow(np.full(flow.shape[1:] + (3,), 255, np.uint8))
-    # arrows drawn long enough to see: scaled so the longest is one cell
-    longest = float(np.hypot(u, v).max()) or 1.0
-    axes[1].quiver(x, y, u, v, angles="xy", scale_units="xy", scale=longest / step,
+    axes[1].quiver(x, y, u, v, angles="xy", scale_units="xy", scale=arrow / step,
                    color="k", width=0.004)
-    axes[1].set_title(f"arrows x{step / longest:.1f}", fontsize=7)
+    axes[1].set_title(f"arrows {index}", fontsize=7)
     axes[1].axis("off")
+    image = None
     if len(axes) > 2:
-        strain = sample.read("strain", index)
-        im = axes[2].imshow(strain, cmap="inferno")
-        axes[2].set_title("strain", fontsize=7)
+        image = axes[2].imshow(sample.read("strain", index), cmap="inferno", vmin=0.0,
+                               vmax=strain_top)
+        axes[2].set_title(f"strain {index}", fontsize=7)
         axes[2].axis("off")
-        axes[2].figure.colorbar(im, ax=axes[2], fraction=0.046, pad=0.02)
+    return image
 
 
-def _draw_heat(ax: Any, image: np.ndarray, title: str) -> None:
-    lim = float(np.nanmax(np.abs(image))) or 1.0
-    im = ax.imshow(image, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    ax.set_title(title, fontsize=7)
-    ax.axis("off")
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+def _grid(fig: Any, n_groups: int, width: int, n_extra: int, bar: bool
+          ) -> tuple[list[list[Any]], list[Any], Any | None]:
+    """Axes for ``n_groups`` groups of ``width`` panels, as many groups per row as fit in
+    :data:`MAX_WIDTH_PX`, after rows of ``n_extra`` panels for another store's frames; a
+    colour bar column when ``bar``.  Returns (groups, extra axes, colour bar axes)."""
+    max_cols = max(1, int((MAX_WIDTH_PX / _DPI - (_BAR_IN if bar else 0)) // _PANEL_IN))
+    per_row = max(1, min(max(n_groups, 1), max_cols // width))
+    cols = per_row * width
+    extra_rows = math.ceil(n_extra / cols)
+    rows = extra_rows + math.ceil(n_groups / per_row)
+    fig.set_size_inches(_PANEL_IN * cols + (_BAR_IN if bar else 0), 2.1 * rows + 0.4)
+    gs = fig.add_gridspec(rows, cols + (1 if bar else 0),
+                          width_ratios=[1.0] * cols + ([0.12] if bar else []))
+    extra = [fig.add_subplot(gs[k // cols, k % cols]) for k in range(n_extra)]
+    groups = []
+    for g in range(n_groups):
+        r, c = extra_rows + g // per_row, (g % per_row) * width
+        groups.append([fig.add_subplot(gs[r, c + k]) for k in range(width)])
+    for ax in fig.axes:
+        ax.axis("off")
+    cax = fig.add_subplot(gs[extra_rows:, -1]) if bar else None
+    return groups, extra, cax
 
 
 def _sample_figure(sample: Any, other: Any | None, frames: Sequence[int] | None,
                    label: str) -> Any:
+    """One sample's chosen frames (or flow fields, sparse frames) in a grid at most
+    :data:`MAX_WIDTH_PX` wide, every panel on one colour scale stated once."""
     kind = _kind(sample)
     attrs = sample.attrs
-    rows: list[tuple[str, Any]] = []
-    if other is not None:
-        rows.append(("against", other))
-    rows.append((kind, sample))
     n = sample.shape({"flow": "flow", "sparse": "sparse", "frames": "frames"}[kind])[0]
     picks = _pick(n, frames, attrs)
     width = 3 if kind == "flow" and "strain" in sample else (2 if kind == "flow" else 1)
-    cols = max(1, len(picks) * width)
-    if other is not None and "frames" in other:
-        cols = max(cols, len(_pick(other.shape("frames")[0], None, other.attrs)))
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.9 * cols, 2.1 * len(rows)),
-                             squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for r, (what, s) in enumerate(rows):
-        if what == "against":
-            if "frames" not in s:
-                raise ParameterError("the --against store holds no frames to compare with.")
-            for c, i in enumerate(_pick(s.shape("frames")[0], None, s.attrs)[:cols]):
-                _draw_frame(axes[r, c], s, i, regions=False,
-                            title="input " + _frame_title(s, i))
-        elif what == "frames":
-            for c, i in enumerate(picks):
-                _draw_frame(axes[r, c], s, i, regions=c == 0, title=_frame_title(s, i))
-        elif what == "flow":
-            mags = [float(np.nanmax(np.hypot(*s.read("flow", i)))) for i in picks]
-            top = max(mags + [1e-6])
-            for c, i in enumerate(picks):
-                _draw_flow(axes[r, c * width:(c + 1) * width], s, i, top)
-        else:
-            for c, i in enumerate(picks):
-                title = f"sparse {i}"
-                if "source_time" in s and s.shape("source_time")[0] > i:
-                    title += f" (t={float(s.read('source_time', i)):.1f})"
-                _draw_heat(axes[r, c], s.read("sparse", i), title)
-    fig.suptitle(label, fontsize=8)
+    others: list[int] = []
+    if other is not None:
+        if "frames" not in other:
+            raise ParameterError("the --against store holds no frames to compare with.")
+        others = _pick(other.shape("frames")[0], None, other.attrs)
+    bar = kind == "sparse" or width == 3
+    fig = plt.figure()
+    groups, extra, cax = _grid(fig, len(picks), width, len(others), bar)
+    for ax, i in zip(extra, others, strict=False):
+        _draw_frame(ax, other, i, regions=False, title="input " + _frame_title(other, i))
+    scale = ""
+    if kind == "frames":
+        for c, (grp, i) in enumerate(zip(groups, picks, strict=True)):
+            _draw_frame(grp[0], sample, i, regions=c == 0, title=_frame_title(sample, i))
+    elif kind == "flow":
+        fields = {i: sample.read("flow", i) for i in picks}
+        top = max([float(np.nanmax(np.hypot(*f))) for f in fields.values()] + [1e-6])
+        strain_top = max([float(np.nanmax(sample.read("strain", i))) for i in picks]
+                         + [1e-6]) if width == 3 else 1.0
+        image = None
+        for grp, i in zip(groups, picks, strict=True):
+            image = _draw_flow(grp, sample, i, top, top, strain_top) or image
+        step = max(4, min(next(iter(fields.values())).shape[1:]) // 16)
+        scale = (f"flow colour: hue = direction, full colour = {top:.2f} px; arrows: "
+                 f"{top:.2f} px = {step} px (x{step / top:.1f}), in every panel")
+        if image is not None:
+            fig.colorbar(image, cax=cax, label="strain (all panels)")
+    else:
+        stack = {i: sample.read("sparse", i) for i in picks}
+        lim = max([float(np.nanmax(np.abs(f))) for f in stack.values()] + [1e-6])
+        image = None
+        for grp, i in zip(groups, picks, strict=True):
+            title = f"sparse {i}"
+            if "source_time" in sample and sample.shape("source_time")[0] > i:
+                title += f" (t={float(sample.read('source_time', i)):.1f})"
+            image = grp[0].imshow(stack[i], cmap="RdBu_r", vmin=-lim, vmax=lim)
+            grp[0].set_title(title, fontsize=7)
+            grp[0].axis("off")
+        fig.colorbar(image, cax=cax, label="sparse (all panels)")
+    fig.suptitle(label + (f"\n{scale}" if scale else ""), fontsize=8)
     return fig
 
 

@@ -28,9 +28,10 @@ def spot(input_path: str | os.PathLike, output: str | os.PathLike, *,
          fps: float | None = None, p: float | None = None,
          emotions: str | os.PathLike | None = None, type_stores: str | None = None,
          device: str = "auto", plots: bool = True, progress: bool = True,
-         crop: str | None = None) -> tuple[Path, dict[str, Any] | None]:
+         force: bool = False, crop: str | None = None) -> tuple[Path, dict[str, Any] | None]:
     """Spot every video of the input; the interval CSV's path and, for annotated videos,
-    the metric report.
+    the metric report.  ``force``: spot a store whose features were made otherwise than
+    the ``results`` model's, with a warning (:func:`mexkit.pipeline.spotting.spot_store`).
 
     Raises
     ------
@@ -52,4 +53,4 @@ def spot(input_path: str | os.PathLike, output: str | os.PathLike, *,
             classes=classes, gap=gap, fps=fps, device=device, plots=plots, progress=progress,
             crop=crop or "authors")
     return spot_store(input_path, results, output, p=p, device=device, plots=plots,
-                      emotions=emotions, type_stores=type_stores)
+                      emotions=emotions, type_stores=type_stores, force=force)

@@ -57,6 +57,7 @@ from ..learn.train import ratio_subsample
 from ..models.registry import ModelSpec, get_spec, list_models
 from ..spot.metrics import Interval, evaluate_intervals
 from ..spot.postprocess import kprime_from_length, pseudo_labels, spot_video
+from .flow import flow_options
 from .reports import jsonable, safe_name, save_figure
 from .spot_eval import format_spot_report
 
@@ -259,6 +260,45 @@ def load_spot_videos(store_path: str | os.PathLike, *, feature: str | None = Non
     if not videos:
         raise ParameterError(f"{store_path}: the store holds no video.")
     return videos
+
+
+#: What a spotting network's input depends on besides the gap (a flow store's
+#: parameters): compared by `mexkit spot` against the model's (issue 28).
+PREPROCESSING = ("flow_method", "method_options", "mask_eyes", "remove_head_motion",
+                 "mean_input")
+
+
+def store_preprocessing(store_path: str | os.PathLike) -> dict[str, Any]:
+    """How a gap-flow store's features were made: flow method and its options, SOFTNet's
+    eye mask and head-motion removal (None where the store does not say)."""
+    with open_store(store_path) as store:
+        params = dict(store.params or {})
+    has_options = params.get("method", "tvl1") in params or "tvl1" in params
+    return {"flow_method": params.get("method"),
+            "method_options": flow_options(params)[1] if has_options else None,
+            "mask_eyes": params.get("mask_eyes"),
+            "remove_head_motion": params.get("remove_head_motion"),
+            "mean_input": params.get("mean_input")}
+
+
+def _preprocessing_differences(model: Mapping[str, Any], store: Mapping[str, Any]
+                               ) -> list[str]:
+    """``["flow method 'tvl1' (model) / 'farneback' (store)", ...]``; keys either side
+    does not record are not compared."""
+    out = []
+    for key in PREPROCESSING:
+        a, b = model.get(key), store.get(key)
+        if a is None or b is None or a == b:
+            continue
+        if key == "method_options":
+            keys = sorted(set(a) | set(b))
+            diff = ", ".join(f"{k} {json.dumps(a.get(k))} / {json.dumps(b.get(k))}"
+                             for k in keys if a.get(k) != b.get(k))
+            out.append(f"flow options {diff}")
+        else:
+            name = {"flow_method": "flow method"}.get(key, key.replace("_", " "))
+            out.append(f"{name} {json.dumps(a)} / {json.dumps(b)}")
+    return out
 
 
 def parse_type_stores(text: str | Mapping[str, Any] | None) -> dict[str, str]:
@@ -651,7 +691,9 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         (out / "final").mkdir(exist_ok=True)
         models = run.train(lambda kind: run.by_type[kind], seed=seed, ckpt_dir=out / "final",
                            tag="final")
-        results["final"] = _save_final(out, run, models)
+        results["final"] = _save_final(
+            out, run, models, {k: store_preprocessing(run.type_stores.get(k or "", store_path))
+                               for k in run.types})
     path = out / "results.json"
     write_text(path, json.dumps(jsonable(results), indent=1) + "\n")
     return path
@@ -755,13 +797,15 @@ def _relative(path: Path | None, root: Path) -> str | None:
     return None if path is None else Path(path).relative_to(root).as_posix()
 
 
-def _save_final(out: Path, run: _Spotting, models: Mapping[str | None, Mapping[str, Any]]
+def _save_final(out: Path, run: _Spotting, models: Mapping[str | None, Mapping[str, Any]],
+                preprocessing: Mapping[str | None, Mapping[str, Any]] | None = None
                 ) -> dict[str, Any]:
     entry = {"format": "mexkit-spot-model", "version": 1, "model": run.spec.name,
              "classes": list(run.classes), "p": run.p, "long_videos": run.long, "types": {}}
     for kind, m in models.items():
         entry["types"][kind or "all"] = {
             "kind": kind, "kprime": int(run.kprimes[kind]), "gap": int(run.gaps[kind]),
+            "preprocessing": dict((preprocessing or {}).get(kind) or {}),
             "spotter": _relative(m["checkpoints"]["spotting"], out),
             "recognizer": _relative(m["checkpoints"]["recognition"], out),
         }
@@ -801,7 +845,7 @@ def load_spot_model(results_dir: str | os.PathLike, *, device: str = "cpu"
 def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
                output: str | os.PathLike, *, p: float | None = None, device: str = "cpu",
                plots: bool = True, emotions: str | os.PathLike | None = None,
-               type_stores: Mapping[str, str] | str | None = None
+               type_stores: Mapping[str, str] | str | None = None, force: bool = False
                ) -> tuple[Path, dict[str, Any] | None]:
     """Apply trained spotting networks to every video of a gap-flow store.
 
@@ -814,28 +858,42 @@ def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
     Raises
     ------
     ParameterError
-        A type's store has another flow gap than the one its network was
-        trained on.
+        A type's store has another flow gap, flow method (or options), eye mask
+        or head-motion removal than its network was trained on (with
+        ``force``, a warning instead).
     """
     device = str(resolve_device(device))  # a GPU that is not there fails before any work
     models, meta = load_spot_model(results_dir, device=device)
     spec = get_spec(meta["model"])
     types = [e["kind"] for e in meta["types"].values()]
     videos = load_spot_videos(store_path, feature=spec.spotting.input, emotions=emotions)
+    stores = parse_type_stores(type_stores)
     run = _Spotting(spec, videos, types, {e["kind"]: int(e["kprime"])
                                           for e in meta["types"].values()},
-                    _type_videos(videos, types, parse_type_stores(type_stores), emotions,
-                                 spec.spotting.input),
+                    _type_videos(videos, types, stores, emotions, spec.spotting.input),
                     {}, meta["classes"], [], float(meta["p"] if p is None else p),
                     bool(meta["long_videos"]), {"device": device})
     check_range("p", run.p, 0.0, 1.0)
     for e in meta["types"].values():
-        gap = run.by_type[e["kind"]][0].gap
-        if e.get("gap") is not None and int(e["gap"]) != gap:
-            raise ParameterError(
-                f"{results_dir}: the {e['kind'] or 'all'} network was trained on flow of gap "
-                f"{e['gap']}, but its store has gap {gap}; give a store of gap {e['gap']} "
-                f"(--type-store {e['kind'] or 'all'}=STORE for one type).")
+        name = e["kind"] or "all"
+        where = stores.get(e["kind"] or "", str(store_path))
+        gaps = sorted({v.gap for v in run.by_type[e["kind"]]})
+        diff = []
+        if e.get("gap") is not None and gaps != [int(e["gap"])]:
+            diff.append(f"gap {e['gap']} / {', '.join(map(str, gaps))}")
+        diff += _preprocessing_differences(e.get("preprocessing") or {},
+                                           store_preprocessing(where))
+        if not diff:
+            continue
+        text = (f"{results_dir}: the {name} network was trained on features made otherwise "
+                f"than those of {where} ({'; '.join(diff)}: the model's first, the "
+                "store's second)")
+        if force:
+            logger.warning("%s; spotting anyway (--force)", text)
+            continue
+        raise ParameterError(
+            f"{text}; give a store made like the training one (--type-store "
+            f"{name}=STORE for one type), or --force to spot anyway.")
     output = Path(output)
     plot_dir = output.with_name(output.stem + ".plots")
     if plots:

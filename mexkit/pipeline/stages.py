@@ -283,13 +283,17 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
                     group: int = 1,
                     payload_params: Mapping[str, Any] | None = None,
                     check: Callable[[Task, Mapping[str, Any]], None] | None = None,
-                    key_params: Mapping[str, Any] | None = None) -> StageResult:
+                    key_params: Mapping[str, Any] | None = None,
+                    compare_params: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None
+                    = None) -> StageResult:
     """Apply ``compute`` to every sample of the input store; write ``output``.
 
     ``payload_params`` (default: ``params``) are what ``compute`` receives;
     only ``params`` enter the cache key (e.g. the device does not), or
     ``key_params`` where given: the same values in another layout, e.g. the
-    one of earlier stores, so that their samples keep their keys.
+    one of earlier stores, so that their samples keep their keys; then
+    ``compare_params`` maps a store's parameters to that layout when an
+    existing output's parameters are compared with the run's.
 
     Samples that failed upstream stay failed: they are listed in the output
     store's failures with the upstream reason, so exit codes propagate down a
@@ -341,7 +345,8 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
                            upstream=upstream, jobs=jobs, backend=backend, progress=progress,
                            extra_failures={sid: f"failed upstream: {msg}"
                                            for sid, msg in upstream_failures.items()},
-                           group=group, check=check, before_finalize=unchanged)
+                           group=group, check=check, before_finalize=unchanged,
+                           compare_params=compare_params)
     finally:
         close_inputs()
     return result

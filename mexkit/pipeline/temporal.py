@@ -192,6 +192,8 @@ def _compute_keyframes(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any
     method = p["method"]
     sources = _keyframe_sources(task.sample_id, frames, a, onset, apex, offset, method)
     apex = sources.pop("apex", apex)
+    if apex is not None and method != "uniform":
+        sources["apex_used"] = int(apex)  # in the input's frames, as `mexkit flow` records it
     if method == "adaptive":
         plan = kf.adaptive_plan(onset, apex, offset, n_frames=p["n_frames"])
         out = kf.build_keyframes(frames, plan, interpolator=interpolate_midpoint)
@@ -221,17 +223,17 @@ def _keyframe_sources(sample_id: str, frames: np.ndarray, attrs: Any, onset: int
                       apex: int | None, offset: int, method: str) -> dict[str, Any]:
     """Where onset and apex came from (issue 20), for the sample's attributes.
 
-    An annotated clip without apex (SMIC) keeps the papers' middle frame; a clip
-    without any annotation gets the frame most different from its first frame
-    (:func:`mexkit.temporal.apex.estimate_apex`), with a warning naming the sample.
+    The rule every stage shares (:func:`mexkit.temporal.apex.apex_method`): an
+    annotated clip without apex (SMIC) keeps the papers' middle frame; a clip
+    without any annotation gets the frame most different from its first frame,
+    with a warning naming the sample.
     """
     out: dict[str, Any] = {
         "onset_source": "annotation" if attrs.get("onset") is not None else "first frame"}
     if method == "uniform":
         return out
     annotated = out["onset_source"] == "annotation"
-    apex, how = resolve_apex(frames, onset, offset, apex,
-                             method="middle" if annotated else "max-diff")
+    apex, how = resolve_apex(frames, onset, offset, apex, annotated=annotated)  # shared rule
     out.update(apex=apex, apex_source=how)
     if not annotated:
         logging.getLogger("mexkit").warning(

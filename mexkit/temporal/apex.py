@@ -1,4 +1,18 @@
-"""Apex frames for clips whose annotation has none (SMIC).
+"""Apex frames for clips whose annotation has none (SMIC), and for unannotated clips.
+
+One rule, used by every stage that needs an apex (``mexkit flow`` for
+onset-apex and apex-window pairs and ``--with-apex``, ``mexkit keyframes``),
+so that a clip gets the same apex everywhere (:func:`apex_method`):
+
+* an annotated apex is used as it is;
+* a clip with onset and offset but no apex (SMIC) takes the middle frame
+  ``(onset + offset) // 2``, as ATNet does [1]_;
+* a clip with no annotation at all (one's own footage given to ``mexkit
+  crop`` as files) takes the frame most different from its first frame [2]_:
+  there the middle frame is no better than any other.
+
+Each stage records in the store which one a sample got (its ``apex_source``
+attribute: ``"annotation"``, ``"middle"`` or ``"max-diff"``).
 
 References
 ----------
@@ -15,7 +29,34 @@ import numpy as np
 from .._validate import check_ndim, check_option
 from ..errors import ParameterError
 
-__all__ = ["estimate_apex", "resolve_apex"]
+__all__ = ["APEX_RULES", "apex_method", "estimate_apex", "resolve_apex"]
+
+#: What a stage may be told to do with a clip that has no apex: ``"auto"`` is
+#: the shared rule (:func:`apex_method`), the others force one method.
+APEX_RULES = ("auto", "middle", "max-diff")
+
+
+def apex_method(annotated: bool, rule: str = "auto") -> str:
+    """The method that estimates the apex of a clip without one.
+
+    Parameters
+    ----------
+    annotated : bool
+        Whether the clip's onset (and offset) are annotated.
+    rule : {"auto", "middle", "max-diff"}
+        ``"auto"``: ``"middle"`` for an annotated clip (SMIC, ATNet [1]_),
+        ``"max-diff"`` for an unannotated one (MEAN's rule [2]_); another
+        value is returned as it is.
+
+    Returns
+    -------
+    str
+        ``"middle"`` or ``"max-diff"``.
+    """
+    check_option("rule", rule, APEX_RULES)
+    if rule != "auto":
+        return rule
+    return "middle" if annotated else "max-diff"
 
 
 def estimate_apex(frames: np.ndarray, onset: int, offset: int, *,
@@ -53,7 +94,7 @@ def estimate_apex(frames: np.ndarray, onset: int, offset: int, *,
 
 
 def resolve_apex(frames: np.ndarray, onset: int, offset: int, apex: int | None = None, *,
-                 method: str = "middle") -> tuple[int, str]:
+                 method: str = "auto", annotated: bool = True) -> tuple[int, str]:
     """The annotated apex if there is one, else an estimate; says which.
 
     Parameters
@@ -64,8 +105,11 @@ def resolve_apex(frames: np.ndarray, onset: int, offset: int, apex: int | None =
         0-based positions, ``onset <= offset < T``.
     apex : int or None
         The annotated apex position; ``None`` or negative means not annotated.
-    method : {"middle", "max-diff"}
-        How to estimate a missing apex (:func:`estimate_apex`).
+    method : {"auto", "middle", "max-diff"}
+        How to estimate a missing apex (:func:`estimate_apex`); ``"auto"``
+        follows the shared rule (:func:`apex_method`).
+    annotated : bool
+        Whether onset and offset are annotated (for ``method="auto"``).
 
     Returns
     -------
@@ -77,4 +121,5 @@ def resolve_apex(frames: np.ndarray, onset: int, offset: int, apex: int | None =
     """
     if apex is not None and apex >= 0:
         return int(apex), "annotation"
-    return estimate_apex(frames, onset, offset, method=method), method
+    how = apex_method(annotated, method)
+    return estimate_apex(frames, onset, offset, method=how), how

@@ -12,10 +12,11 @@ ROOT = Path(__file__).parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2000)   # the run's own limit is 1,800 s
 def test_short_chaos_run_holds_and_prints_counts():
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "chaos.py"), "--kills", "3",
-                        "--fuzz", "12", "--train-kills", "1", "--json"],
-                       capture_output=True, text=True, timeout=1200)
+                        "--fuzz", "12", "--train-kills", "1", "--interrupts", "3",
+                        "--json"], capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "all trials held" in r.stdout
     counts = json.loads(r.stdout.strip().splitlines()[-1])
@@ -23,3 +24,6 @@ def test_short_chaos_run_holds_and_prints_counts():
     assert sum(counts["fuzz"].values()) == 12
     assert set(counts["hostile"].values()) == {"refused"} and len(counts["hostile"]) == 19
     assert not any("FAILED" in v for v in counts["attacks"].values()), counts["attacks"]
+    stops = counts["interrupt"]
+    assert stops.get("finished pieces lost", 0) == 0
+    assert stops.get("final store equal to the uninterrupted run") == 1

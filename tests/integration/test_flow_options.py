@@ -34,8 +34,9 @@ def test_threads_change_nothing_but_the_speed(crop_store, tmp_path):
     for sid in f1:
         np.testing.assert_array_equal(f1[sid], f2[sid])
     # every option that changes the flow is recorded; threads and device are not
-    assert p1["tvl1"]["lambda_"] == 0.15 and p1["tvl1"]["border"] == "masked"
-    assert "threads" not in p1["tvl1"] and "device" not in p1["tvl1"]
+    opts = p1["tvl1"]  # under the method's name
+    assert opts["lambda_"] == 0.15 and opts["border"] == "masked"
+    assert "threads" not in opts and "device" not in opts
 
 
 def test_method_options_reach_the_method_and_stray_ones_are_refused(crop_store, tmp_path):
@@ -88,12 +89,14 @@ def test_a_store_of_the_earlier_layout_is_read():
 
 
 def test_rerun_over_a_store_of_the_earlier_layout_reuses_it_and_stores_the_new(tmp_path):
-    """Same command, same input: the old store's samples keep their cache keys."""
+    """Same command, same input: the old store's samples keep their cache keys (the
+    old default --no-apex middle named: the default is now auto)."""
     out = tmp_path / "flow.h5"
     shutil.copyfile(OLD_LAYOUT, out)
     options = flow_method("farneback").result_options({"winsize": 21})
     result = run_flow(DATA / "v0.1.0" / "crop.h5", out, method="farneback",
-                      pairs="onset-apex", strain=True, options=options, progress=False)
+                      pairs="onset-apex", strain=True, options=options, no_apex="middle",
+                      progress=False)
     with open_store(OLD_LAYOUT) as old, open_store(out) as new:
         assert result.computed == 0 and result.skipped == len(old.sample_ids) > 0
         assert new.params["farneback"] == OLD_OPTIONS and "tvl1" not in new.params

@@ -225,7 +225,11 @@ def test_tim_cli_default_output_never_replaces_its_input(tmp_path):
     assert r.stdout.strip().endswith("y.tim.tim-4.h5")
 
 
-def test_replacing_a_store_made_with_other_parameters_warns(tmp_path, caplog):
+def test_replacing_a_store_made_with_other_parameters_needs_overwrite(tmp_path, caplog):
+    """Issue 28, item 4: refused without --overwrite (naming what differs), and with it
+    replaced with a warning saying what."""
+    from mexkit.errors import ParameterError
+    from mexkit.pipeline.parallel import configure
     from mexkit.pipeline.temporal import run_tim
 
     crop = _store(tmp_path / "x.crop.h5", "crop", _crop_like)
@@ -234,7 +238,9 @@ def test_replacing_a_store_made_with_other_parameters_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="mexkit"):
         run_tim(crop, out, n_frames=4, progress=False)
     assert "other parameters" not in caplog.text
-    with caplog.at_level(logging.WARNING, logger="mexkit"):
+    with pytest.raises(ParameterError, match="n_frames: 4 -> 5.*--overwrite"):
+        run_tim(crop, out, n_frames=5, progress=False)
+    with caplog.at_level(logging.WARNING, logger="mexkit"), configure(overwrite=True):
         run_tim(crop, out, n_frames=5, progress=False)
     assert "replacing a store made with other parameters" in caplog.text
     assert "n_frames: 4 -> 5" in caplog.text

@@ -589,7 +589,7 @@ def test_disk_full_while_staging_is_one_clear_error(crop_store, small_fs):
     out = fs / "o.h5"
     _store(out, n=2)                    # an earlier output, made with other parameters
     before = out.read_bytes()
-    proc = _flow_cli(crop_store, out)
+    proc = _flow_cli(crop_store, out, "--overwrite")   # replacing it is asked for
     assert proc.returncode == 1, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines[-1].startswith("mexkit: error: no space left on device"), proc.stderr
@@ -646,6 +646,7 @@ def test_disk_full_is_reported_without_a_small_file_system(tmp_path, monkeypatch
 
     from mexkit.errors import DiskFullError
     from mexkit.io.store import write as w
+    from mexkit.pipeline.parallel import configure
 
     out = tmp_path / "o.h5"
     _store(out, n=2)
@@ -661,7 +662,9 @@ def test_disk_full_is_reported_without_a_small_file_system(tmp_path, monkeypatch
         return real_open(path, mode, *a, **k)
 
     monkeypatch.setattr("builtins.open", full)
-    with pytest.raises(DiskFullError, match="no space left on device"):
+    # other parameters: replacing the store is asked for (issue 28, item 4)
+    with pytest.raises(DiskFullError, match="no space left on device"), \
+            configure(overwrite=True):
         run_stage(_tasks(8), _compute, output=out, stage="crop", params={"x": 1},
                   progress=False)
     monkeypatch.undo()

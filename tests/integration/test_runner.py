@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,7 +52,10 @@ def test_flow_group_1_computes_every_sample(crop_store, tmp_path):
 
 
 def test_flow_in_pieces_equals_one_sample_at_a_time(crop_store, tmp_path, monkeypatch):
-    """Pieces are solved in a background thread while the next samples are read."""
+    """Pieces give the flow of one sample at a time.  OpenCV's Farneback runs in the
+    caller's thread (a thread inside OpenCV when the interpreter exits after Ctrl-C makes
+    the process abort: issue 28); mexkit's TV-L1 waits on its workers in a background
+    thread while the next samples are read."""
     import threading
 
     import mexkit.pipeline.flow as flow
@@ -72,7 +76,7 @@ def test_flow_in_pieces_equals_one_sample_at_a_time(crop_store, tmp_path, monkey
                       device="cpu", progress=False)
     assert r.computed == 6 and not r.failures
     assert [n for n, _ in calls] == [2, 2, 2]
-    assert all(name.startswith("mexkit-flow") for _, name in calls)
+    assert all(name == threading.current_thread().name for _, name in calls)
     with open_store(one) as a, open_store(pieces) as b:
         assert a.sample_ids == b.sample_ids
         for sid in a.sample_ids:
@@ -84,13 +88,15 @@ def test_interrupted_flow_keeps_samples_finished_before_the_interrupt(crop_store
     """With the default --group 16 an interrupted run had staged nothing."""
     import mexkit.pipeline.flow as flow
 
+    with open_store(crop_store) as s:
+        total = sum(s[sid].read("frames").shape[0] - 1 for sid in s.sample_ids)
     calls = []
     real = flow._flow_batch
 
-    def flaky(ref, mov, opt):
-        calls.append(len(ref))
-        if len(calls) == 2:
+    def flaky(ref, mov, opt):  # Ctrl-C once more than half of the pairs are solved
+        if sum(calls) > total // 2:
             raise KeyboardInterrupt
+        calls.append(len(ref))
         return real(ref, mov, opt)
 
     monkeypatch.setattr(flow, "_flow_batch", flaky)
@@ -98,7 +104,7 @@ def test_interrupted_flow_keeps_samples_finished_before_the_interrupt(crop_store
     with pytest.raises(KeyboardInterrupt):
         flow.run_flow(crop_store, out, method="farneback", group=16, progress=False)
     staged = [p for p in (tmp_path / "f.h5.staging").glob("*.h5") if not p.name.startswith(".")]
-    assert len(staged) >= 1  # what the first solver call finished is on disk
+    assert len(staged) >= 1  # what the first solver calls finished is on disk
     monkeypatch.setattr(flow, "_flow_batch", real)
     r = flow.run_flow(crop_store, out, method="farneback", group=16, progress=False)
     assert r.skipped == len(staged) and r.computed == 6 - len(staged) and not r.failures
@@ -232,16 +238,21 @@ def _write_bad_videos(root: Path, synth_dataset: Path) -> Path:
 
 
 def test_bad_videos_fail_alone_in_crop(synth_dataset, tmp_path):
-    """A truncated, empty or non-video file among good clips aborted crop with no store."""
+    """A truncated, empty or non-video file among good clips aborted crop with no store.
+
+    The truncated video is counted by decoding (issue 28): its row, whose offset lies
+    past the frames that decode, is skipped when the sheet is read, with a warning that
+    names the file and its frames."""
     sheet = _write_bad_videos(tmp_path, synth_dataset)
     out = tmp_path / "bad.crop.h5"
-    r = CliRunner().invoke(cli, ["-q", "crop", "--annotations", str(sheet), "-o", str(out)])
+    r = CliRunner().invoke(cli, ["crop", "--annotations", str(sheet), "-o", str(out)])
     assert r.exit_code == 1, r.output
+    assert re.search(r"clip 'c2': offset 12 but .*trunc.avi has \d+ frames.*row skipped",
+                     r.stderr), r.stderr
     with open_store(out) as s:
         assert sorted(s[sid].attrs["subject"] for sid in s.sample_ids) == ["sub0", "sub1"]
         failed = {sid.split("/")[1]: msg for sid, msg in s.failures.items()}
-        assert sorted(failed) == ["sub2", "sub3", "sub4"]
-        assert "trunc.avi" in failed["sub2"]
+        assert sorted(failed) == ["sub3", "sub4"]
         assert "empty.avi" in failed["sub3"] and "empty" in failed["sub3"]
         assert "notes.avi" in failed["sub4"]
 

@@ -99,8 +99,11 @@ def parse(argv: list[str], where: Path) -> None:
     assert command is not None, f"docs/tutorial.md: no command `mexkit {name}`"
     _placeholders(command, args, where)
     try:
-        # parsing validates every option name, choice and range; nothing runs
-        command.make_context(name, list(args))
+        # parsing validates every option name, choice and range; nothing runs.  The
+        # context is closed: options such as --shard hold a run setting until then, which
+        # would otherwise stay in force for every later test
+        with command.make_context(name, list(args)):
+            pass
     except click.UsageError as exc:
         raise AssertionError(f"docs/tutorial.md: `mexkit {shlex.join(argv)}`: "
                              f"{exc.format_message()}") from exc

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from mexkit.errors import BusyError, StoreError
+from mexkit.errors import BusyError, ParameterError, StoreError
 from mexkit.io.store import (
     SCHEMA_VERSION,
     StoreWriter,
@@ -18,6 +18,7 @@ from mexkit.io.store import (
 )
 from mexkit.io.store.format import _seal
 from mexkit.pipeline.cache import cache_key
+from mexkit.pipeline.parallel import configure
 from mexkit.pipeline.runner import Task, run_stage
 
 
@@ -85,7 +86,10 @@ def test_rerun_is_cached_and_param_change_recomputes(tmp_path):
     _write(path)
     again = _write(path)
     assert again.computed == 0 and again.skipped == 4
-    changed = _write(path, params={"alpha": 2})
+    with pytest.raises(ParameterError, match="alpha: 1 -> 2"):   # not without asking
+        _write(path, params={"alpha": 2})
+    with configure(overwrite=True):
+        changed = _write(path, params={"alpha": 2})
     assert changed.computed == 4 and changed.skipped == 0
     with open_store(path) as s:
         assert s.params == {"alpha": 2}

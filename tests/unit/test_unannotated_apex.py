@@ -56,14 +56,15 @@ def test_flow_onset_apex_warns_and_records_for_an_unannotated_clip(crop_store, t
     assert len(warned) == 1 and "d/s1/plain" in warned[0] and "--no-apex" in warned[0]
     with open_store(out) as s:
         plain, coded = s["d/s1/plain"].attrs, s["d/s1/coded"].attrs
-        assert (plain["onset_source"], plain["apex_source"]) == ("first frame", "middle")
-        assert plain["apex_used"] == (T - 1) // 2
+        # the rule every stage shares (issue 28, item 6): no annotation -> max-diff
+        assert (plain["onset_source"], plain["apex_source"]) == ("first frame", "max-diff")
+        assert plain["apex_used"] == PEAK
         assert (coded["onset_source"], coded["apex_source"]) == ("annotation", "annotation")
     run_flow(crop_store, tmp_path / "y.flow.h5", method="farneback", pairs="onset-apex",
-             no_apex="max-diff", progress=False)
+             no_apex="middle", progress=False)
     with open_store(tmp_path / "y.flow.h5") as s:
-        assert s["d/s1/plain"].attrs["apex_used"] == PEAK
-        assert s["d/s1/plain"].attrs["apex_source"] == "max-diff"
+        assert s["d/s1/plain"].attrs["apex_used"] == (T - 1) // 2
+        assert s["d/s1/plain"].attrs["apex_source"] == "middle"
 
 
 def test_keyframes_estimate_the_apex_of_an_unannotated_clip(crop_store, tmp_path, caplog):
@@ -78,3 +79,24 @@ def test_keyframes_estimate_the_apex_of_an_unannotated_clip(crop_store, tmp_path
         assert plain.attrs["onset_source"] == "first frame"
         assert PEAK in plain.read("source_time")  # the estimated apex is a key frame
         assert coded.attrs["apex_source"] == "annotation"
+
+
+def test_every_stage_gives_a_clip_the_same_apex(crop_store, tmp_path):
+    """Issue 28, item 6: an unannotated clip got the middle frame in `flow` and the most
+    different frame in `keyframes`.  One rule now, recorded in both stores."""
+    from mexkit.temporal.apex import apex_method
+
+    flow_out, kf_out = tmp_path / "f.h5", tmp_path / "k.h5"
+    run_flow(crop_store, flow_out, method="farneback", pairs="onset-apex", with_apex=True,
+             progress=False)
+    run_keyframes(crop_store, kf_out, method="tas", n_frames=5, progress=False)
+    with open_store(flow_out) as f, open_store(kf_out) as k:
+        for sid in ("d/s1/plain", "d/s1/coded"):
+            fa, ka = f[sid].attrs, k[sid].attrs
+            assert fa["apex_used"] == ka["apex_used"], sid
+            assert fa["apex_source"] == ka["apex_source"], sid
+        assert f["d/s1/plain"].attrs["apex_used"] == PEAK
+        np.testing.assert_array_equal(f["d/s1/plain"].read("apex_image"), clip()[PEAK])
+        assert f["d/s1/coded"].attrs["apex_used"] == 5
+    assert apex_method(True) == "middle" and apex_method(False) == "max-diff"
+    assert apex_method(True, "max-diff") == "max-diff"

@@ -184,16 +184,62 @@ def test_video_without_frames_is_refused(tmp_path):
         open_clip(path)
 
 
-def test_truncated_video_names_the_missing_frame(tmp_path):
+def _claim(path, frames: int) -> None:
+    """Patch an AVI's headers so that the container claims ``frames`` frames."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    avih, strh = data.find(b"avih"), data.find(b"strh")
+    struct.pack_into("<I", data, avih + 8 + 16, frames)   # avih.dwTotalFrames
+    struct.pack_into("<I", data, strh + 8 + 32, frames)   # strh.dwLength
+    path.write_bytes(bytes(data))
+
+
+def test_a_stream_shorter_than_its_header_is_read_to_its_end(tmp_path, caplog):
+    """Issue 28, item 2: a container that claims 13 frames while 10 decode (as a phone
+    clip claiming 98 of 95) is read whole, with a warning, instead of failing."""
+    good = _video(tmp_path / "good.avi", 10, "MJPG")
+    path = tmp_path / "claims13.avi"
+    path.write_bytes(good.read_bytes())
+    _claim(path, 13)
+    cap = cv2.VideoCapture(str(path))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 13       # what the container says
+    cap.release()
+    with caplog.at_level(logging.WARNING, logger="mexkit"):
+        clip = open_clip(path)
+    assert clip.n_frames == 10 and list(clip.frame_numbers) == list(range(10))
+    assert "claims 13 frames but holds 10" in caplog.text and "claims13.avi" in caplog.text
+    frames = clip.read_range(0, len(clip))
+    np.testing.assert_array_equal(frames, open_clip(good).read_range(0, 10))
+    assert [round((_level(f) - 10) / 8) for f in frames] == list(range(10))
+    assert open_clip(path).verify() == 10
+
+
+def test_a_truncated_video_is_read_as_far_as_it_decodes(tmp_path, caplog):
     good = _video(tmp_path / "good.avi", 10, "MJPG").read_bytes()
     path = tmp_path / "cut.avi"
-    path.write_bytes(good[: int(len(good) * 0.8)])
-    clip = open_clip(path)           # the header still claims 10 frames
-    assert clip.n_frames == 10
-    with pytest.raises(MediaError, match=r"frame \d+ of video .*cut.avi"):
-        clip.read_range(0, 10)
-    with pytest.raises(MediaError, match="cut.avi"):
-        open_clip(path).verify()
+    path.write_bytes(good[: int(len(good) * 0.8)])       # the header still claims 10
+    with caplog.at_level(logging.WARNING, logger="mexkit"):
+        clip = open_clip(path)
+    assert 0 < clip.n_frames < 10
+    assert f"claims 10 frames but holds {clip.n_frames}" in caplog.text
+    assert clip.read_range(0, len(clip)).shape[0] == clip.n_frames
+    assert open_clip(path).verify() == clip.n_frames
+    with pytest.raises(ParameterError):                   # past the end: an index error
+        clip.read(clip.n_frames)
+
+
+def test_a_single_image_is_a_clip_of_one_frame(tmp_path):
+    """Issue 28, item 2: a valid JPEG given as input was read as a broken video."""
+    path = tmp_path / "face.jpg"
+    assert cv2.imwrite(str(path), _frame(3))
+    clip = open_clip(path)
+    assert (clip.kind, clip.n_frames, list(clip.frame_numbers)) == ("image", 1, [0])
+    rgb = clip.read(0)
+    assert rgb.shape == (H, W, 3) and abs(_level(rgb) - (10 + 8 * 3)) < 2
+    assert tuple(rgb[H // 2, 1]) > (200, 0, 0) and rgb[H // 2, 1, 2] < 60   # red stays red
+    assert clip.content_hash() == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert open_clip(path, fps=30).fps == 30
 
 
 @pytest.mark.parametrize("name, damage", [
@@ -248,15 +294,10 @@ def test_content_hash_tracks_names_order_and_bytes(tmp_path):
 @pytest.mark.parametrize("claim", [10**8, 10**9])
 def test_header_claiming_huge_frame_count_allocates_nothing_from_it(tmp_path, caplog, claim):
     """An AVI whose headers claim 10^8 or 10^9 frames but hold 10 (issue 12, item 9)."""
-    import struct
     import tracemalloc
 
     path = _video(tmp_path / "claim.avi", 10, "MJPG")
-    data = bytearray(path.read_bytes())
-    avih, strh = data.find(b"avih"), data.find(b"strh")
-    struct.pack_into("<I", data, avih + 8 + 16, claim)   # avih.dwTotalFrames
-    struct.pack_into("<I", data, strh + 8 + 32, claim)   # strh.dwLength
-    path.write_bytes(bytes(data))
+    _claim(path, claim)
     cap = cv2.VideoCapture(str(path))
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == claim    # OpenCV believes the header
     cap.release()

@@ -4,8 +4,13 @@ One row per sample; columns in any order: ``subject, clip, path, fps, onset,
 apex, offset, label`` required (apex and label may be empty), ``dataset,
 emotion, aus, video, kind`` optional.  ``path`` is a video file or an image
 folder relative to the CSV's folder; frame numbers are 0-based positions in
-it.  :func:`write_generic_csv` (samples) and :func:`write_generic_rows` (plain
-rows, as ``mexkit synth`` writes them) are the writers; text cells that a
+it.  A row is one clip: the whole of ``path``, whatever it is (a video file or
+a folder), with its annotated positions; onset and offset may both be empty
+for a clip without frame annotations.  Only a ``video`` column that differs
+from ``clip`` makes a row an interval of a longer video (cropped whole with
+``mexkit crop --unit video``).  :func:`write_generic_csv` (samples) and
+:func:`write_generic_rows` (plain rows, as ``mexkit synth`` writes them) are
+the writers; text cells that a
 spreadsheet would run as a formula are escaped on writing (see
 :func:`mexkit.io.sheets.escape_formula`) and unescaped on reading.
 """
@@ -21,7 +26,6 @@ from typing import Any
 from ...errors import DatasetError, MediaError
 from ..atomic import atomic_open
 from ..sheets import escape_formula, read_table, unescape_formula
-from ..video import VIDEO_EXTENSIONS
 from .registry import LoadRequest, register_dataset
 from .rows import Sheet, clean_text, expression_kind, frame_number, parse_fps
 from .sample import Sample, unique_ids
@@ -88,12 +92,16 @@ def _generic_row(rec: dict[str, Any], row: int, sh: Sheet, base: Path, root: Pat
     onset = frame_number(rec.get("onset"), "onset", sh, row)
     offset = frame_number(rec.get("offset"), "offset", sh, row)
     apex = frame_number(rec.get("apex"), "apex", sh, row)
+    if (onset is None) != (offset is None):
+        raise sh.error(row, f"clip {clip!r} needs both onset and offset (or neither, for a "
+                            "clip without frame annotations)")
     if onset is None or offset is None:
-        raise sh.error(row, f"clip {clip!r} needs onset and offset")
-    if onset < 0 or offset < onset:
+        if apex is not None:
+            raise sh.error(row, f"clip {clip!r}: apex {apex} without onset and offset")
+    elif onset < 0 or offset < onset:
         raise sh.error(row, f"clip {clip!r}: need 0 <= onset <= offset, but got onset "
                             f"{onset}, offset {offset}")
-    if apex is not None and not onset <= apex <= offset:
+    elif apex is not None and not onset <= apex <= offset:
         raise sh.error(row, f"clip {clip!r}: apex {apex} lies outside onset..offset "
                             f"{onset}..{offset}")
     label = cell(rec.get("label")) or None
@@ -107,7 +115,7 @@ def _generic_row(rec: dict[str, Any], row: int, sh: Sheet, base: Path, root: Pat
         except MediaError as exc:  # an unreadable clip fails alone, in the crop stage
             logger.warning("generic: %s: %s", sh.where(row), exc)
             n_frames = None
-        if n_frames is not None and offset >= n_frames:
+        if n_frames is not None and offset is not None and offset >= n_frames:
             raise sh.error(row, f"clip {clip!r}: offset {offset} but {source} has "
                                 f"{n_frames} frames (positions 0..{n_frames - 1})")
     else:
@@ -115,8 +123,11 @@ def _generic_row(rec: dict[str, Any], row: int, sh: Sheet, base: Path, root: Pat
         if len(missing) <= _SHOWN:
             logger.warning("generic: %s: path %r does not exist (relative to %s)",
                            sh.where(row), rel, base)
-    is_video_file = source.suffix.lower() in VIDEO_EXTENSIONS
-    video = cell(rec.get("video")) or (source.stem if is_video_file else source.name)
+    # a row is a clip (the whole of `path`, its frames annotated by position) unless the
+    # sheet names a longer video that the row is one interval of: the file's name is not
+    # such a statement (issue 28: naming rows after their files made every annotated
+    # video file a "long video", cropped whole without its annotations)
+    video = cell(rec.get("video")) or clip
     return Sample(
         sample_id=f"{dataset}/{subject}/{clip}", dataset=dataset, subject=subject,
         clip=clip, source=str(source), fps=fps, onset=onset, apex=apex, offset=offset,
@@ -186,14 +197,16 @@ def write_generic_csv(samples: Iterable[Sample], path: str | os.PathLike[str]) -
     path = Path(path)
     rows = []
     for s in samples:
-        if s.source is None or s.onset is None or s.offset is None:
-            raise DatasetError(f"sample {s.sample_id!r} has no source or positions; the "
-                               "generic CSV needs both")
+        if s.source is None or (s.onset is None) != (s.offset is None):
+            raise DatasetError(f"sample {s.sample_id!r} has no source, or only one of onset "
+                               "and offset; the generic CSV needs a source and both "
+                               "positions (or neither)")
         try:
             rel = os.path.relpath(s.source, path.parent)
         except ValueError:  # another drive on Windows: keep it absolute
             rel = os.path.abspath(s.source)
-        rows.append([s.subject, s.clip, Path(rel).as_posix(), f"{s.fps:g}", s.onset,
-                     "" if s.apex is None else s.apex, s.offset, s.label or "", s.dataset,
+        rows.append([s.subject, s.clip, Path(rel).as_posix(), f"{s.fps:g}",
+                     "" if s.onset is None else s.onset, "" if s.apex is None else s.apex,
+                     "" if s.offset is None else s.offset, s.label or "", s.dataset,
                      s.emotion, s.aus, s.video, s.kind])
     return write_generic_rows(path, rows)
