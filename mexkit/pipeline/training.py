@@ -58,7 +58,7 @@ from ..io.store.write import _is_mexkit_store
 from ..labels import get_scheme
 from ..learn.data import StoreDataset, collate_for
 from ..learn.distributed import destroy, distributed_setup, rank, world_size
-from ..learn.folds import FoldContext, standard
+from ..learn.folds import CHECKPOINT_SECONDS, FoldContext, standard
 from ..learn.metrics import pooled_and_per_fold
 from ..learn.protocols import split
 from ..learn.train import move_to_device, parse_schedule, predict, seed_everything
@@ -190,6 +190,25 @@ class _Run:
         return [self.keys.get(self.table.sample_ids[i], "") for i in indices]
 
 
+#: Environment variable: seconds of training at least between two checkpoints of a fold
+#: (default :data:`mexkit.learn.folds.CHECKPOINT_SECONDS`; 0: after every epoch).  It
+#: changes what a killed fold repeats, not the result, so results.json does not record it.
+CHECKPOINT_ENV = "MEXKIT_CHECKPOINT_SECONDS"
+
+
+def _checkpoint_seconds() -> float:
+    text = os.environ.get(CHECKPOINT_ENV, "").strip()
+    if not text:
+        return CHECKPOINT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ParameterError(f"{CHECKPOINT_ENV}={text!r}: give a number of seconds >= 0.")
+    return value
+
+
 def _fit_kwargs(spec: ModelSpec, *, epochs: int | None, batch_size: int | None,
                 lr: float | None, schedule: str | None, loss: str | None,
                 focal_alpha: Sequence[float] | str | None, focal_gamma: float | None,
@@ -204,6 +223,7 @@ def _fit_kwargs(spec: ModelSpec, *, epochs: int | None, batch_size: int | None,
     if class_balance != "default":
         kw["class_balance"] = class_balance
     kw["collate_fn"] = collate_for(spec.inputs)
+    kw["checkpoint_seconds"] = _checkpoint_seconds()
     return kw
 
 
@@ -232,7 +252,8 @@ def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
               "seed": seed, "deterministic": deterministic, "device": device,
               "classes": table.classes, "inputs": inputs, "store": upstream,
               "model_options": opts, **weights, **({"run": run_entry} if run_entry else {}),
-              **{k: v for k, v in kw.items() if k not in ("augment", "collate_fn")},
+              **{k: v for k, v in kw.items()
+                 if k not in ("augment", "collate_fn", "checkpoint_seconds")},
               "augment": spec.defaults.augmentation}
     _check_kfold(store_path, protocol, n_splits, table.labels)
     folds = list(split(protocol, subjects=table.subjects, datasets=table.datasets,

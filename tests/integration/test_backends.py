@@ -17,6 +17,9 @@ from mexkit.cli import cli
 from mexkit.io.store import open_store
 from mexkit.pipeline.runner import run_stage
 
+#: the scheduler's HTTP server (health, metrics) on a free port: Dask's default 8787 may
+#: be held by another cluster on the machine (Dask then warns, an error in this suite)
+_FREE_HTTP_PORT = {"dashboard_address": "127.0.0.1:0"}
 FLOW = ["flow", "--method", "farneback", "--pairs", "onset-apex", "--group", "2"]
 
 
@@ -63,7 +66,7 @@ def test_local_backends_run_a_grouped_stage(crop_store, reference, tmp_path, bac
 def dask_client():
     distributed = pytest.importorskip("distributed")
     with distributed.Client(processes=False, n_workers=2, threads_per_worker=1,
-                            dashboard_address=None) as client:
+                            dashboard_address=None, scheduler_kwargs=_FREE_HTTP_PORT) as client:
         yield client
 
 
@@ -107,7 +110,8 @@ def test_dask_cluster_loses_a_worker_mid_run(tmp_path):
     out = tmp_path / "k.h5"
     tasks = toy.tasks(16, sleep=0.5)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+                                  host="127.0.0.1", dashboard_address=None,
+                                  scheduler_kwargs=_FREE_HTTP_PORT) as cluster, \
             distributed.Client(cluster) as client:
         pids = list(client.run(os.getpid).values())
         staging = tmp_path / "k.h5.staging"
@@ -195,7 +199,8 @@ def test_dask_cluster_losing_every_worker_stops_cleanly(tmp_path):
     out = tmp_path / "lost.h5"
     tasks = toy.tasks(12, sleep=0.2)
     with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=None,
+                                  scheduler_kwargs=_FREE_HTTP_PORT) as cluster:
         closer = _when_staged(tmp_path / "lost.h5.staging", lambda: cluster.scale(0))
         r = _run_in_thread(60, tasks=tasks, compute=toy.square, output=out, stage="toy",
                            params={}, jobs=2, backend="dask",
@@ -215,7 +220,8 @@ def test_dask_worker_processes_all_killed_stop_cleanly(tmp_path):
     out = tmp_path / "killed.h5"
     tasks = toy.tasks(16, sleep=0.3)
     with distributed.LocalCluster(n_workers=0, processes=False, protocol="tcp://",
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+                                  host="127.0.0.1", dashboard_address=None,
+                                  scheduler_kwargs=_FREE_HTTP_PORT) as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
         workers = [subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,

@@ -225,7 +225,8 @@ def _fold_workers() -> list[int]:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the fold workers in /proc")
-def test_a_fold_worker_killed_mid_training_is_trained_again(flow_stores, tmp_path):
+def test_a_fold_worker_killed_mid_training_is_trained_again(flow_stores, tmp_path,
+                                                            monkeypatch):
     """A fold worker killed with SIGKILL after its first epoch: the run retries the folds
     it lost on a new pool (resuming their checkpoints) and finishes every fold."""
     import signal
@@ -235,6 +236,8 @@ def test_a_fold_worker_killed_mid_training_is_trained_again(flow_stores, tmp_pat
     ours, _ = flow_stores
     out = tmp_path / "run"
     killed: list[int] = []
+    # a checkpoint after every epoch (the workers inherit the environment)
+    monkeypatch.setenv("MEXKIT_CHECKPOINT_SECONDS", "0")
 
     def kill_a_worker_after_an_epoch():
         deadline = time.monotonic() + 300
