@@ -103,7 +103,7 @@ def _version(dist: str) -> str:
 
 def _fingerprint() -> dict[str, Any]:
     """What a build depends on: kernel source, compilers, Python, this CPU."""
-    import llvmlite.binding as llvm
+    import llvmlite.binding as llvm  # start-up: only when the engine runs
 
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
@@ -154,7 +154,7 @@ def failed_build() -> Path | None:
 
 def _record_failure(folder: Path, exc: BaseException) -> Path | None:
     """Write the traceback of a failed build beside the builds; returns its path."""
-    import traceback
+    import traceback  # rare path
 
     try:
         path = _failure_path(folder, _key(_fingerprint()))
@@ -241,7 +241,7 @@ def _error_stub() -> None:  # pragma: no cover - only on a kernel error path
 
 def _link(obj: bytes, description: dict[str, Any]) -> tuple[Any, Any]:
     """Link the object code into this process; returns (ctypes function, engine)."""
-    import llvmlite.binding as llvm
+    import llvmlite.binding as llvm  # start-up: only when the engine runs
 
     if not _STUBS:
         # symbols of numba's runtime that the entry's error path refers to; the
@@ -352,7 +352,7 @@ def _vectorizer_options() -> None:
     default, leaves such a loop scalar (the warping's loop ran at half the
     speed). Set once per process, before numba compiles.
     """
-    import llvmlite.binding as llvm
+    import llvmlite.binding as llvm  # start-up: only when the engine runs
 
     if not _state.get("vectorizer_options"):
         llvm.set_option("mexkit", "-runtime-memory-check-threshold=256")
@@ -368,9 +368,9 @@ def build(folder: str | Path | None = None) -> Path:
     are written under temporary names and renamed into place, so a reader
     never sees half a build and concurrent builds do no harm.
     """
-    import llvmlite.binding as llvm
+    import llvmlite.binding as llvm  # start-up: only when the engine runs
 
-    from . import _tvl1_kernel as kernel
+    from . import _tvl1_kernel as kernel  # imports numba: only to build
 
     fingerprint = _fingerprint()
     target_dir = Path(folder) if folder is not None else _writable_dir()
@@ -421,7 +421,7 @@ def build(folder: str | Path | None = None) -> Path:
 
 
 def _numba_available() -> bool:
-    from importlib.util import find_spec
+    from importlib.util import find_spec  # rare path
 
     return find_spec("numba") is not None and find_spec("llvmlite") is not None
 

@@ -518,7 +518,7 @@ def start_cpu_workers(threads: int | None = None, *, engine: str = "auto") -> No
     check_option("engine", engine, _ENGINES)
     n = default_threads() if threads is None else check_int("threads", threads, 1)
     if engine in ("auto", "native"):
-        from . import _tvl1_native as native
+        from . import _tvl1_native as native  # start-up: llvmlite only when TV-L1 runs
 
         if native.load() is not None:
             return
@@ -605,7 +605,7 @@ def _native_kernel(prm: TVL1Params, dtype: np.dtype, engine: str) -> Any:
     """
     if engine == "numpy":
         return None
-    from . import _tvl1_native as native
+    from . import _tvl1_native as native  # start-up: llvmlite only when TV-L1 runs
 
     supported = dtype == np.float32 and prm.gamma == 0
     if engine == "auto":
