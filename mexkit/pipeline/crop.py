@@ -31,7 +31,8 @@ from .runner import StageResult, Task, run_stage
 from .stages import expect_arrays
 
 __all__ = ["CROP_VERSION", "ClipSpec", "load_annotated", "read_annotations", "default_unit",
-           "is_sheet", "sample_listing", "clips_from_samples", "clips_from_paths", "run_crop"]
+           "default_sheet", "is_sheet", "sample_listing", "clips_from_samples",
+           "clips_from_paths", "run_crop"]
 
 logger = logging.getLogger("mexkit")
 
@@ -85,6 +86,15 @@ def default_unit(record: Mapping[str, Any], samples: Sequence[Any]) -> str:
     if name and name != "generic":
         return "video" if get_adapter(name).long else "clip"
     return "video" if any(s.video and s.video != s.clip for s in samples) else "clip"
+
+
+def default_sheet(dataset: str | None, root: str | Path | None) -> Path | None:
+    """The sheet of a dataset whose release ships it in a fixed place under ``root``
+    (:attr:`~mexkit.io.datasets.DatasetAdapter.default_sheet`), or None."""
+    if not dataset or root is None:
+        return None
+    name = get_adapter(dataset).default_sheet
+    return Path(root) / name if name else None
 
 
 def is_sheet(path: str | Path) -> bool:
