@@ -440,9 +440,10 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
     monitor : torch.utils.data.Dataset, optional
         Samples whose loss (unweighted, without regularisation) and accuracy
         are measured after every epoch, in evaluation mode, and recorded as
-        ``monitor_loss`` and ``monitor_accuracy``. They only watch the
-        training (nothing is chosen on them), so a held-out test fold may
-        serve without leaking into the result.
+        ``monitor_loss``, ``monitor_accuracy`` and ``monitor_pred`` (each
+        sample's predicted class index, in the dataset's order). They only
+        watch the training (nothing is chosen on them), so a held-out test
+        fold may serve without leaking into the result.
 
     Returns
     -------
@@ -711,11 +712,13 @@ def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
 
 @torch.inference_mode()
 def _monitor(model: nn.Module, dataset: Dataset, loss_kind: str, device: torch.device,
-             collate_fn: Callable[..., Any] | None) -> dict[str, float]:
-    """Loss and accuracy on held-out samples, in evaluation mode; mode restored after."""
+             collate_fn: Callable[..., Any] | None) -> dict[str, Any]:
+    """Loss, accuracy and predicted classes of held-out samples, in evaluation mode; mode
+    restored after."""
     was_training = model.training
     model.eval()
     total = correct = count = 0.0
+    predicted: list[int] = []
     try:
         loader = DataLoader(dataset, batch_size=256, shuffle=False, collate_fn=collate_fn)
         for inputs, target in loader:
@@ -728,6 +731,7 @@ def _monitor(model: nn.Module, dataset: Dataset, loss_kind: str, device: torch.d
                 target = target.long()
                 value = F.cross_entropy(out, target, reduction="sum")
                 correct += float((out.argmax(1) == target).sum())
+                predicted += out.argmax(1).tolist()
             total += float(value)
             count += int(target.shape[0])
     finally:
@@ -735,6 +739,7 @@ def _monitor(model: nn.Module, dataset: Dataset, loss_kind: str, device: torch.d
     result = {"monitor_loss": total / max(count, 1)}
     if loss_kind != "mse":
         result["monitor_accuracy"] = correct / max(count, 1)
+        result["monitor_pred"] = predicted  # watched only: nothing is chosen here
     return result
 
 
