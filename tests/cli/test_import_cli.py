@@ -15,6 +15,7 @@ from mexkit.cli import cli
 from mexkit.face.landmarks import detect_landmarks
 from mexkit.io.datasets.megc2019_flow import APEX_DIR, FLOW_DIR
 from mexkit.io.store import open_store
+from mexkit.pipeline.show import _tile
 
 
 def _run(*args: str):
@@ -87,3 +88,21 @@ def test_import_refuses_datasets_read_from_videos_and_unknown_variants(tmp_path)
     assert res.exit_code == 2
     assert "Allowed values for megc2019-flow are flow, apex, but got 'tim'" in res.stderr
 
+
+
+def test_show_draws_a_few_of_each_class_as_the_release_pictures_them(tmp_path):
+    images = make_release(tmp_path / "HTNet")
+    store = tmp_path / "c.h5"
+    _run("import", str(tmp_path / "HTNet"), "--dataset", "megc2019-flow", "--no-landmarks",
+         "-o", str(store))
+    res = _run("show", str(store), "--per-class", "2", "-o", str(tmp_path / "classes.png"))
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "classes.png") as im:
+        assert im.size[0] > 100
+    with open_store(store) as st:
+        # maps in the release's units are drawn as its image: u, v, strain as R, G, B,
+        # each stretched to 0..255 (the real release's maps span it already)
+        img = images["006_006_1_2 .png"].astype(np.float64)
+        lo, hi = img.min(axis=(0, 1)), img.max(axis=(0, 1))
+        want = ((img - lo) / (hi - lo) * 255).astype(np.uint8)
+        np.testing.assert_array_equal(_tile(st["samm/006/006_1_2"]), want)
