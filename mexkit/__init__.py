@@ -2,6 +2,9 @@
 
 Importing the package is cheap: it loads no numerical library beyond what a
 submodule asks for, so ``mexkit.io.store`` can be opened in a small process.
+From Python, :mod:`mexkit.api` holds the functions behind the commands and
+stores and results as data, :mod:`mexkit.torch` a PyTorch dataset over a
+store (docs/python.md).
 
 It sets one environment default, before torch (or anything else using
 OpenMP) is loaded: ``OMP_WAIT_POLICY=PASSIVE``, unless the variable is
@@ -24,3 +27,13 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> object:
+    """``mexkit.api`` and ``mexkit.torch`` on first use (docs/python.md), so that
+    ``import mexkit`` alone stays light."""
+    if name in ("api", "torch"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

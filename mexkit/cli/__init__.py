@@ -77,6 +77,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Summarise a store: stage, provenance, samples."),
     "validate": ("mexkit.cli.inspect", "validate_cmd",
                  "Check a store; exit 0 if valid, 1 otherwise."),
+    "export": ("mexkit.cli.export", "export_cmd",
+               "Write a store or a results folder as CSV or Parquet tables."),
     "train": ("mexkit.cli.training", "train_cmd",
               "Train and evaluate a model under LOSO / k-fold / CDE / HDE."),
     "pretrain": ("mexkit.cli.pretraining", "pretrain_cmd",

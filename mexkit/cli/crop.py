@@ -86,8 +86,9 @@ Examples:
 @dataset_options
 @click.option("--detector", type=click.Choice(["dlib", "fan", "none"]), default="dlib",
               show_default=True,
-              help="dlib (offline HOG + 68-point model), fan (face-alignment, GPU) or none "
-                   "(frames are already face crops, e.g. CASME II's cropped set).")
+              help="dlib (offline HOG + 68-point model), fan (FAN and S3FD on face-alignment's "
+                   "published weights, GPU) or none (frames are already face crops, e.g. "
+                   "CASME II's cropped set).")
 @click.option("--mode", type=click.Choice(["first", "every"]), default="first",
               show_default=True,
               help="Landmarks on the first frame, one crop for the clip (MEAN), or on every "

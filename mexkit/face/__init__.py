@@ -1,7 +1,8 @@
 """Face detection, 68-point landmarks, alignment, crops and regions (pure).
 
 :mod:`~mexkit.face.landmarks`
-    dlib (offline) and FAN (face-alignment, GPU) backends with one output:
+    dlib (offline) and FAN (mexkit.face.fan, on the weights face-alignment
+    publishes; GPU) backends with one output:
     ``(68, 2)`` float32 iBUG-68 landmarks.
 :mod:`~mexkit.face.align`
     Aligned square crops of a clip from the first frame's landmarks (MEAN) or

@@ -12,12 +12,16 @@ coordinates in the 0-based iBUG-68 order (jaw 0-16, eyebrows 17-26, nose
     itself never sees colour. dlib returns integer landmark coordinates, so
     the landmarks are quantised to whole pixels.
 ``"fan"``
-    The Face Alignment Network (2D-FAN-4) with the S3FD face detector from
-    the ``face-alignment`` package (Bulat and Tzimiropoulos), batched over
-    frames and run on the GPU when one is present. Its weights must already
-    be in the torch hub cache (``torch.hub.get_dir()/checkpoints``): mexkit
-    never downloads them and fails at once, naming the files, when they are
-    missing (:func:`fan_weight_files`).
+    The Face Alignment Network (2D-FAN-4) with the S3FD face detector
+    (Bulat and Tzimiropoulos), run by mexkit itself (:mod:`mexkit.face.fan`)
+    on the weights the face-alignment package publishes, batched over frames
+    and on the GPU when one is present. No package beyond torch is needed
+    (face-alignment declares opencv-python, which would replace
+    opencv-contrib's ``cv2``). The weights must already be in the torch hub
+    cache (``torch.hub.get_dir()/checkpoints``), where face-alignment puts
+    them: mexkit never downloads them and fails at once, naming the files,
+    when they are missing (:func:`fan_weight_files`). Landmarks are whole
+    pixels, as face-alignment gives them.
 
 Coordinates follow OpenCV and dlib: the centre of the top-left pixel is
 ``(0, 0)``, ``x`` grows to the right and ``y`` downwards. Face boxes are
@@ -44,7 +48,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,10 +79,9 @@ DETECTORS = ("dlib", "fan")
 N_LANDMARKS = 68
 
 _PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
-# File names (and sources) of the weights face-alignment 1.5 loads from the
-# torch hub cache: 2D-FAN-4 from face_alignment/api.py, S3FD from
-# face_alignment/detection/sfd/sfd_detector.py.
-_FAN_FILES_15 = {
+# The weights face-alignment 1.5 publishes (names as its torch hub cache holds
+# them): 2D-FAN-4 and the S3FD detector.
+_FAN_FILES = {
     "2DFAN-4": ("2DFAN4-11f355bf06.pth.tar",
                 "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar"),
     "s3fd": ("s3fd-619a316812.pth",
@@ -281,96 +283,74 @@ def _dlib_detect(grey: np.ndarray, upsample: int | None, where: str) -> Detectio
 
 # --------------------------------------------------------------------------- FAN backend
 
-def _fan_file_names() -> dict[str, tuple[str, str]]:
-    """Weight file names and URLs of the installed face-alignment."""
-    import importlib.metadata
-
-    try:
-        version = importlib.metadata.version("face-alignment")
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    if version is None or version.startswith("1.5"):
-        return dict(_FAN_FILES_15)
-    # Another release may name its files differently: ask it (importing it
-    # takes a few seconds but downloads nothing).
-    from urllib.parse import urlparse
-
-    try:
-        from face_alignment import api
-        from face_alignment.detection.sfd import sfd_detector
-
-        urls = {"2DFAN-4": api.models_urls["2DFAN-4"], "s3fd": sfd_detector.models_urls["s3fd"]}
-    except (ImportError, AttributeError, KeyError):
-        return dict(_FAN_FILES_15)
-    return {k: (Path(urlparse(u).path).name, u) for k, u in urls.items()}
-
-
 def fan_weight_files() -> dict[str, Path]:
-    """Where face-alignment looks for the FAN and S3FD weights.
+    """Where the FAN and S3FD weights are read from.
 
     Returns
     -------
     files : dict
         ``{"2DFAN-4": path, "s3fd": path}`` under
         ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``,
-        by default ``~/.cache/torch/hub/checkpoints``).
+        by default ``~/.cache/torch/hub/checkpoints``), where face-alignment
+        downloads them.
     """
     import torch
 
     folder = Path(torch.hub.get_dir()) / "checkpoints"
-    return {k: folder / name for k, (name, _) in _fan_file_names().items()}
+    return {k: folder / name for k, (name, _) in _FAN_FILES.items()}
 
 
-def _check_fan_available() -> None:
-    """Fail at once, before any download, when face-alignment or its weights are missing."""
-    if importlib.util.find_spec("face_alignment") is None:
-        raise ParameterError(
-            "The 'fan' detector needs the face-alignment package (pip install "
-            "'mexkit[fan]', installed without its dependencies); or use --detector dlib.")
+def _check_fan_available() -> dict[str, Path]:
+    """The weight files; fail at once, before anything is loaded, when one is missing."""
     files = fan_weight_files()
     missing = {k: p for k, p in files.items() if not p.is_file()}
     if missing:
-        urls = {k: u for k, (_, u) in _fan_file_names().items()}
-        listing = "; ".join(f"{p.name} (from {urls[k]})" for k, p in missing.items())
+        listing = "; ".join(f"{p.name} (from {_FAN_FILES[k][1]})" for k, p in missing.items())
         folder = next(iter(missing.values())).parent
         raise ParameterError(
             f"Invalid value for the 'detector' parameter: 'fan' needs weights that are not "
             f"in the torch hub cache. Put {listing} into {folder} (set TORCH_HOME to use "
             "another cache); mexkit never downloads them. Or use --detector dlib, which "
             "works offline.")
+    return files
 
 
 def _fan_device(device: str | None) -> str:
     return str(resolve_device(device))
 
 
-def _fan_model(device: str) -> Any:
-    _check_fan_available()
+def _load_weights(net: Any, path: Path, device: str) -> Any:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except Exception as exc:
+        raise ParameterError(
+            f"Invalid value for the 'detector' parameter: 'fan' cannot use its weights "
+            f"{path} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); delete the "
+            "file and fetch it again, or use --detector dlib.") from exc
+    return net.to(device).eval()
+
+
+def _fan_model(device: str) -> tuple[Any, Any]:
+    """(S3FD, FAN) on ``device``, loaded once per process."""
+    files = _check_fan_available()
     with _lock:
         if device not in _fan_cache:
-            import inspect
+            from .fan import FAN, S3FD
 
-            import face_alignment
-
-            kwargs: dict[str, Any] = {"device": device, "face_detector": "sfd"}
-            if "compile" in inspect.signature(face_alignment.FaceAlignment).parameters:
-                kwargs["compile"] = False       # no compile cache writes, no warm-up
-            _fan_cache[device] = face_alignment.FaceAlignment(
-                face_alignment.LandmarksType.TWO_D, **kwargs)
+            _fan_cache[device] = (_load_weights(S3FD(), files["s3fd"], device),
+                                  _load_weights(FAN(4), files["2DFAN-4"], device))
     return _fan_cache[device]
 
 
-def _fan_boxes(raw: Any) -> tuple[np.ndarray, np.ndarray]:
-    arr = np.asarray(raw, dtype=np.float32).reshape(-1, 5) if len(raw) else np.zeros((0, 5))
-    return arr[:, :4].astype(np.float32), arr[:, 4].astype(np.float32)
+def _fan_shape(model: tuple[Any, Any], rgb: np.ndarray, box: np.ndarray, device: str
+               ) -> np.ndarray:
+    from .fan import fan_landmarks
 
-
-def _fan_shape(model: Any, rgb: np.ndarray, box: np.ndarray, score: float) -> np.ndarray:
-    face = np.array([*box, score], dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="No faces were detected")
-        pts = model.get_landmarks_from_image(rgb, detected_faces=[face])
-    return np.asarray(pts[0], dtype=np.float32)[:, :2]
+    return fan_landmarks(model[1], rgb, np.asarray(box, np.float32)[None, :4],
+                         device=device)[0]
 
 
 def frame_names(where: str, n: int) -> list[str]:
@@ -380,23 +360,21 @@ def frame_names(where: str, n: int) -> list[str]:
 
 def _fan_detect_many(frames: np.ndarray, device: str | None,
                      names: list[str]) -> list[Detection | None]:
-    import torch
+    from .fan import detect_faces
 
-    model = _fan_model(_fan_device(device))
+    dev = _fan_device(device)
+    model = _fan_model(dev)
     out: list[Detection | None] = []
     for start in range(0, len(frames), _FAN_CHUNK):
         rgb = np.stack([_rgb(f) for f in frames[start:start + _FAN_CHUNK]])
-        batch = torch.from_numpy(rgb).permute(0, 3, 1, 2).float()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="No faces were detected")
-            per_frame = model.face_detector.detect_from_batch(batch)
-        for i, raw in enumerate(per_frame):
-            boxes, scores = _fan_boxes(raw)
-            if len(boxes) == 0:
+        for i, found in enumerate(detect_faces(model[0], rgb, device=dev)):
+            if len(found) == 0:
                 out.append(None)
                 continue
+            boxes = found[:, :4].astype(np.float32)
+            scores = found[:, 4].astype(np.float32)
             best = _pick_largest(boxes, scores, names[start + i])
-            pts = _fan_shape(model, rgb[i], boxes[best], float(scores[best]))
+            pts = _fan_shape(model, rgb[i], boxes[best], dev)
             out.append(Detection(pts, boxes[best], float(scores[best])))
     return out
 
@@ -435,7 +413,7 @@ def detect_landmarks(image: np.ndarray, *, detector: str = "dlib",
     NoFaceError
         No face in the image; the message names ``where``.
     ParameterError
-        Bad image, option, or ``"fan"`` without its package or weights.
+        Bad image, option, or ``"fan"`` without its weights.
     """
     image = _check_image(image)
     check_option("detector", detector, DETECTORS)
@@ -538,5 +516,5 @@ def fit_landmarks(image: np.ndarray, box: np.ndarray, *, detector: str = "dlib",
             f"x1 > x0 and y1 > y0, but got {box.tolist()!r}.")
     if detector == "dlib":
         return _dlib_shape(_grey(image), box)
-    model = _fan_model(_fan_device(device))
-    return _fan_shape(model, _rgb(image), box, 1.0)
+    dev = _fan_device(device)
+    return _fan_shape(_fan_model(dev), _rgb(image), box, dev)

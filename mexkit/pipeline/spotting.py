@@ -48,6 +48,7 @@ from ..io.atomic import write_text
 from ..io.checkpoints import load_checkpoint
 from ..io.intervals import read_intervals, write_intervals, write_intervals_json
 from ..io.store import open_store
+from ..io.tables import TableWriter
 from ..learn.train import ratio_subsample
 from ..models.registry import ModelSpec, get_spec, list_models
 from ..spot.metrics import Interval, evaluate_intervals
@@ -586,11 +587,53 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     return path
 
 
+#: Columns of the per-frame scores file (``frame_scores.csv``; ``mexkit export``).
+FRAME_SCORE_COLUMNS = ("subject", "video", "type", "frame", "score", "smoothed", "threshold")
+
+
+def frame_score_columns(video: SpotVideo, curves: Mapping[str, Any]) -> dict[str, Any]:
+    """One video's spotting curves as table columns, one row per type and frame.
+
+    Parameters
+    ----------
+    video : SpotVideo
+    curves : mapping
+        Type name -> ``{"scores", "smoothed", "threshold"}`` as the spotting
+        step gives them: ``scores[j]`` is the network's score of the pair of
+        frames ``j`` and ``j + gap``.
+
+    Returns
+    -------
+    dict
+        :data:`FRAME_SCORE_COLUMNS`: ``frame`` is the 0-based position ``j``
+        in the video, ``smoothed`` the score after MEAN's smoothing, and
+        ``threshold`` the type's spotting threshold for the video.
+    """
+    cols: dict[str, list[Any]] = {c: [] for c in FRAME_SCORE_COLUMNS}
+    for kind, c in curves.items():
+        scores = np.asarray(c["scores"], dtype=np.float64).reshape(-1)
+        smoothed = np.asarray(c["smoothed"], dtype=np.float64).reshape(-1)
+        n = len(scores)
+        cols["subject"] += [video.subject] * n
+        cols["video"] += [video.video] * n
+        cols["type"] += [kind] * n
+        cols["frame"] += list(range(n))
+        cols["score"] += scores.tolist()
+        cols["smoothed"] += smoothed.tolist() if len(smoothed) == n else [None] * n
+        cols["threshold"] += [float(c["threshold"])] * n
+    out: dict[str, Any] = {k: v for k, v in cols.items() if k in ("subject", "video", "type")}
+    out["frame"] = np.asarray(cols["frame"], dtype=np.int64)
+    for k in ("score", "smoothed", "threshold"):
+        out[k] = np.array([np.nan if v is None else v for v in cols[k]], dtype=np.float64)
+    return out
+
+
 def _loso(run: _Spotting, out: Path, *, seed: int, plots: bool
           ) -> tuple[list[Interval], dict[str, Any]]:
     """Every fold: train on the other subjects, spot the held-out subject's videos."""
     spotted: list[Interval] = []
     histories: dict[str, Any] = {}
+    scores = TableWriter(out / "frame_scores.csv", format="csv")
     for fold, subject in enumerate(run.subjects):
         models = run.train(
             lambda kind, s=subject: [v for v in run.by_type[kind] if v.subject != s],
@@ -603,9 +646,11 @@ def _loso(run: _Spotting, out: Path, *, seed: int, plots: bool
                 continue
             found, curves = run.spot(models, n)
             spotted.extend(found)
+            scores.write(frame_score_columns(v, curves))
             if plots:
                 plot_video(out / "plots" / _plot_name(v), v, curves, found)
         logger.info("spot: fold %d/%d (subject %s) done", fold + 1, len(run.subjects), subject)
+    scores.close(FRAME_SCORE_COLUMNS)
     return spotted, histories
 
 
@@ -725,11 +770,14 @@ def spot_store(store_path: str | os.PathLike, results_dir: str | os.PathLike,
     if plots:
         plot_dir.mkdir(parents=True, exist_ok=True)
     spotted: list[Interval] = []
+    scores = TableWriter(output.with_name(output.stem + ".frame_scores.csv"), format="csv")
     for n, v in enumerate(videos):
         found, curves = run.spot(models, n)
         spotted.extend(found)
+        scores.write(frame_score_columns(v, curves))
         if plots:
             plot_video(plot_dir / _plot_name(v), v, curves, found)
+    scores.close(FRAME_SCORE_COLUMNS)
     write_intervals(output, spotted)
     write_intervals_json(output.with_suffix(".json"), spotted, kprime=_keyed(run.kprimes),
                          p=run.p, classes=meta["classes"], model=str(results_dir))

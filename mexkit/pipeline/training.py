@@ -116,7 +116,10 @@ def train_model(store_path: str | os.PathLike, out_dir: str | os.PathLike | None
     ``kw`` are :func:`train_evaluate`'s other settings (ignored by spotting).
     """
     spec = get_spec(model)
-    path = Path(store_path)
+    # absolute paths: fold workers of an earlier call (a reused process pool) keep the
+    # working folder of that call, so a relative path would name another file there
+    path = Path(store_path).absolute()
+    out_dir = Path(out_dir).absolute() if out_dir is not None else None
     stem = path.name.split(".")[0]
     if spec.spotting is not None and is_spotting_store(path, spec.spotting.input):
         out = Path(out_dir) if out_dir is not None else path.with_name(

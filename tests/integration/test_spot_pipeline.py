@@ -101,6 +101,13 @@ def test_loso_writes_intervals_metrics_plots_and_a_final_model(gap_store, tmp_pa
     assert len(spotted) == m["n_pred"]
     assert all(iv.confidence is not None and iv.type in ("micro", "macro") for iv in spotted)
     assert len(read_intervals(out / "truth.csv")) == 4
+    import csv
+
+    with open(out / "frame_scores.csv", newline="") as fh:    # one row per type and pair
+        rows = list(csv.DictReader(fh))
+    videos = load_spot_videos(gap_store)
+    assert len(rows) == 2 * sum(v.n_frames - v.gap for v in videos)
+    assert {r["type"] for r in rows} == {"micro", "macro"}
     assert sorted(p.name for p in (out / "plots").iterdir()) == ["s1_v1.png", "s2_v1.png"]
     assert json.loads((out / "spot_model.json").read_text())["types"]["micro"]["kprime"] == 3
     # the final models spot the same store; with its annotations the table is computed

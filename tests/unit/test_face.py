@@ -169,46 +169,69 @@ def test_fan_without_weights_fails_at_once(tmp_path, monkeypatch, photo):
     assert list(tmp_path.rglob("*")) == []          # nothing downloaded, nothing created
 
 
-class _FakeDetector:
-    """S3FD stand-in: a small and a large face in non-black frames, none in black ones."""
+def _fake_fan(monkeypatch):
+    """Stand-ins for mexkit.face.fan's detector and landmarks: a small and a large face in
+    non-black frames, none in black ones; landmarks on the box's diagonal."""
+    import mexkit.face.fan as fan
 
-    def __init__(self):
-        self.batches = []
+    seen = {"batches": [], "images": []}
 
-    def detect_from_batch(self, tensor):
-        self.batches.append(tuple(tensor.shape))
+    def detect_faces(net, images, *, device="cpu"):
+        seen["batches"].append(images.shape)
         two = np.array([[10, 10, 50, 50, 0.99], [100, 80, 220, 200, 0.90]])
-        return [two if float(image.max()) > 0 else np.zeros((0, 5)) for image in tensor]
+        return [two if image.max() > 0 else np.zeros((0, 5)) for image in images]
 
-
-class _FakeFan:
-    """face_alignment.FaceAlignment stand-in: landmarks on the box's diagonal."""
-
-    def __init__(self):
-        self.face_detector = _FakeDetector()
-        self.images = []
-
-    def get_landmarks_from_image(self, image, detected_faces=None):
-        self.images.append(image.shape)
-        x0, y0, x1, y1 = detected_faces[0][:4]
+    def fan_landmarks(net, image, boxes, *, device="cpu"):
+        seen["images"].append(image.shape)
+        x0, y0, x1, y1 = boxes[0][:4]
         s = np.linspace(0.0, 1.0, 68)[:, None]
-        return [np.hstack([x0 + s * (x1 - x0), y0 + s * (y1 - y0)])]
+        return np.hstack([x0 + s * (x1 - x0), y0 + s * (y1 - y0)])[None].astype(np.float32)
+
+    monkeypatch.setattr(fan, "detect_faces", detect_faces)
+    monkeypatch.setattr(fan, "fan_landmarks", fan_landmarks)
+    monkeypatch.setattr(landmarks_module, "_fan_model", lambda device: ("s3fd", "fan"))
+    return seen
 
 
 def test_fan_results_are_mapped_like_dlib(monkeypatch):
-    fake = _FakeFan()
-    monkeypatch.setattr(landmarks_module, "_fan_model", lambda device: fake)
+    seen = _fake_fan(monkeypatch)
     frames = np.full((3, 240, 320), 50, dtype=np.uint8)
     frames[1] = 0
     batch = detect_landmarks_batch(frames, detector="fan", allow_missing=True)
-    assert fake.face_detector.batches == [(3, 3, 240, 320)]   # one RGB batch
-    assert fake.images == [(240, 320, 3), (240, 320, 3)]
+    assert seen["batches"] == [(3, 240, 320, 3)]   # one RGB batch
+    assert seen["images"] == [(240, 320, 3), (240, 320, 3)]
     assert batch.found.tolist() == [True, False, True]
     np.testing.assert_allclose(batch.boxes[0], [100, 80, 220, 200])   # the larger face
     np.testing.assert_allclose(batch.scores[[0, 2]], 0.90, rtol=1e-6)
     np.testing.assert_allclose(batch.landmarks[0, [0, -1]], [[100, 80], [220, 200]])
     with pytest.raises(NoFaceError, match="clip 'f', frame 1"):
         detect_landmarks(frames[1], detector="fan", where="clip 'f', frame 1")
+
+
+def test_fan_weights_load_from_the_hub_cache(tmp_path, monkeypatch):
+    """The published files' names and format (plain state dicts) are what mexkit loads,
+    with no face-alignment package; a damaged file is named."""
+    import torch
+
+    from mexkit.face.fan import FAN, S3FD
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(landmarks_module, "_fan_cache", {})
+    files = fan_weight_files()
+    files["s3fd"].parent.mkdir(parents=True)
+    torch.manual_seed(3)
+    s3fd, fan = S3FD(), FAN(4)
+    torch.save(s3fd.state_dict(), files["s3fd"])
+    torch.save(fan.state_dict(), files["2DFAN-4"])
+    loaded_s3fd, loaded_fan = landmarks_module._fan_model("cpu")
+    assert not loaded_fan.training and not loaded_s3fd.training
+    assert torch.equal(loaded_fan.l3.weight, fan.l3.weight)
+    assert torch.equal(loaded_s3fd.conv3_3_norm.weight, s3fd.conv3_3_norm.weight)
+    assert landmarks_module._fan_model("cpu")[1] is loaded_fan        # loaded once
+    monkeypatch.setattr(landmarks_module, "_fan_cache", {})
+    files["2DFAN-4"].write_bytes(b"not a state dict")
+    with pytest.raises(ParameterError, match="2DFAN4-11f355bf06.pth.tar"):
+        landmarks_module._fan_model("cpu")
 
 
 # --------------------------------------------------------------------------- alignment
