@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ from click.testing import CliRunner
 from megc_release import make_release
 
 from mexkit.cli import cli
+
+ROOT = Path(__file__).parents[2]
 
 ROWS = [("casme2", "sub01", "EP01_01", 0, "sub01_EP01_01.jpg"),
         ("casme2", "sub01", "EP01_02", 1, "sub01_EP01_02.jpg"),
@@ -44,7 +48,7 @@ def composite(tmp_path_factory):
 
 
 def test_ststnet_loso_honest_and_selected_on_test(composite, tmp_path):
-    out = tmp_path / "st"
+    out = tmp_path / "ststnet-loso-e3"
     results = _run("train", composite, "--model", "ststnet", "--epochs", 3,
                    "--select-on-test", "--fold-jobs", 1, "-o", out)
     res = json.loads(Path(results).read_text())
@@ -70,6 +74,19 @@ def test_ststnet_loso_honest_and_selected_on_test(composite, tmp_path):
         assert sel["epochs"][fold] == want
         picked = [classes.index(r["pred"]) for r in chosen if r["fold"] == fold]
         assert picked == history[want - 1]["monitor_pred"]
+    # examples/composite_loso.sh prints both figures, the selected one labelled, beside the
+    # published one and the epochs that ran
+    table = subprocess.run(
+        ["bash", str(ROOT / "examples" / "composite_loso.sh"), str(tmp_path), str(tmp_path)],
+        env={**os.environ, "TABLE_ONLY": "1", "MODELS": "ststnet htnet",
+             "EPOCHS_STSTNET": "3"}, capture_output=True, text=True, check=True).stdout
+    row = next(ln for ln in table.splitlines() if ln.startswith("ststnet"))
+    h, s = res["pooled"], sel["pooled"]
+    assert row.split() == ["ststnet", f"{h['uf1']:.4f}/{h['uar']:.4f}",
+                           f"{s['uf1']:.4f}/{s['uar']:.4f}", "0.7353/0.7605", "3", "-", "-"]
+    assert "test-selected: SELECTED ON THE TEST FOLD" in table
+    assert next(ln for ln in table.splitlines() if ln.startswith("htnet")).split()[1:3] == \
+        ["not", "run"]
     # the same command without the flag keeps the folds and drops the selected figures
     again = json.loads(Path(_run("train", composite, "--model", "ststnet", "--epochs", 3,
                                  "--fold-jobs", 1, "-o", out)).read_text())
