@@ -19,6 +19,7 @@ __all__ = [
     "BusyError",
     "InputChangedError",
     "DiskFullError",
+    "WorkerLostError",
 ]
 
 
@@ -68,3 +69,7 @@ class InputChangedError(StoreError):
 
 class DiskFullError(StoreError):
     """No space is left on the device an output is written to: the stage stops."""
+
+
+class WorkerLostError(MexkitError):
+    """A worker process (killed, out of memory) was lost with work that no retry finished."""

@@ -51,6 +51,8 @@ __all__ = [
     "backend_session",
     "watch_parent",
     "is_lost_worker",
+    "LOKY_GRACE",
+    "loky_pool_fault",
     "progress_bar",
     "parse_shard",
     "in_shard",
@@ -65,6 +67,9 @@ BACKENDS = ("loky", "threading", "dask", "ray")
 STALL_ENV = "MEXKIT_STALL_TIMEOUT"
 #: Seconds a cluster map waits with no worker alive and nothing finishing.
 DEFAULT_STALL_TIMEOUT = 300.0
+#: Seconds a loky map goes on once its worker pool can no longer finish work
+#: (:func:`loky_pool_fault`) before it fails the map's unfinished tasks.
+LOKY_GRACE = 5.0
 
 
 class ClusterLostError(MexkitError):
@@ -379,9 +384,14 @@ def _local_dask_cluster(jobs: int) -> Iterator[Any]:
                              "its TLS certificates (pip install cryptography).") from exc
     logger.info("dask: starting a local cluster of %d worker process(es) (TLS, this run "
                 "only)", jobs)
+    # no dashboard, and the scheduler's HTTP server (health and metrics routes) on a free
+    # port of 127.0.0.1: by default it takes 8787 and, when another cluster holds 8787,
+    # warns and moves elsewhere
     with distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                                   dashboard_address=None, host="127.0.0.1", protocol="tls",
-                                  security=security) as cluster, \
+                                  security=security,
+                                  scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}
+                                  ) as cluster, \
             distributed.Client(cluster, security=security, set_as_default=False) as client:
         yield client
 
@@ -531,6 +541,7 @@ def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, job
         ensure_reaper()
     if backend == "loky":  # each worker also ends itself within 0.25 s of our death
         func = functools.partial(_watched, func, os.getpid())
+        _retire_stopped_pool()
 
     # Ray's joblib backend returns a list only (workers still stage each sample at once)
     order = "list" if backend == "ray" else "generator_unordered"
@@ -544,6 +555,10 @@ def parallel_map(func: Callable[[list[T]], R], chunks: Iterable[list[T]], *, job
                                              address=address))
         par = joblib.Parallel(return_as=order)
         calls = (joblib.delayed(func)(c) for c in chunks)
+        if backend == "loky":
+            with _LokyWatch(par):
+                yield from par(calls)
+            return
         if probe is None or math.isinf(limit):
             yield from par(calls)
             return
@@ -618,6 +633,150 @@ class _Waiter:
             self._thread.join(timeout=10)
             if self._thread.is_alive():
                 logger.debug("the cluster map's thread is still waiting on its cluster")
+
+
+# ---------------------------------------------------------------------------
+# the loky pool's guard
+# ---------------------------------------------------------------------------
+# joblib waits on the futures of loky's pool; only the pool's manager thread
+# completes them (a result read from a worker, or TerminatedWorkerError when a
+# worker dies).  That thread dies with any exception raised in it, and loky
+# catches none: a warning it emits there (``A worker stopped while some jobs
+# were given to the executor``, on a worker recycled for memory or ended by
+# its idle timeout while tasks were queued) becomes an exception wherever
+# warnings are errors (``-W error``, pytest's ``filterwarnings = error``), and
+# so does a failed fork of a replacement worker.  The map then waited for
+# ever on a pool with no manager, its last worker a zombie.  The guard below
+# notices such a pool and does what its manager would have done.
+def _loky_pool(par: Any) -> Any:
+    """The loky executor a joblib ``Parallel`` runs on (None before it has one)."""
+    return getattr(getattr(par, "_backend", None), "_workers", None)
+
+
+def _has_ended(proc: Any) -> bool:
+    """True once the process ``proc`` has ended (its sentinel is readable; not reaped)."""
+    from multiprocessing.connection import wait  # start-up: only a loky map gets here
+
+    sentinel = getattr(proc, "sentinel", None)
+    if sentinel is None:
+        return False
+    try:
+        return bool(wait([sentinel], timeout=0))
+    except (OSError, ValueError):  # closed by loky meanwhile: it has seen the process end
+        return False
+
+
+def loky_pool_fault(pool: Any) -> str | None:
+    """Why the loky executor ``pool`` can no longer finish work, or None.
+
+    Two states that loky itself never reports, in which its futures would
+    never complete: the pool's manager thread has ended although the pool is
+    neither shut down nor marked broken, or a worker process has ended and is
+    still counted among the pool's workers (the manager notices a dead worker
+    within milliseconds, so one still counted means the manager is not
+    working).  A pool that is shut down or broken is no fault: loky has
+    completed its futures already.
+    """
+    manager = getattr(pool, "_executor_manager_thread", None)
+    manager_ended = manager is not None and not manager.is_alive()
+    flags = getattr(pool, "_flags", None)
+    if flags is None or flags.broken is not None or flags.shutdown:
+        return None
+    if manager_ended:
+        return "its manager thread has ended"
+    for pid, proc in list((getattr(pool, "_processes", None) or {}).items()):
+        if _has_ended(proc):
+            return f"worker process {pid} has ended unnoticed"
+    return None
+
+
+def _stop_pool(pool: Any, fault: str, waited: float) -> bool:
+    """Do what the pool's manager thread would have done for a lost worker.
+
+    Marks the pool broken (joblib makes a new one for the next map), fails
+    every unfinished task with loky's ``TerminatedWorkerError`` (so the map
+    raises it, and :func:`is_lost_worker` counts it as a lost worker) and
+    kills the pool's remaining workers.  Returns False if this loky has not
+    the internals used here.
+    """
+    try:
+        # start-up: as in _session, loky is imported by loky maps only
+        from joblib.externals.loky.backend.utils import kill_process_tree  # (above)
+        from joblib.externals.loky.process_executor import TerminatedWorkerError  # (above)
+
+        error = TerminatedWorkerError(
+            f"the loky worker pool stopped working ({fault}) and had not recovered "
+            f"{waited:.0f} s later; its unfinished tasks are given up as lost with a worker")
+        pool._flags.flag_as_broken(error)
+        for item in list(pool._pending_work_items.values()):
+            with contextlib.suppress(Exception):  # finished or cancelled meanwhile
+                item.future.set_exception(error)
+        for proc in list(pool._processes.values()):
+            with contextlib.suppress(Exception):  # ended meanwhile
+                kill_process_tree(proc)
+        with contextlib.suppress(Exception):  # ends the queue's feeder thread
+            pool._call_queue.close()
+    except Exception as exc:  # another loky: nothing to stop the wait with
+        logger.warning("loky: the worker pool stopped working (%s) and cannot be stopped "
+                       "from here (%s: %s)", fault, type(exc).__name__, exc)
+        return False
+    logger.warning("loky: the worker pool stopped working (%s); its unfinished tasks are "
+                   "given up as lost with a worker", fault)
+    return True
+
+
+def _retire_stopped_pool() -> None:
+    """Stop joblib's reusable loky pool if its manager thread ended after an earlier map.
+
+    Otherwise the next map would queue its tasks on it (or wait, resizing it,
+    for tasks it will never finish).
+    """
+    from joblib.externals.loky import reusable_executor  # start-up: loky maps only
+
+    pool = getattr(reusable_executor, "_executor", None)
+    fault = None if pool is None else loky_pool_fault(pool)
+    if fault is not None and "manager" in fault:
+        _stop_pool(pool, fault, 0.0)
+
+
+class _LokyWatch:
+    """A thread that watches the loky pool of a map while the map runs.
+
+    Every ``tick`` seconds it asks :func:`loky_pool_fault`; a fault that lasts
+    ``grace`` seconds stops the pool (:func:`_stop_pool`): the map raises
+    ``TerminatedWorkerError`` instead of waiting for ever, and the stage
+    runner retries its samples on a new pool.
+    """
+
+    def __init__(self, par: Any, *, grace: float | None = None, tick: float = 0.5) -> None:
+        self._par = par
+        self._grace = LOKY_GRACE if grace is None else grace
+        self._tick = tick
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mexkit-loky-watch",
+                                        daemon=True)
+
+    def __enter__(self) -> _LokyWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        since: float | None = None
+        while not self._stop.wait(self._tick):
+            pool = _loky_pool(self._par)
+            fault = None if pool is None else loky_pool_fault(pool)
+            if fault is None:
+                since = None
+                continue
+            now = time.monotonic()
+            since = now if since is None else since
+            if now - since >= self._grace:
+                _stop_pool(pool, fault, now - since)
+                return
 
 
 # What a lost worker, node or connection raises through joblib (by name: the

@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Subset
 from .. import __version__
 from .._validate import check_option
 from ..devices import resolve_device, usable_cores
-from ..errors import LabelError, MexkitError, ParameterError
+from ..errors import LabelError, MexkitError, ParameterError, WorkerLostError
 from ..io.atomic import write_text
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..io.predictions import write_predictions
@@ -72,7 +72,7 @@ from ..models.registry import (
 from ..models.registry import model_options as resolve_options
 from .labelled import SampleTable, sample_table
 from .mean_weights import predict_with_weights
-from .parallel import parallel_map
+from .parallel import current_config, is_lost_worker, parallel_map
 from .reports import EpochBars, format_report, jsonable, plot_confusion, plot_training, safe_name
 from .spot_eval import format_spot_report
 from .spotting import is_spotting_store, train_spotting
@@ -372,22 +372,48 @@ def _split_done(run: _Run, out: Path, key_config: Mapping[str, Any]
 
 def _train_folds(job: _FoldJob, pending: list[tuple[Any, ...]], fold_jobs: int | str,
                  dataset: Any) -> dict[str, dict[str, Any]]:
-    """Train and test the pending folds, ``fold_jobs`` at once; their results by name."""
-    jobs = max(1, min(_fold_jobs(fold_jobs, job.base.device, dataset), len(pending)))
-    if jobs > 1 and world_size() > 1:
+    """Train and test the pending folds, ``fold_jobs`` at once; their results by name.
+
+    Folds lost with a worker process (killed, out of memory, a worker pool
+    that stopped working) are trained again, as many times as the run's
+    ``retries`` setting says (2 by default; :func:`~.parallel.configure`);
+    after that the run stops with :class:`~mexkit.errors.WorkerLostError`,
+    the finished folds kept for the next run.
+    """
+    wanted = _fold_jobs(fold_jobs, job.base.device, dataset)
+    if min(wanted, len(pending)) > 1 and world_size() > 1:
         raise ParameterError("--fold-jobs cannot be combined with torchrun (DDP already "
                              "spreads each fold over the processes).")
-    if jobs > 1:
-        job = dataclasses.replace(job, threads=max(1, usable_cores() // jobs),
-                                  progress=False)
-    trained = {}
-    for result in parallel_map(_run_folds, ([(job, item)] for item in pending), jobs=jobs,
-                               backend="loky"):
-        rows = result["rows"]
-        acc = np.mean([r["true"] == r["pred"] for r in rows]) if rows else float("nan")
-        logger.info("fold %s: %d test sample(s), accuracy %.3f", result["name"], len(rows),
-                    acc)
-        trained[result["name"]] = result
+    retries = current_config().retries
+    trained: dict[str, dict[str, Any]] = {}
+    for attempt in range(retries + 1):
+        left = [item for item in pending if item[1] not in trained]
+        jobs = max(1, min(wanted, len(left)))
+        this = job if jobs == 1 else dataclasses.replace(
+            job, threads=max(1, usable_cores() // jobs), progress=False)
+        try:
+            for result in parallel_map(_run_folds, ([(this, item)] for item in left),
+                                       jobs=jobs, backend="loky"):
+                rows = result["rows"]
+                acc = np.mean([r["true"] == r["pred"] for r in rows]) if rows else float("nan")
+                logger.info("fold %s: %d test sample(s), accuracy %.3f", result["name"],
+                            len(rows), acc)
+                trained[result["name"]] = result
+            break
+        except Exception as exc:
+            if not is_lost_worker(exc):
+                raise
+            lost = [item[1] for item in left if item[1] not in trained]
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if attempt < retries:
+                logger.warning("%d fold(s) lost with a worker (%s): %s; training them again "
+                               "(%d of %d)", len(lost), ", ".join(lost), reason, attempt + 1,
+                               retries)
+                continue
+            raise WorkerLostError(
+                f"{len(lost)} fold(s) lost with a worker after {retries + 1} attempt(s) "
+                f"({', '.join(lost)}): {reason}; the finished folds are kept, run the same "
+                "command again to train the rest") from exc
     return trained
 
 

@@ -207,6 +207,61 @@ def test_fold_jobs_give_the_same_results(flow_stores, tmp_path):
                 assert abs(float(row[key]) - float(b[sid][key])) < 1e-4
 
 
+def _fold_workers() -> list[int]:
+    """Live loky worker processes of this process (the fold workers)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_bytes()
+            cmd = Path(f"/proc/{d}/cmdline").read_bytes()
+        except OSError:
+            continue
+        state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
+        if int(ppid) == os.getpid() and state != b"Z" and b"popen_loky_posix" in cmd:
+            found.append(int(d))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the fold workers in /proc")
+def test_a_fold_worker_killed_mid_training_is_trained_again(flow_stores, tmp_path):
+    """A fold worker killed with SIGKILL after its first epoch: the run retries the folds
+    it lost on a new pool (resuming their checkpoints) and finishes every fold."""
+    import signal
+    import threading
+    import time
+
+    ours, _ = flow_stores
+    out = tmp_path / "run"
+    killed: list[int] = []
+
+    def kill_a_worker_after_an_epoch():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if any((out / "checkpoints").glob("*/*.safetensors")):
+                workers = _fold_workers()
+                if workers:
+                    os.kill(workers[0], signal.SIGKILL)
+                    killed.append(workers[0])
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_a_worker_after_an_epoch, daemon=True)
+    killer.start()
+    r = CliRunner().invoke(cli, ["train", str(ours), "--model", "mean", "--epochs", "4",
+                                 "--fold-jobs", "2", "-o", str(out)])
+    killer.join(10)
+    assert killed, "no fold worker was killed"
+    assert r.exit_code == 0, r.output
+    assert "lost with a worker" in r.stderr and "training them again (1 of 2)" in r.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["n_samples"] == 6 and len(doc["per_fold"]) == 2
+    for history in doc["training"].values():
+        assert [e["epoch"] for e in history][-1] == 4
+    assert killed[0] not in _fold_workers()
+
+
 @pytest.mark.slow  # DDP itself is tested fast in tests/unit/test_train.py
 def test_same_train_command_under_torchrun(flow_stores, tmp_path):
     """DDP on CPU (gloo, loopback): the user's command only gains the launcher."""

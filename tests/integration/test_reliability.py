@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import time
 
 import h5py
 import numpy as np
@@ -724,20 +726,36 @@ def test_local_dask_cluster_refuses_a_client_without_its_certificate():
         if pid is not None:
             with __import__("contextlib").suppress(OSError):
                 os.close(w)
-            os.waitpid(pid, 0)
+            if os.waitpid(pid, os.WNOHANG) == (0, 0):  # still running: a hung child
+                time.sleep(1)
+                if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
 
 
 def _dask_checks(_dask_client, w, r2, pid):
-    with _dask_client(2, None) as client:
+    import select
+    import socket
+
+    # Dask's default HTTP port held, as by another cluster on the machine: the cluster
+    # mexkit starts takes no fixed port (it warned, an error here, and moved elsewhere)
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    except OSError:  # held already
+        pass
+    with holder, _dask_client(2, None) as client:
         address = client.scheduler.address
         assert address.startswith("tls://127.0.0.1:")
-        assert client.submit(os.getuid).result(timeout=60) == os.getuid()
+        assert client.submit(os.getuid).result(timeout=120) == os.getuid()
         for a in (address, address.replace("tls://", "tcp://")):
             assert _try_dask(a).startswith("refused"), a
         if pid is not None:
             os.write(w, address.encode())
             os.close(w)
-            with os.fdopen(r2, "rb") as fh:
+            with os.fdopen(r2, "rb") as fh:   # the child's two tries: 26 s at most
+                assert select.select([fh], [], [], 300)[0], "the other user's child hung"
                 other_said = fh.read().decode()
             assert other_said.count("refused") == 2, other_said
 
