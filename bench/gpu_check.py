@@ -200,7 +200,7 @@ class Check:
 
     def train(self, model: str) -> str:
         extra = {"akmnet": ["--image-size", 32, "--train-resize", 128],
-                 "mersiamc3d": ["--pairs-per-epoch", 16]
+                 "mersiamc3d": ["--pairs-per-epoch", 16, "--copies-per-epoch", 1]
                  + (["--resolution", 16] if self.quick else []),
                  "mean": ["--final"]}.get(model, [])
         out = self.work / f"run-{model}"

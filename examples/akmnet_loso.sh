@@ -5,13 +5,15 @@
 #   mexkit crop --size 128 | mexkit magnify - --alpha 15 | mexkit train - --model akmnet
 # with the backbone pre-trained first, as the paper does (ImageNet, then 4,000 AffectNet
 # stills of expressions). Neither set can be downloaded here; its stand-in is a second
-# synthetic dataset of 32 OTHER subjects (--seed 1, written to another folder), whose
+# synthetic dataset of 32 OTHER subjects (numbered from 101: sub101..sub132, written to
+# another folder), whose
 # apex frames (labelled with their class) and onset/offset frames (labelled neutral)
 # train the ResNet-18 on still frames:
-#   mexkit synth other --seed 1 | crop | magnify | mexkit pretrain - -o backbone.safetensors
+#   mexkit synth other --first-subject 101 | crop | magnify | mexkit pretrain - -o backbone.safetensors
 #   mexkit train ... --weights backbone.safetensors
-# (`mexkit train --weights` refuses weights that saw any clip it is tested on; the two
-# seeds give disjoint subjects: their faces' seeds differ).
+# (`mexkit train --weights` refuses, under LOSO, weights that saw any clip of a subject
+# it evaluates: subjects are dataset/subject names, and a synthetic subject's face depends
+# on the seed and its number, so the numbers keep the two sets apart).
 # Prints the pooled UF1 / UAR (mexkit evaluate), then the share of the selected key frames
 # that lie inside the synthetic expression's known frame range (the frames where its
 # activation is at least half of its peak), beside the share that a random choice of
@@ -25,7 +27,7 @@
 # smaller share of a longer clip), 4 subjects with 2 clips per class (18 training clips
 # per fold), batch 4 and the paper's lr 0.001 for 30 epochs, without the random crops
 # (--train-resize 128). Override with the environment: EPOCHS, IMAGE_SIZE, LR, BATCH,
-# SUBJECTS, CLIPS (per class and subject), FPS, DATA_SEED (not 1), TRAIN_RESIZE (144 is the paper's
+# SUBJECTS, CLIPS (per class and subject), FPS, DATA_SEED, TRAIN_RESIZE (144 is the paper's
 # augmentation), PRETRAIN_SUBJECTS, PRETRAIN_EPOCHS, PRETRAIN=0 (train from scratch, as
 # before `mexkit pretrain` existed) and OPTS (more `mexkit train` options, e.g.
 # OPTS=--no-mining-loss for the ablation). For the paper's optimiser and frame size with
@@ -40,9 +42,9 @@ mkdir -p "$w"
 size=${IMAGE_SIZE:-32}
 weights=()
 if [ "${PRETRAIN:-1}" != 0 ]; then
-  # the AffectNet stand-in: other subjects (another seed, another folder)
+  # the AffectNet stand-in: other subjects (other numbers, another seed, another folder)
   mexkit synth "$w/pretrain-data" --subjects "${PRETRAIN_SUBJECTS:-32}" --clips-per-class 2 \
-    --fps 20 --intensity 1.5,3.0 --seed 1 -j 2 --overwrite \
+    --first-subject 101 --fps 20 --intensity 1.5,3.0 --seed 1 -j 2 --overwrite \
     | mexkit -q crop --annotations - --size 128 -o "$w/pretrain.crop.h5" \
     | mexkit -q magnify - --alpha 15 -o "$w/pretrain.mag.h5" \
     | mexkit pretrain - --image-size "$size" --epochs "${PRETRAIN_EPOCHS:-40}" \
@@ -50,10 +52,7 @@ if [ "${PRETRAIN:-1}" != 0 ]; then
   weights=(--weights "$w/backbone-$size.safetensors")
 fi
 
-# DATA_SEED (default 0) draws the evaluated subjects; seed 1 drew the pre-training ones
-if [ "${PRETRAIN:-1}" != 0 ] && [ "${DATA_SEED:-0}" = 1 ]; then
-  echo "akmnet_loso.sh: DATA_SEED=1 would evaluate the pre-training subjects" >&2; exit 2
-fi
+# DATA_SEED (default 0) draws the evaluated subjects sub01..; seed 1 drew sub101.. above
 mexkit synth "$w/data" --subjects "${SUBJECTS:-4}" --clips-per-class "${CLIPS:-2}" \
   --fps "${FPS:-60}" --intensity 1.5,3.0 --seed "${DATA_SEED:-0}" -j 2 --overwrite >/dev/null
 

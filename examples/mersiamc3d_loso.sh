@@ -12,6 +12,8 @@
 #   --resolution 16   SinC3D works on the 112x112 flow area-resampled to 16x16
 #   --epochs 10       target learning (the paper: 100; the rate would drop /10 at epoch 10)
 #   --prior-epochs 3 --pairs-per-epoch 24   prior learning (the paper: 100 epochs, all pairs)
+#   --copies-per-epoch 1   each clip once per target epoch (the paper: its 36-fold
+#                          augmented set, mexkit's default)
 #   --batch-size 4    (not in the paper)
 # Everything else is the paper's: SGD 0.004, momentum 0.9, focal loss gamma 2 with alpha
 # from the class frequencies, conv1-2 frozen after prior learning, crop/frame-drop
@@ -31,7 +33,8 @@ mexkit crop --annotations "$w/data/samples.csv" --size 112 -o "$w/crop.h5" \
   | mexkit keyframes - --method adaptive -o "$w/keyframes.h5" \
   | mexkit flow - --pairs keyframes --method farneback -o "$w/flow.h5" >/dev/null
 
-short=(--resolution 16 --epochs 10 --prior-epochs 3 --pairs-per-epoch 24 --batch-size 4)
+short=(--resolution 16 --epochs 10 --prior-epochs 3 --pairs-per-epoch 24 --copies-per-epoch 1
+       --batch-size 4)
 # the two runs are independent: run them side by side
 mexkit -q train "$w/flow.h5" --model mersiamc3d --protocol loso "${short[@]}" "$@" \
   -o "$w/with-prior" >/dev/null &

@@ -3,7 +3,7 @@
 Which command lives where, one rule: a command lives in ``mexkit/cli/<m>.py``,
 where ``mexkit.pipeline.<m>`` is the pipeline module that does its work (``train``
 and ``predict`` in ``cli/training.py`` beside ``pipeline/training.py``, ``spot-eval`` in
-``cli/spot_eval.py``, ``convert`` in ``cli/mean_weights.py``, ``samples`` in
+``cli/spot_eval.py``, ``convert`` in ``cli/published.py``, ``samples`` in
 ``cli/crop.py`` because ``pipeline/crop.py`` reads sheets for both). A command
 module only parses options and calls that module; it imports nothing of mexkit but
 that module, :mod:`mexkit.pipeline.options` (the registries' names and options,
@@ -92,9 +92,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "spot-eval": ("mexkit.cli.spot_eval", "spot_eval_cmd",
                   "Score spotted intervals (F1, AP, STRS)."),
     "spot": ("mexkit.cli.spot", "spot_cmd",
-             "Spot expression intervals with trained networks or the authors' MEAN."),
-    "convert": ("mexkit.cli.mean_weights", "convert_cmd",
-                "Convert MEAN's published Keras network into mexkit weights."),
+             "Spot expression intervals with trained networks or the authors' published ones."),
+    "convert": ("mexkit.cli.published", "convert_cmd",
+                "Convert a network its authors published (MEAN's Keras files) into mexkit "
+                "weights."),
 }
 
 

@@ -8,8 +8,10 @@ import click
 
 from ..errors import ParameterError
 from ..pipeline.crop import (
+    BOXES,
     clips_from_paths,
     clips_from_samples,
+    crop_preset,
     default_sheet,
     default_unit,
     is_sheet,
@@ -81,6 +83,7 @@ Examples:
   mexkit crop --annotations CASME2-coding.xlsx --root CASME2_RAW -o casme2.crop.h5
   mexkit synth demo-data | mexkit crop --annotations - --size 112 --mode every
   mexkit crop clip.mp4 --detector fan --device cuda
+  mexkit crop my_video.mp4 --preset mean     # as MEAN's authors' face_crop.py frames it
 """)
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @dataset_options
@@ -111,7 +114,19 @@ Examples:
 @click.option("--max-gap", type=click.IntRange(min=0), default=5, show_default=True,
               help="--mode every: longest run of frames without a face that is interpolated.")
 @click.option("--upsample", type=click.IntRange(min=0), default=None,
-              help="dlib detector upsampling (default: 0, then 1 if no face is found).")
+              help="dlib detector upsampling (default: 0, then 1 if no face is found; 1 with "
+                   "--box detector).")
+@click.option("--box", type=click.Choice(BOXES), default=None,
+              help="Frame the crop by the landmarks (aligned: rotation, --margin; default) or "
+                   "by dlib's face detector box on the first frame, cut from every frame and "
+                   "resized, without alignment (as some authors' code crops).")
+@click.option("--jpeg", type=click.IntRange(0, 100), default=None,
+              help="Pass every crop through JPEG at this quality and back (0: not), as crops "
+                   "written as JPEG files and read again are (OpenCV writes quality 95).")
+@click.option("--preset", default=None, metavar="MODEL",
+              help="The crop of a model's published networks (mean: --box detector --size "
+                   "128 --grey --jpeg 95 --upsample 1, the authors' face_crop.py); options "
+                   "given as well must agree with it.")
 @device_option("the FAN landmark detector runs (--detector fan)")
 @output_option
 @jobs_options
@@ -120,8 +135,8 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
              root: Path | None, dataset_fps: float | None, sheets: tuple[str, ...],
              detector: str, mode: str, size: int | None, margin: float,
              grey: bool, fps: float | None, unit: str | None, smooth: float, max_gap: int,
-             upsample: int | None, device: str, output: Path | None, jobs: int,
-             backend: str):
+             upsample: int | None, box: str | None, jpeg: int | None, preset: str | None,
+             device: str, output: Path | None, jobs: int, backend: str):
     """Crop aligned faces from a dataset, or from video files / image folders (INPUTS).
 
     Writes a store with, per clip, the crops (`frames`), landmarks in crop
@@ -144,6 +159,15 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
                 f"{str(sheets_given[0])!r} is an annotation sheet, not a video or image "
                 "folder: give it alone, as --annotations SHEET.")
         annotations, inputs = str(sheets_given[0]), ()
+    if preset is not None:  # the preset's settings; options given as well must agree
+        chosen = {"box": box, "jpeg": jpeg, "size": size, "upsample": upsample,
+                  "grey": grey, "detector": detector}
+        for key, value in crop_preset(preset).items():
+            if chosen[key] is not None and chosen[key] != value:
+                raise ParameterError(f"--preset {preset} crops with {key} {value!r}, but "
+                                     f"{key} {chosen[key]!r} was given.")
+            chosen[key] = value
+        box, jpeg, size, upsample = (chosen[k] for k in ("box", "jpeg", "size", "upsample"))
     if size is None and detector != "none":
         size = 128
     upstream = []
@@ -169,7 +193,8 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
     result = run_crop(specs, output, detector=detector, mode=mode, size=size, margin=margin,
                       grey=grey, smooth=smooth, max_gap=max_gap, upsample=upsample,
                       device=device, jobs=jobs, backend=backend,
-                      progress=progress(), upstream=upstream)
+                      progress=progress(), upstream=upstream, box=box or "landmarks",
+                      jpeg=jpeg or 0)
     out(str(Path(output).resolve()))
     return result
 

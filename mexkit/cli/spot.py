@@ -24,10 +24,16 @@ Examples:
               help="Results folder of `mexkit train STORE --model NAME --final` on a "
                    "long-video store (holds spot_model.json).")
 @click.option("--weights", type=click.Path(exists=True), default=None,
-              help="MEAN's published networks instead of --results: a folder of fold files "
-                   "sN.hdf5 (spot_recog, spot) or MEAN_Weights/<dataset>; all folds are "
-                   "averaged. STORE may then be a video file or image folder: it is cropped "
-                   "and given the authors' gap flow first.")
+              help="Networks a model's authors published, instead of --results (MEAN: a "
+                   "folder of fold files sN.hdf5, spot_recog or spot, or "
+                   "MEAN_Weights/<dataset>); all folds are averaged. STORE may then be a "
+                   "video file or image folder: it is cropped and given the networks' input "
+                   "as the authors' code builds it first.")
+@click.option("--crop", "crop", type=click.Choice(["authors", "mexkit"]), default=None,
+              help="--weights on a video: frame the face as the authors' code does "
+                   "(default; MEAN: dlib's face box on the first frame, 128x128, JPEG read "
+                   "back as grey: `mexkit crop --preset mean`), or with mexkit crop's "
+                   "landmark alignment.")
 @click.option("--fold", default=None, metavar="sN",
               help="--weights: use this one fold network instead of all of them.")
 @click.option("--per-subject", is_flag=True,
@@ -62,7 +68,8 @@ Examples:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Interval CSV to write (default: <store>.intervals.csv); a .json and a "
                    ".plots folder go beside it.")
-def spot_cmd(store: str, results_dir: str | None, weights: str | None, fold: str | None,
+def spot_cmd(store: str, results_dir: str | None, weights: str | None, crop: str | None,
+             fold: str | None,
              per_subject: bool, subject_map: str | None, kprime: int | None,
              peaks: str | None, classes: str | None, gap: int | None, fps: float | None,
              p: float | None, emotions: str | None, device: str,
@@ -71,8 +78,8 @@ def spot_cmd(store: str, results_dir: str | None, weights: str | None, fold: str
 
     The networks are those of `mexkit train --final` on a store of whole videos
     (--results; STORE is a store of the same kind, e.g. `mexkit flow --pairs gap
-    --features mean` for MEAN), or MEAN's published networks (--weights; STORE may
-    then be a video file or an image folder). Writes an interval CSV (subject,
+    --features mean` for MEAN), or networks a model's authors published (--weights,
+    MEAN's; STORE may then be a video file or an image folder). Writes an interval CSV (subject,
     video, onset, offset, type, emotion, confidence, apex), the same as JSON, and a
     PNG per video, and prints the CSV's path. When the store's videos are annotated,
     the metric table goes to stderr.
@@ -85,7 +92,7 @@ def spot_cmd(store: str, results_dir: str | None, weights: str | None, fold: str
         per_subject=per_subject, subject_map=subject_map, kprime=kprime, peaks=peaks,
         classes=classes.split(",") if classes else None, gap=gap, fps=fps, p=p,
         emotions=emotions, type_stores=type_store, device=device, plots=not no_plots,
-        progress=progress())
+        progress=progress(), crop=crop)
     if report is not None and not settings().get("quiet"):
         err(format_spot_report(report))
     out(str(Path(csv_path).resolve()))

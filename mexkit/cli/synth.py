@@ -17,6 +17,10 @@ Examples:
 @click.argument("root", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--subjects", type=click.IntRange(min=1), default=4, show_default=True,
               help="Synthetic subjects (distinct faces drawn from one real photograph).")
+@click.option("--first-subject", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Number of the first subject (sub05 for 5). Faces depend on --seed and "
+                   "the number: other numbers give other subjects, e.g. a pre-training set "
+                   "(`mexkit pretrain`) of subjects never evaluated.")
 @click.option("--clips-per-class", type=click.IntRange(min=1), default=2, show_default=True,
               help="Clips of each class per subject (short clips).")
 @click.option("--classes", default="negative,positive,surprise", show_default=True,
@@ -43,7 +47,8 @@ Examples:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Subjects written at once, in worker processes (short clips; the files "
                    "are the same for any number).")
-def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
+def synth_cmd(root: Path, subjects: int, first_subject: int, clips_per_class: int,
+              classes: str,
               fps: float | None, size: int, image_format: str, noise: float, intensity: str,
               seed: int,
               long_videos: bool, videos_per_subject: int, seconds: float,
@@ -74,5 +79,5 @@ def synth_cmd(root: Path, subjects: int, clips_per_class: int, classes: str,
         root, subjects=subjects, clips_per_class=clips_per_class, classes=classes, fps=fps,
         size=size, image_format=image_format, noise=noise, intensity=(lo, hi), seed=seed,
         long_videos=long_videos, videos_per_subject=videos_per_subject, seconds=seconds,
-        overwrite=overwrite, jobs=jobs)))
+        overwrite=overwrite, jobs=jobs, first_subject=first_subject)))
     return 0

@@ -159,9 +159,10 @@ Examples:
               path_type=Path), default=None,
               help="Results folder of `mexkit train --final`.")
 @click.option("--weights", type=click.Path(exists=True, path_type=Path), default=None,
-              help="MEAN's published Keras network (.hdf5, either layout, spot / recog / "
-                   "spot_recog), or with --per-subject a folder of fold files sN.hdf5. Read "
-                   "with h5py only; nothing in the file is executed.")
+              help="A network a model's authors published (MEAN: a Keras .hdf5 of "
+                   "MEAN_Weights, either layout, spot / recog / spot_recog), or with "
+                   "--per-subject a folder of fold files sN.hdf5. Read as data (h5py); "
+                   "nothing in the file is executed.")
 @click.option("--per-subject", is_flag=True,
               help="--weights FOLDER: score each sample with its own subject's fold network "
                    "(the authors' LOSO numbering; see docs/reproducing.md).")
@@ -181,7 +182,7 @@ def predict_cmd(store: str, results_dir: Path | None, weights: Path | None, per_
                 subject_map: str | None, classes: str | None, device: str,
                 scheme: str | None, output: Path | None) -> int:
     """Apply a trained model to the samples of STORE: the final model of a
-    training run (--results), or MEAN's published networks (--weights).
+    training run (--results), or networks its authors published (--weights, MEAN's).
 
     Writes a predictions CSV (true is the stored label when known; with
     --weights the score_<class> columns are the network's softmax outputs and

@@ -15,8 +15,10 @@ hook in its entry, a function of its own package: a fold trainer
 (:attr:`ModelSpec.trainer`), a report on a finished run
 (:attr:`ModelSpec.report`), per-sample extra outputs (the network's
 ``predict_extras`` method), the pre-training of a frame backbone
-(:class:`BackbonePretraining`) and spot-then-recognize on stores of whole
-videos (:class:`Spotting`). What a model's inputs are made from, and by
+(:class:`BackbonePretraining`), spot-then-recognize on stores of whole
+videos (:class:`Spotting`), the networks its authors published in another
+framework's files and the input they were trained on
+(:class:`PublishedNetworks`). What a model's inputs are made from, and by
 which command, is recorded once, in the input registry
 (:mod:`mexkit.models.inputs`); a model names its inputs and their shapes
 only.
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +39,9 @@ from ..learn.augment import get_augmentation
 from ._nn import count_parameters
 
 __all__ = ["InputSpec", "ModelOption", "TrainDefaults", "BackbonePretraining", "Spotting",
-           "ModelSpec", "register_model", "get_model", "get_spec", "list_models",
+           "PublishedNet", "PublishedNetworks", "PublishedDataset", "FlowFeatureHook",
+           "ModelSpec", "flow_feature_hook",
+           "register_model", "get_model", "get_spec", "list_models",
            "paper_defaults", "count_parameters", "model_options", "constructor_options"]
 
 
@@ -97,6 +101,10 @@ class ModelOption:
     constructor : bool
         Pass the value to the model's constructor as well as to its trainer
         (``False`` for settings that only change training).
+    scope : {"all", "spotting"}
+        ``"spotting"``: a setting of spot-then-recognize on stores of whole
+        videos only (:class:`Spotting`); a clip-classification run neither
+        uses nor records it, and warns when it is given.
     """
 
     name: str
@@ -104,6 +112,7 @@ class ModelOption:
     default: Any
     help: str
     constructor: bool = True
+    scope: str = "all"
 
     @property
     def keyword(self) -> str:
@@ -226,13 +235,16 @@ class Spotting:
         beside what :attr:`train` needs; the pipeline adds ``device`` and
         ``deterministic``, and records the dict in results.json.
     train : callable
-        ``train(x, y, rx, ry, *, n_classes, settings, seed, checkpoint) ->
-        {"spotter", "recognizer", "history"}``: the
+        ``train(x, y, rx, ry, *, n_classes, settings, seed, checkpoint,
+        monitor) -> {"spotter", "recognizer", "history"}``: the
         spotting network trained on per-pair features ``x`` with
         pseudo-labels ``y`` (float, subsampled), the recognition network on
-        the features ``rx`` of interval frames with classes ``ry`` (lists of
-        arrays; None when there are none), ``checkpoint(stage)`` the file of
-        the stage ``"spotting"`` or ``"recognition"`` (or None).
+        the onset -> apex features ``rx`` of the training intervals with
+        classes ``ry`` (lists of one-row arrays; empty when there are none),
+        ``checkpoint(stage)`` the file of the stage ``"spotting"`` or
+        ``"recognition"`` (or None), ``monitor`` ``(features, classes)`` of
+        the held-out subject's intervals at their onset (or None), watched
+        only.
     scores : callable
         ``scores(spotter, x, device) -> (P,)`` spotting score per pair.
     classes : callable
@@ -249,6 +261,166 @@ class Spotting:
     scores: Callable[..., Any]
     classes: Callable[..., Any]
     build: Callable[[str, int], nn.Module]
+
+
+@dataclass(frozen=True)
+class FlowFeatureHook:
+    """A flow feature that a model defines: its input built by ``mexkit flow --features``.
+
+    Attributes
+    ----------
+    name : str
+        The name ``mexkit flow --features`` takes (e.g. ``"mean"``).
+    arrays : tuple of str
+        The arrays it stores per sample, one row per pair.
+    compute : callable
+        ``compute(flow, landmarks, first_frame, options, sample_id, strain=None)
+        -> {array: ndarray}``: for one sample's flow ``(P, 2, H, W)``, the
+        crop's landmarks of each pair's first frame ``(P, 68, 2)`` (or None),
+        the clip's first grey frame ``(H, W)`` and the flow stage's options.
+    flow_method : callable
+        ``flow_method(method, options) -> str | None``: the flow method the
+        feature needs when ``method`` is None (None: the stage's default);
+        may warn about a given method.
+    """
+
+    name: str
+    arrays: tuple[str, ...]
+    compute: Callable[..., dict[str, Any]]
+    flow_method: Callable[[str | None, Mapping[str, Any]], str | None] = \
+        lambda method, options: method
+
+
+@dataclass
+class PublishedNet:
+    """One of the authors' published networks, loaded (see :class:`PublishedNetworks`).
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The network in eval mode, on the CPU (mexkit's own class, the file's
+        weights in it).
+    kind : str
+        Which heads the file holds (the authors' name, e.g. ``"spot_recog"``).
+    n_classes : int
+        Outputs of the recognition head (0 without one).
+    has_spot, has_recog : bool
+        Whether the network has a spotting head and a recognition head.
+    outputs : callable
+        ``outputs(module, x) -> (spot, probs)``: for a float32 tensor of the
+        model's input ``(N, ...)``, the spotting scores ``(N,)`` and the class
+        probabilities ``(N, C)`` (None for a missing head), under
+        ``torch.no_grad``.
+    source : str
+        The file it was read from.
+    meta : dict
+        What the file says of itself (recorded by ``mexkit convert``).
+    """
+
+    module: nn.Module
+    kind: str
+    n_classes: int
+    has_spot: bool
+    has_recog: bool
+    outputs: Callable[[nn.Module, Any], tuple[Any, Any]]
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PublishedDataset:
+    """What the authors' code fixes for the dataset a published network was trained on.
+
+    Attributes
+    ----------
+    name : str
+    classes : tuple of str
+        The recognition head's classes in output order.
+    fps : float
+        The dataset's frame rate.
+    kprime : int
+        ``k'`` of smoothing and intervals at that frame rate.
+    long : bool
+        Long videos (every peak above the threshold) or short clips (the
+        single highest peak).
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    fps: float
+    kprime: int
+    long: bool
+
+
+@dataclass(frozen=True)
+class PublishedNetworks:
+    """A model's networks as its authors published them, and the input they saw.
+
+    ``mexkit predict --weights``, ``mexkit spot --weights`` and ``mexkit
+    convert`` read the files through these hooks (the pipeline's
+    :mod:`mexkit.pipeline.published`); a video given to ``mexkit spot`` is
+    cropped with :attr:`crop` and its input built with :attr:`flow`, so the
+    networks see what the authors' own code would give them.
+
+    Attributes
+    ----------
+    title : str
+        What the files are (e.g. ``"the authors' Keras HDF5 networks"``).
+    files : callable
+        ``files(path, need) -> ({fold number: file}, folder)``: the network
+        files a ``--weights`` path names (one file: ``{0 or its number:
+        file}``); ``need`` is ``"recognition"``, ``"spotting"`` or
+        ``"both"`` (a folder of several kinds picks one). Raises
+        ParameterError for a path that holds none.
+    load : callable
+        ``load(file) -> PublishedNet``; raises StoreError for a file that is
+        not such a network, naming the first layer that does not fit.
+    dataset : callable
+        ``dataset(path) -> PublishedDataset | None``: the dataset the path
+        names (a folder name), or None.
+    true_label : callable
+        ``true_label(attrs, classes, scheme) -> str | None``: a store
+        sample's class among the network's ``classes`` as the authors label
+        it (``scheme``: a mexkit label scheme given by the user, or None).
+    folds : callable
+        ``folds(subjects, eligible) -> {subject: fold number}``: the
+        authors' numbering of their LOSO folds for a store's subjects
+        (``eligible``: per sample, whether the authors used it).
+    input : str
+        The store array the networks take (per sample, ``(P, ...)``).
+    produced_by : str
+        A ``mexkit`` command line that makes a store holding :attr:`input`.
+    crop : Mapping
+        Settings of :func:`mexkit.pipeline.crop.run_crop` that give the frames
+        the authors' networks saw (``mexkit crop --preset <model>``).
+    flow : Mapping
+        Settings of :func:`mexkit.pipeline.flow.run_flow` that build
+        :attr:`input` from such frames, for whole videos (``pairs="gap"``; the
+        gap comes from :attr:`gap`).
+    gap : callable
+        ``gap(fps) -> k``: the flow gap the authors take at a frame rate.
+    convert : callable
+        ``convert(file, output, classes) -> Path``: the network as mexkit's
+        safetensors weights, for ``mexkit train --weights``.
+    check_input : callable
+        ``check_input(attrs) -> str | None``: given the attributes of a
+        store's samples, a warning when their input was not built as the
+        authors build it (None when it was).
+    """
+
+    title: str
+    files: Callable[[Any, str], tuple[dict[int, Any], Any]]
+    load: Callable[[Any], PublishedNet]
+    dataset: Callable[[Any], PublishedDataset | None]
+    true_label: Callable[..., str | None]
+    folds: Callable[..., dict[str, int]]
+    input: str
+    produced_by: str
+    crop: Mapping[str, Any]
+    flow: Mapping[str, Any]
+    gap: Callable[[float], int]
+    convert: Callable[..., Any]
+    check_input: Callable[[Sequence[Mapping[str, Any]]], str | None] = lambda attrs: None
 
 
 @dataclass(frozen=True)
@@ -284,6 +456,13 @@ class ModelSpec:
         training is not one plain :func:`~mexkit.learn.train.fit` call
         (pre-training stages, pairs); None for
         :func:`mexkit.learn.folds.standard`.
+    clip_run : callable or None
+        ``clip_run(options) -> dict``: what a clip-classification run
+        (``mexkit train`` on a store of clips) of the model is, given its
+        options, when that differs from what the paper trains (MEAN: the
+        recognition network alone, from scratch, unless weights are given);
+        recorded in results.json's ``config["run"]``; it may warn, once per
+        run.
     weights_option : str or None
         The model option (keyword) that names a weights file every fold starts
         from (AKMNet's pre-trained backbone, MEAN's converted authors'
@@ -300,6 +479,12 @@ class ModelSpec:
     spotting : Spotting or None
         Spot-then-recognize hooks, for a model that spots intervals in
         whole videos.
+    published : PublishedNetworks or None
+        The networks its authors published (``mexkit predict/spot
+        --weights``, ``mexkit convert``) and the crop and input they saw.
+    flow_features : tuple of FlowFeatureHook
+        Flow features the model defines (its input, computed by the flow
+        stage: ``mexkit flow --features NAME``).
     protocol : str
         The evaluation protocol of the paper (``mexkit train``'s default).
     scheme : str or None
@@ -322,10 +507,13 @@ class ModelSpec:
     paper_reported: Mapping[int, int] = field(default_factory=dict)
     options: tuple[ModelOption, ...] = ()
     trainer: Callable[[Any], list[dict[str, Any]]] | None = None
+    clip_run: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     weights_option: str | None = None
     report: Callable[[Any], list[Any]] | None = None
     pretraining: BackbonePretraining | None = None
     spotting: Spotting | None = None
+    published: PublishedNetworks | None = None
+    flow_features: tuple[FlowFeatureHook, ...] = ()
     protocol: str = "loso"
     scheme: str | None = None
 
@@ -395,6 +583,15 @@ def get_spec(name: str) -> ModelSpec:
     _load_builtins()
     check_option("model", name, sorted(_REGISTRY))
     return _REGISTRY[name]
+
+
+def flow_feature_hook(name: str) -> FlowFeatureHook | None:
+    """The flow feature ``name`` that a registered model defines, or None."""
+    for spec in list_models():
+        for feature in spec.flow_features:
+            if feature.name == name:
+                return feature
+    return None
 
 
 def get_model(name: str, n_classes: int, **kw: Any) -> nn.Module:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validate import check_option, check_range
 from ..devices import check_device
 from ..errors import DatasetError, MediaError, ParameterError
 from ..io.datasets import (
@@ -30,13 +31,15 @@ from .parallel import current_config, in_shard
 from .runner import StageResult, Task, run_stage
 from .stages import expect_arrays
 
-__all__ = ["CROP_VERSION", "ClipSpec", "load_annotated", "read_annotations", "default_unit",
-           "default_sheet", "is_sheet", "sample_listing", "clips_from_samples",
-           "clips_from_paths", "run_crop"]
+__all__ = ["CROP_VERSION", "BOXES", "crop_preset", "ClipSpec", "load_annotated",
+           "read_annotations", "default_unit", "default_sheet", "is_sheet", "sample_listing",
+           "clips_from_samples", "clips_from_paths", "run_crop"]
 
 logger = logging.getLogger("mexkit")
 
 CROP_VERSION = 1
+#: How a clip's crop is framed: by its landmarks (aligned), or by the face detector's box.
+BOXES = ("landmarks", "detector")
 _CHUNK = 256  # frames per chunk when streaming a long clip in "first" mode
 
 
@@ -47,6 +50,16 @@ class ClipSpec(dict):
 _CARRY = ("dataset", "subject", "clip", "video", "fps", "label", "emotion", "aus",
           "objective_class", "kind", "onset", "apex", "offset", "onset_frame", "apex_frame",
           "offset_frame")
+
+
+def crop_preset(name: str) -> dict[str, Any]:
+    """``mexkit crop --preset NAME``: the crop under which model ``NAME``'s published
+    networks were trained (its :class:`~mexkit.models.registry.PublishedNetworks` hook)."""
+    from ..models.registry import get_spec, list_models  # start-up: torch, only for --preset
+
+    able = [s.name for s in list_models() if s.published is not None]
+    check_option("preset", name, able)
+    return dict(get_spec(name).published.crop)
 
 
 def load_annotated(sheet: str | Path, *, dataset: str | None = None,
@@ -225,6 +238,8 @@ def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
                              f"{clip.n_frames} frames.")
         numbers = np.asarray(clip.frame_numbers[start:stop], dtype=np.int64)
         grey = opt["grey"]
+        if opt.get("box") == "detector":
+            return _compute_box(spec, opt, clip, start, stop, numbers, where)
         if opt["detector"] == "none":
             frames = clip.read_range(start, stop, grey=grey)
             res = precropped(frames, size=opt["size"], grey=grey, where=where)
@@ -258,6 +273,33 @@ def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
                   "frame_numbers": numbers}
         score = float(np.nanmean(res.scores)) if np.isfinite(res.scores).any() else float("nan")
         return arrays, _attrs(spec, clip, start, len(res.frames), score)
+
+
+def _compute_box(spec: Mapping[str, Any], opt: Mapping[str, Any], clip: Any, start: int,
+                 stop: int, numbers: np.ndarray, where: str
+                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``--box detector``: the detector's box on the first frame, no alignment
+    (:mod:`mexkit.face.boxcrop`)."""
+    from ..face.boxcrop import crop_clip_by_box  # start-up: dlib, only for cropping
+
+    up = 1 if opt["upsample"] is None else int(opt["upsample"])
+    res, box = crop_clip_by_box(lambda a, b: clip.read_range(start + a, start + b),
+                                stop - start, size=opt["size"], grey=opt["grey"],
+                                jpeg_quality=int(opt.get("jpeg") or 0), upsample=up,
+                                chunk=_CHUNK, where=where)
+    if box.n_faces > 1:
+        logger.warning("crop: sample %s: dlib finds %d faces in the first frame; the last "
+                       "of its list is kept (--box detector)", spec["sample_id"], box.n_faces)
+    if box.clipped:
+        logger.warning("crop: sample %s: the face box starts before the frame's edge; it is "
+                       "cut at the edge (a program slicing with negative numbers would wrap "
+                       "around)", spec["sample_id"])
+    arrays = {"frames": res.frames, "landmarks": res.landmarks,
+              "transforms": res.transforms.astype(np.float64), "scores": res.scores,
+              "interpolated": res.interpolated.astype(np.uint8), "frame_numbers": numbers}
+    attrs = _attrs(spec, clip, start, len(res.frames), box.score)
+    attrs["face_box"] = [box.left, box.top, box.right, box.bottom]
+    return arrays, attrs
 
 
 def _attrs(spec: Mapping[str, Any], clip: Any, start: int, T: int, score: float
@@ -305,10 +347,22 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
              mode: str = "first", size: int = 128, margin: float = 0.125, grey: bool = True,
              smooth: float = 2.0, max_gap: int = 5, upsample: int | None = None,
              device: str | None = None, jobs: int = 1, backend: str = "loky",
-             progress: bool = True, upstream: Sequence[Mapping[str, Any]] = ()
-             ) -> StageResult:
-    """Detect, align and crop every clip; write the crop store."""
+             progress: bool = True, upstream: Sequence[Mapping[str, Any]] = (),
+             box: str = "landmarks", jpeg: int = 0) -> StageResult:
+    """Detect, align and crop every clip; write the crop store.
+
+    ``box="detector"`` crops by dlib's face box on the first frame, without
+    alignment or margin (:mod:`mexkit.face.boxcrop`; ``mode`` and ``margin``
+    do not apply, ``upsample`` defaults to 1); ``jpeg`` > 0 passes every crop
+    through a JPEG encoding at that quality and back, as frames stored as
+    JPEG files and read again are.
+    """
     device = check_device(device)  # a GPU that is not there fails once, before any clip
+    check_option("box", box, BOXES)
+    check_range("jpeg", jpeg, 0, 100)
+    if box == "detector" and detector != "dlib":
+        raise ParameterError(f"--box detector crops by dlib's face detector box; it cannot "
+                             f"be used with --detector {detector}.")
 
     if backend == "threading" and jobs > 1:
         # the face models are loaded once per process and are not thread-safe: threads
@@ -323,6 +377,12 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
     params = {"detector": detector, "mode": mode, "size": size, "margin": margin,
               "grey": grey, "smooth": smooth if mode == "every" else None,
               "max_gap": max_gap if mode == "every" else None, "upsample": upsample}
+    # the earlier parameters alone when these are at their defaults: earlier stores and
+    # cache entries keep their keys
+    if box != "landmarks":
+        params.update({"box": box, "mode": None, "margin": None})
+    if jpeg:
+        params["jpeg"] = int(jpeg)
     tasks: list[Task] = []
     failures: dict[str, str] = {}
     shard = current_config().shard

@@ -90,6 +90,38 @@ def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.
     return np.asarray(pairs, dtype=np.int64), (-1 if apex is None else int(apex))
 
 
+def _interval_pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> np.ndarray:
+    """``(N, 4)`` onset, apex, offset, row of each annotated interval of a whole video:
+    with ``--pairs gap`` and features, the flow stage also computes each interval's
+    onset -> apex flow and its features (``interval_<array>``), on which MEAN's authors
+    train recognition (``prepare_training.py``'s X2; the paper's k = apex - onset).
+
+    A long video's intervals come from its ``intervals`` attribute, a clip's from its
+    onset, apex and offset; an interval without an apex takes ``--no-apex``'s rule."""
+    if opt["pairs"] != "gap" or not opt["features"]:
+        return np.zeros((0, 4), dtype=np.int64)
+    a = sample.attrs
+    raw = a.get("intervals")
+    if raw is None:
+        raw = ([{"onset": a.get("onset"), "apex": a.get("apex"), "offset": a.get("offset")}]
+               if a.get("onset") is not None and a.get("offset") is not None else [])
+    T = len(frames)
+    rows = []
+    for r in raw:
+        on, off, apex = r.get("onset"), r.get("offset"), r.get("apex")
+        if on is None or off is None or not 0 <= int(on) <= int(off) or int(on) >= T - 1:
+            continue
+        on, off = int(on), min(int(off), T - 1)
+        if apex is None or not on < int(apex) <= off:
+            from ..temporal.apex import estimate_apex  # start-up: as the other stages
+
+            how = "middle" if opt["no_apex"] == "fail" else opt["no_apex"]
+            apex = max(estimate_apex(frames, on, off, method=how), on + 1) \
+                if off > on else on + 1
+        rows.append((on, min(int(apex), T - 1), off, len(rows)))
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+
+
 def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.ndarray:
     from ..motion.methods import flow_method
 
@@ -104,13 +136,11 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
     """Strain and features of one sample's flow."""
     out: dict[str, np.ndarray] = {}
     strain = None
-    paper_mean = "mean" in opt["features"] and opt.get("mean_input") == "paper"
-    if opt["strain"] or paper_mean:
+    if opt["strain"]:
         from ..motion.strain import optical_strain
 
         strain = optical_strain(flow).astype(np.float32)
-        if opt["strain"]:
-            out["strain"] = strain
+        out["strain"] = strain
     if "dm" in opt["features"]:
         from ..motion.features import direction_magnitude
 
@@ -119,12 +149,19 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
         from ..motion.features import hoof
 
         out["hoof"] = np.asarray(hoof(flow), dtype=np.float32)
-    if "mean" in opt["features"]:
-        from .mean_features import mean_features
+    for name in opt["features"]:
+        if name in ("dm", "hoof"):
+            continue
+        from ..models.registry import flow_feature_hook  # start-up: torch, only for them
 
-        out.update(mean_features(flow, landmarks, first_frame, opt, sid, strain))
+        # a feature a model defines (its registry entry's flow_features: MEAN's "mean")
+        out.update(flow_feature_hook(name).compute(flow, landmarks, first_frame, opt, sid,
+                                                   strain))
     return out
 
+
+#: Feature arrays also stored for each interval's onset -> apex pair (``interval_<name>``).
+_INTERVAL_ARRAYS = ("direction_magnitude", "hoof", "mean_regions")
 
 # Pairs solved in one call at most: a batch of short clips is solved together,
 # a long video in pieces, so that samples finish (and are staged) steadily.
@@ -147,18 +184,25 @@ def _piece_pairs(opt: Mapping[str, Any]) -> int:
 
 
 def _prepare(t: Task, opt: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, int,
-                                                         np.ndarray]:
+                                                         np.ndarray, np.ndarray]:
+    """The sample, its frames, every pair to solve (the stage's pairs, then each
+    interval's onset -> apex pair), the apex, the grey frames, the intervals."""
     s = input_sample(t.payload["input"], t.sample_id, t.payload.get("identity"))
     require_arrays(s, ["frames"], stage="flow", producer="mexkit crop")
     frames = s.read("frames")
     pairs, apex = _pairs(s, frames, opt)
-    return s, frames, pairs, apex, _grey(frames)
+    intervals = _interval_pairs(s, frames, opt)
+    if len(intervals):
+        pairs = np.concatenate([pairs, intervals[:, :2]])
+    return s, frames, pairs, apex, _grey(frames), intervals
 
 
 def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    s, frames, pairs, apex, _ = prep
+    s, frames, pairs, apex, _, intervals = prep
     flow = flow.astype(np.float32)
+    n = len(pairs) - len(intervals)
+    flow, interval_flow, pairs = flow[:n], flow[n:], pairs[:n]
     arrays: dict[str, np.ndarray] = {"flow": flow, "pairs": pairs}
     landmarks = None
     if "landmarks" in s:
@@ -167,6 +211,13 @@ def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
     if "frame_numbers" in s:
         arrays["frame_numbers"] = s.read("frame_numbers")
     arrays.update(_derived(flow, landmarks, opt, t.sample_id, prep[4][0]))
+    if len(intervals):
+        lm = (s.read("landmarks")[intervals[:, 0]].astype(np.float32)
+              if "landmarks" in s else None)
+        arrays["interval_pairs"] = intervals[:, :3]
+        arrays.update({f"interval_{k}": v for k, v in _derived(
+            interval_flow, lm, {**opt, "strain": False}, t.sample_id, prep[4][0]).items()
+            if k in _INTERVAL_ARRAYS})
     if opt["with_apex"]:
         arrays["apex_image"] = frames[apex]
     attrs = {"pair_mode": opt["pairs"], "flow_method": opt["method"]}
@@ -278,7 +329,9 @@ def _check_flow(task: Task, arrays: Mapping[str, Any]) -> None:
             "landmarks": ((f32, "nan"), (P, 68, 2)), "frame_numbers": (np.int64, (T,)),
             "strain": (f32, (P, H, W)), "direction_magnitude": (f32, None),
             "hoof": (f32, None), "mean_regions": (f32, None),
-            "apex_image": (np.uint8, tuple(shape[1:]))}
+            "apex_image": (np.uint8, tuple(shape[1:])),
+            "interval_pairs": (np.int64, (None, 3)),
+            **{f"interval_{k}": (f32, None) for k in _INTERVAL_ARRAYS}}
     required = ["flow", "pairs"] + (["strain"] if opt["strain"] else []) + \
         (["apex_image"] if opt["with_apex"] else [])
     where = f"sample {task.sample_id!r}"
@@ -348,6 +401,10 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
               "tvl1": dict(tvl1 or {})}
     if "mean" in features:
         params["mean_input"] = mean_input
+    if pairs == "gap" and features:
+        # each annotated interval's onset -> apex features too (_interval_pairs); a key
+        # of its own, so that gap stores made before are not taken as having them
+        params["intervals"] = "onset-apex"
     if group is None:
         group = 64 if jobs == 1 else 16
     # the device changes where, not what, is computed: it stays out of the cache key

@@ -158,11 +158,19 @@ def flow_option_specs() -> list[tuple[Any, list[str]]]:
 
 
 def flow_method_for(method: str | None, features: list[str], mean_input: str) -> str:
-    """``mexkit flow --method``: the given method, else the default for the features
-    (:func:`mexkit.pipeline.mean_features.flow_method_for`)."""
-    from .mean_features import flow_method_for as choose  # start-up: as the flow methods
+    """``mexkit flow --method``: the given method, else the default for the features (a
+    model's feature may need its own: :attr:`~mexkit.models.registry.FlowFeatureHook.flow_method`),
+    else tvl1."""
+    options = {"mean_input": mean_input}
+    for name in features:
+        if name in ("dm", "hoof"):
+            continue
+        from ..models.registry import flow_feature_hook  # start-up: torch, only for them
 
-    return choose(method, features, mean_input)
+        hook = flow_feature_hook(name)
+        if hook is not None:
+            method = hook.flow_method(method, options) or method
+    return method or "tvl1"
 
 
 def resolve_flow_options(method: str, given: Mapping[str, Any], jobs: int

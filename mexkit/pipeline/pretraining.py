@@ -19,6 +19,10 @@ file's metadata (:mod:`mexkit.pipeline.weights`):
     A short digest of each pre-training clip's source path and of its
     frames, so that ``mexkit train`` can refuse weights that saw the clips
     it is about to test on (:func:`mexkit.pipeline.weights.check_weights`).
+``subjects``
+    Each pre-training clip's ``dataset/subject``, so that ``mexkit train``
+    under LOSO (CDE, HDE) refuses weights that saw any clip of a subject it
+    evaluates.
 
 Running the same command again keeps a finished file with the same
 provenance; a file that differs, or any other file, is replaced only with
@@ -53,7 +57,7 @@ from ..models.registry import ModelSpec, get_spec, list_models
 from .labelled import sample_table
 from .reports import EpochBar
 from .stages import check_output_path
-from .weights import read_weights_metadata, sample_sources
+from .weights import read_weights_metadata, sample_sources, sample_subject
 
 __all__ = ["pretrain_weights", "pretrainable_models", "NEUTRAL"]
 
@@ -106,12 +110,14 @@ def _kept(output: Path, model: str, settings: Mapping[str, Any],
 
 
 def _still_frames(store: Any, spec: ModelSpec, table: Any, classes: list[str],
-                  image_size: int) -> tuple[list[Any], list[int], list[str], list[str]]:
+                  image_size: int) -> tuple[list[Any], list[int], list[str], list[str],
+                                            set[str]]:
     """Each clip's expression and rest frames (resized clip by clip), their classes,
-    the clips' source digests, and the clips skipped (no apex inside)."""
+    the clips' source digests, the clips skipped (no apex inside) and the subjects."""
     index = {c: i for i, c in enumerate(classes)}
     input_name = spec.inputs[0].name
     frames, targets, sources, skipped = [], [], [], []
+    subjects: set[str] = set()
     for sid, label in zip(table.sample_ids, table.labels, strict=True):
         sample = store[sid]
         a = sample.attrs
@@ -129,7 +135,8 @@ def _still_frames(store: Any, spec: ModelSpec, table: Any, classes: list[str],
         frames.extend(clip)
         targets.extend([index[label]] * len(expression) + [index[NEUTRAL]] * len(neutral))
         sources.extend(sample_sources(a))
-    return frames, targets, sources, skipped
+        subjects.add(sample_subject(a))
+    return frames, targets, sources, skipped, subjects
 
 
 def _save(output: Path, state: Mapping[str, Any], metadata: Mapping[str, str]) -> None:
@@ -204,8 +211,8 @@ def pretrain_weights(store_path: str | os.PathLike, output: str | os.PathLike, *
             return output, False
         table = sample_table(store, scheme=scheme)
         classes = [NEUTRAL] + [c for c in table.classes if c != NEUTRAL]
-        frames, targets, sources, skipped = _still_frames(store, spec, table, classes,
-                                                          image_size)
+        frames, targets, sources, skipped, subjects = _still_frames(store, spec, table,
+                                                                    classes, image_size)
     if skipped:
         logger.warning("pretrain: %d clip(s) without an apex inside the clip were skipped "
                        "(first: %s)", len(skipped), skipped[0])
@@ -230,6 +237,7 @@ def pretrain_weights(store_path: str | os.PathLike, output: str | os.PathLike, *
                                for r in history]),
         "store": json.dumps(store_entry), "n_frames": str(len(targets)),
         "sources": json.dumps(sorted(set(sources))),
+        "subjects": json.dumps(sorted(subjects)),
     })
     last = history[-1]
     logger.info("pretrain: %d epochs, final loss %.4f, training accuracy %.3f", len(history),

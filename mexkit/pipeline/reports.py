@@ -185,7 +185,27 @@ def format_report(results: Mapping[str, Any]) -> str:
                      f"{_f(pc['f1']):>8}{int(pc['support']):>9}")
     for note in pooled.get("notes", []):
         lines.append(f"note: {note}")
+    steps = _steps_line(results.get("training") or {})
+    if steps:
+        lines.append(steps)
     return "\n".join(lines)
+
+
+def _steps_line(histories: Mapping[str, Any]) -> str:
+    """``epochs per stage x steps per epoch (samples)`` of the first fold, for trainers
+    that record ``steps`` in their epoch records (MERSiamC3D's two stages)."""
+    for fold, records in histories.items():
+        stages: dict[str, tuple[int, int, int]] = {}
+        for r in records or []:
+            if "steps" in r:
+                stage = str(r.get("stage", "train"))
+                n = stages.get(stage, (0, 0, 0))[0]
+                stages[stage] = (n + 1, int(r["steps"]), int(r.get("samples", 0)))
+        if stages:
+            parts = [f"{stage} {n} epochs x {steps} steps ({samples} samples per epoch)"
+                     for stage, (n, steps, samples) in stages.items()]
+            return f"training ({fold}): " + "; ".join(parts)
+    return ""
 
 
 def _f(v: Any) -> str:

@@ -9,9 +9,12 @@ flow --pairs gap``), per LOSO fold:
    carry no type), the model's spotting network is trained on the training
    subjects' pairs with pseudo-labels of that type's intervals (window
    ``k'`` from the type's mean length), non-expression:expression pairs
-   subsampled (8:1 for MEAN), and its recognition network on the pairs
-   ``[onset, offset]`` of the training intervals with an emotion (the
-   model's :attr:`~mexkit.models.registry.Spotting.train` hook);
+   subsampled (8:1 for MEAN), and its recognition network on the onset ->
+   apex input of each training interval with an emotion (stored beside the
+   pairs by ``mexkit flow --pairs gap``: ``interval_<input>``), its loss and
+   accuracy watched on the held-out subject's input of pair ``(onset, onset +
+   k)`` of each interval (MEAN's authors' X2 and X1; the model's
+   :attr:`~mexkit.models.registry.Spotting.train` hook);
 2. on the held-out subject's videos: per-pair scores and classes, smoothing,
    peaks, intervals with confidence and emotion
    (:func:`mexkit.spot.spot_video`).
@@ -34,7 +37,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +46,13 @@ import numpy as np
 from .. import __version__
 from .._validate import check_range
 from ..devices import resolve_device
-from ..errors import ModelInputError, ParameterError, StoreError
+from ..errors import LabelError, ModelInputError, ParameterError, StoreError
 from ..io.atomic import write_text
 from ..io.checkpoints import load_checkpoint
 from ..io.intervals import read_intervals, write_intervals, write_intervals_json
 from ..io.store import open_store
 from ..io.tables import TableWriter
+from ..labels import get_scheme
 from ..learn.train import ratio_subsample
 from ..models.registry import ModelSpec, get_spec, list_models
 from ..spot.metrics import Interval, evaluate_intervals
@@ -57,7 +61,8 @@ from .reports import jsonable, safe_name, save_figure
 from .spot_eval import format_spot_report
 
 __all__ = ["format_spot_report", "SpotVideo", "load_spot_videos", "parse_type_stores",
-           "train_spotter", "spot_with", "plot_video", "spot_loso", "train_spotting",
+           "recognition_frames", "train_spotter", "spot_with", "plot_video", "spot_loso",
+           "train_spotting",
            "load_spot_model", "spot_store", "is_spotting_store", "spotting_models"]
 
 logger = logging.getLogger("mexkit")
@@ -75,6 +80,8 @@ class SpotVideo:
     gap: int
     features: np.ndarray            # (P, ...) float32, P = n_frames - gap
     truth: list[Interval]
+    #: (onset, offset) -> the input of the interval's onset -> apex pair
+    onset_apex: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
 
 
 # -- which model, which store --------------------------------------------------------------
@@ -130,16 +137,28 @@ def is_spotting_store(store_path: str | os.PathLike, feature: str | None = None)
 
 
 # -- reading the videos ----------------------------------------------------------------------
-def _store_intervals(attrs: Mapping[str, Any], subject: str, video: str, n: int
-                     ) -> list[Interval]:
+def _scheme_label(rule: Any, r: Mapping[str, Any], attrs: Mapping[str, Any]) -> str | None:
+    """An interval's class under a label scheme, from its raw emotion (None outside it)."""
+    try:
+        return rule.label(emotion=r.get("emotion"), aus=r.get("aus"),
+                          dataset=attrs.get("dataset"),
+                          objective_class=r.get("objective_class"))
+    except LabelError:
+        return None
+
+
+def _store_intervals(attrs: Mapping[str, Any], subject: str, video: str, n: int,
+                     scheme: str | None = None) -> list[Interval]:
     raw = attrs.get("intervals")
     if raw is None:
         on, off = attrs.get("onset"), attrs.get("offset")
         if on is None or off is None:
             return []
         raw = [{"onset": on, "offset": off, "kind": attrs.get("kind") or "micro",
-                "emotion": attrs.get("label") or attrs.get("emotion"),
+                "label": attrs.get("label"), "emotion": attrs.get("emotion"),
+                "aus": attrs.get("aus"), "objective_class": attrs.get("objective_class"),
                 "apex": attrs.get("apex")}]
+    rule = get_scheme(scheme) if scheme is not None else None
     out = []
     for r in raw:
         on, off = r.get("onset"), r.get("offset")
@@ -147,7 +166,8 @@ def _store_intervals(attrs: Mapping[str, Any], subject: str, video: str, n: int
             logger.warning("%s/%s: interval [%s, %s] skipped (outside the video of %d "
                            "frames or reversed)", subject, video, on, off, n)
             continue
-        emo = r.get("label") or r.get("emotion") or None
+        emo = (_scheme_label(rule, r, attrs) if rule is not None
+               else r.get("label") or r.get("emotion") or None)
         apex = r.get("apex")
         out.append(Interval(subject, video, int(on), min(int(off), n - 1),
                             type=(str(r.get("kind")).lower() if r.get("kind") else None),
@@ -180,7 +200,8 @@ def _gap(store_path: str | os.PathLike, sample: Any) -> tuple[int, int]:
 
 
 def load_spot_videos(store_path: str | os.PathLike, *, feature: str | None = None,
-                     emotions: str | os.PathLike | None = None) -> list[SpotVideo]:
+                     emotions: str | os.PathLike | None = None,
+                     scheme: str | None = None) -> list[SpotVideo]:
     """Read every video of a ``--pairs gap`` flow store.
 
     Parameters
@@ -195,6 +216,9 @@ def load_spot_videos(store_path: str | os.PathLike, *, feature: str | None = Non
         store's intervals, matched by subject, video, onset and offset (for
         sheets without emotions, e.g. SAMM Long Videos or ``mexkit synth
         --long``, whose ``intervals.csv`` has them).
+    scheme : str, optional
+        A label scheme: each interval's emotion becomes its class (None
+        outside the scheme: spotted and scored, not recognised).
 
     Raises
     ------
@@ -220,12 +244,18 @@ def load_spot_videos(store_path: str | os.PathLike, *, feature: str | None = Non
             n_frames = int(a.get("n_frames") or (n_pairs + gap))
             subject = str(a.get("subject"))
             video = str(a.get("video") or a.get("clip") or sample.sample_id)
-            truth = _store_intervals(a, subject, video, n_frames)
+            truth = _store_intervals(a, subject, video, n_frames, scheme)
             if label_of:
                 truth = _labelled(truth, label_of, subject, video)
+            onset_apex = {}
+            if f"interval_{feature}" in sample and "interval_pairs" in sample:
+                bounds = sample.read("interval_pairs")
+                rows = sample.read(f"interval_{feature}").astype(np.float32)
+                onset_apex = {(int(b[0]), int(b[2])): r for b, r in zip(bounds, rows,
+                                                                        strict=True)}
             videos.append(SpotVideo(sample.sample_id, subject, video, float(a.get("fps") or 0),
                                     n_frames, gap, sample.read(feature).astype(np.float32),
-                                    truth))
+                                    truth, onset_apex))
     if not videos:
         raise ParameterError(f"{store_path}: the store holds no video.")
     return videos
@@ -316,33 +346,63 @@ def _digest(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:12]
 
 
+def _onset_apex(v: SpotVideo, t: Interval) -> np.ndarray:
+    """The input of interval ``t``'s onset -> apex pair (the store's ``interval_*``)."""
+    hit = v.onset_apex.get((t.onset, t.offset))
+    if hit is None:
+        raise ModelInputError(
+            f"video {v.subject}/{v.video} ({v.sample_id}) has no onset -> apex input "
+            f"for its interval [{t.onset}, {t.offset}], on which recognition trains; make "
+            "the store again with `mexkit flow --pairs gap --features ...` (it stores "
+            "interval_pairs and the intervals' features).")
+    return hit
+
+
+def recognition_frames(videos: Sequence[SpotVideo], kind: str | None,
+                       classes: Sequence[str], *, at_onset: bool = False
+                       ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each interval of ``kind`` whose emotion is one of ``classes``: its input and class.
+
+    The input is its onset -> apex pair's (``at_onset=False``: what recognition
+    trains on, the authors' X2), or its pair ``(onset, onset + k)`` of the
+    gap flow (``at_onset=True``: what they validate on, X1), one row each.
+    """
+    rx: list[np.ndarray] = []
+    ry: list[np.ndarray] = []
+    index = {c: k for k, c in enumerate(classes)}
+    for v in videos:
+        for t in v.truth:
+            if t.type != kind or t.emotion not in index or t.onset >= len(v.features):
+                continue
+            rx.append((v.features[t.onset] if at_onset else _onset_apex(v, t))[None])
+            ry.append(np.array([index[t.emotion]], dtype=np.int64))
+    return rx, ry
+
+
 def _training_frames(videos: Sequence[SpotVideo], kind: str | None, kprime: int,
                      classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list, list]:
     """All pairs with their pseudo-labels of ``kind``'s intervals, and each interval's
-    pairs with its class (for intervals whose emotion is one of ``classes``)."""
-    xs, ys, rx, ry = [], [], [], []
-    index = {c: k for k, c in enumerate(classes)}
+    onset -> apex input with its class (:func:`recognition_frames`)."""
+    xs, ys = [], []
     for v in videos:
         mine = [t for t in v.truth if t.type == kind]
-        p = len(v.features)
         xs.append(v.features)
-        ys.append(pseudo_labels(p, [(t.onset, t.offset) for t in mine], kprime))
-        for t in mine:
-            if t.emotion in index and t.onset < p:
-                sl = slice(t.onset, min(t.offset, p - 1) + 1)
-                rx.append(v.features[sl])
-                ry.append(np.full(sl.stop - sl.start, index[t.emotion], dtype=np.int64))
+        ys.append(pseudo_labels(len(v.features), [(t.onset, t.offset) for t in mine], kprime))
+    rx, ry = recognition_frames(videos, kind, classes)
     return np.concatenate(xs), np.concatenate(ys).astype(np.float32), rx, ry
 
 
 def train_spotter(videos: Sequence[SpotVideo], *, spotting: Any, kind: str | None,
                   kprime: int, classes: Sequence[str], settings: Mapping[str, Any], seed: int,
-                  ckpt_dir: Path | None, tag: str) -> dict[str, Any]:
+                  ckpt_dir: Path | None, tag: str,
+                  held_out: Sequence[SpotVideo] = ()) -> dict[str, Any]:
     """Train one expression type's spotting and recognition networks (the model's hook).
 
     ``spotting`` is the model's :class:`~mexkit.models.registry.Spotting`;
     ``settings`` its :attr:`~mexkit.models.registry.Spotting.settings` plus
-    ``device`` and ``deterministic``. Returns ``{"spotter": model,
+    ``device`` and ``deterministic``; ``held_out`` the fold's test videos,
+    whose intervals' input at the onset the recognition network's loss is
+    watched on each epoch (never chosen on). Returns ``{"spotter": model,
     "recognizer": model or None, "history": {...}, "checkpoints":
     {"spotting": path, "recognition": path or None}}``; the checkpoint names
     carry a digest of the training data, so a folder holding another run's
@@ -366,8 +426,10 @@ def train_spotter(videos: Sequence[SpotVideo], *, spotting: Any, kind: str | Non
             return None
         return ckpt_dir / f"{tag}-{kind or 'all'}-{digest}-{stage}.safetensors"
 
+    mx, my = recognition_frames(held_out, kind, classes, at_onset=True) if rx else ([], [])
+    monitor = (np.concatenate(mx), np.concatenate(my)) if mx else None
     nets = spotting.train(x[keep], y[keep], rx, ry, n_classes=n_classes, settings=settings,
-                          seed=seed, checkpoint=checkpoint)
+                          seed=seed, checkpoint=checkpoint, monitor=monitor)
     logger.info("spot: %s %s: %d spotting frames (%d in intervals), %d recognition frames",
                 tag, kind or "all", int(keep.size), int((y[keep] > 0).sum()),
                 int(sum(len(r) for r in ry)))
@@ -471,13 +533,15 @@ class _Spotting:
     def gaps(self) -> dict[str | None, int]:
         return {k: self.by_type[k][0].gap for k in self.types}
 
-    def train(self, videos_of: Any, *, seed: int, ckpt_dir: Path, tag: str
-              ) -> dict[str | None, dict[str, Any]]:
-        """Every type's networks, trained on ``videos_of(kind)``."""
+    def train(self, videos_of: Any, *, seed: int, ckpt_dir: Path, tag: str,
+              held_out: Any = None) -> dict[str | None, dict[str, Any]]:
+        """Every type's networks, trained on ``videos_of(kind)`` (``held_out(kind)``: the
+        videos whose recognition loss is watched)."""
         return {kind: train_spotter(videos_of(kind), spotting=self.spec.spotting, kind=kind,
                                     kprime=self.kprimes[kind], classes=self.classes,
                                     settings=self.settings, seed=seed, ckpt_dir=ckpt_dir,
-                                    tag=tag)
+                                    tag=tag,
+                                    held_out=held_out(kind) if held_out else ())
                 for kind in self.types}
 
     def spot(self, models: Mapping[str | None, Any], n: int
@@ -491,10 +555,10 @@ class _Spotting:
 
 def _read_spotting(store_path: str | os.PathLike, spec: ModelSpec, settings: dict[str, Any],
                    *, emotions: Any, kprime: Any, p: float, long: bool | None,
-                   type_stores: Any) -> _Spotting:
+                   type_stores: Any, scheme: str | None = None) -> _Spotting:
     check_range("p", float(p), 0.0, 1.0)
     feature = spec.spotting.input
-    videos = load_spot_videos(store_path, feature=feature, emotions=emotions)
+    videos = load_spot_videos(store_path, feature=feature, emotions=emotions, scheme=scheme)
     types = _types(videos)
     kprimes = _kprimes(videos, types, kprime)
     type_stores = parse_type_stores(type_stores)
@@ -517,7 +581,8 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
               kprime: Mapping[str, int] | int | None = None, p: float | None = None,
               long: bool | None = None, device: str = "cpu", seed: int = 0,
               deterministic: bool = True, final: bool = False, plots: bool = True,
-              type_stores: Mapping[str, str] | str | None = None) -> Path:
+              type_stores: Mapping[str, str] | str | None = None,
+              scheme: str | None = None) -> Path:
     """A model's LOSO spot-then-recognize evaluation of a gap-flow store.
 
     ``model`` is a model with spotting hooks (default: the one whose input
@@ -529,7 +594,10 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     path}`` or ``"macro=PATH"``) gives an expression type's network the
     features of another gap-flow store of the same videos (SOFTNet's
     per-type flow gap, e.g. k = k' for macro-expressions); the intervals
-    always come from ``store_path``.
+    always come from ``store_path``. ``scheme`` maps each interval's emotion
+    to a label scheme's class (e.g. ``casme2-5``: CASME II's five classes, as
+    the authors' code takes them); intervals outside it are spotted but not
+    recognised.
 
     Writes to ``out_dir``: ``intervals.csv`` / ``intervals.json`` (spotted
     intervals of every held-out video, with type, emotion, confidence and
@@ -553,7 +621,8 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         emotions=settings.get("emotions") if emotions is None else emotions,
         kprime=settings.get("kprime") if kprime is None else kprime,
         p=settings["p"] if p is None else p, long=long,
-        type_stores=settings.get("type_stores") if type_stores is None else type_stores)
+        type_stores=settings.get("type_stores") if type_stores is None else type_stores,
+        scheme=scheme)
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     if plots:
@@ -572,7 +641,8 @@ def spot_loso(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         "task": "spot-then-recognize", "model": spec.name, "protocol": "loso",
         "store": str(store_path), "mexkit_version": __version__,
         "types": [t or "all" for t in run.types], "kprime": _keyed(run.kprimes), "p": run.p,
-        "long_videos": run.long, "classes": run.classes, "settings": settings,
+        "long_videos": run.long, "classes": run.classes, "scheme": scheme,
+        "settings": settings,
         "seed": seed, "gap": _keyed(run.gaps), "type_stores": run.type_stores,
         "subjects": run.subjects, "seconds": round(time.perf_counter() - t0, 1),
         "metrics": report, "histories": histories,
@@ -638,7 +708,8 @@ def _loso(run: _Spotting, out: Path, *, seed: int, plots: bool
         models = run.train(
             lambda kind, s=subject: [v for v in run.by_type[kind] if v.subject != s],
             seed=seed + 1000 * fold, ckpt_dir=out / "checkpoints",
-            tag=f"fold{fold:02d}-{safe_name(subject)}")
+            tag=f"fold{fold:02d}-{safe_name(subject)}",
+            held_out=lambda kind, s=subject: [v for v in run.by_type[kind] if v.subject == s])
         for kind, m in models.items():
             histories[f"{subject}/{kind or 'all'}"] = m["history"]
         for n, v in enumerate(run.videos):
@@ -659,7 +730,7 @@ def train_spotting(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                    protocol: str | None = None, epochs: int | None = None,
                    batch_size: int | None = None, lr: float | None = None,
                    device: str = "auto", seed: int = 0, deterministic: bool = True,
-                   final: bool = False) -> Path:
+                   final: bool = False, scheme: str | None = None) -> Path:
     """``mexkit train`` on a spotting store: :func:`spot_loso` with the model's settings.
 
     ``options`` are the model's options; ``epochs``, ``batch_size`` and
@@ -672,7 +743,7 @@ def train_spotting(store_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     device = str(resolve_device(device))  # a GPU that is not there fails before any work
     return spot_loso(store_path, out_dir, model=model, options=options, epochs=epochs,
                      batch_size=batch_size, lr=lr, device=device, seed=seed,
-                     deterministic=deterministic, final=final)
+                     deterministic=deterministic, final=final, scheme=scheme)
 
 
 # -- the final networks: saved, loaded, applied ------------------------------------------------

@@ -300,7 +300,7 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
                       intensity: tuple[float, float] = MICRO_INTENSITY,
                       noise_sigma: float = 1.0, head_translation: float = 0.3,
                       head_rotation: float = 0.1, overwrite: bool = False,
-                      jobs: int = 1) -> Path:
+                      jobs: int = 1, first_subject: int = 1) -> Path:
     """Write a synthetic micro-expression dataset laid out like CASME II.
 
     Each subject gets ``clips_per_class`` clips of every class, in a shuffled
@@ -340,6 +340,11 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
     jobs : int, optional
         Subjects written at once, in worker processes (the files do not
         depend on it).
+    first_subject : int, optional
+        Number of the first subject (``sub05`` for 5); default 1. A subject's
+        face and clips depend on the seed and its number only, so datasets
+        of one seed with disjoint numbers have disjoint subjects (a
+        pre-training set of other subjects).
 
     Returns
     -------
@@ -353,6 +358,7 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
     check_range("n_subjects", n_subjects, 1)
     check_range("clips_per_class", clips_per_class, 1)
     check_range("jobs", jobs, 1)
+    check_range("first_subject", first_subject, 1)
     _check_common(fps, seed, image_format, jpeg_quality, noise_sigma)
     classes = tuple(classes)
     if not classes:
@@ -371,7 +377,8 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
     sheet_rows, csv_rows = [], []
     # subjects are independent (each has its own seeds): the same bytes for any ``jobs``
     for rows in parallel_map(_write_casme2_subjects,
-                             ([(s, common)] for s in range(1, n_subjects + 1)),
+                             ([(s, common)] for s in range(first_subject,
+                                                           first_subject + n_subjects)),
                              jobs=min(jobs, n_subjects)):
         for code, sheet_part, csv_part in rows:
             sheet_rows.extend(sheet_part)
@@ -390,7 +397,8 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
     write_generic_rows(csv_path, csv_rows)
     _save_json(root / "synth-casme2.json", {
         "generator": "mexkit.pipeline.synth.write_casme2_like", "mexkit_version": __version__,
-        "n_subjects": n_subjects, "clips_per_class": clips_per_class, "classes": list(classes),
+        "n_subjects": n_subjects, "first_subject": first_subject,
+        "clips_per_class": clips_per_class, "classes": list(classes),
         "fps": float(fps), "seed": seed, "size": size, "image_format": image_format,
         "jpeg_quality": jpeg_quality, "seconds": list(sec), "intensity": list(amp),
         "noise_sigma": noise_sigma, "head_translation": head_translation,
@@ -564,7 +572,8 @@ def write_synthetic(root: str | os.PathLike, *, subjects: int = 4, clips_per_cla
                     size: int = 240, image_format: str = "jpg", noise: float = 1.0,
                     intensity: tuple[float, float] = (0.3, 2.0), seed: int = 0,
                     long_videos: bool = False, videos_per_subject: int = 1,
-                    seconds: float = 12.0, overwrite: bool = False, jobs: int = 1) -> Path:
+                    seconds: float = 12.0, overwrite: bool = False, jobs: int = 1,
+                    first_subject: int = 1) -> Path:
     """``mexkit synth``: a CASME II-like dataset, or SAMM-LV-like long videos; its sheet.
 
     The same options again keep the dataset the last run wrote into ``root``
@@ -579,6 +588,8 @@ def write_synthetic(root: str | os.PathLike, *, subjects: int = 4, clips_per_cla
         ``overwrite`` is False.
     """
     root = Path(root)
+    if long_videos and first_subject != 1:
+        raise ParameterError("--first-subject applies to clips (not --long).")
     sheet = root / ("SAMM_LongVideos_V2_Release.xlsx" if long_videos else "samples.csv")
     lo, hi = (float(v) for v in intensity)
     settings = {"version": __version__, "subjects": subjects,
@@ -589,6 +600,8 @@ def write_synthetic(root: str | os.PathLike, *, subjects: int = 4, clips_per_cla
                 "long": long_videos,
                 "videos_per_subject": videos_per_subject if long_videos else None,
                 "seconds": seconds if long_videos else None}
+    if first_subject != 1:  # only then: records of earlier datasets still match
+        settings["first_subject"] = first_subject
     record = root / _RECORD
     if not overwrite and sheet.exists() and record.exists():
         try:
@@ -613,7 +626,8 @@ def write_synthetic(root: str | os.PathLike, *, subjects: int = 4, clips_per_cla
                               classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
                               fps=fps or 100.0, seed=seed, size=size,
                               image_format=image_format, noise_sigma=noise,
-                              intensity=(lo, hi), overwrite=overwrite, jobs=jobs)
+                              intensity=(lo, hi), overwrite=overwrite, jobs=jobs,
+                              first_subject=first_subject)
     except DatasetError as exc:
         if "already exists" not in str(exc):
             raise

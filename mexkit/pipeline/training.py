@@ -71,8 +71,8 @@ from ..models.registry import (
 )
 from ..models.registry import model_options as resolve_options
 from .labelled import SampleTable, sample_table
-from .mean_weights import predict_with_weights
 from .parallel import current_config, is_lost_worker, parallel_map
+from .published import predict_with_weights
 from .reports import EpochBars, format_report, jsonable, plot_confusion, plot_training, safe_name
 from .spot_eval import format_spot_report
 from .spotting import is_spotting_store, train_spotting
@@ -127,7 +127,7 @@ def train_model(store_path: str | os.PathLike, out_dir: str | os.PathLike | None
         results = train_spotting(path, out, model=model, options=model_options,
                                  protocol=protocol, epochs=epochs, batch_size=batch_size,
                                  lr=lr, device=device, seed=seed, deterministic=deterministic,
-                                 final=final)
+                                 final=final, scheme=kw.get("scheme"))
         report = format_spot_report(json.loads(results.read_text())["metrics"])
         return TrainingRun(results, report)
     out = Path(out_dir) if out_dir is not None else path.with_name(
@@ -215,13 +215,14 @@ def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
     scheme = spec.scheme if scheme is None else scheme
     check_option("protocol", protocol, PROTOCOLS)
     device = str(resolve_device(device))
-    opts = resolve_options(spec, options)
+    opts = _clip_options(spec, resolve_options(spec, options), options)
+    run_entry = spec.clip_run(opts) if spec.clip_run is not None else None
     with open_store(store_path) as store:
         table = sample_table(store, scheme=scheme)
         upstream = upstream_entry(store)
         keys = store.cache_keys()
         failed_upstream = dict(store.failures)
-        weights = _weights_entry(spec, opts, store)
+        weights = _weights_entry(spec, opts, store, protocol=protocol)
     inputs = list(spec.input_names)
     dataset = StoreDataset(store_path, table.sample_ids, table.y, inputs, build=build_input)
     dataset.preload()  # a missing input fails here, before any training
@@ -229,13 +230,44 @@ def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
     config = {"model": model, "protocol": protocol, "scheme": scheme, "n_splits": n_splits,
               "seed": seed, "deterministic": deterministic, "device": device,
               "classes": table.classes, "inputs": inputs, "store": upstream,
-              "model_options": opts, **weights,
+              "model_options": opts, **weights, **({"run": run_entry} if run_entry else {}),
               **{k: v for k, v in kw.items() if k not in ("augment", "collate_fn")},
               "augment": spec.defaults.augmentation}
+    _check_kfold(store_path, protocol, n_splits, table.labels)
     folds = list(split(protocol, subjects=table.subjects, datasets=table.datasets,
                        labels=table.labels, n_splits=n_splits, seed=seed))
     return _Run(spec, str(store_path), protocol, scheme, device, seed, deterministic, opts,
                 kw, table, keys, failed_upstream, dataset, config, folds)
+
+
+def _check_kfold(store_path: str | os.PathLike, protocol: str, n_splits: int,
+                 labels: Sequence[Any]) -> None:
+    """Stratified k-fold needs a class with ``n_splits`` samples: say how to go on."""
+    if protocol != "kfold" or not len(labels):
+        return
+    values, counts = np.unique(np.asarray(labels, dtype=object).astype(str),
+                               return_counts=True)
+    largest = int(counts.max())
+    if largest < n_splits:
+        raise ParameterError(
+            f"{store_path}: --protocol kfold with {n_splits} folds (--folds) needs a class "
+            f"of at least {n_splits} samples for stratified folds, but the largest, "
+            f"{values[counts.argmax()]!r}, has {largest} ({len(labels)} samples in all). "
+            f"Give --folds {largest} or fewer, or --protocol loso.")
+
+
+def _clip_options(spec: ModelSpec, opts: Mapping[str, Any],
+                  given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The model's options a clip-classification run uses: those of spot-then-recognize
+    alone (``scope="spotting"``) are left out (and warned about when given)."""
+    spotting = {o.keyword: o for o in spec.options if o.scope == "spotting"}
+    for key, value in (given or {}).items():
+        o = spotting.get(key.replace("-", "_"))
+        if o is not None and value != o.default:
+            logger.warning("--%s applies to spot-then-recognize on a store of whole videos "
+                           "(`%s`); this store of clips does not use it", o.name,
+                           spec.spotting.produced_by if spec.spotting else "--pairs gap")
+    return {k: v for k, v in opts.items() if k not in spotting}
 
 
 def _code_digest(spec: ModelSpec) -> str:
@@ -265,12 +297,13 @@ def _code_digest(spec: ModelSpec) -> str:
     return h.hexdigest()[:16]
 
 
-def _weights_entry(spec: ModelSpec, options: Mapping[str, Any], store: Any
-                   ) -> dict[str, Any]:
+def _weights_entry(spec: ModelSpec, options: Mapping[str, Any], store: Any, *,
+                   protocol: str | None = None) -> dict[str, Any]:
     """Check a model's weights option against the store; the file's digest for the key.
 
     For a model with a weights option (:attr:`ModelSpec.weights_option`),
-    weights that ``mexkit pretrain`` made from clips of this store are refused
+    weights that ``mexkit pretrain`` made from clips of this store, or under
+    LOSO (CDE, HDE) from clips of a subject it evaluates, are refused
     (:func:`mexkit.pipeline.weights.check_weights`); the file's SHA-256 enters
     the settings, so that folds trained from other weights under the same
     path are redone.
@@ -278,7 +311,7 @@ def _weights_entry(spec: ModelSpec, options: Mapping[str, Any], store: Any
     path = options.get(spec.weights_option) if spec.weights_option else None
     if not path:
         return {}
-    meta = check_weights(path, store)
+    meta = check_weights(path, store, protocol=protocol)
     entry: dict[str, Any] = {"weights_sha256": weights_digest(path)}
     hooks = spec.pretraining
     if meta.get("mexkit_stage") == "pretrain" and hooks is not None:
@@ -697,8 +730,8 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike 
     ``true`` in the predictions is the stored label, or with ``scheme`` (by
     default the scheme the model was trained with) the class the scheme
     gives the sample, so that ``mexkit evaluate`` can score the file. With
-    ``weights`` instead of ``results_dir``, MEAN's published networks predict
-    (:func:`mexkit.pipeline.mean_weights.predict_with_weights`; ``per_subject``,
+    ``weights`` instead of ``results_dir``, a model's published networks predict
+    (:func:`mexkit.pipeline.published.predict_with_weights`; ``per_subject``,
     ``subject_map`` and ``classes`` go with them).
 
     Raises

@@ -111,6 +111,10 @@ def test_pretrain_writes_weights_with_their_provenance(magnified, tmp_path):
     assert json.loads(meta["store"])["content_hash"] == content
     assert len(json.loads(meta["history"])) == 1
     assert len(json.loads(meta["sources"])) == 2 * n_clips  # source path and frames
+    with open_store(magnified) as s:  # who was seen, for the LOSO subject guard
+        subjects = sorted({f"{s[i].attrs['dataset']}/{s[i].attrs['subject']}"
+                           for i in s.sample_ids})
+    assert json.loads(meta["subjects"]) == subjects
     from safetensors.torch import load_file
 
     assert AKMNet(3, image_size=32).load_backbone_state(load_file(str(out))) == []

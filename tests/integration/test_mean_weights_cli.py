@@ -218,3 +218,56 @@ def test_flow_builds_the_authors_input_by_default(crop_store, tmp_path):
             68, 2)
         # each channel normalised over the whole field before the boxes are cut
         assert x.min() >= 0 and x.max() <= 1
+
+
+# -- issue 25, item 3: a store of clips trains recognition alone; results.json says so ----
+def test_train_on_clips_records_the_no_transfer_ablation_and_warns_once(tmp_path,
+                                                                          weights_dir):
+    clips = {f"sub{i:02d}": ["happiness", "surprise"] for i in range(1, 4)}
+    store = _store(tmp_path / "train.flow.h5", clips)
+    r = CliRunner().invoke(cli, ["train", str(store), "--model", "mean", "--epochs", 1,
+                                 "--scheme", "casme2-5", "--fold-jobs", 1, "--spot-epochs", 7,
+                                 "-o", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "run" / "results.json").read_text())["config"]
+    # what ran: the recognition network from scratch, no spotting stage, no transfer
+    assert config["run"]["transfer"] is False and config["run"]["spotting_stage"] is False
+    assert set(config["model_options"]) == {"weights"}   # no spot_epochs, no no_transfer
+    assert r.stderr.count("without inductive transfer") == 1
+    assert "--spot-epochs applies to spot-then-recognize" in r.stderr
+    # with the authors' shared layers (--weights), transfer is what ran
+    root, _ = weights_dir
+    st = tmp_path / "s1.safetensors"
+    _run("convert", root / "s1.hdf5", "-o", st)
+    r = CliRunner().invoke(cli, ["train", str(store), "--model", "mean", "--epochs", 1,
+                                 "--scheme", "casme2-5", "--fold-jobs", 1, "--weights", str(st),
+                                 "-o", str(tmp_path / "run2")])
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "run2" / "results.json").read_text())["config"]
+    assert config["run"]["transfer"] is True and "without inductive" not in r.stderr
+
+
+def test_a_converted_recognition_network_loads_no_spotting_head(tmp_path, rng):
+    """A `recog` file has no spotting head: the converted file's kind says so, and
+    `train --weights` does not load the untrained head the conversion kept."""
+    from mexkit.models.mean.network import MEAN
+    from mexkit.models.mean.training import load_mean_weights
+
+    root = tmp_path / "MEAN_Weights" / "CASME2" / "recog"
+    root.mkdir(parents=True)
+    write_keras_file(root / "s1.hdf5", random_weights(rng, "recog", 5))
+    st = tmp_path / "r.safetensors"
+    _run("convert", root / "s1.hdf5", "-o", st)
+    assert load_mean_weights(MEAN(5), st, list(CASME2)) == ["shared", "recognition head"]
+
+
+# -- issue 25, item 8: k-fold on too few clips names the way out ----------------------------
+def test_kfold_on_too_few_clips_names_folds_and_loso(tmp_path):
+    clips = {f"sub{i:02d}": ["happiness", "surprise"] for i in range(1, 4)}
+    store = _store(tmp_path / "few.flow.h5", clips)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", str(store), "--model", "mean", "--protocol", "kfold",
+                                 "--scheme", "casme2-5", "-o", str(out)])
+    # 3 clips per class, 10 folds by default
+    assert r.exit_code == 2 and "--folds 3 or fewer" in r.output
+    assert "--protocol loso" in r.output and not out.exists()

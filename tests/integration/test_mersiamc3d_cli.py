@@ -39,7 +39,8 @@ def keyframe_flow_store(synth_dataset, tmp_path_factory):
                 "-o", d / "flow.h5"), crop
 
 
-_FAST = ("--resolution", 16, "--epochs", 2, "--batch-size", 2, "--pairs-per-epoch", 3)
+_FAST = ("--resolution", 16, "--epochs", 2, "--batch-size", 2, "--pairs-per-epoch", 3,
+         "--copies-per-epoch", 1)
 
 
 def test_input_built_from_the_store(keyframe_flow_store):

@@ -70,12 +70,67 @@ PACKAGE = {
             path.write_text(f"{len(rows)} predictions\\n")
             return [path]
     ''',
+    "published.py": '''
+        """Tinynet's published networks: a .npz of its four arrays (a foreign format)."""
+        from pathlib import Path
+
+        import numpy as np
+        import torch
+
+        from mexkit.errors import ParameterError, StoreError
+        from mexkit.io.checkpoints import save_checkpoint
+        from mexkit.models.registry import PublishedNet, PublishedNetworks
+
+        from .network import Tiny
+
+
+        def files(path, need):
+            p = Path(path)
+            if p.suffix != ".npz":
+                raise ParameterError(f"{p} is not a tinynet .npz")
+            return {0: p}, p.parent
+
+
+        def _outputs(net, x):
+            with torch.no_grad():
+                return None, torch.softmax(net(x.float() / 255.0), dim=1)
+
+
+        def load(path):
+            try:
+                a = np.load(path)
+                w1, b1, w2, b2 = (torch.from_numpy(a[k]) for k in ("w1", "b1", "w2", "b2"))
+            except (OSError, ValueError, KeyError) as exc:
+                raise StoreError(f"{path}: not a tinynet file ({exc})") from None
+            net = Tiny(w2.shape[0], tiny_width=w1.shape[0])
+            net.load_state_dict({"net.1.weight": w1, "net.1.bias": b1, "net.3.weight": w2,
+                                 "net.3.bias": b2})
+            net.eval()
+            return PublishedNet(module=net, kind="recog", n_classes=w2.shape[0],
+                                has_spot=False, has_recog=True, outputs=_outputs,
+                                source=str(path))
+
+
+        def convert(path, output, classes):
+            save_checkpoint(Path(output), load(path).module, None,
+                            {"model": "tinynet", "classes": list(classes)})
+            return Path(output)
+
+
+        PUBLISHED = PublishedNetworks(
+            title="tinynet .npz", files=files, load=load, dataset=lambda path: None,
+            true_label=lambda attrs, classes, scheme: attrs.get("label"),
+            folds=lambda subjects, eligible: {s: i + 1 for i, s in enumerate(sorted(set(
+                subjects)))},
+            input="frames", produced_by="mexkit crop --size 8", crop={"size": 8}, flow={},
+            gap=lambda fps: 1, convert=convert)
+    ''',
     "spec.py": '''
         """Tinynet's registry entry."""
         from mexkit.models.registry import (InputSpec, ModelOption, ModelSpec, TrainDefaults,
                                             count_parameters, register_model)
 
-        from . import training
+        from . import published, training
         from .network import Tiny
 
         register_model(ModelSpec(
@@ -84,7 +139,8 @@ PACKAGE = {
             defaults=TrainDefaults(optimizer="adam", lr=0.01, epochs=2, batch_size=4),
             paper_parameter_count=count_parameters, reference="a test",
             options=(ModelOption("tiny-width", int, 4, "hidden units"),),
-            trainer=training.fit_fold, report=training.report, protocol="loso"))
+            trainer=training.fit_fold, report=training.report, protocol="loso",
+            published=published.PUBLISHED))
     ''',
 }
 
@@ -156,3 +212,38 @@ def test_an_option_of_the_new_model_is_refused_for_another(package_root, store, 
     r = _mexkit(package_root, "train", store, "--model", "psn", "--tiny-width", "6",
                 "-o", tmp_path / "x")
     assert r.returncode == 2 and "belongs to tinynet" in r.stderr
+
+
+def test_the_published_networks_hook_serves_any_model(package_root, store, tmp_path, rng):
+    """`mexkit predict --weights` and `mexkit convert` are generic: a second model with a
+    `published` hook (another file format) is found by the file, beside MEAN's."""
+    w1, b1 = rng.normal(size=(4, 64)).astype(np.float32), rng.normal(size=4).astype(np.float32)
+    w2, b2 = rng.normal(size=(2, 4)).astype(np.float32), rng.normal(size=2).astype(np.float32)
+    net = tmp_path / "tiny.npz"
+    np.savez(net, w1=w1, b1=b1, w2=w2, b2=b2)
+    out = tmp_path / "pred.csv"
+    r = _mexkit(package_root, "predict", store, "--weights", net, "--classes", "bright,dark",
+                "-o", out)
+    assert r.returncode == 0, r.stderr
+    import csv
+
+    from mexkit.io.store import open_store
+
+    with open(out, newline="") as fh:
+        rows = {row["sample_id"]: row for row in csv.DictReader(
+            line for line in fh if not line.startswith("#"))}
+    with open_store(store) as s:
+        first = {sid: s[sid]["frames"][0].astype(np.float64) / 255.0 for sid in s.sample_ids}
+    for sid, frame in first.items():  # Linear, ReLU, Linear, softmax, by hand
+        h = np.maximum(w1 @ frame.ravel() + b1, 0)
+        z = w2 @ h + b2
+        p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        got = [float(rows[sid]["score_bright"]), float(rows[sid]["score_dark"])]
+        np.testing.assert_allclose(got, p, atol=1e-5)
+    st = tmp_path / "tiny.safetensors"
+    r = _mexkit(package_root, "convert", net, "--classes", "bright,dark", "-o", st)
+    assert r.returncode == 0, r.stderr
+    from mexkit.io.checkpoints import load_checkpoint
+
+    state, _, meta = load_checkpoint(st)
+    assert meta["model"] == "tinynet" and np.array_equal(state["net.3.weight"].numpy(), w2)

@@ -147,7 +147,8 @@ def _random_short_videos(rng: np.random.Generator, folder: Path) -> tuple[Path, 
 
 
 def _clear_of_documented_differences(rep: dict) -> bool:
-    """Leave out the cases docs/spotting.md lists where the scorer's code is degenerate."""
+    """Leave out the cases docs/fidelity.md (rows "MEAN scorer") lists where the scorer's
+    code is degenerate."""
     a = rep["analysis"]
     if a is None or a["precision"] + a["recall"] == 0:
         return False                     # the scorer divides 0 by 0 (NaN)

@@ -24,18 +24,19 @@ from mexkit.models.mean.keras import (
     fold_index,
     keras_dense_to_torch,
 )
-from mexkit.pipeline.mean_weights import authors_folds, load_keras_mean, natural_key
+from mexkit.models.mean.published import authors_folds, natural_key
+from mexkit.models.mean.published import load as load_keras_mean
 
 
 def _mexkit_outputs(path, x):
-    net, info = load_keras_mean(path)
-    with torch.no_grad():
-        z = net.shared(torch.from_numpy(x))
-        out = {}
-        if info.has_spot:
-            out["spot"] = net.spot_head(z).squeeze(1).numpy()
-        if info.has_recog:
-            out["recog"] = torch.softmax(net.recog_head(z), 1).numpy()
+    """What the published-networks hook gives the pipeline (predict, spot)."""
+    info = load_keras_mean(path)
+    spot, prob = info.outputs(info.module, torch.from_numpy(x))
+    out = {}
+    if spot is not None:
+        out["spot"] = spot.numpy()
+    if prob is not None:
+        out["recog"] = prob.numpy()
     return out, info
 
 

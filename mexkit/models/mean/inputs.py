@@ -1,6 +1,6 @@
 """MEAN's input: the 42x42 u, v, strain regions that ``mexkit flow --features mean`` stores.
 
-The flow stage builds them (:mod:`mexkit.pipeline.mean_features`): by default
+The flow stage builds them (:mod:`mexkit.models.mean.features`): by default
 as the authors' public code does (``--mean-input authors``: normalised maps,
 the eyebrow band and the mouth at 42 x 21 each, OpenCV's TV-L1), or as mexkit
 reads the paper (``--mean-input paper``); the store's parameters and each

@@ -9,7 +9,7 @@ References
 from __future__ import annotations
 
 from ..registry import InputSpec, ModelOption, ModelSpec, Spotting, TrainDefaults, register_model
-from . import spotting, training
+from . import features, published, spotting, training
 from .network import MEAN, MEAN_INPUT_SHAPE
 
 _REFERENCE = (
@@ -80,13 +80,17 @@ register_model(ModelSpec(
     ),
     reference=_REFERENCE,
     paper_reported={3: 7608},
-    options=tuple(ModelOption(name, kind, default, text, constructor=False)
+    options=tuple(ModelOption(name, kind, default, text, constructor=False,
+                              scope="all" if name == "weights" else "spotting")
                   for name, kind, default, text in _TRAINING_OPTIONS),
     trainer=training.fit_fold,
+    clip_run=training.clip_run,
     weights_option="weights",
     spotting=Spotting(input="mean_regions",
                       produced_by="mexkit flow --pairs gap --features mean",
                       settings=spotting.settings,
                       train=spotting.train, scores=spotting.scores,
                       classes=spotting.classes, build=spotting.build),
+    published=published.PUBLISHED,
+    flow_features=(features.FEATURE,),
 ))

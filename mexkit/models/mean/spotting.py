@@ -7,9 +7,13 @@ train and apply MEAN on them ([1]_, Secs. 3-4):
 
 1. the spotting network (``head="spotting"``): MSE against the pseudo-labels,
    Adam 5e-4;
-2. its recognition head on the frames ``[onset, offset]`` of the training
-   intervals with an emotion, the shared layers frozen (inductive
-   transfer); ``--no-transfer`` trains a separate MEAN from scratch instead
+2. its recognition head on the onset -> apex input of each training interval
+   with an emotion (one sample per expression: the paper's k = apex - onset
+   for recognition, section 4.3; the authors' ``prepare_training.py`` X2),
+   the shared layers frozen (inductive transfer); its loss and accuracy are
+   watched each epoch on the held-out subject's input of the pair ``(onset,
+   onset + k)`` of each interval (the authors' validation data X1), never
+   chosen on; ``--no-transfer`` trains a separate MEAN from scratch instead
    (the paper's ablation).
 
 Each network starts from weights that depend on the seed only
@@ -69,17 +73,21 @@ def _seeded(build_net: Callable[[], MEAN], seed: int) -> MEAN:
 
 
 def _fit(model: MEAN, x: np.ndarray, y: np.ndarray, *, loss: str, epochs: int,
-         settings: Mapping[str, Any], seed: int, ckpt: Path | None) -> list[dict[str, Any]]:
+         settings: Mapping[str, Any], seed: int, ckpt: Path | None,
+         monitor: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict[str, Any]]:
     ds = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    watched = None if monitor is None else TensorDataset(
+        torch.from_numpy(monitor[0].astype(np.float32)), torch.from_numpy(monitor[1]))
     return fit(model, ds, epochs=int(epochs), optimizer="adam", lr=float(settings["lr"]),
                batch_size=int(settings["batch_size"]), device=settings["device"], seed=seed,
                deterministic=bool(settings["deterministic"]), loss=loss,
-               checkpoint_path=ckpt)["epochs"]
+               checkpoint_path=ckpt, monitor=watched)["epochs"]
 
 
 def train(x: np.ndarray, y: np.ndarray, rx: Sequence[np.ndarray], ry: Sequence[np.ndarray],
           *, n_classes: int, settings: Mapping[str, Any], seed: int,
-          checkpoint: Callable[[str], Path | None]) -> dict[str, Any]:
+          checkpoint: Callable[[str], Path | None],
+          monitor: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Train the spotting network, then the recognition head (see the module docstring).
 
     Parameters
@@ -88,8 +96,8 @@ def train(x: np.ndarray, y: np.ndarray, rx: Sequence[np.ndarray], ry: Sequence[n
         Features of the (subsampled) training pairs; ``y`` their float
         pseudo-labels.
     rx, ry : lists of arrays
-        Features and class indices of the frames of each training interval
-        with an emotion; empty: no recognition network.
+        Onset -> apex features (one row each) and class of each training
+        interval with an emotion; empty: no recognition network.
     n_classes : int
     settings : mapping
         :func:`settings` plus ``device`` and ``deterministic``.
@@ -97,6 +105,9 @@ def train(x: np.ndarray, y: np.ndarray, rx: Sequence[np.ndarray], ry: Sequence[n
     checkpoint : callable
         ``checkpoint(stage)``: the file of stage ``"spotting"`` or
         ``"recognition"``, or None.
+    monitor : (ndarray, ndarray), optional
+        Held-out features and classes whose recognition loss and accuracy
+        are recorded each epoch (``monitor_loss``, ``monitor_accuracy``).
 
     Returns
     -------
@@ -118,7 +129,7 @@ def train(x: np.ndarray, y: np.ndarray, rx: Sequence[np.ndarray], ry: Sequence[n
         history["recognition"] = _fit(
             recognizer, np.concatenate(rx), np.concatenate(ry), loss="ce",
             epochs=settings["recog_epochs"], settings=settings, seed=seed + 1,
-            ckpt=checkpoint("recognition"))
+            ckpt=checkpoint("recognition"), monitor=monitor)
     return {"spotter": spotter, "recognizer": recognizer, "history": history}
 
 

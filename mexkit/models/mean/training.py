@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ParameterError
 from ...io.checkpoints import load_checkpoint
 from ...learn.folds import FoldContext
 
-__all__ = ["fit_fold", "load_mean_weights"]
+__all__ = ["fit_fold", "load_mean_weights", "clip_run"]
 
 logger = logging.getLogger("mexkit")
 
@@ -51,7 +52,10 @@ def load_mean_weights(model: Any, path: str | os.PathLike, classes: list[str]) -
     loaded = ["shared"]
     take = dict(shared)
     file_classes = list(meta.get("classes") or [])
-    head = {k: v for k, v in state.items() if k.startswith("recog_head.")}
+    # a converted network holds both heads' tensors; its kind says which it really has
+    kind = str(meta.get("kind") or "spot_recog")
+    head = {k: v for k, v in state.items() if k.startswith("recog_head.")
+            and "recog" in kind}
     if head and sorted(file_classes) == sorted(classes) and \
             head["recog_head.5.weight"].shape == own["recog_head.5.weight"].shape:
         # the same classes, perhaps in another order: the output rows follow the names
@@ -64,13 +68,39 @@ def load_mean_weights(model: Any, path: str | os.PathLike, classes: list[str]) -
         logger.info("mean: the weights' recognition head (%s) does not match the classes %s; "
                     "it starts from initialisation", ", ".join(file_classes) or "?",
                     ", ".join(classes))
-    spot = {k: v for k, v in state.items() if k.startswith("spot_head.")}
+    spot = {k: v for k, v in state.items() if k.startswith("spot_head.")
+            and "spot" in kind}
     if spot:
         take.update(spot)
         loaded.append("spotting head")
     model.load_state_dict(take, strict=False)
     model.freeze_shared(True)
     return loaded
+
+
+def clip_run(options: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``mexkit train --model mean`` on a store of onset-apex clips runs.
+
+    The recognition network alone: from scratch (the paper's ablation
+    "without ITL", Table 9: no spotting stage, so no inductive transfer) or,
+    with ``--weights``, on the frozen shared layers of an authors' network
+    (transfer from their spotting stage). Warns in the first case: the
+    paper's recognition figures come from its two-step training on gap-flow
+    stores of the clips (``mexkit flow --pairs gap --features mean``, then
+    ``mexkit train``; each clip is a short video spotted with its single
+    highest peak).
+    """
+    transfer = bool(options.get("weights"))
+    if not transfer:
+        logger.warning(
+            "mean: a store of clips trains the recognition network alone, from scratch: the "
+            "paper's ablation without inductive transfer (Table 9), not its two-step "
+            "training; for that, give the clips' gap flow (`mexkit flow - --pairs gap "
+            "--features mean`, README: MEAN recognition), or --weights (an authors' network "
+            "from `mexkit convert`)")
+    return {"transfer": transfer, "spotting_stage": False,
+            "recognition": ("on the frozen shared layers of the --weights network" if transfer
+                            else "from scratch (the paper's 'without ITL' ablation)")}
 
 
 def fit_fold(ctx: FoldContext) -> list[dict[str, Any]]:

@@ -29,8 +29,10 @@ register_model(ModelSpec(
                "epochs, for prior and target learning alike; focal loss gamma 2 (eq. 11), "
                "alpha per class from the training fold's class frequencies (Sec. 5.2; "
                "--focal-alpha to set it); crops of 2-5 px at 9 places and frame dropping. "
-               "The batch size is not in the paper (16 here); prior learning draws at most "
-               "--pairs-per-epoch pairs per epoch.")),
+               "The batch size is not in the paper (16 here). An epoch: every training "
+               "pair (prior learning), every clip 36 times, each with its own random "
+               "augmentation (target learning: the paper's 36-fold augmented set); "
+               "--pairs-per-epoch and --copies-per-epoch shorten them for quick runs.")),
     reference=_REFERENCE,
     options=(
         ModelOption("no-prior", bool, False,
@@ -39,10 +41,14 @@ register_model(ModelSpec(
         ModelOption("freeze", int, 2,
                     "convolutions of SinC3D (from conv1) frozen in target learning after "
                     "prior learning (paper: 2; Table 7 tries 0-5)"),
-        ModelOption("pairs-per-epoch", int, 4096,
-                    "prior learning: clip pairs drawn per epoch when the training fold has "
-                    "more (uniform draw, same/different ratio kept; 0: all pairs)",
+        ModelOption("pairs-per-epoch", int, 0,
+                    "prior learning: clip pairs drawn per epoch, for quick runs (uniform "
+                    "draw, same/different ratio kept; 0: every training pair, the paper's)",
                     constructor=False),
+        ModelOption("copies-per-epoch", int, training.AUGMENTED_COPIES,
+                    "target learning: times each training clip appears per epoch, each "
+                    "with its own random augmentation (36: the paper's augmented set; 1 "
+                    "for quick runs)", constructor=False),
         ModelOption("prior-epochs", int, 0,
                     "prior learning: epochs (0: the same as --epochs, as in the paper)",
                     constructor=False),

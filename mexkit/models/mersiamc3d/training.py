@@ -8,19 +8,28 @@ For one fold ([1]_, Sec. 3.2 and 4.1.2):
    pairs are split 90/10 (:func:`split_pairs`); the 90 % train
    :class:`~mexkit.models.mersiamc3d.network.SiameseC3D` (shared SinC3D, weighted
    L1 distance, sigmoid, binary cross-entropy) and the 10 % measure its
-   same/different accuracy after the last epoch. When the training pairs
-   are more than ``pairs_per_epoch``, each epoch draws that many of them
-   uniformly without replacement, anew per epoch from (seed, epoch)
-   (:func:`epoch_pairs`): the same/different ratio is kept as eq. 7 has it
-   (in expectation), not balanced; ``balance=True`` in :func:`epoch_pairs`
-   draws half of each instead.
+   same/different accuracy after the last epoch. An epoch is every
+   training pair, as the paper trains on "the 90 % of the sample pairs"
+   (it states no other count). For quick runs, ``pairs_per_epoch`` draws
+   that many of them per epoch, uniformly without replacement, anew per
+   epoch from (seed, epoch) (:func:`epoch_pairs`): the same/different ratio
+   is kept as eq. 7 has it (in expectation), not balanced; ``balance=True``
+   in :func:`epoch_pairs` draws half of each instead.
 2. **Target learning.** The target network's SinC3D *is* the siamese
    network's (one module), so it starts from the prior-learned
    convolutions; conv1..conv``freeze`` are frozen (2 in the paper, Table 7),
    and the network is trained on the fold's clips with the model's loss
    (the focal loss of eq. 11 by default, alpha from the class frequencies
-   of the fold's training clips). ``--no-prior`` skips stage 1 and freezes
-   nothing (Table 7, "without PL").
+   of the fold's training clips). An epoch is the paper's augmented set:
+   its augmentation makes "36 times more data combined with original
+   samples" (Sec. 4.1.2), so each training clip appears
+   ``copies_per_epoch`` = 36 times per epoch, each time with its own random
+   augmentation (1 for quick runs). ``--no-prior`` skips stage 1 and
+   freezes nothing (Table 7, "without PL").
+
+The steps per epoch of each stage (``ceil(samples / batch size)``) are in
+the epoch records (``steps``, ``samples``) and in ``mexkit train``'s
+report.
 
 Both stages use the paper's SGD settings (lr 0.004, momentum 0.9, /10
 every 10 epochs, 100 epochs, or the user's overrides) and the paper's
@@ -52,7 +61,15 @@ from ...learn.train import fit, predict
 from .network import INPUT_NAME, MERSiamC3D, SiameseC3D
 
 __all__ = ["count_pairs", "clip_pairs", "split_pairs", "epoch_pairs", "PairDataset",
-           "prior_learning", "fit_fold"]
+           "prior_learning", "fit_fold", "AUGMENTED_COPIES", "steps_per_epoch"]
+
+#: Sec. 4.1.2: the augmentation gives "36 times more data combined with original samples".
+AUGMENTED_COPIES = 36
+
+
+def steps_per_epoch(samples: int, batch_size: int) -> int:
+    """Optimiser steps of one epoch: ``ceil(samples / batch_size)``."""
+    return -(-int(samples) // int(batch_size))
 
 logger = logging.getLogger("mexkit")
 
@@ -243,7 +260,12 @@ def prior_learning(ctx: FoldContext, siamese: Any, *, pairs_per_epoch: int, augm
     path = ctx.checkpoint_dir / "prior.safetensors"
     done = checkpoint_epoch(path)
     sampled = 0 < pairs_per_epoch < len(train_pairs)
-    bar = ctx.progress("prior learning", epochs)
+    per_epoch = pairs_per_epoch if sampled else len(train_pairs)
+    steps = steps_per_epoch(per_epoch, int(kw["batch_size"]))
+    logger.info("prior learning: %d pairs per epoch (%s), batch %d: %d steps per epoch, "
+                "%d epochs", per_epoch, "drawn" if sampled else "every training pair",
+                int(kw["batch_size"]), steps, epochs)
+    bar = ctx.progress(f"prior learning ({steps} steps/epoch)", epochs)
     try:
         def run(until: int, epoch_set: np.ndarray) -> dict[str, Any]:
             return fit(siamese, PairDataset(ctx.dataset, epoch_set, INPUT_NAME), epochs=until,
@@ -262,7 +284,8 @@ def prior_learning(ctx: FoldContext, siamese: Any, *, pairs_per_epoch: int, augm
                                              max_pairs=pairs_per_epoch))
     finally:
         bar.close()
-    records = [{**r, "stage": "prior"} for r in out["epochs"]]
+    records = [{**r, "stage": "prior", "samples": per_epoch, "steps": steps}
+               for r in out["epochs"]]
     same, different, total = count_pairs(ctx.labels[np.asarray(ctx.train)])
     acc = _holdout_accuracy(siamese, ctx.dataset, held, INPUT_NAME, ctx.device,
                             int(kw["batch_size"]))
@@ -286,8 +309,9 @@ def fit_fold(ctx: FoldContext) -> list[dict[str, Any]]:
     ctx : mexkit.learn.folds.FoldContext
         ``ctx.model`` is a :class:`~mexkit.models.mersiamc3d.network.MERSiamC3D`;
         ``ctx.options`` may hold ``no_prior`` (bool), ``freeze`` (int, 0-5),
-        ``pairs_per_epoch`` (int, 0 = all pairs every epoch) and
-        ``prior_epochs`` (int, 0 = the target stage's epochs).
+        ``pairs_per_epoch`` (int, 0 = all pairs every epoch, the default),
+        ``prior_epochs`` (int, 0 = the target stage's epochs) and
+        ``copies_per_epoch`` (int, 36 = the paper's augmented set).
 
     Returns
     -------
@@ -302,8 +326,9 @@ def fit_fold(ctx: FoldContext) -> list[dict[str, Any]]:
     opts = dict(ctx.options)
     no_prior = bool(opts.get("no_prior", False))
     freeze = check_int("freeze", opts.get("freeze", model.freeze), 0)
-    pairs_per_epoch = check_int("pairs_per_epoch", opts.get("pairs_per_epoch", 4096), 0)
+    pairs_per_epoch = check_int("pairs_per_epoch", opts.get("pairs_per_epoch", 0), 0)
     prior_epochs = check_int("prior_epochs", opts.get("prior_epochs", 0), 0)
+    copies = check_int("copies_per_epoch", opts.get("copies_per_epoch", AUGMENTED_COPIES), 1)
     _, frames, size, _ = model.input_shape
     # the registry names KeyframeFlowAugment as the paper's augmentation; fit applies it to
     # training batches only
@@ -325,8 +350,14 @@ def fit_fold(ctx: FoldContext) -> list[dict[str, Any]]:
     if frozen:
         logger.info("target learning: %d convolution(s) frozen (%s)", freeze,
                     ", ".join(frozen))
+    # the augmented set: every training clip `copies` times, each drawing its own variant
+    indices = np.repeat(np.asarray(ctx.train), copies)
+    batch = int(ctx.fit_kwargs["batch_size"])
+    steps = steps_per_epoch(len(indices), batch)
+    logger.info("target learning: %d clips x %d copies = %d samples per epoch, batch %d: "
+                "%d steps per epoch", len(ctx.train), copies, len(indices), batch, steps)
     try:
-        records += ctx.fit(model, ctx.train, stage="target", **target_kw)
+        target = ctx.fit(model, indices, stage="target", **target_kw)
     finally:
         model.freeze_convs(0)
-    return records
+    return records + [{**r, "samples": len(indices), "steps": steps} for r in target]

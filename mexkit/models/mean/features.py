@@ -1,4 +1,7 @@
-"""MEAN's 42x42 input in the flow stage (``mexkit flow --features mean``).
+"""MEAN's 42x42 input, the flow feature ``mean`` (``mexkit flow --features mean``).
+
+The flow stage computes it through MEAN's registry entry
+(:attr:`~mexkit.models.registry.ModelSpec.flow_features`, :data:`FEATURE`).
 
 Two constructions (``mean_input``):
 
@@ -26,12 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ParameterError
-from ..face.regions import mean_regions, remove_head_motion
-from ..models.mean.authors_input import authors_landmarks, authors_mean_input
-from ..motion.strain import optical_strain
+from ...errors import ParameterError
+from ...face.regions import mean_regions, remove_head_motion
+from ...motion.strain import optical_strain
+from ..registry import FlowFeatureHook
+from .authors_input import authors_landmarks, authors_mean_input
 
-__all__ = ["mean_features", "MEAN_INPUTS", "AUTHORS_FLOW_METHOD"]
+__all__ = ["mean_features", "MEAN_INPUTS", "AUTHORS_FLOW_METHOD", "flow_method_for",
+           "FEATURE"]
 
 MEAN_INPUTS = ("authors", "paper")
 #: The flow method whose output equals the authors' (OpenCV DualTVL1, defaults).
@@ -85,16 +90,21 @@ def mean_features(flow: np.ndarray, landmarks: np.ndarray | None, first_frame: n
         for m, lm in zip(maps, landmarks, strict=True)]).astype(np.float32)}
 
 
-def flow_method_for(method: str | None, features: list[str], mean_input: str) -> str:
-    """The flow method of ``mexkit flow``: ``method``, else tvl1, or OpenCV's TV-L1 for
-    MEAN's input built as the authors build it (the flow their networks saw; another
-    method is warned about)."""
-    authors_mean = "mean" in features and mean_input == "authors"
+def flow_method_for(method: str | None, options: Mapping[str, Any]) -> str | None:
+    """The flow method of ``mexkit flow --features mean``: ``method``, else OpenCV's
+    TV-L1 for MEAN's input built as the authors build it (the flow their networks saw;
+    another method is warned about), else None (the stage's default)."""
+    authors_mean = (options.get("mean_input") or "authors") == "authors"
     if method is None:
-        return AUTHORS_FLOW_METHOD if authors_mean else "tvl1"
+        return AUTHORS_FLOW_METHOD if authors_mean else None
     if authors_mean and method != AUTHORS_FLOW_METHOD:
         logging.getLogger("mexkit").warning(
             "flow: MEAN's published networks saw OpenCV DualTVL1 flow (--method %s); "
             "--method %s changes their class scores (docs/fidelity.md)",
             AUTHORS_FLOW_METHOD, method)
     return method
+
+
+#: The hook of MEAN's registry entry: ``mexkit flow --features mean``.
+FEATURE = FlowFeatureHook(name="mean", arrays=("mean_regions", "mean_landmarks"),
+                          compute=mean_features, flow_method=flow_method_for)
