@@ -35,7 +35,7 @@ class _Net(torch.nn.Module):
         return self.body(torch.cat([a, b], 1) if self.keyed else x)
 
 
-def _run(rng_seed, keyed, in_memory, monkeypatch):
+def _run(rng_seed, keyed, in_memory, monkeypatch, balance=None):
     rng = np.random.default_rng(rng_seed)
     x = torch.from_numpy(rng.normal(size=(19, 4)).astype(np.float32))  # 19 = 2x8 + 3
     y = [int(v > 0) + int(v > 1) for v in x[:, 0]]
@@ -46,14 +46,16 @@ def _run(rng_seed, keyed, in_memory, monkeypatch):
     if keyed:  # dict inputs reach forward by keyword
         net.forward = lambda a, b: net.body(torch.cat([a, b], 1))
     out = fit(net, ds, epochs=4, batch_size=8, lr=0.05, optimizer="sgd",
-              monitor=_DS(held, [0, 1, 2, 0, 1], keyed))
+              class_balance=balance, monitor=_DS(held, [0, 1, 2, 0, 1], keyed))
     return net, out, ds.reads
 
 
-@pytest.mark.parametrize("keyed", [False, True])
-def test_in_memory_batches_give_the_dataloaders_weights_and_history(monkeypatch, keyed):
-    net_a, a, reads_a = _run(0, keyed, True, monkeypatch)
-    net_b, b, reads_b = _run(0, keyed, False, monkeypatch)
+@pytest.mark.parametrize(("keyed", "balance"), [(False, None), (True, None),
+                                               (False, "resample")])
+def test_in_memory_batches_give_the_dataloaders_weights_and_history(monkeypatch, keyed,
+                                                                     balance):
+    net_a, a, reads_a = _run(0, keyed, True, monkeypatch, balance)
+    net_b, b, reads_b = _run(0, keyed, False, monkeypatch, balance)
     for pa, pb in zip(net_a.parameters(), net_b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0)
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in a["epochs"]]
