@@ -20,6 +20,7 @@ passive; an RPCA of 32 frames of 128 x 128, 6.6-7.4 s on 2 threads spinning,
 """
 from __future__ import annotations
 
+import importlib as _importlib
 import os as _os
 
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -33,7 +34,5 @@ def __getattr__(name: str) -> object:
     """``mexkit.api`` and ``mexkit.torch`` on first use (docs/python.md), so that
     ``import mexkit`` alone stays light."""
     if name in ("api", "torch"):
-        import importlib
-
-        return importlib.import_module(f"{__name__}.{name}")
+        return _importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

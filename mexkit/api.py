@@ -57,6 +57,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .errors import ParameterError
+
 if TYPE_CHECKING:  # loaded on first use by __getattr__ below (import mexkit.api stays light)
     from .io.store import open_store
     from .pipeline.evaluation import evaluate_file as evaluate
@@ -191,7 +193,7 @@ def iter_samples(store: str | os.PathLike[str], *, arrays: Sequence[str] | None 
     >>> for s in iter_samples("demo.crop.h5", arrays=["landmarks"]):  # doctest: +SKIP
     ...     print(s.sample_id, s.attrs["label"], s.arrays["landmarks"].shape)
     """
-    from .io.store import open_store
+    from .io.store import open_store  # start-up: import mexkit.api stays light
 
     with open_store(store) as s:
         for sample in s:
@@ -202,10 +204,8 @@ def iter_samples(store: str | os.PathLike[str], *, arrays: Sequence[str] | None 
 
 def _pandas() -> Any:
     try:
-        import pandas
+        import pandas  # optional dependency (the pandas extra)
     except ImportError as exc:
-        from .errors import ParameterError
-
         raise ParameterError("The tables of mexkit.api need pandas (pip install "
                              "'mexkit[pandas]').") from exc
     return pandas
@@ -228,8 +228,8 @@ def samples_table(store: str | os.PathLike[str]) -> Any:
     pandas.DataFrame
         Columns as docs/export.md lists them.
     """
-    from .io.store import open_store
-    from .pipeline.export import store_sample_table
+    from .io.store import open_store  # start-up: import mexkit.api stays light
+    from .pipeline.export import store_sample_table  # start-up: import mexkit.api stays light
 
     with open_store(store) as s:
         return _frame(store_sample_table(s))
@@ -249,8 +249,8 @@ def frames_table(store: str | os.PathLike[str]) -> Any:
         Columns as docs/export.md lists them; ``attrs["table"]`` says
         ``"frames"`` or ``"pairs"``.
     """
-    from .io.store import open_store
-    from .pipeline.export import store_frame_table
+    from .io.store import open_store  # start-up: import mexkit.api stays light
+    from .pipeline.export import store_frame_table  # start-up: import mexkit.api stays light
 
     pd = _pandas()
     with open_store(store) as s:
@@ -281,7 +281,7 @@ def read_results(results_dir: str | os.PathLike[str]) -> dict[str, Any]:
     DatasetError
         No readable ``results.json``.
     """
-    from .pipeline.export import results_tables
+    from .pipeline.export import results_tables  # start-up: import mexkit.api stays light
 
     return {name: _frame(cols) for name, cols in results_tables(results_dir).items()}
 
@@ -304,8 +304,8 @@ def read_predictions(path: str | os.PathLike[str]) -> Any:
     DatasetError
         An unreadable file or one without ``true`` and ``pred``.
     """
-    from .io.predictions import read_predictions as _read
-    from .io.tables import normalise_column
+    from .io.predictions import read_predictions as _read  # start-up: as above
+    from .io.tables import normalise_column  # start-up: import mexkit.api stays light
 
     rows, classes = _read(path)
     for r in rows:

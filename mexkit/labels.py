@@ -340,6 +340,13 @@ def _objective4_rule(info: dict[str, Any]) -> str:
 
 _NEG6 = ("repression", "anger", "contempt", "disgust", "fear", "sadness")
 
+
+def _own_emotions(name: str, classes: tuple[str, ...], description: str,
+                  excluded_note: str) -> LabelScheme:
+    """A scheme whose classes are the emotions of the same names (others excluded)."""
+    return LabelScheme(name, classes, description,
+                       _emotion_rule({e: e for e in classes}, excluded_note))
+
 _SCHEMES: dict[str, LabelScheme] = {
     "megc3": LabelScheme(
         "megc3", ("negative", "positive", "surprise"),
@@ -359,30 +366,20 @@ _SCHEMES: dict[str, LabelScheme] = {
                        "surprise": "surprise", "others": "others", "tense": "others",
                        "repression": "others"},
                       "not a positive/negative/surprise/others emotion")),
-    "casme2-5": LabelScheme(
+    "casme2-5": _own_emotions(
         "casme2-5", ("happiness", "surprise", "disgust", "repression", "others"),
         "CASME II five classes; fear and sadness excluded",
-        _emotion_rule({e: e for e in ("happiness", "surprise", "disgust", "repression",
-                                      "others")},
-                      "not one of CASME II's five classes (excluded)")),
-    "samm-5": LabelScheme(
+        "not one of CASME II's five classes (excluded)"),
+    "samm-5": _own_emotions(
         "samm-5", ("happiness", "anger", "contempt", "surprise", "others"),
         "SAMM five classes; disgust, fear and sadness excluded",
-        _emotion_rule({e: e for e in ("happiness", "anger", "contempt", "surprise",
-                                      "others")},
-                      "not one of SAMM's five classes (excluded)")),
-    "casme3-7": LabelScheme(
+        "not one of SAMM's five classes (excluded)"),
+    "casme3-7": _own_emotions(
         "casme3-7", ("anger", "disgust", "fear", "happiness", "others", "sadness", "surprise"),
-        "CAS(ME)^3 seven emotions",
-        _emotion_rule({e: e for e in ("anger", "disgust", "fear", "happiness", "others",
-                                      "sadness", "surprise")},
-                      "not one of CAS(ME)^3's seven emotions")),
-    "dfme-7": LabelScheme(
+        "CAS(ME)^3 seven emotions", "not one of CAS(ME)^3's seven emotions"),
+    "dfme-7": _own_emotions(
         "dfme-7", ("happiness", "anger", "contempt", "disgust", "fear", "sadness", "surprise"),
-        "DFME seven emotions",
-        _emotion_rule({e: e for e in ("happiness", "anger", "contempt", "disgust", "fear",
-                                      "sadness", "surprise")},
-                      "not one of DFME's seven emotions")),
+        "DFME seven emotions", "not one of DFME's seven emotions"),
     "objective": LabelScheme(
         "objective", OBJECTIVE_CLASSES,
         "objective classes I-VII from action units (PSN Table 2, Davison et al. 2018)",

@@ -32,7 +32,12 @@ import torch
 from torch.utils.data import Dataset
 
 from .errors import ParameterError
-from .learn.protocols import Fold
+from .io.store import open_store
+from .learn.data import StoreDataset as _Items
+from .learn.protocols import Fold, split
+from .models.inputs import build_input, get_input
+from .models.registry import get_spec
+from .pipeline.labelled import sample_table
 
 __all__ = ["StoreDataset", "splits", "Fold"]
 
@@ -89,11 +94,6 @@ class StoreDataset(Dataset):
     def __init__(self, store: str | os.PathLike[str], *, input: str | None = None,
                  inputs: Sequence[str] | None = None, model: str | None = None,
                  scheme: str | None = None, cache: bool = False) -> None:
-        from .io.store import open_store
-        from .learn.data import StoreDataset as _Items
-        from .models.inputs import build_input, get_input
-        from .pipeline.labelled import sample_table
-
         given = [n for n, v in (("input", input), ("inputs", inputs), ("model", model))
                  if v is not None]
         if len(given) != 1:
@@ -102,8 +102,6 @@ class StoreDataset(Dataset):
                 f"{', '.join(given) or 'none'}.")
         self.model = model
         if model is not None:
-            from .models.registry import get_spec
-
             spec = get_spec(model)
             names = list(spec.input_names)
             scheme = spec.scheme if scheme is None else scheme
@@ -170,13 +168,10 @@ def splits(data: StoreDataset, *, protocol: str | None = None, n_splits: int = 1
         names and test sets are those of ``mexkit train`` on the same store
         with the same settings (its ``predictions.csv`` ``fold`` column).
     """
-    from .learn.protocols import split
 
     if protocol is None:
         protocol = "loso"
         if data.model is not None:
-            from .models.registry import get_spec
-
             protocol = get_spec(data.model).protocol or "loso"
     return split(protocol, subjects=data.subjects, datasets=data.datasets,
                  labels=data.labels, n_splits=n_splits, seed=seed)

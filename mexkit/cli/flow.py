@@ -100,7 +100,9 @@ def flow_cmd(store: str, method: str | None, pairs: str, k: int | None, window: 
     (--device, --threads, --compile) are not part of the cache key.
     """
     feats = [f.strip() for f in features.split(",") if f.strip()]
-    method = options.flow_method_for(method, feats, mean_input)
+    read = {"mean_input": mean_input, "mask_eyes": mask_eyes,
+            "remove_head_motion": remove_head_motion}
+    method = options.flow_method_for(method, feats, read)
     given = {name: value for name, value in method_options.items() if value is not None}
     given["device"] = device
     result_options, runtime = options.resolve_flow_options(method, given, jobs)
@@ -108,7 +110,7 @@ def flow_cmd(store: str, method: str | None, pairs: str, k: int | None, window: 
         store, output, "flow", run_flow, detail=method, method=method, pairs=pairs, k=k,
         window=window, strain=strain, features=feats, with_apex=with_apex, no_apex=no_apex,
         mask_eyes=mask_eyes, remove_head_motion=remove_head_motion, mean_input=mean_input,
-        device=device, tvl1=result_options, method_runtime=runtime, jobs=jobs,
+        device=device, options=result_options, method_runtime=runtime, jobs=jobs,
         backend=backend, group=group)
 
 

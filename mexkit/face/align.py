@@ -422,7 +422,7 @@ def _fill_gaps(landmarks: np.ndarray, found: np.ndarray, max_gap: int, where: st
 
 
 def _smooth_params(params: np.ndarray, sigma: float) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter1d
+    from scipy.ndimage import gaussian_filter1d  # start-up: slow; only smoothing needs it
 
     p = params.copy()
     p[:, 2] = np.unwrap(p[:, 2])

@@ -250,7 +250,7 @@ def dlib_predictor_path() -> Path:
 def _dlib_models() -> tuple[Any, Any]:
     with _lock:
         if not _dlib_cache:
-            import dlib
+            import dlib  # start-up: only the dlib detector loads dlib
 
             _dlib_cache["predictor"] = dlib.shape_predictor(str(dlib_predictor_path()))
             _dlib_cache["detector"] = dlib.get_frontal_face_detector()
@@ -258,7 +258,7 @@ def _dlib_models() -> tuple[Any, Any]:
 
 
 def _dlib_shape(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
-    import dlib
+    import dlib  # start-up: only the dlib detector loads dlib
 
     _, predictor = _dlib_models()
     x0, y0, x1, y1 = (int(round(float(v))) for v in box)
@@ -294,7 +294,7 @@ def fan_weight_files() -> dict[str, Path]:
         by default ``~/.cache/torch/hub/checkpoints``), where face-alignment
         downloads them.
     """
-    import torch
+    import torch  # start-up: torch, only for the FAN detector
 
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     return {k: folder / name for k, (name, _) in _FAN_FILES.items()}
@@ -320,7 +320,7 @@ def _fan_device(device: str | None) -> str:
 
 
 def _load_weights(net: Any, path: Path, device: str) -> Any:
-    import torch
+    import torch  # start-up: torch, only for the FAN detector
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -338,7 +338,7 @@ def _fan_model(device: str) -> tuple[Any, Any]:
     files = _check_fan_available()
     with _lock:
         if device not in _fan_cache:
-            from .fan import FAN, S3FD
+            from .fan import FAN, S3FD  # start-up: fan.py imports torch; FAN only
 
             _fan_cache[device] = (_load_weights(S3FD(), files["s3fd"], device),
                                   _load_weights(FAN(4), files["2DFAN-4"], device))
@@ -347,7 +347,7 @@ def _fan_model(device: str) -> tuple[Any, Any]:
 
 def _fan_shape(model: tuple[Any, Any], rgb: np.ndarray, box: np.ndarray, device: str
                ) -> np.ndarray:
-    from .fan import fan_landmarks
+    from .fan import fan_landmarks  # start-up: as _fan_models
 
     return fan_landmarks(model[1], rgb, np.asarray(box, np.float32)[None, :4],
                          device=device)[0]
@@ -360,7 +360,7 @@ def frame_names(where: str, n: int) -> list[str]:
 
 def _fan_detect_many(frames: np.ndarray, device: str | None,
                      names: list[str]) -> list[Detection | None]:
-    from .fan import detect_faces
+    from .fan import detect_faces  # start-up: as _fan_models
 
     dev = _fan_device(device)
     model = _fan_model(dev)

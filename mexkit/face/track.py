@@ -9,10 +9,8 @@ itself is made by :func:`mexkit.face.align.crop_with_landmarks`.
 
 References
 ----------
-.. [1] G.-B. Liong, J. See, C.-S. Chan, "Spot-then-Recognize: A
-   Micro-Expression Analysis Network for Seamless Evaluation of Long Videos"
-   (MEAN), section 3.1: dlib landmarks on the first frame, the same 128x128
-   crop for all frames.
+.. [1] MEAN (Liong, See and Chan, "Spot-then-Recognize"), section 3.1: one
+   dlib detection on the first frame gives the 128x128 crop of every frame.
 """
 from __future__ import annotations
 

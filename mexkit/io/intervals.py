@@ -71,6 +71,62 @@ def _rows_text(numbers: Sequence[int], limit: int = 20) -> str:
     return f"row{'s' if len(numbers) > 1 else ''} {shown}{more}"
 
 
+def _interval_table(path: Path, what: str) -> Any:
+    """The file's table (header on its first non-blank row), refused without the
+    :data:`REQUIRED` columns."""
+    if not path.is_file():
+        raise DatasetError(f"The {what} {str(path)!r} does not exist or is not a file.")
+    rows = read_rows(path)
+    first = next((i for i, r in enumerate(rows) if not r.is_blank()), None)
+    table = None if first is None else table_from_rows(path, rows, first)
+    have = [] if table is None else [k for k in table.keys if k]
+    missing = [c for c in REQUIRED if c not in have]
+    if table is None or missing:
+        raise DatasetError(
+            f"The {what} {str(path)!r} lacks the column(s) {', '.join(missing)} "
+            f"(required: {', '.join(REQUIRED)}; found: {', '.join(have) or 'none'}).")
+    return table
+
+
+def _row_interval(rec: dict[str, Any], where: str, keep_negative: bool
+                  ) -> tuple[Interval | None, str]:
+    """One row's interval, or None and why the row is invalid (an unreadable apex is
+    dropped with a warning, not refused)."""
+    subject = cell_text(rec.get("subject"))
+    video = cell_text(rec.get("video"))
+    if not subject or not video:
+        return None, f"{where}: empty subject or video"
+    onset, problem = _frame(cell_text(rec.get("onset")), "onset", where,
+                            negative=keep_negative)
+    if problem is None:
+        offset, problem = _frame(cell_text(rec.get("offset")), "offset", where,
+                                 negative=keep_negative)
+    if problem is not None:
+        return None, problem
+    if offset < onset:
+        return None, f"{where}: offset {offset} is before onset {onset}"
+    conf_text = cell_text(rec.get("confidence"))
+    confidence = None
+    if conf_text:
+        try:
+            confidence = float(conf_text)
+        except ValueError:
+            confidence = math.nan
+        if not math.isfinite(confidence):
+            return None, f"{where}: confidence {conf_text!r} is not a finite number"
+    apex_text = cell_text(rec.get("apex"))
+    apex = None
+    if apex_text and apex_text != "-1":   # SAMM-LV writes -1 for "no apex"
+        apex, problem = _frame(apex_text, "apex", where)
+        if problem is not None:
+            logger.warning("%s: apex %r ignored", where, apex_text)
+            apex = None
+    kind = cell_text(rec.get("type")).lower() or None
+    emotion = cell_text(rec.get("emotion")) or None
+    return Interval(subject, video, onset, offset, type=kind, emotion=emotion,
+                    confidence=confidence, apex=apex), ""
+
+
 def read_intervals(path: str | os.PathLike[str], *, what: str = "interval file",
                    with_rows: bool = False, strict: bool = False,
                    negative_onsets: str = "invalid") -> Any:
@@ -107,17 +163,7 @@ def read_intervals(path: str | os.PathLike[str], *, what: str = "interval file",
         raise ValueError(f"negative_onsets must be 'invalid' or 'keep', not {negative_onsets!r}")
     keep_negative = negative_onsets == "keep"
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"The {what} {str(path)!r} does not exist or is not a file.")
-    rows = read_rows(path)
-    first = next((i for i, r in enumerate(rows) if not r.is_blank()), None)
-    table = None if first is None else table_from_rows(path, rows, first)
-    have = [] if table is None else [k for k in table.keys if k]
-    missing = [c for c in REQUIRED if c not in have]
-    if table is None or missing:
-        raise DatasetError(
-            f"The {what} {str(path)!r} lacks the column(s) {', '.join(missing)} "
-            f"(required: {', '.join(REQUIRED)}; found: {', '.join(have) or 'none'}).")
+    table = _interval_table(path, what)
     out: list[Interval] = []
     numbers: list[int] = []
     seen: dict[tuple[Any, ...], int] = {}
@@ -132,46 +178,13 @@ def read_intervals(path: str | os.PathLike[str], *, what: str = "interval file",
 
     for number, rec in table.rows:
         where = table.where(number)
-        subject = cell_text(rec.get("subject"))
-        video = cell_text(rec.get("video"))
-        if not subject or not video:
-            bad(f"{where}: empty subject or video")
-            continue
-        onset, problem = _frame(cell_text(rec.get("onset")), "onset", where,
-                                negative=keep_negative)
-        if problem is None:
-            offset, problem = _frame(cell_text(rec.get("offset")), "offset", where,
-                                     negative=keep_negative)
-        if problem is not None:
+        iv, problem = _row_interval(rec, where, keep_negative)
+        if iv is None:
             bad(problem)
             continue
-        if offset < onset:
-            bad(f"{where}: offset {offset} is before onset {onset}")
-            continue
-        conf_text = cell_text(rec.get("confidence"))
-        confidence = None
-        if conf_text:
-            try:
-                confidence = float(conf_text)
-            except ValueError:
-                confidence = math.nan
-            if not math.isfinite(confidence):
-                bad(f"{where}: confidence {conf_text!r} is not a finite number")
-                continue
-        if onset < 0:
-            negative.append((number, onset))
-        apex_text = cell_text(rec.get("apex"))
-        apex = None
-        if apex_text and apex_text != "-1":   # SAMM-LV writes -1 for "no apex"
-            apex, problem = _frame(apex_text, "apex", where)
-            if problem is not None:
-                logger.warning("%s: apex %r ignored", where, apex_text)
-                apex = None
-        kind = cell_text(rec.get("type")).lower() or None
-        emotion = cell_text(rec.get("emotion")) or None
-        iv = Interval(subject, video, onset, offset, type=kind, emotion=emotion,
-                      confidence=confidence, apex=apex)
-        dup = (subject, video, onset, offset, kind)
+        if iv.onset < 0:
+            negative.append((number, iv.onset))
+        dup = (iv.subject, iv.video, iv.onset, iv.offset, iv.type)
         if dup in seen:
             logger.warning("%s: the same interval as row %d", where, seen[dup])
         else:

@@ -139,7 +139,7 @@ def _names(group: Any, name: str, where: str) -> tuple[str, ...] | None:
 
 
 def _read_dataset(group: Any, name: str, where: str) -> np.ndarray:
-    import h5py
+    import h5py  # start-up: h5py, only when a weight file is read
 
     obj = group.get(name)
     if not isinstance(obj, h5py.Dataset):
@@ -177,7 +177,7 @@ def read_keras_weights(path: str | os.PathLike) -> KerasWeights:
         (no ``layer_names``), or a listed weight is missing or not numeric.
         The message names the file and the layer.
     """
-    import h5py
+    import h5py  # start-up: h5py, only when a weight file is read
 
     p = Path(path)
     where = str(p)

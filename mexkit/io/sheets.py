@@ -25,6 +25,7 @@ Sheets without a header (CAS(ME)^2) are read with :func:`read_rows`.
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import contextvars
 import csv
@@ -32,6 +33,7 @@ import io
 import logging
 import re
 import warnings
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +153,7 @@ def _suffix(path: Path) -> str:
 
 # -- xlsx ------------------------------------------------------------------
 def _open_xlsx(path: Path) -> Any:
-    import openpyxl
+    import openpyxl  # start-up: openpyxl is slow to import; only .xlsx sheets need it
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -207,7 +209,7 @@ def _xlrd_rows(sheet: Any) -> list[Row]:
 
 
 def _xls_sheets(path: Path) -> dict[str, list[Row]]:
-    import xlrd
+    import xlrd  # start-up: only .xls sheets need xlrd
 
     try:
         book = xlrd.open_workbook(str(path), on_demand=True)
@@ -266,8 +268,6 @@ def csv_encoding(encoding: str | None) -> Iterator[None]:
         ``encoding`` is not a codec Python knows.
     """
     if encoding is not None:
-        import codecs
-
         try:
             codecs.lookup(encoding)
         except LookupError:
@@ -360,8 +360,6 @@ def _sniff(path: Path) -> str | None:
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         return ".xls"
     if head.startswith(b"PK\x03\x04"):
-        import zipfile
-
         try:
             with zipfile.ZipFile(path) as zf:
                 return ".xlsx" if "xl/workbook.xml" in zf.namelist() else None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ParameterError, StoreError
+from .atomic import temporary_name
 
 __all__ = ["KEY_ENV", "TRUST_ENV", "Signer", "TrustedKeys", "default_key_path",
            "load_signer", "load_public_keys", "verify", "trusted_keys"]
@@ -53,8 +55,9 @@ def default_key_path() -> Path:
 
 def _crypto() -> Any:
     try:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
+        # start-up: cryptography loads only where stores are signed or checked
+        from cryptography.hazmat.primitives import serialization  # start-up, as above
+        from cryptography.hazmat.primitives.asymmetric import ed25519  # start-up, as above
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise ParameterError("Signing needs the 'cryptography' package "
                              "(pip install cryptography).") from exc
@@ -103,8 +106,6 @@ def _make_key(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # written whole under a temporary name, then linked into place: a reader never sees
     # half a key, and two processes making one at once keep the first
-    from .atomic import temporary_name
-
     tmp = temporary_name(path)
     _write_new(tmp, pem, 0o600)
     try:
@@ -172,7 +173,6 @@ def load_public_keys(path: str | os.PathLike[str]) -> list[str]:
         data = path.read_bytes()
     except OSError as exc:
         raise ParameterError(f"--trust {path}: cannot read the key file ({exc}).") from exc
-    import re
 
     ids: list[str] = []
     text = data.decode("ascii", "replace")
@@ -204,7 +204,7 @@ def load_public_keys(path: str | os.PathLike[str]) -> list[str]:
 def verify(key_id: str, digest: bytes, signature: str) -> bool:
     """True if ``signature`` (hex) is ``key_id``'s signature of ``digest``."""
     _, ed25519 = _crypto()
-    from cryptography.exceptions import InvalidSignature
+    from cryptography.exceptions import InvalidSignature  # start-up: as in _crypto
 
     try:
         public = ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(key_id))

@@ -137,7 +137,7 @@ def _csv_cells(col: Any) -> list[Any]:
 
 
 def _arrow_column(col: Any) -> Any:
-    import pyarrow as pa
+    import pyarrow as pa  # optional dependency (the parquet extra)
 
     if isinstance(col, np.ndarray):
         if col.dtype.kind == "f":
@@ -197,7 +197,7 @@ class TableWriter:
         if self.format == "csv":
             self._blocks.append([_csv_cells(columns[n]) for n in names])
         else:
-            import pyarrow as pa
+            import pyarrow as pa  # optional dependency (the parquet extra)
 
             self._blocks.append(pa.table({n: _arrow_column(columns[n]) for n in names}))
 
@@ -211,8 +211,8 @@ class TableWriter:
                 for block in self._blocks:
                     w.writerows(zip(*block, strict=True))
             return self.path
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow as pa  # optional dependency (the parquet extra)
+        import pyarrow.parquet as pq  # optional dependency, as above
 
         if self._blocks:
             table = pa.concat_tables(_unify(self._blocks))
@@ -227,7 +227,7 @@ class TableWriter:
 def _unify(blocks: list[Any]) -> Any:
     """Blocks cast to one schema: per column the blocks' common type (null-only blocks
     take it; integers and floats together become float64; anything else text)."""
-    import pyarrow as pa
+    import pyarrow as pa  # optional dependency (the parquet extra)
 
     fields = []
     for i, field in enumerate(blocks[0].schema):

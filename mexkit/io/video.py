@@ -155,7 +155,7 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
 
 
 def _decode_image(path: Path, index: int, grey: bool) -> np.ndarray:
-    import cv2
+    import cv2  # start-up: OpenCV, only when frames are decoded
 
     try:
         with open_regular(path) as fh:
@@ -295,7 +295,7 @@ class Clip:
                              f"{self._frame_shape[1]}x{self._frame_shape[0]} (W x H)")
 
     def _open_capture(self) -> Any:
-        import cv2
+        import cv2  # start-up: OpenCV, only when frames are decoded
 
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
@@ -304,7 +304,7 @@ class Clip:
         return cap
 
     def _read_video(self, index: int, grey: bool) -> np.ndarray:
-        import cv2
+        import cv2  # start-up: OpenCV, only when frames are decoded
 
         if self._cap is None:
             self._cap = self._open_capture()
@@ -548,7 +548,7 @@ def open_clip(path: str | os.PathLike[str], *, fps: float | None = None) -> Clip
         raise MediaError(f"{str(p)!r} is neither a video file nor an image folder")
     if p.stat().st_size == 0:
         raise MediaError(f"video file {str(p)!r} is empty")
-    import cv2
+    import cv2  # start-up: OpenCV, only when frames are decoded
 
     cap = cv2.VideoCapture(str(p))
     try:

@@ -39,8 +39,8 @@ from ..learn.augment import get_augmentation
 from ._nn import count_parameters
 
 __all__ = ["InputSpec", "ModelOption", "TrainDefaults", "BackbonePretraining", "Spotting",
-           "PublishedNet", "PublishedNetworks", "PublishedDataset", "FlowFeatureHook",
-           "ModelSpec", "flow_feature_hook",
+           "PublishedNet", "PublishedNetworks", "PublishedDataset",
+           "ModelSpec", "load_model_packages",
            "register_model", "get_model", "get_spec", "list_models",
            "paper_defaults", "count_parameters", "model_options", "constructor_options"]
 
@@ -263,34 +263,6 @@ class Spotting:
     build: Callable[[str, int], nn.Module]
 
 
-@dataclass(frozen=True)
-class FlowFeatureHook:
-    """A flow feature that a model defines: its input built by ``mexkit flow --features``.
-
-    Attributes
-    ----------
-    name : str
-        The name ``mexkit flow --features`` takes (e.g. ``"mean"``).
-    arrays : tuple of str
-        The arrays it stores per sample, one row per pair.
-    compute : callable
-        ``compute(flow, landmarks, first_frame, options, sample_id, strain=None)
-        -> {array: ndarray}``: for one sample's flow ``(P, 2, H, W)``, the
-        crop's landmarks of each pair's first frame ``(P, 68, 2)`` (or None),
-        the clip's first grey frame ``(H, W)`` and the flow stage's options.
-    flow_method : callable
-        ``flow_method(method, options) -> str | None``: the flow method the
-        feature needs when ``method`` is None (None: the stage's default);
-        may warn about a given method.
-    """
-
-    name: str
-    arrays: tuple[str, ...]
-    compute: Callable[..., dict[str, Any]]
-    flow_method: Callable[[str | None, Mapping[str, Any]], str | None] = \
-        lambda method, options: method
-
-
 @dataclass
 class PublishedNet:
     """One of the authors' published networks, loaded (see :class:`PublishedNetworks`).
@@ -482,9 +454,6 @@ class ModelSpec:
     published : PublishedNetworks or None
         The networks its authors published (``mexkit predict/spot
         --weights``, ``mexkit convert``) and the crop and input they saw.
-    flow_features : tuple of FlowFeatureHook
-        Flow features the model defines (its input, computed by the flow
-        stage: ``mexkit flow --features NAME``).
     protocol : str
         The evaluation protocol of the paper (``mexkit train``'s default).
     scheme : str or None
@@ -513,7 +482,6 @@ class ModelSpec:
     pretraining: BackbonePretraining | None = None
     spotting: Spotting | None = None
     published: PublishedNetworks | None = None
-    flow_features: tuple[FlowFeatureHook, ...] = ()
     protocol: str = "loso"
     scheme: str | None = None
 
@@ -558,12 +526,13 @@ _REGISTRY: dict[str, ModelSpec] = {}
 _scanned: list[Any] = []
 
 
-def _load_builtins() -> None:
+def load_model_packages() -> None:
     """Import every module of every model package of :mod:`mexkit.models`.
 
     ``spec`` registers the model; ``inputs`` and ``augment`` register its
-    inputs and augmentation. The folders are listed again only when the
-    package's path changed.
+    inputs and augmentation; ``features`` the flow features it defines
+    (:mod:`mexkit.motion.feature_registry`). The folders are listed again only
+    when the package's path changed.
     """
     package = importlib.import_module("mexkit.models")
     path = list(package.__path__)
@@ -580,18 +549,9 @@ def _load_builtins() -> None:
 
 def get_spec(name: str) -> ModelSpec:
     """Return the :class:`ModelSpec` registered under ``name``."""
-    _load_builtins()
+    load_model_packages()
     check_option("model", name, sorted(_REGISTRY))
     return _REGISTRY[name]
-
-
-def flow_feature_hook(name: str) -> FlowFeatureHook | None:
-    """The flow feature ``name`` that a registered model defines, or None."""
-    for spec in list_models():
-        for feature in spec.flow_features:
-            if feature.name == name:
-                return feature
-    return None
 
 
 def get_model(name: str, n_classes: int, **kw: Any) -> nn.Module:
@@ -618,7 +578,7 @@ def get_model(name: str, n_classes: int, **kw: Any) -> nn.Module:
 
 def list_models() -> list[ModelSpec]:
     """Return the registered models, sorted by name."""
-    _load_builtins()
+    load_model_packages()
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 

@@ -26,20 +26,24 @@ run solves many batches), one pool per worker count.
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 logger = logging.getLogger("mexkit")
 
-__all__ = ["ProcessPool", "WorkerLost", "get_pool", "processes_allowed", "shutdown_pools",
+__all__ = ["ProcessPool", "WorkerLost", "NextItem", "get_pool", "processes_allowed",
+           "shutdown_pools",
            "WORKERS_ENV"]
 
 _HEADER = struct.Struct("<Q")
@@ -113,7 +117,6 @@ _handler_installed = False
 def _watch_sigint() -> None:
     """Wrap the SIGINT handler (main thread only, once) so that it records Ctrl-C."""
     global _handler_installed
-    import signal
 
     if _handler_installed or threading.current_thread() is not threading.main_thread():
         return
@@ -126,8 +129,6 @@ def _watch_sigint() -> None:
             return
 
         def handler(signum: int, frame: Any) -> Any:
-            import time
-
             _interrupted_at[0] = time.monotonic()
             _INTERRUPTED.set()
             return previous(signum, frame)
@@ -213,7 +214,6 @@ class ProcessPool:
         itself. An exception raised by ``func`` stops the map and is raised.
         """
         name = (func.__module__, func.__qualname__)
-        import time
 
         _watch_sigint()
         # a Ctrl-C of more than a second ago was raised (or handled) then; a fresh one
@@ -222,23 +222,21 @@ class ProcessPool:
             _INTERRUPTED.clear()
         with self._lock:
             self._ensure()
-            lock = threading.Lock()
-            order = iter(range(len(items)))
+            take = NextItem(range(len(items)))
             stop = threading.Event()
             errors: list[BaseException] = []
             lost: list[int] = []
 
             def drive(worker: _Worker) -> None:
                 while not stop.is_set() and not _INTERRUPTED.is_set():
-                    with lock:
-                        i = next(order, None)
+                    i = take()
                     if i is None:
                         return
                     try:
                         value = worker.call((name, items[i]))
                     except WorkerLost as exc:
                         logger.warning("%s; its pair is solved again in this process", exc)
-                        with lock:
+                        with take.lock:
                             lost.append(i)
                         return
                     except BaseException as exc:  # func's own error: stop everything
@@ -260,7 +258,7 @@ class ProcessPool:
             if errors:
                 raise errors[0]
             # items never handed out because every worker was lost, plus the lost ones
-            left = sorted(lost + list(order))
+            left = sorted(lost + take.rest())
             if left:
                 raise WorkerLost(f"{len(left)} item(s) not solved by the worker processes",
                                  left)
@@ -269,6 +267,24 @@ class ProcessPool:
         for w in self._workers:
             w.close()
         self._workers = []
+
+
+class NextItem:
+    """Hands out the items of ``order`` one at a time to the threads that call it."""
+
+    def __init__(self, order: Iterable[int]) -> None:
+        self._order = iter(order)
+        self.lock = threading.Lock()
+
+    def __call__(self) -> int | None:
+        """The next item, or None when all are handed out."""
+        with self.lock:
+            return next(self._order, None)
+
+    def rest(self) -> list[int]:
+        """The items not handed out (all of them are, from now on)."""
+        with self.lock:
+            return list(self._order)
 
 
 _POOLS: dict[int, ProcessPool] = {}
@@ -296,8 +312,6 @@ def shutdown_pools() -> None:
 
 def serve() -> None:
     """Worker main loop: answer requests on stdin until it closes."""
-    import importlib
-    import signal
 
     # Ctrl-C reaches the whole process group: the parent decides what happens
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -306,7 +320,7 @@ def serve() -> None:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
-        import cv2
+        import cv2  # start-up: mexkit.motion imports this module without OpenCV
 
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover - cv2 is a dependency

@@ -46,7 +46,7 @@ def flow_to_colour(flow: np.ndarray, *, max_magnitude: float | None = None) -> n
     ndarray, shape (H, W, 3), uint8
         RGB image; non-finite vectors are black.
     """
-    import cv2
+    import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
     flow = _check_flow(flow)
     u, v = flow

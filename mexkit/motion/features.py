@@ -1,5 +1,10 @@
 """Hand-made flow descriptors: ATNet's direction-magnitude feature and HOOF.
 
+Both are registered in the flow-feature registry
+(:mod:`mexkit.motion.feature_registry`) under the names ``mexkit flow
+--features`` takes: ``dm`` and ``hoof`` (MEAN's ``mean`` is registered by its model package,
+:mod:`mexkit.models.mean.features`).
+
 Angles are measured in image coordinates: ``atan2(v, u)`` with ``u`` to the
 right and ``v`` downwards, so 0 is motion to the right and pi / 2 motion
 downwards. Magnitudes are in pixels.
@@ -22,6 +27,7 @@ import numpy as np
 from .._validate import check_range
 from ..errors import ParameterError
 from ._flowarray import as_flow
+from .feature_registry import register_flow_feature
 
 __all__ = ["direction_magnitude", "hoof"]
 
@@ -67,6 +73,10 @@ def _block_sums(values: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, n
     return sums, counts
 
 
+@register_flow_feature(
+    "dm", array="direction_magnitude",
+    summary="ATNet's mean magnitude and direction of the flow in 8 x 8 blocks (Peng et al., "
+            "eqs. 5-6).")
 def direction_magnitude(flow: Any, *, blocks: int = 8) -> np.ndarray:
     """ATNet's average direction-magnitude feature of flow fields.
 
@@ -123,6 +133,9 @@ def direction_magnitude(flow: Any, *, blocks: int = 8) -> np.ndarray:
     return out[0] if single else out
 
 
+@register_flow_feature(
+    "hoof", array="hoof",
+    summary="Histogram of oriented optical flow, 8 bins (Chaudhry et al., CVPR 2009).")
 def hoof(flow: Any, *, bins: int = 8, blocks: int | tuple[int, int] = (1, 1),
          normalize: bool = True, symmetric: bool = True) -> np.ndarray:
     """Histogram of oriented optical flow (HOOF), magnitude-weighted.

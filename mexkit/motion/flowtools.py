@@ -113,9 +113,9 @@ def warp(image: Any, flow: Any, *, interpolation: str = "bicubic",
             f"The 'flow' holds {flows.shape[0]} fields for {frames.shape[0]} frames."
         )
     flows = np.broadcast_to(flows, (frames.shape[0],) + flows.shape[1:])
-    import torch
+    import torch  # start-up: torch, only warp needs it
 
-    from .tvl1_torch import remap
+    from .tvl1_torch import remap  # start-up: tvl1_torch imports torch
 
     channels = [torch.from_numpy(np.array(frames[..., k], dtype=np.float32))
                 for k in range(frames.shape[-1])]

@@ -28,7 +28,6 @@ store's cache keys.
 """
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import Any
 
 from .._validate import check_option
 from ..errors import ParameterError
+from ._registry import NameRegistry
 
 __all__ = ["FlowOption", "FlowMethod", "register_flow_method", "flow_method",
            "flow_methods", "compute_flow", "methods_markdown", "BUILTIN_MODULES"]
@@ -43,7 +43,8 @@ __all__ = ["FlowOption", "FlowMethod", "register_flow_method", "flow_method",
 #: Modules that define the built-in methods; imported on the first look-up.
 BUILTIN_MODULES = ("mexkit.motion.tvl1", "mexkit.motion.opencv")
 
-_REGISTRY: dict[str, FlowMethod] = {}
+_METHODS: NameRegistry[FlowMethod] = NameRegistry("Flow method", "method", BUILTIN_MODULES)
+_REGISTRY = _METHODS.entries
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,19 @@ class FlowOption:
 
 @dataclass(frozen=True)
 class FlowMethod:
-    """A registered flow method: its function, options and a one-line summary."""
+    """A registered flow method: its function, options and a one-line summary.
+
+    ``start_workers(threads)``, when given, starts the method's CPU workers
+    ahead of its first call (``threads``: the ``threads`` option, ``None``
+    for the default); the flow stage calls it when it solves on the CPU, so
+    that the workers' start overlaps the reading of the first samples.
+    """
 
     name: str
     function: Callable[..., Any]
     summary: str
     options: tuple[FlowOption, ...] = field(default=())
+    start_workers: Callable[[int | None], None] | None = None
 
     def option(self, name: str) -> FlowOption:
         for opt in self.options:
@@ -163,10 +171,12 @@ class FlowMethod:
         return self.function(reference, moving, **self.resolve(options))
 
 
-def register_flow_method(name: str, *, summary: str,
-                         options: Iterable[FlowOption] = ()) -> Callable[[Callable[..., Any]],
-                                                                         Callable[..., Any]]:
+def register_flow_method(name: str, *, summary: str, options: Iterable[FlowOption] = (),
+                         start_workers: Callable[[int | None], None] | None = None
+                         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator that records a flow function under ``name``; returns it unchanged.
+
+    ``start_workers``: see :class:`FlowMethod`.
 
     Raises
     ------
@@ -176,40 +186,18 @@ def register_flow_method(name: str, *, summary: str,
     opts = tuple(options)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        held = _REGISTRY.get(name)
-        if held is not None and (held.function.__module__, held.function.__qualname__) != (
-                fn.__module__, fn.__qualname__):
-            raise ParameterError(
-                f"Flow method {name!r} is already registered by "
-                f"{held.function.__module__}.{held.function.__qualname__}.")
-        _REGISTRY[name] = FlowMethod(name=name, function=fn, summary=summary, options=opts)
+        _METHODS.add(name, FlowMethod(name=name, function=fn, summary=summary, options=opts,
+                                      start_workers=start_workers), fn)
         return fn
 
     return decorate
 
 
-def _load_builtins() -> None:
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-
-
-def flow_methods() -> list[str]:
-    """Names of the registered flow methods, in registration order."""
-    _load_builtins()
-    return list(_REGISTRY)
-
-
-def flow_method(name: str) -> FlowMethod:
-    """The registered method ``name``.
-
-    Raises
-    ------
-    ParameterError
-        For an unknown name (the message lists the known ones).
-    """
-    _load_builtins()
-    check_option("method", name, list(_REGISTRY))
-    return _REGISTRY[name]
+#: ``flow_methods()``: the names of the registered flow methods, in registration order.
+flow_methods = _METHODS.names
+#: ``flow_method(name)``: the registered method ``name``; an unknown name raises
+#: :class:`~mexkit.errors.ParameterError` listing the known ones.
+flow_method = _METHODS.get
 
 
 def compute_flow(method: str, reference: Any, moving: Any,

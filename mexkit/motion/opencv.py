@@ -36,6 +36,7 @@ References
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,15 @@ _FARNEBACK_OPTIONS = (
 )
 
 __all__ = ["tvl1_opencv", "farneback"]
+
+
+def _each_pair(ref: np.ndarray, mov: np.ndarray, single: bool,
+               solve: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Flow of every pair by ``solve(reference, moving) -> (H, W, 2)``, as (P, 2, H, W)."""
+    out = np.empty((ref.shape[0], 2) + ref.shape[1:], dtype=np.float32)
+    for i in range(ref.shape[0]):
+        out[i] = solve(ref[i], mov[i]).transpose(2, 0, 1)
+    return out[0] if single else out
 
 
 @register_flow_method(
@@ -108,7 +118,7 @@ outer_iterations, scale_step, gamma, median_filtering
     .. [1] J. Sanchez Perez, E. Meinhardt-Llopis, G. Facciolo, "TV-L1 optical
        flow estimation", IPOL 3 (2013), pp. 137-150.
     """
-    import cv2
+    import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
     prm = make_params(tau=tau, lambda_=lambda_, theta=theta, nscales=nscales, warps=warps,
                       epsilon=epsilon, inner_iterations=inner_iterations,
@@ -120,17 +130,13 @@ outer_iterations, scale_step, gamma, median_filtering
             "cv2.optflow.DualTVL1OpticalFlow_create is missing: install "
             "opencv-contrib-python-headless (and no other OpenCV wheel)."
         )
-    out = np.empty((ref.shape[0], 2) + ref.shape[1:], dtype=np.float32)
     # one solver per call: OpenCV lowers its nscales for small frames and keeps it
     solver = cv2.optflow.DualTVL1OpticalFlow_create(
         prm.tau, prm.lambda_, prm.theta, prm.nscales, prm.warps, prm.epsilon,
         prm.inner_iterations, prm.outer_iterations, prm.scale_step, prm.gamma,
         prm.median_filtering, False,
     )
-    for i in range(ref.shape[0]):
-        flow = solver.calc(ref[i], mov[i], None)
-        out[i] = flow.transpose(2, 0, 1)
-    return out[0] if single else out
+    return _each_pair(ref, mov, single, lambda r, m: solver.calc(r, m, None))
 
 
 @register_flow_method(
@@ -170,8 +176,7 @@ def farneback(reference: Any, moving: Any, *, pyr_scale: float = 0.5, levels: in
     Returns
     -------
     numpy.ndarray, float32, shape (P, 2, H, W) or (2, H, W)
-        Flow in pixels (channel 0 horizontal), ``reference(x) ~ moving(x +
-        flow(x))``.
+        The flow, as :func:`tvl1_opencv` returns it.
 
     References
     ----------
@@ -180,7 +185,7 @@ def farneback(reference: Any, moving: Any, *, pyr_scale: float = 0.5, levels: in
     .. [2] S. Zhao et al., "A two-stage 3D CNN based learning method for
        spontaneous micro-expression recognition" (MERSiamC3D), section 3.1.2.
     """
-    import cv2
+    import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
     check_range("pyr_scale", float(pyr_scale), 0.0, 1.0, low_open=True, high_open=True)
     levels = check_int("levels", levels, 1)
@@ -192,10 +197,6 @@ def farneback(reference: Any, moving: Any, *, pyr_scale: float = 0.5, levels: in
     ref, mov, single = as_frame_pair(reference, moving)
     ref = ref * np.float32(255.0)
     mov = mov * np.float32(255.0)
-    out = np.empty((ref.shape[0], 2) + ref.shape[1:], dtype=np.float32)
-    for i in range(ref.shape[0]):
-        flow = cv2.calcOpticalFlowFarneback(ref[i], mov[i], None, float(pyr_scale), levels,
-                                            winsize, iterations, poly_n, float(poly_sigma),
-                                            flags)
-        out[i] = flow.transpose(2, 0, 1)
-    return out[0] if single else out
+    return _each_pair(ref, mov, single, lambda r, m: cv2.calcOpticalFlowFarneback(
+        r, m, None, float(pyr_scale), levels, winsize, iterations, poly_n, float(poly_sigma),
+        flags))

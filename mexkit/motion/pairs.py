@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import check_option, check_range
+from .._validate import check_int, check_option, check_range
 from ..errors import ParameterError
 
 __all__ = ["make_pairs", "MODES"]
@@ -53,19 +53,10 @@ __all__ = ["make_pairs", "MODES"]
 MODES = ("consecutive", "gap", "onset-apex", "onset-all", "keyframes", "apex-window")
 
 
-def _index(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParameterError(
-            f"Invalid value for the {name!r} parameter. It must be an integer, "
-            f"but got {value!r} instead."
-        )
-    return int(value)
-
-
 def _frame(name: str, value: Any, n_frames: int, mode: str) -> int:
     if value is None:
         raise ParameterError(f"The {mode!r} pairing needs the {name!r} frame index.")
-    index = _index(name, value)
+    index = check_int(name, value)
     if not 0 <= index < n_frames:
         raise ParameterError(
             f"Invalid value for the {name!r} parameter: frame {index} is outside the clip "
@@ -128,7 +119,7 @@ def make_pairs(n_frames: int, *, mode: str, k: int | None = None, fps: float | N
     .. [2] M. Peng et al., ATNet, section III-A (65 frames around the apex).
     """
     check_option("mode", mode, MODES)
-    n_frames = _index("n_frames", n_frames)
+    n_frames = check_int("n_frames", n_frames)
     check_range("n_frames", n_frames, 2)
 
     if mode in ("consecutive", "keyframes"):
@@ -151,7 +142,7 @@ def make_pairs(n_frames: int, *, mode: str, k: int | None = None, fps: float | N
                 raise ParameterError(f"Invalid value for the 'fps' parameter: {fps!r}.")
             check_range("fps", fps, 0.0, low_open=True)
             k = max(1, int(math.floor(fps * 0.1 + 0.5)))
-        k = _index("k", k)
+        k = check_int("k", k)
         if not 1 <= k < n_frames:
             raise ParameterError(
                 f"Invalid value for the 'k' parameter: a gap of {k} frames needs 1 <= k < "
@@ -181,7 +172,7 @@ def make_pairs(n_frames: int, *, mode: str, k: int | None = None, fps: float | N
 
     # apex-window
     apex = _frame("apex", apex, n_frames, mode)
-    window = _index("window", window)
+    window = check_int("window", window)
     check_range("window", window, 2)
     if n_frames < window:
         raise ParameterError(

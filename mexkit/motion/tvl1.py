@@ -91,9 +91,9 @@ from .._validate import check_int, check_option, check_range
 from ..devices import check_device_name, cuda_possible, resolve_device, usable_cores
 from ..errors import ParameterError
 from ._flowarray import as_frame_pair
-from ._tvl1_workers import WorkerLost, get_pool, processes_allowed
+from ._tvl1_workers import NextItem, WorkerLost, get_pool, processes_allowed
 from .methods import FlowOption, register_flow_method
-from .pyramid import pyramid_sizes
+from .pyramid import coarse_to_fine
 
 __all__ = ["tvl1_flow", "TVL1Params", "make_params", "TVL1_OPTIONS", "default_threads",
            "start_cpu_workers"]
@@ -259,7 +259,7 @@ def _resize(image: np.ndarray, size: tuple[int, int], scale: tuple[float, float]
     h, w = image.shape[-2:]
     nh, nw = size
     if image.dtype == np.float32:
-        import cv2
+        import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
         planes = image.reshape((-1, h, w))
         if scale is None:
@@ -303,7 +303,7 @@ def _warp_data(reference: np.ndarray, stack: np.ndarray, u: np.ndarray, border: 
     frame, and the constant part of the residual
     ``I1(x + u0) - grad I1(x + u0) . u0 - I0(x)``.
     """
-    import cv2
+    import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
     h, w = reference.shape
     map_x = np.arange(w, dtype=np.float32)[None, :] + u[0]
@@ -331,13 +331,13 @@ def _warp_data(reference: np.ndarray, stack: np.ndarray, u: np.ndarray, border: 
 def _median(u: np.ndarray, ksize: int, scratch: np.ndarray) -> None:
     """In-place ksize x ksize median of each (h, w) plane of ``u``, replicated border."""
     if u.dtype == np.float32:
-        import cv2
+        import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
         for plane in u:
             cv2.medianBlur(plane, ksize, dst=scratch)
             plane[...] = scratch
     else:  # OpenCV's 5 x 5 median takes float32 only
-        from scipy import ndimage
+        from scipy import ndimage  # start-up: scipy.ndimage is slow to import; float64 only
 
         for plane in u:
             ndimage.median_filter(plane, size=ksize, mode="nearest", output=scratch)
@@ -431,21 +431,18 @@ def _solve_level(reference: np.ndarray, moving: np.ndarray, u: np.ndarray,
 
 def _solve_pair(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params) -> np.ndarray:
     """Coarse-to-fine TV-L1 of one pair of (H, W) frames scaled to [0, 255]."""
-    height, width = reference.shape
-    sizes = pyramid_sizes(height, width, nscales=prm.nscales, scale_step=prm.scale_step)
-    shrink = (1.0 / prm.scale_step, 1.0 / prm.scale_step)
-    refs, movs = [reference], [moving]
-    for size in sizes[1:]:
-        refs.append(_resize(refs[-1], size, shrink))
-        movs.append(_resize(movs[-1], size, shrink))
     comps = 3 if prm.gamma > 0 else 2
-    u = np.zeros((comps,) + sizes[-1], reference.dtype)
-    for level in range(len(sizes) - 1, -1, -1):
-        u = _solve_level(refs[level], movs[level], u, prm)
-        if level:
-            # the illumination variable is resized but not rescaled (as OpenCV)
-            u = _resize(u, sizes[level - 1], None)
-            u[:2] /= prm.scale_step
+
+    def upsample(u: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        # the illumination variable is resized but not rescaled (as OpenCV)
+        u = _resize(u, size, None)
+        u[:2] /= prm.scale_step
+        return u
+
+    u = coarse_to_fine(
+        reference, moving, nscales=prm.nscales, scale_step=prm.scale_step, resize=_resize,
+        start=lambda size: np.zeros((comps,) + size, reference.dtype),
+        solve_level=lambda ref, mov, u: _solve_level(ref, mov, u, prm), upsample=upsample)
     return u[:2]
 
 
@@ -461,14 +458,12 @@ def _solve_pairs_threads(reference: np.ndarray, moving: np.ndarray, prm: TVL1Par
                          dtype: np.dtype, threads: int, out: np.ndarray,
                          which: list[int]) -> None:
     """Flow of pairs ``which`` into ``out``, ``threads`` threads taking the next pair."""
-    lock = threading.Lock()
-    order = iter(which)
+    take = NextItem(which)
     failed = threading.Event()
 
     def work() -> None:
         while not failed.is_set():
-            with lock:
-                i = next(order, None)
+            i = take()
             if i is None:
                 return
             try:
@@ -548,7 +543,7 @@ def _numpy_dtype(dtype: Any) -> np.dtype:
 
 
 @register_flow_method(
-    "tvl1", options=_MEXKIT_OPTIONS,
+    "tvl1", options=_MEXKIT_OPTIONS, start_workers=start_cpu_workers,
     summary="mexkit's TV-L1 (Zach et al. 2007; OpenCV DualTVL1's scheme and defaults): "
             "whole pairs per CPU thread, or batched on a GPU.")
 def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float = 0.15,
@@ -665,9 +660,9 @@ def tvl1_flow(reference: Any, moving: Any, *, tau: float = 0.25, lambda_: float 
         flow = _solve_pairs(ref, mov, prm, np_dtype,
                             default_threads() if threads is None else threads)
     else:
-        import torch
+        import torch  # start-up: torch, only for the torch engine
 
-        from .tvl1_torch import solve
+        from .tvl1_torch import solve  # start-up: tvl1_torch imports torch
 
         flow = solve(ref, mov, prm, device=dev, batch_size=batch_size, compile=compile,
                      dtype=torch.float64 if np_dtype == np.float64 else torch.float32)

@@ -24,10 +24,9 @@ by default ``/tmp/torchinductor_<user>``); see the README for sharing it.
 
 References
 ----------
-.. [1] C. Zach, T. Pock, H. Bischof, "A duality based approach for realtime
-   TV-L1 optical flow", DAGM 2007, LNCS 4713, pp. 214-223.
-.. [2] J. Sanchez Perez, E. Meinhardt-Llopis, G. Facciolo, "TV-L1 optical
-   flow estimation", Image Processing On Line 3 (2013), pp. 137-150.
+.. [1] Zach, Pock and Bischof, DAGM 2007, and Sanchez Perez, Meinhardt-Llopis
+   and Facciolo, IPOL 2013: the algorithm, as :mod:`mexkit.motion.tvl1` cites
+   them.
 """
 from __future__ import annotations
 
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .pyramid import pyramid_sizes
+from .pyramid import coarse_to_fine
 
 __all__ = ["solve", "remap", "median_select", "median_filter"]
 
@@ -335,7 +334,7 @@ def _median_filter_torch(u: list[torch.Tensor], ksize: int) -> list[torch.Tensor
 
 def _median_filter_cv2(u: list[torch.Tensor], ksize: int) -> list[torch.Tensor]:
     """Same as :func:`_median_filter_torch` with OpenCV's medianBlur (CPU, float32)."""
-    import cv2
+    import cv2  # start-up: importing mexkit.motion does not load OpenCV
 
     out = []
     for comp in u:
@@ -349,7 +348,7 @@ def _median_filter_cv2(u: list[torch.Tensor], ksize: int) -> list[torch.Tensor]:
 
 def _median_filter_scipy(u: list[torch.Tensor], ksize: int) -> list[torch.Tensor]:
     """Same as :func:`_median_filter_torch` with scipy (CPU, any float dtype)."""
-    from scipy import ndimage
+    from scipy import ndimage  # start-up: scipy.ndimage is slow to import; float64 only
 
     return [torch.from_numpy(ndimage.median_filter(comp.numpy(), size=(1, ksize, ksize),
                                                    mode="nearest")) for comp in u]
@@ -463,16 +462,16 @@ class _TraceSettings:
     """
 
     def __enter__(self) -> None:
-        import torch._dynamo.config as dynamo_config
-        from torch.fx.experimental import _config as fx_config
+        import torch._dynamo.config as dynamo_config  # start-up: torch._dynamo is slow to import
+        from torch.fx.experimental import _config as fx_config  # start-up: as torch._dynamo
 
         self._saved = (fx_config.use_duck_shape, dynamo_config.recompile_limit)
         fx_config.use_duck_shape = False
         dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
 
     def __exit__(self, *exc: Any) -> None:
-        import torch._dynamo.config as dynamo_config
-        from torch.fx.experimental import _config as fx_config
+        import torch._dynamo.config as dynamo_config  # start-up: torch._dynamo is slow to import
+        from torch.fx.experimental import _config as fx_config  # start-up: as torch._dynamo
 
         fx_config.use_duck_shape, dynamo_config.recompile_limit = self._saved
 
@@ -558,24 +557,26 @@ def _write_back(flow: list[torch.Tensor], p: list[torch.Tensor], idx: torch.Tens
 def _solve_batch(reference: torch.Tensor, moving: torch.Tensor, prm: Any,
                  kernels: _Kernels, steps_per_call: int) -> torch.Tensor:
     """Coarse-to-fine TV-L1 for a batch of frames (n, H, W) scaled to [0, 255]."""
-    n, height, width = reference.shape
-    sizes = pyramid_sizes(height, width, nscales=prm.nscales, scale_step=prm.scale_step)
-    shrink = (1.0 / prm.scale_step, 1.0 / prm.scale_step)
-    refs, movs = [reference], [moving]
-    for size in sizes[1:]:
-        refs.append(_resize(refs[-1], size, shrink))
-        movs.append(_resize(movs[-1], size, shrink))
+    n = reference.shape[0]
     channels = 3 if prm.gamma > 0 else 2
-    h, w = sizes[-1]
-    flow = [torch.zeros((n, h, w), dtype=reference.dtype, device=reference.device)
-            for _ in range(channels)]
-    for level in range(len(sizes) - 1, -1, -1):
-        flow = _solve_level(refs[level].contiguous(), movs[level].contiguous(), flow, prm,
-                            kernels, steps_per_call)
-        if level:
-            # the illumination variable is resized but not rescaled (as OpenCV)
-            flow = [_resize(comp, sizes[level - 1], None) / (prm.scale_step if c < 2 else 1.0)
-                    for c, comp in enumerate(flow)]
+
+    def start(size: tuple[int, int]) -> list[torch.Tensor]:
+        return [torch.zeros((n,) + size, dtype=reference.dtype, device=reference.device)
+                for _ in range(channels)]
+
+    def solve_level(ref: torch.Tensor, mov: torch.Tensor, flow: list[torch.Tensor]
+                    ) -> list[torch.Tensor]:
+        return _solve_level(ref.contiguous(), mov.contiguous(), flow, prm, kernels,
+                            steps_per_call)
+
+    def upsample(flow: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
+        # the illumination variable is resized but not rescaled (as OpenCV)
+        return [_resize(comp, size, None) / (prm.scale_step if c < 2 else 1.0)
+                for c, comp in enumerate(flow)]
+
+    flow = coarse_to_fine(reference, moving, nscales=prm.nscales, scale_step=prm.scale_step,
+                          resize=_resize, start=start, solve_level=solve_level,
+                          upsample=upsample)
     return torch.stack(flow[:2], dim=1)
 
 

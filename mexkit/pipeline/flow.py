@@ -9,25 +9,58 @@ from typing import Any
 
 import numpy as np
 
-from ..devices import check_device
+from .._validate import check_option
+from ..devices import check_device, cuda_possible
 from ..errors import ParameterError
+from ..motion.methods import flow_method
+from ..motion.pairs import make_pairs
+from ..motion.strain import optical_strain
+from ..temporal.apex import estimate_apex
 from .runner import StageResult, Task, batched
-from .stages import expect_arrays, input_sample, require_arrays, run_store_stage
+from .stages import expect_arrays, flow_feature, input_sample, require_arrays, run_store_stage
 
-__all__ = ["FLOW_VERSION", "STRAIN_VERSION", "run_flow", "run_strain", "PAIR_MODES"]
+__all__ = ["FLOW_VERSION", "STRAIN_VERSION", "run_flow", "run_strain", "PAIR_MODES",
+           "flow_options"]
 
 logger = logging.getLogger("mexkit")
 
 FLOW_VERSION = 1
 STRAIN_VERSION = 1
 PAIR_MODES = ("consecutive", "gap", "onset-apex", "onset-all", "keyframes", "apex-window")
-FEATURES = ("dm", "hoof", "mean")
+# Until the flow-method registry, every method's options were stored under this key.
+_LEGACY_OPTIONS_KEY = "tvl1"
+
+
+def flow_options(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The flow method and its options that a flow store's ``params`` record.
+
+    A store keeps the method's options that change the flow under the
+    method's own name (``{"method": "farneback", "farneback": {...}}``).
+    Stores written before kept every method's options under ``"tvl1"``
+    (``{"method": "farneback", "tvl1": {...}}``); both are read.
+    """
+    method = str(params.get("method", "tvl1"))
+    key = method if method in params else _LEGACY_OPTIONS_KEY
+    return method, dict(params.get(key) or {})
+
+
+def _key_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a flow sample's cache key covers: ``params`` in the layout of earlier stores.
+
+    The options move back under ``"tvl1"`` (where earlier stores kept every
+    method's), so that samples and cache entries made before the options were
+    stored under the method's name keep their keys and are reused.
+    """
+    method, options = flow_options(params)
+    key = {k: v for k, v in params.items() if k != method}
+    key[_LEGACY_OPTIONS_KEY] = options
+    return key
 
 
 def _grey(frames: np.ndarray) -> np.ndarray:
     if frames.ndim == 3:
         return frames
-    import cv2
+    import cv2  # start-up: OpenCV, only for colour frames
 
     return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
 
@@ -40,8 +73,6 @@ def _apex(sample: Any, frames: np.ndarray, onset: int, offset: int, how: str) ->
         raise ParameterError(
             f"sample {sample.sample_id!r} has no apex annotation; choose --no-apex middle or "
             "max-diff to estimate one.")
-    from ..temporal.apex import estimate_apex
-
     return estimate_apex(frames, onset, offset, method=how)
 
 
@@ -72,8 +103,6 @@ def _say_unannotated(sample: Any, onset: int, apex: int | None, opt: Mapping[str
 
 
 def _pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> tuple[np.ndarray, int]:
-    from ..motion.pairs import make_pairs
-
     T = len(frames)
     a = sample.attrs
     onset = int(a.get("onset", 0) or 0)
@@ -113,8 +142,6 @@ def _interval_pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> 
             continue
         on, off = int(on), min(int(off), T - 1)
         if apex is None or not on < int(apex) <= off:
-            from ..temporal.apex import estimate_apex  # start-up: as the other stages
-
             how = "middle" if opt["no_apex"] == "fail" else opt["no_apex"]
             apex = max(estimate_apex(frames, on, off, method=how), on + 1) \
                 if off > on else on + 1
@@ -123,45 +150,32 @@ def _interval_pairs(sample: Any, frames: np.ndarray, opt: Mapping[str, Any]) -> 
 
 
 def _flow_batch(ref: np.ndarray, mov: np.ndarray, opt: Mapping[str, Any]) -> np.ndarray:
-    from ..motion.methods import flow_method
-
-    method = flow_method(opt["method"])
+    name, options = flow_options(opt)
+    method = flow_method(name)
     names = {o.name for o in method.options}
-    given = {"device": opt["device"], **opt.get("method_runtime", {}), **opt["tvl1"]}
+    given = {"device": opt["device"], **opt.get("method_runtime", {}), **options}
     return method(ref, mov, **{k: v for k, v in given.items() if k in names})
 
 
 def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, Any],
              sid: str, first_frame: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Strain and features of one sample's flow."""
+    """Strain and the features (:mod:`mexkit.motion.feature_registry`) of one sample's flow."""
+    features = [flow_feature(name) for name in opt["features"]]
     out: dict[str, np.ndarray] = {}
-    strain = None
-    if opt["strain"]:
-        from ..motion.strain import optical_strain
-
-        strain = optical_strain(flow).astype(np.float32)
-        out["strain"] = strain
-    if "dm" in opt["features"]:
-        from ..motion.features import direction_magnitude
-
-        out["direction_magnitude"] = direction_magnitude(flow).astype(np.float32)
-    if "hoof" in opt["features"]:
-        from ..motion.features import hoof
-
-        out["hoof"] = np.asarray(hoof(flow), dtype=np.float32)
-    for name in opt["features"]:
-        if name in ("dm", "hoof"):
-            continue
-        from ..models.registry import flow_feature_hook  # start-up: torch, only for them
-
-        # a feature a model defines (its registry entry's flow_features: MEAN's "mean")
-        out.update(flow_feature_hook(name).compute(flow, landmarks, first_frame, opt, sid,
-                                                   strain))
+    inputs: dict[str, Any] = {"landmarks": landmarks, "first_frame": first_frame,
+                              "sample_id": sid}
+    if opt["strain"] or any("strain" in f.needs for f in features):
+        inputs["strain"] = optical_strain(flow).astype(np.float32)
+        if opt["strain"]:
+            out["strain"] = inputs["strain"]
+    for feature in features:
+        made = feature(flow, inputs=inputs, options=opt)
+        if isinstance(made, Mapping):
+            out.update(made)
+        else:
+            out[feature.array] = np.asarray(made, dtype=np.float32)
     return out
 
-
-#: Feature arrays also stored for each interval's onset -> apex pair (``interval_<name>``).
-_INTERVAL_ARRAYS = ("direction_magnitude", "hoof", "mean_regions")
 
 # Pairs solved in one call at most: a batch of short clips is solved together,
 # a long video in pieces, so that samples finish (and are staged) steadily.
@@ -175,7 +189,6 @@ _CPU_PIECE_PAIRS = 16
 
 def _piece_pairs(opt: Mapping[str, Any]) -> int:
     """Pairs per solver call: small pieces on the CPU, larger batches on a GPU."""
-    from ..devices import cuda_possible
 
     device = str(opt.get("device", "auto"))
     if device.startswith("cuda") or (device == "auto" and cuda_possible()):
@@ -215,14 +228,15 @@ def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
         lm = (s.read("landmarks")[intervals[:, 0]].astype(np.float32)
               if "landmarks" in s else None)
         arrays["interval_pairs"] = intervals[:, :3]
+        primary = {flow_feature(name).array for name in opt["features"]}
         arrays.update({f"interval_{k}": v for k, v in _derived(
             interval_flow, lm, {**opt, "strain": False}, t.sample_id, prep[4][0]).items()
-            if k in _INTERVAL_ARRAYS})
+            if k in primary})
     if opt["with_apex"]:
         arrays["apex_image"] = frames[apex]
     attrs = {"pair_mode": opt["pairs"], "flow_method": opt["method"]}
-    if "mean" in opt["features"]:
-        attrs["mean_input"] = opt.get("mean_input") or "authors"
+    for name in opt["features"]:  # the options a feature records (MEAN's input: mean_input)
+        attrs.update({o: opt.get(o) for o in flow_feature(name).records})
     if apex >= 0:
         attrs["apex_used"] = apex
     if opt["pairs"] in _ANNOTATED_PAIRS or opt["with_apex"]:
@@ -263,11 +277,10 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
     """
     opt = tasks[0].payload["params"]
     limit = _piece_pairs(opt)
-    if opt["method"] == "tvl1" and limit == _CPU_PIECE_PAIRS:
-        from ..motion.tvl1 import start_cpu_workers
-
+    start_workers = flow_method(opt["method"]).start_workers
+    if start_workers is not None and limit == _CPU_PIECE_PAIRS:
         # the workers import while the first samples are read
-        start_cpu_workers(opt.get("method_runtime", {}).get("threads"))
+        start_workers(opt.get("method_runtime", {}).get("threads"))
 
     def results(batch: list[tuple[Task, Any]], solved: Future | None) -> Iterator[Any]:
         flows = None
@@ -325,13 +338,14 @@ def _check_flow(task: Task, arrays: Mapping[str, Any]) -> None:
     opt = task.payload["params"]
     P = np.asarray(arrays.get("pairs", np.zeros((0, 2)))).shape[0]
     f32 = np.float32
+    features = [flow_feature(name) for name in opt["features"]]
+    per_pair = [f.array for f in features]
     spec = {"flow": (f32, (P, 2, H, W)), "pairs": (np.int64, (P, 2)),
             "landmarks": ((f32, "nan"), (P, 68, 2)), "frame_numbers": (np.int64, (T,)),
-            "strain": (f32, (P, H, W)), "direction_magnitude": (f32, None),
-            "hoof": (f32, None), "mean_regions": (f32, None),
-            "apex_image": (np.uint8, tuple(shape[1:])),
+            "strain": (f32, (P, H, W)), "apex_image": (np.uint8, tuple(shape[1:])),
             "interval_pairs": (np.int64, (None, 3)),
-            **{f"interval_{k}": (f32, None) for k in _INTERVAL_ARRAYS}}
+            **{name: (f32, None) for f in features for name in (f.array, *f.extra_arrays)},
+            **{f"interval_{f.array}": (f32, None) for f in features}}
     required = ["flow", "pairs"] + (["strain"] if opt["strain"] else []) + \
         (["apex_image"] if opt["with_apex"] else [])
     where = f"sample {task.sample_id!r}"
@@ -340,7 +354,7 @@ def _check_flow(task: Task, arrays: Mapping[str, Any]) -> None:
     if P == 0 or pairs.min() < 0 or pairs.max() >= T:
         raise ParameterError(f"{where}: {P} pairs, frames {pairs.min(initial=0)}.."
                              f"{pairs.max(initial=0)} of a clip of {T}")
-    for name in ("direction_magnitude", "hoof", "mean_regions"):
+    for name in per_pair:
         if name in arrays and len(arrays[name]) != P:
             raise ParameterError(f"{where}: {name!r} has {len(arrays[name])} rows for {P} "
                                  "pairs")
@@ -368,43 +382,47 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
              strain: bool = False, features: Sequence[str] = (), with_apex: bool = False,
              no_apex: str = "middle", device: str = "auto", mask_eyes: bool = False,
              remove_head_motion: bool = False, mean_input: str = "authors",
-             tvl1: Mapping[str, Any] | None = None, jobs: int = 1, backend: str = "loky",
+             options: Mapping[str, Any] | None = None, jobs: int = 1, backend: str = "loky",
              group: int | None = None, progress: bool = True,
              method_runtime: Mapping[str, Any] | None = None) -> StageResult:
     """Optical flow between frame pairs of every clip of a crop (or key-frame) store.
 
-    ``method`` is a name of :mod:`mexkit.motion.methods`' registry; ``tvl1``
-    holds that method's options that change the flow (stored in the params
-    under this name for every method), ``method_runtime`` those that do not
-    (threads, compile), kept out of the cache key with ``device``. ``group``
-    is the number of samples per chunk of work (default 64 with one job, so
-    that reading, solving and writing overlap over many pieces; 16 with more,
-    so that every job gets chunks); it does not change the result.
+    ``method`` is a name of :mod:`mexkit.motion.methods`' registry and
+    ``features`` names of :mod:`mexkit.motion.feature_registry`'s. ``options``
+    holds the method's options that change the flow, stored in the params
+    under the method's name (:func:`flow_options` reads them back);
+    ``method_runtime`` those that do not (threads, compile), kept out of the
+    cache key with ``device``. ``group`` is the number of samples per chunk
+    of work (default 64 with one job, so that reading, solving and writing
+    overlap over many pieces; 16 with more, so that every job gets chunks);
+    it does not change the result.
     """
-    from .._validate import check_option
-    from ..motion.methods import flow_method
-
     flow_method(method)  # an unknown name fails here, listing the registered ones
     device = check_device(device)  # a GPU that is not there fails once, before any sample
     check_option("pairs", pairs, PAIR_MODES)
     check_option("no_apex", no_apex, ("middle", "max-diff", "fail"))
-    for f in features:
-        check_option("features", f, FEATURES)
-    check_option("mean_input", mean_input, ("authors", "paper"))
-    if "mean" in features and mean_input == "authors" and (mask_eyes or remove_head_motion):
-        raise ParameterError(
-            "--mask-eyes and --remove-head-motion (SOFTNet) apply to --mean-input paper; "
-            "the authors' construction (the default) has neither.")
+    # an unknown name fails here, listing the registered ones
+    chosen = [flow_feature(f) for f in sorted(set(features))]
+    # the stage's options that features read; a feature checks those it reads, and
+    # records those of its records in the params (and so the cache key) and attrs
+    feature_options = {"mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion,
+                       "mean_input": mean_input}
+    for feature in chosen:
+        if feature.check is not None:
+            feature.check(feature_options)
     params = {"method": method, "pairs": pairs, "k": k, "window": window, "strain": strain,
               "features": sorted(set(features)), "with_apex": with_apex, "no_apex": no_apex,
-              "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion,
-              "tvl1": dict(tvl1 or {})}
-    if "mean" in features:
-        params["mean_input"] = mean_input
+              "mask_eyes": mask_eyes, "remove_head_motion": remove_head_motion}
+    for feature in chosen:
+        params.update({o: feature_options[o] for o in feature.records})
     if pairs == "gap" and features:
         # each annotated interval's onset -> apex features too (_interval_pairs); a key
         # of its own, so that gap stores made before are not taken as having them
         params["intervals"] = "onset-apex"
+    if method in params or method in ("device", "method_runtime", "intervals", *feature_options):
+        raise ParameterError(f"Flow method {method!r} has the name of a parameter of the "
+                             "flow stage; its options could not be stored under its name.")
+    params[method] = dict(options or {})
     if group is None:
         group = 64 if jobs == 1 else 16
     # the device changes where, not what, is computed: it stays out of the cache key
@@ -412,12 +430,10 @@ def run_flow(input_path: str | Path, output: str | Path, *, method: str = "tvl1"
     return run_store_stage(input_path, output, stage="flow", version=FLOW_VERSION,
                            params=params, compute=_compute_group, jobs=jobs, backend=backend,
                            progress=progress, group=group, payload_params=compute_params,
-                           check=_check_flow)
+                           check=_check_flow, key_params=_key_params(params))
 
 
 def _compute_strain(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ..motion.strain import optical_strain
-
     s = input_sample(task.payload["input"], task.sample_id, task.payload.get("identity"))
     require_arrays(s, ["flow"], stage="strain", producer="mexkit flow")
     flow = s.read("flow")

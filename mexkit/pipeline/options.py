@@ -29,6 +29,7 @@ from ..io.signing import TRUST_ENV
 from ..io.store.write import no_space
 from .cache import CACHE_ENV
 from .parallel import STALL_ENV, configure, parse_shard
+from .stages import flow_feature
 
 __all__ = ["CACHE_ENV", "STALL_ENV", "COMPILE_ENV", "AUDIT_ENV", "TRUST_ENV", "n_jobs",
            "run_setting", "parse_shard", "no_space",
@@ -157,19 +158,15 @@ def flow_option_specs() -> list[tuple[Any, list[str]]]:
     return list(specs.values())
 
 
-def flow_method_for(method: str | None, features: list[str], mean_input: str) -> str:
-    """``mexkit flow --method``: the given method, else the default for the features (a
-    model's feature may need its own: :attr:`~mexkit.models.registry.FlowFeatureHook.flow_method`),
-    else tvl1."""
-    options = {"mean_input": mean_input}
+def flow_method_for(method: str | None, features: list[str],
+                    options: Mapping[str, Any]) -> str:
+    """``mexkit flow --method``: the given method, else the one a chosen feature needs
+    (:attr:`~mexkit.motion.feature_registry.FlowFeature.flow_method`; it may warn about a
+    given one), else tvl1. ``options``: the flow stage's options the features read."""
     for name in features:
-        if name in ("dm", "hoof"):
-            continue
-        from ..models.registry import flow_feature_hook  # start-up: torch, only for them
-
-        hook = flow_feature_hook(name)
-        if hook is not None:
-            method = hook.flow_method(method, options) or method
+        choose = flow_feature(name).flow_method
+        if choose is not None:
+            method = choose(method, options) or method
     return method or "tvl1"
 
 

@@ -301,6 +301,82 @@ def _compute_and_stage(compute: Callable, tasks: list[Task], staging: str, compr
     return [_stage_one(t, res, staging, compression, cache) for t, res in pairs]
 
 
+def _say_uncomputable(stage: str, extra: Mapping[str, str]) -> None:
+    """Warn that ``extra`` samples are recorded as failed, and why, in counts."""
+    # say which: a first stage (crop) has no earlier stage, only missing inputs
+    upstream_failed = sum(str(m).startswith("failed upstream") for m in extra.values())
+    why = [f"{n} {text}" for n, text in (
+        (upstream_failed, "failed in an earlier stage"),
+        (len(extra) - upstream_failed, "have no readable input")) if n]
+    logger.warning("%s: %d sample(s) cannot be computed and are recorded as failed (%s)",
+                   stage, len(extra), ", ".join(why))
+
+
+@dataclass
+class _Run:
+    """One run of a stage: where its outcomes go (the writer, the result, the bar)."""
+
+    stage: str
+    writer: StoreWriter
+    keys: Mapping[str, str]
+    result: StageResult
+    bar: Any
+
+    def record(self, status: str, sid: str, info: str, detail: str) -> None:
+        _record(self.result, self.writer, self.keys, status, sid, info, detail)
+        self.bar.update(1)
+
+    def after_loss(self, exc: BaseException, pending: dict[str, Task], attempt: int,
+                   retries: int) -> bool:
+        """After a lost worker or cluster: keep what it staged; True to try the rest again.
+
+        Samples that the lost worker staged but could not report are
+        recorded as done; the others are tried again while attempts remain
+        (never after the whole cluster was lost), else recorded as failed.
+        """
+        reason = _one_line(exc)
+        staging = Path(self.writer.staging)
+        for sid in [s for s, t in pending.items()
+                    if (staging / staged_name(s, t.cache_key)).exists()]:
+            self.record("ok", sid, str(staging / staged_name(sid, self.keys[sid])), "")
+            pending.pop(sid)
+        if not pending:
+            return False
+        failures = self.result.failures
+        if isinstance(exc, ClusterLostError):  # no worker to retry on
+            logger.error("%s: %d sample(s) not computed, %s; the finished ones are kept, "
+                         "re-run to compute the rest", self.stage, len(pending), reason)
+            for sid in pending:
+                failures[sid] = f"not computed: {reason}"
+            pending.clear()
+            return False
+        if attempt < retries:
+            logger.warning("%s: %d sample(s) lost with a worker (%s); trying them again "
+                           "(%d of %d)", self.stage, len(pending), reason, attempt + 1,
+                           retries)
+            return True
+        for sid in pending:
+            failures[sid] = f"lost with a worker after {retries + 1} attempt(s): {reason}"
+            logger.error("sample %s failed: %s", sid, failures[sid])
+        pending.clear()
+        return False
+
+
+def _take_shard(tasks: Sequence[Task], extra_failures: Mapping[str, str] | None,
+                shard: tuple[int, int], all_samples: Iterable[str] | None, stage: str
+                ) -> tuple[list[Task], dict[str, str], dict[str, Any]]:
+    """The tasks and failures of shard ``(index, count)``, and what the part records of
+    it: which shard of which sample set it holds (merge checks that every shard is there)."""
+    ids = [t.sample_id for t in tasks]
+    record = {"shards": [shard[0]], "count": shard[1],
+              "samples": sorted(set(ids) | set(extra_failures or {}) | set(all_samples or ()))}
+    mine = [t for t in tasks if in_shard(t.sample_id, shard)]
+    failures = {sid: msg for sid, msg in (extra_failures or {}).items() if in_shard(sid, shard)}
+    logger.info("%s: shard %d of %d holds %d of %d sample(s)", stage, shard[0], shard[1],
+                len(mine), len(ids))
+    return mine, failures, record
+
+
 def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
               output: str | Path, stage: str, params: Mapping[str, Any],
               upstream: Iterable[Mapping[str, Any]] = (), jobs: int = 1, backend: str = "loky",
@@ -398,16 +474,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
         raise ParameterError(f"Duplicate sample ids: {', '.join(dup[:5])}.")
     meta: dict[str, Any] = {}
     if shard is not None:
-        # the part says which shard of which sample set it holds: merge checks that
-        # every shard is there
-        meta["shard"] = {"shards": [shard[0]], "count": shard[1],
-                         "samples": sorted(set(ids) | set(extra_failures or {})
-                                           | set(all_samples or ()))}
-        tasks = [t for t in tasks if in_shard(t.sample_id, shard)]
-        extra_failures = {sid: msg for sid, msg in (extra_failures or {}).items()
-                          if in_shard(sid, shard)}
-        logger.info("%s: shard %d of %d holds %d of %d sample(s)", stage, shard[0], shard[1],
-                    len(tasks), len(ids))
+        tasks, extra_failures, meta["shard"] = _take_shard(tasks, extra_failures, shard,
+                                                           all_samples, stage)
         ids = [t.sample_id for t in tasks]
     cache_dir = str(SampleCache(cache).root) if cache else None
     trusted = trusted_keys(cfg.trust)
@@ -418,13 +486,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
     keys = {t.sample_id: t.cache_key for t in tasks}
     extra = {sid: msg for sid, msg in (extra_failures or {}).items() if sid not in keys}
     if extra:
-        # say which: a first stage (crop) has no earlier stage, only missing inputs
-        upstream_failed = sum(str(m).startswith("failed upstream") for m in extra.values())
-        why = [f"{n} {text}" for n, text in (
-            (upstream_failed, "failed in an earlier stage"),
-            (len(extra) - upstream_failed, "have no readable input")) if n]
-        logger.warning("%s: %d sample(s) cannot be computed and are recorded as failed (%s)",
-                       stage, len(extra), ", ".join(why))
+        _say_uncomputable(stage, extra)
     with StoreWriter(output, stage=stage, params=params, upstream=upstream,
                      compression=compression, inputs=[*inputs, *reuse, *cfg.trust],
                      overwrite=cfg.overwrite, signer=signer, meta=meta) as writer:
@@ -441,15 +503,15 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
                           cfg.audit, check, compute, batched_compute)
         bar = progress_bar(len(todo), stage, enabled=progress)
         pending = {t.sample_id: t for t in todo}
+        work = partial(_run_chunk, compute, staging=staging, compression=compression,
+                       batched_compute=batched_compute, parent_pid=os.getpid(),
+                       cache_dir=cache_dir, trusted=trusted, audit=cfg.audit, check=check)
+        run = _Run(stage, writer, keys, result, bar)
         cached_here: list[str] = []
         try:
             for attempt in range(retries + 1):
                 if not pending:
                     break
-                work = partial(_run_chunk, compute, staging=staging, compression=compression,
-                               batched_compute=batched_compute, parent_pid=os.getpid(),
-                               cache_dir=cache_dir, trusted=trusted, audit=cfg.audit,
-                               check=check)
                 try:
                     for outcomes in parallel_map(work, chunked(list(pending.values()), group),
                                                  jobs=jobs, backend=backend,
@@ -458,8 +520,7 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
                             pending.pop(sid, None)
                             if status == "cached":
                                 cached_here.append(sid)
-                            _record(result, writer, keys, status, sid, info, detail)
-                            bar.update(1)
+                            run.record(status, sid, info, detail)
                 except CacheRefused:
                     # nothing taken from a refused cache is kept for a resume
                     for sid in cached_here:
@@ -469,34 +530,8 @@ def run_stage(tasks: Sequence[Task], compute: Callable[..., Any], *,
                     if not (is_lost_worker(exc) or isinstance(exc, ClusterLostError)):
                         raise
                     # a worker, a node or the connection to the cluster was lost
-                    reason = _one_line(exc)
-                    # a lost worker may have staged samples it could not report
-                    for sid in [s for s, t in pending.items()
-                                if (Path(staging) / staged_name(s, t.cache_key)).exists()]:
-                        _record(result, writer, keys, "ok", sid,
-                                str(Path(staging) / staged_name(sid, keys[sid])), "")
-                        pending.pop(sid)
-                        bar.update(1)
-                    if not pending:
+                    if not run.after_loss(exc, pending, attempt, retries):
                         break
-                    if isinstance(exc, ClusterLostError):  # no worker to retry on
-                        logger.error("%s: %d sample(s) not computed, %s; the finished ones "
-                                     "are kept, re-run to compute the rest", stage,
-                                     len(pending), reason)
-                        for sid in pending:
-                            result.failures[sid] = f"not computed: {reason}"
-                        pending.clear()
-                        break
-                    if attempt < retries:
-                        logger.warning("%s: %d sample(s) lost with a worker (%s); trying them "
-                                       "again (%d of %d)", stage, len(pending), reason,
-                                       attempt + 1, retries)
-                        continue
-                    for sid in pending:
-                        result.failures[sid] = (f"lost with a worker after {retries + 1} "
-                                                f"attempt(s): {reason}")
-                        logger.error("sample %s failed: %s", sid, result.failures[sid])
-                    pending.clear()
         finally:
             bar.close()
         result.failures.update(extra)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputChangedError, ModelInputError, ParameterError, StoreError
 from ..io.store import SampleView, Store, open_store
+from ..motion import feature_registry
 from .cache import cache_key
 from .limits import store_limits
 from .runner import StageResult, Task, run_stage
@@ -134,10 +135,27 @@ def input_sample(path: str | Path, sample_id: str,
     return held[1][sample_id]
 
 
+def flow_feature(name: str) -> Any:
+    """The registered flow feature ``name`` (:mod:`mexkit.motion.feature_registry`).
+
+    A name the registry does not know may be a feature that a model defines (MEAN's
+    ``mean``, in ``mexkit/models/mean/features.py``): the model packages are loaded
+    then, and the name looked up again.
+    """
+    if name not in feature_registry.flow_features():
+        # start-up: the model packages load torch; only a model's own feature needs them
+        from ..models.registry import load_model_packages  # start-up, as above
+
+        load_model_packages()
+    return feature_registry.flow_feature(name)
+
+
 def _needs(stage: str, params: Mapping[str, Any] | None) -> tuple[tuple[str, ...], str]:
     need, producer = STAGE_INPUTS[stage]
-    if stage == "flow" and "mean" in ((params or {}).get("features") or ()):
-        need, producer = need + ("landmarks",), "mexkit crop with a landmark detector"
+    if stage == "flow":
+        features = (params or {}).get("features") or ()
+        if any("landmarks" in flow_feature(f).needs for f in features):
+            need, producer = need + ("landmarks",), "mexkit crop with a landmark detector"
     return need, producer
 
 
@@ -264,12 +282,14 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
                     select: Callable[[SampleView], bool] | None = None,
                     group: int = 1,
                     payload_params: Mapping[str, Any] | None = None,
-                    check: Callable[[Task, Mapping[str, Any]], None] | None = None
-                    ) -> StageResult:
+                    check: Callable[[Task, Mapping[str, Any]], None] | None = None,
+                    key_params: Mapping[str, Any] | None = None) -> StageResult:
     """Apply ``compute`` to every sample of the input store; write ``output``.
 
     ``payload_params`` (default: ``params``) are what ``compute`` receives;
-    only ``params`` enter the cache key (e.g. the device does not).
+    only ``params`` enter the cache key (e.g. the device does not), or
+    ``key_params`` where given: the same values in another layout, e.g. the
+    one of earlier stores, so that their samples keep their keys.
 
     Samples that failed upstream stay failed: they are listed in the output
     store's failures with the upstream reason, so exit codes propagate down a
@@ -289,8 +309,10 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
     _OPEN[str(input_path)] = (identity, store)
     try:
         check_stage_input(store, stage, select, params)
-        tasks = store_tasks(store, stage=stage, version=version, params=params, select=select,
-                            payload_params=payload_params)
+        tasks = store_tasks(store, stage=stage, version=version,
+                            params=params if key_params is None else key_params,
+                            select=select,
+                            payload_params=params if payload_params is None else payload_params)
         upstream = [upstream_entry(store)]
         upstream_failures = dict(store.failures)
     except BaseException:

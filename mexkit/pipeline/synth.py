@@ -407,6 +407,93 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
     return sheet
 
 
+def _write_long_video_frames(video: Any, folder: Path, code: str, numbers: np.ndarray, *,
+                             chunk: int, image_format: str, jpeg_quality: int,
+                             dense_flow: bool) -> list[np.ndarray]:
+    """Render a long video ``chunk`` frames at a time into ``folder`` (SAMM's file names).
+
+    Returns the quantized flow of each chunk when ``dense_flow``, else nothing.
+    """
+    flows = []
+    for start in range(0, video.n_frames, chunk):
+        stop = min(start + chunk, video.n_frames)
+        for n, frame in zip(numbers[start:stop], video.frames(start, stop), strict=True):
+            _save_image(folder / f"{code}_{n:05d}.{image_format}", frame, image_format,
+                        jpeg_quality)
+        if dense_flow:
+            flows.append(_quantize(video.flow(start, stop)))
+    return flows
+
+
+def _long_video_truth(video: Any, numbers: np.ndarray, image_format: str,
+                      flows: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of a long video's ``truth/<video>.npz`` (with ``flow`` when given)."""
+    iv = video.intervals
+    arrays = {
+        "landmarks": video.landmarks,
+        "frame_numbers": numbers,
+        "fps": np.float64(video.fps),
+        "noise_sigma": np.float64(video.noise_sigma),
+        "subject_seed": np.int64(video.subject_seed),
+        "onsets": np.array([i.onset for i in iv], dtype=np.int64),
+        "apexes": np.array([i.apex for i in iv], dtype=np.int64),
+        "offsets": np.array([i.offset for i in iv], dtype=np.int64),
+        "kinds": np.array([i.kind for i in iv], dtype="<U5"),
+        "labels": np.array([i.label for i in iv], dtype="<U8"),
+        "aus": np.array([_aus_text(i.aus) for i in iv], dtype="<U8"),
+        "intensities": np.array([i.intensity for i in iv], dtype=np.float64),
+        "activation": video.activation,
+        "rigid": video.rigid,
+        "fields": _quantize(video.fields),
+        "image_format": np.str_(image_format),
+        "flow_quantum": np.float64(_FLOW_QUANTUM),
+    }
+    if flows:
+        arrays["flow"] = np.concatenate(flows, axis=0)
+    return arrays
+
+
+def _samm_lv_rows(code: str, video_name: str, v: int, intervals: Sequence[Any],
+                  numbers: np.ndarray) -> tuple[list[tuple], list[tuple]]:
+    """A video's rows of the SAMM-LV sheet (frame numbers) and of intervals.csv (positions).
+
+    Blinks are left out of both, as SAMM Long Videos does not annotate them.
+    """
+    sheet_rows, csv_rows = [], []
+    k = 0
+    for it in intervals:
+        if it.kind == "blink":
+            continue
+        k += 1
+        emotion = CASME2_EMOTIONS[it.label]
+        kind = "Micro - 1/2" if it.kind == "micro" else "Macro"
+        onset_n, offset_n = int(numbers[it.onset]), int(numbers[it.offset])
+        sheet_rows.append((code, f"{video_name}_{k}", v, onset_n, int(numbers[it.apex]),
+                           offset_n, offset_n - onset_n + 1, kind, _aus_text(it.aus),
+                           f"synthetic {it.label} ({emotion}), peak {it.intensity:.2f} px"))
+        csv_rows.append((code, video_name, it.onset, it.offset, emotion, it.kind))
+    return sheet_rows, csv_rows
+
+
+def _write_samm_lv_sheet(path: Path, rows: list[tuple], *, seed: int, fps: float) -> None:
+    """SAMM Long Videos' workbook: a title block, the header at SAMM's row, the rows."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "FACS_Movement_Only"
+    ws.cell(row=1, column=1, value="SAMM Long Videos - synthetic data written by mexkit")
+    ws.cell(row=2, column=1, value=f"mexkit {__version__}, seed {seed}, {float(fps)} fps")
+    ws.cell(row=3, column=1, value="Onset, Apex and Offset are frame numbers of the image "
+                                   "files (first frame 1); Duration = Offset - Onset + 1.")
+    ws.cell(row=4, column=1, value="Ground truth: truth/<video>.npz; intervals.csv holds "
+                                   "0-based positions.")
+    for col, name in enumerate(SAMM_LV_COLUMNS, start=1):
+        ws.cell(row=SAMM_HEADER_ROW, column=col, value=name)
+    for r, row in enumerate(rows, start=SAMM_HEADER_ROW + 1):
+        for col, value in enumerate(row, start=1):
+            ws.cell(row=r, column=col, value=value)
+    _save_xlsx(wb, path)
+
+
 def write_samm_lv_like(root: str | os.PathLike, *, n_subjects: int = 2,
                        videos_per_subject: int = 1, fps: float = 50.0, seconds: float = 12.0,
                        seed: int = 0, size: int = 240, image_format: str = "jpg",
@@ -485,69 +572,18 @@ def write_samm_lv_like(root: str | os.PathLike, *, n_subjects: int = 2,
             numbers = 1 + np.arange(video.n_frames, dtype=np.int64)
             folder = root / video_name
             _prepare_dir(folder, overwrite)
-            flows = []
-            for start in range(0, video.n_frames, chunk):
-                stop = min(start + chunk, video.n_frames)
-                for n, frame in zip(numbers[start:stop], video.frames(start, stop),
-                                    strict=True):
-                    _save_image(folder / f"{code}_{n:05d}.{image_format}", frame,
-                                image_format, jpeg_quality)
-                if dense_flow:
-                    flows.append(_quantize(video.flow(start, stop)))
-            iv = video.intervals
-            arrays = {
-                "landmarks": video.landmarks,
-                "frame_numbers": numbers,
-                "fps": np.float64(video.fps),
-                "noise_sigma": np.float64(video.noise_sigma),
-                "subject_seed": np.int64(video.subject_seed),
-                "onsets": np.array([i.onset for i in iv], dtype=np.int64),
-                "apexes": np.array([i.apex for i in iv], dtype=np.int64),
-                "offsets": np.array([i.offset for i in iv], dtype=np.int64),
-                "kinds": np.array([i.kind for i in iv], dtype="<U5"),
-                "labels": np.array([i.label for i in iv], dtype="<U8"),
-                "aus": np.array([_aus_text(i.aus) for i in iv], dtype="<U8"),
-                "intensities": np.array([i.intensity for i in iv], dtype=np.float64),
-                "activation": video.activation,
-                "rigid": video.rigid,
-                "fields": _quantize(video.fields),
-                "image_format": np.str_(image_format),
-                "flow_quantum": np.float64(_FLOW_QUANTUM),
-            }
-            if dense_flow:
-                arrays["flow"] = np.concatenate(flows, axis=0)
-            _save_npz(root / "truth" / f"{video_name}.npz", arrays)
-            k = 0
-            for it in iv:
-                if it.kind == "blink":
-                    continue
-                k += 1
-                emotion = CASME2_EMOTIONS[it.label]
-                kind = "Micro - 1/2" if it.kind == "micro" else "Macro"
-                onset_n, offset_n = int(numbers[it.onset]), int(numbers[it.offset])
-                sheet_rows.append((code, f"{video_name}_{k}", v, onset_n, int(numbers[it.apex]),
-                                   offset_n, offset_n - onset_n + 1, kind, _aus_text(it.aus),
-                                   f"synthetic {it.label} ({emotion}), peak "
-                                   f"{it.intensity:.2f} px"))
-                csv_rows.append((code, video_name, it.onset, it.offset, emotion, it.kind))
+            flows = _write_long_video_frames(video, folder, code, numbers, chunk=chunk,
+                                             image_format=image_format,
+                                             jpeg_quality=jpeg_quality, dense_flow=dense_flow)
+            _save_npz(root / "truth" / f"{video_name}.npz",
+                      _long_video_truth(video, numbers, image_format, flows))
+            rows, intervals = _samm_lv_rows(code, video_name, v, video.intervals, numbers)
+            sheet_rows += rows
+            csv_rows += intervals
             logger.info("synth: wrote %s (%d frames, %d events)", video_name, video.n_frames,
-                        len(iv))
+                        len(video.intervals))
 
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.title = "FACS_Movement_Only"
-    ws.cell(row=1, column=1, value="SAMM Long Videos - synthetic data written by mexkit")
-    ws.cell(row=2, column=1, value=f"mexkit {__version__}, seed {seed}, {float(fps)} fps")
-    ws.cell(row=3, column=1, value="Onset, Apex and Offset are frame numbers of the image "
-                                   "files (first frame 1); Duration = Offset - Onset + 1.")
-    ws.cell(row=4, column=1, value="Ground truth: truth/<video>.npz; intervals.csv holds "
-                                   "0-based positions.")
-    for col, name in enumerate(SAMM_LV_COLUMNS, start=1):
-        ws.cell(row=SAMM_HEADER_ROW, column=col, value=name)
-    for r, row in enumerate(sheet_rows, start=SAMM_HEADER_ROW + 1):
-        for col, value in enumerate(row, start=1):
-            ws.cell(row=r, column=col, value=value)
-    _save_xlsx(wb, sheet)
+    _write_samm_lv_sheet(sheet, sheet_rows, seed=seed, fps=fps)
     _save_csv(csv_path, INTERVAL_COLUMNS, csv_rows)
     _save_json(root / "synth-samm-lv.json", {
         "generator": "mexkit.pipeline.synth.write_samm_lv_like", "mexkit_version": __version__,

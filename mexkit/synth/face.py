@@ -49,6 +49,7 @@ from importlib import resources
 
 import cv2
 import numpy as np
+from skimage.data import astronaut
 
 from .._validate import check_range
 from ..errors import ConvergenceError, DatasetError, ParameterError
@@ -107,9 +108,8 @@ def base_face_record() -> dict:
 
 @functools.lru_cache(maxsize=1)
 def _astronaut() -> np.ndarray:
-    from skimage import data
 
-    image = data.astronaut()
+    image = astronaut()
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
     if digest != base_face_record()["image_sha256"]:
         logger.warning(
@@ -209,6 +209,74 @@ def _invert_warp(warp: BumpField, targets: np.ndarray, *, tol: float = 1e-9,
     )
 
 
+def _shape_warp(lm_a: np.ndarray, iod_a: float, eu_a: np.ndarray, ev_a: np.ndarray,
+                shape_coef: np.ndarray) -> BumpField:
+    """A subject's shape warp ``w`` in astronaut coordinates (bumps along the shape modes).
+
+    Scaled down where needed so that the Jacobian norm of ``w`` stays at most
+    0.3: ``id + w`` is then a gentle diffeomorphism.
+    """
+    centres, vectors, radii = [], [], []
+    for coef, mode, rad in zip(shape_coef, _SHAPE_MODES, _SHAPE_RADII, strict=True):
+        for anchors, (du, dv) in mode:
+            centres.append(lm_a[list(anchors)].mean(axis=0))
+            vectors.append(0.05 * iod_a * coef * (du * eu_a + dv * ev_a))
+            radii.append((rad * iod_a, rad * iod_a))
+    warp = BumpField(np.array(centres), np.array(vectors), np.array(radii), 0.0)
+    # keep the warp a gentle diffeomorphism: Jacobian norm of w at most 0.3
+    bx0, by0, bx1, by1 = warp.bbox()
+    probe = warp.raster(np.floor(bx0), np.floor(by0), int(bx1 - bx0) + 3, int(by1 - by0) + 3)
+    jx, jy = np.diff(probe, axis=1)[:-1], np.diff(probe, axis=0)[:, :-1]
+    slope = float(np.sqrt((jx * jx).sum(-1) + (jy * jy).sum(-1)).max())
+    if slope > 0.3:
+        warp = warp.scaled(0.3 / slope)
+    return warp
+
+
+def _texture(warp: BumpField, lin_inv: np.ndarray, centre_a: np.ndarray,
+             centre_f: np.ndarray, k: float, *, height: int, width: int, margin: int,
+             blur: float, colour: np.ndarray, gain: float, gamma: float) -> np.ndarray:
+    """A subject's supersampled texture (read-only float32, 0-255).
+
+    ``H = (id + w) o C`` (``C`` the affine map ``lin_inv`` from frame to
+    astronaut coordinates) is evaluated on the supersampled grid, the
+    anti-aliased astronaut is sampled there bicubically, then the photometry
+    (blur, colour, gain, gamma) is applied.
+    """
+    ss = SUPERSAMPLE
+    ht = (height - 1 + 2 * margin) * ss + 1
+    wt = (width - 1 + 2 * margin) * ss + 1
+    fx = np.arange(wt) / ss - margin
+    fy = np.arange(ht) / ss - margin
+    gx, gy = np.meshgrid(fx - centre_f[0], fy - centre_f[1])
+    cx = lin_inv[0, 0] * gx + lin_inv[0, 1] * gy + centre_a[0]
+    cy = lin_inv[1, 0] * gx + lin_inv[1, 1] * gy + centre_a[1]
+    x0, y0, x1, y1 = warp.bbox()
+    # raster of w in astronaut coordinates, sampled bicubically at C(y)
+    step = 0.5
+    wx0, wy0 = np.floor(x0) - 2, np.floor(y0) - 2
+    wr = warp.raster(wx0, wy0, int((np.ceil(x1) + 2 - wx0) / step) + 1,
+                     int((np.ceil(y1) + 2 - wy0) / step) + 1, step).astype(np.float32)
+    # one plane at a time: OpenCV rounds positions to 1/32 px for 2-channel images
+    mxw = ((cx - wx0) / step).astype(np.float32)
+    myw = ((cy - wy0) / step).astype(np.float32)
+    wmx, wmy = (cv2.remap(np.ascontiguousarray(wr[..., c]), mxw, myw, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0) for c in (0, 1))
+    astro = _astronaut()
+    sigma_a = 0.5 / k
+    astro = cv2.GaussianBlur(astro, (0, 0), sigma_a)
+    tex = cv2.remap(astro, (cx + wmx).astype(np.float32),
+                    (cy + wmy).astype(np.float32), cv2.INTER_CUBIC,
+                    borderMode=cv2.BORDER_REFLECT_101)
+    if blur > 0.05:
+        tex = cv2.GaussianBlur(tex, (0, 0), blur * ss)
+    tex = np.clip(tex * colour.astype(np.float32) / 255.0, 0.0, 1.0)
+    tex = np.clip(255.0 * gain * tex ** np.float32(gamma), 0.0, 255.0).astype(np.float32)
+    tex = np.ascontiguousarray(tex)
+    tex.setflags(write=False)
+    return tex
+
+
 def make_subject(seed: int, *, size: int | tuple[int, int] = 240,
                  face_width: float | None = None,
                  variation: float = 1.0, margin: int | None = None) -> Subject:
@@ -283,59 +351,15 @@ def make_subject(seed: int, *, size: int | tuple[int, int] = 240,
     lin = k * _rot(theta) @ np.diag([ax, 1.0 / ax])
     lin_inv = np.linalg.inv(lin)
 
-    # Shape warp in astronaut coordinates (amplitude in astronaut pixels).
-    centres, vectors, radii = [], [], []
-    for coef, mode, rad in zip(shape_coef, _SHAPE_MODES, _SHAPE_RADII, strict=True):
-        for anchors, (du, dv) in mode:
-            centres.append(lm_a[list(anchors)].mean(axis=0))
-            vectors.append(0.05 * iod_a * coef * (du * eu_a + dv * ev_a))
-            radii.append((rad * iod_a, rad * iod_a))
-    warp = BumpField(np.array(centres), np.array(vectors), np.array(radii), 0.0)
-    # keep the warp a gentle diffeomorphism: Jacobian norm of w at most 0.3
-    bx0, by0, bx1, by1 = warp.bbox()
-    probe = warp.raster(np.floor(bx0), np.floor(by0), int(bx1 - bx0) + 3, int(by1 - by0) + 3)
-    jx, jy = np.diff(probe, axis=1)[:-1], np.diff(probe, axis=0)[:, :-1]
-    slope = float(np.sqrt((jx * jx).sum(-1) + (jy * jy).sum(-1)).max())
-    if slope > 0.3:
-        warp = warp.scaled(0.3 / slope)
+    warp = _shape_warp(lm_a, iod_a, eu_a, ev_a, shape_coef)
 
     # Landmarks: preimages of the astronaut landmarks under H = (id + w) o C.
     c = _invert_warp(warp, lm_a)
     landmarks = (c - centre_a) @ lin.T + centre_f
 
-    # Texture: evaluate H on the supersampled grid, sample the (anti-aliased)
-    # astronaut with bicubic interpolation, then apply the photometry.
     ss = SUPERSAMPLE
-    ht = (height - 1 + 2 * margin) * ss + 1
-    wt = (width - 1 + 2 * margin) * ss + 1
-    fx = np.arange(wt) / ss - margin
-    fy = np.arange(ht) / ss - margin
-    gx, gy = np.meshgrid(fx - centre_f[0], fy - centre_f[1])
-    cx = lin_inv[0, 0] * gx + lin_inv[0, 1] * gy + centre_a[0]
-    cy = lin_inv[1, 0] * gx + lin_inv[1, 1] * gy + centre_a[1]
-    x0, y0, x1, y1 = warp.bbox()
-    # raster of w in astronaut coordinates, sampled bicubically at C(y)
-    step = 0.5
-    wx0, wy0 = np.floor(x0) - 2, np.floor(y0) - 2
-    wr = warp.raster(wx0, wy0, int((np.ceil(x1) + 2 - wx0) / step) + 1,
-                     int((np.ceil(y1) + 2 - wy0) / step) + 1, step).astype(np.float32)
-    # one plane at a time: OpenCV rounds positions to 1/32 px for 2-channel images
-    mxw = ((cx - wx0) / step).astype(np.float32)
-    myw = ((cy - wy0) / step).astype(np.float32)
-    wmx, wmy = (cv2.remap(np.ascontiguousarray(wr[..., c]), mxw, myw, cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0) for c in (0, 1))
-    astro = _astronaut()
-    sigma_a = 0.5 / k
-    astro = cv2.GaussianBlur(astro, (0, 0), sigma_a)
-    tex = cv2.remap(astro, (cx + wmx).astype(np.float32),
-                    (cy + wmy).astype(np.float32), cv2.INTER_CUBIC,
-                    borderMode=cv2.BORDER_REFLECT_101)
-    if blur > 0.05:
-        tex = cv2.GaussianBlur(tex, (0, 0), blur * ss)
-    tex = np.clip(tex * colour.astype(np.float32) / 255.0, 0.0, 1.0)
-    tex = np.clip(255.0 * gain * tex ** np.float32(gamma), 0.0, 255.0).astype(np.float32)
-    tex = np.ascontiguousarray(tex)
-    tex.setflags(write=False)
+    tex = _texture(warp, lin_inv, centre_a, centre_f, k, height=height, width=width,
+                   margin=margin, blur=blur, colour=colour, gain=gain, gamma=gamma)
 
     start = margin * ss
     image = tex[start:start + height * ss:ss, start:start + width * ss:ss]

@@ -58,6 +58,7 @@ References
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -629,6 +630,46 @@ def _plan_events(n_frames: int, spans: list[int], gap: int, rng: np.random.Gener
     return starts
 
 
+def _expression_labels(labels: Sequence[str] | None, n_expr: int,
+                       rng: np.random.Generator) -> list[str]:
+    """One class per expression: drawn at random, or ``labels`` repeated in turn."""
+    if labels is None:
+        return [CLASSES[int(i)] for i in rng.integers(len(CLASSES), size=n_expr)]
+    labels = list(labels)
+    if not labels and n_expr:
+        raise ParameterError("Invalid value for the 'labels' parameter: it is empty.")
+    for lab in labels:
+        check_option("labels", lab, CLASSES)
+    return [labels[i % len(labels)] for i in range(n_expr)]
+
+
+def _long_video_event(kind: str, label: str, start: int, span: int, subject: Subject,
+                      lm0: np.ndarray, micro_intensity: tuple[float, float],
+                      rng: np.random.Generator) -> tuple[_Event, Interval, int]:
+    """One event of a long video from frame ``start``, ``span`` frames long.
+
+    Returns the event's motion, its interval (apex drawn in 30-60 % of the
+    rise; macro-expressions hold their apex for up to 30 % of the span) and
+    the hold in frames.
+    """
+    onset, offset = start, start + span
+    hold = int(round(rng.uniform(0.0, 0.3) * span)) if kind == "macro" else 0
+    rise = span - hold
+    apex = int(np.clip(onset + round(rng.uniform(0.3, 0.6) * rise), onset + 1,
+                       offset - hold - 1))
+    if kind == "blink":
+        bump = blink_field(lm0, closure=float(rng.uniform(*BLINK_CLOSURE)))
+        aus: tuple[int, ...] = (45,)
+    else:
+        lo, hi = micro_intensity if kind == "micro" else MACRO_INTENSITY
+        aus = _pick_aus(label, None, rng)
+        bump = action_unit_field(lm0, aus, intensity=float(rng.uniform(lo, hi)))
+    ev = _Event(bump, subject.shape, lm0)
+    interval = Interval(onset=int(onset), apex=int(apex), offset=int(offset), kind=kind,
+                        label=label, aus=aus, intensity=float(ev.peak))
+    return ev, interval, hold
+
+
 def make_long_video(subject: Subject, *, fps: float = 50.0, n_frames: int | None = None,
                     seconds: float = 12.0, n_micro: int = 3, n_macro: int = 1,
                     n_blinks: int = 2, labels: list[str] | tuple[str, ...] | None = None,
@@ -690,16 +731,7 @@ def make_long_video(subject: Subject, *, fps: float = 50.0, n_frames: int | None
     n_frames = int(n_frames)
     check_range("n_frames", n_frames, 2)
     n_expr = n_micro + n_macro
-    if labels is None:
-        labels = [CLASSES[int(i)] for i in rng.integers(len(CLASSES), size=n_expr)]
-    else:
-        labels = list(labels)
-        if not labels and n_expr:
-            raise ParameterError("Invalid value for the 'labels' parameter: it is empty.")
-        for lab in labels:
-            check_option("labels", lab, CLASSES)
-        labels = [labels[i % len(labels)] for i in range(n_expr)]
-
+    labels = _expression_labels(labels, n_expr, rng)
     seconds = n_frames / float(fps)
 
     def frames_for(lo: float, hi: float) -> int:
@@ -723,24 +755,12 @@ def make_long_video(subject: Subject, *, fps: float = 50.0, n_frames: int | None
     lm0 = subject.landmarks.astype(np.float64)
     events, intervals, columns = [], [], []
     for start, i in sorted(zip(starts, order, strict=True)):
-        kind, span, label = kinds[i], spans[i], labs[i]
-        onset, offset = start, start + span
-        hold = int(round(rng.uniform(0.0, 0.3) * span)) if kind == "macro" else 0
-        rise = span - hold
-        apex = int(np.clip(onset + round(rng.uniform(0.3, 0.6) * rise), onset + 1,
-                           offset - hold - 1))
-        if kind == "blink":
-            bump = blink_field(lm0, closure=float(rng.uniform(*BLINK_CLOSURE)))
-            aus: tuple[int, ...] = (45,)
-        else:
-            lo, hi = micro_intensity if kind == "micro" else MACRO_INTENSITY
-            aus = _pick_aus(label, None, rng)
-            bump = action_unit_field(lm0, aus, intensity=float(rng.uniform(lo, hi)))
-        ev = _Event(bump, subject.shape, lm0)
+        ev, interval, hold = _long_video_event(kinds[i], labs[i], start, spans[i], subject,
+                                               lm0, micro_intensity, rng)
         events.append(ev)
-        columns.append(apex_profile(n_frames, onset, apex, offset, hold=hold))
-        intervals.append(Interval(onset=int(onset), apex=int(apex), offset=int(offset), kind=kind,
-                                  label=label, aus=aus, intensity=float(ev.peak)))
+        columns.append(apex_profile(n_frames, interval.onset, interval.apex, interval.offset,
+                                    hold=hold))
+        intervals.append(interval)
     activation = (np.stack(columns, axis=1) if columns else np.zeros((n_frames, 0)))
     rigid = head_motion(n_frames, fps=fps, centre=lm0.mean(axis=0),
                         translation=head_translation, rotation=head_rotation, rng=rng)

@@ -23,6 +23,7 @@ import numpy as np
 
 from .._validate import check_ndim, check_range
 from ..errors import ParameterError
+from ..motion.tvl1 import tvl1_flow as _solve_tvl1
 
 __all__ = ["interpolate", "interpolate_midpoint", "tvl1_flow"]
 
@@ -54,9 +55,8 @@ def tvl1_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _tvl1_both(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(flow from ``a`` to ``b``, flow from ``b`` to ``a``), each (H, W, 2), one solver call."""
-    from ..motion.tvl1 import tvl1_flow as solve
 
-    flows = solve(np.stack([a, b]), np.stack([b, a]), device="cpu", threads=1)
+    flows = _solve_tvl1(np.stack([a, b]), np.stack([b, a]), device="cpu", threads=1)
     return (np.ascontiguousarray(flows[0].transpose(1, 2, 0)),
             np.ascontiguousarray(flows[1].transpose(1, 2, 0)))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import check_ndim, check_option, check_range
+from .._validate import check_int, check_ndim, check_option, check_range
 from ..errors import ParameterError
 
 __all__ = [
@@ -53,15 +53,6 @@ class KeyFrame:
     index: int
     time: float
     parents: tuple[int, int] | None = None
-
-
-def _as_index(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParameterError(
-            f"Invalid value for the {name!r} parameter. It must be an integer frame "
-            f"index, but got {value!r} instead."
-        )
-    return int(value)
 
 
 def _one_side(anchor: int, apex: int, count: int) -> list[dict]:
@@ -160,10 +151,10 @@ def adaptive_plan(onset: int, apex: int | None, offset: int, *, n_frames: int = 
        spontaneous micro-expression recognition", Algorithm 1 (adaptive
        construction of key-frames sequence).
     """
-    onset = _as_index("onset", onset)
-    offset = _as_index("offset", offset)
-    apex = (onset + offset) // 2 if apex is None else _as_index("apex", apex)
-    n_frames = _as_index("n_frames", n_frames)
+    onset = check_int("onset", onset)
+    offset = check_int("offset", offset)
+    apex = (onset + offset) // 2 if apex is None else check_int("apex", apex)
+    n_frames = check_int("n_frames", n_frames)
     check_range("n_frames", n_frames, 3)
     check_range("onset", onset, 0)
     if not onset <= apex <= offset:
@@ -246,7 +237,7 @@ def build_keyframes(frames: np.ndarray, plan: list[KeyFrame], *,
     check_ndim("frames", frames, (3, 4), "(T, H, W) or (T, H, W, C)")
     frames = np.asarray(frames)
     if interpolator is None:
-        from .interpolate import interpolate_midpoint as interpolator
+        from .interpolate import interpolate_midpoint as interpolator  # start-up: loads OpenCV
     n = frames.shape[0]
     for pos, kf in enumerate(plan):
         if kf.parents is None and not 0 <= kf.index < n:
@@ -359,9 +350,9 @@ def apex_window(apex: int, n: int, *, length: int = 65, edge: str = "shift") -> 
        apex-time network for cross-dataset micro-expression recognition",
        ACII 2019, Section 3.1.
     """
-    apex = _as_index("apex", apex)
-    n = _as_index("n", n)
-    length = _as_index("length", length)
+    apex = check_int("apex", apex)
+    n = check_int("n", n)
+    length = check_int("length", length)
     check_option("edge", edge, ("shift", "repeat"))
     check_range("n", n, 1)
     check_range("length", length, 1)
@@ -391,8 +382,8 @@ def uniform_indices(n: int, k: int) -> np.ndarray:
     indices : ndarray of int, shape (k,)
         Non-decreasing 0-based indices.
     """
-    n = _as_index("n", n)
-    k = _as_index("k", k)
+    n = check_int("n", n)
+    k = check_int("k", k)
     check_range("n", n, 1)
     check_range("k", k, 1)
     if k == 1:

@@ -281,6 +281,80 @@ def _riesz_band(band: np.ndarray, alpha: float, low: float, high: float, kind: s
             amp.reshape(len(band), -1).sum(axis=1))
 
 
+def _check_options(size: tuple[int, int], *, method: str, alpha: float, low: float,
+                   high: float, temporal_filter: str, fps: float | None, levels: int | None,
+                   pyramid: str, lambda_c: float, sigma: float) -> int:
+    """Check :func:`magnify`'s options for frames of ``size``; return the pyramid levels."""
+    check_option("method", method, ("eulerian", "riesz"))
+    check_option("temporal_filter", temporal_filter, ("iir", "ideal", "butterworth"))
+    check_option("pyramid", pyramid, ("laplacian", "gaussian"))
+    check_range("alpha", float(alpha), 0.0)
+    check_range("low", float(low), 0.0, low_open=True)
+    check_range("lambda_c", float(lambda_c), 0.0)
+    check_range("sigma", float(sigma), 0.0)
+    if not high > low:
+        raise ParameterError(
+            f"Invalid values for the 'low' and 'high' parameters: expected low < high, but "
+            f"got low={low!r}, high={high!r}."
+        )
+    if temporal_filter == "iir":
+        check_range("high", float(high), 0.0, 1.0, low_open=True)
+    else:
+        nyquist = 0.5 if fps is None else 0.5 * float(check_range("fps", float(fps), 0.0,
+                                                                    low_open=True))
+        if temporal_filter == "butterworth":
+            check_range("high", float(high), 0.0, nyquist, low_open=True, high_open=True)
+        else:
+            check_range("high", float(high), 0.0, nyquist, low_open=True)
+    h, w = size
+    max_levels = max(1, int(math.floor(math.log2(max(min(h, w), 2)))) - 1)
+    if levels is None:
+        levels = max(1, int(math.floor(math.log2(max(min(h, w), 2)))) - 2)
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
+        raise ParameterError(f"Invalid value for the 'levels' parameter. It must be an "
+                             f"integer, but got {levels!r} instead.")
+    check_range("levels", int(levels), 1, max_levels)
+    return int(levels)
+
+
+def _riesz_magnify(y: np.ndarray, alpha: float, low: float, high: float,
+                   temporal_filter: str, fps: float | None, levels: int, sigma: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Riesz magnification of luminance ``y`` (T, H, W): the change, and the phase overshoot.
+
+    The overshoot is :attr:`MagnifyDiagnostics.phase_over`, over the bands
+    from :data:`PHASE_FIRST_LEVEL` on.
+    """
+    t = len(y)
+    phase_over = np.zeros(t, np.float64)
+    energy = np.zeros(t, np.float64)
+    bands = _laplacian(y, levels)
+    changes = []
+    first = min(PHASE_FIRST_LEVEL, len(bands) - 1)
+    for level, b in enumerate(bands):
+        change, over, total = _riesz_band(b, alpha, low, high, temporal_filter, fps, sigma)
+        changes.append(change)
+        if level >= first:
+            phase_over += over
+            energy += total
+    phase_over /= np.maximum(energy, 1e-30)
+    return _collapse(changes), phase_over
+
+
+def _diagnostics(in_dtype: np.dtype, x: np.ndarray, out: np.ndarray,
+                 phase_over: np.ndarray) -> MagnifyDiagnostics:
+    """How much of each magnified frame ``out`` leaves the input's range, and the overshoot."""
+    if np.issubdtype(in_dtype, np.integer):
+        info = np.iinfo(in_dtype)
+        lo, hi = float(info.min), float(info.max)
+    else:
+        lo, hi = float(x.min()), float(x.max())
+    # half a grey level of slack for integer clips: rounding is not leaving the range
+    slack = 0.5 if np.issubdtype(in_dtype, np.integer) else 0.0
+    outside = (out < lo - slack) | (out > hi + slack)
+    return MagnifyDiagnostics(outside.reshape(len(out), -1).mean(axis=1), phase_over, (lo, hi))
+
+
 def magnify(frames: np.ndarray, *, method: str = "eulerian", alpha: float = 10.0,
             low: float = 0.05, high: float = 0.4, temporal_filter: str = "iir",
             fps: float | None = None, levels: int | None = None, pyramid: str = "laplacian",
@@ -393,72 +467,25 @@ def magnify(frames: np.ndarray, *, method: str = "eulerian", alpha: float = 10.0
             f"Invalid shape for the 'frames' parameter: expected (T, H, W) or (T, H, W, 3), "
             f"but got shape {frames.shape!r}."
         )
-    check_option("method", method, ("eulerian", "riesz"))
-    check_option("temporal_filter", temporal_filter, ("iir", "ideal", "butterworth"))
-    check_option("pyramid", pyramid, ("laplacian", "gaussian"))
-    check_range("alpha", float(alpha), 0.0)
-    check_range("low", float(low), 0.0, low_open=True)
-    check_range("lambda_c", float(lambda_c), 0.0)
-    check_range("sigma", float(sigma), 0.0)
-    if not high > low:
-        raise ParameterError(
-            f"Invalid values for the 'low' and 'high' parameters: expected low < high, but "
-            f"got low={low!r}, high={high!r}."
-        )
-    if temporal_filter == "iir":
-        check_range("high", float(high), 0.0, 1.0, low_open=True)
-    else:
-        nyquist = 0.5 if fps is None else 0.5 * float(check_range("fps", float(fps), 0.0,
-                                                                    low_open=True))
-        if temporal_filter == "butterworth":
-            check_range("high", float(high), 0.0, nyquist, low_open=True, high_open=True)
-        else:
-            check_range("high", float(high), 0.0, nyquist, low_open=True)
-    t, h, w = frames.shape[:3]
-    max_levels = max(1, int(math.floor(math.log2(max(min(h, w), 2)))) - 1)
-    if levels is None:
-        levels = max(1, int(math.floor(math.log2(max(min(h, w), 2)))) - 2)
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
-        raise ParameterError(f"Invalid value for the 'levels' parameter. It must be an "
-                             f"integer, but got {levels!r} instead.")
-    check_range("levels", int(levels), 1, max_levels)
-
+    levels = _check_options(frames.shape[1:3], method=method, alpha=alpha, low=low,
+                            high=high, temporal_filter=temporal_filter, fps=fps,
+                            levels=levels, pyramid=pyramid, lambda_c=lambda_c, sigma=sigma)
+    t = frames.shape[0]
     x = frames.astype(np.float32)
     if not np.all(np.isfinite(x)):
         raise ParameterError("Invalid value for the 'frames' parameter: it contains NaN or inf.")
     y = x @ _LUMA.astype(np.float32) if x.ndim == 4 else x
     phase_over = np.zeros(t, np.float64)
-    energy = np.zeros(t, np.float64)
     if t < 2 or alpha == 0:
         delta = np.zeros_like(y)
     elif method == "eulerian":
         delta = _eulerian(y, float(alpha), float(low), float(high), temporal_filter, fps,
-                          int(levels), pyramid, float(lambda_c))
+                          levels, pyramid, float(lambda_c))
     else:
-        bands = _laplacian(y, int(levels))
-        changes = []
-        first = min(PHASE_FIRST_LEVEL, len(bands) - 1)
-        for level, b in enumerate(bands):
-            change, over, total = _riesz_band(b, float(alpha), float(low), float(high),
-                                              temporal_filter, fps, float(sigma))
-            changes.append(change)
-            if level >= first:
-                phase_over += over
-                energy += total
-        phase_over /= np.maximum(energy, 1e-30)
-        delta = _collapse(changes)
+        delta, phase_over = _riesz_magnify(y, float(alpha), float(low), float(high),
+                                           temporal_filter, fps, levels, float(sigma))
     out = x + (delta[..., None] if x.ndim == 4 else delta).astype(np.float32)
-    diag = None
-    if diagnostics:
-        if np.issubdtype(frames.dtype, np.integer):
-            info = np.iinfo(frames.dtype)
-            lo, hi = float(info.min), float(info.max)
-        else:
-            lo, hi = float(x.min()), float(x.max())
-        # half a grey level of slack for integer clips: rounding is not leaving the range
-        slack = 0.5 if np.issubdtype(frames.dtype, np.integer) else 0.0
-        outside = (out < lo - slack) | (out > hi + slack)
-        diag = MagnifyDiagnostics(outside.reshape(t, -1).mean(axis=1), phase_over, (lo, hi))
+    diag = _diagnostics(frames.dtype, x, out, phase_over) if diagnostics else None
     out_dtype = np.dtype(frames.dtype if dtype is None else dtype)
     if np.issubdtype(out_dtype, np.integer):
         info = np.iinfo(out_dtype)

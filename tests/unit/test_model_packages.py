@@ -51,8 +51,6 @@ def test_hooks_are_functions_not_dotted_strings():
             assert all(callable(getattr(spec.published, f)) for f in (
                 "files", "load", "dataset", "true_label", "folds", "gap", "convert",
                 "check_input"))
-        for feature in spec.flow_features:
-            assert callable(feature.compute) and callable(feature.flow_method), spec.name
         assert spec.clip_run is None or callable(spec.clip_run)
     for path in (ROOT / "models").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -107,11 +105,9 @@ def _named_models(tree: ast.AST, names: set[str]) -> list[str]:
 
 def test_the_generic_layers_name_no_model():
     names = {s.name for s in list_models()}
-    # the flow stage's feature "mean" (MEAN's regions) is a feature's name, not the model's
-    features = {ROOT / "pipeline" / "flow.py", ROOT / "pipeline" / "stages.py"}
     generic = [*(ROOT / "cli").glob("*.py"), *(ROOT / "learn").glob("*.py"),
                *(ROOT / "pipeline").glob("*.py")]
-    for path in set(generic) - features:
+    for path in generic:
         found = _named_models(ast.parse(path.read_text()), names)
         assert not found, f"{path.relative_to(ROOT)} names {found}"
     # the check finds what it looks for

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..sheets import read_table
-from .header import Columns, parse_rows
+from .header import Columns, load_header_sheet
 from .registry import LoadRequest, register_dataset
-from .rows import Sheet, subject_casme
+from .rows import subject_casme
 from .sample import Entry, Sample
-from .sources import Sources, resolve_sources
 
 CASME2_COLUMNS = Columns(onset=("onsetframe",), apex=("apexframe",), offset=("offsetframe",))
 CASME_COLUMNS = Columns(onset=("onsetf", "onsetframe"), apex=("apexf1", "apexf", "apexframe"),
@@ -35,17 +33,11 @@ CASME_COLUMNS = Columns(onset=("onsetf", "onsetframe"), apex=("apexf1", "apexf",
     layout="`sub01/EP01_12/*.jpg`", reference="Yan et al., FG 2013")
 def load_casme(request: LoadRequest) -> list[Sample]:
     """CASME's coding sheet (the ``Onset``/``Total`` duration columns are not used)."""
-    table = read_table(request.path, CASME_COLUMNS.required(), expected="CASME coding sheet")
-    sh = Sheet("casme", table)
-    entries = parse_rows(table, sh, CASME_COLUMNS, subject_casme)
-    root = request.root
-    src = Sources("casme", root, request.fps)
     subdirs = ("", "CASME_raw_selected", "CASME_raw", "Cropped", "CASME")
-
-    def candidates(e: Entry) -> list[Path]:
-        return [root / d / e.subject / e.clip for d in subdirs]
-
-    return resolve_sources(entries, sh, src, candidates, first_number=0, short=True)
+    return load_header_sheet(
+        request, CASME_COLUMNS, subject_casme,
+        lambda e: [request.root / d / e.subject / e.clip for d in subdirs],
+        expected="CASME coding sheet")
 
 
 @register_dataset(
@@ -57,17 +49,12 @@ def load_casme(request: LoadRequest) -> list[Sample]:
     reference="Yan et al., PLoS ONE 2014")
 def load_casme2(request: LoadRequest) -> list[Sample]:
     """CASME II's coding sheet, with or without the emotion column."""
-    table = read_table(request.path, CASME2_COLUMNS.required(),
-                       expected="CASME II coding sheet")
-    sh = Sheet("casme2", table)
-    entries = parse_rows(table, sh, CASME2_COLUMNS, subject_casme)
-    root = request.root
-    src = Sources("casme2", root, request.fps)
     subdirs = ("", "CASME2_RAW_selected", "CASME2-RAW", "CASME2_RAW", "Cropped", "CASME2")
 
     def candidates(e: Entry) -> list[Path]:
         digits = e.subject[3:] if e.subject.startswith("sub") else e.subject
         subs = (e.subject, digits, str(int(digits)) if digits.isdigit() else digits)
-        return [root / d / s / e.clip for d in subdirs for s in dict.fromkeys(subs)]
+        return [request.root / d / s / e.clip for d in subdirs for s in dict.fromkeys(subs)]
 
-    return resolve_sources(entries, sh, src, candidates, first_number=0, short=True)
+    return load_header_sheet(request, CASME2_COLUMNS, subject_casme, candidates,
+                             expected="CASME II coding sheet")

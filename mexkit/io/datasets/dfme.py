@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
 from pathlib import Path
 
 from ...errors import DatasetError
-from ..sheets import Row, find_header
-from .header import Columns, load_header_sheet, name_tokens
+from .header import Columns, load_header_sheet, name_tokens, named_sheet
 from .registry import LoadRequest, register_dataset
 from .rows import subject_rule
 from .sample import Entry, Sample
@@ -37,11 +35,6 @@ PART_FPS = {"a": 500.0, "b": 300.0, "c": 200.0}
 subject_dfme = subject_rule(r"(?i)(?:s|sub|subject)?\s*0*(\d+)", lambda n: f"{n:03d}")
 
 
-def _detect(book: Mapping[str, list[Row]], path: Path) -> bool:
-    return "dfme" in name_tokens(path) and any(
-        find_header(rows, DFME_COLUMNS.required()) is not None for rows in book.values())
-
-
 def part_of(path: Path) -> str:
     """``"a"``, ``"b"``, ``"c"`` from a file name (``DFME_PartA.xlsx``), else ``""``."""
     m = re.search(r"(?i)part[ _-]?([abc])(?![a-z])", path.name)
@@ -52,7 +45,7 @@ def part_of(path: Path) -> str:
 
 
 @register_dataset(
-    "dfme", title="DFME", fps=None, long=False, detect=_detect,
+    "dfme", title="DFME", fps=None, long=False, detect=named_sheet("dfme", DFME_COLUMNS),
     sheet="a `DFME` label sheet per part: `Subject, Filename, Onset, Apex, Offset, AU, "
           "Emotion`",
     layout="`<clip>/` or `<subject>/<clip>/` (also under `Part_A/`...)",

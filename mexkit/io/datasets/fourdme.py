@@ -17,11 +17,9 @@ multimodalities", IEEE TAC 14 (2023).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
-from ..sheets import Row, find_header
-from .header import Columns, load_header_sheet, name_tokens
+from .header import Columns, load_header_sheet, named_sheet
 from .registry import LoadRequest, register_dataset
 from .rows import subject_rule
 from .sample import Entry, Sample
@@ -38,13 +36,8 @@ FOURDME_COLUMNS = Columns(subject=("subject", "participant", "sub", "subjectid")
 subject_4dme = subject_rule(r"(?i)s?(?:ub(?:ject)?)?\s*0*(\d+)", lambda n: f"S{n:02d}")
 
 
-def _detect(book: Mapping[str, list[Row]], path: Path) -> bool:
-    return "4dme" in name_tokens(path) and any(
-        find_header(rows, FOURDME_COLUMNS.required()) is not None for rows in book.values())
-
-
 @register_dataset(
-    "4dme", title="4DME", fps=60.0, long=False, detect=_detect,
+    "4dme", title="4DME", fps=60.0, long=False, detect=named_sheet("4dme", FOURDME_COLUMNS),
     sheet="a `4DME` label sheet: `Subject, Filename, Onset, Apex, Offset, AU, Emotion` "
           "(names matched loosely; multi-labels kept)",
     layout="`S01/<clip>/*.jpg` (also under `2D_Grey/`)", reference="Li et al., IEEE TAC 2023")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..sheets import Table, cell_text, read_table
+from ..sheets import Row, Table, cell_text, find_header, read_table
 from .rows import (
     Sheet,
     check_frames,
@@ -134,21 +134,41 @@ def name_tokens(path: Path) -> set[str]:
     return set(re.split(r"[^a-z0-9]+", path.name.lower())) - {""}
 
 
+def named_sheet(token: str, columns: Columns
+                ) -> Callable[[Mapping[str, list[Row]], Path], bool]:
+    """Detection of a sheet by ``token`` in its file name and a header with ``columns``.
+
+    For datasets whose sheet has another dataset's columns (MMEW has CASME
+    II's) or loose ones: the file name tells them apart.
+    """
+
+    def detect(book: Mapping[str, list[Row]], path: Path) -> bool:
+        return token in name_tokens(path) and any(
+            find_header(rows, columns.required()) is not None for rows in book.values())
+
+    return detect
+
+
 def load_header_sheet(request: LoadRequest, columns: Columns,
                       subject_fn: Callable[[Any, Sheet, int], str],
                       candidates: Callable[[Entry], list[Path]], *, expected: str,
                       long_video: bool = False, first_number: int = 0,
-                      default_kind: str = "micro", short: bool = True) -> list[Sample]:
+                      default_kind: str = "micro", short: bool = True,
+                      clip_fn: Callable[[str], str] = lambda c: c,
+                      required: Sequence[tuple[str, ...]] | None = None) -> list[Sample]:
     """Read a header-based coding sheet with ``columns`` and resolve its clips.
 
     The common path of the adapters whose sheet is one table with a header
-    row: :func:`~mexkit.io.sheets.read_table`, :func:`parse_rows`,
+    row: :func:`~mexkit.io.sheets.read_table` (the header must hold
+    ``required``, default ``columns.required()``), :func:`parse_rows`,
     :func:`resolve_sources`.
     """
-    table = read_table(request.path, columns.required(), expected=expected)
+    table = read_table(request.path, list(columns.required() if required is None else required),
+                       expected=expected)
     sh = Sheet(request.name, table)
-    entries = parse_rows(table, sh, columns, subject_fn, long_video=long_video,
-                         default_kind=default_kind, first_number=first_number)
+    entries = parse_rows(table, sh, columns, subject_fn, clip_fn=clip_fn,
+                         long_video=long_video, default_kind=default_kind,
+                         first_number=first_number)
     src = Sources(request.name, request.root, request.fps)
     return resolve_sources(entries, sh, src, candidates, first_number=first_number,
                            short=short)

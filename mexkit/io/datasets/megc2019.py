@@ -35,6 +35,7 @@ from ..sheets import (
     read_workbook,
     table_from_rows,
 )
+from .loading import load_dataset
 from .registry import LoadRequest, get_adapter, register_dataset
 from .rows import Sheet, clean_text, get_cell, smic_clip, subject_casme, subject_samm, subject_smic
 from .sample import Sample, unique_ids
@@ -178,7 +179,6 @@ def _megc_row(rec: dict[str, Any], row: int, sh: Sheet, root: Path, sheets: bool
     takes_fps=False)
 def load_megc2019(request: LoadRequest) -> list[Sample]:
     """The composite list, headerless or not."""
-    from .loading import load_dataset
 
     path, root, sheets = request.path, request.root, request.sheets
     table = _megc_table(path)

@@ -14,11 +14,9 @@ datasets, features and algorithms", IEEE TPAMI 44 (2022).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
-from ..sheets import Row, find_header
-from .header import Columns, load_header_sheet, name_tokens
+from .header import Columns, load_header_sheet, named_sheet
 from .registry import LoadRequest, register_dataset
 from .rows import subject_rule
 from .sample import Entry, Sample
@@ -30,13 +28,9 @@ MMEW_COLUMNS = Columns(onset=("onsetframe", "onset"), apex=("apexframe", "apex")
 subject_mmew = subject_rule(r"(?i)s?\s*0*(\d+)", lambda n: f"S{n:02d}")
 
 
-def _detect(book: Mapping[str, list[Row]], path: Path) -> bool:
-    return "mmew" in name_tokens(path) and any(
-        find_header(rows, MMEW_COLUMNS.required()) is not None for rows in book.values())
-
-
 @register_dataset(
-    "mmew", title="MMEW (micro-expressions)", fps=90.0, long=False, detect=_detect,
+    "mmew", title="MMEW (micro-expressions)", fps=90.0, long=False,
+    detect=named_sheet("mmew", MMEW_COLUMNS),
     sheet="`MMEW_Micro_Exp.xlsx`: `Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame, "
           "AUs, Estimated Emotion`",
     layout="`Micro_Expression/happiness/<Filename>/1.jpg`",

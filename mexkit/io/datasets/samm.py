@@ -18,12 +18,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..sheets import read_table
-from .header import Columns, parse_rows
+from .header import Columns, load_header_sheet
 from .registry import LoadRequest, register_dataset
-from .rows import Sheet, subject_samm
+from .rows import subject_samm
 from .sample import Entry, Sample
-from .sources import Sources, resolve_sources
 
 SAMM_COLUMNS = Columns(onset=("onsetframe",), apex=("apexframe",), offset=("offsetframe",))
 SAMMLV_COLUMNS = Columns(onset=("onset", "onsetframe"), apex=("apex", "apexframe"),
@@ -41,16 +39,11 @@ _EMOTION_COLUMNS = ("estimatedemotion", "objectiveclasses", "objectiveclass")
     layout="`006/006_1_2/006_05562.jpg`", reference="Davison et al., IEEE TAC 2018")
 def load_samm(request: LoadRequest) -> list[Sample]:
     """SAMM's micro-expression coding sheet."""
-    table = read_table(request.path, SAMM_COLUMNS.required(), expected="SAMM coding sheet")
-    sh = Sheet("samm", table)
-    entries = parse_rows(table, sh, SAMM_COLUMNS, subject_samm)
     root = request.root
-    src = Sources("samm", root, request.fps)
-
-    def candidates(e: Entry) -> list[Path]:
-        return [root / d / e.subject / e.clip for d in ("", "SAMM")] + [root / e.clip]
-
-    return resolve_sources(entries, sh, src, candidates, first_number=0, short=True)
+    return load_header_sheet(
+        request, SAMM_COLUMNS, subject_samm,
+        lambda e: [root / d / e.subject / e.clip for d in ("", "SAMM")] + [root / e.clip],
+        expected="SAMM coding sheet")
 
 
 def samm_lv_candidates(root: Path, e: Entry) -> list[Path]:
@@ -71,11 +64,7 @@ def samm_lv_candidates(root: Path, e: Entry) -> list[Path]:
     reference="Yap et al., FG 2020")
 def load_samm_lv(request: LoadRequest) -> list[Sample]:
     """A SAMM Long Videos sheet (any release): one sample per interval."""
-    table = read_table(request.path, SAMMLV_COLUMNS.required() + [("type",)],
-                       expected="SAMM Long Videos coding sheet")
-    sh = Sheet("samm-lv", table)
-    entries = parse_rows(table, sh, SAMMLV_COLUMNS, subject_samm, long_video=True,
-                         first_number=1)
-    src = Sources("samm-lv", request.root, request.fps)
-    return resolve_sources(entries, sh, src, lambda e: samm_lv_candidates(request.root, e),
-                           first_number=1, short=False)
+    return load_header_sheet(
+        request, SAMMLV_COLUMNS, subject_samm, lambda e: samm_lv_candidates(request.root, e),
+        expected="SAMM Long Videos coding sheet", long_video=True, first_number=1,
+        short=False, required=SAMMLV_COLUMNS.required() + [("type",)])

@@ -13,12 +13,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..sheets import read_table
-from .header import Columns, parse_rows
+from .header import Columns, load_header_sheet
 from .registry import LoadRequest, register_dataset
-from .rows import Sheet, smic_clip, subject_smic
+from .rows import smic_clip, subject_smic
 from .sample import Entry, Sample
-from .sources import Sources, resolve_sources
 
 SMIC_COLUMNS = Columns(onset=("onsetf", "onsetframe"), offset=("offsetf", "offsetframe"),
                        first=("firstf", "firstframe"))
@@ -32,12 +30,8 @@ _FORBIDDEN = ("apexf1", "apexf", "apexframe")
 
 def load_smic(request: LoadRequest) -> list[Sample]:
     """A SMIC-E sheet; positions count from ``FirstF`` when the clip is not found."""
-    name, root = request.name, request.root
-    table = read_table(request.path, SMIC_COLUMNS.required(), expected="SMIC coding sheet")
-    sh = Sheet(name, table)
-    entries = parse_rows(table, sh, SMIC_COLUMNS, subject_smic, clip_fn=smic_clip)
-    src = Sources(name, root, request.fps)
-    modality = name.split("-")[1].upper()
+    root = request.root
+    modality = request.name.split("-")[1].upper()
 
     def candidates(e: Entry) -> list[Path]:
         num = e.subject[1:] if e.subject[:1] == "s" and e.subject[1:].isdigit() else None
@@ -57,7 +51,8 @@ def load_smic(request: LoadRequest) -> list[Sample]:
         out += [root / c for c in clips]
         return out
 
-    return resolve_sources(entries, sh, src, candidates, first_number=0, short=True)
+    return load_header_sheet(request, SMIC_COLUMNS, subject_smic, candidates,
+                             expected="SMIC coding sheet", clip_fn=smic_clip)
 
 
 for _name, _fps, _title in (("smic-hs", 100.0, "SMIC-E HS"), ("smic-vis", 25.0, "SMIC-E VIS"),

@@ -22,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -93,7 +94,6 @@ class StoreLimits:
     @classmethod
     def parse(cls, text: str) -> StoreLimits:
         """Limits from ``"max_array_bytes=8e9,max_ratio=1000"`` (unnamed fields keep defaults)."""
-        from dataclasses import fields
 
         names = {f.name: f.type for f in fields(cls)}
         values: dict[str, Any] = {}
@@ -182,7 +182,6 @@ _JSON_STRING = None
 
 def _json_depth(text: str) -> int:
     """Deepest nesting of ``[`` and ``{`` in JSON text (strings skipped), without parsing."""
-    import re
 
     global _JSON_STRING
     if _JSON_STRING is None:
@@ -358,7 +357,7 @@ def _check_seal(path: Path) -> str:
 # structural safety checks (run before any data is read)
 # --------------------------------------------------------------------------
 def _check_attrs(path: Path, obj: Any, where: str) -> None:
-    import h5py
+    import h5py  # start-up: h5py, only when a store is opened
 
     n = obj.id.get_num_attrs() if hasattr(obj.id, "get_num_attrs") else len(obj.attrs)
     if n > _MAX_ATTRS:
@@ -421,7 +420,7 @@ def _check_group_size(path: Path, where: str, declared: int, stored: int,
 
 def _check_dataset(path: Path, ds: Any, where: str,
                    limits: StoreLimits | None = None) -> tuple[int, int]:
-    import h5py
+    import h5py  # start-up: h5py, only when a store is opened
 
     dcpl = ds.id.get_create_plist()
     if dcpl.get_layout() == h5py.h5d.VIRTUAL:
@@ -452,7 +451,7 @@ def _check_structure(path: Path, root: Any, limits: StoreLimits | None = DEFAULT
     attributes than mexkit writes, and datasets whose declared size breaks
     ``limits`` (``None``: no size limits).
     """
-    import h5py
+    import h5py  # start-up: h5py, only when a store is opened
 
     seen: set[Any] = set()
 

@@ -8,6 +8,7 @@ from opening or reading a store: HDF5's own failures are wrapped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -35,13 +36,14 @@ from .format import (
     _json_depth,
     _sample_digest_line,
     quote_id,
+    read_seal,
+    seal_message,
     unquote_id,
 )
 
 
 def _guard(method: Any) -> Any:
     """Turn any h5py/HDF5 failure inside a read method into a StoreError."""
-    import functools
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -148,7 +150,6 @@ class Store:
         :class:`mexkit.io.signing.TrustedKeys`) and its signature matches its
         checksum, else why not.  The checksum itself is checked by
         :func:`open_store` (``verify=True``) and :func:`validate_store`."""
-        from .format import read_seal, seal_message
 
         seal = read_seal(self.path)
         try:
@@ -160,7 +161,6 @@ class Store:
     @property
     def signer(self) -> str:
         """Key id of the key that signed the store ('' if unsigned)."""
-        from .format import read_seal
 
         return read_seal(self.path).get("signer", "")
 
@@ -275,7 +275,7 @@ def open_store(path: str | os.PathLike[str], *, verify: bool = True,
     if verify:
         _check_seal(path)
     try:
-        import h5py
+        import h5py  # start-up: h5py, only when a store is opened
 
         fh = h5py.File(path, "r", locking=False)
     except Exception as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
 import hashlib
 import json
@@ -29,10 +30,11 @@ from typing import Any
 import numpy as np
 
 from ... import __version__
-from ...errors import BusyError, StoreError
-from ..atomic import atomic_path, is_temporary_of
+from ...errors import BusyError, DiskFullError, ParameterError, StoreError
+from ..atomic import atomic_path, is_temporary_of, temporary_name
 from .format import (
     _LIBVER,
+    _MAGIC,
     _MAX_ATTRS,
     _NUMERIC_KINDS,
     HASH_VERSION,
@@ -171,7 +173,6 @@ def prepare_staging(staging: str | os.PathLike[str]) -> Path:
 
 def _make_staging(staging: Path) -> bool:
     """Make ``staging`` with its marker, atomically; False if the name got taken meanwhile."""
-    from ..atomic import temporary_name
 
     tmp = temporary_name(staging)
     os.mkdir(tmp, 0o700)
@@ -260,7 +261,6 @@ def _open_lock(staging: Path) -> Any:
 
 def _is_mexkit_store(path: Path) -> bool:
     """True if the regular file at ``path`` starts with a mexkit store's header."""
-    from .format import _MAGIC
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -300,7 +300,6 @@ def check_output(path: str | os.PathLike[str], *,
     ParameterError
         Naming the output and why it is not replaced; nothing is touched.
     """
-    from ...errors import ParameterError
 
     path = Path(path)
     try:
@@ -489,7 +488,8 @@ class StoreWriter:
                     what = _params_differ(old.meta, self.stage, self.params)
                 if what:
                     logger.warning("%s: replacing a store made with other parameters (%s); "
-                                   "its samples will be recomputed", self.path, what)
+                                   "samples whose cache key changed will be recomputed",
+                                   self.path, what)
             except StoreError as exc:
                 logger.warning("ignoring the existing output (%s); it will be replaced", exc)
                 self._existing = {}
@@ -543,7 +543,7 @@ class StoreWriter:
         id, attributes and data hash and the failures; ``attrs_hash`` covers
         every root attribute.  Both are computed from what was written.
         """
-        import h5py
+        import h5py  # start-up: h5py, only when a store is opened
 
         # the output may have been replaced while the run went on
         check_output(self.path, inputs=self.inputs, overwrite=self.overwrite)
@@ -625,7 +625,6 @@ class StoreWriter:
             logger.warning("%s: left in place; it holds files mexkit did not write (%s)",
                            self.staging, ", ".join(foreign[:3]))
             return
-        from ..atomic import temporary_name
 
         doomed = temporary_name(self.staging)
         try:
@@ -648,7 +647,7 @@ def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_k
     Safe to call from worker processes: each sample gets its own file,
     written under a temporary name, fsynced and renamed into place.
     """
-    import h5py
+    import h5py  # start-up: h5py, only when a store is opened
 
     staging = Path(staging)
     final = staging / staged_name(sample_id, cache_key)
@@ -685,7 +684,6 @@ _ROOM_MARGIN = 64 << 10  # bytes kept free beyond what a write needs (metadata, 
 
 def no_space(exc: BaseException) -> bool:
     """True if ``exc`` (an OSError, or HDF5's error text) says the device is full."""
-    import errno
 
     text = str(exc)
     return (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
@@ -708,7 +706,6 @@ def _mount_point(path: Path) -> Path:
 
 def disk_full(folder: str | os.PathLike[str], need: int | None, what: str) -> StoreError:
     """The :class:`~mexkit.errors.DiskFullError` for ``folder``'s device (not raised)."""
-    from ...errors import DiskFullError
 
     folder = Path(folder)
     try:
@@ -735,7 +732,7 @@ def ensure_room(folder: str | os.PathLike[str], need: int, *, what: str) -> None
 
 def _read_staged_header(path: Path) -> tuple[str, str]:
     try:
-        import h5py
+        import h5py  # start-up: h5py, only when a store is opened
 
         with h5py.File(path, "r", locking=False) as fh:
             sid = _decode_attr(fh.attrs["sample_id"])

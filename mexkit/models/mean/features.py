@@ -1,7 +1,7 @@
 """MEAN's 42x42 input, the flow feature ``mean`` (``mexkit flow --features mean``).
 
-The flow stage computes it through MEAN's registry entry
-(:attr:`~mexkit.models.registry.ModelSpec.flow_features`, :data:`FEATURE`).
+It registers in the flow-feature registry (:mod:`mexkit.motion.feature_registry`);
+the flow stage loads the model packages when asked for a feature it does not know.
 
 Two constructions (``mean_input``):
 
@@ -29,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from ..._validate import check_option
 from ...errors import ParameterError
 from ...face.regions import mean_regions, remove_head_motion
+from ...motion.feature_registry import register_flow_feature
 from ...motion.strain import optical_strain
-from ..registry import FlowFeatureHook
 from .authors_input import authors_landmarks, authors_mean_input
 
-__all__ = ["mean_features", "MEAN_INPUTS", "AUTHORS_FLOW_METHOD", "flow_method_for",
-           "FEATURE"]
+__all__ = ["mean_features", "MEAN_INPUTS", "AUTHORS_FLOW_METHOD", "flow_method_for"]
 
 MEAN_INPUTS = ("authors", "paper")
 #: The flow method whose output equals the authors' (OpenCV DualTVL1, defaults).
@@ -105,6 +105,26 @@ def flow_method_for(method: str | None, options: Mapping[str, Any]) -> str | Non
     return method
 
 
-#: The hook of MEAN's registry entry: ``mexkit flow --features mean``.
-FEATURE = FlowFeatureHook(name="mean", arrays=("mean_regions", "mean_landmarks"),
-                          compute=mean_features, flow_method=flow_method_for)
+def _check_options(options: Mapping[str, Any]) -> None:
+    """``mean_input`` is a construction; SOFTNet's options go with ``"paper"`` only."""
+    check_option("mean_input", options.get("mean_input") or "authors", MEAN_INPUTS)
+    if (options.get("mean_input") or "authors") == "authors" and (
+            options.get("mask_eyes") or options.get("remove_head_motion")):
+        raise ParameterError(
+            "--mask-eyes and --remove-head-motion (SOFTNet) apply to --mean-input paper; "
+            "the authors' construction (the default) has neither.")
+
+
+@register_flow_feature(
+    "mean", array="mean_regions", extra_arrays=("mean_landmarks",),
+    needs=("landmarks", "first_frame", "sample_id"),
+    options=("mean_input", "mask_eyes", "remove_head_motion"), records=("mean_input",),
+    check=_check_options, flow_method=flow_method_for,
+    summary="MEAN's 42 x 42 input: u, v and strain of the eyebrow band and the mouth "
+            "(Liong et al., section 3.1), as the authors' code builds it (default) or as "
+            "the paper reads (mean_input paper).")
+def _mean_feature(flow: np.ndarray, *, landmarks: np.ndarray | None,
+                  first_frame: np.ndarray | None, sample_id: str, **options: Any
+                  ) -> dict[str, np.ndarray]:
+    """The ``mean`` flow feature: :func:`mean_features` with the flow stage's options."""
+    return mean_features(flow, landmarks, first_frame, options, sample_id)

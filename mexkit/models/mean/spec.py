@@ -9,7 +9,7 @@ References
 from __future__ import annotations
 
 from ..registry import InputSpec, ModelOption, ModelSpec, Spotting, TrainDefaults, register_model
-from . import features, published, spotting, training
+from . import published, spotting, training
 from .network import MEAN, MEAN_INPUT_SHAPE
 
 _REFERENCE = (
@@ -92,5 +92,4 @@ register_model(ModelSpec(
                       train=spotting.train, scores=spotting.scores,
                       classes=spotting.classes, build=spotting.build),
     published=published.PUBLISHED,
-    flow_features=(features.FEATURE,),
 ))
