@@ -407,7 +407,7 @@ def import_sample(files: Mapping[str, str], variant: str, sample_id: str
 
 
 def _read_rgb(path: str | None, sample_id: str, role: str) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image  # only an import reads images: listing the release needs no PIL
 
     if path is None:
         raise MediaError(f"sample {sample_id!r}: its {role} image is missing from the release")
