@@ -57,6 +57,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "Write a synthetic ME dataset with ground-truth motion."),
     "samples": ("mexkit.cli.crop", "samples_cmd",
                 "Show what mexkit reads from a dataset's annotation sheet."),
+    "import": ("mexkit.cli.importing", "import_cmd",
+               "Write a store from a release that arrives preprocessed (MEGC 2019 flow)."),
     "crop": ("mexkit.cli.crop", "crop_cmd",
              "Detect, align and crop faces (68-point landmarks)."),
     "flow": ("mexkit.cli.flow", "flow_cmd",

@@ -12,6 +12,7 @@ from ..pipeline.crop import (
     clips_from_paths,
     clips_from_samples,
     crop_preset,
+    default_sheet,
     default_unit,
     read_annotations,
     run_crop,
@@ -212,6 +213,7 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
 Examples:
   mexkit samples --annotations CASME2-coding.xlsx --root CASME2_RAW
   mexkit samples --annotations SAMM_LongVideos_V2_Release.xlsx --strict --list
+  mexkit samples --dataset megc2019-flow --root HTNet     # the list ships in the release
 """)
 @dataset_options
 @click.option("--scheme", default=None,
@@ -237,7 +239,10 @@ def samples_cmd(encoding: str | None, dataset: str | None, annotations: str | No
     when no row was skipped, 1 otherwise.
     """
     if annotations is None:
-        raise click.UsageError("Missing option '--annotations'.")
+        found = default_sheet(dataset, root)  # a release that ships its list in one place
+        if found is None:
+            raise click.UsageError("Missing option '--annotations'.")
+        annotations = str(found)
     sheet, extra = _annotations(annotations, sheets)
     text, status = sample_listing(sheet, dataset=dataset, root=root, fps=dataset_fps,
                                   sheets=extra, encoding=encoding, scheme=scheme,

@@ -109,6 +109,10 @@ Examples:
                    "(same results as one after the other, within float rounding). auto: "
                    "one per CPU core on the CPU (fewer if the samples would not fit in "
                    "memory that many times), one on a GPU.")
+@click.option("--select-on-test", is_flag=True,
+              help="Also report the published practice of keeping each fold's best test "
+                   "epoch (HTNet's code), labelled as selected on the test fold; the "
+                   "default figures are the last epoch's, chosen without the test subject.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Results folder (default: <store>.<model>-<protocol>/).")
 @_with_model_options
@@ -117,7 +121,7 @@ def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, 
               schedule: str | None, loss: str | None, focal_gamma: float | None,
               focal_alpha: str | None, balance: str,
               device: str, seed: int, deterministic: bool, final: bool, fold_jobs: int | str,
-              out_dir: Path | None, **model_opts: object) -> int:
+              select_on_test: bool, out_dir: Path | None, **model_opts: object) -> int:
     """Train and evaluate a model on STORE (or '-') under a protocol.
 
     Writes results.json (configuration, versions, per-fold and pooled
@@ -136,7 +140,7 @@ def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, 
         loss=loss, focal_gamma=focal_gamma, focal_alpha=_focal_alpha(focal_alpha),
         model_options=given, device=device, seed=seed, deterministic=deterministic,
         class_balance=None if balance == "none" else balance, final=final,
-        progress=progress(), fold_jobs=fold_jobs)
+        progress=progress(), fold_jobs=fold_jobs, select_on_test=select_on_test)
     if run.report is None:
         return 0  # under torchrun only rank 0 reports
     if not settings().get("quiet"):

@@ -19,6 +19,17 @@ k ends with the same weights as a run that was never interrupted. Seed the
 model's initialisation yourself (:func:`seed_everything` before building
 it).
 
+Data in memory
+--------------
+A dataset whose items are collated by torch's default collate (no
+``collate_fn``, no worker processes) and whose items together take at most
+:data:`IN_MEMORY_BYTES` is collated once, into one tensor per input, and each
+batch is taken from those tensors by index (on the training device). The
+batches hold the same values in the same order as a ``DataLoader`` would
+build them item by item, so the results are the same; small models then
+spend their epochs on their own operations, not on building batches. The
+held-out ``monitor`` samples are held the same way.
+
 Checkpoints
 -----------
 One safetensors file: the model's state (``model.<key>``), the optimizer's
@@ -77,6 +88,7 @@ from torch.utils.data import (
     DistributedSampler,
     RandomSampler,
     WeightedRandomSampler,
+    default_collate,
 )
 
 from .. import __version__
@@ -112,6 +124,9 @@ _SCHEDULES = ("constant", "step", "cosine")
 # cannot be resumed.
 _TRAJECTORY_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "schedule", "batch_size",
                     "seed", "class_balance", "loss", "focal_gamma", "focal_alpha", "augment")
+#: Largest training set (bytes of its inputs) that :func:`fit` collates once and batches by
+#: index (see the module's "Data in memory").
+IN_MEMORY_BYTES = 512 << 20
 
 
 # -- seeding ------------------------------------------------------------------
@@ -186,6 +201,59 @@ def _labels_of(dataset: Dataset) -> np.ndarray:
     if labels is None:
         labels = [dataset[i][1] for i in range(len(dataset))]
     return np.asarray([int(v) for v in labels], dtype=np.int64)
+
+
+def _item_bytes(item: Any) -> int:
+    inputs = item[0]
+    tensors = inputs.values() if isinstance(inputs, Mapping) else [inputs]
+    return sum(t.numel() * t.element_size() if isinstance(t, torch.Tensor)
+               else np.asarray(t).nbytes for t in tensors)
+
+
+class _InMemory:
+    """A dataset collated once: ``inputs`` (a tensor or a dict of tensors, first axis the
+    items) and ``target``; :meth:`batch` takes items by index."""
+
+    def __init__(self, inputs: Any, target: torch.Tensor) -> None:
+        self.inputs = inputs
+        self.target = target
+
+    @classmethod
+    def of(cls, dataset: Dataset, collate_fn: Callable[..., Any] | None, num_workers: int,
+           device: torch.device) -> _InMemory | None:
+        """The dataset held in memory, or None where batches must be built item by item
+        (a ``collate_fn``, worker processes, or more than :data:`IN_MEMORY_BYTES`)."""
+        n = len(dataset)
+        if collate_fn is not None or num_workers or n == 0:
+            return None
+        first = dataset[0]
+        if _item_bytes(first) * n > IN_MEMORY_BYTES:
+            return None
+        inputs, target = default_collate([first] + [dataset[i] for i in range(1, n)])
+        if device.type == "cuda":  # one copy on the device instead of one per batch
+            inputs, target = move_to_device(inputs, device), target.to(device)
+        return cls(inputs, target)
+
+    def __len__(self) -> int:
+        return int(self.target.shape[0])
+
+    def batch(self, index: Sequence[int]) -> tuple[Any, torch.Tensor]:
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.target.device)
+        if isinstance(self.inputs, Mapping):
+            return {k: v[idx] for k, v in self.inputs.items()}, self.target[idx]
+        return self.inputs[idx], self.target[idx]
+
+    def batches(self, order: Sequence[int], size: int) -> Any:
+        """``(inputs, target)`` of ``order[i:i + size]``, as a DataLoader would give them.
+
+        A DataLoader draws one number from torch's global generator when it starts
+        iterating (its workers' base seed, drawn even without workers); the same draw is
+        made here, so that the dropout masks that follow, and with them the results, are
+        those of the item-by-item path.
+        """
+        torch.empty((), dtype=torch.int64).random_()
+        for start in range(0, len(order), size):
+            yield self.batch(order[start:start + size])
 
 
 def move_to_device(inputs: Any, device: torch.device) -> Any:
@@ -451,9 +519,10 @@ def fit(model: nn.Module, train_dataset: Dataset, *, epochs: int, optimizer: str
     monitor : torch.utils.data.Dataset, optional
         Samples whose loss (unweighted, without regularisation) and accuracy
         are measured after every epoch, in evaluation mode, and recorded as
-        ``monitor_loss`` and ``monitor_accuracy``. They only watch the
-        training (nothing is chosen on them), so a held-out test fold may
-        serve without leaking into the result.
+        ``monitor_loss``, ``monitor_accuracy`` and ``monitor_pred`` (each
+        sample's predicted class index, in the dataset's order). They only
+        watch the training (nothing is chosen on them), so a held-out test
+        fold may serve without leaking into the result.
 
     Returns
     -------
@@ -580,12 +649,13 @@ def _freeze_unused(model: nn.Module, dataset: Dataset, batch: int,
     return frozen
 
 
-def _train_epoch(net: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer, *,
+def _train_epoch(net: nn.Module, loader: Any, opt: torch.optim.Optimizer, *,
                  config: Mapping[str, Any], device: torch.device,
                  augment: Callable[..., Any] | None, aug_gen: torch.Generator,
                  weights: torch.Tensor | None, regularize: Callable[[], torch.Tensor] | None,
                  world: int) -> torch.Tensor:
-    """One pass over ``loader``; returns (loss sum, correct, count) over every process."""
+    """One pass over ``loader`` (a DataLoader or :meth:`_InMemory.batches`); returns (loss
+    sum, correct, count) over every process."""
     classify = config["loss"] != "mse"
     net.train()
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
@@ -628,6 +698,10 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
     weights = alpha if alpha is not None else class_weights
     local_batch = config["batch_size"] // world
     frozen = _freeze_unused(model, dataset, local_batch, collate_fn, device)
+    held = _InMemory.of(dataset, collate_fn, num_workers, device)
+    watched = None
+    if monitor is not None and len(monitor) and rank == 0:
+        watched = _InMemory.of(monitor, collate_fn, 0, device) or monitor
     try:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -659,9 +733,12 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
             torch.manual_seed(_derive(seed, epoch, 2, rank))
             aug_gen = torch.Generator().manual_seed(_derive(seed, epoch, 3, rank))
             order = _epoch_order(len(dataset), sample_weights, seed, epoch, rank, world)
-            loader = DataLoader(dataset, batch_size=local_batch, sampler=order,
-                                num_workers=num_workers, pin_memory=device.type == "cuda",
-                                collate_fn=collate_fn)
+            if held is not None:
+                loader: Any = held.batches(order, local_batch)
+            else:
+                loader = DataLoader(dataset, batch_size=local_batch, sampler=order,
+                                    num_workers=num_workers, pin_memory=device.type == "cuda",
+                                    collate_fn=collate_fn)
             totals = _train_epoch(net, loader, opt, config=config, device=device,
                                   augment=augment, aug_gen=aug_gen, weights=weights,
                                   regularize=regularize, world=world)
@@ -669,8 +746,8 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
                       "seconds": round(time.perf_counter() - t0, 4)}
             if config["loss"] != "mse":
                 record["accuracy"] = float(totals[1] / totals[2])
-            if monitor is not None and len(monitor) and rank == 0:
-                record.update(_monitor(model, monitor, config["loss"], device, collate_fn))
+            if watched is not None:
+                record.update(_monitor(model, watched, config["loss"], device, collate_fn))
             history.append(record)
             logger.debug("fit: %s", record)
             if rank == 0:
@@ -732,14 +809,19 @@ def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
 
 
 @torch.inference_mode()
-def _monitor(model: nn.Module, dataset: Dataset, loss_kind: str, device: torch.device,
-             collate_fn: Callable[..., Any] | None) -> dict[str, float]:
-    """Loss and accuracy on held-out samples, in evaluation mode; mode restored after."""
+def _monitor(model: nn.Module, dataset: Dataset | _InMemory, loss_kind: str,
+             device: torch.device, collate_fn: Callable[..., Any] | None) -> dict[str, Any]:
+    """Loss, accuracy and predicted classes of held-out samples, in evaluation mode; mode
+    restored after."""
     was_training = model.training
     model.eval()
     total = correct = count = 0.0
+    predicted: list[int] = []
     try:
-        loader = DataLoader(dataset, batch_size=256, shuffle=False, collate_fn=collate_fn)
+        if isinstance(dataset, _InMemory):
+            loader: Any = dataset.batches(range(len(dataset)), 256)
+        else:
+            loader = DataLoader(dataset, batch_size=256, shuffle=False, collate_fn=collate_fn)
         for inputs, target in loader:
             out = _call(model, move_to_device(inputs, device))
             target = target.to(device)
@@ -750,6 +832,7 @@ def _monitor(model: nn.Module, dataset: Dataset, loss_kind: str, device: torch.d
                 target = target.long()
                 value = F.cross_entropy(out, target, reduction="sum")
                 correct += float((out.argmax(1) == target).sum())
+                predicted += out.argmax(1).tolist()
             total += float(value)
             count += int(target.shape[0])
     finally:
@@ -757,6 +840,7 @@ def _monitor(model: nn.Module, dataset: Dataset, loss_kind: str, device: torch.d
     result = {"monitor_loss": total / max(count, 1)}
     if loss_kind != "mse":
         result["monitor_accuracy"] = correct / max(count, 1)
+        result["monitor_pred"] = predicted  # watched only: nothing is chosen here
     return result
 
 

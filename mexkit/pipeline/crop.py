@@ -32,7 +32,7 @@ from .runner import StageResult, Task, run_stage
 from .stages import expect_arrays
 
 __all__ = ["CROP_VERSION", "BOXES", "crop_preset", "ClipSpec", "load_annotated",
-           "read_annotations", "default_unit", "is_sheet", "sample_listing",
+           "read_annotations", "default_unit", "default_sheet", "is_sheet", "sample_listing",
            "clips_from_samples", "split_inputs", "clips_from_paths", "run_crop"]
 
 logger = logging.getLogger("mexkit")
@@ -107,6 +107,15 @@ def default_unit(record: Mapping[str, Any], samples: Sequence[Any]) -> str:
 
     return "video" if any(get(s, "video") and get(s, "video") != get(s, "clip")
                           for s in samples) else "clip"
+
+
+def default_sheet(dataset: str | None, root: str | Path | None) -> Path | None:
+    """The sheet of a dataset whose release ships it in a fixed place under ``root``
+    (:attr:`~mexkit.io.datasets.DatasetAdapter.default_sheet`), or None."""
+    if not dataset or root is None:
+        return None
+    name = get_adapter(dataset).default_sheet
+    return Path(root) / name if name else None
 
 
 def is_sheet(path: str | Path) -> bool:

@@ -61,7 +61,7 @@ def plot_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str], title
 
 
 def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]]],
-                  title: str) -> None:
+                  title: str, per_fold: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Save the loss and accuracy by epoch, one colour per fold.
 
     Solid lines: the training samples. Dashed lines: the fold's held-out
@@ -70,14 +70,23 @@ def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]
     ``log(n_classes)`` means the model did not fit its training data; a
     test loss that turns up while the training loss falls is overfitting.
     Models trained in stages (records with a ``stage``) are drawn stage
-    after stage, with the stage boundaries marked.
+    after stage, with the stage boundaries marked.  With ``per_fold`` (the
+    results' per-fold metrics), a third panel shows each fold's test
+    accuracy (per subject under LOSO) with its number of test samples.
     """
     import matplotlib  # start-up: `mexkit evaluate` reports without plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # start-up, as above; after the backend is chosen
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    if per_fold:
+        low = max(2.6, 0.11 * len(per_fold))
+        fig = plt.figure(figsize=(9, 3.4 + low))
+        grid = fig.add_gridspec(2, 2, height_ratios=[3.4, low])
+        ax_loss, ax_acc = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+        _fold_accuracy(fig.add_subplot(grid[1, :]), per_fold)
+    else:
+        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
     monitored = False
     boundaries: set[int] = set()
     for name, records in histories.items():
@@ -116,6 +125,20 @@ def plot_training(path: Path, histories: Mapping[str, Sequence[Mapping[str, Any]
     save_figure(fig, path)
 
 
+def _fold_accuracy(ax: Any, per_fold: Mapping[str, Mapping[str, Any]]) -> None:
+    """Bars of each fold's test accuracy, labelled with the fold and its sample count."""
+    names = list(per_fold)
+    acc = [float(per_fold[n]["accuracy"]) for n in names]
+    count = [int(np.sum(per_fold[n]["confusion_matrix"])) for n in names]
+    ax.bar(range(len(names)), acc, color="0.45")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([f"{n} ({c})" for n, c in zip(names, count, strict=True)],
+                       rotation=90, fontsize=5)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("test accuracy")
+    ax.set_title("test accuracy per fold (test samples in brackets)", fontsize=7)
+
+
 def format_report(results: Mapping[str, Any]) -> str:
     """A readable table of pooled and per-fold metrics."""
     pooled = results["pooled"]
@@ -129,7 +152,9 @@ def format_report(results: Mapping[str, Any]) -> str:
         if failed:
             lines.append(f"{len(failed)} sample(s) failed in earlier stages and are not "
                          f"evaluated (see failed_upstream in results.json)")
-    width = max([16] + [len(str(f)) + 3 for f in results.get("per_fold", {})])
+    width = max([16] + [len(str(f)) + 3 for f in results.get("per_fold", {})]
+                + [len(f"dataset {d} (test-selected)") + 1
+                   for d in results.get("per_dataset", {})])
     lines.append(f"{'':<{width}}{'acc':>8}{'UF1':>8}{'UAR':>8}{'n':>6}")
 
     def row(name: str, r: Mapping[str, Any]) -> str:
@@ -142,6 +167,16 @@ def format_report(results: Mapping[str, Any]) -> str:
     if len(per_fold) > 1:
         for fold, r in per_fold.items():
             lines.append(row(f"  {fold}", r))
+    per_dataset = results.get("per_dataset", {})
+    if len(per_dataset) > 1:
+        for ds, r in per_dataset.items():
+            lines.append(row(f"dataset {ds}", r))
+    selected = results.get("selected_on_test")
+    if selected:
+        lines.append(selected.get("label", "SELECTED ON THE TEST FOLD"))
+        lines.append(row("pooled (test-selected)", selected["pooled"]))
+        for ds, r in selected.get("per_dataset", {}).items():
+            lines.append(row(f"dataset {ds} (test-selected)", r))
     classes = pooled["classes"]
     lines.append("per class       precision  recall      F1  support")
     for c in classes:

@@ -255,6 +255,14 @@ def _sample_figure(sample: Any, other: Any | None, frames: Sequence[int] | None,
 def _tile(sample: Any) -> np.ndarray:
     """One picture standing for a sample in a store sheet."""
     kind = _kind(sample)
+    if kind == "flow" and sample.attrs.get("flow_units") and "strain" in sample:
+        # maps in other units than pixels (a preprocessed release): the release's own
+        # picture, u, v and strain as red, green and blue, each stretched to 0..255
+        maps = np.concatenate([sample.read("flow", 0), sample.read("strain", 0)[None]])
+        lo = np.nanmin(maps, axis=(1, 2), keepdims=True)
+        span = np.nanmax(maps, axis=(1, 2), keepdims=True) - lo
+        rgb = (maps - lo) / np.where(span > 0, span, 1.0) * 255
+        return np.clip(np.nan_to_num(rgb), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     if kind == "flow":
         n = sample.shape("flow")[0]
         energy = [float(np.nanmean(np.hypot(*sample.read("flow", i)))) for i in range(n)]
@@ -286,8 +294,37 @@ def _sheet_figure(store: Any, ids: Sequence[str], title: str) -> Any:
     return fig
 
 
+def _class_sheet(store: Any, ids: Sequence[str], per_class: int, title: str) -> Any:
+    """One row per label: its first ``per_class`` samples."""
+    by_label: dict[str, list[str]] = {}
+    for sid in ids:
+        label = str(store[sid].attrs.get("label") or "(no label)")
+        if len(by_label.setdefault(label, [])) < per_class:
+            by_label[label].append(sid)
+    labels = sorted(by_label)
+    fig, axes = plt.subplots(len(labels), per_class, squeeze=False,
+                             figsize=(1.8 * per_class, 2.0 * len(labels)))
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, label in enumerate(labels):
+        for c, sid in enumerate(by_label[label]):
+            sample = store[sid]
+            axes[r, c].imshow(_tile(sample), interpolation="nearest")
+            axes[r, c].set_title(f"{sid}\n{label}", fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    return fig
+
+
 def _movie_frames(sample: Any, other: Any | None) -> list[np.ndarray]:
     kind = _kind(sample)
+    if kind == "flow" and sample.attrs.get("flow_units") and "strain" in sample:
+        # maps in other units than pixels (a preprocessed release): the release's own
+        # picture, u, v and strain as red, green and blue, each stretched to 0..255
+        maps = np.concatenate([sample.read("flow", 0), sample.read("strain", 0)[None]])
+        lo = np.nanmin(maps, axis=(1, 2), keepdims=True)
+        span = np.nanmax(maps, axis=(1, 2), keepdims=True) - lo
+        rgb = (maps - lo) / np.where(span > 0, span, 1.0) * 255
+        return np.clip(np.nan_to_num(rgb), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     if kind == "flow":
         n = sample.shape("flow")[0]
         top = max(float(np.nanmax(np.hypot(*sample.read("flow", i)))) for i in range(n))
@@ -338,7 +375,7 @@ def _write_movie(images: Sequence[np.ndarray], path: Path, fps: float) -> None:
 def render(store_path: str | os.PathLike, output: str | os.PathLike, *,
            sample: str | None = None, frames: Sequence[int] | None = None,
            against: str | os.PathLike | None = None, max_samples: int = 36,
-           fps: float = 10.0) -> Path:
+           fps: float = 10.0, per_class: int | None = None) -> Path:
     """Draw a store (a sheet of samples) or one sample into ``output``.
 
     Parameters
@@ -361,6 +398,10 @@ def render(store_path: str | os.PathLike, output: str | os.PathLike, *,
         Most samples on a sheet (the first ones, in store order).
     fps : float
         Frame rate of an animation.
+    per_class : int, optional
+        A sheet of the first ``per_class`` samples of each label, one row of
+        tiles per label (u, v, strain as red, green, blue for maps stored in
+        other units than pixels).
 
     Returns
     -------
@@ -389,6 +430,11 @@ def render(store_path: str | os.PathLike, output: str | os.PathLike, *,
             if output.suffix.lower() in (".gif", ".mp4"):
                 chosen = store[sample or ids[0]]
                 _write_movie(_movie_frames(chosen, other), output, fps)
+            elif per_class is not None and sample is None and other is None:
+                fig = _class_sheet(store, ids, per_class,
+                                   f"{Path(store_path).name}: {store.stage}, {len(ids)} "
+                                   f"sample(s), the first {per_class} of each class")
+                save_figure(fig, output)
             elif sample is None and len(ids) > 1 and other is None:
                 shown = ids[:max_samples]
                 if len(ids) > max_samples:

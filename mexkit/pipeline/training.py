@@ -81,7 +81,8 @@ from .spotting import is_spotting_store, train_spotting
 from .stages import upstream_entry
 from .weights import check_weights, weights_digest
 
-__all__ = ["TrainingRun", "train_model", "train_evaluate", "predict_store"]
+__all__ = ["TrainingRun", "train_model", "train_evaluate", "predict_store",
+           "select_on_test_rows", "SELECTED_ON_TEST"]
 
 logger = logging.getLogger("mexkit")
 
@@ -562,7 +563,7 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
                     device: str = "auto", seed: int = 0, deterministic: bool = True,
                     class_balance: str | None = "default",
                     final: bool = False, progress: bool = True,
-                    fold_jobs: int | str = "auto") -> Path:
+                    fold_jobs: int | str = "auto", select_on_test: bool = False) -> Path:
     """Cross-validate ``model`` on the store; return the results file.
 
     Parameters mirror ``mexkit train``; ``None`` means the paper's default
@@ -580,6 +581,14 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     Folds side by side, each on one thread, keep their pace when other jobs
     load the machine; one fold spread over every core in torch's threads does
     not (its threads wait for each other at every operation).
+
+    ``select_on_test`` adds, beside the honest figures (the network after
+    the last epoch; the test subject never influences training or the
+    choice), the figures of the published practice that keeps each fold's
+    best test epoch (:func:`select_on_test_rows`), under
+    ``selected_on_test`` in results.json, labelled as chosen on the test
+    fold.  Training is the same either way (the test fold is only watched),
+    so finished folds are kept.
     """
     spec = get_spec(model)
     fit_kwargs = _fit_kwargs(spec, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -599,11 +608,12 @@ def _train_evaluate(store_path: str | os.PathLike, out_dir: str | os.PathLike, *
     done.update(_train_folds(job, pending, fold_jobs, run.dataset))
     if final:
         _train_final(run, job, out, key_config)
-    return _write_results(run, out, done, time.perf_counter() - start)
+    return _write_results(run, out, done, time.perf_counter() - start,
+                          select_on_test=select_on_test)
 
 
 def _write_results(run: _Run, out: Path, folds: Mapping[str, Mapping[str, Any]],
-                   seconds: float) -> Path:
+                   seconds: float, *, select_on_test: bool = False) -> Path:
     """Pool the folds' results (in fold order) and write the run's files; rank 0 only."""
     rows: list[dict[str, Any]] = []
     extras: dict[str, Any] = {}
@@ -619,6 +629,11 @@ def _write_results(run: _Run, out: Path, folds: Mapping[str, Mapping[str, Any]],
         n_params = result.get("parameters", n_params)
     classes = run.table.classes
     metrics = pooled_and_per_fold(rows, classes=classes)
+    selected = chosen_rows = None
+    if select_on_test:
+        chosen_rows, chosen = select_on_test_rows(rows, histories, classes)
+        selected = {"label": SELECTED_ON_TEST, "epochs": chosen,
+                    **pooled_and_per_fold(chosen_rows, classes=classes)}
     results = {
         "config": run.config,
         "n_samples": len(run.table.sample_ids),
@@ -632,22 +647,88 @@ def _write_results(run: _Run, out: Path, folds: Mapping[str, Mapping[str, Any]],
         "training": histories,
         **metrics,
     }
+    if selected is not None:
+        results["selected_on_test"] = selected
     path = out / "results.json"
     if rank() != 0:
         return path
     model, protocol = run.spec.name, run.protocol
     write_predictions(out / "predictions.csv", rows, classes)
+    if chosen_rows is not None:
+        write_predictions(out / "predictions-selected-on-test.csv", chosen_rows, classes,
+                          extra=("epoch",))
     if extras:
         write_text(out / "predictions.json", json.dumps(jsonable(extras), indent=1,
                                                         sort_keys=True))
     plot_confusion(out / "confusion.png", np.asarray(metrics["pooled"]["confusion_matrix"]),
                    classes, f"{model} {protocol}: pooled over {len(run.folds)} folds")
     plot_training(out / "training.png", histories,
-                  f"{model} {protocol}: training loss and accuracy per fold")
+                  f"{model} {protocol}: training loss and accuracy per fold",
+                  per_fold=metrics["per_fold"])
     write_text(path, json.dumps(jsonable(results), indent=2, sort_keys=True))
     if run.spec.report is not None:
         _run_report(run.spec, out)
     return path
+
+
+SELECTED_ON_TEST = ("SELECTED ON THE TEST FOLD: each fold's predictions from the epoch with "
+                    "the best test accuracy (the published practice of HTNet's code); not "
+                    "an estimate of accuracy on new subjects")
+
+
+def select_on_test_rows(rows: Sequence[Mapping[str, Any]],
+                        histories: Mapping[str, Sequence[Mapping[str, Any]]],
+                        classes: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Each fold's predictions from its best test epoch (ties: the later epoch).
+
+    The practice of HTNet's ``main_HTNet.py`` (``if best <= val_acc``): the
+    test subject is scored after every epoch and the best epoch's predictions
+    are kept.  Reads the per-epoch test predictions (``monitor_pred``) that
+    training records; the honest rows are the last epoch's.  A fold trained
+    in stages is chosen among the epochs of its last stage (the network
+    whose predictions the honest rows are).
+
+    Returns
+    -------
+    rows : list of dict
+        Copies of ``rows`` with ``pred`` (and ``epoch``) from the chosen epoch;
+        the scores, which are the last epoch's, are left out.
+    chosen : dict
+        Fold -> chosen epoch (1-based).
+
+    Raises
+    ------
+    ParameterError
+        A fold whose history has no per-epoch test predictions, or not one per
+        test sample.
+    """
+    by_fold: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_fold.setdefault(r["fold"], []).append(i)
+    out = [dict(r) for r in rows]
+    chosen: dict[str, int] = {}
+    for fold, idx in by_fold.items():
+        history = list(histories.get(fold, []))
+        if history and "stage" in history[-1]:
+            history = [h for h in history if h.get("stage") == history[-1]["stage"]]
+        records = [h for h in history if "monitor_pred" in h]
+        if not records:
+            raise ParameterError(
+                f"fold {fold!r} was trained without test predictions per epoch; "
+                "--select-on-test needs them (train it again with this version).")
+        best = max(range(len(records)),
+                   key=lambda e: (records[e].get("monitor_accuracy", 0.0), e))
+        preds = records[best]["monitor_pred"]
+        if len(preds) != len(idx):
+            raise ParameterError(f"fold {fold!r}: {len(preds)} test predictions per epoch "
+                                 f"for {len(idx)} test samples")
+        chosen[fold] = int(records[best].get("epoch", best + 1))
+        for j, i in enumerate(idx):
+            out[i]["pred"] = classes[int(preds[j])]
+            out[i]["epoch"] = chosen[fold]
+            for c in classes:
+                out[i].pop(f"score_{c}", None)  # the scores are the last epoch's
+    return out, chosen
 
 
 def _run_report(spec: ModelSpec, out: Path) -> None:

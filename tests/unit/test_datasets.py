@@ -409,7 +409,7 @@ def test_detection_and_name_errors(tmp_path):
         load_dataset("casme3", unknown)
     assert {"casme", "casme2", "smic-hs", "smic-vis", "smic-nir", "samm", "casme-sq",
             "samm-lv", "megc2019", "generic", "casme3-a", "casme3-a-lv", "casme3-c", "4dme",
-            "mmew", "dfme", "megc-unseen"} == set(dataset_names())
+            "mmew", "dfme", "megc-unseen", "megc2019-flow"} == set(dataset_names())
 
 
 def test_duplicate_ids_are_made_unique(tmp_path, caplog):

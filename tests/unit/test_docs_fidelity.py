@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "fidelity.md"
 COLUMNS = ["model", "topic", "paper", "authors' code", "mexkit"]
 #: The systems whose differences the table must cover (the scorer as its own model).
-SYSTEMS = {"MEAN", "MEAN scorer", "MERSiamC3D", "AKMNet", "PSN"}
+SYSTEMS = {"MEAN", "MEAN scorer", "MERSiamC3D", "AKMNet", "PSN", "STSTNet", "HTNet"}
 
 
 def _cells(line: str) -> list[str]:

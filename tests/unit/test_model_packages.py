@@ -19,7 +19,7 @@ PACKAGES = sorted(p.name for p in (ROOT / "models").iterdir()
 
 
 def test_every_registered_model_comes_from_a_package():
-    assert PACKAGES == ["akmnet", "atnet", "mean", "mersiamc3d", "psn"]
+    assert PACKAGES == ["akmnet", "atnet", "htnet", "mean", "mersiamc3d", "psn", "ststnet"]
     for spec in list_models():
         assert spec.package.rpartition(".")[2] in PACKAGES, spec.name
 

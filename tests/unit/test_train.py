@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from mexkit.errors import ParameterError, StoreError
+from mexkit.learn import train as train_mod
 from mexkit.learn.augment import random_affine
 from mexkit.learn.train import (
     fit,
@@ -130,7 +131,10 @@ class _Logged(Dataset):
         return torch.full((6,), float(self.labels[i])), self.labels[i]
 
 
-def test_resampling_balances_classes():
+def test_resampling_balances_classes(monkeypatch):
+    # the DataLoader's path, whose item reads show the sampled order (the in-memory path
+    # reads each item once and draws the same order: test_train_in_memory.py)
+    monkeypatch.setattr(train_mod, "IN_MEMORY_BYTES", 0)
     labels = [0] * 270 + [1] * 30
     ds = _Logged(labels)
     fit(Tiny(), ds, epochs=1, batch_size=50, class_balance="resample")

@@ -44,5 +44,8 @@ def test_monitor_records_held_out_loss_and_leaves_training_unchanged(rng):
     with torch.no_grad():
         want = torch.nn.functional.cross_entropy(watched(held_x), torch.tensor(held_y))
         acc = float((watched(held_x).argmax(1) == torch.tensor(held_y)).float().mean())
+        pred = watched(held_x).argmax(1).tolist()
     assert last["monitor_loss"] == pytest.approx(float(want), rel=1e-5)
     assert last["monitor_accuracy"] == pytest.approx(acc)
+    # each held-out sample's predicted class, in the dataset's order (--select-on-test)
+    assert last["monitor_pred"] == pred

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from ..sheets import Row
     from .sample import Sample
 
-__all__ = ["LoadRequest", "DatasetAdapter", "register_dataset", "get_adapter", "adapters",
-           "dataset_names", "markdown_table"]
+__all__ = ["LoadRequest", "DatasetAdapter", "Importer", "register_dataset", "get_adapter",
+           "adapters", "dataset_names", "markdown_table"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,30 @@ class LoadRequest:
     root: Path
     fps: float | None
     sheets: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Importer:
+    """How ``mexkit import`` reads a release that arrives already preprocessed.
+
+    Attributes
+    ----------
+    variants : mapping
+        Variant name -> what its store holds (the first is the default).
+    entries : callable
+        ``entries(root, sheet_or_None) -> [(Sample, files)]``: the release's
+        samples and, per sample, the files (``{role: path}``) it is read from.
+    read : callable
+        ``read(files, variant, sample_id) -> (arrays, attrs, face)``: one
+        sample's arrays and attributes (e.g. the units of its maps);
+        ``face`` is ``None`` or ``(image, scale)``, an RGB uint8 image in
+        which the pipeline finds the 68 landmarks and the factor that takes
+        them to the stored arrays' pixels.
+    """
+
+    variants: Mapping[str, str]
+    entries: Callable[[Path, Path | None], list[tuple[Sample, dict[str, str]]]]
+    read: Callable[[Mapping[str, str], str, str], tuple[dict[str, Any], dict[str, Any], Any]]
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,11 @@ class DatasetAdapter:
     takes_fps : bool
         Whether the user may override the frame rate (not where the sheet or
         the parts fix it).
+    default_sheet : str
+        The sheet's file name under ``--root``, for releases that ship it in
+        a fixed place (``mexkit samples --root REPO`` then finds it).
+    importer : Importer or None
+        For data that arrive preprocessed: ``mexkit import`` reads them.
     module : str
         Where the adapter is defined.
     """
@@ -107,6 +136,8 @@ class DatasetAdapter:
     reference: str = ""
     extra_sheets: tuple[str, ...] = ()
     takes_fps: bool = True
+    default_sheet: str = ""
+    importer: Importer | None = None
     module: str = field(default="", compare=False)
 
 
@@ -118,7 +149,8 @@ def register_dataset(name: str, *, title: str, fps: float | None, long: bool,
                      forbidden: Sequence[str] = (),
                      detect: Callable[[Mapping[str, list[Row]], Path], bool] | None = None,
                      sheet: str = "", layout: str = "", reference: str = "",
-                     extra_sheets: Sequence[str] = (), takes_fps: bool = True
+                     extra_sheets: Sequence[str] = (), takes_fps: bool = True,
+                     default_sheet: str = "", importer: Importer | None = None
                      ) -> Callable[[Callable[[LoadRequest], list[Sample]]],
                                    Callable[[LoadRequest], list[Sample]]]:
     """Decorator: register ``loader`` under ``name`` (see :class:`DatasetAdapter`).
@@ -141,7 +173,8 @@ def register_dataset(name: str, *, title: str, fps: float | None, long: bool,
             name=name, title=title, fps=fps, long=long, loader=loader, columns=groups,
             forbidden=tuple(forbidden), detect=detect, sheet=sheet, layout=layout,
             reference=reference, extra_sheets=tuple(extra_sheets),
-            takes_fps=takes_fps, module=module)
+            takes_fps=takes_fps, default_sheet=default_sheet, importer=importer,
+            module=module)
         return loader
 
     return decorate
