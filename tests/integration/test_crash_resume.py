@@ -48,7 +48,7 @@ def _content(path: Path) -> dict:
 
 #: SIGKILLs per run of the test (each at a random moment of a writer's run); bench/chaos.py
 #: runs many more
-KILLS = 12
+KILLS = 6
 
 
 def test_sigkill_at_random_moments_then_resume(tmp_path, rng):

@@ -69,12 +69,16 @@ def doc_commands(path: Path) -> list[list[str]]:
 
 
 def test_every_help_example_parses(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
     examples = help_examples()
     assert {name for name, _ in examples} == set(COMMANDS)
-    for _, line in examples:
+    for i, (_, line) in enumerate(examples):
+        # each example line in a folder of its own: one example's input file may be
+        # another's folder of the same name
+        where = tmp_path / f"example{i}"
+        where.mkdir()
+        monkeypatch.chdir(where)
         for argv in commands_of(line):
-            parse(argv, tmp_path)
+            parse(argv, where)
 
 
 @pytest.mark.parametrize("doc", ["README.md"] + [p.name for p in DOCS])

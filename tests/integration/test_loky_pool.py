@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import _pool_tasks
 import pytest
 
+from mexkit.pipeline import parallel
 from mexkit.pipeline.parallel import is_lost_worker, loky_pool_fault, parallel_map
 
 
@@ -53,7 +54,9 @@ def own_pool():
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_a_pool_whose_manager_thread_died_fails_the_map_instead_of_hanging(own_pool):
+def test_a_pool_whose_manager_thread_died_fails_the_map_instead_of_hanging(own_pool,
+                                                                          monkeypatch):
+    monkeypatch.setattr(parallel, "LOKY_GRACE", 1.0)  # the guard's wait (5 s) shortened
     box: dict = {}
 
     def run():

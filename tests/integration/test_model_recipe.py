@@ -208,12 +208,14 @@ def test_a_new_package_registers_lists_and_trains(package_root, store, tmp_path)
     assert (out / "tiny-report.txt").read_text() == "8 predictions\n"
 
 
+@pytest.mark.slow  # suite time: option refusal is also checked in tests/cli
 def test_an_option_of_the_new_model_is_refused_for_another(package_root, store, tmp_path):
     r = _mexkit(package_root, "train", store, "--model", "psn", "--tiny-width", "6",
                 "-o", tmp_path / "x")
     assert r.returncode == 2 and "belongs to tinynet" in r.stderr
 
 
+@pytest.mark.slow  # suite time: MEAN's published networks run in test_mean_weights_cli
 def test_the_published_networks_hook_serves_any_model(package_root, store, tmp_path, rng):
     """`mexkit predict --weights` and `mexkit convert` are generic: a second model with a
     `published` hook (another file format) is found by the file, beside MEAN's."""

@@ -82,7 +82,7 @@ def _run(paths: list[Path], verify: bool) -> dict[str, int]:
 
 
 #: damaged copies of the store per run (bench/chaos.py runs more)
-VARIANTS = 140
+VARIANTS = 80
 
 
 @pytest.mark.parametrize("verify", [True, pytest.param(False, marks=pytest.mark.slow)],

@@ -58,6 +58,7 @@ def _accuracy(state, x, y, xt, yt):
     return float((torch.cdist(test, centres).argmin(1) == yt).float().mean())
 
 
+@pytest.mark.slow  # suite time: pretrain runs from the CLI in test_akmnet_cli
 def test_pretraining_learns_frames_of_unseen_draws(rng):
     x, y = _frames(rng, 8)
     xt, yt = _frames(rng, 8)

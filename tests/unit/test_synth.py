@@ -387,6 +387,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow  # suite time: test_datasets reads what the writer wrote
 def test_write_casme2_like_layout_sheet_and_truth(tmp_path):
     import openpyxl
 
@@ -453,6 +454,7 @@ def test_write_casme2_like_png_frames_match_the_truth(tmp_path):
     assert good < 0.7 and good < 0.4 * shifted
 
 
+@pytest.mark.slow  # suite time: test_datasets reads what the writer wrote
 def test_write_samm_lv_like_layout_sheet_and_truth(tmp_path):
     import openpyxl
 

@@ -314,6 +314,7 @@ def _ddp_worker(rank, world, port, out_dir):
         json.dump(history, f)
 
 
+@pytest.mark.slow  # suite time: DDP takes two processes of torch
 def test_ddp_two_processes_match_one_process(tmp_path):
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     r0 = load_file(str(tmp_path / "rank0.safetensors"))
