@@ -182,6 +182,9 @@ def _mexkit(root: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+# suite time (two interpreters with torch): the STSTNet and HTNet packages landed by the
+# recipe, and test_model_packages checks every package
+@pytest.mark.slow
 def test_a_new_package_registers_lists_and_trains(package_root, store, tmp_path):
     listed = _mexkit(package_root, "models", "--json")
     assert listed.returncode == 0, listed.stderr

@@ -140,7 +140,7 @@ def test_shell_pipeline(synth_dataset, tmp_path):
     cmd = (f"set -o pipefail; cd {tmp_path} && "
            f"{py} -q crop --annotations {synth_dataset / 'samples.csv'} -o c.h5 "
            f"| {py} -q flow - --pairs onset-apex --features mean --method farneback "
-           f"| {py} -q train - --model mean --epochs 2 -o run")
+           f"| {py} -q train - --model mean --epochs 2 --fold-jobs 1 -o run")
     p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env,
                        timeout=600)
     assert p.returncode == 0, p.stderr

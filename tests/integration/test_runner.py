@@ -172,6 +172,7 @@ def _state(pid: int) -> str:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")
+@pytest.mark.slow  # suite time: test_reliability kills a command and counts its loky workers
 def test_loky_workers_stop_when_the_main_process_is_killed(tmp_path):
     pidfile = tmp_path / "pids"
     script = tmp_path / "run.py"
