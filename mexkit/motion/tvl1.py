@@ -95,6 +95,7 @@ import logging
 import math
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -467,6 +468,18 @@ def _solve_pair(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params) -> n
     return u[:2]
 
 
+def _run_workers(work: Callable[[], None], workers: int) -> None:
+    """Run ``work`` in this thread (one worker) or in ``workers`` threads, re-raising the
+    first error; each call of ``work`` takes pairs until none are left."""
+    if workers <= 1:
+        work()
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mexkit-tvl1") as pool:
+        futures = [pool.submit(work) for _ in range(workers)]
+        for future in futures:
+            future.result()
+
+
 def _solve_scaled(reference: np.ndarray, moving: np.ndarray, prm: TVL1Params,
                   dtype: np.dtype) -> np.ndarray:
     """Flow of one pair of (H, W) frames in [0, 1] (what a worker process runs)."""
@@ -493,14 +506,7 @@ def _solve_pairs_threads(reference: np.ndarray, moving: np.ndarray, prm: TVL1Par
                 failed.set()
                 raise
 
-    workers = min(threads, len(which))
-    if workers <= 1:
-        work()
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mexkit-tvl1") as pool:
-        futures = [pool.submit(work) for _ in range(workers)]
-        for future in futures:
-            future.result()
+    _run_workers(work, min(threads, len(which)))
 
 
 def start_cpu_workers(threads: int | None = None, *, engine: str = "auto") -> None:
@@ -586,14 +592,7 @@ def _solve_pairs_native(reference: np.ndarray, moving: np.ndarray, prm: TVL1Para
                 failed.set()
                 raise
 
-    workers = min(threads, reference.shape[0])
-    if workers <= 1:
-        work()
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mexkit-tvl1") as pool:
-        futures = [pool.submit(work) for _ in range(workers)]
-        for future in futures:
-            future.result()
+    _run_workers(work, min(threads, reference.shape[0]))
 
 
 def _native_kernel(prm: TVL1Params, dtype: np.dtype, engine: str) -> Any:
