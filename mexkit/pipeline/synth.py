@@ -110,8 +110,10 @@ _FIXED_TIME = datetime.datetime(2000, 1, 1)
 
 def _quantize(a: np.ndarray) -> np.ndarray:
     """Round to a multiple of ``_FLOW_QUANTUM`` (exact in float32: a power of two)."""
-    a = np.asarray(a, dtype=np.float32)
-    return np.rint(a * np.float32(1.0 / _FLOW_QUANTUM)) * np.float32(_FLOW_QUANTUM)
+    out = np.multiply(np.asarray(a, dtype=np.float32), np.float32(1.0 / _FLOW_QUANTUM))
+    np.rint(out, out=out)                 # in place: a clip's flow is tens of megabytes
+    out *= np.float32(_FLOW_QUANTUM)
+    return out
 
 
 def _aus_text(aus: tuple[int, ...]) -> str:

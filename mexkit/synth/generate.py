@@ -57,13 +57,13 @@ References
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy.special import ndtri
 
 from .._validate import check_option, check_range
 from ..errors import ConvergenceError, ParameterError
@@ -107,10 +107,18 @@ _MAX_FINE = 1_500_000  # points in a supersampled field raster
 _TILE = 1024  # OpenCV maps must stay below 32767 columns
 
 
-# Standard normal quantiles at the midpoints of 65536 equal-probability bins:
-# indexing it with uniform 16-bit integers draws Gaussian noise (tails cut at
-# 4.3 sigma) four times faster than Generator.standard_normal.
-_NORMAL_TABLE = ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
+@functools.cache
+def _normal_table() -> np.ndarray:
+    """Standard normal quantiles at the midpoints of 65536 equal-probability bins:
+    indexing it with uniform 16-bit integers draws Gaussian noise (tails cut at
+    4.3 sigma) four times faster than Generator.standard_normal. Made on first use:
+    scipy.special takes about 0.3 s to import, which a process that renders no
+    frame (``mexkit synth``'s main process with ``-j 2``) need not pay."""
+    from scipy.special import ndtri  # start-up: 0.3 s, only for processes that render
+
+    table = ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
+    table.flags.writeable = False
+    return table
 
 
 def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -291,8 +299,9 @@ class _Scene:
         img = sample_texture(self.subject, x, y)
         if self.noise_sigma > 0:
             noise_rng = np.random.default_rng([self.noise_seed, t])
-            idx = noise_rng.integers(0, _NORMAL_TABLE.size, img.shape, dtype=np.uint16)
-            img = img + _NORMAL_TABLE[idx] * np.float32(self.noise_sigma)
+            table = _normal_table()
+            idx = noise_rng.integers(0, table.size, img.shape, dtype=np.uint16)
+            img = img + table[idx] * np.float32(self.noise_sigma)
         return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
     def landmarks(self) -> np.ndarray:

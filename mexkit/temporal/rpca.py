@@ -80,7 +80,7 @@ def _svt(m: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     ``U diag(max(s - tau, 0)) V^T = m V diag(max(s - tau, 0) / s) V^T``:
     one ``q x q`` eigendecomposition instead of an SVD of the ``p x q`` matrix.
     """
-    import torch
+    import torch  # start-up: torch only for tensors and GPUs (numpy arrays: _ialm_numpy)
 
     gram = m.mT @ m
     w, v = torch.linalg.eigh(gram)                      # ascending eigenvalues
@@ -101,7 +101,7 @@ def _svt(m: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
 def _ialm(d: torch.Tensor, lam: float, tol: float, max_iter: int, rho: float
           ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
     """Inexact ALM on a batch ``d`` (B, p, q) with q <= p. Returns A, E, iters, residual, ok."""
-    import torch
+    import torch  # start-up: torch only for tensors and GPUs (numpy arrays: _ialm_numpy)
 
     batch = d.shape[0]
     low = torch.zeros_like(d)
@@ -358,7 +358,7 @@ def rpca(D: Any, *, lam: float | None = None, tol: float = 1e-7, max_iter: int =
         return _result(low, sparse, iters, resid, ok, batched=batched, shape=(m, n), tol=tol,
                        raise_on_failure=raise_on_failure)
 
-    import torch
+    import torch  # start-up: about 1.5 s of CPU, for tensors and GPUs only
 
     tdtype = getattr(torch, precision)
     out_device = D.device if as_tensor else None
