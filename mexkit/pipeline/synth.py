@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import io
 import json
 import logging
@@ -231,27 +232,61 @@ def _check_pair(name: str, pair: tuple[float, float], low: float) -> tuple[float
     return lo, hi
 
 
-def _write_casme2_subjects(items: list[tuple[int, dict[str, Any]]]
+def _write_casme2_subjects(items: list[tuple[int, list[int] | None, dict[str, Any]]]
                            ) -> list[tuple[str, list[tuple], list[tuple]]]:
-    """Write the clips of the given subjects; their annotation rows, per subject."""
-    return [_write_casme2_subject(s, **common) for s, common in items]
+    """Write the given clips (all of a subject's for None); their annotation rows, per item."""
+    return [_write_casme2_subject(s, clips=clips, **common) for s, clips, common in items]
+
+
+@functools.lru_cache(maxsize=2)
+def _casme2_subject(seed: int, s: int, size: int) -> Any:
+    """Subject ``s``'s face, made once per process for the clips of it that it writes."""
+    return make_subject(_subject_seed(seed, s, 2), size=size)
+
+
+def _casme2_chunks(subjects: range, clips_per_subject: int, jobs: int
+                   ) -> list[list[tuple[int, list[int] | None]]]:
+    """The work of :func:`write_casme2_like`: (subject, clip positions) per chunk.
+
+    One worker: a subject per chunk. Several: the clips, subject after subject, cut
+    into a multiple of ``jobs`` equal runs, so that the workers get equal shares
+    (5 subjects on 2 workers as subjects would be 3 against 2; a subject split
+    between two chunks costs its face twice, 0.05 s).
+    """
+    if jobs == 1:
+        return [[(s, None)] for s in subjects]
+    flat = [(s, ci) for s in subjects for ci in range(clips_per_subject)]
+    n_chunks = min(len(flat), jobs * -(-len(subjects) // jobs))
+    chunks = []
+    for part in np.array_split(np.arange(len(flat)), n_chunks):
+        runs: dict[int, list[int]] = {}
+        for i in part:
+            s, ci = flat[int(i)]
+            runs.setdefault(s, []).append(ci)
+        chunks.append(list(runs.items()))
+    return chunks
 
 
 def _write_casme2_subject(s: int, *, root: Path, classes: tuple[str, ...],
                           clips_per_class: int, fps: float, seed: int, size: int,
                           image_format: str, jpeg_quality: int, seconds: tuple[float, float],
                           intensity: tuple[float, float], noise_sigma: float,
-                          head_translation: float, head_rotation: float, overwrite: bool
+                          head_translation: float, head_rotation: float, overwrite: bool,
+                          clips: list[int] | None = None
                           ) -> tuple[str, list[tuple], list[tuple]]:
-    """Write subject ``s``'s clips and truth files (see :func:`write_casme2_like`)."""
+    """Write subject ``s``'s clips (those at positions ``clips``; all for None) and their
+    truth files (see :func:`write_casme2_like`). A clip depends on the seed, the
+    subject and its position only, whichever process writes it."""
     sec, amp = seconds, intensity
     sheet_rows: list[tuple] = []
     csv_rows: list[tuple] = []
-    subject = make_subject(_subject_seed(seed, s, 2), size=size)
+    subject = _casme2_subject(seed, s, size)
     code = f"sub{s:02d}"
     plan = [c for c in classes for _ in range(clips_per_class)]
     order = np.random.default_rng([seed, s, 3]).permutation(len(plan))
     for ci, k in enumerate(order):
+        if clips is not None and ci not in clips:
+            continue
         label = plan[int(k)]
         rng = np.random.default_rng([seed, s, ci, 4])
         span = max(2, int(round(rng.uniform(*sec) * fps)))
@@ -377,11 +412,12 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
               "noise_sigma": noise_sigma, "head_translation": head_translation,
               "head_rotation": head_rotation, "overwrite": overwrite}
     sheet_rows, csv_rows = [], []
-    # subjects are independent (each has its own seeds): the same bytes for any ``jobs``
+    # clips are independent (each has its own seeds): the same bytes for any ``jobs``
+    subjects = range(first_subject, first_subject + n_subjects)
+    chunks = _casme2_chunks(subjects, len(classes) * clips_per_class, jobs)
     for rows in parallel_map(_write_casme2_subjects,
-                             ([(s, common)] for s in range(first_subject,
-                                                           first_subject + n_subjects)),
-                             jobs=min(jobs, n_subjects)):
+                             ([(s, clips, common) for s, clips in chunk] for chunk in chunks),
+                             jobs=min(jobs, len(chunks))):
         for code, sheet_part, csv_part in rows:
             sheet_rows.extend(sheet_part)
             csv_rows.extend(csv_part)
