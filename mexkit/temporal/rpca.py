@@ -258,7 +258,9 @@ def rpca(D: Any, *, lam: float | None = None, tol: float = 1e-7, max_iter: int =
         1.25 / ||D||_2``, capped at ``1e7 mu_0``), as in the reference code.
     device : "auto", str or torch.device
         Where to compute. ``"auto"``: the device of a CUDA input tensor, else
-        CUDA when available, else the CPU.
+        CUDA when available, else the CPU. A numpy array on the CPU is solved
+        with numpy, one BLAS thread, without importing torch (``"auto"``
+        imports it only where an NVIDIA driver is present).
     dtype : torch.dtype, optional
         Computation dtype: ``torch.float32`` or ``torch.float64`` (None, the
         default: float64). In float32 the Gram matrix
