@@ -353,9 +353,10 @@ def _fan_shape(model: tuple[Any, Any], rgb: np.ndarray, box: np.ndarray, device:
                          device=device)[0]
 
 
-def frame_names(where: str, n: int) -> list[str]:
-    """Names of the ``n`` frames of a clip for messages (``"<where>, frame 3"``)."""
-    return [f"{where}, frame {t}" if where else f"frame {t}" for t in range(n)]
+def frame_names(where: str, n: int, start: int = 0) -> list[str]:
+    """Names of the ``n`` frames of a clip from position ``start`` on, for messages
+    (``"<where>, frame 3"``)."""
+    return [f"{where}, frame {t}" if where else f"frame {t}" for t in range(start, start + n)]
 
 
 def _fan_detect_many(frames: np.ndarray, device: str | None,
@@ -429,7 +430,8 @@ def detect_landmarks(image: np.ndarray, *, detector: str = "dlib",
 
 def detect_landmarks_batch(frames: np.ndarray, *, detector: str = "dlib",
                            upsample: int | None = None, device: str | None = None,
-                           allow_missing: bool = False, where: str = "") -> DetectionBatch:
+                           allow_missing: bool = False, where: str = "",
+                           first_frame: int = 0) -> DetectionBatch:
     """Find the face and its 68 landmarks in every frame of a clip.
 
     The dlib backend runs frame by frame (about 20-40 ms per 640x480 frame on
@@ -448,6 +450,11 @@ def detect_landmarks_batch(frames: np.ndarray, *, detector: str = "dlib",
         rows are ``nan``.
     where : str
         The clip, for messages; frame numbers are added.
+    first_frame : int
+        Position in the clip of ``frames[0]`` (a piece of a long video), for
+        messages only. Each frame is detected on its own (dlib), or in batches
+        of 16 frames from ``frames[0]`` on (FAN's face detector), so pieces
+        whose lengths are multiples of 16 give the detections of the whole.
 
     Returns
     -------
@@ -464,7 +471,7 @@ def detect_landmarks_batch(frames: np.ndarray, *, detector: str = "dlib",
     frames = check_frames(frames)
     check_option("detector", detector, DETECTORS)
     upsample = _check_upsample(upsample)
-    names = frame_names(where, len(frames))
+    names = frame_names(where, len(frames), int(first_frame))
     if detector == "dlib":
         found_list = [_dlib_detect(_grey(f), upsample, name)
                       for f, name in zip(frames, names, strict=True)]
@@ -481,7 +488,7 @@ def detect_landmarks_batch(frames: np.ndarray, *, detector: str = "dlib",
     if not allow_missing and not found.all():
         missing = np.flatnonzero(~found)
         raise NoFaceError(f"No face found in {where or 'the clip'} at frame(s) "
-                          f"{frame_ranges(missing)} of {n} ({detector} detector).")
+                          f"{frame_ranges(missing + int(first_frame))} ({detector} detector).")
     return DetectionBatch(landmarks, boxes, scores, found)
 
 
