@@ -82,7 +82,7 @@ import cv2
 import numpy as np
 
 from .._validate import check_option, check_range
-from ..errors import NoFaceError, ParameterError
+from ..errors import MediaError, NoFaceError, ParameterError
 from .landmarks import (
     DETECTORS,
     N_LANDMARKS,
@@ -699,8 +699,8 @@ def align_detected(read_range: Callable[[int, int], np.ndarray], n_frames: int,
         b = min(n_frames, a + chunk)
         frames = check_frames(read_range(a, b))
         if len(frames) != b - a:
-            raise ParameterError(f"{_clip(where)}: frames {a}..{b - 1} gave {len(frames)} "
-                                 "frames on a second reading.")
+            raise MediaError(f"{_clip(where)}: frames {a}..{b - 1} gave {len(frames)} "
+                             "frames on a second reading.")
         crops.append(_colour(apply_transform(frames, transforms[a:b], size=size), grey))
     landmarks = transform_points(lm_frame, transforms).astype(np.float32)
     return AlignedClip(np.concatenate(crops), landmarks, transforms, batch.scores.copy(),

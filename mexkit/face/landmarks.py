@@ -62,6 +62,7 @@ from ..errors import NoFaceError, ParameterError
 __all__ = [
     "DETECTORS",
     "N_LANDMARKS",
+    "FAN_BATCH",
     "Detection",
     "DetectionBatch",
     "detect_landmarks",
@@ -87,7 +88,9 @@ _FAN_FILES = {
     "s3fd": ("s3fd-619a316812.pth",
              "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth"),
 }
-_FAN_CHUNK = 16          # frames per batched S3FD call
+#: Frames per batched call of FAN's face detector (S3FD) in :func:`detect_landmarks_batch`.
+FAN_BATCH = 16
+_FAN_CHUNK = FAN_BATCH
 
 _lock = threading.Lock()
 _dlib_cache: dict[str, Any] = {}

@@ -478,11 +478,11 @@ def _every_long(spec: Mapping[str, Any], opt: Mapping[str, Any], clip: Any, star
     :func:`~mexkit.face.align.align_clip` on the whole video.
     """
     from ..face.align import align_detected  # start-up: as _compute's imports
-    from ..face.landmarks import _FAN_CHUNK, DetectionBatch, detect_landmarks_batch
+    from ..face.landmarks import FAN_BATCH, DetectionBatch, detect_landmarks_batch
 
     size = _PIECE_FRAMES
     if opt["detector"] == "fan":  # whole batches of FAN's face detector in each piece
-        size = -(-size // _FAN_CHUNK) * _FAN_CHUNK
+        size = -(-size // FAN_BATCH) * FAN_BATCH
     store = staged_pieces(long.task, f"crop-detect-{size}")
     bounds = long.bounds(size)
 
@@ -625,6 +625,13 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
     do not apply, ``upsample`` defaults to 1); ``jpeg`` > 0 passes every crop
     through a JPEG encoding at that quality and back, as frames stored as
     JPEG files and read again are.
+
+    A clip of more than 256 frames (a long video) is done in pieces, each
+    staged as soon as it is done, so that an interrupted or killed run keeps
+    them and the next run computes only the rest: the face detections of 256
+    frames at a time (``mode="every"``), or the face track and the crops of
+    256 frames at a time (the other modes).  The result equals a run in one
+    go; shorter clips are one unit of work.
     """
     device = check_device(device)  # a GPU that is not there fails once, before any clip
     check_option("box", box, BOXES)
