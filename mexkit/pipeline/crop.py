@@ -402,7 +402,10 @@ class _LongVideo:
                 arrays = None
             got.append(arrays)
         kept = sum(a is not None for a in got)
-        if kept:
+        if kept and len(bounds) == 1:
+            logger.info("crop: sample %s: %s kept from an earlier run", self.task.sample_id,
+                        what)
+        elif kept:
             logger.info("crop: sample %s: %d of %d pieces of %d frames (%s) kept from an "
                         "earlier run; computing %d", self.task.sample_id, kept, len(bounds),
                         bounds[0][1] - bounds[0][0], what, len(bounds) - kept)
