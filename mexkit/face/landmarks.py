@@ -490,8 +490,11 @@ def detect_landmarks_batch(frames: np.ndarray, *, detector: str = "dlib",
             landmarks[t], boxes[t], scores[t], found[t] = det.landmarks, det.box, det.score, True
     if not allow_missing and not found.all():
         missing = np.flatnonzero(~found)
+        of = f"of {n}" if not first_frame else \
+            f"of frames {int(first_frame)}-{int(first_frame) + n - 1}"
         raise NoFaceError(f"No face found in {where or 'the clip'} at frame(s) "
-                          f"{frame_ranges(missing + int(first_frame))} ({detector} detector).")
+                          f"{frame_ranges(missing + int(first_frame))} {of} ({detector} "
+                          "detector).")
     return DetectionBatch(landmarks, boxes, scores, found)
 
 

@@ -415,7 +415,7 @@ class _LongVideo:
         """``--mode first``: the face track (``make()``: detection on the first frame with
         a face and the re-detections after it), kept as one piece."""
         from ..face.landmarks import Detection  # start-up: as _compute's imports
-        from ..face.track import FaceTrack
+        from ..face.track import FaceTrack  # start-up: as above
 
         store = staged_pieces(self.task, "crop-track")
         spec = {"landmarks": (np.float32, (68, 2)), "box": (np.float32, (4,)),
@@ -429,9 +429,10 @@ class _LongVideo:
                               float(got["limit"][0])))
         det, track = make()
         if store is not None:
+            # as they are: a piece of other dtypes is not used (never rounded to fit)
             store.put(0, self.n, {
-                "landmarks": np.asarray(det.landmarks, np.float32),
-                "box": np.asarray(det.box, np.float32), "score": np.float64([det.score]),
+                "landmarks": np.asarray(det.landmarks), "box": np.asarray(det.box),
+                "score": np.float64([det.score]),
                 "first_face": np.int64([track.first_face]),
                 "checked": np.asarray(track.checked, np.int64),
                 "drift": np.asarray(track.drift, np.float64), "limit": np.float64([track.limit])})
@@ -481,7 +482,11 @@ def _every_long(spec: Mapping[str, Any], opt: Mapping[str, Any], clip: Any, star
     :func:`~mexkit.face.align.align_clip` on the whole video.
     """
     from ..face.align import align_detected  # start-up: as _compute's imports
-    from ..face.landmarks import FAN_BATCH, DetectionBatch, detect_landmarks_batch
+    from ..face.landmarks import (  # start-up: as _compute's imports
+        FAN_BATCH,
+        DetectionBatch,
+        detect_landmarks_batch,
+    )
 
     size = _PIECE_FRAMES
     if opt["detector"] == "fan":  # whole batches of FAN's face detector in each piece
