@@ -61,8 +61,9 @@ attacks
     fold workers counted afterwards, and a second local user (where one can
     be made: root and useradd) against a Dask cluster mexkit started.
 
-Exit status 0 when every trial held, 1 otherwise.  The default run takes
-about 1-3 minutes on 2 busy cores.
+Exit status 0 when every trial held, 1 otherwise.  The default run took
+about 1-3 minutes on 2 busy cores before the crop trials of ``interrupt``,
+which add about 3 minutes (189 s for their 9 stops at load average 5-9).
 """
 from __future__ import annotations
 
