@@ -297,11 +297,11 @@ def rpca(D: Any, *, lam: float | None = None, tol: float = 1e-7, max_iter: int =
     a symmetric eigendecomposition rather than an SVD of the ``m x n`` matrix
     (``n`` frames are far fewer than ``m`` pixels; the matrix is transposed
     internally when ``m < n``). Squaring the condition number there loses
-    accuracy only on singular values far below the largest: on bin/demo's 30
-    face clips (32 x 16384, singular values kept spanning up to 2.7e6) the
-    sparse part differs from that of the same iteration with a full SVD by at
-    most 4e-9 (intensities in [0, 1]; float32, in which it is stored, rounds
-    it at 3e-8), in the same number of iterations. A numpy input on the CPU
+    accuracy only on singular values far below the largest: on four of
+    bin/demo's face clips (16384 x 32, singular values kept spanning up to
+    2.7e6) the sparse part differs from that of the same iteration with a full
+    SVD by at most 3.7e-9 (intensities in [0, 1]; float32, in which it is
+    stored, rounds it at 3e-8), in the same number of iterations. A numpy input on the CPU
     is solved with numpy (:func:`_ialm_numpy`: the same iterates, with fewer
     passes over the matrix), a tensor or a GPU with torch. On a GPU the
     batch is solved together, and
