@@ -70,6 +70,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -80,7 +81,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.utils.data import (
     DataLoader,
@@ -143,6 +143,24 @@ def _derive(*keys: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
 
 
+def _set_deterministic(mode: bool, warn_only: bool = False) -> None:
+    """``torch.use_deterministic_algorithms(mode, warn_only=...)`` for eager code.
+
+    The public function also sets the flag of torch's compiler
+    (``torch._inductor.config.deterministic``), and so imports
+    ``torch._inductor`` and ``torch._dynamo``: about 2 s of CPU, paid in every
+    fold worker for a flag that only compiled graphs read (training here runs
+    eagerly). It is called only where that module is already loaded (then its
+    flag is kept in step); otherwise the same setting of torch's eager kernels
+    is made directly.
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
+
+
 @contextmanager
 def _determinism(enabled: bool, device: torch.device):
     previous = (torch.are_deterministic_algorithms_enabled(),
@@ -152,13 +170,13 @@ def _determinism(enabled: bool, device: torch.device):
         if device.type == "cuda":
             # cuBLAS needs this before its first call to be deterministic.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        _set_deterministic(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        _set_deterministic(previous[0], warn_only=previous[1])
         torch.backends.cudnn.deterministic = previous[2]
         torch.backends.cudnn.benchmark = previous[3]
 
@@ -606,12 +624,13 @@ def _class_weights(config: Mapping[str, Any], dataset: Dataset, model: nn.Module
     labels = _labels_of(dataset)
     n_classes = int(getattr(model, "n_classes", labels.max() + 1))
     present = np.unique(labels)
-    balanced = compute_class_weight("balanced", classes=present, y=labels)
+    counts = np.bincount(labels, minlength=n_classes)
     weights = np.ones(n_classes)
-    weights[present] = balanced
+    # scikit-learn's "balanced" weights over the classes present, N / (C * N_c) (computed
+    # here: importing scikit-learn costs every fold worker more than a second of CPU)
+    weights[present] = len(labels) / (len(present) * counts[present].astype(np.float64))
     if config["class_balance"] == "weights":
         return torch.as_tensor(weights, dtype=torch.float32, device=device), None
-    counts = np.bincount(labels, minlength=n_classes)
     return None, torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
 
 

@@ -36,6 +36,7 @@ import pkgutil
 import platform
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,8 +60,6 @@ from ..labels import get_scheme
 from ..learn.data import StoreDataset, collate_for
 from ..learn.distributed import destroy, distributed_setup, rank, world_size
 from ..learn.folds import CHECKPOINT_SECONDS, FoldContext, standard
-from ..learn.metrics import pooled_and_per_fold
-from ..learn.protocols import split
 from ..learn.train import move_to_device, parse_schedule, predict, seed_everything
 from ..models.inputs import build_input
 from ..models.registry import (
@@ -257,6 +256,9 @@ def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
                  if k not in ("augment", "collate_fn", "checkpoint_seconds")},
               "augment": spec.defaults.augmentation}
     _check_kfold(store_path, protocol, n_splits, table.labels)
+    # the fold workers unpickle this module: without these imports at its top they do
+    # without scikit-learn (the metrics import it), more than a second of CPU each
+    from ..learn.protocols import split  # start-up: fold workers, as above
     folds = list(split(protocol, subjects=table.subjects, datasets=table.datasets,
                        labels=table.labels, n_splits=n_splits, seed=seed))
     return _Run(spec, str(store_path), protocol, scheme, device, seed, deterministic, opts,
@@ -448,13 +450,16 @@ def _train_folds(job: _FoldJob, pending: list[tuple[Any, ...]], fold_jobs: int |
         this = job if jobs == 1 else dataclasses.replace(
             job, threads=max(1, usable_cores() // jobs), progress=False)
         try:
-            for result in parallel_map(_run_folds, ([(this, item)] for item in left),
-                                       jobs=jobs, backend="loky"):
+            for n, result in enumerate(parallel_map(
+                    _run_folds, ([(this, item)] for item in left), jobs=jobs,
+                    backend="loky"), start=1):
                 rows = result["rows"]
                 acc = np.mean([r["true"] == r["pred"] for r in rows]) if rows else float("nan")
                 logger.info("fold %s: %d test sample(s), accuracy %.3f", result["name"],
                             len(rows), acc)
                 trained[result["name"]] = result
+                if jobs > 1 and len(left) - n < jobs:  # a worker has no fold left
+                    _prefetch_results_imports()
             break
         except Exception as exc:
             if not is_lost_worker(exc):
@@ -471,6 +476,35 @@ def _train_folds(job: _FoldJob, pending: list[tuple[Any, ...]], fold_jobs: int |
                 f"({', '.join(lost)}): {reason}; the finished folds are kept, run the same "
                 "command again to train the rest") from exc
     return trained
+
+
+_PREFETCH = threading.Lock()
+_PREFETCHED: list[threading.Thread] = []
+
+
+def _prefetch_results_imports() -> None:
+    """Import, in a thread of this process, what writing the results needs (the metrics,
+    which import scikit-learn, and matplotlib for the plots): about 2 s of CPU that would
+    otherwise come after the last fold. Called once a fold worker has no fold left, so
+    the import runs on the core that worker leaves idle. Once per process."""
+    with _PREFETCH:
+        if _PREFETCHED:
+            return
+
+        def load() -> None:
+            try:
+                import matplotlib  # start-up: as in reports.plot_confusion
+
+                matplotlib.use("Agg")
+                import matplotlib.pyplot  # noqa: F401  # start-up: as above
+
+                from ..learn import metrics  # noqa: F401  # start-up: see _prepare
+            except Exception as exc:  # an import that fails fails again where it is used
+                logger.debug("prefetching the results' imports: %s", exc)
+
+        thread = threading.Thread(target=load, name="mexkit-prefetch", daemon=True)
+        _PREFETCHED.append(thread)
+        thread.start()
 
 
 def _run_folds(items: list[tuple[_FoldJob, tuple[Any, ...]]]) -> dict[str, Any]:
@@ -627,6 +661,8 @@ def _write_results(run: _Run, out: Path, folds: Mapping[str, Mapping[str, Any]],
         extras.update(result.get("extras", {}))
         histories[fold.name] = result.get("history", [])
         n_params = result.get("parameters", n_params)
+    from ..learn.metrics import pooled_and_per_fold  # start-up: fold workers (_prepare)
+
     classes = run.table.classes
     metrics = pooled_and_per_fold(rows, classes=classes)
     selected = chosen_rows = None
