@@ -70,7 +70,6 @@ import logging
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -143,24 +142,6 @@ def _derive(*keys: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
 
 
-def _set_deterministic(mode: bool, warn_only: bool = False) -> None:
-    """``torch.use_deterministic_algorithms(mode, warn_only=...)`` for eager code.
-
-    The public function also sets the flag of torch's compiler
-    (``torch._inductor.config.deterministic``), and so imports
-    ``torch._inductor`` and ``torch._dynamo``: about 2 s of CPU, paid in every
-    fold worker for a flag that only compiled graphs read (training here runs
-    eagerly). It is called only where that module is already loaded (then its
-    flag is kept in step); otherwise the same setting of torch's eager kernels
-    is made directly.
-    """
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if setter is None or "torch._inductor.config" in sys.modules:
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
-    else:
-        setter(mode, warn_only=warn_only)
-
-
 @contextmanager
 def _determinism(enabled: bool, device: torch.device):
     previous = (torch.are_deterministic_algorithms_enabled(),
@@ -170,13 +151,13 @@ def _determinism(enabled: bool, device: torch.device):
         if device.type == "cuda":
             # cuBLAS needs this before its first call to be deterministic.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        _set_deterministic(True)
+        torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     try:
         yield
     finally:
-        _set_deterministic(previous[0], warn_only=previous[1])
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.cudnn.deterministic = previous[2]
         torch.backends.cudnn.benchmark = previous[3]
 
