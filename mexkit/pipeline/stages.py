@@ -143,11 +143,35 @@ def flow_feature(name: str) -> Any:
     then, and the name looked up again.
     """
     if name not in feature_registry.flow_features():
+        _load_model_features()
+    if name not in feature_registry.flow_features():
         # start-up: the model packages load torch; only a model's own feature needs them
         from ..models.registry import load_model_packages  # start-up, as above
 
         load_model_packages()
     return feature_registry.flow_feature(name)
+
+
+def _load_model_features() -> None:
+    """Import the ``features`` module of every model package, and nothing else of them.
+
+    A model's flow features (MEAN's ``mean``) are registered by its package's
+    ``features.py``, which needs numpy and OpenCV only; the registry of models
+    (:func:`~mexkit.models.registry.load_model_packages`) imports every module of
+    every package, torch and scikit-learn with them: seconds of start-up that
+    ``mexkit flow --features mean`` spent before its first pair.
+    """
+    import importlib  # start-up: only when a feature is not a built-in one
+    import importlib.util  # start-up: as above
+    import pkgutil  # start-up: as above
+
+    models = importlib.import_module("mexkit.models")
+    for info in pkgutil.iter_modules(models.__path__):
+        if not info.ispkg or info.name.startswith("_"):
+            continue
+        name = f"{models.__name__}.{info.name}.features"
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
 
 
 def _needs(stage: str, params: Mapping[str, Any] | None) -> tuple[tuple[str, ...], str]:

@@ -120,3 +120,15 @@ def test_the_start_up_reasons_hold():
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_a_models_flow_feature_loads_without_torch():
+    # `mexkit flow --features mean` found MEAN's feature by importing every module of every
+    # model package: torch and scikit-learn, seconds of start-up before its first pair
+    code = ("import sys\nfrom mexkit.pipeline.stages import flow_feature\n"
+            "f = flow_feature('mean')\n"
+            "print(f.name, [m for m in ('torch', 'sklearn') if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "mean []"
