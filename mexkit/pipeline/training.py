@@ -73,11 +73,7 @@ from ..models.registry import (
 from ..models.registry import model_options as resolve_options
 from .labelled import SampleTable, sample_table
 from .parallel import current_config, is_lost_worker, parallel_map
-from .published import predict_with_weights
 from .reports import EpochBars, format_report, jsonable, plot_confusion, plot_training, safe_name
-from .spot_eval import format_spot_report
-from .spotting import is_spotting_store, train_spotting
-from .stages import upstream_entry
 from .weights import check_weights, weights_digest
 
 __all__ = ["TrainingRun", "train_model", "train_evaluate", "predict_store",
@@ -116,6 +112,10 @@ def train_model(store_path: str | os.PathLike, out_dir: str | os.PathLike | None
     :func:`train_evaluate` (default folder ``<store>.<model>-<protocol>``).
     ``kw`` are :func:`train_evaluate`'s other settings (ignored by spotting).
     """
+    # start-up: fold workers, which unpickle this module, never spot (flow, runner)
+    from .spot_eval import format_spot_report  # start-up: as above
+    from .spotting import is_spotting_store, train_spotting  # start-up: as above
+
     spec = get_spec(model)
     # absolute paths: fold workers of an earlier call (a reused process pool) keep the
     # working folder of that call, so a relative path would name another file there
@@ -238,6 +238,8 @@ def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
     device = str(resolve_device(device))
     opts = _clip_options(spec, resolve_options(spec, options), options)
     run_entry = spec.clip_run(opts) if spec.clip_run is not None else None
+    from .stages import upstream_entry  # start-up: fold workers, as split below
+
     with open_store(store_path) as store:
         table = sample_table(store, scheme=scheme)
         upstream = upstream_entry(store)
@@ -807,6 +809,8 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike 
     _check_csv_output(Path(output), [Path(store_path)] + ([] if results_dir is None else [
         *Path(results_dir).glob("*"), *Path(results_dir).glob("checkpoints/*")]))
     if weights is not None:
+        from .published import predict_with_weights  # start-up: not in the fold workers
+
         return Path(predict_with_weights(store_path, weights, output, per_subject=per_subject,
                                          classes=classes, scheme=scheme,
                                          subject_map=subject_map, device=device))
