@@ -42,7 +42,12 @@ interrupt
     After SIGINT the command must exit with status 130 within 2 s; every
     finished piece must be on disk and reused by the next run (the -v log
     says how many it kept), none computed twice; the finished store must
-    equal an uninterrupted run's, array for array.
+    equal an uninterrupted run's, array for array.  Then the same for
+    ``mexkit crop --unit video --mode every`` of 2 synthetic long face videos
+    of 600 frames (SAMM Long Videos' layout), whose face detections are
+    staged in pieces of 256 frames (stopped within the first 80 % of a full
+    run: most of a crop run is detection); the finished crop store must equal
+    an uninterrupted run's, array for array and attribute for attribute.
 
 attacks
     The surfaces of issue 30, each attacked as a user or another lab would:
@@ -56,8 +61,9 @@ attacks
     fold workers counted afterwards, and a second local user (where one can
     be made: root and useradd) against a Dask cluster mexkit started.
 
-Exit status 0 when every trial held, 1 otherwise.  The default run takes
-about 1-3 minutes on 2 busy cores.
+Exit status 0 when every trial held, 1 otherwise.  The default run took
+about 1-3 minutes on 2 busy cores before the crop trials of ``interrupt``,
+which add about 3 minutes (189 s for their 9 stops at load average 5-9).
 """
 from __future__ import annotations
 
@@ -299,29 +305,63 @@ def _flow(crop: Path, out: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
+FACE_FRAMES, FACE_VIDEOS = 600, 2
+
+
+def _long_faces(root: Path) -> Path:
+    """2 synthetic long face videos (SAMM Long Videos' layout): their annotation sheet."""
+    from mexkit.pipeline.synth import write_samm_lv_like
+
+    return write_samm_lv_like(root, n_subjects=1, videos_per_subject=FACE_VIDEOS,
+                              fps=50.0, seconds=FACE_FRAMES / 50.0, seed=3)
+
+
+def _crop(sheet: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mexkit", "-v", "crop", str(sheet),
+                             "--unit", "video", "--mode", "every", "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
 def interrupt_trials(work: Path, rng: np.random.Generator, n: int) -> tuple[Counter, list]:
+    """``mexkit flow`` of long videos, stopped ``n`` times."""
+    crop = _long_crop(work / "long.crop.h5")
+    return _stop_trials(lambda out: _flow(crop, out), work / "long.flow.h5",
+                        work / "long.ref.h5", rng, n, 0.6)
+
+
+def crop_interrupt_trials(work: Path, rng: np.random.Generator, n: int
+                          ) -> tuple[Counter, list]:
+    """``mexkit crop --unit video --mode every`` of long face videos, stopped ``n`` times."""
+    sheet = _long_faces(work / "faces")
+    return _stop_trials(lambda out: _crop(sheet, out), work / "faces.crop.h5",
+                        work / "faces.ref.h5", rng, n, 0.8)
+
+
+def _stop_trials(start, out: Path, reference: Path, rng: np.random.Generator, n: int,
+                 within: float) -> tuple[Counter, list]:
+    """Runs of ``start(output)`` stopped at random moments (within the first ``within``
+    of a full run's seconds), then resumed to the end."""
     import re
 
     c: Counter = Counter()
-    crop = _long_crop(work / "long.crop.h5")
-    reference = work / "long.ref.h5"
     t0 = time.perf_counter()
-    proc = _flow(crop, reference)
+    proc = start(reference)
     _, err = proc.communicate(timeout=1800)
     full = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"the reference flow run failed:\n{err}")
+        raise SystemExit(f"the reference run failed:\n{err}")
     want = _content(reference)
-    out = work / "long.flow.h5"
     latencies: list[float] = []
-    kept_re = re.compile(r"sample (\S+): (\d+) of (\d+) pieces of \d+ pairs kept")
+    kept_re = re.compile(r"sample (\S+): (\d+) of (\d+) pieces of \d+ (?:pairs|frames)\b"
+                         r"[^;\n]* kept")
     how = ("SIGINT to the process", "SIGINT to the process group", "SIGKILL")
     trial = 0
     while trial < n:
         before = _pieces_on_disk(out)
-        proc = _flow(crop, out)
-        # a resumed run has less left to do: stop within the first 60 % of a full run
-        time.sleep(float(rng.uniform(1.0, max(1.5, full * 0.6))))
+        proc = start(out)
+        # a resumed run has less left to do: stop within the first part of a full run
+        time.sleep(float(rng.uniform(1.0, max(1.5, full * within))))
         kind = how[trial % 3]
         t = time.monotonic()
         if kind == "SIGKILL":
@@ -359,7 +399,7 @@ def interrupt_trials(work: Path, rng: np.random.Generator, n: int) -> tuple[Coun
         after = _pieces_on_disk(out)
         c["finished pieces lost"] += len(before - after)
         c["pieces on disk after the stop"] += len(after)
-    proc = _flow(crop, out)
+    proc = start(out)
     _, err = proc.communicate(timeout=1800)
     if proc.returncode != 0:
         c["final resume failed"] += 1
@@ -1073,6 +1113,29 @@ def _load() -> str:
         return "load average unknown"
 
 
+def _print_stops(c: Counter, lat: list[float], title: str) -> bool:
+    """Print the counts of :func:`_stop_trials`; whether every trial held."""
+    bad = sum(c[k] for k in ("runs still alive 60 s after SIGINT",
+                             "SIGINT: another exit status", "SIGINT: exit later than 2 s",
+                             "finished pieces computed again", "finished pieces lost",
+                             "final resume failed", "final store differs",
+                             "staging folders left after a finished run"))
+    print(f"\n{title}")
+    for k in ("SIGINT to the process", "SIGINT to the process group", "SIGKILL",
+              "runs that finished first", "SIGINT: exit status 130",
+              "SIGINT: another exit status", "SIGINT: exit later than 2 s",
+              "runs still alive 60 s after SIGINT", "pieces on disk after the stop",
+              "finished pieces lost", "finished pieces computed again",
+              "final store equal to the uninterrupted run", "final store differs",
+              "final resume failed", "staging folders left after a finished run",
+              "seconds per full run"):
+        print(f"  {k:<46} {c[k]}")
+    if lat:
+        print(f"  {'SIGINT to exit, seconds (median, max)':<46} "
+              f"{float(np.median(lat)):.2f}, {max(lat):.2f}")
+    return bad == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=12)
@@ -1155,30 +1218,18 @@ def main(argv: list[str] | None = None) -> int:
             for name, outcome in outcomes.items():
                 print(f"  {name:<46} {outcome}")
         if "interrupt" in parts:
-            t = time.perf_counter()
-            c, lat = interrupt_trials(work, rng, args.interrupts)
-            results["interrupt"] = {**dict(c), "sigint_exit_seconds": [round(x, 2)
-                                                                      for x in lat]}
-            bad = sum(c[k] for k in ("runs still alive 60 s after SIGINT",
-                                     "SIGINT: another exit status", "SIGINT: exit later than 2 s",
-                                     "finished pieces computed again", "finished pieces lost",
-                                     "final resume failed", "final store differs",
-                                     "staging folders left after a finished run"))
-            ok &= bad == 0
-            print(f"\ninterrupted long videos ({time.perf_counter() - t:.0f} s): "
-                  f"{LONG_VIDEOS} videos of {LONG_FRAMES} frames, pieces of {PIECE} pairs")
-            for k in ("SIGINT to the process", "SIGINT to the process group", "SIGKILL",
-                      "runs that finished first", "SIGINT: exit status 130",
-                      "SIGINT: another exit status", "SIGINT: exit later than 2 s",
-                      "runs still alive 60 s after SIGINT", "pieces on disk after the stop",
-                      "finished pieces lost", "finished pieces computed again",
-                      "final store equal to the uninterrupted run", "final store differs",
-                      "final resume failed", "staging folders left after a finished run",
-                      "seconds per full run"):
-                print(f"  {k:<46} {c[k]}")
-            if lat:
-                print(f"  {'SIGINT to exit, seconds (median, max)':<46} "
-                      f"{float(np.median(lat)):.2f}, {max(lat):.2f}")
+            for key, trials, what in (
+                    ("interrupt", interrupt_trials,
+                     f"mexkit flow of {LONG_VIDEOS} videos of {LONG_FRAMES} frames, pieces "
+                     f"of {PIECE} pairs"),
+                    ("interrupt-crop", crop_interrupt_trials,
+                     f"mexkit crop --mode every of {FACE_VIDEOS} face videos of "
+                     f"{FACE_FRAMES} frames, pieces of {PIECE} frames")):
+                t = time.perf_counter()
+                c, lat = trials(work, rng, args.interrupts)
+                results[key] = {**dict(c), "sigint_exit_seconds": [round(x, 2) for x in lat]}
+                ok &= _print_stops(c, lat, f"interrupted long videos "
+                                           f"({time.perf_counter() - t:.0f} s): {what}")
     print(f"\n{'all trials held' if ok else 'SOME TRIALS FAILED'} in "
           f"{time.perf_counter() - t_all:.0f} s; {_load()} at the end")
     if args.json:

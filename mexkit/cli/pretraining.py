@@ -14,7 +14,8 @@ _ABLE = pretrainable_models()
 
 @click.command("pretrain", epilog="""\b
 Examples:
-  mexkit synth other --subjects 16 --seed 1 | mexkit crop --annotations - --size 128 \\
+  mexkit synth other --subjects 16 --first-subject 27 --seed 1 \\
+    | mexkit crop --annotations - --size 128 \\
     | mexkit magnify - --alpha 15 | mexkit pretrain - --image-size 32 -o backbone.safetensors
   mexkit train casme2.mag.h5 --model akmnet --weights backbone.safetensors --image-size 32
 """)

@@ -14,7 +14,8 @@ __all__ = ["spot_cmd"]
 @click.command("spot", epilog="""\b
 Examples:
   mexkit spot long.crop.flow-farneback.h5 --results run -o spotted.csv
-  mexkit spot - --results run --p 0.6 --no-plots
+  mexkit flow long.crop.h5 --method farneback --pairs gap --features mean \\
+    | mexkit spot - --results run --p 0.6 --no-plots
   mexkit spot my_video.mp4 --weights MEAN_Weights/CASME_sq -o my_video.intervals.csv
   mexkit spot casme2.gap20.h5 --weights MEAN_Weights/CASME2/spot_recog --per-subject
 """)

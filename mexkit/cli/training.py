@@ -151,8 +151,8 @@ def train_cmd(store: str, model: str, protocol: str | None, scheme: str | None, 
 
 @click.command("predict", epilog="""\b
 Examples:
-  mexkit train demo.crop.flow-tvl1.h5 --model mean --final -o run
-  mexkit predict new.crop.flow-tvl1.h5 --results run -o new.csv && mexkit evaluate new.csv
+  mexkit train demo.flow.h5 --model mean --final -o run
+  mexkit predict new.flow.h5 --results run -o new.csv && mexkit evaluate new.csv
   mexkit predict casme2.flow.h5 --weights MEAN_Weights/CASME2/recog --per-subject
 """)
 @click.argument("store", type=str)

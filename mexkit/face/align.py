@@ -82,10 +82,11 @@ import cv2
 import numpy as np
 
 from .._validate import check_option, check_range
-from ..errors import NoFaceError, ParameterError
+from ..errors import MediaError, NoFaceError, ParameterError
 from .landmarks import (
     DETECTORS,
     N_LANDMARKS,
+    DetectionBatch,
     check_frames,
     detect_landmarks,
     detect_landmarks_batch,
@@ -102,6 +103,7 @@ __all__ = [
     "invert_transform",
     "transform_points",
     "align_clip",
+    "align_detected",
     "crop_with_landmarks",
     "precropped",
     "stable_transforms",
@@ -109,6 +111,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mexkit")
+
+#: ``keep(a, b, M, make)``: the crops of frames ``a..b-1`` by the map ``M``, made by
+#: ``make()`` or kept from an earlier run (see :func:`crop_with_landmarks`).
+ChunkKeeper = Callable[[int, int, np.ndarray, Callable[[], np.ndarray]], np.ndarray]
 
 #: Alignment modes of :func:`align_clip`.
 MODES = ("first", "every")
@@ -625,23 +631,86 @@ def align_clip(frames: np.ndarray, *, mode: str = "first", detector: str = "dlib
     else:
         batch = detect_landmarks_batch(frames, detector=detector, upsample=upsample,
                                        device=device, allow_missing=True, where=where)
-        lm_frame = _fill_gaps(batch.landmarks, batch.found, max_gap, where, detector)
-        interpolated = ~batch.found
-        if interpolated.any():
-            logger.info("Interpolated the face in %s at frame(s) %s.", _clip(where),
-                        frame_ranges(np.flatnonzero(interpolated)))
-        transforms = stable_transforms(lm_frame, size=size, margin=float(margin),
-                                       smooth=float(smooth))
-        scores = batch.scores.copy()
-        crops = apply_transform(frames, transforms, size=size)
+        return align_detected(lambda a, b: frames[a:b], T, batch, detector=detector,
+                              size=size, margin=margin, grey=grey, smooth=smooth,
+                              max_gap=max_gap, chunk=max(T, 1), where=where)
     landmarks = transform_points(lm_frame, transforms).astype(np.float32)
     return AlignedClip(_colour(crops, grey), landmarks, transforms, scores, interpolated)
 
 
+def align_detected(read_range: Callable[[int, int], np.ndarray], n_frames: int,
+                   batch: DetectionBatch, *, detector: str = "dlib", size: int = 128,
+                   margin: float = 0.125, grey: bool = True, smooth: float = 8.0,
+                   max_gap: int = 5, chunk: int = 256, where: str = "") -> AlignedClip:
+    """``"every"`` mode of :func:`align_clip` from the detections of every frame.
+
+    For a long video detected in pieces (each piece's
+    :func:`~mexkit.face.landmarks.detect_landmarks_batch` joined into one
+    batch): the gaps are filled and the head pose smoothed over the whole
+    clip at once, as :func:`align_clip` does, and the frames are read and
+    warped ``chunk`` at a time, so that the clip is never held whole in
+    memory.  The result equals :func:`align_clip`'s on the same detections.
+
+    Parameters
+    ----------
+    read_range : callable
+        ``read_range(a, b) -> frames[a:b]``, uint8 ``(b - a, H, W[, 3])``, the
+        frames the detections were made on.
+    n_frames : int
+        Frames of the clip (the length of ``batch``).
+    batch : DetectionBatch
+        Each frame's face (``found`` False where none was found).
+    detector : str
+        The detector that made ``batch``, for messages.
+    size, margin, grey, smooth, max_gap, where
+        As in :func:`align_clip`.
+    chunk : int
+        Frames read and warped at a time.
+
+    Returns
+    -------
+    AlignedClip
+
+    Raises
+    ------
+    NoFaceError
+        No face in any frame, or in more than ``max_gap`` consecutive frames.
+
+    References
+    ----------
+    .. [3] Umeyama 1991; .. [4] Eilers 2003 (see the module's references).
+    """
+    size = _check_size(size)
+    check_range("margin", float(margin), 0.0, 2.0)
+    check_range("chunk", chunk, 1)
+    if len(batch.found) != n_frames:
+        raise ParameterError(f"Invalid value for the 'batch' parameter: {len(batch.found)} "
+                             f"frames of detections for the {n_frames} frames of "
+                             f"{_clip(where)}.")
+    lm_frame = _fill_gaps(batch.landmarks, batch.found, max_gap, where, detector)
+    interpolated = ~np.asarray(batch.found, dtype=bool)
+    if interpolated.any():
+        logger.info("Interpolated the face in %s at frame(s) %s.", _clip(where),
+                    frame_ranges(np.flatnonzero(interpolated)))
+    transforms = stable_transforms(lm_frame, size=size, margin=float(margin),
+                                   smooth=float(smooth))
+    crops = []
+    for a in range(0, n_frames, chunk):
+        b = min(n_frames, a + chunk)
+        frames = check_frames(read_range(a, b))
+        if len(frames) != b - a:
+            raise MediaError(f"{_clip(where)}: frames {a}..{b - 1} gave {len(frames)} "
+                             "frames on a second reading.")
+        crops.append(_colour(apply_transform(frames, transforms[a:b], size=size), grey))
+    landmarks = transform_points(lm_frame, transforms).astype(np.float32)
+    return AlignedClip(np.concatenate(crops), landmarks, transforms, batch.scores.copy(),
+                       interpolated)
+
+
 def crop_with_landmarks(read_range: Callable[[int, int], np.ndarray], n_frames: int,
                         landmarks: np.ndarray, score: float, *, size: int = 128,
-                        margin: float = 0.125, grey: bool = True, chunk: int = 256
-                        ) -> AlignedClip:
+                        margin: float = 0.125, grey: bool = True, chunk: int = 256,
+                        keep: ChunkKeeper | None = None) -> AlignedClip:
     """Crop every frame of a clip with the one transform that ``landmarks`` give.
 
     ``"first"`` mode of :func:`align_clip` (MEAN's one crop for all frames)
@@ -663,6 +732,11 @@ def crop_with_landmarks(read_range: Callable[[int, int], np.ndarray], n_frames: 
         As in :func:`align_clip`.
     chunk : int
         Frames read and cropped at a time.
+    keep : callable, optional
+        ``keep(a, b, M, make)`` returns the crops of frames ``a..b-1`` by the
+        map ``M`` (2, 3): ``make()`` reads and crops them; a caller that kept
+        them from an earlier run (a long video's staged pieces) may return
+        those instead.
 
     Returns
     -------
@@ -672,14 +746,22 @@ def crop_with_landmarks(read_range: Callable[[int, int], np.ndarray], n_frames: 
     check_range("margin", float(margin), 0.0, 2.0)
     check_range("chunk", chunk, 1)
     M = alignment_transform(landmarks, size=size, margin=margin)
-    crops = [_colour(apply_transform(check_frames(read_range(a, min(n_frames, a + chunk))), M,
-                                     size=size), grey)
+
+    def make(a: int, b: int) -> np.ndarray:
+        return _colour(apply_transform(check_frames(read_range(a, b)), M, size=size), grey)
+
+    crops = [_kept(keep, a, min(n_frames, a + chunk), M, make)
              for a in range(0, n_frames, chunk)]
     T = int(sum(len(c) for c in crops))
     transforms = np.repeat(M[None], T, axis=0)
     points = transform_points(np.asarray(landmarks, np.float64), M).astype(np.float32)
     return AlignedClip(np.concatenate(crops), np.repeat(points[None], T, axis=0), transforms,
                        np.full(T, score, dtype=np.float32), np.zeros(T, dtype=bool))
+
+
+def _kept(keep: ChunkKeeper | None, a: int, b: int, M: np.ndarray,
+          make: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    return make(a, b) if keep is None else keep(a, b, M, lambda: make(a, b))
 
 
 def precropped(frames: np.ndarray, *, size: int | None = None, grey: bool = True,

@@ -49,7 +49,7 @@ import numpy as np
 
 from .._validate import check_int, check_range
 from ..errors import NoFaceError, ParameterError
-from .align import AlignedClip, transform_points
+from .align import AlignedClip, ChunkKeeper, _kept, transform_points
 from .landmarks import _dlib_shape, check_frames
 
 __all__ = ["DetectorBox", "detector_box", "box_crop", "box_transform", "jpeg_round_trip",
@@ -213,8 +213,8 @@ def box_transform(box: DetectorBox, size: int) -> np.ndarray:
 
 def crop_clip_by_box(read_range: Callable[[int, int], np.ndarray], n_frames: int, *,
                      size: int = 128, grey: bool = True, jpeg_quality: int = 0,
-                     upsample: int = 1, chunk: int = 256, where: str = ""
-                     ) -> tuple[AlignedClip, DetectorBox]:
+                     upsample: int = 1, chunk: int = 256, where: str = "",
+                     keep: ChunkKeeper | None = None) -> tuple[AlignedClip, DetectorBox]:
     """A whole clip cropped by the detector's box on its first frame, read in chunks.
 
     Parameters
@@ -230,6 +230,12 @@ def crop_clip_by_box(read_range: Callable[[int, int], np.ndarray], n_frames: int
         Frames read and cropped at a time.
     where : str
         The clip, for messages.
+    keep : callable, optional
+        ``keep(a, b, M, make)`` returns the crops of frames ``a..b-1`` by the
+        map ``M`` (:func:`box_transform`): ``make()`` reads and crops them; a
+        caller that kept them from an earlier run may return those instead
+        (see :func:`~mexkit.face.align.crop_with_landmarks`).
+        With it, the box is found on frame 0 read alone.
 
     Returns
     -------
@@ -241,17 +247,20 @@ def crop_clip_by_box(read_range: Callable[[int, int], np.ndarray], n_frames: int
     """
     check_int("n_frames", n_frames, 1)
     check_int("chunk", chunk, 1)
-    first = check_frames(read_range(0, min(n_frames, chunk)))
+    first = check_frames(read_range(0, 1 if keep is not None else min(n_frames, chunk)))
     box = detector_box(first[0], upsample=upsample, where=where)
-    crops = [box_crop(first, box, size=size, grey=grey, jpeg_quality=jpeg_quality)]
-    for a in range(len(first), n_frames, chunk):
-        crops.append(box_crop(read_range(a, min(n_frames, a + chunk)), box, size=size,
-                              grey=grey, jpeg_quality=jpeg_quality))
+
+    def make(a: int, b: int) -> np.ndarray:
+        frames = first if (a, b) == (0, len(first)) else read_range(a, b)
+        return box_crop(frames, box, size=size, grey=grey, jpeg_quality=jpeg_quality)
+
+    M = box_transform(box, size)
+    crops = [_kept(keep, a, min(n_frames, a + chunk), M, make)
+             for a in range(0, n_frames, chunk)]
     frames = np.concatenate(crops)
     T = len(frames)
     grey0 = cv2.cvtColor(np.ascontiguousarray(first[0]), cv2.COLOR_RGB2GRAY) \
         if first.ndim == 4 else first[0]
-    M = box_transform(box, size)
     points = transform_points(_dlib_shape(grey0, np.array(
         [box.left, box.top, box.right, box.bottom], np.float64)).astype(np.float64), M)
     return AlignedClip(frames, np.repeat(points.astype(np.float32)[None], T, axis=0),

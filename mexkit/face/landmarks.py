@@ -62,6 +62,7 @@ from ..errors import NoFaceError, ParameterError
 __all__ = [
     "DETECTORS",
     "N_LANDMARKS",
+    "FAN_BATCH",
     "Detection",
     "DetectionBatch",
     "detect_landmarks",
@@ -87,7 +88,9 @@ _FAN_FILES = {
     "s3fd": ("s3fd-619a316812.pth",
              "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth"),
 }
-_FAN_CHUNK = 16          # frames per batched S3FD call
+#: Frames per batched call of FAN's face detector (S3FD) in :func:`detect_landmarks_batch`.
+FAN_BATCH = 16
+_FAN_CHUNK = FAN_BATCH
 
 _lock = threading.Lock()
 _dlib_cache: dict[str, Any] = {}
@@ -353,9 +356,10 @@ def _fan_shape(model: tuple[Any, Any], rgb: np.ndarray, box: np.ndarray, device:
                          device=device)[0]
 
 
-def frame_names(where: str, n: int) -> list[str]:
-    """Names of the ``n`` frames of a clip for messages (``"<where>, frame 3"``)."""
-    return [f"{where}, frame {t}" if where else f"frame {t}" for t in range(n)]
+def frame_names(where: str, n: int, start: int = 0) -> list[str]:
+    """Names of the ``n`` frames of a clip from position ``start`` on, for messages
+    (``"<where>, frame 3"``)."""
+    return [f"{where}, frame {t}" if where else f"frame {t}" for t in range(start, start + n)]
 
 
 def _fan_detect_many(frames: np.ndarray, device: str | None,
@@ -429,7 +433,8 @@ def detect_landmarks(image: np.ndarray, *, detector: str = "dlib",
 
 def detect_landmarks_batch(frames: np.ndarray, *, detector: str = "dlib",
                            upsample: int | None = None, device: str | None = None,
-                           allow_missing: bool = False, where: str = "") -> DetectionBatch:
+                           allow_missing: bool = False, where: str = "",
+                           first_frame: int = 0) -> DetectionBatch:
     """Find the face and its 68 landmarks in every frame of a clip.
 
     The dlib backend runs frame by frame (about 20-40 ms per 640x480 frame on
@@ -448,6 +453,11 @@ def detect_landmarks_batch(frames: np.ndarray, *, detector: str = "dlib",
         rows are ``nan``.
     where : str
         The clip, for messages; frame numbers are added.
+    first_frame : int
+        Position in the clip of ``frames[0]`` (a piece of a long video), for
+        messages only. Each frame is detected on its own (dlib), or in batches
+        of 16 frames from ``frames[0]`` on (FAN's face detector), so pieces
+        whose lengths are multiples of 16 give the detections of the whole.
 
     Returns
     -------
@@ -464,7 +474,7 @@ def detect_landmarks_batch(frames: np.ndarray, *, detector: str = "dlib",
     frames = check_frames(frames)
     check_option("detector", detector, DETECTORS)
     upsample = _check_upsample(upsample)
-    names = frame_names(where, len(frames))
+    names = frame_names(where, len(frames), int(first_frame))
     if detector == "dlib":
         found_list = [_dlib_detect(_grey(f), upsample, name)
                       for f, name in zip(frames, names, strict=True)]
@@ -480,8 +490,11 @@ def detect_landmarks_batch(frames: np.ndarray, *, detector: str = "dlib",
             landmarks[t], boxes[t], scores[t], found[t] = det.landmarks, det.box, det.score, True
     if not allow_missing and not found.all():
         missing = np.flatnonzero(~found)
+        of = f"of {n}" if not first_frame else \
+            f"of frames {int(first_frame)}-{int(first_frame) + n - 1}"
         raise NoFaceError(f"No face found in {where or 'the clip'} at frame(s) "
-                          f"{frame_ranges(missing)} of {n} ({detector} detector).")
+                          f"{frame_ranges(missing + int(first_frame))} {of} ({detector} "
+                          "detector).")
     return DetectionBatch(landmarks, boxes, scores, found)
 
 

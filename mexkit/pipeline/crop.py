@@ -28,7 +28,7 @@ from ..io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_clip
 from ..labels import apply_scheme
 from .cache import INPUT_ATTRS, cache_key
 from .parallel import current_config, in_shard
-from .runner import StageResult, Task, run_stage
+from .runner import StagedPieces, StageResult, Task, run_stage, staged_pieces
 from .stages import expect_arrays
 
 __all__ = ["CROP_VERSION", "BOXES", "crop_preset", "ClipSpec", "load_annotated",
@@ -41,6 +41,10 @@ CROP_VERSION = 1
 #: How a clip's crop is framed: by its landmarks (aligned), or by the face detector's box.
 BOXES = ("landmarks", "detector")
 _CHUNK = 256  # frames per chunk when streaming a long clip in "first" mode
+#: Frames per staged piece of a long video (issue 28): a clip of more frames is detected
+#: (``--mode every``) or cropped (the other modes) piece by piece, each piece staged as
+#: soon as it is done, so that an interrupted or killed run keeps it for the next one.
+_PIECE_FRAMES = 256
 
 
 class ClipSpec(dict):
@@ -305,22 +309,34 @@ def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
                              f"{clip.n_frames} frames.")
         numbers = np.asarray(clip.frame_numbers[start:stop], dtype=np.int64)
         grey = opt["grey"]
+        # a long video is done in staged pieces; a short clip as one unit, as before
+        long = _LongVideo(task, start, stop) if stop - start > _PIECE_FRAMES else None
         if opt.get("box") == "detector":
-            return _compute_box(spec, opt, clip, start, stop, numbers, where)
+            return _compute_box(spec, opt, clip, start, stop, numbers, where, long)
+        if long is not None and opt["detector"] == "none":
+            return _precropped_long(spec, opt, clip, start, numbers, where, long)
+        if long is not None and opt["mode"] == "every":
+            return _every_long(spec, opt, clip, start, numbers, where, long)
         if opt["detector"] == "none":
             frames = clip.read_range(start, stop, grey=grey)
             res = precropped(frames, size=opt["size"], grey=grey, where=where)
         elif opt["mode"] == "first":
             # the first frame WITH a face, and a drift check every 25 frames (issue 20)
-            det, track = track_first_face(lambda t: clip.read(start + t), stop - start,
-                                          detector=opt["detector"], upsample=opt["upsample"],
-                                          device=opt["device"], where=where)
+            def track_face():
+                return track_first_face(lambda t: clip.read(start + t), stop - start,
+                                        detector=opt["detector"], upsample=opt["upsample"],
+                                        device=opt["device"], where=where)
+
+            det, track = track_face() if long is None else long.track(track_face)
             for problem in track.problems():
                 logger.warning("crop: sample %s: %s", spec["sample_id"], problem)
+            keep, chunk = None, _CHUNK
+            if long is not None:
+                keep, chunk = long.crops(opt), _PIECE_FRAMES
             res = crop_with_landmarks(lambda a, b: clip.read_range(start + a, start + b,
                                                                     grey=grey),
                                       stop - start, det.landmarks, det.score, size=opt["size"],
-                                      margin=opt["margin"], grey=grey, chunk=_CHUNK)
+                                      margin=opt["margin"], grey=grey, chunk=chunk, keep=keep)
             T = len(res.frames)
             arrays = {"frames": res.frames, "landmarks": res.landmarks,
                       "transforms": res.transforms.astype(np.float64), "scores": res.scores,
@@ -333,27 +349,221 @@ def _compute(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
                              margin=opt["margin"], grey=grey, smooth=opt["smooth"],
                              max_gap=opt["max_gap"], upsample=opt["upsample"],
                              device=opt["device"], where=where)
-        arrays = {"frames": res.frames, "landmarks": res.landmarks.astype(np.float32),
-                  "transforms": res.transforms.astype(np.float64),
-                  "scores": np.asarray(res.scores, np.float32),
-                  "interpolated": np.asarray(res.interpolated, np.uint8),
-                  "frame_numbers": numbers}
-        score = float(np.nanmean(res.scores)) if np.isfinite(res.scores).any() else float("nan")
-        return arrays, _attrs(spec, clip, start, len(res.frames), score)
+        return _aligned(res, spec, clip, start, numbers)
+
+
+def _aligned(res: Any, spec: Mapping[str, Any], clip: Any, start: int, numbers: np.ndarray
+             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and attributes of an aligned clip (``--mode every``, ``--detector none``)."""
+    arrays = {"frames": res.frames, "landmarks": res.landmarks.astype(np.float32),
+              "transforms": res.transforms.astype(np.float64),
+              "scores": np.asarray(res.scores, np.float32),
+              "interpolated": np.asarray(res.interpolated, np.uint8),
+              "frame_numbers": numbers}
+    score = float(np.nanmean(res.scores)) if np.isfinite(res.scores).any() else float("nan")
+    return arrays, _attrs(spec, clip, start, len(res.frames), score)
+
+
+# -- long videos in staged pieces (issue 28) ---------------------------------------------
+def _fits(arrays: Mapping[str, Any], spec: Mapping[str, tuple[Any, tuple]]) -> bool:
+    """Whether a staged piece holds the arrays ``spec`` names, of its dtypes and shapes
+    (``None`` in a shape: any length)."""
+    for name, (dtype, shape) in spec.items():
+        a = arrays.get(name)
+        if a is None or a.dtype != dtype or a.ndim != len(shape) or any(
+                want is not None and n != want for n, want in zip(a.shape, shape, strict=True)):
+            return False
+    return True
+
+
+class _LongVideo:
+    """A long video's crop in pieces of :data:`_PIECE_FRAMES` frames, each staged as soon
+    as it is done (:class:`~mexkit.pipeline.runner.StagedPieces`) and read back by a
+    re-run, so that an interrupted or killed run loses at most the piece in progress.
+
+    Outside a stage run (``_compute`` called directly) nothing is staged.
+    """
+
+    def __init__(self, task: Task, start: int, stop: int) -> None:
+        self.task, self.n = task, stop - start
+
+    def bounds(self, size: int) -> list[tuple[int, int]]:
+        return [(a, min(self.n, a + size)) for a in range(0, self.n, size)]
+
+    def load(self, store: StagedPieces | None, bounds: Sequence[tuple[int, int]],
+             spec: Any, what: str) -> list[dict[str, Any] | None]:
+        """The pieces an earlier run finished (None for the others); says how many."""
+        got: list[dict[str, Any] | None] = []
+        for a, b in bounds:
+            arrays = store.get(a, b) if store is not None else None
+            if arrays is not None and not _fits(arrays, spec(a, b)):
+                logger.warning("sample %s: staged piece %d-%d not usable (not the arrays of "
+                               "%s); computing it again", self.task.sample_id, a, b, what)
+                arrays = None
+            got.append(arrays)
+        kept = sum(a is not None for a in got)
+        if kept and len(bounds) == 1:
+            logger.info("crop: sample %s: %s kept from an earlier run", self.task.sample_id,
+                        what)
+        elif kept:
+            logger.info("crop: sample %s: %d of %d pieces of %d frames (%s) kept from an "
+                        "earlier run; computing %d", self.task.sample_id, kept, len(bounds),
+                        bounds[0][1] - bounds[0][0], what, len(bounds) - kept)
+        return got
+
+    def track(self, make: Any) -> tuple[Any, Any]:
+        """``--mode first``: the face track (``make()``: detection on the first frame with
+        a face and the re-detections after it), kept as one piece."""
+        from ..face.landmarks import Detection  # start-up: as _compute's imports
+        from ..face.track import FaceTrack  # start-up: as above
+
+        store = staged_pieces(self.task, "crop-track")
+        spec = {"landmarks": (np.float32, (68, 2)), "box": (np.float32, (4,)),
+                "score": (np.float64, (1,)), "first_face": (np.int64, (1,)),
+                "checked": (np.int64, (None,)), "drift": (np.float64, (None,)),
+                "limit": (np.float64, (1,))}
+        got = self.load(store, [(0, self.n)], lambda a, b: spec, "the face track")[0]
+        if got is not None:
+            return (Detection(got["landmarks"], got["box"], float(got["score"][0])),
+                    FaceTrack(int(got["first_face"][0]), got["checked"], got["drift"],
+                              float(got["limit"][0])))
+        det, track = make()
+        if store is not None:
+            # as they are: a piece of other dtypes is not used (never rounded to fit)
+            store.put(0, self.n, {
+                "landmarks": np.asarray(det.landmarks), "box": np.asarray(det.box),
+                "score": np.float64([det.score]),
+                "first_face": np.int64([track.first_face]),
+                "checked": np.asarray(track.checked, np.int64),
+                "drift": np.asarray(track.drift, np.float64), "limit": np.float64([track.limit])})
+        return det, track
+
+    def crops(self, opt: Mapping[str, Any]) -> Any:
+        """A :data:`~mexkit.face.align.ChunkKeeper` that stages each piece of crops (with the
+        map that made it) and returns those an earlier run staged; None outside a run."""
+        size = _PIECE_FRAMES
+        store = staged_pieces(self.task, f"crop-frames-{size}")
+        if store is None:
+            return None
+        side = opt["size"]
+        colour = () if opt["grey"] else (3,)
+
+        def spec(a: int, b: int) -> dict[str, tuple[Any, tuple]]:
+            return {"frames": (np.uint8, (b - a, side, side, *colour)),
+                    "transform": (np.float64, (2, 3))}
+
+        bounds = self.bounds(size)
+        kept = dict(zip(bounds, self.load(store, bounds, spec, "crops"), strict=True))
+
+        def keep(a: int, b: int, M: np.ndarray, make: Any) -> np.ndarray:
+            got = kept.pop((a, b), None)
+            M = np.asarray(M, np.float64)
+            if got is not None and np.array_equal(got["transform"], M):
+                return got["frames"]
+            if got is not None:
+                logger.warning("sample %s: staged piece %d-%d was cropped by another map; "
+                               "computing it again", self.task.sample_id, a, b)
+            frames = make()
+            store.put(a, b, {"frames": frames, "transform": M})
+            return frames
+
+        return keep
+
+
+def _every_long(spec: Mapping[str, Any], opt: Mapping[str, Any], clip: Any, start: int,
+                numbers: np.ndarray, where: str, long: _LongVideo
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``--mode every`` of a long video: faces detected piece by piece, each piece's
+    detections staged; then gap-filling, the head-pose smoother and the warp over the whole
+    video (:func:`~mexkit.face.align.align_detected`), read a piece at a time.
+
+    Each frame's detection is independent of the others (dlib detects frame by frame, FAN
+    in batches of 16 frames that a piece never splits), so the result is that of
+    :func:`~mexkit.face.align.align_clip` on the whole video.
+    """
+    from ..face.align import align_detected  # start-up: as _compute's imports
+    from ..face.landmarks import (  # start-up: as _compute's imports
+        FAN_BATCH,
+        DetectionBatch,
+        detect_landmarks_batch,
+    )
+
+    size = _PIECE_FRAMES
+    if opt["detector"] == "fan":  # whole batches of FAN's face detector in each piece
+        size = -(-size // FAN_BATCH) * FAN_BATCH
+    store = staged_pieces(long.task, f"crop-detect-{size}")
+    bounds = long.bounds(size)
+
+    def shapes(a: int, b: int) -> dict[str, tuple[Any, tuple]]:
+        n = b - a
+        return {"landmarks": (np.float32, (n, 68, 2)), "boxes": (np.float32, (n, 4)),
+                "scores": (np.float32, (n,)), "found": (np.uint8, (n,))}
+
+    pieces = long.load(store, bounds, shapes, "face detections")
+    for i, (a, b) in enumerate(bounds):
+        if pieces[i] is not None:
+            continue
+        batch = detect_landmarks_batch(clip.read_range(start + a, start + b, grey=False),
+                                       detector=opt["detector"], upsample=opt["upsample"],
+                                       device=opt["device"], allow_missing=True, where=where,
+                                       first_frame=a)
+        arrays = {"landmarks": batch.landmarks, "boxes": batch.boxes, "scores": batch.scores,
+                  "found": batch.found.astype(np.uint8)}
+        if store is not None:
+            store.put(a, b, arrays)
+        pieces[i] = arrays
+    batch = DetectionBatch(*(np.concatenate([p[k] for p in pieces])  # type: ignore[index]
+                             for k in ("landmarks", "boxes", "scores", "found")))
+    batch = dataclasses.replace(batch, found=batch.found.astype(bool))
+    res = align_detected(lambda a, b: clip.read_range(start + a, start + b, grey=False),
+                         long.n, batch, detector=opt["detector"], size=opt["size"],
+                         margin=opt["margin"], grey=opt["grey"], smooth=opt["smooth"],
+                         max_gap=opt["max_gap"], chunk=size, where=where)
+    return _aligned(res, spec, clip, start, numbers)
+
+
+def _precropped_long(spec: Mapping[str, Any], opt: Mapping[str, Any], clip: Any, start: int,
+                     numbers: np.ndarray, where: str, long: _LongVideo
+                     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``--detector none`` of a long video: the landmarks of frame 0 (one detection, found
+    again), the frames resized piece by piece, each piece staged."""
+    from ..face.align import AlignedClip, precropped  # start-up: as _compute's imports
+
+    grey, size = opt["grey"], opt["size"]
+    head = precropped(clip.read_range(start, start + 1, grey=grey), size=size, grey=grey,
+                      where=where)
+    keep = long.crops(opt) if size else None  # (a crop of the frames' own size: not kept)
+
+    def make(a: int, b: int) -> np.ndarray:
+        return precropped(clip.read_range(start + a, start + b, grey=grey), size=size,
+                          grey=grey, estimate_landmarks=False).frames
+
+    frames = np.concatenate([
+        make(a, b) if keep is None else keep(a, b, head.transforms[0],
+                                             lambda a=a, b=b: make(a, b))
+        for a, b in long.bounds(_PIECE_FRAMES)])
+    T = len(frames)
+    res = AlignedClip(frames, np.repeat(head.landmarks[:1], T, axis=0),
+                      np.repeat(head.transforms[:1], T, axis=0), np.repeat(head.scores[:1], T),
+                      np.zeros(T, dtype=bool))
+    return _aligned(res, spec, clip, start, numbers)
 
 
 def _compute_box(spec: Mapping[str, Any], opt: Mapping[str, Any], clip: Any, start: int,
-                 stop: int, numbers: np.ndarray, where: str
+                 stop: int, numbers: np.ndarray, where: str, long: _LongVideo | None = None
                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """``--box detector``: the detector's box on the first frame, no alignment
-    (:mod:`mexkit.face.boxcrop`)."""
+    (:mod:`mexkit.face.boxcrop`); a long video's crops in staged pieces."""
     from ..face.boxcrop import crop_clip_by_box  # start-up: dlib, only for cropping
 
     up = 1 if opt["upsample"] is None else int(opt["upsample"])
+    # a long video: the box (one detection) is found again, the crops are kept
+    keep = None if long is None else long.crops(opt)
     res, box = crop_clip_by_box(lambda a, b: clip.read_range(start + a, start + b),
                                 stop - start, size=opt["size"], grey=opt["grey"],
                                 jpeg_quality=int(opt.get("jpeg") or 0), upsample=up,
-                                chunk=_CHUNK, where=where)
+                                chunk=_CHUNK if long is None else _PIECE_FRAMES, where=where,
+                                keep=keep)
     if box.n_faces > 1:
         logger.warning("crop: sample %s: dlib finds %d faces in the first frame; the last "
                        "of its list is kept (--box detector)", spec["sample_id"], box.n_faces)
@@ -423,6 +633,13 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
     do not apply, ``upsample`` defaults to 1); ``jpeg`` > 0 passes every crop
     through a JPEG encoding at that quality and back, as frames stored as
     JPEG files and read again are.
+
+    A clip of more than 256 frames (a long video) is done in pieces, each
+    staged as soon as it is done, so that an interrupted or killed run keeps
+    them and the next run computes only the rest: the face detections of 256
+    frames at a time (``mode="every"``), or the face track and the crops of
+    256 frames at a time (the other modes).  The result equals a run in one
+    go; shorter clips are one unit of work.
     """
     device = check_device(device)  # a GPU that is not there fails once, before any clip
     check_option("box", box, BOXES)

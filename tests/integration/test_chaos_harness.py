@@ -24,6 +24,8 @@ def test_short_chaos_run_holds_and_prints_counts():
     assert sum(counts["fuzz"].values()) == 12
     assert set(counts["hostile"].values()) == {"refused"} and len(counts["hostile"]) == 19
     assert not any("FAILED" in v for v in counts["attacks"].values()), counts["attacks"]
-    stops = counts["interrupt"]
-    assert stops.get("finished pieces lost", 0) == 0
-    assert stops.get("final store equal to the uninterrupted run") == 1
+    for case in ("interrupt", "interrupt-crop"):   # mexkit flow, then mexkit crop
+        stops = counts[case]
+        assert stops.get("finished pieces lost", 0) == 0, case
+        assert stops.get("finished pieces computed again", 0) == 0, case
+        assert stops.get("final store equal to the uninterrupted run") == 1, case
