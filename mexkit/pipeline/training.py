@@ -36,6 +36,7 @@ import pkgutil
 import platform
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,8 +60,6 @@ from ..labels import get_scheme
 from ..learn.data import StoreDataset, collate_for
 from ..learn.distributed import destroy, distributed_setup, rank, world_size
 from ..learn.folds import CHECKPOINT_SECONDS, FoldContext, standard
-from ..learn.metrics import pooled_and_per_fold
-from ..learn.protocols import split
 from ..learn.train import move_to_device, parse_schedule, predict, seed_everything
 from ..models.inputs import build_input
 from ..models.registry import (
@@ -74,11 +73,7 @@ from ..models.registry import (
 from ..models.registry import model_options as resolve_options
 from .labelled import SampleTable, sample_table
 from .parallel import current_config, is_lost_worker, parallel_map
-from .published import predict_with_weights
 from .reports import EpochBars, format_report, jsonable, plot_confusion, plot_training, safe_name
-from .spot_eval import format_spot_report
-from .spotting import is_spotting_store, train_spotting
-from .stages import upstream_entry
 from .weights import check_weights, weights_digest
 
 __all__ = ["TrainingRun", "train_model", "train_evaluate", "predict_store",
@@ -117,6 +112,10 @@ def train_model(store_path: str | os.PathLike, out_dir: str | os.PathLike | None
     :func:`train_evaluate` (default folder ``<store>.<model>-<protocol>``).
     ``kw`` are :func:`train_evaluate`'s other settings (ignored by spotting).
     """
+    # start-up: fold workers, which unpickle this module, never spot (flow, runner)
+    from .spot_eval import format_spot_report  # start-up: as above
+    from .spotting import is_spotting_store, train_spotting  # start-up: as above
+
     spec = get_spec(model)
     # absolute paths: fold workers of an earlier call (a reused process pool) keep the
     # working folder of that call, so a relative path would name another file there
@@ -239,6 +238,8 @@ def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
     device = str(resolve_device(device))
     opts = _clip_options(spec, resolve_options(spec, options), options)
     run_entry = spec.clip_run(opts) if spec.clip_run is not None else None
+    from .stages import upstream_entry  # start-up: fold workers, as split below
+
     with open_store(store_path) as store:
         table = sample_table(store, scheme=scheme)
         upstream = upstream_entry(store)
@@ -257,6 +258,9 @@ def _prepare(store_path: str | os.PathLike, *, model: str, protocol: str | None,
                  if k not in ("augment", "collate_fn", "checkpoint_seconds")},
               "augment": spec.defaults.augmentation}
     _check_kfold(store_path, protocol, n_splits, table.labels)
+    # the fold workers unpickle this module: without these imports at its top they do
+    # without scikit-learn (the metrics import it), more than a second of CPU each
+    from ..learn.protocols import split  # start-up: fold workers, as above
     folds = list(split(protocol, subjects=table.subjects, datasets=table.datasets,
                        labels=table.labels, n_splits=n_splits, seed=seed))
     return _Run(spec, str(store_path), protocol, scheme, device, seed, deterministic, opts,
@@ -448,13 +452,16 @@ def _train_folds(job: _FoldJob, pending: list[tuple[Any, ...]], fold_jobs: int |
         this = job if jobs == 1 else dataclasses.replace(
             job, threads=max(1, usable_cores() // jobs), progress=False)
         try:
-            for result in parallel_map(_run_folds, ([(this, item)] for item in left),
-                                       jobs=jobs, backend="loky"):
+            for n, result in enumerate(parallel_map(
+                    _run_folds, ([(this, item)] for item in left), jobs=jobs,
+                    backend="loky"), start=1):
                 rows = result["rows"]
                 acc = np.mean([r["true"] == r["pred"] for r in rows]) if rows else float("nan")
                 logger.info("fold %s: %d test sample(s), accuracy %.3f", result["name"],
                             len(rows), acc)
                 trained[result["name"]] = result
+                if jobs > 1 and len(left) - n < jobs:  # a worker has no fold left
+                    _prefetch_results_imports()
             break
         except Exception as exc:
             if not is_lost_worker(exc):
@@ -471,6 +478,35 @@ def _train_folds(job: _FoldJob, pending: list[tuple[Any, ...]], fold_jobs: int |
                 f"({', '.join(lost)}): {reason}; the finished folds are kept, run the same "
                 "command again to train the rest") from exc
     return trained
+
+
+_PREFETCH = threading.Lock()
+_PREFETCHED: list[threading.Thread] = []
+
+
+def _prefetch_results_imports() -> None:
+    """Import, in a thread of this process, what writing the results needs (the metrics,
+    which import scikit-learn, and matplotlib for the plots): about 2 s of CPU that would
+    otherwise come after the last fold. Called once a fold worker has no fold left, so
+    the import runs on the core that worker leaves idle. Once per process."""
+    with _PREFETCH:
+        if _PREFETCHED:
+            return
+
+        def load() -> None:
+            try:
+                import matplotlib  # start-up: as in reports.plot_confusion
+
+                matplotlib.use("Agg")
+                import matplotlib.pyplot  # noqa: F401  # start-up: as above
+
+                from ..learn import metrics  # noqa: F401  # start-up: see _prepare
+            except Exception as exc:  # an import that fails fails again where it is used
+                logger.debug("prefetching the results' imports: %s", exc)
+
+        thread = threading.Thread(target=load, name="mexkit-prefetch", daemon=True)
+        _PREFETCHED.append(thread)
+        thread.start()
 
 
 def _run_folds(items: list[tuple[_FoldJob, tuple[Any, ...]]]) -> dict[str, Any]:
@@ -627,6 +663,8 @@ def _write_results(run: _Run, out: Path, folds: Mapping[str, Mapping[str, Any]],
         extras.update(result.get("extras", {}))
         histories[fold.name] = result.get("history", [])
         n_params = result.get("parameters", n_params)
+    from ..learn.metrics import pooled_and_per_fold  # start-up: fold workers (_prepare)
+
     classes = run.table.classes
     metrics = pooled_and_per_fold(rows, classes=classes)
     selected = chosen_rows = None
@@ -771,6 +809,8 @@ def predict_store(store_path: str | os.PathLike, results_dir: str | os.PathLike 
     _check_csv_output(Path(output), [Path(store_path)] + ([] if results_dir is None else [
         *Path(results_dir).glob("*"), *Path(results_dir).glob("checkpoints/*")]))
     if weights is not None:
+        from .published import predict_with_weights  # start-up: not in the fold workers
+
         return Path(predict_with_weights(store_path, weights, output, per_subject=per_subject,
                                          classes=classes, scheme=scheme,
                                          subject_map=subject_map, device=device))

@@ -358,6 +358,58 @@ def test_fold_jobs_auto_takes_the_cores_on_cpu_and_one_on_a_gpu(monkeypatch):
     assert r.exit_code == 2 and "neither a positive integer nor 'auto'" in r.output
 
 
+def test_results_imports_start_when_a_fold_worker_has_nothing_left(monkeypatch):
+    # what writing the results imports (scikit-learn, matplotlib) loads on the core a
+    # worker leaves idle, once: 5 folds on 2 workers leave one idle after the 4th result
+    import types
+
+    from mexkit.pipeline import training
+
+    calls = []
+    received = []
+
+    def fake_map(func, chunks, *, jobs, backend):
+        for (_job, item), in chunks:
+            received.append(item[1])
+            yield {"name": item[1], "rows": []}
+
+    monkeypatch.setattr(training, "parallel_map", fake_map)
+    monkeypatch.setattr(training, "_prefetch_results_imports",
+                        lambda: calls.append(len(received)))
+    job = training._FoldJob(base=types.SimpleNamespace(device="cpu"), table=None,
+                            net_options={}, out=Path("."), progress=False, n_folds=5,
+                            threads=0)
+    pending = [(k, f"s{k}", None, None, "") for k in range(5)]
+    assert sorted(training._train_folds(job, pending, 2, None)) == [f"s{k}" for k in range(5)]
+    assert calls == [4, 5]  # from the 4th result on (the function itself runs once)
+    calls.clear()
+    training._train_folds(job, pending, 1, None)
+    assert calls == []  # one fold at a time: no core is left idle
+
+
+def test_results_imports_prefetched_once(monkeypatch):
+    from mexkit.pipeline import training
+
+    monkeypatch.setattr(training, "_PREFETCHED", [])
+    training._prefetch_results_imports()
+    training._prefetch_results_imports()
+    assert len(training._PREFETCHED) == 1
+    training._PREFETCHED[0].join(timeout=60)
+    assert {"mexkit.learn.metrics", "matplotlib.pyplot"} <= set(sys.modules)
+
+
+@pytest.mark.slow
+def test_fold_workers_start_without_scikit_learn():
+    # a loky fold worker imports this module to unpickle its fold: scikit-learn (more than
+    # a second of CPU) is for the splits and the metrics of the main process only
+    code = ("import sys, mexkit.pipeline.training\n"
+            "print([m for m in ('sklearn', 'matplotlib') if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
 def test_folds_trained_by_other_code_are_trained_again(flow_stores, tmp_path, monkeypatch):
     """A finished fold was kept after the model's code changed (e.g. PSN's initialisation)."""
     from mexkit.pipeline import training

@@ -114,3 +114,19 @@ def test_split_dispatch_and_errors(rng):
         loso([])
     with pytest.raises(ParameterError, match="at least 2 subjects"):
         loso(["s1", "s1"])
+
+
+def test_loso_and_hde_folds_are_those_of_scikit_learn(rng):
+    # the folds are built without scikit-learn (start-up); they must be its
+    # LeaveOneGroupOut's folds, indices in the same order
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    ds, subj, _ = _table(rng)
+    for folds, keys in ((list(loso(subj, datasets=ds)), [f"{d}/{s}" for d, s in zip(ds, subj,
+                                                                                    strict=True)]),
+                        (list(loso(subj)), list(subj)), (list(hde(ds)), list(ds))):
+        expected = list(LeaveOneGroupOut().split(np.zeros((len(keys), 1)), groups=keys))
+        assert len(folds) == len(expected)
+        for f, (train, test) in zip(folds, expected, strict=True):
+            assert np.array_equal(f.train, train) and np.array_equal(f.test, test)
+            assert {keys[i] for i in f.test} == {f.name}

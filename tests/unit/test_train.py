@@ -412,3 +412,23 @@ def test_parsed_step_schedule_sets_each_epochs_rate(rng):
                   schedule=parse_schedule("step:2:0.5"))
     assert [e["lr"] for e in history["epochs"]] == pytest.approx(
         [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
+
+
+# -- start-up of a fold worker ------------------------------------------------------------
+def test_class_weights_are_scikit_learns_balanced_weights():
+    # computed without scikit-learn (a fold worker's start-up); scikit-learn is the reference
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = [0] * 7 + [2] * 3 + [3] * 11  # class 1 absent: weight 1
+    ds = TensorDataset(torch.zeros(len(labels), 6), torch.tensor(labels))
+    model = Tiny(k=4)
+    config = {"class_balance": "weights"}
+    weights, draws = train_mod._class_weights(config, ds, model, torch.device("cpu"))
+    expected = np.ones(4)
+    expected[[0, 2, 3]] = compute_class_weight("balanced", classes=np.array([0, 2, 3]),
+                                               y=np.array(labels))
+    assert draws is None
+    np.testing.assert_array_equal(weights.numpy(), expected.astype(np.float32))
+    _, draws = train_mod._class_weights({"class_balance": "resample"}, ds, model,
+                                        torch.device("cpu"))
+    np.testing.assert_array_equal(draws.numpy(), 1.0 / np.bincount(labels)[labels])
