@@ -233,7 +233,9 @@ def test_ctrl_c_ends_every_stage_on_every_backend(tmp_path, name, argv, backend)
 
         write_casme2_like(tmp_path / "data", n_subjects=2, clips_per_class=2, fps=100.0,
                           seed=5, image_format="png")
-    crop = long_store(tmp_path / "v.crop.h5", 300, samples=4, size=64)
+    # enough work that no stage ends before the signal: four such videos took TIM and the
+    # key frames under a second on an idle machine once they had been made faster
+    crop = long_store(tmp_path / "v.crop.h5", 300, samples=32, size=64)
     out = tmp_path / "x.h5"
     args = [a.format(crop=crop, out=out, sheet=tmp_path / "data" / "samples.csv")
             for a in argv] + ["-j", "2", "--backend", backend]
