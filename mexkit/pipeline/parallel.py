@@ -439,19 +439,24 @@ def _ray_session(jobs: int, address: str | None) -> Iterator[Probe]:
     before = _descendants(os.getpid())
     token = _ray_token() if address is None else {}
     try:
-        # in a thread of its own: Ray's start waits in native code that Ctrl-C does not
-        # reach for seconds; this thread waits where it does
+        # in this (the main) thread: Ray started from another thread hangs in its first
+        # call to the cluster's key-value store (Ray 2.60: the driver gives up after 60 s
+        # and exits).  Its start waits in native code that Ctrl-C reaches late; the
+        # command's watchdog ends the process 1.5 s after a Ctrl-C the main thread misses
         kwargs: dict[str, Any] = (
             {"num_cpus": jobs, "include_dashboard": False, "log_to_driver": False}
             if address is None else {"address": address, "log_to_driver": False})
-        _call_interruptibly(ray.init, **kwargs)
+        ray.init(**kwargs)
     except ConnectionError as exc:
-        _restore_env(token)
+        _restore_ray_env(token)
         raise ParameterError(f"Cannot reach the Ray cluster at {address!r}: {exc}") from exc
     except KeyboardInterrupt:  # Ctrl-C while Ray starts: what it started goes
         if address is None:
             _kill(_local_ray_processes(before))
-        _restore_env(token)
+        _restore_ray_env(token)
+        raise
+    except BaseException:  # Ray did not start: the environment is as it was
+        _restore_ray_env(token)
         raise
     started = _descendants(os.getpid()) - before
     _STARTED.update(started)
@@ -470,27 +475,7 @@ def _ray_session(jobs: int, address: str | None) -> Iterator[Probe]:
         ray.shutdown()
     finally:
         _STARTED.difference_update(started)
-        _restore_env(token)
-
-
-def _call_interruptibly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` in a daemon thread; this thread waits for it, honouring
-    Ctrl-C within a fraction of a second (the call is then left to run out)."""
-    fut: concurrent.futures.Future = concurrent.futures.Future()
-
-    def run() -> None:
-        try:
-            fut.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
-            fut.set_exception(exc)
-
-    threading.Thread(target=run, name="mexkit-start", daemon=True).start()
-    while True:
-        check_interrupt()
-        try:
-            return fut.result(timeout=0.2)
-        except concurrent.futures.TimeoutError:
-            continue
+        _restore_ray_env(token)
 
 
 def _descendants(pid: int) -> set[int]:
@@ -576,6 +561,26 @@ def _ray_token() -> dict[str, str | None]:
         logger.warning("ray: cannot turn on token authentication (%s); the local Ray "
                        "instance admits any local client", exc)
     return before
+
+
+def _restore_ray_env(saved: dict[str, str | None]) -> None:
+    """Undo :func:`_ray_token`, Ray's cached configuration included (a later Ray start in
+    this process, without the token, would otherwise still ask for one)."""
+    if not saved:
+        return
+    _restore_env(saved)
+    try:
+        from ray._raylet import Config  # optional dependency (ray)
+
+        Config.initialize("")
+    except Exception:  # an older Ray: nothing was cached
+        pass
+    try:  # the token Ray's client read from the environment
+        from ray._raylet import AuthenticationTokenLoader  # optional dependency (ray)
+
+        AuthenticationTokenLoader.instance().reset_cache()
+    except Exception:  # an older Ray without token authentication
+        pass
 
 
 def _restore_env(saved: dict[str, str | None]) -> None:
