@@ -195,7 +195,9 @@ def _run_and_interrupt(args: list[str], staging: Path, *, group: bool, after: fl
 def test_ctrl_c_during_flow_of_a_long_video_ends_the_command(tmp_path, jobs, group):
     """Before: the command waited for the whole video's flow (33 s in the issue) and kept
     nothing of it.  Now it ends long before the video is done, with status 130."""
-    crop = long_store(tmp_path / "v.crop.h5", 400, samples=2, size=48)
+    # enough pairs that the run is far from done at the signal (two videos of 400 frames
+    # of 48 px were done in 1.5 s, before it, once the native engine had come)
+    crop = long_store(tmp_path / "v.crop.h5", 1500, samples=4, size=64)
     out = tmp_path / "v.flow.h5"
     rc, seconds, err = _run_and_interrupt(
         ["flow", str(crop), "--pairs", "consecutive", "-o", str(out), "-j", jobs],
