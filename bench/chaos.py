@@ -378,7 +378,9 @@ def _stop_trials(start, out: Path, reference: Path, rng: np.random.Generator, n:
             c["runs still alive 60 s after SIGINT"] += 1
         seconds = time.monotonic() - t
         trial += 1
-        if proc.returncode == 0:
+        # a run may finish (its store assembled, its staging folder gone) just before the
+        # signal and die of it while exiting: finished first too
+        if proc.returncode == 0 or out.exists():
             c["runs that finished first"] += 1
             if os.environ.get("MEXKIT_CHAOS_DEBUG"):
                 print(f"finished first: stopped {seconds:.1f} s before exit ({kind})\n{err}")
