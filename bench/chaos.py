@@ -133,11 +133,14 @@ def _writer_cli(out: str, params: str) -> int:
 
     from mexkit.cli import MexkitGroup  # noqa: F401
     from mexkit.errors import MexkitError
+    from mexkit.pipeline.parallel import configure
     from mexkit.pipeline.runner import run_stage
 
     try:
-        run_stage(_tasks(N_SAMPLES, params), _compute, output=out, stage="chaos",
-                  params={"p": params}, progress=False)
+        # other parameters replace a store only with --overwrite (issue 28)
+        with configure(overwrite=True):
+            run_stage(_tasks(N_SAMPLES, params), _compute, output=out, stage="chaos",
+                      params={"p": params}, progress=False)
     except MexkitError as exc:
         click.echo(f"mexkit: error: {exc}", err=True)
         return 1
@@ -979,8 +982,11 @@ def _train_kill_trials(work: Path, kills: int = 2) -> dict[str, str]:
     subprocess.run([*mexkit, "crop", "--annotations", str(data / "samples.csv"), "-o",
                     str(crop)], check=True, capture_output=True, timeout=600)
     flow = work / "t.flow.h5"
-    subprocess.run([*mexkit, "flow", str(crop), "--pairs", "onset-apex", "--strain", "-o",
-                    str(flow)], check=True, capture_output=True, timeout=600)
+    # MEAN reads its region input (without it `mexkit train` ends at once, and no fold
+    # worker is ever seen)
+    subprocess.run([*mexkit, "flow", str(crop), "--pairs", "onset-apex", "--method", "tvl1",
+                    "--strain", "--features", "mean", "-o", str(flow)], check=True,
+                   capture_output=True, timeout=600)
     counts = Counter()
     for i in range(kills):
         proc = subprocess.Popen([*mexkit, "train", str(flow), "--model", "mean", "--epochs",
