@@ -106,6 +106,14 @@ def test_function_level_imports_say_why():
     assert missing == []
 
 
+def _fresh_python(code: str) -> str:
+    """What ``code`` prints in a new interpreter (nothing imported before it)."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
 def test_the_start_up_reasons_hold():
     # the reason most function-level imports give: these modules import without the
     # heavy packages, so the commands that do not compute with them start fast
@@ -116,10 +124,7 @@ def test_the_start_up_reasons_hold():
              "pandas")
     code = (f"import sys\nimport {', '.join(light)}\n"
             f"print([m for m in {heavy!r} if m in sys.modules])")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    assert _fresh_python(code) == "[]"
 
 
 def test_temporal_and_synth_commands_start_without_what_they_do_not_use():
@@ -131,10 +136,7 @@ def test_temporal_and_synth_commands_start_without_what_they_do_not_use():
             "if m in sys.modules]\n"
             "import mexkit.temporal.rpca, mexkit.temporal.magnify, mexkit.pipeline.temporal\n"
             "print(synth, [m for m in ('torch', 'scipy.signal') if m in sys.modules])")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[] []"
+    assert _fresh_python(code) == "[] []"
 
 
 def test_a_models_flow_feature_loads_without_torch():
@@ -143,7 +145,4 @@ def test_a_models_flow_feature_loads_without_torch():
     code = ("import sys\nfrom mexkit.pipeline.stages import flow_feature\n"
             "f = flow_feature('mean')\n"
             "print(f.name, [m for m in ('torch', 'sklearn') if m in sys.modules])")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "mean []"
+    assert _fresh_python(code) == "mean []"
