@@ -234,8 +234,6 @@ _MAX_BATCH_PAIRS = 64
 # engines' workers would otherwise wait for that I/O), at a small cost at the
 # end of each piece, where the first worker done waits for the last.
 _CPU_PIECE_PAIRS = 16
-# the smallest piece: the first ones grow from it, the last ones shrink to it (_piece_limit)
-_EDGE_PAIRS = 2
 # A sample with more pairs than this (a long video) is solved and staged in
 # pieces of this many pairs: a killed or interrupted run keeps every finished
 # piece, and the next run computes only the others (issue 28).
@@ -462,21 +460,6 @@ def _long_sample(t: Task, prep: tuple, opt: Mapping[str, Any], bg: _Background,
     return _finish(t, prep, np.concatenate(flows), opt)  # type: ignore[arg-type]
 
 
-def _piece_limit(limit: int, pieces: int, n_pairs: int, rest: int, size: int) -> int:
-    """Pairs the next piece may hold: ``limit``, less at both ends of a group.
-
-    The first pieces grow from ``_EDGE_PAIRS`` (doubling), so that the first
-    results are staged soon instead of after ``limit`` pairs (this thread
-    waits meanwhile); once half of what is left (the ``n_pairs`` batched and
-    about ``rest * size`` to come) is less, pieces halve towards the end, so
-    that the staging of the last piece, which the solver waits for, is short.
-    """
-    if limit != _CPU_PIECE_PAIRS:  # a GPU's batches: as large as they come
-        return limit
-    ramp = _EDGE_PAIRS << min(pieces, 16)
-    return min(limit, ramp, max(_EDGE_PAIRS, (n_pairs + rest * size) // 2))
-
-
 @batched
 def _compute_group(tasks: list[Task]) -> Iterator[Any]:
     """Flow for a group of samples, batched; yields each sample's result in order.
@@ -530,8 +513,7 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
         previous: tuple[list, Future | None] | None = None
         batch: list[tuple[Task, Any]] = []
         n_pairs = 0
-        pieces = 0  # submitted so far
-        for i, t in enumerate(tasks):
+        for t in tasks:
             try:
                 prep: Any = _prepare(t, opt)
                 size = len(prep[2])
@@ -551,9 +533,7 @@ def _compute_group(tasks: list[Task]) -> Iterator[Any]:
                 except Exception as exc:
                     yield exc
                 continue
-            if batch and n_pairs + size > _piece_limit(limit, pieces, n_pairs,
-                                                      len(tasks) - i, size):
-                pieces += 1
+            if batch and n_pairs + size > limit:
                 queued = (batch, submit(batch))
                 if previous is not None:  # its results are staged while `queued` solves
                     yield from results(*previous)
