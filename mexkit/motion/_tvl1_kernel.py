@@ -235,7 +235,7 @@ def _compile_generated() -> dict:
     namespace: dict = {}
     for k in (3, 5):
         exec(_median_source(k) + _sort_source(k), namespace)  # noqa: S102 - generated here
-    return {name: njit(**_JIT)(fn) for name, fn in namespace.items()
+    return {name: njit(**_JIT, inline="always")(fn) for name, fn in namespace.items()
             if name.startswith(("_median_row", "_sort_columns"))}
 
 
@@ -531,7 +531,7 @@ def _median(plane, h, w, k, cols, out):
         plane[i] = out[i]
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _primal_row(a0, a1, bx0, by0, bx1, by1, py0, py1, g0, g1, r, ni, lo, hi):
     """Thresholding and primal step of one row; returns the row's sum of change^2.
 
@@ -558,7 +558,7 @@ def _primal_row(a0, a1, bx0, by0, bx1, by1, py0, py1, g0, g1, r, ni, lo, hi):
     return err
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _dual_row(a0, a1, n0, n1, bx0, by0, bx1, by1, tau, taut):
     """Dual step of one row: ``n`` is the flow of the row below (itself for the last row)."""
     w = a0.shape[0]
