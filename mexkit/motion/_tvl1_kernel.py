@@ -307,7 +307,7 @@ def _stack(img, h, w, stack):
             oy[x] = (down[x] - up[x]) * _HALF
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _cubic(t):
     """Keys cubic convolution weights of the taps at -1, 0, 1, 2 for offset t in [0, 1)."""
     s = _F1 - t
@@ -319,7 +319,7 @@ def _cubic(t):
     return w0, w1, w2, w3
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _tap_weight(weight, index, size, zero_border):
     """The weight of a tap at ``index``, zero outside [0, size) with a zero border."""
     if zero_border and (index < 0 or index >= size):
@@ -327,7 +327,7 @@ def _tap_weight(weight, index, size, zero_border):
     return weight
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _warp_pixel(ref, stack, u0, u1, h, w, border, x, y, wgx, wgy, rc, ninv):
     """:func:`_warp` at one pixel, any position (taps clamped into the frame)."""
     n = h * w
@@ -381,7 +381,7 @@ def _warp_pixel(ref, stack, u0, u1, h, w, border, x, y, wgx, wgy, rc, ninv):
     ninv[i] = -_F1 / max(vx * vx + vy * vy, _FLT_EPSILON)
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _warp_run(ref, stack, u0, u1, h, w, y, start, stop, dx, dy, wgx, wgy, rc, ninv):
     """:func:`_warp` on pixels ``start:stop`` of row ``y``, whose taps are all inside.
 
