@@ -680,6 +680,8 @@ def _try_dask(address, queue_fd=None):
     import dask
     import distributed
 
+    import gc
+
     try:
         with dask.config.set({"distributed.comm.timeouts.connect": "3s"}):
             c = distributed.Client(address, set_as_default=False, timeout=3)
@@ -688,7 +690,13 @@ def _try_dask(address, queue_fd=None):
             finally:
                 c.close()
     except Exception as exc:
-        return f"refused ({type(exc).__name__})"
+        outcome = f"refused ({type(exc).__name__})"
+    # the client that failed to connect is finalised here (its traceback, which held it,
+    # is gone): left to a later garbage collection, its __del__ ran while the next client
+    # started Dask's shared event loop and waited for the lock that start holds (a run of
+    # the suite under load hung there until its timeout)
+    gc.collect()
+    return outcome
 
 
 def test_local_dask_cluster_refuses_a_client_without_its_certificate():
