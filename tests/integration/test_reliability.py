@@ -677,10 +677,10 @@ def test_disk_full_is_reported_without_a_small_file_system(tmp_path, monkeypatch
 def _try_dask(address, queue_fd=None):
     """Connect to ``address`` without credentials and submit os.getuid; return what
     happened ("refused ..." or "ran as uid N")."""
+    import gc
+
     import dask
     import distributed
-
-    import gc
 
     try:
         with dask.config.set({"distributed.comm.timeouts.connect": "3s"}):
