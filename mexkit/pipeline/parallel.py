@@ -33,8 +33,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from tqdm import tqdm
-
 from .._validate import check_option, check_range
 from ..errors import MexkitError, ParameterError
 from .reaper import ensure_reaper
@@ -1124,5 +1122,19 @@ def progress_bar(total: int, desc: str, *, unit: str = "sample", enabled: bool =
         False hides it (``--quiet``).
     """
     show = enabled and total > 0 and sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not show,
-                dynamic_ncols=True, leave=False)
+    if not show:  # a pipe or --quiet: no bar, and no tqdm import (start-up)
+        return _NoBar()
+    from tqdm import tqdm  # start-up: only where a bar is shown
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                leave=False)
+
+
+class _NoBar:
+    """A progress bar that shows nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -146,3 +146,14 @@ def test_a_models_flow_feature_loads_without_torch():
             "f = flow_feature('mean')\n"
             "print(f.name, [m for m in ('torch', 'sklearn') if m in sys.modules])")
     assert _fresh_python(code) == "mean []"
+
+
+def test_a_stage_without_a_progress_bar_does_not_import_tqdm():
+    # issue 32: tqdm's import (about 20 ms, most of it importlib.metadata finding its
+    # version) was part of every stage's start-up, though a pipe or -q shows no bar
+    code = ("import sys\nimport mexkit.pipeline.runner, mexkit.pipeline.flow\n"
+            "from mexkit.pipeline.parallel import progress_bar\n"
+            "bar = progress_bar(3, 'flow', enabled=False)\nbar.update(1)\nbar.close()\n"
+            "bar = progress_bar(3, 'flow')  # stderr is a pipe here\nbar.update(1)\n"
+            "bar.close()\nprint('tqdm' in sys.modules)")
+    assert _fresh_python(code) == "False"

@@ -252,12 +252,55 @@ def _sample_digest_line(sid: str, group: Any, version: int) -> bytes:
     data_hash = group.attrs.get("data_hash", "")
     if isinstance(data_hash, bytes):
         data_hash = data_hash.decode("utf-8", "replace")
-    line = f"{sid}\0{data_hash}"
     if version >= 2:
         h = hashlib.sha256()
         _hash_attrs(h, group)
-        line += f"\0{h.hexdigest()}"
-    return (line + "\n").encode("utf-8", "surrogateescape")
+        return digest_line(sid, data_hash, h.hexdigest())
+    return f"{sid}\0{data_hash}\n".encode("utf-8", "surrogateescape")
+
+
+def _value_attr_bytes(value: Any) -> bytes | None:
+    """What :func:`_attr_bytes` gives for ``value`` once stored and read back, or None
+    where that cannot be told from the value alone (``value`` as :func:`_clean_attr`
+    returns it)."""
+    if isinstance(value, str):
+        # HDF5 ends a stored string at its first NUL; h5py stores UTF-8 text only
+        if "\0" in value:
+            return None
+        try:
+            return b"s" + value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    if isinstance(value, (np.generic, np.ndarray)):
+        a = np.asarray(value)
+        if (a.dtype.kind not in "biuf" or a.size == 0 or not a.dtype.isnative
+                or a.dtype.itemsize > 8):
+            return None
+        return b"n" + a.dtype.str.encode() + repr(a.shape).encode() + a.tobytes()
+    return None
+
+
+def attrs_digest(attrs: Mapping[str, Any]) -> str | None:
+    """The hex SHA-256 that :func:`_hash_attrs` computes over an object carrying
+    ``attrs`` (values as :func:`_clean_attr` returns them, None dropped), from the
+    values alone; None where some value's stored form cannot be told without
+    reading it back (text with a NUL, an empty or foreign-endian array, ...)."""
+    h = hashlib.sha256()
+    for name in sorted(attrs):
+        value = attrs[name]
+        if value is None:
+            continue
+        raw = _value_attr_bytes(value)
+        if raw is None:
+            return None
+        h.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(raw + b"\n")
+    return h.hexdigest()
+
+
+def digest_line(sid: str, data_hash: str, attrs_hex: str) -> bytes:
+    """One sample's line of the content hash (version 2), from its parts."""
+    return f"{sid}\0{data_hash}\0{attrs_hex}\n".encode("utf-8", "surrogateescape")
 
 
 def _attrs_hash(root: Any) -> str:
@@ -356,18 +399,40 @@ def _check_seal(path: Path) -> str:
 # --------------------------------------------------------------------------
 # structural safety checks (run before any data is read)
 # --------------------------------------------------------------------------
-def _check_attrs(path: Path, obj: Any, where: str) -> None:
+def _read_attr(attr: Any, dtype: np.dtype, attrs: Any, name: str) -> Any:
+    """The value of an opened attribute, as ``attrs[name]`` returns it (h5py 3's
+    reading, without opening the attribute a second time)."""
+    import h5py  # start-up: h5py, only when a store is opened
+
+    shape = attr.shape
+    if shape is None or dtype.subdtype is not None:  # empty, or an array type: h5py's way
+        return attrs[name]
+    arr = np.zeros(shape, dtype=dtype)
+    attr.read(arr, mtype=h5py.h5t.py_create(dtype))
+    info = h5py.check_string_dtype(dtype)
+    if info is not None and info.length is None:  # variable-length text: str, as h5py
+        arr = np.array([b.decode("utf-8", "surrogateescape") for b in arr.flat],
+                       dtype=dtype).reshape(arr.shape)
+    return arr[()] if arr.ndim == 0 else arr
+
+
+def _check_attrs(path: Path, obj: Any, where: str, values: dict[str, Any] | None = None
+                 ) -> None:
+    """Refuse too many attributes, or one of a type mexkit never writes; with
+    ``values``, each attribute's raw value is read into it once it passed."""
     import h5py  # start-up: h5py, only when a store is opened
 
     n = obj.id.get_num_attrs() if hasattr(obj.id, "get_num_attrs") else len(obj.attrs)
     if n > _MAX_ATTRS:
         raise StoreError(f"{path}: {where} carries {n} attributes (at most {_MAX_ATTRS} are "
                          "read); the store was not written by mexkit.")
-    for name in obj.attrs:
-        dt = obj.attrs.get_id(name).dtype
-        if dt.kind in _NUMERIC_KINDS:
-            continue
-        if h5py.check_string_dtype(dt) is not None:
+    attrs = obj.attrs
+    for name in attrs:
+        attr = attrs.get_id(name)
+        dt = attr.dtype
+        if dt.kind in _NUMERIC_KINDS or h5py.check_string_dtype(dt) is not None:
+            if values is not None:
+                values[name] = _read_attr(attr, dt, attrs, name)
             continue
         raise StoreError(
             f"{path}: attribute {name!r} of {where} has unsupported type {dt} "
@@ -443,13 +508,16 @@ def _check_dataset(path: Path, ds: Any, where: str,
     return 0, 0
 
 
-def _check_structure(path: Path, root: Any, limits: StoreLimits | None = DEFAULT_LIMITS
-                     ) -> None:
+def _check_structure(path: Path, root: Any, limits: StoreLimits | None = DEFAULT_LIMITS,
+                     sample_attrs: dict[str, dict[str, Any]] | None = None) -> None:
     """Walk every link of the file; refuse anything that could run or read elsewhere.
 
     Also refused: groups inside a sample (a sample holds arrays only), more
     attributes than mexkit writes, and datasets whose declared size breaks
-    ``limits`` (``None``: no size limits).
+    ``limits`` (``None``: no size limits).  With ``sample_attrs``, the raw
+    attributes of each sample group are read into it (keyed by the group's
+    name under ``/samples``) while they are checked, so that the store's
+    sample views need not open them again.
     """
     import h5py  # start-up: h5py, only when a store is opened
 
@@ -465,7 +533,10 @@ def _check_structure(path: Path, root: Any, limits: StoreLimits | None = DEFAULT
         if key in seen:
             raise StoreError(f"{path}: group {prefix or '/'} is linked twice (a cycle).")
         seen.add(key)
-        _check_attrs(path, group, prefix or "/")
+        values = None
+        if sample_attrs is not None and depth == 2 and prefix.startswith("/samples/"):
+            values = sample_attrs[prefix[len("/samples/"):]] = {}
+        _check_attrs(path, group, prefix or "/", values)
         declared = stored = 0
         for name in group:
             where = f"{prefix}/{name}"

@@ -32,6 +32,7 @@ from .format import (
     _attrs_hash,
     _check_seal,
     _check_structure,
+    _decode_attr,
     _decode_attrs,
     _json_depth,
     _sample_digest_line,
@@ -61,12 +62,14 @@ def _guard(method: Any) -> Any:
 class SampleView:
     """One sample of an open store: attributes and lazily read arrays."""
 
-    def __init__(self, store: Store, group: Any) -> None:
+    def __init__(self, store: Store, group: Any, raw: dict[str, Any] | None = None) -> None:
         self._store = store
         self._group = group
         fallback = unquote_id(group.name.split("/")[-1])
-        self.attrs: dict[str, Any] = _decode_attrs(
-            group, f"{store.path}: sample {fallback!r}")
+        where = f"{store.path}: sample {fallback!r}"
+        # raw: the attributes as read while the store was checked (open_store)
+        self.attrs: dict[str, Any] = (_decode_attrs(group, where) if raw is None else
+                                      {k: _decode_attr(v, where, k) for k, v in raw.items()})
         self.sample_id: str = self.attrs.get("sample_id", fallback)
 
     @_guard
@@ -118,6 +121,9 @@ class Store:
     meta: dict[str, Any] = field(default_factory=dict)
     # sample views made so far: their attributes are decoded once per open store
     _views: dict[str, SampleView] = field(default_factory=dict, repr=False, compare=False)
+    # each sample group's raw attributes, read by the structural check (by group name)
+    _raw_attrs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False,
+                                                  compare=False)
 
     @property
     def schema(self) -> int:
@@ -187,8 +193,9 @@ class Store:
             return view
         if sample_id not in self:
             raise StoreError(f"{self.path}: no sample {sample_id!r} in this store.")
+        name = quote_id(sample_id)
         view = self._views[sample_id] = SampleView(
-            self, self._file["samples"][quote_id(sample_id)])
+            self, self._file["samples"][name], self._raw_attrs.pop(name, None))
         return view
 
     def __iter__(self) -> Iterator[SampleView]:
@@ -201,6 +208,7 @@ class Store:
 
     def close(self) -> None:
         self._views.clear()
+        self._raw_attrs.clear()
         with contextlib.suppress(Exception):
             self._file.close()
 
@@ -289,7 +297,8 @@ def open_store(path: str | os.PathLike[str], *, verify: bool = True,
     except Exception as exc:
         raise StoreError(f"{path}: not a readable HDF5 file ({exc}).") from exc
     try:
-        _check_structure(path, fh, limits or DEFAULT_LIMITS)
+        raw_attrs: dict[str, dict[str, Any]] = {}
+        _check_structure(path, fh, limits or DEFAULT_LIMITS, raw_attrs)
         meta = _decode_attrs(fh, f"{path}: root")
         if "mexkit_schema" not in meta:
             raise StoreError(f"{path}: not a mexkit store (no 'mexkit_schema' attribute).")
@@ -315,7 +324,7 @@ def open_store(path: str | os.PathLike[str], *, verify: bool = True,
                     raise StoreError(f"{path}: root attribute {key!r} is not valid JSON.") from exc
         if "samples" in fh and not isinstance(fh["samples"], h5py.Group):
             raise StoreError(f"{path}: '/samples' is not a group.")
-        return Store(path=path, _file=fh, meta=meta)
+        return Store(path=path, _file=fh, meta=meta, _raw_attrs=raw_attrs)
     except StoreError:
         fh.close()
         raise

@@ -32,6 +32,7 @@ import numpy as np
 from ... import __version__
 from ...errors import BusyError, DiskFullError, ParameterError, StoreError
 from ..atomic import atomic_path, create_temporary, is_temporary_of, temporary_name
+from .chunks import GZIP_LEVEL, encodes_itself, write_array
 from .format import (
     _LIBVER,
     _MAGIC,
@@ -45,8 +46,11 @@ from .format import (
     _canonical_json,
     _clean_attr,
     _decode_attr,
+    _hash_attrs,
     _sample_digest_line,
     _seal,
+    attrs_digest,
+    digest_line,
     hash_arrays,
     quote_id,
 )
@@ -83,17 +87,59 @@ def _write_group(group: Any, arrays: Mapping[str, np.ndarray], attrs: Mapping[st
             raise StoreError(f"array {name!r} has non-numeric dtype {a.dtype}; not storable.")
         kwargs: dict[str, Any] = {}
         chunks = _chunks_for(a.shape)
+        if encodes_itself(a, chunks, compression):  # the same filters, encoded faster
+            write_array(group, name, a, chunks)  # type: ignore[arg-type]
+            continue
         if chunks is not None:
             kwargs.update(chunks=chunks, fletcher32=True, shuffle=True)
             if compression == "gzip":
-                kwargs.update(compression="gzip", compression_opts=4)
+                kwargs.update(compression="gzip", compression_opts=GZIP_LEVEL)
             elif compression == "lzf":
                 kwargs.update(compression="lzf")
         group.create_dataset(name, data=a, **kwargs)
+    _set_attrs(group, attrs)
+
+
+# HDF5 types of the attribute values mexkit writes, made once (h5py makes two per value)
+_ATTR_TYPES: dict[Any, tuple[Any, Any]] = {}
+
+
+def _set_attrs(obj: Any, attrs: Mapping[str, Any]) -> None:
+    """Set the attributes of a new h5py object, as ``obj.attrs[key] = value`` does.
+
+    Text, numbers and numeric arrays (all mexkit writes) are created through
+    h5py's low-level calls with the types and dataspaces h5py would give them
+    (a third of the time: h5py checks for an attribute to replace and builds
+    its types again for every value); anything else goes through h5py.
+    """
+    import h5py  # start-up: h5py, only when a store is written
+
+    oid = obj.id
     for key, value in attrs.items():
         clean = _clean_attr(value)
-        if clean is not None:
-            group.attrs[key] = clean
+        if clean is None:
+            continue
+        if isinstance(clean, str):
+            kind: Any = "text"
+            data = np.array(clean, dtype=h5py.string_dtype())
+        else:
+            data = np.asarray(clean)
+            kind = data.dtype
+            if data.dtype.kind not in _NUMERIC_KINDS or data.size == 0:
+                kind = None
+        if kind is None or not key.isascii():
+            obj.attrs[key] = clean
+            continue
+        types = _ATTR_TYPES.get(kind)
+        if types is None:
+            types = _ATTR_TYPES[kind] = (h5py.h5t.py_create(data.dtype, logical=True),
+                                         h5py.h5t.py_create(data.dtype))
+        attr = h5py.h5a.create(oid, key.encode("ascii"), types[0],
+                               h5py.h5s.create_simple(data.shape))
+        try:
+            attr.write(data, mtype=types[1])
+        finally:
+            attr.close()
 
 
 @dataclass
@@ -574,12 +620,14 @@ class StoreWriter:
                         if staged is not None and staged.cache_key == key:
                             with h5py.File(staged.path, "r", locking=False) as src:
                                 src.copy(src["sample"], grp, name=name)
+                                line = _staged_digest_line(sid, src, grp[name])
+                            digest.update(line)
                         elif old is not None and self._existing.get(sid) == key:
                             old._file.copy(old._file["samples"][name], grp, name=name)
+                            digest.update(_sample_digest_line(sid, grp[name], HASH_VERSION))
                         else:
                             raise StoreError(f"{self.path}: sample {sid!r} was neither "
                                              "computed nor found in the staging folder.")
-                        digest.update(_sample_digest_line(sid, grp[name], HASH_VERSION))
                     out.attrs["mexkit_schema"] = SCHEMA_VERSION
                     out.attrs["hash_version"] = HASH_VERSION
                     out.attrs["stage"] = self.stage
@@ -634,6 +682,28 @@ class StoreWriter:
         _empty_staging(doomed)
 
 
+# root attributes of a staged file: its sample's attribute digest (see finalize)
+_DIGEST_ATTR = "attrs_sha256"
+_DIGEST_VERSION_ATTR = "digest_version"
+
+
+def _staged_digest_line(sid: str, src: Any, copied: Any) -> bytes:
+    """The content-hash line of a sample copied from staged file ``src`` into ``copied``.
+
+    A staged file written by :func:`write_staged_sample` carries the digest of its
+    sample's attributes; one without it (an older run's) is read back attribute by
+    attribute, as before.
+    """
+    version = src.attrs.get(_DIGEST_VERSION_ATTR)
+    attrs_hex = src.attrs.get(_DIGEST_ATTR)
+    if version is None or int(version) != HASH_VERSION or not isinstance(attrs_hex, str):
+        return _sample_digest_line(sid, copied, HASH_VERSION)
+    data_hash = copied.attrs.get("data_hash", "")
+    if isinstance(data_hash, bytes):
+        data_hash = data_hash.decode("utf-8", "replace")
+    return digest_line(sid, data_hash, attrs_hex)
+
+
 def staged_name(sample_id: str, cache_key: str) -> str:
     """File name of a staged sample (safe for any file system)."""
     return hashlib.sha256(sample_id.encode()).hexdigest()[:24] + f"-{cache_key[:16]}.h5"
@@ -659,13 +729,25 @@ def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_k
     full_attrs["sample_id"] = sample_id
     full_attrs["cache_key"] = cache_key
     full_attrs["data_hash"] = hash_arrays(arrays)
+    full_attrs = {k: _clean_attr(v) for k, v in full_attrs.items()}
     # built in memory, written by Python: a full disk is one clean OSError here, never
     # a failed write inside HDF5 (which crashed the process while closing the file)
     with h5py.File(f"mexkit-staged-{uuid.uuid4().hex}", "w", driver="core",
                    backing_store=False, libver=_LIBVER) as fh:
         fh.attrs["sample_id"] = sample_id
         fh.attrs["cache_key"] = cache_key
-        _write_group(fh.create_group("sample"), arrays, full_attrs, compression)
+        group = fh.create_group("sample")
+        _write_group(group, arrays, full_attrs, compression)
+        # the sample's share of the store's content hash, so that assembling the store
+        # need not read every attribute back (from the values where their stored form
+        # is certain, else read back here)
+        attrs_hex = attrs_digest(full_attrs)
+        if attrs_hex is None:
+            h = hashlib.sha256()
+            _hash_attrs(h, group)
+            attrs_hex = h.hexdigest()
+        fh.attrs[_DIGEST_ATTR] = attrs_hex
+        fh.attrs[_DIGEST_VERSION_ATTR] = HASH_VERSION
         fh.flush()
         image = fh.id.get_file_image()
     ensure_room(staging, len(image), what=f"staging sample {sample_id!r}")
