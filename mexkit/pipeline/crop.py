@@ -29,7 +29,7 @@ from ..labels import apply_scheme
 from .cache import INPUT_ATTRS, cache_key
 from .parallel import current_config, in_shard
 from .runner import StagedPieces, StageResult, Task, run_stage, staged_pieces
-from .stages import STORE_COMPRESSION, expect_arrays
+from .stages import expect_arrays
 
 __all__ = ["CROP_VERSION", "BOXES", "crop_preset", "ClipSpec", "load_annotated",
            "read_annotations", "default_unit", "default_sheet", "is_sheet", "sample_listing",
@@ -701,5 +701,4 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
                      upstream=upstream, jobs=jobs, backend=backend, progress=progress,
                      extra_failures=failures, check=_check_crop,
                      all_samples=[spec["sample_id"] for spec in specs],
-                     inputs=[s["source"] for s in specs if s.get("source")],
-                     compression=STORE_COMPRESSION)
+                     inputs=[s["source"] for s in specs if s.get("source")])

@@ -25,7 +25,7 @@ from ..errors import NoFaceError, ParameterError
 from ..io.datasets import adapters, get_adapter
 from .cache import cache_key
 from .runner import StageResult, Task, run_stage
-from .stages import STORE_COMPRESSION, expect_arrays
+from .stages import expect_arrays
 
 __all__ = ["run_import", "import_variants", "IMPORT_VERSION"]
 
@@ -142,5 +142,4 @@ def run_import(root: str | Path, output: str | Path, *, dataset: str,
                            "landmarks": bool(landmarks)}))
     logger.info("import: %d sample(s) of %s (%s) from %s", len(tasks), dataset, variant, root)
     return run_stage(tasks, _compute, output=output, stage="import", params=params,
-                     jobs=jobs, backend=backend, progress=progress, check=_check_import,
-                     compression=STORE_COMPRESSION)
+                     jobs=jobs, backend=backend, progress=progress, check=_check_import)

@@ -38,17 +38,9 @@ __all__ = [
     "check_stage_input",
     "close_inputs",
     "expect_arrays",
-    "STORE_COMPRESSION",
 ]
 
 logger = logging.getLogger("mexkit")
-
-#: Compression of the arrays of the stores the stages write (DESIGN.md: gzip or lzf).
-#: lzf: face crops, flow fields and RPCA's float frames gain little from either (on the
-#: synthetic CASME II-like clips gzip level 4 keeps 0.79-0.88 of the bytes, lzf 0.93)
-#: and lzf takes a third of gzip's CPU time to write, half of it to read (``bench/
-#: bench_demo.py``: 1.9 s of RPCA's 10 s went to gzip).  h5py reads both.
-STORE_COMPRESSION = "lzf"
 
 # Sample attributes carried from stage to stage.
 SAMPLE_ATTRS = ("dataset", "subject", "clip", "video", "fps", "label", "emotion", "aus",
@@ -378,7 +370,7 @@ def run_store_stage(input_path: str | Path, output: str | Path, *, stage: str,
                            extra_failures={sid: f"failed upstream: {msg}"
                                            for sid, msg in upstream_failures.items()},
                            group=group, check=check, before_finalize=unchanged,
-                           compare_params=compare_params, compression=STORE_COMPRESSION)
+                           compare_params=compare_params)
     finally:
         close_inputs()
     return result
