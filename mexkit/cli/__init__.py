@@ -48,16 +48,7 @@ import click
 from .. import __version__
 from ..errors import MexkitError, ParameterError
 
-__all__ = ["cli", "main", "BLAS_THREADS_ENV"]
-
-#: The command's numpy (OpenBLAS) runs one thread per process unless the user set this
-#: variable: mexkit spreads work over processes (``-j``, fold workers), its matrix products
-#: are small (TIM's 64 x 60 by 60 x 16,384), and OpenBLAS's idle threads spin between
-#: calls: ``mexkit tim`` on the demo's 30 crops took 2.8 s of CPU with two threads
-#: against 1.0 s with one, at the same wall time.  Set before numpy loads (the command's
-#: modules load it later) and inherited by every process the command starts.
-BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"
-os.environ.setdefault(BLAS_THREADS_ENV, "1")
+__all__ = ["cli", "main"]
 
 # name -> (module, attribute, one-line help); loaded lazily so that
 # `mexkit inspect` does not import torch.
