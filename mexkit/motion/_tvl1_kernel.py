@@ -235,7 +235,7 @@ def _compile_generated() -> dict:
     namespace: dict = {}
     for k in (3, 5):
         exec(_median_source(k) + _sort_source(k), namespace)  # noqa: S102 - generated here
-    return {name: njit(**_JIT)(fn) for name, fn in namespace.items()
+    return {name: njit(**_JIT, inline="always")(fn) for name, fn in namespace.items()
             if name.startswith(("_median_row", "_sort_columns"))}
 
 
@@ -307,7 +307,7 @@ def _stack(img, h, w, stack):
             oy[x] = (down[x] - up[x]) * _HALF
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _cubic(t):
     """Keys cubic convolution weights of the taps at -1, 0, 1, 2 for offset t in [0, 1)."""
     s = _F1 - t
@@ -319,7 +319,7 @@ def _cubic(t):
     return w0, w1, w2, w3
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _tap_weight(weight, index, size, zero_border):
     """The weight of a tap at ``index``, zero outside [0, size) with a zero border."""
     if zero_border and (index < 0 or index >= size):
@@ -327,7 +327,7 @@ def _tap_weight(weight, index, size, zero_border):
     return weight
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _warp_pixel(ref, stack, u0, u1, h, w, border, x, y, wgx, wgy, rc, ninv):
     """:func:`_warp` at one pixel, any position (taps clamped into the frame)."""
     n = h * w
@@ -381,7 +381,7 @@ def _warp_pixel(ref, stack, u0, u1, h, w, border, x, y, wgx, wgy, rc, ninv):
     ninv[i] = -_F1 / max(vx * vx + vy * vy, _FLT_EPSILON)
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _warp_run(ref, stack, u0, u1, h, w, y, start, stop, dx, dy, wgx, wgy, rc, ninv):
     """:func:`_warp` on pixels ``start:stop`` of row ``y``, whose taps are all inside.
 
@@ -531,7 +531,7 @@ def _median(plane, h, w, k, cols, out):
         plane[i] = out[i]
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _primal_row(a0, a1, bx0, by0, bx1, by1, py0, py1, g0, g1, r, ni, lo, hi):
     """Thresholding and primal step of one row; returns the row's sum of change^2.
 
@@ -558,7 +558,7 @@ def _primal_row(a0, a1, bx0, by0, bx1, by1, py0, py1, g0, g1, r, ni, lo, hi):
     return err
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _dual_row(a0, a1, n0, n1, bx0, by0, bx1, by1, tau, taut):
     """Dual step of one row: ``n`` is the flow of the row below (itself for the last row)."""
     w = a0.shape[0]

@@ -36,6 +36,19 @@ GZIP_LEVEL = 4
 _BLOCK_WORDS = 1 << 20
 
 
+_POSITIONS: dict[int, np.ndarray] = {}
+
+
+def _positions(n: int) -> np.ndarray:
+    """0, 1, ..., n - 1 as int64 (kept for the chunk sizes a run meets)."""
+    found = _POSITIONS.get(n)
+    if found is None:
+        if len(_POSITIONS) > 64:
+            _POSITIONS.clear()
+        found = _POSITIONS[n] = np.arange(n, dtype=np.int64)
+    return found
+
+
 def fletcher32(data: bytes | bytearray | memoryview | np.ndarray) -> int:
     """HDF5's Fletcher-32 checksum of ``data`` (``H5_checksum_fletcher32``).
 
@@ -49,11 +62,13 @@ def fletcher32(data: bytes | bytearray | memoryview | np.ndarray) -> int:
     sum1 = 0  # exact (Python integers)
     sum2 = 0
     for start in range(0, n_words, _BLOCK_WORDS):
-        block = words[start:start + _BLOCK_WORDS].astype(np.uint64)
-        weights = np.arange(n_words - start, n_words - start - block.size, -1, dtype=np.uint64)
-        # each word is counted once in sum1 and, in sum2, once per word from it to the end
-        sum1 += int(block.sum())
-        sum2 += int((block * weights).sum())
+        block = words[start:start + _BLOCK_WORDS].astype(np.int64)
+        # each word is counted once in sum1 and, in sum2, once per word from it to the
+        # end: weight n_words - i = (n_words - start) - j for word j of the block (int64
+        # dot products are exact here: below 2**16 * 2**20 * 2**20)
+        in_block = int(block.sum())
+        sum1 += in_block
+        sum2 += (n_words - start) * in_block - int(np.dot(block, _positions(block.size)))
     if raw.size % 2:
         sum1 += int(raw[-1]) << 8
         sum2 += sum1

@@ -734,8 +734,7 @@ def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_k
     # a failed write inside HDF5 (which crashed the process while closing the file)
     with h5py.File(f"mexkit-staged-{uuid.uuid4().hex}", "w", driver="core",
                    backing_store=False, libver=_LIBVER) as fh:
-        fh.attrs["sample_id"] = sample_id
-        fh.attrs["cache_key"] = cache_key
+        _set_attrs(fh, {"sample_id": sample_id, "cache_key": cache_key})
         group = fh.create_group("sample")
         _write_group(group, arrays, full_attrs, compression)
         # the sample's share of the store's content hash, so that assembling the store
@@ -746,8 +745,7 @@ def write_staged_sample(staging: str | os.PathLike[str], sample_id: str, cache_k
             h = hashlib.sha256()
             _hash_attrs(h, group)
             attrs_hex = h.hexdigest()
-        fh.attrs[_DIGEST_ATTR] = attrs_hex
-        fh.attrs[_DIGEST_VERSION_ATTR] = HASH_VERSION
+        _set_attrs(fh, {_DIGEST_ATTR: attrs_hex, _DIGEST_VERSION_ATTR: HASH_VERSION})
         fh.flush()
         image = fh.id.get_file_image()
     ensure_room(staging, len(image), what=f"staging sample {sample_id!r}")
