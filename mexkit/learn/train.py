@@ -70,7 +70,6 @@ import logging
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -154,20 +153,6 @@ def _seed_torch(seed: int, device: torch.device) -> None:
         torch.manual_seed(seed)
 
 
-def _use_deterministic(mode: bool, warn_only: bool) -> None:
-    """``torch.use_deterministic_algorithms`` without importing torch's compiler.
-
-    The public function imports ``torch._inductor`` (about 1.5 s of CPU in every process
-    that trains) to copy the flag into the compiler's settings, which only compiled
-    code reads. Training does not compile: the flag is set in torch's core, and in the
-    compiler's settings too once they are imported."""
-    if "torch._inductor.config" in sys.modules or not hasattr(
-            torch._C, "_set_deterministic_algorithms"):
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
-    else:
-        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
-
-
 @contextmanager
 def _determinism(enabled: bool, device: torch.device):
     previous = (torch.are_deterministic_algorithms_enabled(),
@@ -177,13 +162,13 @@ def _determinism(enabled: bool, device: torch.device):
         if device.type == "cuda":
             # cuBLAS needs this before its first call to be deterministic.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        _use_deterministic(True, warn_only=False)
+        torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     try:
         yield
     finally:
-        _use_deterministic(previous[0], warn_only=previous[1])
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.cudnn.deterministic = previous[2]
         torch.backends.cudnn.benchmark = previous[3]
 

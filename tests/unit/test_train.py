@@ -468,18 +468,3 @@ def test_an_epoch_on_the_cpu_seeds_the_cpu_generator_only(monkeypatch):
     # seed_everything twice (here and fit's start); no call per epoch
     assert len(calls) == 2
 
-
-def test_deterministic_mode_does_not_import_torchs_compiler(monkeypatch):
-    # torch.use_deterministic_algorithms imports torch._inductor (1.5 s of CPU in every
-    # fold worker) to copy the flag into settings that only compiled code reads
-    import sys
-
-    used = []
-    monkeypatch.setattr(torch, "use_deterministic_algorithms",
-                        lambda *a, **k: used.append(a))
-    monkeypatch.delitem(sys.modules, "torch._inductor.config", raising=False)
-    seen = []
-    with train_mod._determinism(True, torch.device("cpu")):
-        seen.append(torch.are_deterministic_algorithms_enabled())
-    assert seen == [True] and not torch.are_deterministic_algorithms_enabled()
-    assert used == []
