@@ -180,3 +180,20 @@ def test_sample_attributes_read_while_checking_equal_h5py_reading(tmp_path):
     for name in direct:
         np.testing.assert_array_equal(np.asarray(view[name]), np.asarray(direct[name]))
         assert type(view[name]) is type(direct[name]), name
+
+
+def test_whole_array_reads_equal_h5py_reads(tmp_path):
+    # SampleView.read of a whole array goes through h5py's low-level read
+    from mexkit.io.store.read import _read_whole
+
+    arrays = {"scalar": np.float64(2.5), "empty": np.zeros((0, 3), np.float32),
+              "frames": np.arange(2 * 5 * 4 * 3, dtype=np.uint8).reshape(2, 5, 4, 3),
+              "nan": np.array([np.nan, 1.0], np.float32), "big_endian": np.arange(4, dtype=">i4")}
+    with h5py.File(tmp_path / "a.h5", "w") as fh:
+        for name, value in arrays.items():
+            fh.create_dataset(name, data=value)
+    with h5py.File(tmp_path / "a.h5", "r") as fh:
+        for name in arrays:
+            ours, theirs = _read_whole(fh, name), np.asarray(fh[name][...])
+            assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, name
+            np.testing.assert_array_equal(ours, theirs, err_msg=name)
