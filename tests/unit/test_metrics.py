@@ -136,3 +136,44 @@ def test_pooled_infers_classes_when_not_given():
     assert any("inferred" in n for n in res["notes"])
     with pytest.raises(ParameterError, match="fold"):
         pooled_and_per_fold([{"true": NEG, "pred": NEG}])
+
+
+def test_equal_to_scikit_learn_to_the_last_bit():
+    # issue 32, item 5: the counts are no longer scikit-learn's (its import cost every
+    # process that reports results 1.3 s of CPU); its per-class values, accuracy and
+    # confusion matrix, with the same labels= and zero_division=nan, are the reference
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        k = int(rng.integers(2, 6))
+        classes = [f"c{i}" for i in range(k)] if trial % 2 else list(range(k))
+        n = int(rng.integers(1, 40))
+        # some classes never true, some never predicted, some neither
+        true_pool = rng.choice(k, size=int(rng.integers(1, k + 1)), replace=False)
+        pred_pool = rng.choice(k, size=int(rng.integers(1, k + 1)), replace=False)
+        y_true = [classes[i] for i in rng.choice(true_pool, n)]
+        y_pred = [classes[i] for i in rng.choice(pred_pool, n)]
+        rep = classification_report(y_true, y_pred, classes=classes, log=False)
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=classes,
+                                                     average=None, zero_division=np.nan)
+        pc = rep["per_class"]
+        for name, want in (("precision", p), ("recall", r), ("f1", f)):
+            got = np.array([pc[c][name] for c in classes])
+            assert np.array_equal(got, want, equal_nan=True), (trial, name, got, want)
+        assert rep["accuracy"] == accuracy_score(y_true, y_pred)
+        assert rep["confusion_matrix"] == confusion_matrix(y_true, y_pred,
+                                                           labels=classes).tolist()
+
+
+def test_reporting_results_does_not_import_scikit_learn():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mexkit.learn.metrics import classification_report\n"
+            "classification_report(['a', 'b'], ['a', 'a'], classes=['a', 'b'])\n"
+            "print('sklearn' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

@@ -28,3 +28,29 @@ def test_the_command_line_and_its_workers_get_it_before_torch_loads():
     out = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["PASSIVE", "False"]
+
+
+def test_the_command_line_runs_numpy_on_one_blas_thread_unless_the_user_chose():
+    # issue 32, item 5: OpenBLAS's second thread spun between TIM's small products
+    # (3.0 s of CPU for `mexkit tim` on 30 crops instead of 1.1 s); the command limits its
+    # own process and, through the environment, the processes it starts; a user's value
+    # is kept
+    code = ("import subprocess, sys, threadpoolctl\n"
+            "from mexkit.pipeline.options import command_started\n"
+            "command_started(interrupted_message='')\n"
+            "def blas():\n"
+            "    return [p['num_threads'] for p in threadpoolctl.threadpool_info()\n"
+            "            if p['user_api'] == 'blas']\n"
+            "child = ('import numpy, threadpoolctl; print([p[\"num_threads\"] for p in '\n"
+            "         'threadpoolctl.threadpool_info() if p[\"user_api\"] == \"blas\"])')\n"
+            "out = subprocess.run([sys.executable, '-c', child], capture_output=True,\n"
+            "                     text=True).stdout.strip()\n"
+            "print(blas(), out)")
+    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "[1] [1]"
+    chosen = subprocess.run([sys.executable, "-c", code],
+                            env={**base, "OPENBLAS_NUM_THREADS": "2"}, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    assert chosen == "[2] [2]"

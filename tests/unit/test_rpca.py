@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import subprocess
 import sys
 
@@ -246,3 +247,52 @@ def test_psn_chain_shape_and_motion_location(rng):
     energy = np.abs(out).sum(axis=0)
     assert energy[3:6, 3:6].mean() > 10 * np.delete(energy.ravel(), [
         r * 10 + c for r in range(3, 6) for c in range(3, 6)]).mean()
+
+
+def whole_array_ialm(d, lam, tol, max_iter, rho):
+    """The numpy iteration updating whole arrays, one step after the other (the form the
+    solver had before it worked in blocks of rows): the reference of the blocked one."""
+    dn = math.sqrt(float(np.dot(d.ravel(), d.ravel())))
+    two = math.sqrt(max(float(np.linalg.eigvalsh(d.T @ d)[-1]), 0.0))
+    mu = 1.25 / two
+    mu_bar = mu * 1e7
+    p = d / max(two, float(np.abs(d).max()) / lam) / mu
+    e = np.zeros_like(d)
+    eye = np.eye(d.shape[1], dtype=d.dtype)
+    it, r = 0, np.inf
+    while it < max_iter:
+        it += 1
+        inv = 1.0 / mu
+        m = d - e + p
+        w, v = np.linalg.eigh(m.T @ m)
+        s = np.sqrt(np.maximum(w, 0))
+        factor = np.divide(np.maximum(s - inv, 0), s, out=np.zeros_like(s), where=s > 0)
+        t = e + m @ (eye - (v * factor) @ v.T)
+        c = np.clip(t, -lam * inv, lam * inv)
+        e = t - c
+        viol = c - p
+        r = math.sqrt(float(np.dot(viol.ravel(), viol.ravel()))) / dn
+        mu_next = min(mu * rho, mu_bar)
+        p = c * (mu / mu_next)
+        mu = mu_next
+        if r < tol:
+            break
+    return d - e - viol, e, it, r
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("block_bytes", [256 << 10, 4096])
+def test_blocked_numpy_iteration_equals_the_whole_array_one_bit_for_bit(rng, monkeypatch,
+                                                                        dtype, block_bytes):
+    # issue 32, item 5: the element-wise steps run in blocks of rows (the arrays stay in
+    # cache); the values must be those of the whole-array steps, to the last bit
+    from mexkit.temporal import rpca as module
+
+    monkeypatch.setattr(module, "_BLOCK_BYTES", block_bytes)
+    d = face_like(rng, m=2500, n=32).astype(dtype)   # 2500 rows: a last, partial block
+    lam = 1.0 / math.sqrt(2500)
+    a, e, it, r, ok = module._ialm_numpy(d, lam, 1e-7, 500, 1.5)
+    ra, re, rit, rr = whole_array_ialm(d, lam, 1e-7, 500, 1.5)
+    assert ok and it == rit > 5 and r == rr
+    assert a.dtype == e.dtype == dtype
+    assert np.array_equal(a, ra) and np.array_equal(e, re)
