@@ -27,7 +27,7 @@ def _hdf5_chunk(array: np.ndarray) -> bytes:
         return ds.id.read_direct_chunk((0,) * array.ndim)[1]
 
 
-@pytest.mark.parametrize("n_bytes", [2, 3, 7, 360 * 2, 360 * 2 + 1, 5000, 100_001])
+@pytest.mark.parametrize("n_bytes", [2, 3, 7, 360 * 2, 360 * 2 + 1, 5000, 100_001, 5_000_001])
 def test_fletcher32_is_the_checksum_hdf5_writes(n_bytes):
     rng = np.random.default_rng(n_bytes)
     for data in (rng.integers(0, 256, n_bytes, dtype=np.uint8),
