@@ -312,6 +312,9 @@ def _end_interrupted() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    from .._threads import one_blas_thread_before_numpy  # the entry point only: light
+
+    one_blas_thread_before_numpy()  # before the imports below load numpy
     from ..pipeline.options import command_started  # the entry point only: light
 
     command_started(interrupted_message=_INTERRUPTED)

@@ -23,6 +23,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .. import _threads
 from ..devices import usable_cores
 from ..errors import ParameterError
 from ..io.signing import TRUST_ENV
@@ -279,7 +280,7 @@ def tune_allocator(environ: dict[str, str] | None = None, *, apply: bool = True)
 #: are small (TIM's 64 x 60 by 60 x 16,384), and OpenBLAS's idle threads spin between
 #: calls: ``mexkit tim`` on the demo's 30 crops took 3.0 s of CPU with two threads
 #: against 1.1 s with one, at the same wall time.
-BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"
+BLAS_THREADS_ENV = _threads.BLAS_THREADS_ENV  # set before numpy loads by the entry point
 
 
 def limit_blas_threads(environ: dict[str, str] | None = None) -> bool:
