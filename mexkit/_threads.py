@@ -2,8 +2,8 @@
 
 OpenBLAS sizes its thread pool when numpy loads it: a pool of two threads started and
 then limited (:func:`mexkit.pipeline.options.limit_blas_threads`, threadpoolctl) cost a
-command about 0.15 s of CPU (``mexkit flow`` on 64 pairs: 1.74-1.80 s of CPU against
-1.58-1.65 s with the variable set beforehand). This module imports nothing but ``os``
+command about 0.1 s of CPU (``mexkit flow`` on 64 pairs: 1.74-1.80 s of CPU against
+1.63-1.67 s with the variable set here). This module imports nothing but ``os``
 and ``sys``, so the entry point can call it before anything loads numpy.
 """
 from __future__ import annotations

@@ -247,15 +247,22 @@ def _hash_attrs(h: Any, obj: Any, skip: tuple[str, ...] = ()) -> None:
         h.update(_attr_bytes(obj.attrs[name]) + b"\n")
 
 
-def _sample_digest_line(sid: str, group: Any, version: int) -> bytes:
-    """One sample's line of the content hash (v1: id and data_hash; v2: every attribute)."""
+def _sample_digest_line(sid: str, group: Any, version: int,
+                        attrs_hex: str | None = None) -> bytes:
+    """One sample's line of the content hash (v1: id and data_hash; v2: every attribute).
+
+    ``attrs_hex``, when given, is the v2 digest of the group's attributes, known
+    already (:func:`attrs_digest`); otherwise they are read and hashed here.
+    """
     data_hash = group.attrs.get("data_hash", "")
     if isinstance(data_hash, bytes):
         data_hash = data_hash.decode("utf-8", "replace")
     if version >= 2:
-        h = hashlib.sha256()
-        _hash_attrs(h, group)
-        return digest_line(sid, data_hash, h.hexdigest())
+        if attrs_hex is None:
+            h = hashlib.sha256()
+            _hash_attrs(h, group)
+            attrs_hex = h.hexdigest()
+        return digest_line(sid, data_hash, attrs_hex)
     return f"{sid}\0{data_hash}\n".encode("utf-8", "surrogateescape")
 
 
@@ -268,15 +275,16 @@ def _value_attr_bytes(value: Any) -> bytes | None:
         if "\0" in value:
             return None
         try:
-            return b"s" + value.encode("utf-8")
+            value.encode("utf-8")
         except UnicodeEncodeError:
             return None
+        return _attr_bytes(value)
     if isinstance(value, (np.generic, np.ndarray)):
         a = np.asarray(value)
         if (a.dtype.kind not in "biuf" or a.size == 0 or not a.dtype.isnative
                 or a.dtype.itemsize > 8):
             return None
-        return b"n" + a.dtype.str.encode() + repr(a.shape).encode() + a.tobytes()
+        return _attr_bytes(a)
     return None
 
 
@@ -578,7 +586,7 @@ def _check_structure(path: Path, root: Any, limits: StoreLimits | None = DEFAULT
         if limits is not None and declared:
             _check_group_size(path, prefix or "/", declared, stored, limits)
 
-    walk(h5g.open(root.id, b"/") if not isinstance(root.id, h5g.GroupID) else root.id, "")
+    walk(root.id, "")  # a file's id is its root group's
 
 
 def canonical_json(value: Any) -> str:

@@ -51,7 +51,6 @@ from .format import (
     _sample_digest_line,
     _seal,
     attrs_digest,
-    digest_line,
     hash_arrays,
     quote_id,
 )
@@ -729,11 +728,8 @@ def _staged_digest_line(sid: str, src: Mapping[str, Any], copied: Any) -> bytes:
     version = src.get(_DIGEST_VERSION_ATTR)
     attrs_hex = src.get(_DIGEST_ATTR)
     if version is None or int(version) != HASH_VERSION or not isinstance(attrs_hex, str):
-        return _sample_digest_line(sid, copied, HASH_VERSION)
-    data_hash = copied.attrs.get("data_hash", "")
-    if isinstance(data_hash, bytes):
-        data_hash = data_hash.decode("utf-8", "replace")
-    return digest_line(sid, data_hash, attrs_hex)
+        attrs_hex = None
+    return _sample_digest_line(sid, copied, HASH_VERSION, attrs_hex)
 
 
 def staged_name(sample_id: str, cache_key: str) -> str:
