@@ -70,6 +70,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -101,6 +102,7 @@ from ..io.checkpoints import (
 )
 from .distributed import distributed_setup
 from .losses import focal_loss
+from .optim import make_optimizer
 
 __all__ = [
     "fit",
@@ -153,6 +155,21 @@ def _seed_torch(seed: int, device: torch.device) -> None:
         torch.manual_seed(seed)
 
 
+def _set_deterministic(mode: bool, warn_only: bool = False) -> None:
+    """``torch.use_deterministic_algorithms(mode, warn_only=...)`` without its import of
+    ``torch._inductor.config`` (which loads torch's compiler stack: about 1.2 s of CPU
+    in each fold worker). That config's flag only steers ``torch.compile``d code; it is
+    set as well when the compiler is already loaded."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # another torch: its public call
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        return
+    setter(mode, warn_only=warn_only)
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = mode
+
+
 @contextmanager
 def _determinism(enabled: bool, device: torch.device):
     previous = (torch.are_deterministic_algorithms_enabled(),
@@ -162,13 +179,13 @@ def _determinism(enabled: bool, device: torch.device):
         if device.type == "cuda":
             # cuBLAS needs this before its first call to be deterministic.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        _set_deterministic(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        _set_deterministic(previous[0], warn_only=previous[1])
         torch.backends.cudnn.deterministic = previous[2]
         torch.backends.cudnn.benchmark = previous[3]
 
@@ -382,13 +399,6 @@ def _lr_at(lr: float, schedule: Mapping[str, Any], epoch: int, epochs: int) -> f
         eta = schedule["eta_min"]
         return eta + (lr - eta) * (1 + math.cos(math.pi * epoch / max(epochs, 1))) / 2
     return lr
-
-
-def _make_optimizer(kind: str, params: list[nn.Parameter], lr: float, momentum: float,
-                    weight_decay: float) -> torch.optim.Optimizer:
-    if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 # -- checkpoints (the file format is io's: mexkit.io.checkpoints) ------------------------
@@ -717,8 +727,8 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ParameterError(f"{type(model).__name__} has no trainable parameters.")
-        opt = _make_optimizer(config["optimizer"], params, config["lr"], config["momentum"],
-                              config["weight_decay"])
+        opt = make_optimizer(config["optimizer"], params, lr=config["lr"],
+                             momentum=config["momentum"], weight_decay=config["weight_decay"])
         history: list[dict[str, Any]] = []
         start_epoch = 0
         resumed_from = None
