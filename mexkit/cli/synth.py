@@ -43,6 +43,11 @@ Examples:
               help="--long: videos of each subject.")
 @click.option("--seconds", type=click.FloatRange(min=1), default=12.0, show_default=True,
               help="Length of each long video.")
+@click.option("--dense-flow/--no-dense-flow", default=None,
+              help="Store every frame's true flow in ROOT/truth (default: for clips, not "
+                   "for --long). Without it the truth files keep the factors the flow is "
+                   "made of (expression field, activation, head motion); the frames are "
+                   "the same.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing synthetic dataset.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Subjects written at once, in worker processes (short clips; the files "
@@ -52,14 +57,15 @@ def synth_cmd(root: Path, subjects: int, first_subject: int, clips_per_class: in
               fps: float | None, size: int, image_format: str, noise: float, intensity: str,
               seed: int,
               long_videos: bool, videos_per_subject: int, seconds: float,
-              overwrite: bool, jobs: int) -> int:
+              dense_flow: bool | None, overwrite: bool, jobs: int) -> int:
     """Write a synthetic ME dataset with known onset/apex/offset and motion to ROOT.
 
     Faces come from a real photograph (scikit-image's astronaut), varied into
     distinct subjects.  Each micro-expression is a low-intensity local
     deformation shaped like its class's action units (surprise AU1+2,
     positive AU12, negative AU4 or AU9).  The true displacement field of every
-    frame is saved under ROOT/truth.  Short clips are laid out like CASME II
+    frame is saved under ROOT/truth (clips; --no-dense-flow keeps only its
+    factors).  Short clips are laid out like CASME II
     (CASME2-coding.xlsx) plus the generic samples.csv, whose path is printed;
     with --long, the videos are laid out like SAMM Long Videos and the
     SAMM-LV sheet's path is printed.  SAMM-LV's published frame rate is 200
@@ -79,5 +85,6 @@ def synth_cmd(root: Path, subjects: int, first_subject: int, clips_per_class: in
         root, subjects=subjects, clips_per_class=clips_per_class, classes=classes, fps=fps,
         size=size, image_format=image_format, noise=noise, intensity=(lo, hi), seed=seed,
         long_videos=long_videos, videos_per_subject=videos_per_subject, seconds=seconds,
-        overwrite=overwrite, jobs=jobs, first_subject=first_subject)))
+        overwrite=overwrite, jobs=jobs, first_subject=first_subject,
+        dense_flow=dense_flow)))
     return 0

@@ -33,7 +33,7 @@ values by a few grey levels; the ground truth is that of the uncompressed
 frames.
 
 Ground-truth files (``np.load(path)`` works with ``allow_pickle=False``):
-``flow`` (T, 2, H, W) float32 (clips; long videos with ``dense_flow=True``)
+``flow`` (T, 2, H, W) float32 (with ``dense_flow``: by default for clips, not for long videos)
 is the forward displacement from the clip's first frame to frame t in pixels
 (channel 0 = x/u, 1 = y/v; see :mod:`mexkit.synth.generate`), rounded to a
 multiple of 2**-12 px (error <= 1.3e-4 px, below the generator's 2e-4 px) so
@@ -272,7 +272,7 @@ def _write_casme2_subject(s: int, *, root: Path, classes: tuple[str, ...],
                           image_format: str, jpeg_quality: int, seconds: tuple[float, float],
                           intensity: tuple[float, float], noise_sigma: float,
                           head_translation: float, head_rotation: float, overwrite: bool,
-                          clips: list[int] | None = None
+                          dense_flow: bool = True, clips: list[int] | None = None
                           ) -> tuple[str, list[tuple], list[tuple]]:
     """Write subject ``s``'s clips (those at positions ``clips``; all for None) and their
     truth files (see :func:`write_casme2_like`). A clip depends on the seed, the
@@ -293,7 +293,7 @@ def _write_casme2_subject(s: int, *, root: Path, classes: tuple[str, ...],
         truth = make_clip(subject, label=label, fps=fps, n_frames=span + 1,
                           intensity=float(rng.uniform(*amp)), noise_sigma=noise_sigma,
                           head_translation=head_translation,
-                          head_rotation=head_rotation, rng=rng)
+                          head_rotation=head_rotation, rng=rng, dense_flow=dense_flow)
         first = int(rng.integers(1, 200))
         name = f"EP{ci + 1:02d}_{int(rng.integers(1, 10)):02d}"
         numbers = first + np.arange(len(truth.frames), dtype=np.int64)
@@ -304,7 +304,7 @@ def _write_casme2_subject(s: int, *, root: Path, classes: tuple[str, ...],
         emotion = CASME2_EMOTIONS[label]
         aus = _aus_text(truth.aus)
         _save_npz(root / "truth" / code / f"{name}.npz", {
-            "flow": _quantize(truth.flow),
+            **({"flow": _quantize(truth.flow)} if truth.flow is not None else {}),
             "landmarks": truth.landmarks,
             "frame_numbers": numbers,
             "onset": np.int64(truth.onset),
@@ -337,7 +337,7 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
                       intensity: tuple[float, float] = MICRO_INTENSITY,
                       noise_sigma: float = 1.0, head_translation: float = 0.3,
                       head_rotation: float = 0.1, overwrite: bool = False,
-                      jobs: int = 1, first_subject: int = 1) -> Path:
+                      jobs: int = 1, first_subject: int = 1, dense_flow: bool = True) -> Path:
     """Write a synthetic micro-expression dataset laid out like CASME II.
 
     Each subject gets ``clips_per_class`` clips of every class, in a shuffled
@@ -382,6 +382,11 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
         face and clips depend on the seed and its number only, so datasets
         of one seed with disjoint numbers have disjoint subjects (a
         pre-training set of other subjects).
+    dense_flow : bool, optional
+        Store each clip's per-frame flow (T, 2, H, W) in its truth file
+        (default; about 1 MB a clip, and a fifth of the writing time). Without
+        it the flow can still be rebuilt from ``expression``, ``activation``
+        and ``rigid``; the frames are the same either way.
 
     Returns
     -------
@@ -410,7 +415,8 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
               "fps": fps, "seed": seed, "size": size, "image_format": image_format,
               "jpeg_quality": jpeg_quality, "seconds": sec, "intensity": amp,
               "noise_sigma": noise_sigma, "head_translation": head_translation,
-              "head_rotation": head_rotation, "overwrite": overwrite}
+              "head_rotation": head_rotation, "overwrite": overwrite,
+              "dense_flow": bool(dense_flow)}
     sheet_rows, csv_rows = [], []
     # clips are independent (each has its own seeds): the same bytes for any ``jobs``
     subjects = range(first_subject, first_subject + n_subjects)
@@ -441,6 +447,7 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
         "jpeg_quality": jpeg_quality, "seconds": list(sec), "intensity": list(amp),
         "noise_sigma": noise_sigma, "head_translation": head_translation,
         "head_rotation": head_rotation, "frame_positions": "0-based in samples.csv and truth",
+        "dense_flow": bool(dense_flow),
     })
     return sheet
 
@@ -647,13 +654,14 @@ def write_synthetic(root: str | os.PathLike, *, subjects: int = 4, clips_per_cla
                     intensity: tuple[float, float] = (0.3, 2.0), seed: int = 0,
                     long_videos: bool = False, videos_per_subject: int = 1,
                     seconds: float = 12.0, overwrite: bool = False, jobs: int = 1,
-                    first_subject: int = 1) -> Path:
+                    first_subject: int = 1, dense_flow: bool | None = None) -> Path:
     """``mexkit synth``: a CASME II-like dataset, or SAMM-LV-like long videos; its sheet.
 
     The same options again keep the dataset the last run wrote into ``root``
     (recorded in ``root/.mexkit-synth.json``), so that a pipeline starting
     with ``mexkit synth`` resumes; a dataset written otherwise is replaced
-    only with ``overwrite``.
+    only with ``overwrite``. ``dense_flow`` (None: for clips, not for long
+    videos) stores the per-frame flow in the truth files.
 
     Raises
     ------
@@ -676,6 +684,8 @@ def write_synthetic(root: str | os.PathLike, *, subjects: int = 4, clips_per_cla
                 "seconds": seconds if long_videos else None}
     if first_subject != 1:  # only then: records of earlier datasets still match
         settings["first_subject"] = first_subject
+    if dense_flow is not None and dense_flow != (not long_videos):  # as first_subject
+        settings["dense_flow"] = bool(dense_flow)
     record = root / _RECORD
     if not overwrite and sheet.exists() and record.exists():
         try:
@@ -694,14 +704,16 @@ def write_synthetic(root: str | os.PathLike, *, subjects: int = 4, clips_per_cla
                                        videos_per_subject=videos_per_subject,
                                        fps=fps or 50.0, seconds=seconds, seed=seed, size=size,
                                        image_format=image_format, noise_sigma=noise,
-                                       micro_intensity=(lo, hi), overwrite=overwrite)
+                                       micro_intensity=(lo, hi), overwrite=overwrite,
+                                       dense_flow=bool(dense_flow))
         else:
             write_casme2_like(root, n_subjects=subjects, clips_per_class=clips_per_class,
                               classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
                               fps=fps or 100.0, seed=seed, size=size,
                               image_format=image_format, noise_sigma=noise,
                               intensity=(lo, hi), overwrite=overwrite, jobs=jobs,
-                              first_subject=first_subject)
+                              first_subject=first_subject,
+                              dense_flow=dense_flow is None or dense_flow)
     except DatasetError as exc:
         if "already exists" not in str(exc):
             raise

@@ -386,9 +386,11 @@ class ClipTruth:
     ----------
     frames : ndarray, shape (T, H, W, 3), uint8
         RGB frames.
-    flow : ndarray, shape (T, 2, H, W), float32
+    flow : ndarray, shape (T, 2, H, W), float32, or None
         Forward displacement from frame 0 to frame t, pixels (channel 0 = x/u,
-        1 = y/v); see the module docstring.
+        1 = y/v); see the module docstring. None when made without it
+        (``dense_flow=False``): ``rigid``, ``activation`` and ``expression``
+        still define it.
     landmarks : ndarray, shape (T, 68, 2), float32
         Landmarks (x, y) of every frame.
     onset, apex, offset : int
@@ -415,7 +417,7 @@ class ClipTruth:
     """
 
     frames: np.ndarray
-    flow: np.ndarray
+    flow: np.ndarray | None
     landmarks: np.ndarray
     onset: int
     apex: int
@@ -444,7 +446,8 @@ def make_clip(subject: Subject, *, label: str, fps: float = 200.0, n_frames: int
               intensity: float | None = None, aus: tuple[int, ...] | None = None,
               noise_sigma: float = 1.0, head_translation: float = 0.3,
               head_rotation: float = 0.1,
-              rng: np.random.Generator | int | None = None) -> ClipTruth:
+              rng: np.random.Generator | int | None = None,
+              dense_flow: bool = True) -> ClipTruth:
     """Render one micro-expression clip with its ground truth.
 
     Parameters
@@ -472,11 +475,14 @@ def make_clip(subject: Subject, *, label: str, fps: float = 200.0, n_frames: int
         and 0.1 (0 for none).
     rng : Generator or int or None
         Randomness for everything drawn; the same seed gives identical arrays.
+    dense_flow : bool, optional
+        Also compute the flow of every frame (default); without it the clip's
+        ``flow`` is None (the frames and everything else are the same).
 
     Returns
     -------
     ClipTruth
-        Frames (T, H, W, 3) uint8, flow (T, 2, H, W) float32, landmarks
+        Frames (T, H, W, 3) uint8, flow (T, 2, H, W) float32 (or None), landmarks
         (T, 68, 2) float32 and the annotations.
 
     References
@@ -521,10 +527,11 @@ def make_clip(subject: Subject, *, label: str, fps: float = 200.0, n_frames: int
     scene = _Scene(subject, [event], activation, rigid, noise_sigma, noise_seed)
     height, width = subject.shape
     frames = np.empty((n_frames, height, width, 3), dtype=np.uint8)
-    flow = np.empty((n_frames, 2, height, width), dtype=np.float32)
+    flow = np.empty((n_frames, 2, height, width), dtype=np.float32) if dense_flow else None
     for t in range(n_frames):
         frames[t] = scene.frame(t)
-        flow[t] = scene.flow(t)
+        if flow is not None:
+            flow[t] = scene.flow(t)
     return ClipTruth(
         frames=frames, flow=flow, landmarks=scene.landmarks(), onset=onset, apex=apex,
         offset=offset, label=label, aus=aus, fps=float(fps), intensity=float(event.peak),

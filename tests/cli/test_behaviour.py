@@ -176,6 +176,25 @@ def test_synth_runs_twice_as_written_and_names_the_flag(tmp_path):
     assert run(*args[:-1], "1", "--overwrite").exit_code == 0
 
 
+def test_synth_without_dense_flow_is_another_dataset(tmp_path):
+    """A dataset written with --no-dense-flow lacks the per-frame flow: the default
+    command does not take it for its own (it would read truth/*.npz["flow"]), and the
+    lean one runs twice as written."""
+    root = tmp_path / "lean"
+    args = ["synth", root, "--subjects", "1", "--clips-per-class", "1", "--classes",
+            "positive"]
+    lean = run(*args, "--no-dense-flow")
+    assert lean.exit_code == 0, lean.output
+    assert run(*args, "--no-dense-flow").exit_code == 0
+    (truth,) = (root / "truth").glob("*/*.npz")
+    assert "flow" not in np.load(truth).files
+    dense = run(*args)
+    assert dense.exit_code == 1 and "--overwrite" in dense.stderr
+    assert run(*args, "--overwrite").exit_code == 0
+    assert "flow" in np.load(truth).files
+    assert run(*args, "--dense-flow").exit_code == 0  # the default, said aloud
+
+
 def test_a_first_stage_does_not_speak_of_an_earlier_stage(tmp_path):
     frames(tmp_path / "d" / "a", 4)
     s = sheet(tmp_path / "d" / "samples.csv", [

@@ -454,6 +454,33 @@ def test_write_casme2_like_png_frames_match_the_truth(tmp_path):
     assert good < 0.7 and good < 0.4 * shifted
 
 
+def test_clips_without_dense_flow_have_the_same_frames_and_a_rebuildable_flow(tmp_path):
+    """--no-dense-flow leaves the per-frame flow out of the truth files only: the frames
+    are byte-identical, and the flow follows from the stored factors by the documented
+    model, flow[t](x) = M_t (x + activation[t] D(x)) - x."""
+    kw = dict(n_subjects=1, clips_per_class=1, classes=("negative",), fps=50.0, seed=2,
+              image_format="png")
+    write_casme2_like(tmp_path / "dense", **kw)
+    write_casme2_like(tmp_path / "lean", **kw, dense_flow=False)
+    frames = {p.relative_to(tmp_path / "dense"): p.read_bytes()
+              for p in (tmp_path / "dense").glob("sub01/*/*.png")}
+    assert frames and frames == {p.relative_to(tmp_path / "lean"): p.read_bytes()
+                                 for p in (tmp_path / "lean").glob("sub01/*/*.png")}
+    (name,) = [p.name for p in (tmp_path / "dense" / "truth" / "sub01").iterdir()]
+    dense = _load(tmp_path / "dense" / "truth" / "sub01" / name)
+    lean = _load(tmp_path / "lean" / "truth" / "sub01" / name)
+    assert "flow" not in lean and set(dense) - set(lean) == {"flow"}
+    gy, gx = np.mgrid[0:240, 0:240].astype(np.float64)
+    for t in range(len(lean["activation"])):
+        m = lean["rigid"][t]
+        px = gx + lean["activation"][t] * lean["expression"][0]
+        py = gy + lean["activation"][t] * lean["expression"][1]
+        rebuilt = np.stack([m[0, 0] * px + m[0, 1] * py + m[0, 2] - gx,
+                            m[1, 0] * px + m[1, 1] * py + m[1, 2] - gy])
+        # both quantized to 2**-12 px (expression and flow): a few quanta apart at most
+        np.testing.assert_allclose(rebuilt, dense["flow"][t], rtol=0, atol=4 * 2.0**-12)
+
+
 @pytest.mark.slow  # suite time: test_datasets reads what the writer wrote
 def test_write_samm_lv_like_layout_sheet_and_truth(tmp_path):
     import openpyxl
