@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage
 
 from .._validate import check_ndim, check_option, check_range
@@ -221,25 +222,37 @@ def _eulerian(y: np.ndarray, alpha: float, low: float, high: float, kind: str,
     return _collapse(mods)
 
 
+def _riesz_factors(hh: int, ww: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The Riesz transform's symbols ``-i w_x / |w|`` and ``-i w_y / |w|`` on the
+    ``rfft2`` grid of an ``hh x ww`` frame, computed in float64 and rounded to the
+    complex type of ``dtype`` (complex64 for float32 bands)."""
+    wy = np.fft.fftfreq(hh)[:, None]
+    wx = np.fft.rfftfreq(ww)[None, :]
+    mag = np.hypot(wx, wy)
+    mag[0, 0] = 1.0
+    ctype = np.result_type(dtype, np.complex64)
+    return (-1j * wx / mag).astype(ctype), (-1j * wy / mag).astype(ctype)
+
+
 def _riesz(band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Riesz transform (R1 along x, R2 along y) of each frame of a (T, h, w) band.
 
     Computed in the frequency domain with symbols ``-i w_x / |w|`` and
     ``-i w_y / |w|`` on a mirror-padded frame, so that ``cos(k x)`` maps to
-    ``sin(k x)``.
+    ``sin(k x)``. The FFTs run in the band's precision (scipy.fft keeps float32
+    as float32, complex64 in between; numpy.fft widened it to float64, and
+    magnify's bands are float32 and its change is added in float32).
     """
     _, h, w = band.shape
     pad = max(4, min(h, w) // 4)
     pad_h, pad_w = min(pad, h - 1), min(pad, w - 1)
     x = np.pad(band, ((0, 0), (pad_h, pad_h), (pad_w, pad_w)), mode="reflect")
     hh, ww = x.shape[1:]
-    wy = np.fft.fftfreq(hh)[:, None]
-    wx = np.fft.rfftfreq(ww)[None, :]
-    mag = np.hypot(wx, wy)
-    mag[0, 0] = 1.0
-    spec = np.fft.rfft2(x)
-    r1 = np.fft.irfft2(spec * (-1j * wx / mag), s=(hh, ww))
-    r2 = np.fft.irfft2(spec * (-1j * wy / mag), s=(hh, ww))
+    fx, fy = _riesz_factors(hh, ww, band.dtype)
+    spec = sfft.rfft2(x, workers=1)
+    r1 = sfft.irfft2(spec * fx, s=(hh, ww), workers=1, overwrite_x=True)
+    r2 = sfft.irfft2(np.multiply(spec, fy, out=spec), s=(hh, ww), workers=1,
+                     overwrite_x=True)
     crop = (slice(None), slice(pad_h, pad_h + h), slice(pad_w, pad_w + w))
     return r1[crop].astype(band.dtype), r2[crop].astype(band.dtype)
 
@@ -248,39 +261,73 @@ def _riesz_band(band: np.ndarray, alpha: float, low: float, high: float, kind: s
                 fps: float | None, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Phase-magnify one Laplacian band (T, h, w); returns the change of the band and,
     per frame, the amplitude of the coefficients whose amplified phase passes
-    PHASE_LIMIT and the amplitude of all."""
+    PHASE_LIMIT and the amplitude of all.
+
+    The two phase components (along cos theta and sin theta) are kept in one
+    (T, 2, h, w) array, so that the running sum and the temporal filter treat
+    both in one pass; the arithmetic is element by element that of the
+    expressions in the comments (same operations, same order).
+    """
     r1, r2 = _riesz(band)
     amp = np.sqrt(band ** 2 + r1 ** 2 + r2 ** 2)
     # Quaternionic phase difference of consecutive frames, q_t conj(q_{t-1}):
     # its real part is cos(dphi) A_t A_{t-1}, its i and j parts sin(dphi)
     # (cos theta, sin theta) A_t A_{t-1}.
-    real = band[1:] * band[:-1] + r1[1:] * r1[:-1] + r2[1:] * r2[:-1]
-    qi = r1[1:] * band[:-1] - band[1:] * r1[:-1]
-    qj = r2[1:] * band[:-1] - band[1:] * r2[:-1]
+    b0, b1, x0, x1, y0, y1 = band[:-1], band[1:], r1[:-1], r1[1:], r2[:-1], r2[1:]
+    real = b1 * b0
+    real += x1 * x0
+    real += y1 * y0                                 # b1 b0 + x1 x0 + y1 y0
+    qi = x1 * b0
+    qi -= b1 * x0
+    qj = y1 * b0
+    qj -= b1 * y0
     norm = np.sqrt(qi ** 2 + qj ** 2)
     dphi = np.arctan2(norm, real)
-    safe = np.where(norm > 0, norm, 1.0)
-    phase_c = np.zeros_like(band)
-    phase_s = np.zeros_like(band)
-    phase_c[1:] = np.cumsum(np.where(norm > 0, dphi * qi / safe, 0.0), axis=0)
-    phase_s[1:] = np.cumsum(np.where(norm > 0, dphi * qj / safe, 0.0), axis=0)
-    fc = temporal_bandpass(phase_c, low, high, kind=kind, fps=fps)
-    fs = temporal_bandpass(phase_s, low, high, kind=kind, fps=fps)
+    del real
+    # the phase increments dphi (qi, qj) / norm (0 where norm is 0), summed over time
+    phase = np.empty((len(band), 2) + band.shape[1:], dtype=band.dtype)
+    phase[0] = 0.0
+    np.multiply(dphi, qi, out=phase[1:, 0])
+    np.multiply(dphi, qj, out=phase[1:, 1])
+    zero = ~(norm > 0)
+    if zero.any():
+        norm[zero] = 1.0
+        phase[1:, 0][zero] = 0.0
+        phase[1:, 1][zero] = 0.0
+    phase[1:] /= norm[:, None]
+    for t in range(2, len(band)):                   # cumsum along time (the same sums,
+        phase[t] += phase[t - 1]                    # several times faster than np.cumsum)
+    f = temporal_bandpass(phase, low, high, kind=kind, fps=fps)
     if sigma > 0:
         sig = (0.0, sigma, sigma)
         weight = ndimage.gaussian_filter(amp, sig, mode="mirror")
         weight += 1e-6 * max(float(weight.max()), 1e-30)
-        fc = ndimage.gaussian_filter(amp * fc, sig, mode="mirror") / weight
-        fs = ndimage.gaussian_filter(amp * fs, sig, mode="mirror") / weight
-    pc, ps = alpha * fc, alpha * fs
+        for k in range(2):
+            f[:, k] = ndimage.gaussian_filter(amp * f[:, k], sig, mode="mirror") / weight
+    f *= alpha
+    pc, ps = f[:, 0], f[:, 1]                       # alpha fc, alpha fs
     shift = np.sqrt(pc ** 2 + ps ** 2)
-    sinc = np.where(shift > 0, np.sin(shift) / np.where(shift > 0, shift, 1.0), 1.0)
+    sinc = np.sin(shift)                            # sin(shift) / shift, 1 where shift is 0
+    still = shift == 0
+    if still.any():
+        np.divide(sinc, shift, out=sinc, where=~still)
+        sinc[still] = 1.0
+    else:
+        sinc /= shift
     # amplitude-weighted: the phase of a coefficient without structure is noise and
     # shifting it changes nothing visible
-    over = (amp * (shift > PHASE_LIMIT)).reshape(len(band), -1).sum(axis=1)
+    passed = shift > PHASE_LIMIT
+    over = ((amp * passed).reshape(len(band), -1).sum(axis=1) if passed.any()
+            else np.zeros(len(band), dtype=amp.dtype))
     # A cos(phi + d) = I cos d - (R1 cos theta + R2 sin theta) sin d.
-    return (band * (np.cos(shift) - 1.0) - (r1 * pc + r2 * ps) * sinc, over,
-            amp.reshape(len(band), -1).sum(axis=1))
+    change = np.cos(shift)
+    change -= 1.0
+    change *= band                                  # band (cos(shift) - 1)
+    turn = r1 * pc
+    turn += r2 * ps
+    turn *= sinc                                    # (r1 pc + r2 ps) sinc
+    change -= turn
+    return change, over, amp.reshape(len(band), -1).sum(axis=1)
 
 
 def _check_options(size: tuple[int, int], *, method: str, alpha: float, low: float,
