@@ -118,7 +118,8 @@ def test_training_on_the_cpu_does_not_load_torchs_compiler():
         data = TensorDataset(torch.randn(8, 3, 42, 42), torch.randint(0, 3, (8,)))
         fit(MEAN(3), data, epochs=2, batch_size=4, deterministic=True)
         assert torch.are_deterministic_algorithms_enabled() is False
-        loaded = sorted(m for m in sys.modules if m.startswith(("torch._dynamo", "torch._inductor")))
+        compiler = ("torch._dynamo", "torch._inductor")
+        loaded = sorted(m for m in sys.modules if m.startswith(compiler))
         print(len(loaded), loaded[:3])
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
