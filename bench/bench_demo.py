@@ -3,14 +3,18 @@
 Run from the repository root (after ``bin/setup``):
 
     python bench/bench_demo.py [--workdir DIR] [--epochs 150] [--subjects 5]
-                               [--clips-per-class 2] [--jobs 2]
+                               [--clips-per-class 2] [--jobs 2] [--stage-jobs 1]
+                               [--fold-jobs 1]
 
 The stages are ``bin/demo``'s commands, run one after the other as separate
 ``mexkit`` processes (so each figure includes that command's start-up), on a
-fresh synthetic dataset: synth, crop, onset-apex TV-L1 flow with strain and
-MEAN's region input, MEAN under LOSO, TIM, RPCA, adaptive key frames, Farneback flow between key
-frames, magnification, validation. ``--subjects 28 --clips-per-class 3``
-makes a CASME II-sized run (252 clips with synth's three default classes).
+fresh synthetic dataset: synth (without the per-frame true flow, as bin/demo), crop,
+onset-apex TV-L1 flow with strain and MEAN's region input, MEAN under LOSO, TIM, RPCA,
+adaptive key frames, Farneback flow between key frames, magnification, validation, with
+bin/demo's options by default (``-j 2`` for synth and crop, the temporal stages one clip
+at a time, MEAN's folds one after the other on one thread). ``--subjects 28
+--clips-per-class 3`` makes a CASME II-sized run (252 clips with synth's three default
+classes); for it, ``--stage-jobs 2 --fold-jobs auto`` use both cores in each stage.
 Printed: a table of wall seconds per stage and its share of the total, the
 CPU seconds the stage's processes used (user + system, the command and every
 process it started), and the load average of the machine before and after
@@ -45,8 +49,11 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=5)
     parser.add_argument("--clips-per-class", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=150, help="MEAN epochs (bin/demo: 150)")
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="-j of synth, crop and the temporal stages (bin/demo: 2)")
+    parser.add_argument("--jobs", type=int, default=2, help="-j of synth and crop (bin/demo: 2)")
+    parser.add_argument("--stage-jobs", type=int, default=1,
+                        help="-j of tim, rpca, keyframes and magnify (bin/demo: 1)")
+    parser.add_argument("--fold-jobs", default="1",
+                        help="mexkit train's --fold-jobs (bin/demo: 1, with OMP_NUM_THREADS=1)")
     parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args()
 
@@ -56,40 +63,45 @@ def main() -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     env = dict(os.environ, MPLBACKEND="Agg")
-    j = str(args.jobs)
+    j, sj = str(args.jobs), str(args.stage_jobs)
+    train_env = dict(env, OMP_NUM_THREADS="1") if args.fold_jobs == "1" else env
     stages: list[tuple[str, list[str]]] = [
         ("synth", ["synth", str(out / "data"), "--subjects", str(args.subjects),
-                   "--clips-per-class", str(args.clips_per_class), "--overwrite", "-j", j]),
+                   "--clips-per-class", str(args.clips_per_class), "--no-dense-flow",
+                   "--overwrite", "-j", j]),
         ("crop", ["crop", "--annotations", str(out / "data" / "samples.csv"), "-j", j, "-o",
                   str(out / "demo.crop.h5")]),
         ("flow tvl1 + strain", ["flow", str(out / "demo.crop.h5"), "--pairs", "onset-apex",
                                 "--method", "tvl1", "--strain", "--features", "mean", "-o",
                                 str(out / "demo.flow.h5")]),
         ("train mean loso", ["-q", "train", str(out / "demo.flow.h5"), "--model", "mean",
-                             "--protocol", "loso", "--epochs", str(args.epochs), "-o",
-                             str(out / "mean-loso")]),
-        ("tim", ["tim", str(out / "demo.crop.h5"), "-n", "32", "-j", j, "-o",
+                             "--protocol", "loso", "--epochs", str(args.epochs),
+                             "--fold-jobs", args.fold_jobs, "-o", str(out / "mean-loso")]),
+        ("tim", ["tim", str(out / "demo.crop.h5"), "-n", "32", "-j", sj, "-o",
                  str(out / "demo.tim.h5")]),
-        ("rpca", ["rpca", str(out / "demo.tim.h5"), "-j", j, "-o", str(out / "demo.rpca.h5")]),
+        ("rpca", ["rpca", str(out / "demo.tim.h5"), "-j", sj, "-o",
+                  str(out / "demo.rpca.h5")]),
         ("keyframes adaptive", ["keyframes", str(out / "demo.crop.h5"), "--method", "adaptive",
-                                "-j", j, "-o", str(out / "demo.keyframes.h5")]),
+                                "-j", sj, "-o", str(out / "demo.keyframes.h5")]),
         ("flow farneback", ["flow", str(out / "demo.keyframes.h5"), "--pairs", "keyframes",
                             "--method", "farneback", "-o", str(out / "demo.keyflow.h5")]),
-        ("magnify", ["magnify", str(out / "demo.crop.h5"), "--alpha", "15", "-j", j, "-o",
+        ("magnify", ["magnify", str(out / "demo.crop.h5"), "--alpha", "15", "-j", sj, "-o",
                      str(out / "demo.magnify.h5")]),
         ("validate", ["validate", str(out / "demo.keyflow.h5")]),
     ]
     if args.skip_train:
         stages = [s for s in stages if not s[0].startswith("train")]
     print(f"bench_demo: bin/demo's stages through the CLI, {args.subjects} subjects x "
-          f"{args.clips_per_class} clips per class, MEAN {args.epochs} epochs, -j {j} for "
-          f"synth, crop and the temporal stages, {os.cpu_count()} logical CPUs")
+          f"{args.clips_per_class} clips per class, MEAN {args.epochs} epochs (--fold-jobs "
+          f"{args.fold_jobs}), -j {j} for synth and crop, -j {sj} for the temporal stages, "
+          f"{os.cpu_count()} logical CPUs")
     rows = []
     for name, cmd in stages:
         before = loadavg()
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        result = subprocess.run([exe, *cmd], env=env, capture_output=True, text=True)
+        result = subprocess.run([exe, *cmd], capture_output=True, text=True,
+                                env=train_env if "train" in cmd else env)
         wall = time.perf_counter() - t0
         after_usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after_usage.ru_utime - usage.ru_utime) + (after_usage.ru_stime - usage.ru_stime)
