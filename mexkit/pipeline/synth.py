@@ -69,7 +69,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import openpyxl
 
 from .. import __version__
 from .._validate import check_option, check_range
@@ -431,6 +430,8 @@ def write_casme2_like(root: str | os.PathLike, *, n_subjects: int = 4, clips_per
 
     sheet_rows.sort(key=lambda r: (r[0], r[1]))
     csv_rows.sort(key=lambda r: (r[0], r[1]))
+    import openpyxl  # start-up: the sheet only (not the workers rendering clips)
+
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "Sheet1"
@@ -522,6 +523,8 @@ def _samm_lv_rows(code: str, video_name: str, v: int, intervals: Sequence[Any],
 
 def _write_samm_lv_sheet(path: Path, rows: list[tuple], *, seed: int, fps: float) -> None:
     """SAMM Long Videos' workbook: a title block, the header at SAMM's row, the rows."""
+    import openpyxl  # start-up: as in write_casme2_like
+
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "FACS_Movement_Only"

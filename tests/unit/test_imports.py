@@ -130,9 +130,10 @@ def test_the_start_up_reasons_hold():
 def test_temporal_and_synth_commands_start_without_what_they_do_not_use():
     # issue 32, item 5: a worker of mexkit rpca solves numpy arrays without torch (about
     # 1.5 s of CPU to import), mexkit magnify's default filter needs no scipy.signal
-    # (about 1 s), and mexkit synth's main process renders nothing (scipy.special, 0.3 s)
+    # (about 1 s), mexkit synth's main process renders nothing (scipy.special, 0.3 s) and
+    # its workers write no sheet (openpyxl, 0.1 s each)
     code = ("import sys\nimport mexkit.pipeline.synth\n"
-            "synth = [m for m in ('torch', 'scipy.signal', 'scipy.special') "
+            "synth = [m for m in ('torch', 'scipy.signal', 'scipy.special', 'openpyxl') "
             "if m in sys.modules]\n"
             "import mexkit.temporal.rpca, mexkit.temporal.magnify, mexkit.pipeline.temporal\n"
             "print(synth, [m for m in ('torch', 'scipy.signal') if m in sys.modules])")
