@@ -46,10 +46,10 @@ import json
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 import cv2
 import numpy as np
-from skimage.data import astronaut
 
 from .._validate import check_range
 from ..errors import ConvergenceError, DatasetError, ParameterError
@@ -106,12 +106,36 @@ def base_face_record() -> dict:
     return record
 
 
+def _astronaut_png() -> np.ndarray | None:
+    """The astronaut PNG scikit-image bundles, decoded by OpenCV (RGB), or None.
+
+    ``skimage.data.astronaut()`` reads the same file through ``skimage.io``,
+    whose import (imageio, scipy.linalg) costs 0.3 s of CPU in every process
+    that renders a subject; the decoded pixels are checked against the record's
+    digest by the caller either way.
+    """
+    import importlib.util  # start-up: only where a subject is made
+
+    spec = importlib.util.find_spec("skimage")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        bgr = cv2.imread(str(Path(folder) / "data" / "astronaut.png"), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def _astronaut() -> np.ndarray:
+    expected = base_face_record()["image_sha256"]
+    image = _astronaut_png()
+    digest = (hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+              if image is not None else None)
+    if digest != expected:  # not found, or decoded otherwise: scikit-image's own reader
+        from skimage.data import astronaut  # start-up: see _astronaut_png
 
-    image = astronaut()
-    digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
-    if digest != base_face_record()["image_sha256"]:
+        image = astronaut()
+        digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+    if digest != expected:
         logger.warning(
             "skimage.data.astronaut() differs from the image the base face landmarks were "
             "computed on (sha256 %s); synthetic landmarks may be off.", digest[:12])

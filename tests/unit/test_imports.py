@@ -140,6 +140,14 @@ def test_temporal_and_synth_commands_start_without_what_they_do_not_use():
     assert _fresh_python(code) == "[] []"
 
 
+def test_a_synthetic_subject_is_made_without_skimage_io():
+    # issue 32, item 5: every process rendering clips reads the astronaut photograph;
+    # through skimage.io (imageio, scipy.linalg) that cost 0.3 s of CPU each
+    code = ("import sys\nfrom mexkit.synth import make_subject\nmake_subject(1, size=160)\n"
+            "print([m for m in ('skimage.io', 'imageio') if m in sys.modules])")
+    assert _fresh_python(code) == "[]"
+
+
 def test_a_models_flow_feature_loads_without_torch():
     # `mexkit flow --features mean` found MEAN's feature by importing every module of every
     # model package: torch and scikit-learn, seconds of start-up before its first pair

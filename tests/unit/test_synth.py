@@ -70,6 +70,14 @@ def test_base_face_record_matches_bundled_image():
     assert lm[8, 1] > lm[33, 1] > lm[27, 1] > lm[19, 1]  # chin below nose below brows
 
 
+def test_the_astronaut_read_by_opencv_is_scikit_images_pixel_for_pixel():
+    from skimage.data import astronaut
+
+    from mexkit.synth.face import _astronaut_png
+
+    np.testing.assert_array_equal(_astronaut_png(), astronaut())
+
+
 def test_subject_is_deterministic_and_seeds_differ():
     a, b, c = make_subject(3), make_subject(3), make_subject(4)
     assert np.array_equal(a.image, b.image)
