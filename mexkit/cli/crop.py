@@ -14,6 +14,7 @@ from ..pipeline.crop import (
     crop_preset,
     default_sheet,
     default_unit,
+    load_detector_ahead,
     read_annotations,
     run_crop,
     sample_listing,
@@ -181,6 +182,8 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
     if size is None and detector != "none":
         size = 128
     upstream = []
+    if annotations == "-":  # the previous command of a pipeline is still running
+        load_detector_ahead(detector, jobs)
     if annotations is not None:
         if inputs:
             raise ParameterError("Give either INPUTS or --annotations, not both.")

@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .runner import StagedPieces, StageResult, Task, run_stage, staged_pieces
 from .stages import expect_arrays
 
 __all__ = ["CROP_VERSION", "BOXES", "crop_preset", "ClipSpec", "load_annotated",
+           "load_detector_ahead",
            "read_annotations", "default_unit", "default_sheet", "is_sheet", "sample_listing",
            "clips_from_samples", "split_inputs", "clips_from_paths", "run_crop"]
 
@@ -618,6 +620,19 @@ def _input_attrs(spec: Mapping[str, Any]) -> dict[str, Any]:
     if spec.get("intervals"):
         a["intervals"] = spec["intervals"]
     return a
+
+
+def load_detector_ahead(detector: str, jobs: int) -> threading.Thread | None:
+    """Start loading ``detector``'s models in this process while the command waits for
+    its input (the sheet's path from the previous command of a pipeline); the loading
+    thread, or None when nothing is loaded ahead: only dlib's models are (about 1.2 s of
+    CPU), and only for one job (the detections then run in this process; workers load
+    their own)."""
+    if detector != "dlib" or jobs != 1:
+        return None
+    from ..face.landmarks import load_dlib_in_background  # start-up: dlib, only for it
+
+    return load_dlib_in_background()
 
 
 def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "dlib",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 
 import cv2
@@ -390,3 +391,26 @@ def test_landmarks_in_a_given_box_do_not_load_dlibs_detector(monkeypatch):
     assert points.shape == (68, 2) and points[5].tolist() == [5, 10]
     landmarks_module.fit_landmarks(grey, np.array([4, 4, 60, 60]))
     assert loaded == ["predictor"]  # once, and no detector
+
+
+def test_a_crop_waiting_for_its_sheet_loads_dlib_meanwhile(monkeypatch):
+    """`mexkit synth ... | mexkit crop --annotations -` with one job: dlib's two models
+    (1.2 s of CPU) load in a thread while the crop waits for the sheet's path, and the
+    detection then finds them loaded; with workers, or another detector, nothing is."""
+    from mexkit.pipeline.crop import load_detector_ahead
+
+    dlib = pytest.importorskip("dlib")
+    loaded: list[tuple[str, str]] = []
+    monkeypatch.setattr(landmarks_module, "_dlib_cache", {})
+    monkeypatch.setattr(dlib, "shape_predictor", lambda path: loaded.append(
+        ("predictor", threading.current_thread().name)) or object())
+    monkeypatch.setattr(dlib, "get_frontal_face_detector", lambda: loaded.append(
+        ("detector", threading.current_thread().name)) or object())
+    assert load_detector_ahead("dlib", 2) is None and load_detector_ahead("fan", 1) is None
+    assert load_detector_ahead("none", 1) is None and loaded == []
+    thread = load_detector_ahead("dlib", 1)
+    thread.join(10)
+    assert sorted(loaded) == [("detector", thread.name), ("predictor", thread.name)]
+    assert thread.name != threading.current_thread().name
+    landmarks_module._dlib_model("detector")          # used later: not loaded again
+    assert len(loaded) == 2
