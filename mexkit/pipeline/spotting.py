@@ -719,7 +719,8 @@ def frame_score_columns(video: SpotVideo, curves: Mapping[str, Any]) -> dict[str
     dict
         :data:`FRAME_SCORE_COLUMNS`: ``frame`` is the 0-based position ``j``
         in the video, ``smoothed`` the score after MEAN's smoothing, and
-        ``threshold`` the type's spotting threshold for the video.
+        ``threshold`` the type's spotting threshold for the video (NaN for a
+        short video, spotted at its highest peak without one).
     """
     cols: dict[str, list[Any]] = {c: [] for c in FRAME_SCORE_COLUMNS}
     for kind, c in curves.items():
@@ -732,7 +733,9 @@ def frame_score_columns(video: SpotVideo, curves: Mapping[str, Any]) -> dict[str
         cols["frame"] += list(range(n))
         cols["score"] += scores.tolist()
         cols["smoothed"] += smoothed.tolist() if len(smoothed) == n else [None] * n
-        cols["threshold"] += [float(c["threshold"])] * n
+        # short videos are spotted at their highest peak, without a threshold (None)
+        thr = c["threshold"]
+        cols["threshold"] += [None if thr is None else float(thr)] * n
     out: dict[str, Any] = {k: v for k, v in cols.items() if k in ("subject", "video", "type")}
     out["frame"] = np.asarray(cols["frame"], dtype=np.int64)
     for k in ("score", "smoothed", "threshold"):

@@ -279,3 +279,17 @@ def test_spotting_results_export(tmp_path):
     assert micro["smoothed"].tolist() == [0.3, 0.4, 0.35, 0.1]
     assert set(micro["threshold"]) == {0.33} and set(fs["video"]) == {"v1"}
     assert fs[fs["type"] == "macro"]["score"].tolist() == [0.5, 0.6, 0.7, 0.8]
+
+
+def test_frame_scores_of_a_short_video_have_no_threshold():
+    """A short video (a clip) is spotted at its highest peak, without a threshold: its
+    frame scores were written with a crash (float(None)), which stopped the README's
+    MEAN recognition pipeline (`train --model mean --scheme casme2-5` on clips)."""
+    from mexkit.pipeline.spotting import SpotVideo, frame_score_columns
+
+    video = SpotVideo("d/s1/v1", "s1", "v1", 30.0, 4, 1, np.zeros((3, 1)), [])
+    cols = frame_score_columns(video, {"all": {"scores": [0.2, 0.7, 0.1],
+                                               "smoothed": [0.3, 0.5, 0.2],
+                                               "threshold": None}})
+    assert cols["frame"].tolist() == [0, 1, 2] and cols["score"].tolist() == [0.2, 0.7, 0.1]
+    assert np.isnan(cols["threshold"]).all()
