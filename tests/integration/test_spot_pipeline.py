@@ -38,11 +38,18 @@ def _compute(task):
     (subject, video), seed, gap = task.payload
     rng = np.random.default_rng(seed)
     x = rng.normal(0, 0.05, size=(N_FRAMES - gap, 3, 42, 42)).astype(np.float32)
-    for on, off, kind, emo in EVENTS[(subject, video)]:
-        x[on:off + 1, 0 if kind == "micro" else 1] += 1.0
-        x[on:off + 1, 2] += 1.0 if emo == "pos" else -1.0
+    events = EVENTS[(subject, video)]
+    # each interval's onset -> apex input, on which recognition trains (as `mexkit flow
+    # --pairs gap --features mean` stores it: interval_pairs rows onset, apex, offset)
+    bounds = np.array([(on, (on + off) // 2, off) for on, off, _, _ in events], np.int64)
+    onset_apex = rng.normal(0, 0.05, size=(len(events), 3, 42, 42)).astype(np.float32)
+    for k, (on, off, kind, emo) in enumerate(events):
+        for a in (x[on:off + 1], onset_apex[k:k + 1]):
+            a[:, 0 if kind == "micro" else 1] += 1.0
+            a[:, 2] += 1.0 if emo == "pos" else -1.0
     pairs = np.stack([np.arange(N_FRAMES - gap), np.arange(gap, N_FRAMES)], axis=1)
-    return {"mean_regions": x, "pairs": pairs.astype(np.int64)}, {}
+    return {"mean_regions": x, "pairs": pairs.astype(np.int64), "interval_pairs": bounds,
+            "interval_mean_regions": onset_apex}, {}
 
 
 def _write_store(path, gap, videos=EVENTS):
