@@ -37,14 +37,15 @@ CHECKPOINT_VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module,
-                    optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]) -> None:
+                    optimizer: Any, meta: dict[str, Any]) -> None:
     """Write a model (and optimizer) checkpoint atomically; see the module docstring.
 
     Parameters
     ----------
     path : path-like
     model : torch.nn.Module
-    optimizer : torch.optim.Optimizer or None
+    optimizer : torch.optim.Optimizer, mexkit.learn.optim.Adam or SGD, or None
+        Anything with torch's ``state_dict`` layout.
     meta : dict
         JSON-able training state (epoch, seed, config, history, ...).
     """

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Adam", "SGD", "make_optimizer"]
+__all__ = ["Adam", "SGD", "Optimizer", "make_optimizer"]
 
 #: Options of torch's optimizers that must keep their default for these to match them.
 _FIXED = {"amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
@@ -200,8 +200,12 @@ class SGD(_Optimizer):
                 p.add_(grad, alpha=-lr)
 
 
+#: What :func:`make_optimizer` returns: these classes or torch's.
+Optimizer = Adam | SGD | torch.optim.Optimizer
+
+
 def make_optimizer(kind: str, params: list[torch.nn.Parameter], *, lr: float,
-                   momentum: float = 0.0, weight_decay: float = 0.0) -> Any:
+                   momentum: float = 0.0, weight_decay: float = 0.0) -> Optimizer:
     """``kind`` ("adam" or "sgd") for ``params``: these classes when every parameter is on
     the CPU, torch's (its fused or multi-tensor kernels) on an accelerator."""
     if all(p.device.type == "cpu" for p in params):

@@ -102,7 +102,7 @@ from ..io.checkpoints import (
 )
 from .distributed import distributed_setup
 from .losses import focal_loss
-from .optim import make_optimizer
+from .optim import Optimizer, make_optimizer
 
 __all__ = [
     "fit",
@@ -402,7 +402,7 @@ def _lr_at(lr: float, schedule: Mapping[str, Any], epoch: int, epochs: int) -> f
 
 
 # -- checkpoints (the file format is io's: mexkit.io.checkpoints) ------------------------
-def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+def _restore_optimizer(optimizer: Optimizer, tensors: dict[str, torch.Tensor],
                        meta: dict[str, Any], device: torch.device) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
@@ -670,7 +670,7 @@ def _freeze_unused(model: nn.Module, dataset: Dataset, batch: int,
     return frozen
 
 
-def _train_epoch(net: nn.Module, loader: Any, opt: torch.optim.Optimizer, *,
+def _train_epoch(net: nn.Module, loader: Any, opt: Optimizer, *,
                  config: Mapping[str, Any], device: torch.device,
                  augment: Callable[..., Any] | None, aug_gen: torch.Generator,
                  weights: torch.Tensor | None, regularize: Callable[[], torch.Tensor] | None,
@@ -787,7 +787,7 @@ _clock = time.monotonic  # the checkpoints' clock (tests replace it)
 
 
 def _after_epoch(record: dict[str, Any], progress: Callable[[dict[str, Any]], None] | None,
-                 path: Path | None, model: nn.Module, opt: torch.optim.Optimizer,
+                 path: Path | None, model: nn.Module, opt: Optimizer,
                  config: dict[str, Any], history: list[dict[str, Any]], *, every: int,
                  seconds: float = 0.0, saved: dict[str, float] | None = None) -> None:
     """Report the epoch and save a checkpoint after the last epoch and every ``every``
@@ -806,7 +806,7 @@ def _after_epoch(record: dict[str, Any], progress: Callable[[dict[str, Any]], No
         })
 
 
-def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
+def _resume(path: Path, model: nn.Module, opt: Optimizer,
             config: dict[str, Any], device: torch.device) -> tuple[int, list[dict[str, Any]]]:
     model_state, optim_tensors, meta = load_checkpoint(path)
     old = meta.get("config", {})
