@@ -208,10 +208,8 @@ def make_optimizer(kind: str, params: list[torch.nn.Parameter], *, lr: float,
                    momentum: float = 0.0, weight_decay: float = 0.0) -> Optimizer:
     """``kind`` ("adam" or "sgd") for ``params``: these classes when every parameter is on
     the CPU, torch's (its fused or multi-tensor kernels) on an accelerator."""
-    if all(p.device.type == "cpu" for p in params):
-        if kind == "adam":
-            return Adam(params, lr=lr, weight_decay=weight_decay)
-        return SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    on_cpu = all(p.device.type == "cpu" for p in params)
+    adam, sgd = (Adam, SGD) if on_cpu else (torch.optim.Adam, torch.optim.SGD)
     if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return adam(params, lr=lr, weight_decay=weight_decay)
+    return sgd(params, lr=lr, momentum=momentum, weight_decay=weight_decay)

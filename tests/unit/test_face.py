@@ -371,46 +371,50 @@ def test_precropped_without_a_face_has_nan_landmarks(caplog):
 
 
 # --------------------------------------------------------------------------- dlib's models
-def test_landmarks_in_a_given_box_do_not_load_dlibs_detector(monkeypatch):
-    """fit_landmarks (MEAN's regions of a crop) needs dlib's shape predictor only; loading
-    the detector too cost 0.3 s of CPU in every `flow --features mean` run."""
+@pytest.fixture
+def dlib_loads(monkeypatch):
+    """dlib's two model constructors replaced by stand-ins that record each load as
+    (model, thread name), with an empty model cache; the list of loads."""
     dlib = pytest.importorskip("dlib")
-    loaded: list[str] = []
+    loaded: list[tuple[str, str]] = []
 
     class Shape:
         def parts(self):
             return [type("P", (), {"x": i, "y": 2 * i})() for i in range(68)]
 
+    def record(name, model):
+        loaded.append((name, threading.current_thread().name))
+        return model
+
     monkeypatch.setattr(landmarks_module, "_dlib_cache", {})
     monkeypatch.setattr(dlib, "shape_predictor",
-                        lambda path: loaded.append("predictor") or (lambda img, rect: Shape()))
+                        lambda path: record("predictor", lambda img, rect: Shape()))
     monkeypatch.setattr(dlib, "get_frontal_face_detector",
-                        lambda: loaded.append("detector") or object())
+                        lambda: record("detector", object()))
+    return loaded
+
+
+def test_landmarks_in_a_given_box_do_not_load_dlibs_detector(dlib_loads):
+    """fit_landmarks (MEAN's regions of a crop) needs dlib's shape predictor only; loading
+    the detector too cost 0.3 s of CPU in every `flow --features mean` run."""
     grey = np.zeros((64, 64), np.uint8)
     points = landmarks_module.fit_landmarks(grey, np.array([4, 4, 60, 60]))
     assert points.shape == (68, 2) and points[5].tolist() == [5, 10]
     landmarks_module.fit_landmarks(grey, np.array([4, 4, 60, 60]))
-    assert loaded == ["predictor"]  # once, and no detector
+    assert [name for name, _ in dlib_loads] == ["predictor"]  # once, and no detector
 
 
-def test_a_crop_waiting_for_its_sheet_loads_dlib_meanwhile(monkeypatch):
+def test_a_crop_waiting_for_its_sheet_loads_dlib_meanwhile(dlib_loads):
     """`mexkit synth ... | mexkit crop --annotations -` with one job: dlib's two models
     (1.2 s of CPU) load in a thread while the crop waits for the sheet's path, and the
     detection then finds them loaded; with workers, or another detector, nothing is."""
     from mexkit.pipeline.crop import load_detector_ahead
 
-    dlib = pytest.importorskip("dlib")
-    loaded: list[tuple[str, str]] = []
-    monkeypatch.setattr(landmarks_module, "_dlib_cache", {})
-    monkeypatch.setattr(dlib, "shape_predictor", lambda path: loaded.append(
-        ("predictor", threading.current_thread().name)) or object())
-    monkeypatch.setattr(dlib, "get_frontal_face_detector", lambda: loaded.append(
-        ("detector", threading.current_thread().name)) or object())
     assert load_detector_ahead("dlib", 2) is None and load_detector_ahead("fan", 1) is None
-    assert load_detector_ahead("none", 1) is None and loaded == []
+    assert load_detector_ahead("none", 1) is None and dlib_loads == []
     thread = load_detector_ahead("dlib", 1)
     thread.join(10)
-    assert sorted(loaded) == [("detector", thread.name), ("predictor", thread.name)]
+    assert sorted(dlib_loads) == [("detector", thread.name), ("predictor", thread.name)]
     assert thread.name != threading.current_thread().name
     landmarks_module._dlib_model("detector")          # used later: not loaded again
-    assert len(loaded) == 2
+    assert len(dlib_loads) == 2
