@@ -183,7 +183,7 @@ def crop_cmd(inputs: tuple[Path, ...], encoding: str | None, dataset: str | None
         size = 128
     upstream = []
     if annotations == "-":  # the previous command of a pipeline is still running
-        load_detector_ahead(detector, jobs)
+        load_detector_ahead(detector, jobs, backend)
     if annotations is not None:
         if inputs:
             raise ParameterError("Give either INPUTS or --annotations, not both.")

@@ -121,12 +121,11 @@ def detector_box(first_frame: np.ndarray, *, upsample: int = 1, rgb: bool = True
     NoFaceError
         When dlib finds no face.
     """
-    from .landmarks import _dlib_model  # the detector is loaded once per process, lazily
+    from .landmarks import dlib_detector_run  # loaded once per process, lazily
 
     frame = check_frames(first_frame[None], "first_frame")[0]
     check_int("upsample", upsample, 0)
-    detector = _dlib_model("detector")
-    rects, scores, _ = detector.run(_bgr(frame, rgb), int(upsample), 0.0)
+    rects, scores = dlib_detector_run(_bgr(frame, rgb), int(upsample))
     if not len(rects):
         raise NoFaceError(f"{where or 'clip'}: dlib's face detector finds no face in the "
                           f"first frame (upsample {upsample}).")

@@ -95,6 +95,10 @@ _FAN_CHUNK = FAN_BATCH
 
 _lock = threading.Lock()
 _dlib_cache: dict[str, Any] = {}
+# dlib's object detector keeps its feature pyramid between calls (a mutable member):
+# two threads running one detector at once changed each other's scores. Its calls are
+# serialised; the shape predictor holds no such state and is shared freely.
+_detector_lock = threading.Lock()
 _fan_cache: dict[str, Any] = {}
 
 
@@ -287,6 +291,16 @@ def load_dlib_in_background() -> threading.Thread:
     return thread
 
 
+def dlib_detector_run(image: np.ndarray, upsample: int) -> tuple[Any, Any]:
+    """dlib's face detector on ``image`` (``detector.run(image, upsample, 0.0)``): its
+    rectangles and scores. Safe from several threads: the calls take turns, since
+    the detector is not thread-safe (see ``_detector_lock``)."""
+    detector = _dlib_model("detector")
+    with _detector_lock:
+        rects, scores, _ = detector.run(image, int(upsample), 0.0)
+    return rects, scores
+
+
 def _dlib_shape(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
     import dlib  # start-up: only the dlib detector loads dlib
 
@@ -297,9 +311,8 @@ def _dlib_shape(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 def _dlib_detect(grey: np.ndarray, upsample: int | None, where: str) -> Detection | None:
-    detector = _dlib_model("detector")
     for up in ((0, 1) if upsample is None else (upsample,)):
-        rects, scores, _ = detector.run(grey, up, 0.0)
+        rects, scores = dlib_detector_run(grey, up)
         if len(rects):
             break
     else:

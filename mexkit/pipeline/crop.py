@@ -622,13 +622,14 @@ def _input_attrs(spec: Mapping[str, Any]) -> dict[str, Any]:
     return a
 
 
-def load_detector_ahead(detector: str, jobs: int) -> threading.Thread | None:
+def load_detector_ahead(detector: str, jobs: int, backend: str = "loky"
+                        ) -> threading.Thread | None:
     """Start loading ``detector``'s models in this process while the command waits for
     its input (the sheet's path from the previous command of a pipeline); the loading
     thread, or None when nothing is loaded ahead: only dlib's models are (about 1.2 s of
-    CPU), and only for one job (the detections then run in this process; workers load
-    their own)."""
-    if detector != "dlib" or jobs != 1:
+    CPU), and only where the detections run in this process (one job, or threads;
+    worker processes load their own)."""
+    if detector != "dlib" or (jobs != 1 and backend != "threading"):
         return None
     from ..face.landmarks import load_dlib_in_background  # start-up: dlib, only for it
 
@@ -663,16 +664,14 @@ def run_crop(specs: Sequence[ClipSpec], output: str | Path, *, detector: str = "
         raise ParameterError(f"--box detector crops by dlib's face detector box; it cannot "
                              f"be used with --detector {detector}.")
 
-    if backend == "threading" and jobs > 1:
-        # the face models are loaded once per process and are not thread-safe: threads
-        # sharing dlib's detector gave different detection scores than one job, and
-        # crashed; --detector none runs dlib too (landmarks of the pre-cropped face)
-        what = ("--detector none runs dlib on each clip's first frame for its landmarks"
-                if detector == "none" else f"crop with the {detector!r} detector")
+    if backend == "threading" and jobs > 1 and detector == "fan":
+        # the face models are loaded once per process and shared by the threads; dlib's
+        # detector takes its calls in turn (face.landmarks.dlib_detector_run: threads
+        # running it at once had changed each other's detection scores), FAN's does not
         raise ParameterError(
-            f"Invalid value for the 'backend' parameter: {what} and cannot use 'threading' "
-            "(the detector is shared by the threads and results would depend on timing); "
-            "use --backend loky.")
+            "Invalid value for the 'backend' parameter: crop with the 'fan' detector cannot "
+            "use 'threading' (the detector is shared by the threads and results would "
+            "depend on timing); use --backend loky.")
     params = {"detector": detector, "mode": mode, "size": size, "margin": margin,
               "grey": grey, "smooth": smooth if mode == "every" else None,
               "max_gap": max_gap if mode == "every" else None, "upsample": upsample}

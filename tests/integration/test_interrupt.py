@@ -229,8 +229,6 @@ def test_ctrl_c_ends_every_stage_on_every_backend(tmp_path, name, argv, backend)
     if backend in ("dask", "ray"):
         pytest.importorskip("distributed" if backend == "dask" else "ray")
     if name == "crop-every":
-        if backend == "threading":
-            pytest.skip("crop with a face detector refuses the threading backend")
         from mexkit.pipeline.synth import write_casme2_like
 
         write_casme2_like(tmp_path / "data", n_subjects=2, clips_per_class=2, fps=100.0,

@@ -143,14 +143,20 @@ def test_crop_of_a_folder_with_a_fifo_or_dev_zero_fails_that_clip_only(synth_dat
         assert len(s.failures) == 1 and len(s) == 5
 
 
-# -- item 7: --detector none runs dlib too: no threads sharing it -----------------------
-def test_crop_detector_none_refuses_threading(synth_dataset, tmp_path):
-    out = tmp_path / "o.h5"
-    r = _invoke("crop", "--annotations", synth_dataset / "samples.csv", "--detector", "none",
-                "-j", "2", "--backend", "threading", "-o", out)
-    assert r.exit_code == 2, r.output
-    assert "--detector none runs dlib" in r.output
-    assert not out.exists()
+# -- item 7: --detector none runs dlib too: threads take turns with it ------------------
+def test_crop_detector_none_in_threads_equals_one_job(synth_dataset, tmp_path):
+    from mexkit.io.store import open_store
+
+    one, threads = tmp_path / "one.h5", tmp_path / "threads.h5"
+    for out, more in ((one, []), (threads, ["-j", "2", "--backend", "threading"])):
+        r = _invoke("crop", "--annotations", synth_dataset / "samples.csv", "--detector",
+                    "none", *more, "-o", out)
+        assert r.exit_code == 0, r.output
+    with open_store(one) as a, open_store(threads) as b:
+        assert sorted(a.sample_ids) == sorted(b.sample_ids) and len(a.sample_ids) == 6
+        for sid in a.sample_ids:
+            for name in a[sid].keys():
+                assert np.array_equal(a[sid].read(name), b[sid].read(name), equal_nan=True)
 
 
 # -- item 10: what a stage allocates is bounded by what the store holds, at every size --

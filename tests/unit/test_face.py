@@ -412,9 +412,50 @@ def test_a_crop_waiting_for_its_sheet_loads_dlib_meanwhile(dlib_loads):
 
     assert load_detector_ahead("dlib", 2) is None and load_detector_ahead("fan", 1) is None
     assert load_detector_ahead("none", 1) is None and dlib_loads == []
+    assert load_detector_ahead("fan", 2, "threading") is None and dlib_loads == []
     thread = load_detector_ahead("dlib", 1)
     thread.join(10)
     assert sorted(dlib_loads) == [("detector", thread.name), ("predictor", thread.name)]
     assert thread.name != threading.current_thread().name
     landmarks_module._dlib_model("detector")          # used later: not loaded again
     assert len(dlib_loads) == 2
+
+
+def test_threads_load_dlib_ahead_too(dlib_loads):
+    """With --backend threading the detections run in this process: loaded ahead."""
+    from mexkit.pipeline.crop import load_detector_ahead
+
+    thread = load_detector_ahead("dlib", 2, "threading")
+    thread.join(10)
+    assert sorted(name for name, _ in dlib_loads) == ["detector", "predictor"]
+
+
+def test_dlibs_detector_runs_one_call_at_a_time(monkeypatch):
+    """dlib's detector keeps its feature pyramid between calls: threads running it at
+    once changed each other's scores. Its calls through dlib_detector_run never overlap
+    (a stand-in detector counts the calls inside it), and each returns its own result."""
+    inside, most, lock = [0], [0], threading.Lock()
+
+    class Detector:
+        def run(self, image, upsample, threshold):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.01)  # long enough for another thread to come in
+            with lock:
+                inside[0] -= 1
+            return [int(image[0, 0])], [float(upsample)], [0]
+
+    monkeypatch.setattr(landmarks_module, "_dlib_cache", {"detector": Detector()})
+    results = {}
+
+    def call(i):
+        results[i] = landmarks_module.dlib_detector_run(np.full((4, 4), i, np.uint8), i % 2)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert most[0] == 1
+    assert results == {i: ([i], [float(i % 2)]) for i in range(8)}
