@@ -108,6 +108,9 @@ class MEAN(nn.Module):
     """
 
     registry_name = "mean"
+    #: :meth:`train` sets modules' training flags and nothing else (mexkit.learn.train
+    #: may then set the flags directly)
+    train_sets_flags_only = True
 
     def __init__(self, n_classes: int = 3, *, head: str = "recognition",
                  stream_dropout: float = 0.3, head_dropout: float = 0.2,
