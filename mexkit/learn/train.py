@@ -836,10 +836,10 @@ def _evaluation_mode(model: nn.Module) -> list[tuple[nn.Module, bool]]:
     each module's mode before, for :func:`_restore_modes`.
 
     The flags are set directly: ``eval()`` and ``train()`` walk the modules through
-    ``nn.Module.__setattr__``, about 0.3 ms each for a small network, which after every
-    epoch of a 20 ms epoch was a tenth of a short training's time. A model whose class
-    overrides ``train`` for more than the flags (MEAN's keeps frozen batch norm in
-    evaluation mode: flags only) goes through ``eval()``.
+    ``nn.Module.__setattr__``, about 0.3 ms each for MEAN, whose epochs under bin/demo
+    take about 17 ms. A model whose class overrides ``train`` for more than the flags
+    goes through ``eval()`` (MEAN's override, which keeps frozen batch norm in
+    evaluation mode, sets flags only and says so: ``train_sets_flags_only``).
     """
     modules = list(model.modules())
     before = [(m, m.training) for m in modules]
