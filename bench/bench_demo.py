@@ -11,8 +11,9 @@ The stages are ``bin/demo``'s commands, run one after the other as separate
 fresh synthetic dataset: synth (without the per-frame true flow, as bin/demo), crop,
 onset-apex TV-L1 flow with strain and MEAN's region input, MEAN under LOSO, TIM, RPCA,
 adaptive key frames, Farneback flow between key frames, magnification, validation, with
-bin/demo's options by default (``-j 2`` for synth, crop in one process, the temporal
-stages one clip at a time, MEAN's folds one after the other on one thread). ``--subjects 28
+bin/demo's options by default (``-j 2`` for synth, crop in one process with two threads
+(``--backend threading``), the temporal stages one clip at a time, MEAN's folds one
+after the other on one thread). ``--subjects 28
 --clips-per-class 3`` makes a CASME II-sized run (252 clips with synth's three default
 classes); for it, ``--stage-jobs 2 --fold-jobs auto`` use both cores in each stage.
 Printed: a table of wall seconds per stage and its share of the total, the
@@ -69,8 +70,8 @@ def main() -> None:
         ("synth", ["synth", str(out / "data"), "--subjects", str(args.subjects),
                    "--clips-per-class", str(args.clips_per_class), "--no-dense-flow",
                    "--overwrite", "-j", j]),
-        ("crop", ["crop", "--annotations", str(out / "data" / "samples.csv"), "-o",
-                  str(out / "demo.crop.h5")]),
+        ("crop", ["crop", "--annotations", str(out / "data" / "samples.csv"), "-j", "2",
+                  "--backend", "threading", "-o", str(out / "demo.crop.h5")]),
         ("flow tvl1 + strain", ["flow", str(out / "demo.crop.h5"), "--pairs", "onset-apex",
                                 "--method", "tvl1", "--strain", "--features", "mean", "-o",
                                 str(out / "demo.flow.h5")]),
@@ -93,7 +94,8 @@ def main() -> None:
         stages = [s for s in stages if not s[0].startswith("train")]
     print(f"bench_demo: bin/demo's stages through the CLI, {args.subjects} subjects x "
           f"{args.clips_per_class} clips per class, MEAN {args.epochs} epochs (--fold-jobs "
-          f"{args.fold_jobs}), -j {j} for synth, crop in one process, -j {sj} for the "
+          f"{args.fold_jobs}), -j {j} for synth, crop in one process with 2 threads, -j {sj} "
+          f"for the "
           f"temporal stages, "
           f"{os.cpu_count()} logical CPUs")
     rows = []
