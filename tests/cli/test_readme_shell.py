@@ -8,6 +8,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,21 @@ def test_the_flow_step_makes_what_the_trained_model_reads(where):
             need = shlex.split(command)
             if need[:2] == ["mexkit", "flow"]:
                 assert _option_pairs(need) <= _option_pairs(flow), (where, name, need, flow)
+
+
+@needs_venv
+def test_bin_demo_ends_with_its_branch_when_synth_fails(tmp_path):
+    """MEAN's branch starts before synth and waits for the crop store's path: when synth
+    fails, the demo ends with an error at once and leaves none of that branch running."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "data").write_text("a file where synth's folder goes\n")
+    env = dict(os.environ, MPLBACKEND="Agg")
+    r = subprocess.run([str(ROOT / "bin" / "demo"), str(out)], capture_output=True,
+                       text=True, timeout=180, env=env)
+    assert r.returncode != 0
+    assert "synth" in r.stderr
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True)
+    assert left.stdout.strip() == "", f"still running: {left.stdout}"
+    assert not (out / "mean-loso").exists()
