@@ -677,9 +677,7 @@ def _train_epoch(net: nn.Module, loader: Any, opt: Optimizer, *,
                  world: int) -> torch.Tensor:
     """One pass over ``loader`` (a DataLoader or :meth:`_InMemory.batches`); returns (loss
     sum, correct, count) over every process."""
-    classify = config["loss"] != "mse"
-    if not net.training:  # _fit sets the mode once; _monitor leaves each module's as it was
-        net.train()
+    classify = config["loss"] != "mse"  # the mode: set once by _fit (see there)
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
     for inputs, target in loader:
         inputs = move_to_device(inputs, device)
@@ -747,7 +745,9 @@ def _fit(model: nn.Module, dataset: Dataset, *, config: dict[str, Any], device: 
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         regularize = getattr(model, "regularization_loss", None)
         saved = {"at": _clock()}  # when the last checkpoint was written
-        net.train()  # once: nothing in the loop changes a module's mode for good
+        # the training mode, once: in the loop only _monitor switches modes, and it gives
+        # every module its own back
+        net.train()
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             lr_e = _lr_at(config["lr"], config["schedule"], epoch, epochs)
