@@ -20,7 +20,8 @@ Printed: a table of wall seconds per stage and its share of the total, the
 CPU seconds the stage's processes used (user + system, the command and every
 process it started), and the load average of the machine before and after
 each stage (other jobs on a shared machine move the wall figures; the CPU
-figures move less).
+figures move less), and the share of CPU time the hypervisor stole from this
+virtual machine over the whole run.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _timing import cpu_ticks, stolen_share
 
 
 def loadavg() -> str:
@@ -99,6 +102,7 @@ def main() -> None:
           f"temporal stages, "
           f"{os.cpu_count()} logical CPUs")
     rows = []
+    ticks = cpu_ticks()
     for name, cmd in stages:
         before = loadavg()
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -123,6 +127,7 @@ def main() -> None:
         print(f"{name:22s} {wall:8.1f} {100 * wall / total:6.1f}% {cpu:7.1f}  {before} -> "
               f"{after}")
     print(f"{'total':22s} {total:8.1f} {'':7s} {total_cpu:7.1f}")
+    print(stolen_share(ticks, cpu_ticks()))
 
 
 if __name__ == "__main__":

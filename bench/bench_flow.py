@@ -35,7 +35,9 @@ store of them (``mexkit crop --detector none``, built once into
 command line, wall time including start-up, for ``--method tvl1`` (native and
 numpy engines) against ``--method tvl1-opencv``, with each one's mean endpoint
 error read back from its output store. The load average (``/proc/loadavg``)
-is printed beside every section: the machine may be shared with other jobs.
+is printed beside every section: the machine may be shared with other jobs; so is
+the share of CPU time the hypervisor stole from this virtual machine during the
+timed runs (``/proc/stat``): a busy host slows a VM that looks idle.
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ import numpy as np
 import psutil
 import torch
 from _photo_pairs import make_pairs, quantised, write_clips
+from _timing import cpu_ticks, stolen_share
 
 from mexkit.motion import farneback, flow_endpoint_error, tvl1_flow, tvl1_opencv
 
@@ -308,6 +311,7 @@ def main() -> None:
             args.workdir.mkdir(parents=True, exist_ok=True)
         if args.cold:
             one = build_pair_store(args.workdir, ref[:1], mov[:1], f"one-s{args.seed}")
+            ticks = cpu_ticks()
             runs = cold_start(one, 3, args.threads)
             print(f"\ncold start: mexkit flow on a store of 1 pair of 128 x 128 in a fresh "
                   f"process (interpreter start, imports, store read and write included; "
@@ -316,10 +320,12 @@ def main() -> None:
                 name = "no --engine (auto)" if engine == "auto" else f"--engine {engine}"
                 print(f"  {name}: " + ", ".join(f"{w:.2f} s (CPU {c:.2f} s)"
                                                 for w, c in times))
-            print(f"  {loadavg()}")
+            print(f"  {loadavg()}; {stolen_share(ticks, cpu_ticks())}")
         if args.e2e:
             store = build_pair_store(args.workdir, ref, mov, f"pairs{args.pairs}-s{args.seed}")
+            ticks = cpu_ticks()
             walls, epes = end_to_end(store, truth, args.threads, args.e2e_repeats)
+            stolen = stolen_share(ticks, cpu_ticks())
             med = {m: statistics.median(w) for m, w in walls.items()}
             print(f"\nend to end: mexkit flow {store.name} --pairs onset-apex ({args.pairs} "
                   f"pairs of 128 x 128 real photographs, 8-bit PNG, {len(set(names))} "
@@ -337,7 +343,7 @@ def main() -> None:
                 print(f"  {engine}: {med['tvl1-opencv'] / med[engine]:.2f}x OpenCV's "
                       f"throughput (per round {', '.join(f'{r:.2f}' for r in ratios)}), EPE "
                       f"ratio {epes[engine] / epes['tvl1-opencv']:.3f}")
-            print(f"  {loadavg()}")
+            print(f"  {loadavg()}; {stolen} (during the timed runs)")
 
 
 def run_pairs(args: argparse.Namespace, methods: list, size: int) -> None:
@@ -357,6 +363,7 @@ def run_pairs(args: argparse.Namespace, methods: list, size: int) -> None:
     walls: dict[int, list[float]] = {i: [] for i in range(len(methods))}
     cpus: dict[int, list[float]] = {i: [] for i in range(len(methods))}
     peaks: dict[int, int] = dict.fromkeys(range(len(methods)), 0)
+    ticks = cpu_ticks()
     for _ in range(args.repeats):
         for i, (_, device, fn) in enumerate(methods):
             with PeakMemory(device == "cuda") as mem:
@@ -384,7 +391,7 @@ def run_pairs(args: argparse.Namespace, methods: list, size: int) -> None:
               f"{cpu:11.1f} {epe[i]:11.4f} {peaks[i] / 2**20:9.1f} {first[i]:12.2f}")
     ours = [i for i, m in enumerate(methods) if m[0].startswith("tvl1")]
     ref_i = next(i for i, m in enumerate(methods) if m[0] == "opencv tvl1")
-    print(loadavg())
+    print(f"{loadavg()}; {stolen_share(ticks, cpu_ticks())} (during the timed runs)")
     for i in ours:
         ratios = [w_ref / w for w, w_ref in zip(walls[i], walls[ref_i], strict=True)]
         print(f"{methods[i][0]} ({methods[i][1]}) vs opencv tvl1: "

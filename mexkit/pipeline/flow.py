@@ -214,7 +214,7 @@ def _derived(flow: np.ndarray, landmarks: np.ndarray | None, opt: Mapping[str, A
     inputs: dict[str, Any] = {"landmarks": landmarks, "first_frame": first_frame,
                               "sample_id": sid}
     if opt["strain"] or any("strain" in f.needs for f in features):
-        inputs["strain"] = optical_strain(flow).astype(np.float32)
+        inputs["strain"] = np.asarray(optical_strain(flow), dtype=np.float32)
         if opt["strain"]:
             out["strain"] = inputs["strain"]
     for feature in features:
@@ -266,7 +266,7 @@ def _prepare(t: Task, opt: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarr
 def _finish(t: Task, prep: tuple, flow: np.ndarray, opt: Mapping[str, Any]
             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     s, frames, pairs, apex, _, intervals = prep
-    flow = flow.astype(np.float32)
+    flow = np.asarray(flow, dtype=np.float32)  # the solver's own array: not copied again
     n = len(pairs) - len(intervals)
     flow, interval_flow, pairs = flow[:n], flow[n:], pairs[:n]
     arrays: dict[str, np.ndarray] = {"flow": flow, "pairs": pairs}
