@@ -1,4 +1,4 @@
 """``python -m mexkit`` runs the command line."""
-from mexkit.cli import main
+from mexkit.cli import run
 
-main()
+run()
