@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -463,7 +464,7 @@ def _check_size(path: Path, ds: Any, where: str, limits: StoreLimits) -> tuple[i
     Returns its declared and stored bytes.
     """
     shape = tuple(int(d) for d in ds.shape or ())
-    declared = int(np.prod(shape, dtype=np.float64)) * ds.dtype.itemsize
+    declared = math.prod(shape) * ds.dtype.itemsize  # exact (Python integers)
     hint = ("; if the store is genuine, raise the limit (MEXKIT_STORE_LIMITS or "
             "--limits, e.g. max_array_bytes=1e10)")
     if declared > limits.max_array_bytes:
@@ -472,7 +473,7 @@ def _check_size(path: Path, ds: Any, where: str, limits: StoreLimits) -> tuple[i
     if len(shape) >= 1 and shape[0] > limits.max_frames:
         raise StoreError(f"{path}: {where} declares {shape[0]:,} frames {shape}, more than "
                          f"the limit of {limits.max_frames:,}{hint}.")
-    per_frame = int(np.prod(shape[1:], dtype=np.float64)) if len(shape) >= 2 else 1
+    per_frame = math.prod(shape[1:]) if len(shape) >= 2 else 1
     if per_frame > limits.max_frame_elements:
         raise StoreError(f"{path}: {where} declares {per_frame:,} values per frame {shape}, "
                          f"more than the limit of {limits.max_frame_elements:,}{hint}.")
