@@ -1,23 +1,12 @@
 """bench/_timing.py: the share of CPU time stolen by the hypervisor, as the benchmarks print it."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).parents[2] / "bench" / "_timing.py"
 
 
 @pytest.fixture(scope="module")
-def timing():
-    spec = importlib.util.spec_from_file_location("_bench_timing", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_bench_timing"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("_bench_timing", None)
+def timing(bench_script):
+    return bench_script("_timing")
 
 
 def test_stolen_share_is_stolen_ticks_over_all_ticks_between_two_readings(timing):

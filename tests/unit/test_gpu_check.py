@@ -1,24 +1,14 @@
 """bench/gpu_check.py: without CUDA it says so and runs nothing; on the CPU its steps run."""
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "bench" / "gpu_check.py"
-
 
 @pytest.fixture(scope="module")
-def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("gpu_check", None)
+def gpu_check(bench_script):
+    return bench_script("gpu_check")
 
 
 def test_without_cuda_it_says_so_and_runs_nothing(gpu_check, monkeypatch, capsys, tmp_path):
